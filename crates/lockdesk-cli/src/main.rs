@@ -1,0 +1,65 @@
+//! `lockdesk-cli`: Lockdesk without a window, for servers, CI and brand engineers.
+//!
+//! Architecture invariant: this binary never links GTK, WebKit or tauri. Each subcommand lives in
+//! `cmd/<name>.rs` and owns its flags; `main` only parses and dispatches.
+//!
+//! Exit status: 0 success, 1 a checked thing failed (e.g. a token was rejected), 2 usage or
+//! configuration error (the message names the flag or file).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "lockdesk-cli",
+    version,
+    about = "Lockdesk without a window: verify iAdvize authentication tokens, manage keys and configuration",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show or check Lockdesk's configuration file.
+    Config(cmd::config::Args),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Config(args) => cmd::config::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lockdesk-cli: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr only, so stdout stays machine-readable; the level comes from `RUST_LOG`
+/// (default: warnings).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

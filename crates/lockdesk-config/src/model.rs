@@ -1,0 +1,123 @@
+//! The configuration file's shape. Unknown keys are refused so a typo never silently does nothing.
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_LEEWAY_SECS: u32 = 60;
+pub const DEFAULT_SESSION_LIFETIME_MINS: u32 = 60;
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u32 = 3600;
+
+/// Everything Lockdesk reads from `config.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub feed: Feed,
+    /// The brands whose tokens we accept, each with the public key (file or JWKS URL) that signs them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<TrustedIssuer>,
+    pub decryption: Decryption,
+    pub verification: Verification,
+    pub ui: Ui,
+}
+
+/// The gateway feed this desk subscribes to. Nothing set means "not configured" (demo mode).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Feed {
+    /// `wss://host/v1/feed` (`ws://` only for loopback addresses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The subscriber credential the gateway issued to this desk. A secret: never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("url", &self.url)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// One trusted token issuer (`iss`) and where its signing key comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    /// A public key file (PEM, bare base64 DER, JWK or JWKS) or an `https://` JWKS URL.
+    pub key: String,
+}
+
+/// The desk's private keys that open the encrypted (JWE) layer. Several allowed, for rotation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Decryption {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Verification {
+    /// Clock-skew allowance applied to `exp` and `nbf`.
+    pub leeway_secs: u32,
+    /// How long a conversation stays "secured" after a valid token (iAdvize's session lifetime).
+    pub session_lifetime_mins: u32,
+    /// The longest `exp - now` a token may carry.
+    pub max_token_lifetime_secs: u32,
+    /// Refuse bare (unencrypted) JWS tokens.
+    pub require_encryption: bool,
+}
+
+impl Default for Verification {
+    fn default() -> Self {
+        Verification {
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            session_lifetime_mins: DEFAULT_SESSION_LIFETIME_MINS,
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+            require_encryption: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    Fr,
+}
+
+impl Language {
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Fr => "fr",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Language> {
+        match code {
+            "en" => Some(Language::En),
+            "fr" => Some(Language::Fr),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ui {
+    pub language: Language,
+}
+
+impl Config {
+    /// True when a feed is configured; otherwise the desk runs its embedded demo.
+    pub fn has_feed(&self) -> bool {
+        self.feed.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+}

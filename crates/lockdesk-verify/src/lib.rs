@@ -1,0 +1,1 @@
+//! The token verification engine (being built: see issue 3).
