@@ -29,6 +29,14 @@ struct Cli {
 enum Command {
     /// Show or check Lockdesk's configuration file.
     Config(cmd::config::Args),
+    /// Verify iAdvize authentication tokens (exit 0 all verified, 1 any rejected, 2 usage error).
+    Verify(cmd::verify::Args),
+    /// Generate and inspect RSA keys.
+    Keys(cmd::keys::Args),
+    /// Produce tokens in iAdvize's format (for testing a brand's set-up).
+    Token(cmd::token::Args),
+    /// Measure verification speed against `openssl speed`.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Config(args) => cmd::config::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

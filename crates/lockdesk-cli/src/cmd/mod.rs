@@ -1,3 +1,7 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod config;
+pub mod keys;
+pub mod token;
+pub mod verify;

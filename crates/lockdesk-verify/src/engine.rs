@@ -1,0 +1,522 @@
+//! The verification pipeline. Cheap checks run first, in this order, so garbage never reaches
+//! RSA: size → characters and shape → header JSON and policy → segment lengths → RSA-OAEP →
+//! AES-GCM → inner header → issuer and key choice → signature length → RS256 → claims.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde_json::{Map, Value};
+
+use crate::cache::Cache;
+use crate::json::{self, excerpt, JsonError};
+use crate::keys::{DecryptionKey, PublicKey, TrustStore};
+use crate::primitives;
+use crate::verdict::{Format, Reason, Rejection, Verdict, Verified};
+use crate::{claims, Policy};
+
+const JWE_ALG: &str = "RSA-OAEP-256";
+const JWE_ENC: &str = "A256GCM";
+const JWS_ALG: &str = "RS256";
+/// Header members that must never appear: keys or key references supplied by the token
+/// (RFC 8725 §3.10 / CVE-2018-0114 style), compression (size oracles and bombs), and extensions
+/// we would have to understand (`crit`, `b64`).
+const FORBIDDEN: [&str; 7] = ["jku", "jwk", "x5u", "x5c", "zip", "crit", "b64"];
+const JWE_ALLOWED: [&str; 5] = ["alg", "enc", "cty", "kid", "typ"];
+const JWS_ALLOWED: [&str; 3] = ["alg", "kid", "typ"];
+const MAX_KID_CHARS: usize = 256;
+
+/// Verifies tokens against fixed keys and policy. Cheap to share between threads (`&self`);
+/// build a new one when keys or policy change (that also empties the cache).
+pub struct Verifier {
+    trust: TrustStore,
+    decryption: Vec<DecryptionKey>,
+    policy: Policy,
+    cache: Option<Cache>,
+}
+
+impl Verifier {
+    /// A verifier with a verdict cache (byte-identical tokens answered without RSA while valid).
+    pub fn new(trust: TrustStore, decryption: Vec<DecryptionKey>, policy: Policy) -> Self {
+        Verifier {
+            trust,
+            decryption,
+            policy,
+            cache: Some(Cache::new()),
+        }
+    }
+
+    /// Turns the cache off (benchmarks of the full path, tests of the full path).
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    pub fn decryption_keys(&self) -> &[DecryptionKey] {
+        &self.decryption
+    }
+
+    /// The one entry point: `token` as received (no surrounding whitespace), `now` in Unix
+    /// seconds. Never panics.
+    pub fn verify(&self, token: &[u8], now: i64) -> Verdict {
+        // Size first, before hashing for the cache or anything else.
+        if token.len() > self.policy.max_token_bytes {
+            return Verdict::Rejected(Rejection::new(
+                Reason::TooLarge,
+                format!(
+                    "the token is {} bytes; at most {} accepted",
+                    token.len(),
+                    self.policy.max_token_bytes
+                ),
+            ));
+        }
+        if let Some(cache) = &self.cache {
+            if let Some(v) = cache.get(token, now, &self.policy) {
+                return Verdict::Verified(v);
+            }
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.verify_uncached(token, now)));
+        match outcome {
+            Ok(Ok(verified)) => {
+                if let Some(cache) = &self.cache {
+                    cache.insert(token, &verified, now);
+                }
+                Verdict::Verified(verified)
+            }
+            Ok(Err(rejection)) => Verdict::Rejected(rejection),
+            Err(_) => Verdict::Rejected(Rejection::new(
+                Reason::Malformed,
+                "internal error while checking the token (a bug: please report it)",
+            )),
+        }
+    }
+
+    fn verify_uncached(&self, token: &[u8], now: i64) -> Result<Verified, Rejection> {
+        let parts = split_compact(token)?;
+        match parts.len() {
+            5 => self.verify_jwe(&parts, now),
+            3 => {
+                if self.policy.require_encryption {
+                    return Err(Rejection::new(
+                        Reason::EncryptionRequired,
+                        "the token is a bare JWS; the policy requires an encrypted (JWE) token",
+                    ));
+                }
+                self.verify_jws(token, &parts, None, now)
+            }
+            n => Err(malformed(format!(
+                "expected 5 dot-separated parts (JWE) or 3 (JWS), found {n}"
+            ))),
+        }
+    }
+
+    fn verify_jwe(&self, parts: &[&[u8]], now: i64) -> Result<Verified, Rejection> {
+        let [h, ek, iv, ct, tag] = parts else {
+            return Err(malformed("expected 5 parts".into()));
+        };
+        let header = decode_header(h, "JWE")?;
+        check_members(&header, &JWE_ALLOWED, "JWE")?;
+        let alg = header_str(&header, "alg", "JWE")?;
+        match alg {
+            Some(JWE_ALG) => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "JWE alg {} is not accepted: expected {JWE_ALG}",
+                    excerpt(other)
+                )))
+            }
+            None => return Err(malformed("the JWE header has no alg".into())),
+        }
+        match header_str(&header, "enc", "JWE")? {
+            Some(JWE_ENC) => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "JWE enc {} is not accepted: expected {JWE_ENC}",
+                    excerpt(other)
+                )))
+            }
+            None => return Err(malformed("the JWE header has no enc".into())),
+        }
+        if let Some(cty) = header_str(&header, "cty", "JWE")? {
+            if !cty.eq_ignore_ascii_case("JWT") {
+                return Err(forbidden(format!(
+                    "JWE cty {} is not accepted: expected JWT (a signed token inside)",
+                    excerpt(cty)
+                )));
+            }
+        }
+        check_typ(&header, "JWE", &["JWT", "JOSE"])?;
+        let kid = header_kid(&header, "JWE")?;
+
+        let ek = decode_segment(ek, "encrypted key")?;
+        let iv = decode_segment(iv, "IV")?;
+        let ct = decode_segment(ct, "ciphertext")?;
+        let tag = decode_segment(tag, "authentication tag")?;
+        if iv.len() != primitives::IV_LEN {
+            return Err(malformed(format!(
+                "the IV is {} bytes; A256GCM needs exactly 12 (96 bits)",
+                iv.len()
+            )));
+        }
+        if tag.len() != primitives::TAG_LEN {
+            return Err(malformed(format!(
+                "the authentication tag is {} bytes; exactly 16 (128 bits) required",
+                tag.len()
+            )));
+        }
+        if self.decryption.is_empty() {
+            return Err(Rejection::new(
+                Reason::DecryptionFailed,
+                "the token is encrypted but no decryption key is configured",
+            ));
+        }
+        let mut candidates: Vec<&DecryptionKey> = self
+            .decryption
+            .iter()
+            .filter(|k| k.modulus_len() == ek.len())
+            .collect();
+        if candidates.is_empty() {
+            let sizes: Vec<String> = self
+                .decryption
+                .iter()
+                .map(|k| k.modulus_len().to_string())
+                .collect();
+            return Err(Rejection::new(
+                Reason::DecryptionFailed,
+                format!(
+                    "the encrypted key is {} bytes; the desk's keys expect {} bytes",
+                    ek.len(),
+                    sizes.join(" or ")
+                ),
+            ));
+        }
+        // A kid equal to a key's thumbprint is tried first; it is only a hint.
+        if let Some(kid) = kid {
+            candidates.sort_by_key(|k| k.thumbprint() != kid);
+        }
+        // The header as it appears in the token is the AAD (RFC 7516 §5.2 step 14).
+        let aad = *h;
+        let mut opened = None;
+        for key in candidates {
+            let Some(cek) = primitives::rsa_oaep256_decrypt(key, &ek) else {
+                continue;
+            };
+            if let Some(pt) = primitives::a256gcm_open(&cek, &iv, aad, &ct, &tag) {
+                opened = Some((pt, key));
+                break;
+            }
+        }
+        // One sentence for every failure, so OAEP and GCM failures are indistinguishable.
+        let Some((plaintext, key)) = opened else {
+            return Err(Rejection::new(
+                Reason::DecryptionFailed,
+                "the token could not be decrypted with the desk's key(s): wrong key or tampered token",
+            ));
+        };
+        let inner = plaintext.trim_ascii();
+        if inner.first() == Some(&b'{') {
+            return Err(malformed(
+                "the encrypted payload is a bare claims set, not a signed JWT: encryption alone proves nothing about the issuer"
+                    .into(),
+            ));
+        }
+        let inner_parts = split_compact(inner)
+            .map_err(|r| Rejection::new(r.reason, format!("inside the JWE: {}", r.detail)))?;
+        match inner_parts.len() {
+            3 => self.verify_jws(inner, &inner_parts, Some(key.thumbprint()), now),
+            5 => Err(malformed(
+                "the encrypted payload is itself a JWE: expected a signed JWT inside".into(),
+            )),
+            n => Err(malformed(format!(
+                "inside the JWE: expected a JWS of 3 dot-separated parts, found {n}"
+            ))),
+        }
+    }
+
+    fn verify_jws(
+        &self,
+        token: &[u8],
+        parts: &[&[u8]],
+        decryption_key: Option<&str>,
+        now: i64,
+    ) -> Result<Verified, Rejection> {
+        let [h, p, s] = parts else {
+            return Err(malformed("expected 3 parts".into()));
+        };
+        let header = decode_header(h, "JWS")?;
+        check_members(&header, &JWS_ALLOWED, "JWS")?;
+        match header_str(&header, "alg", "JWS")? {
+            Some(JWS_ALG) => {}
+            Some(other) => {
+                return Err(unsupported(format!(
+                    "JWS alg {} is not accepted: expected {JWS_ALG}",
+                    excerpt(other)
+                )))
+            }
+            None => return Err(malformed("the JWS header has no alg".into())),
+        }
+        check_typ(&header, "JWS", &["JWT"])?;
+        let kid = header_kid(&header, "JWS")?;
+
+        let payload = decode_segment(p, "payload")?;
+        let claims = match json::parse_object(&payload) {
+            Ok(c) => c,
+            Err(JsonError::Duplicate(name)) => {
+                return Err(Rejection::new(
+                    Reason::DuplicateMember,
+                    format!("the claims contain member {name} twice"),
+                ))
+            }
+            Err(JsonError::Invalid(msg)) => {
+                return Err(malformed(format!(
+                    "the claims are not a JSON object: {msg}"
+                )))
+            }
+        };
+        let signature = decode_segment(s, "signature")?;
+
+        // The issuer picks the keys. It is read before the signature is checked, but only to
+        // choose keys: nothing else from the payload is used until the signature verifies.
+        let issuer = match claims.get("iss") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => {
+                return Err(Rejection::new(
+                    Reason::InvalidClaims,
+                    format!("iss must be a string, found {}", json::kind(v)),
+                ))
+            }
+            None => {
+                return Err(Rejection::new(
+                    Reason::InvalidClaims,
+                    "iss is required (it names the brand whose key signs the token)",
+                ))
+            }
+        };
+        let Some(keys) = self.trust.keys(&issuer) else {
+            return Err(Rejection::new(
+                Reason::UntrustedIssuer,
+                format!("issuer {} is not trusted", excerpt(&issuer)),
+            ));
+        };
+        let candidates = choose_keys(keys, kid, &issuer)?;
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        let mut signer = None;
+        let mut wrong_length = true;
+        for key in candidates {
+            if signature.len() == key.modulus_len() {
+                wrong_length = false;
+            }
+            if primitives::rs256_verify(key, signing_input, &signature) {
+                signer = Some(key);
+                break;
+            }
+        }
+        let Some(signer) = signer else {
+            return Err(Rejection::new(
+                Reason::BadSignature,
+                if wrong_length {
+                    format!(
+                        "the signature is {} bytes, which fits none of the issuer's keys",
+                        signature.len()
+                    )
+                } else {
+                    format!(
+                        "the signature does not verify with the key(s) of issuer {}",
+                        excerpt(&issuer)
+                    )
+                },
+            ));
+        };
+
+        let checked = claims::check(&claims, now, &self.policy)?;
+        let mut warnings = checked.warnings;
+        if decryption_key.is_none() {
+            warnings.insert(
+                0,
+                "the token is signed but not encrypted: its claims travelled readable".into(),
+            );
+        }
+        Ok(Verified {
+            format: if decryption_key.is_some() {
+                Format::Jwe
+            } else {
+                Format::Jws
+            },
+            user_id: checked.user_id,
+            visitor_data: checked.visitor_data,
+            issuer,
+            expires_at: checked.expires_at,
+            issued_at: checked.issued_at,
+            not_before: checked.not_before,
+            signing_key: signer.thumbprint().to_owned(),
+            decryption_key: decryption_key.map(str::to_owned),
+            warnings,
+        })
+    }
+}
+
+/// The keys to try for `kid`. A `kid` is only compared with the configured kids and
+/// thumbprints: never used as a path, URL or query.
+fn choose_keys<'a>(
+    keys: &'a [PublicKey],
+    kid: Option<&str>,
+    issuer: &str,
+) -> Result<Vec<&'a PublicKey>, Rejection> {
+    let Some(kid) = kid else {
+        return Ok(keys.iter().collect());
+    };
+    let matching: Vec<&PublicKey> = keys
+        .iter()
+        .filter(|k| k.kid() == Some(kid) || k.thumbprint() == kid)
+        .collect();
+    if !matching.is_empty() {
+        return Ok(matching);
+    }
+    // Keys configured without kids (a PEM file): the token's kid names nothing we can check,
+    // so all keys are tried.
+    if keys.iter().all(|k| k.kid().is_none()) {
+        return Ok(keys.iter().collect());
+    }
+    Err(Rejection::new(
+        Reason::UnknownKey,
+        format!(
+            "issuer {} has no key with kid {}",
+            excerpt(issuer),
+            excerpt(kid)
+        ),
+    ))
+}
+
+fn malformed(detail: String) -> Rejection {
+    Rejection::new(Reason::Malformed, detail)
+}
+
+fn unsupported(detail: String) -> Rejection {
+    Rejection::new(Reason::UnsupportedAlgorithm, detail)
+}
+
+fn forbidden(detail: String) -> Rejection {
+    Rejection::new(Reason::ForbiddenHeader, detail)
+}
+
+/// Splits a compact serialization after checking its characters.
+fn split_compact(token: &[u8]) -> Result<Vec<&[u8]>, Rejection> {
+    match token.first() {
+        None => return Err(malformed("the token is empty".into())),
+        Some(b'{') => {
+            return Err(malformed(
+                "JSON serialization is not accepted: expected the compact form (dot-separated base64url)"
+                    .into(),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(at) = token
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+    {
+        return Err(malformed(format!(
+            "unexpected character at byte {at}: expected base64url characters and dots"
+        )));
+    }
+    let parts: Vec<&[u8]> = token.split(|&b| b == b'.').collect();
+    if parts.len() > 5 {
+        return Err(malformed(format!(
+            "expected 5 dot-separated parts (JWE) or 3 (JWS), found {}",
+            parts.len()
+        )));
+    }
+    Ok(parts)
+}
+
+fn decode_segment(seg: &[u8], what: &str) -> Result<Vec<u8>, Rejection> {
+    crate::b64::url_decode(seg)
+        .ok_or_else(|| malformed(format!("the {what} is not unpadded base64url")))
+}
+
+fn decode_header(seg: &[u8], layer: &str) -> Result<Map<String, Value>, Rejection> {
+    let bytes = decode_segment(seg, &format!("{layer} header"))?;
+    match json::parse_object(&bytes) {
+        Ok(m) => Ok(m),
+        Err(JsonError::Duplicate(name)) => Err(Rejection::new(
+            Reason::DuplicateMember,
+            format!("the {layer} header contains member {name} twice"),
+        )),
+        Err(JsonError::Invalid(msg)) => Err(malformed(format!(
+            "the {layer} header is not a JSON object: {msg}"
+        ))),
+    }
+}
+
+fn check_members(
+    header: &Map<String, Value>,
+    allowed: &[&str],
+    layer: &str,
+) -> Result<(), Rejection> {
+    for name in header.keys() {
+        if FORBIDDEN.contains(&name.as_str()) {
+            return Err(forbidden(format!(
+                "the {layer} header carries {name}, which is never accepted"
+            )));
+        }
+    }
+    for name in header.keys() {
+        if !allowed.contains(&name.as_str()) {
+            return Err(forbidden(format!(
+                "the {layer} header carries {}, which the format does not use (allowed: {})",
+                excerpt(name),
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn header_str<'a>(
+    header: &'a Map<String, Value>,
+    name: &str,
+    layer: &str,
+) -> Result<Option<&'a str>, Rejection> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(v) => Err(malformed(format!(
+            "the {layer} header's {name} must be a string, found {}",
+            json::kind(v)
+        ))),
+    }
+}
+
+fn check_typ(header: &Map<String, Value>, layer: &str, accepted: &[&str]) -> Result<(), Rejection> {
+    if let Some(typ) = header_str(header, "typ", layer)? {
+        if !accepted.iter().any(|a| typ.eq_ignore_ascii_case(a)) {
+            return Err(forbidden(format!(
+                "the {layer} typ {} is not accepted: expected {}",
+                excerpt(typ),
+                accepted.join(" or ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn header_kid<'a>(
+    header: &'a Map<String, Value>,
+    layer: &str,
+) -> Result<Option<&'a str>, Rejection> {
+    let kid = header_str(header, "kid", layer)?;
+    if let Some(k) = kid {
+        if k.is_empty() || k.chars().count() > MAX_KID_CHARS || k.chars().any(char::is_control) {
+            return Err(malformed(format!(
+                "the {layer} kid must be 1 to {MAX_KID_CHARS} characters without control characters"
+            )));
+        }
+    }
+    Ok(kid)
+}
