@@ -1,1 +1,110 @@
+//! The desktop shell: the Tauri app around Lockdesk's core crates.
+//!
+//! Architecture invariants:
+//! - this is the only crate that depends on tauri; it holds no logic of its own: each command
+//!   takes state and arguments, calls one function of a core crate, and maps the error;
+//! - anything that touches the disk, SQLite or RSA runs off the UI thread (`spawn_blocking`);
+//! - every path comes from `lockdesk_config` (config, data, logs, web view data), so
+//!   `LOCKDESK_CONFIG_DIR` / `LOCKDESK_DATA_DIR` redirect all of them.
 
+mod commands;
+mod logging;
+mod window_state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lockdesk_api::SettingsService;
+use tauri::{Manager, Runtime};
+
+/// Label of the one main window.
+pub const MAIN_WINDOW: &str = "main";
+
+/// What every command can reach.
+pub struct AppState {
+    pub settings: SettingsService,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub config_dir: PathBuf,
+    /// When the process started, for the launch-to-first-paint measurement.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Resolves the folders (honouring the environment overrides).
+    pub fn from_env(started: Instant) -> anyhow::Result<AppState> {
+        let config_dir = lockdesk_config::config_dir()?;
+        Ok(AppState {
+            settings: SettingsService::new(
+                lockdesk_config::config_path()?,
+                Arc::new(lockdesk_config::FilePresence),
+            ),
+            data_dir: lockdesk_config::data_dir()?,
+            log_dir: lockdesk_config::log_dir()?,
+            config_dir,
+            started,
+        })
+    }
+}
+
+/// The app's commands and state on any runtime: the real one in [`run`], the mock one in tests.
+pub fn builder<R: Runtime>(base: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    base.manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::get_settings,
+            commands::validate_settings,
+            commands::save_settings,
+            commands::app_info,
+            commands::feed_status,
+            commands::report_first_paint,
+        ])
+}
+
+/// Starts the desktop app.
+pub fn run() {
+    let started = Instant::now();
+    let state = match AppState::from_env(started) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lockdesk: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let _log_guard = logging::init(&state.log_dir);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "lockdesk starting");
+
+    let result = builder(tauri::Builder::<tauri::Wry>::new(), state)
+        // Must be the first plugin: a second launch hands over to the running instance and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tracing::info!("second launch: focusing the running instance");
+            if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+                let _ = w.unminimize();
+                let _ = w.show();
+                let _ = w.set_focus();
+            }
+        }))
+        .setup(|app| {
+            let state = app.state::<AppState>();
+            window_state::open_main_window(app.handle(), &state.config_dir, &state.data_dir)?;
+            Ok(())
+        })
+        .build(tauri::generate_context!("../tauri.conf.json"));
+    let app = match result {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start the window: {e}");
+            eprintln!("lockdesk: cannot start the window: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            tracing::info!("lockdesk exiting");
+            let _ = handle;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,25 @@
-//! (being built)
+//! What Lockdesk's UI can ask for, independent of Tauri: the data types that cross IPC, the body
+//! of every command, and the TypeScript bindings generated from those types.
+//!
+//! Architecture invariants:
+//! - no dependency on tauri: `src-tauri` wraps each function here in a few lines, and these
+//!   functions are tested without a desktop;
+//! - every type the UI sees derives `ts_rs::TS` and is listed in [`bindings::typescript`]; the
+//!   committed `ui/src/ipc/bindings.ts` must equal its output (a test fails when it is stale);
+//! - errors cross IPC as [`IpcError`] `{code, message}`; a `code` exists only when the UI branches
+//!   on it; validation problems are data ([`FieldError`]), not errors;
+//! - the subscriber credential goes UI -> Rust only; it is never sent back to the web view.
+
+pub mod bindings;
+mod error;
+mod feed;
+mod settings;
+
+pub use error::{IpcError, IpcErrorCode};
+pub use feed::{initial_status, FeedStatus};
+pub use settings::{
+    AppInfo, FieldError, SaveOutcome, SettingsForm, SettingsService, SettingsView, TrustForm,
+};
+
+#[cfg(test)]
+mod tests;

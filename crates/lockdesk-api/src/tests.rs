@@ -1,0 +1,132 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+
+fn service(dir: &Path) -> SettingsService {
+    SettingsService::new(
+        dir.join("config.toml"),
+        Arc::new(lockdesk_config::FilePresence),
+    )
+}
+
+fn form(dir: &Path) -> SettingsForm {
+    let key = dir.join("brand.pem");
+    std::fs::write(&key, "-----BEGIN PUBLIC KEY-----\n").unwrap();
+    SettingsForm {
+        feed_url: "wss://gw.example.com/v1/feed".into(),
+        credential: Some("desk-credential-1".into()),
+        trust: vec![TrustForm {
+            issuer: "https://brand.example".into(),
+            key: key.display().to_string(),
+        }],
+        decryption_keys: vec![key.display().to_string()],
+        leeway_secs: "60".into(),
+        session_lifetime_mins: "45".into(),
+        max_token_lifetime_secs: "3600".into(),
+        require_encryption: true,
+        language: "fr".into(),
+    }
+}
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn bindings_are_fresh() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = root.join(bindings::BINDINGS_PATH);
+    let want = bindings::typescript();
+    if std::env::var_os("UPDATE_BINDINGS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is stale: run `UPDATE_BINDINGS=1 cargo test -p lockdesk-api bindings` and commit it",
+        bindings::BINDINGS_PATH
+    );
+}
+
+#[test]
+fn defaults_when_nothing_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = service(dir.path()).view();
+    assert_eq!(view.form.leeway_secs, "60");
+    assert_eq!(view.form.session_lifetime_mins, "60");
+    assert_eq!(view.form.language, "en");
+    assert!(!view.credential_saved);
+    assert_eq!(view.load_error, None);
+}
+
+#[test]
+fn typed_numbers_are_field_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let mut f = form(dir.path());
+    f.leeway_secs = "abc".into();
+    f.session_lifetime_mins = "-5".into();
+    f.language = "de".into();
+    let out = svc.save(&f).unwrap();
+    assert!(!out.saved);
+    assert_eq!(
+        fields(&out.errors),
+        ["verification.leeway_secs", "verification.session_lifetime_mins", "ui.language"]
+    );
+    assert!(!svc.path().exists(), "nothing is written when a field is invalid");
+}
+
+#[test]
+fn save_round_trips_and_never_returns_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let f = form(dir.path());
+    let out = svc.save(&f).unwrap();
+    assert!(out.saved, "{:?}", out.errors);
+    assert!(out.settings.credential_saved);
+    let json = serde_json::to_string(&out).unwrap();
+    assert!(!json.contains("desk-credential-1"), "{json}");
+
+    let view = svc.view();
+    let mut expected = f.clone();
+    expected.credential = None;
+    assert_eq!(view.form, expected);
+    let config = svc.load().unwrap();
+    assert_eq!(config.feed.credential.as_deref(), Some("desk-credential-1"));
+    assert_eq!(config.verification.session_lifetime_mins, 45);
+
+    // Saving with `credential: null` keeps it; an empty string clears it (and then the feed
+    // URL needs one again).
+    let mut keep = view.form.clone();
+    keep.leeway_secs = "30".into();
+    assert!(svc.save(&keep).unwrap().saved);
+    assert_eq!(svc.load().unwrap().feed.credential.as_deref(), Some("desk-credential-1"));
+    let mut clear = keep.clone();
+    clear.credential = Some(String::new());
+    let out = svc.save(&clear).unwrap();
+    assert_eq!(fields(&out.errors), ["feed.credential"]);
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    std::fs::write(svc.path(), "this is = = not toml").unwrap();
+    let view = svc.view();
+    assert!(view.load_error.as_deref().unwrap().contains("config.toml"));
+    assert_eq!(svc.load().unwrap_err().code, IpcErrorCode::ConfigUnreadable);
+    let out = svc.save(&form(dir.path())).unwrap();
+    assert!(out.saved);
+    let kept = out.kept_unreadable_copy.expect("kept");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "this is = = not toml");
+}
+
+#[test]
+fn errors_serialize_as_code_and_message() {
+    let e = IpcError::new(IpcErrorCode::ConfigWriteFailed, "cannot write x: disk full");
+    assert_eq!(
+        serde_json::to_value(&e).unwrap(),
+        serde_json::json!({"code": "config_write_failed", "message": "cannot write x: disk full"})
+    );
+}

@@ -1,0 +1,89 @@
+//! The `lockdesk-cli` binary as users run it.
+
+use std::process::Command;
+
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"));
+    // Never the real folders.
+    let dir = std::env::temp_dir().join("lockdesk-cli-tests-unused");
+    c.env("LOCKDESK_CONFIG_DIR", dir.join("config"))
+        .env("LOCKDESK_DATA_DIR", dir.join("data"));
+    c
+}
+
+#[test]
+fn help_and_version() {
+    let out = cli().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Usage: lockdesk-cli"), "{text}");
+    let out = cli().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("lockdesk-cli {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = cli().arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_check_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "[verification]\nleeway_secs = 900\n").unwrap();
+    let out = cli()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("verification.leeway_secs: expected a clock-skew leeway"),
+        "{text}"
+    );
+
+    std::fs::write(&path, "[verification]\nleeway_secs = 30\n").unwrap();
+    let out = cli()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    std::fs::write(&path, "[verification\n").unwrap();
+    let out = cli()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--config") && err.contains("config.toml"),
+        "{err}"
+    );
+}
+
+/// Brand engineers run the CLI on servers without a desktop: it must not link GTK or WebKit.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_cli_does_not_link_gtk_or_webkit() {
+    let out = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_lockdesk-cli"))
+        .output()
+        .expect("ldd runs");
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(libs.contains("libc.so"), "ldd output looks wrong: {libs}");
+    for banned in ["gtk", "webkit", "gdk", "javascriptcore", "soup"] {
+        assert!(
+            !libs.to_lowercase().contains(banned),
+            "lockdesk-cli links {banned}: {libs}"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+# Shared by scripts/run.sh and scripts/test.sh: find or install what Lockdesk needs.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# What the desktop app needs to build and run on Debian/Ubuntu.
+RUN_PACKAGES=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
+  libssl-dev libxdo-dev build-essential pkg-config file)
+# What the tests add: a virtual display, the WebKit WebDriver, a session bus and a notification
+# daemon (notifications are observed through dunst's history).
+TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+missing_packages() {
+  local p missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  echo "${missing[@]:-}"
+}
+
+# Installs missing Debian packages when we can (root, or sudo without a password); otherwise
+# prints the exact command and stops.
+ensure_packages() {
+  if [ "$(uname -s)" != Linux ]; then return 0; fi
+  if ! command -v dpkg-query >/dev/null; then
+    say "not a Debian/Ubuntu system: install the WebKitGTK 4.1, GTK 3, appindicator, librsvg, OpenSSL and xdo development packages (see README.md)"
+    return 0
+  fi
+  local missing
+  missing="$(missing_packages "$@")"
+  [ -z "$missing" ] && return 0
+  local cmd="apt-get install -y --no-install-recommends $missing"
+  if [ "$(id -u)" = 0 ]; then
+    say "installing system packages: $missing"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive $cmd -qq) >&2 || die "apt-get failed; run: $cmd"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    say "installing system packages with sudo: $missing"
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive $cmd -qq) >&2 || die "apt-get failed; run: sudo $cmd"
+  else
+    die "these system packages are missing; run this, then try again:
+    sudo apt-get update && sudo $cmd"
+  fi
+}
+
+ensure_tools() {
+  command -v cargo >/dev/null || die "Rust is not installed: see https://rustup.rs (Lockdesk needs Rust 1.85 or newer)"
+  command -v node >/dev/null || die "Node.js 20 or newer is required (node was not found)"
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$major" -ge 20 ] || die "Node.js 20 or newer is required (found $(node --version))"
+}
+
+# npm packages from the committed lockfile. `npm ci` can refuse lockfiles that name optional
+# packages for other platforms on some registry mirrors; `npm install` with the lockfile works.
+ensure_npm() {
+  local dir="$1"
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  say "installing npm packages in ${dir#"$ROOT"/}"
+  (cd "$dir" && { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; }) >&2
+}
+
+build_ui() {
+  say "building the UI"
+  (cd "$ROOT/ui" && npm run --silent build) >&2
+}
+
+has_display() {
+  case "$(uname -s)" in
+    Linux|*BSD) [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ] ;;
+    *) return 0 ;;
+  esac
+}

@@ -1,0 +1,153 @@
+//! The IPC commands, called through Tauri's real IPC layer on the mock runtime (no display).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use lockdesk_api::SettingsService;
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::WebviewWindowBuilder;
+
+use super::*;
+
+struct Harness {
+    _app: tauri::App<tauri::test::MockRuntime>,
+    window: tauri::WebviewWindow<tauri::test::MockRuntime>,
+    dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState {
+        settings: SettingsService::new(
+            dir.path().join("config/config.toml"),
+            Arc::new(lockdesk_config::FilePresence),
+        ),
+        data_dir: dir.path().join("data"),
+        log_dir: dir.path().join("data/logs"),
+        config_dir: dir.path().join("config"),
+        started: Instant::now(),
+    };
+    // The real configuration and capabilities (test = true gives a mock-runtime context), so
+    // these tests also prove the capability file grants each command.
+    let context = tauri::generate_context!("../tauri.conf.json", test = true);
+    let app = builder(tauri::test::mock_builder(), state)
+        .build(context)
+        .expect("app builds");
+    let window = WebviewWindowBuilder::new(&app, MAIN_WINDOW, Default::default())
+        .build()
+        .expect("window builds");
+    Harness {
+        _app: app,
+        window,
+        dir,
+    }
+}
+
+fn invoke(h: &Harness, cmd: &str, args: Value) -> Result<Value, Value> {
+    invoke_from(h, "tauri://localhost", cmd, args)
+}
+
+fn invoke_from(h: &Harness, origin: &str, cmd: &str, args: Value) -> Result<Value, Value> {
+    let request = InvokeRequest {
+        cmd: cmd.into(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: origin.parse().unwrap(),
+        body: InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(&h.window, request).map(|b| b.deserialize::<Value>().unwrap())
+}
+
+#[test]
+fn get_settings_returns_defaults_for_a_fresh_install() {
+    let h = harness();
+    let view = invoke(&h, "get_settings", json!({})).unwrap();
+    assert_eq!(view["form"]["leewaySecs"], json!("60"));
+    assert!(view["configPath"].as_str().unwrap().ends_with("config.toml"));
+    assert_eq!(view["loadError"], Value::Null);
+    // The real service agrees with what crossed IPC.
+    let svc = SettingsService::new(h.dir.path().join("config/config.toml"), Arc::new(lockdesk_config::FilePresence));
+    assert_eq!(serde_json::to_value(svc.view()).unwrap(), view);
+}
+
+#[test]
+fn save_settings_reports_field_errors_then_saves() {
+    let h = harness();
+    let mut form = json!({
+        "feedUrl": "ftp://nope",
+        "credential": "desk-credential",
+        "trust": [],
+        "decryptionKeys": [],
+        "leewaySecs": "60",
+        "sessionLifetimeMins": "60",
+        "maxTokenLifetimeSecs": "3600",
+        "requireEncryption": false,
+        "language": "fr"
+    });
+    let out = invoke(&h, "save_settings", json!({ "form": form })).unwrap();
+    assert_eq!(out["saved"], json!(false));
+    assert_eq!(out["errors"][0]["field"], json!("feed.url"));
+    assert!(!h.dir.path().join("config/config.toml").exists());
+
+    form["feedUrl"] = json!("ws://127.0.0.1:9000/v1/feed");
+    let out = invoke(&h, "save_settings", json!({ "form": form })).unwrap();
+    assert_eq!(out["saved"], json!(true), "{out}");
+    assert_eq!(out["settings"]["credentialSaved"], json!(true));
+    let text = std::fs::read_to_string(h.dir.path().join("config/config.toml")).unwrap();
+    assert!(text.contains("language = \"fr\""), "{text}");
+
+    let status = invoke(&h, "feed_status", json!({})).unwrap();
+    assert_eq!(status["state"], json!("disconnected"));
+}
+
+#[test]
+fn errors_cross_ipc_as_code_and_message() {
+    let h = harness();
+    std::fs::create_dir_all(h.dir.path().join("config")).unwrap();
+    // A folder where the file should be: reading it fails with a specific error.
+    std::fs::create_dir_all(h.dir.path().join("config/config.toml")).unwrap();
+    let err = invoke(&h, "save_settings", json!({ "form": {
+        "feedUrl": "", "credential": null, "trust": [], "decryptionKeys": [],
+        "leewaySecs": "60", "sessionLifetimeMins": "60", "maxTokenLifetimeSecs": "3600",
+        "requireEncryption": false, "language": "en"
+    }}))
+    .unwrap_err();
+    assert_eq!(err["code"], json!("config_write_failed"), "{err}");
+    assert!(err["message"].as_str().unwrap().contains("config.toml"), "{err}");
+}
+
+#[test]
+fn a_malformed_argument_is_an_error_not_a_panic() {
+    let h = harness();
+    let err = invoke(&h, "save_settings", json!({ "form": { "feedUrl": 3 } })).unwrap_err();
+    assert!(err.as_str().is_some_and(|s| s.contains("form")), "{err}");
+}
+
+#[test]
+fn first_paint_is_measured_from_start() {
+    let h = harness();
+    let ms = invoke(&h, "report_first_paint", json!({})).unwrap();
+    assert!(ms.as_u64().is_some());
+    let info = invoke(&h, "app_info", json!({})).unwrap();
+    assert_eq!(info["version"], json!(env!("CARGO_PKG_VERSION")));
+    assert_eq!(info["feedConfigured"], json!(false));
+}
+
+#[test]
+fn remote_pages_cannot_call_commands() {
+    let h = harness();
+    let err = invoke_from(&h, "https://evil.example", "get_settings", json!({})).unwrap_err();
+    assert!(err.as_str().is_some_and(|s| s.contains("not allowed")), "{err}");
+}
+
+#[test]
+fn commands_the_ui_does_not_use_do_not_exist() {
+    let h = harness();
+    let err = invoke(&h, "plugin:fs|read_file", json!({ "path": "/etc/passwd" })).unwrap_err();
+    assert!(err.as_str().is_some_and(|s| s.contains("not found") || s.contains("not allowed")), "{err}");
+}

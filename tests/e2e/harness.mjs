@@ -1,0 +1,130 @@
+// Drives the real Lockdesk window: tauri-driver (which starts WebKitWebDriver) + selenium.
+// Everything runs on 127.0.0.1; every Lockdesk folder is a fresh temp folder.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Builder, By, until } from 'selenium-webdriver';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const root = resolve(here, '../..');
+export const outputDir = resolve(root, 'tests/output/e2e');
+mkdirSync(outputDir, { recursive: true });
+
+export const appPath =
+  process.env.LOCKDESK_APP ?? resolve(root, 'target/debug/lockdesk');
+
+const DRIVER_PORT = Number(process.env.TAURI_DRIVER_PORT ?? 4444);
+const NATIVE_PORT = Number(process.env.TAURI_DRIVER_NATIVE_PORT ?? 4445);
+
+function portOpen(port) {
+  return new Promise((ok) => {
+    const s = createConnection({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      ok(true);
+    });
+    s.once('error', () => ok(false));
+  });
+}
+
+/** Fresh config and data folders for one test (several launches share them). */
+export function freshDirs() {
+  const base = mkdtempSync(join(tmpdir(), 'lockdesk-e2e-'));
+  const config = join(base, 'config');
+  const data = join(base, 'data');
+  mkdirSync(config);
+  mkdirSync(data);
+  return { base, config, data };
+}
+
+/** Starts tauri-driver with the given Lockdesk folders in its environment (the app inherits it). */
+export async function startDriver(dirs) {
+  const env = {
+    ...process.env,
+    LOCKDESK_CONFIG_DIR: dirs.config,
+    LOCKDESK_DATA_DIR: dirs.data,
+    WEBKIT_DISABLE_DMABUF_RENDERER: '1',
+    RUST_LOG: process.env.RUST_LOG ?? 'info',
+  };
+  const child = spawn(
+    'tauri-driver',
+    ['--port', String(DRIVER_PORT), '--native-port', String(NATIVE_PORT)],
+    { env, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  const deadline = Date.now() + 30_000;
+  while (!(await portOpen(DRIVER_PORT))) {
+    if (child.exitCode !== null) throw new Error(`tauri-driver exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error('tauri-driver did not listen within 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    async stop() {
+      if (child.exitCode !== null) return;
+      // SIGTERM, never SIGKILL: tauri-driver then stops WebKitWebDriver too.
+      child.kill('SIGTERM');
+      await new Promise((r) => {
+        const timer = setTimeout(r, 10_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          r();
+        });
+      });
+    },
+  };
+}
+
+/** Launches the app in a new WebDriver session. */
+export async function launch() {
+  const driver = await new Builder()
+    .usingServer(`http://127.0.0.1:${DRIVER_PORT}/`)
+    .withCapabilities({ browserName: 'wry', 'tauri:options': { application: appPath } })
+    .build();
+  await driver.manage().setTimeouts({ implicit: 0, pageLoad: 30_000, script: 30_000 });
+  return driver;
+}
+
+export async function el(driver, css, timeout = 15_000) {
+  return driver.wait(until.elementLocated(By.css(css)), timeout, `waiting for ${css}`);
+}
+
+export async function textOf(driver, css, timeout = 15_000) {
+  const e = await el(driver, css, timeout);
+  return e.getText();
+}
+
+export async function waitText(driver, css, predicate, timeout = 15_000) {
+  let last = '';
+  await driver.wait(
+    async () => {
+      try {
+        last = await (await driver.findElement(By.css(css))).getText();
+        return predicate(last);
+      } catch {
+        return false;
+      }
+    },
+    timeout,
+    `waiting for ${css} to match (last text: ${JSON.stringify(last)})`,
+  );
+  return last;
+}
+
+/** Replaces an input's value the way a person does: select all, type. */
+export async function typeInto(driver, css, text) {
+  const input = await el(driver, css);
+  await input.clear();
+  if (text) await input.sendKeys(text);
+  return input;
+}
+
+export async function screenshot(driver, name) {
+  const png = await driver.takeScreenshot();
+  const path = join(outputDir, `${name}.png`);
+  writeFileSync(path, png, 'base64');
+  return path;
+}
+
+export { By, until };

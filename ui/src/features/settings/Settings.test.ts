@@ -1,0 +1,76 @@
+// The Settings screen rendered in jsdom, with Tauri's IPC replaced by @tauri-apps/api's own mock
+// (the Rust side of these commands is tested in crates/lockdesk-api and src-tauri).
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fireEvent, render, screen, waitFor } from '@testing-library/svelte';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import Settings from './Settings.svelte';
+import type { SettingsForm, SettingsView, SaveOutcome, FieldError } from '../../ipc';
+
+const baseForm: SettingsForm = {
+  feedUrl: '', credential: null, trust: [], decryptionKeys: [], leewaySecs: '60',
+  sessionLifetimeMins: '60', maxTokenLifetimeSecs: '3600', requireEncryption: false, language: 'en',
+};
+const view = (form: SettingsForm): SettingsView => ({
+  form, credentialSaved: false, configPath: '/tmp/x/config.toml', loadError: null,
+});
+
+let saved: SettingsForm | null;
+let calls: string[];
+
+beforeEach(() => {
+  saved = null;
+  calls = [];
+  mockIPC((cmd, args) => {
+    calls.push(cmd);
+    const form = (args as { form?: SettingsForm } | undefined)?.form;
+    const check = (f: SettingsForm): FieldError[] =>
+      /^\d+$/.test(f.leewaySecs) ? [] : [{ field: 'verification.leeway_secs', message: 'expected a whole number of seconds' }];
+    switch (cmd) {
+      case 'get_settings':
+        return view(saved ?? baseForm);
+      case 'validate_settings':
+        return check(form!);
+      case 'save_settings': {
+        const errors = check(form!);
+        if (errors.length === 0) saved = { ...form!, credential: null };
+        const outcome: SaveOutcome = { saved: errors.length === 0, errors, keptUnreadableCopy: null, settings: view(saved ?? baseForm) };
+        return outcome;
+      }
+      default:
+        throw { code: 'internal', message: `unexpected command ${cmd}` };
+    }
+  });
+});
+afterEach(() => clearMocks());
+
+describe('Settings', () => {
+  it('shows a field error beside the field and saves nothing', async () => {
+    render(Settings);
+    const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
+    await fireEvent.input(leeway, { target: { value: 'abc' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    const error = await screen.findByText('expected a whole number of seconds');
+    expect(error.id).toBe('error-verification-leeway-secs');
+    expect(leeway).toHaveAttribute('aria-invalid', 'true');
+    expect(leeway).toHaveAttribute('aria-describedby', 'error-verification-leeway-secs');
+    expect(saved).toBeNull();
+    expect(screen.getByRole('status')).toHaveTextContent('nothing was saved');
+  });
+
+  it('saves valid values and says so', async () => {
+    render(Settings);
+    const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
+    await fireEvent.input(leeway, { target: { value: '30' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    await waitFor(() => expect(screen.getByRole('status')).toHaveTextContent('Settings saved.'));
+    expect(saved?.leewaySecs).toBe('30');
+    expect(calls).toContain('save_settings');
+  });
+
+  it('renders the configuration path as text, never as markup', async () => {
+    mockIPC((cmd) => (cmd === 'get_settings' ? { ...view(baseForm), configPath: '<img src=x onerror=alert(1)>' } : []));
+    const { container } = render(Settings);
+    await screen.findByText('<img src=x onerror=alert(1)>');
+    expect(container.querySelector('img')).toBeNull();
+  });
+});
