@@ -1,0 +1,332 @@
+//! Claims after a good signature: every type confusion, time at and beyond the leeway, absurd
+//! numbers, the two iAdvize claims.
+
+use serde_json::{json, Value};
+
+use super::*;
+
+/// Signed-only tokens are enough here (the JWE layer is covered elsewhere) and 4x cheaper.
+fn check_claim(label: &str, name: &str, value: Option<Value>, expect: Expect) {
+    check(label, &jws(&claims_with(name, value)), expect);
+}
+
+/// Raw claims text, for values serde_json would not produce (1e300, 1.0, huge integers).
+fn check_raw(label: &str, payload: &str, expect: Expect) {
+    check(label, &jws_raw(JWS_HEADER, payload), expect);
+}
+
+fn raw_with_exp(exp: &str) -> String {
+    format!(r#"{{"{USER_ID}":"u","iss":"{ISSUER}","exp":{exp}}}"#)
+}
+
+#[test]
+fn iss_type_confusion_and_trust() {
+    use Reason::*;
+    for (v, reason) in [
+        (None, InvalidClaims),
+        (Some(json!(null)), InvalidClaims),
+        (Some(json!(42)), InvalidClaims),
+        (Some(json!([ISSUER])), InvalidClaims),
+        (Some(json!({"iss": ISSUER})), InvalidClaims),
+        (Some(json!(true)), InvalidClaims),
+        (Some(json!("https://evil.example")), UntrustedIssuer),
+        (Some(json!("https://test.iadvize.com ")), UntrustedIssuer),
+        (Some(json!("HTTPS://TEST.IADVIZE.COM")), UntrustedIssuer),
+        (Some(json!("https://test.iadvize.com/")), UntrustedIssuer),
+        (Some(json!("")), UntrustedIssuer),
+    ] {
+        check_claim(&format!("iss {v:?}"), "iss", v, Rejected(reason));
+    }
+}
+
+#[test]
+fn exp_type_confusion_and_absurd_numbers() {
+    use Reason::*;
+    for (v, reason) in [
+        (None, InvalidClaims),
+        (Some(json!(null)), InvalidClaims),
+        (Some(json!((NOW + 60).to_string())), InvalidClaims),
+        (Some(json!([NOW + 60])), InvalidClaims),
+        (Some(json!({"$date": NOW + 60})), InvalidClaims),
+        (Some(json!(true)), InvalidClaims),
+        (Some(json!(NOW as f64 + 60.5)), InvalidClaims),
+        (Some(json!(u64::MAX)), InvalidClaims),
+        (Some(json!(i64::MIN)), InvalidClaims),
+        (Some(json!(253_402_300_800_i64)), InvalidClaims),
+        (Some(json!(-1)), Expired),
+        (Some(json!(0)), Expired),
+    ] {
+        check_claim(&format!("exp {v:?}"), "exp", v, Rejected(reason));
+    }
+    // Numbers serde_json would never write.
+    for (exp, reason) in [
+        ("1e300", InvalidClaims), // josekit's validator panics on this
+        ("-1e300", InvalidClaims),
+        ("1.8e9", InvalidClaims),
+        ("1800000060.0", InvalidClaims),
+        ("18446744073709551616", InvalidClaims),
+        ("-9223372036854775809", InvalidClaims),
+        ("1e400", Malformed), // out of f64 range: not JSON we accept
+        ("NaN", Malformed),
+        ("Infinity", Malformed),
+        ("0x6b49d200", Malformed),
+        ("01800000060", Malformed),
+    ] {
+        check_raw(&format!("exp {exp}"), &raw_with_exp(exp), Rejected(reason));
+    }
+    let huge = "9".repeat(5000);
+    check_raw(
+        "exp with 5000 digits",
+        &raw_with_exp(&huge),
+        Rejected(Malformed),
+    );
+    check_raw(
+        "plain integer",
+        &raw_with_exp(&(NOW + 60).to_string()),
+        Verified,
+    );
+}
+
+#[test]
+fn nbf_and_iat_type_confusion() {
+    use Reason::*;
+    for name in ["nbf", "iat"] {
+        for v in [
+            json!(null),
+            json!("1"),
+            json!(1.5),
+            json!([1]),
+            json!(false),
+            json!(1e300),
+        ] {
+            check_claim(
+                &format!("{name} {v}"),
+                name,
+                Some(v),
+                Rejected(InvalidClaims),
+            );
+        }
+        check_claim(&format!("{name} now"), name, Some(json!(NOW)), Verified);
+    }
+    // exp not after iat / nbf.
+    let mut c = good_claims();
+    c["iat"] = json!(NOW + 60);
+    check("exp == iat", &jws(&c), Rejected(InvalidClaims));
+    let mut c = good_claims();
+    c["nbf"] = json!(NOW + 61);
+    c["exp"] = json!(NOW + 61);
+    check("exp == nbf", &jws(&c), Rejected(InvalidClaims));
+}
+
+#[test]
+fn time_claims_at_and_beyond_the_leeway() {
+    use Reason::*;
+    let leeway = 60;
+    let cases: Vec<(&str, &str, i64, Expect)> = vec![
+        // RFC 7519: valid strictly before exp; the leeway extends that by 60 s.
+        ("exp: now - leeway + 1", "exp", NOW - leeway + 1, Verified),
+        ("exp: now - leeway", "exp", NOW - leeway, Rejected(Expired)),
+        ("exp: long ago", "exp", NOW - 86_400, Rejected(Expired)),
+        ("exp: now", "exp", NOW, Verified),
+        ("exp: now + max lifetime", "exp", NOW + 3600, Verified),
+        (
+            "exp: now + max lifetime + 1",
+            "exp",
+            NOW + 3601,
+            Rejected(LifetimeTooLong),
+        ),
+        (
+            "exp: year 9999",
+            "exp",
+            253_402_300_799,
+            Rejected(LifetimeTooLong),
+        ),
+        ("nbf: now + leeway", "nbf", NOW + leeway, Verified),
+        (
+            "nbf: now + leeway + 1",
+            "nbf",
+            NOW + leeway + 1,
+            Rejected(NotYetValid),
+        ),
+        ("nbf: past", "nbf", NOW - 1000, Verified),
+        ("iat: now + leeway", "iat", NOW + leeway, Verified),
+        (
+            "iat: now + leeway + 1",
+            "iat",
+            NOW + leeway + 1,
+            Rejected(NotYetValid),
+        ),
+        ("iat: past", "iat", NOW - 30, Verified),
+    ];
+    for (label, name, value, expect) in cases {
+        let mut c = good_claims();
+        c[name] = json!(value);
+        if name != "exp" {
+            c["exp"] = json!(NOW + leeway + 10);
+        }
+        check(label, &jws(&c), expect);
+    }
+    // A zero leeway and a shorter lifetime, as configured.
+    let strict = verifier(lockdesk_verify::Policy {
+        leeway_secs: 0,
+        max_lifetime_secs: 120,
+        ..Default::default()
+    });
+    check_with(
+        &strict,
+        "leeway 0: exp now",
+        &jws(&claims_with("exp", Some(json!(NOW)))),
+        Rejected(Expired),
+    );
+    check_with(
+        &strict,
+        "leeway 0: exp now + 1",
+        &jws(&claims_with("exp", Some(json!(NOW + 1)))),
+        Verified,
+    );
+    check_with(
+        &strict,
+        "max 120: exp now + 121",
+        &jws(&claims_with("exp", Some(json!(NOW + 121)))),
+        Rejected(LifetimeTooLong),
+    );
+    // A long-lived (but allowed) token with iat gets a warning, not a rejection.
+    let mut c = good_claims();
+    c["iat"] = json!(NOW - 10);
+    c["exp"] = json!(NOW + 3000);
+    let Verdict::Verified(v) = check("long-lived", &jws(&c), Verified) else {
+        unreachable!()
+    };
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.contains("recommends about 60s")),
+        "{:?}",
+        v.warnings
+    );
+    assert_eq!(v.issued_at, Some(NOW - 10));
+}
+
+#[test]
+fn user_id_rules() {
+    use Reason::*;
+    let cases: Vec<(&str, Option<Value>, Expect)> = vec![
+        ("missing", None, Rejected(InvalidUserId)),
+        ("null", Some(json!(null)), Rejected(InvalidUserId)),
+        ("number", Some(json!(42)), Rejected(InvalidUserId)),
+        ("array", Some(json!(["u"])), Rejected(InvalidUserId)),
+        ("object", Some(json!({"id": "u"})), Rejected(InvalidUserId)),
+        ("bool", Some(json!(true)), Rejected(InvalidUserId)),
+        ("empty", Some(json!("")), Rejected(InvalidUserId)),
+        (
+            "256 chars",
+            Some(json!("u".repeat(256))),
+            Rejected(InvalidUserId),
+        ),
+        ("255 chars", Some(json!("u".repeat(255))), Verified),
+        ("255 two-byte chars", Some(json!("é".repeat(255))), Verified),
+        (
+            "256 two-byte chars",
+            Some(json!("é".repeat(256))),
+            Rejected(InvalidUserId),
+        ),
+        ("NUL", Some(json!("u\u{0}1")), Rejected(InvalidUserId)),
+        ("newline", Some(json!("u\n1")), Rejected(InvalidUserId)),
+        (
+            "escape",
+            Some(json!("u\u{1b}[31m")),
+            Rejected(InvalidUserId),
+        ),
+        ("DEL", Some(json!("u\u{7f}")), Rejected(InvalidUserId)),
+        (
+            "C1 control",
+            Some(json!("u\u{85}")),
+            Rejected(InvalidUserId),
+        ),
+        ("unicode", Some(json!("用户-42")), Verified),
+    ];
+    for (label, v, expect) in cases {
+        check_claim(&format!("userId {label}"), USER_ID, v, expect);
+    }
+    let Verdict::Verified(v) = check(
+        "spaces",
+        &jws(&claims_with(USER_ID, Some(json!(" u ")))),
+        Verified,
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(v.user_id, " u ");
+    assert!(v.warnings.iter().any(|w| w.contains("spaces")));
+}
+
+#[test]
+fn visitor_data_rules() {
+    use Reason::*;
+    for (label, v) in [
+        ("string", json!("Ada")),
+        ("null", json!(null)),
+        ("array", json!([{"firstName": "Ada"}])),
+        ("number", json!(1)),
+        ("bool", json!(false)),
+        ("firstName number", json!({"firstName": 1})),
+        ("email null", json!({"email": null})),
+        ("country object", json!({"country": {"code": "FR"}})),
+        ("phoneNumber array", json!({"phoneNumber": ["+33"]})),
+        ("zipCode number", json!({"zipCode": 44000})),
+        ("address too long", json!({"address": "x".repeat(1025)})),
+    ] {
+        check_claim(
+            &format!("visitorData {label}"),
+            VISITOR_DATA,
+            Some(v),
+            Rejected(InvalidVisitorData),
+        );
+    }
+    check_claim("visitorData absent", VISITOR_DATA, None, Verified);
+    check_claim("visitorData empty", VISITOR_DATA, Some(json!({})), Verified);
+    // Unknown fields are kept, reported as unverified extras, and do not fail the token.
+    let vd = json!({"firstName": "Ada", "loyalty": {"tier": "gold"}, "isAdmin": true});
+    let Verdict::Verified(v) = check(
+        "extras",
+        &jws(&claims_with(VISITOR_DATA, Some(vd))),
+        Verified,
+    ) else {
+        unreachable!()
+    };
+    let data = v.visitor_data.as_ref().unwrap();
+    assert_eq!(data.fields, vec![("firstName", "Ada".to_owned())]);
+    assert_eq!(data.extras.len(), 2);
+    assert_eq!(data.extras["isAdmin"], json!(true));
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.contains("\"isAdmin\"") && w.contains("unverified")),
+        "{:?}",
+        v.warnings
+    );
+    let j = v.to_json();
+    assert_eq!(j["visitorData"]["loyalty"]["tier"], "gold");
+}
+
+#[test]
+fn other_claims_are_allowed_but_not_required() {
+    let mut c = good_claims();
+    c["sub"] = json!(12);
+    c["jti"] = json!(["x"]);
+    c["https://iadvize.com/other"] = json!({"a": 1});
+    check("extra claims", &jws(&c), Verified);
+    let mut c = good_claims();
+    c["aud"] = json!("someone");
+    let Verdict::Verified(v) = check("aud", &jws(&c), Verified) else {
+        unreachable!()
+    };
+    assert!(v.warnings.iter().any(|w| w.contains("aud")));
+    // Claims that are not an object at all.
+    for payload in ["[]", "\"claims\"", "42", "null", "", "{"] {
+        check(
+            &format!("claims {payload:?}"),
+            &jws_raw(JWS_HEADER, payload),
+            Rejected(Reason::Malformed),
+        );
+    }
+}
