@@ -442,7 +442,18 @@ pub struct PublicKey {
     n: Vec<u8>,
     e: Vec<u8>,
     spki_der: Vec<u8>,
+    /// Identifies the key in per-thread OpenSSL context caches (clones share it).
+    id: u64,
+    pkey: PKey<Public>,
+    /// josekit's verifier: the reference the fast path is checked against in tests.
     verifier: RsassaJwsVerifier,
+}
+
+/// Source of [`PublicKey`]/[`DecryptionKey`] ids.
+static NEXT_KEY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_key_id() -> u64 {
+    NEXT_KEY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl fmt::Debug for PublicKey {
@@ -468,6 +479,9 @@ impl PublicKey {
         let verifier = RsassaJwsAlgorithm::Rs256
             .verifier_from_der(&spki_der)
             .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        // Re-read from DER so OpenSSL holds a provider-native key (no legacy export per use).
+        let pkey =
+            PKey::public_key_from_der(&spki_der).map_err(|e| KeyError::Invalid(e.to_string()))?;
         Ok(PublicKey {
             kid: raw.kid.clone(),
             thumbprint: raw.thumbprint(),
@@ -475,6 +489,8 @@ impl PublicKey {
             n,
             e,
             spki_der,
+            id: next_key_id(),
+            pkey,
             verifier,
         })
     }
@@ -508,9 +524,15 @@ impl PublicKey {
         }
         Value::Object(m)
     }
-    /// RS256 check of `signature` over `message` (josekit → OpenSSL).
-    pub(crate) fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// RS256 check of `signature` over `message` through josekit (the reference path).
+    pub(crate) fn verify_rs256_josekit(&self, message: &[u8], signature: &[u8]) -> bool {
         self.verifier.verify(message, signature).is_ok()
+    }
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+    pub(crate) fn pkey(&self) -> &PKey<Public> {
+        &self.pkey
     }
     /// Gives the key a `kid` (e.g. from a configuration that names it).
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
@@ -570,6 +592,10 @@ pub struct DecryptionKey {
     thumbprint: String,
     bits: u32,
     modulus_len: usize,
+    /// Identifies the key in per-thread OpenSSL context caches (clones share it).
+    id: u64,
+    pkey: PKey<Private>,
+    /// josekit's decrypter: the reference the fast path is checked against in tests.
     decrypter: RsaesJweDecrypter,
     public: PublicKey,
 }
@@ -601,6 +627,12 @@ impl DecryptionKey {
     pub(crate) fn decrypter(&self) -> &RsaesJweDecrypter {
         &self.decrypter
     }
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+    pub(crate) fn pkey(&self) -> &PKey<Private> {
+        &self.pkey
+    }
 }
 
 /// Reads the desk's private key(s) from PEM (PKCS#8 or PKCS#1; several blocks allowed).
@@ -625,10 +657,14 @@ pub fn parse_decryption_keys(bytes: &[u8]) -> Result<Vec<DecryptionKey>, KeyErro
             .decrypter_from_der(&pkcs8)
             .map_err(|e| KeyError::Invalid(e.to_string()))?;
         let public = PublicKey::from_raw(&raw)?;
+        let native =
+            PKey::private_key_from_der(&pkcs8).map_err(|e| KeyError::Invalid(e.to_string()))?;
         out.push(DecryptionKey {
             thumbprint: raw.thumbprint(),
             bits: raw.bits(),
             modulus_len: public.modulus_len(),
+            id: next_key_id(),
+            pkey: native,
             decrypter,
             public,
         });

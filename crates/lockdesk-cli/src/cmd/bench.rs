@@ -39,6 +39,8 @@ enum What {
 
 const ISSUER: &str = "https://bench.example";
 const NOW: i64 = 1_800_000_000;
+/// Rounds of (openssl speed, lockdesk) per key size; each side keeps its best round.
+const ROUNDS: usize = 3;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let What::Verify { seconds, bits } = args.what;
@@ -47,19 +49,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let dur = Duration::from_secs_f64(seconds);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("lockdesk-cli bench verify: {seconds}s per figure, {cores} core(s), single-thread figures pinned to no core");
+    println!(
+        "lockdesk-cli bench verify: {seconds}s per measurement, best of {ROUNDS} rounds alternated with openssl speed, {cores} core(s)"
+    );
     let mut ok = true;
     for &b in &bits {
         if ![2048, 3072, 4096].contains(&b) {
             bail!("--bits {b}: expected 2048, 3072 or 4096");
         }
         let fx = Fixture::new(b)?;
-        let (sign, verify) = openssl_speed(b, seconds)?;
-        let floor = 1.0 / (1.0 / sign + 1.0 / verify);
         let verifier = fx.verifier().without_cache();
-        let one = rate(dur, &fx.tokens, |t| {
-            verifier.verify(t.as_bytes(), NOW).is_verified()
-        })?;
+        // The machine may be shared: alternate the two measurements and keep each side's best
+        // round, so a burst of other work does not decide the comparison.
+        let (mut sign, mut verify, mut one) = (0.0f64, 0.0f64, 0.0f64);
+        for _ in 0..ROUNDS {
+            let (s, v) = openssl_speed(b, seconds)?;
+            sign = sign.max(s);
+            verify = verify.max(v);
+            one = one.max(rate(dur, &fx.tokens, |t| {
+                verifier.verify(t.as_bytes(), NOW).is_verified()
+            })?);
+        }
+        let floor = 1.0 / (1.0 / sign + 1.0 / verify);
         let pct = 100.0 * one / floor;
         println!(
             "rsa{b}: openssl speed sign {sign:.1}/s verify {verify:.1}/s -> private+public {floor:.1}/s; \
@@ -76,16 +87,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .take(fx.tokens.len() * 4)
             .cloned()
             .collect();
-        let start = Instant::now();
-        let mut n = 0usize;
-        while start.elapsed() < dur {
-            let verdicts = super::verify::verify_all(&engine, &chunk, NOW);
-            if !verdicts.iter().all(|v| v.is_verified()) {
-                bail!("a bench token was rejected in batch mode");
+        let mut batch = 0.0f64;
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            let mut n = 0usize;
+            while start.elapsed() < dur {
+                let verdicts = super::verify::verify_all(&engine, &chunk, NOW);
+                if !verdicts.iter().all(|v| v.is_verified()) {
+                    bail!("a bench token was rejected in batch mode");
+                }
+                n += verdicts.len();
             }
-            n += verdicts.len();
+            batch = batch.max(n as f64 / start.elapsed().as_secs_f64());
         }
-        let batch = n as f64 / start.elapsed().as_secs_f64();
         let ratio = batch / one;
         println!(
             "rsa{b}: --batch on {cores} core(s) {batch:.1}/s = {ratio:.2}x one core {}",

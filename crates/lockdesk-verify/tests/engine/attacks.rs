@@ -740,3 +740,47 @@ fn mutated_tokens_never_panic_or_verify() {
         check_not_verified(default_verifier(), &format!("mutation {round}"), &t);
     }
 }
+
+/// The prepared OpenSSL contexts survive failures and keys used in turn on one thread.
+#[test]
+fn cached_contexts_recover_after_failures() {
+    let k = keys();
+    let mut trust = TrustStore::new();
+    trust.add(ISSUER, vec![k.brand_pub.clone()]).unwrap();
+    let both = Verifier::new(
+        trust,
+        vec![k.desk.clone(), k.desk2.clone()],
+        Policy::default(),
+    )
+    .without_cache();
+    let good = nested(&good_claims());
+    let to2 = mint::encrypt(&jws(&good_claims()), &k.to_desk2).unwrap();
+    let bad_key = flips(&good, 1, 97);
+    let bad_sig = flips(&jws(&good_claims()), 2, 97);
+    for round in 0..3 {
+        for t in &bad_key {
+            check_with(
+                &both,
+                &format!("bad key {round}"),
+                t,
+                Rejected(Reason::DecryptionFailed),
+            );
+        }
+        check_with(&both, &format!("good {round}"), &good, Verified);
+        check_with(&both, &format!("to desk2 {round}"), &to2, Verified);
+        for t in &bad_sig {
+            check_with(
+                &both,
+                &format!("bad sig {round}"),
+                t,
+                Rejected(Reason::BadSignature),
+            );
+        }
+        check_with(
+            &both,
+            &format!("bare {round}"),
+            &jws(&good_claims()),
+            Verified,
+        );
+    }
+}

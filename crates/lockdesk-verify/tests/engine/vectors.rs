@@ -1,7 +1,7 @@
 //! Public test vectors from ../shared/vectors (never copied into the repository): Wycheproof for
 //! the three primitives and the JOSE suites, and RFC 7520 §6.
 
-use lockdesk_verify::primitives::{a256gcm_open, rs256_verify, rsa_oaep256_decrypt};
+use lockdesk_verify::primitives::{a256gcm_open, reference, rs256_verify, rsa_oaep256_decrypt};
 use lockdesk_verify::{
     parse_decryption_keys, parse_public_keys, KeyError, Policy, Reason, TrustStore, Verdict,
     Verifier,
@@ -56,6 +56,12 @@ fn wycheproof_rsa_oaep_sha256() {
                     continue;
                 }
                 let got = rsa_oaep256_decrypt(&key, &hex(&case["ct"]));
+                // The engine's prepared-context path and josekit's agree on every vector.
+                assert_eq!(
+                    got,
+                    reference::rsa_oaep256_decrypt(&key, &hex(&case["ct"])),
+                    "rsa{bits} tc {id}"
+                );
                 match case["result"].as_str().unwrap() {
                     "valid" => {
                         assert_eq!(got, Some(hex(&case["msg"])), "rsa{bits} tc {id}");
@@ -136,6 +142,12 @@ fn wycheproof_rsa_pkcs1_sha256_signatures() {
             let key = keys.remove(0);
             for case in group["tests"].as_array().unwrap() {
                 let got = rs256_verify(&key, &hex(&case["msg"]), &hex(&case["sig"]));
+                assert_eq!(
+                    got,
+                    reference::rs256_verify(&key, &hex(&case["msg"]), &hex(&case["sig"])),
+                    "rsa{bits} tc {}",
+                    case["tcId"]
+                );
                 match case["result"].as_str().unwrap() {
                     "valid" => {
                         assert!(got, "rsa{bits} tc {}", case["tcId"]);
