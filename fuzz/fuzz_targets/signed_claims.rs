@@ -14,7 +14,10 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     static V: OnceLock<(Verifier, SigningKey)> = OnceLock::new();
     let (v, key) = V.get_or_init(|| {
-        (common::verifier(), SigningKey::from_pem(common::BRAND_KEY).expect("signing key"))
+        (
+            common::verifier(),
+            SigningKey::from_pem(common::BRAND_KEY).expect("signing key"),
+        )
     });
     let (header, claims) = match data.iter().position(|&b| b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
