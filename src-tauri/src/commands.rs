@@ -12,9 +12,12 @@ use crate::AppState;
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, IpcError> + Send + 'static,
 ) -> Result<T, IpcError> {
-    tauri::async_runtime::spawn_blocking(f)
-        .await
-        .map_err(|e| IpcError::new(IpcErrorCode::Internal, format!("background task failed: {e}")))?
+    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| {
+        IpcError::new(
+            IpcErrorCode::Internal,
+            format!("background task failed: {e}"),
+        )
+    })?
 }
 
 #[tauri::command]
@@ -61,7 +64,12 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo, IpcError> {
 #[tauri::command]
 pub async fn feed_status(state: State<'_, AppState>) -> Result<FeedStatus, IpcError> {
     let svc = state.settings.clone();
-    blocking(move || Ok(lockdesk_api::initial_status(&svc.load().unwrap_or_default()))).await
+    blocking(move || {
+        Ok(lockdesk_api::initial_status(
+            &svc.load().unwrap_or_default(),
+        ))
+    })
+    .await
 }
 
 /// The UI calls this once, after its first frame is on screen; the answer (milliseconds since

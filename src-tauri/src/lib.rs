@@ -50,15 +50,14 @@ impl AppState {
 
 /// The app's commands and state on any runtime: the real one in [`run`], the mock one in tests.
 pub fn builder<R: Runtime>(base: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
-    base.manage(state)
-        .invoke_handler(tauri::generate_handler![
-            commands::get_settings,
-            commands::validate_settings,
-            commands::save_settings,
-            commands::app_info,
-            commands::feed_status,
-            commands::report_first_paint,
-        ])
+    base.manage(state).invoke_handler(tauri::generate_handler![
+        commands::get_settings,
+        commands::validate_settings,
+        commands::save_settings,
+        commands::app_info,
+        commands::feed_status,
+        commands::report_first_paint,
+    ])
 }
 
 /// Starts the desktop app.

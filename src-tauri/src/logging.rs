@@ -14,7 +14,9 @@ pub fn init(log_dir: &Path) -> Option<WorkerGuard> {
         EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new("warn,lockdesk=info,lockdesk_app=info"))
     };
-    let stderr = fmt::layer().with_writer(std::io::stderr).with_filter(filter());
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter());
     let file = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("lockdesk")

@@ -68,10 +68,16 @@ fn get_settings_returns_defaults_for_a_fresh_install() {
     let h = harness();
     let view = invoke(&h, "get_settings", json!({})).unwrap();
     assert_eq!(view["form"]["leewaySecs"], json!("60"));
-    assert!(view["configPath"].as_str().unwrap().ends_with("config.toml"));
+    assert!(view["configPath"]
+        .as_str()
+        .unwrap()
+        .ends_with("config.toml"));
     assert_eq!(view["loadError"], Value::Null);
     // The real service agrees with what crossed IPC.
-    let svc = SettingsService::new(h.dir.path().join("config/config.toml"), Arc::new(lockdesk_config::FilePresence));
+    let svc = SettingsService::new(
+        h.dir.path().join("config/config.toml"),
+        Arc::new(lockdesk_config::FilePresence),
+    );
     assert_eq!(serde_json::to_value(svc.view()).unwrap(), view);
 }
 
@@ -111,14 +117,21 @@ fn errors_cross_ipc_as_code_and_message() {
     std::fs::create_dir_all(h.dir.path().join("config")).unwrap();
     // A folder where the file should be: reading it fails with a specific error.
     std::fs::create_dir_all(h.dir.path().join("config/config.toml")).unwrap();
-    let err = invoke(&h, "save_settings", json!({ "form": {
-        "feedUrl": "", "credential": null, "trust": [], "decryptionKeys": [],
-        "leewaySecs": "60", "sessionLifetimeMins": "60", "maxTokenLifetimeSecs": "3600",
-        "requireEncryption": false, "language": "en"
-    }}))
+    let err = invoke(
+        &h,
+        "save_settings",
+        json!({ "form": {
+            "feedUrl": "", "credential": null, "trust": [], "decryptionKeys": [],
+            "leewaySecs": "60", "sessionLifetimeMins": "60", "maxTokenLifetimeSecs": "3600",
+            "requireEncryption": false, "language": "en"
+        }}),
+    )
     .unwrap_err();
     assert_eq!(err["code"], json!("config_write_failed"), "{err}");
-    assert!(err["message"].as_str().unwrap().contains("config.toml"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("config.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -142,12 +155,19 @@ fn first_paint_is_measured_from_start() {
 fn remote_pages_cannot_call_commands() {
     let h = harness();
     let err = invoke_from(&h, "https://evil.example", "get_settings", json!({})).unwrap_err();
-    assert!(err.as_str().is_some_and(|s| s.contains("not allowed")), "{err}");
+    assert!(
+        err.as_str().is_some_and(|s| s.contains("not allowed")),
+        "{err}"
+    );
 }
 
 #[test]
 fn commands_the_ui_does_not_use_do_not_exist() {
     let h = harness();
     let err = invoke(&h, "plugin:fs|read_file", json!({ "path": "/etc/passwd" })).unwrap_err();
-    assert!(err.as_str().is_some_and(|s| s.contains("not found") || s.contains("not allowed")), "{err}");
+    assert!(
+        err.as_str()
+            .is_some_and(|s| s.contains("not found") || s.contains("not allowed")),
+        "{err}"
+    );
 }

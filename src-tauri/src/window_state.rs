@@ -54,7 +54,10 @@ fn save(path: &Path, g: &Geometry) {
         .and_then(|_| std::fs::write(&tmp, json))
         .and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = result {
-        tracing::warn!("cannot remember the window geometry in {}: {e}", path.display());
+        tracing::warn!(
+            "cannot remember the window geometry in {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -66,11 +69,12 @@ pub fn open_main_window<R: Runtime>(
 ) -> tauri::Result<()> {
     let path: PathBuf = config_dir.join("window.json");
     let saved = load(&path);
-    let mut builder = WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::App("index.html".into()))
-        .title("Lockdesk")
-        .min_inner_size(MIN_SIZE.0, MIN_SIZE.1)
-        // The web view's own storage (cache, local storage) stays inside Lockdesk's data folder.
-        .data_directory(data_dir.join("webview"));
+    let mut builder =
+        WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::App("index.html".into()))
+            .title("Lockdesk")
+            .min_inner_size(MIN_SIZE.0, MIN_SIZE.1)
+            // The web view's own storage (cache, local storage) stays inside Lockdesk's data folder.
+            .data_directory(data_dir.join("webview"));
     let g = saved.unwrap_or(Geometry {
         width: DEFAULT_SIZE.0,
         height: DEFAULT_SIZE.1,
@@ -143,8 +147,11 @@ mod tests {
         };
         save(&path, &g);
         assert_eq!(load(&path), Some(g));
-        std::fs::write(&path, r#"{"width":1e300,"height":700,"x":0,"y":0,"maximized":false}"#)
-            .unwrap();
+        std::fs::write(
+            &path,
+            r#"{"width":1e300,"height":700,"x":0,"y":0,"maximized":false}"#,
+        )
+        .unwrap();
         assert_eq!(load(&path), None);
         std::fs::write(&path, "garbage").unwrap();
         assert_eq!(load(&path), None);

@@ -1,7 +1,7 @@
 // Drives the real Lockdesk window: tauri-driver (which starts WebKitWebDriver) + selenium.
 // Everything runs on 127.0.0.1; every Lockdesk folder is a fresh temp folder.
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -120,10 +120,20 @@ export async function typeInto(driver, css, text) {
   return input;
 }
 
+/**
+ * Saves a picture of the X display the window is on. (WebKitWebDriver's own screenshot command
+ * hangs under Xvfb, so ImageMagick's `import` grabs the screen instead.) Waits two frames first
+ * so the picture shows what the last action rendered.
+ */
 export async function screenshot(driver, name) {
-  const png = await driver.takeScreenshot();
+  await driver.executeAsyncScript(
+    'const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done()));',
+  );
   const path = join(outputDir, `${name}.png`);
-  writeFileSync(path, png, 'base64');
+  const r = spawnSync('import', ['-window', 'root', path], { timeout: 20_000 });
+  if (r.status !== 0) {
+    throw new Error(`screenshot failed: import exited with ${r.status}: ${r.stderr}`);
+  }
   return path;
 }
 

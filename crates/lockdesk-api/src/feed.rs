@@ -11,9 +11,15 @@ pub enum FeedStatus {
     /// No feed address in Settings.
     NotConfigured,
     /// Configured but not connected; `reason` says why.
-    Disconnected { reason: String },
-    Connecting { url: String },
-    Connected { url: String },
+    Disconnected {
+        reason: String,
+    },
+    Connecting {
+        url: String,
+    },
+    Connected {
+        url: String,
+    },
 }
 
 /// The state before any connection attempt, from the configuration alone.

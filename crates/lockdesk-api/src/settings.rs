@@ -7,7 +7,7 @@ use lockdesk_config::{Config, KeyFileCheck, Language, TrustedIssuer};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::{IpcError, IpcErrorCode};
+use crate::IpcError;
 
 /// One problem with one field. `field` is the dotted path used in the configuration file
 /// (`feed.url`, `trust.0.key`, `verification.leeway_secs`, ...), which the form uses as input ids.
@@ -134,13 +134,15 @@ impl SettingsService {
 
     /// Problems with the form, field by field (empty: it can be saved).
     pub fn validate(&self, form: &SettingsForm) -> Vec<FieldError> {
-        match self.merge(form) {
-            Ok(config) => lockdesk_config::validate(&config, self.keys.as_ref())
-                .into_iter()
-                .map(FieldError::from)
-                .collect(),
-            Err(errors) => errors,
+        let (config, mut errors) = self.merge(form);
+        // Every field is checked, not only up to the first typo; a field whose text did not
+        // parse reports that, not a range error about the placeholder used in its stead.
+        for e in lockdesk_config::validate(&config, self.keys.as_ref()) {
+            if !errors.iter().any(|p| p.field == e.field) {
+                errors.push(e.into());
+            }
         }
+        errors
     }
 
     /// Validates and, when every field is valid, writes the file atomically.
@@ -154,9 +156,7 @@ impl SettingsService {
                 settings: self.view(),
             });
         }
-        let config = self.merge(form).map_err(|_| {
-            IpcError::new(IpcErrorCode::Internal, "the form changed while saving")
-        })?;
+        let (config, _) = self.merge(form);
         let kept = lockdesk_config::save(&self.path, &config)?;
         tracing::info!(path = %self.path.display(), "configuration saved");
         Ok(SaveOutcome {
@@ -168,11 +168,12 @@ impl SettingsService {
     }
 
     /// The form applied to the saved configuration (which supplies the credential when the
-    /// form keeps it). Parse errors come back as field errors.
-    fn merge(&self, form: &SettingsForm) -> Result<Config, Vec<FieldError>> {
+    /// form keeps it), and the fields whose text did not parse (their defaults stand in).
+    fn merge(&self, form: &SettingsForm) -> (Config, Vec<FieldError>) {
         let saved = lockdesk_config::load(&self.path).unwrap_or_default();
         let mut errors = Vec::new();
-        let mut number = |field: &str, text: &str, what: &str| -> u32 {
+        let defaults = lockdesk_config::Verification::default();
+        let mut number = |field: &str, text: &str, what: &str, default: u32| -> u32 {
             match text.trim().parse::<u32>() {
                 Ok(n) => n,
                 Err(_) => {
@@ -180,20 +181,27 @@ impl SettingsService {
                         field: field.to_owned(),
                         message: format!("expected a whole number of {what}"),
                     });
-                    0
+                    default
                 }
             }
         };
-        let leeway_secs = number("verification.leeway_secs", &form.leeway_secs, "seconds");
+        let leeway_secs = number(
+            "verification.leeway_secs",
+            &form.leeway_secs,
+            "seconds",
+            defaults.leeway_secs,
+        );
         let session_lifetime_mins = number(
             "verification.session_lifetime_mins",
             &form.session_lifetime_mins,
             "minutes",
+            defaults.session_lifetime_mins,
         );
         let max_token_lifetime_secs = number(
             "verification.max_token_lifetime_secs",
             &form.max_token_lifetime_secs,
             "seconds",
+            defaults.max_token_lifetime_secs,
         );
         let language = Language::from_code(&form.language);
         if language.is_none() {
@@ -202,16 +210,13 @@ impl SettingsService {
                 message: "expected en or fr".into(),
             });
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
         let url = form.feed_url.trim();
         let credential = match &form.credential {
             None => saved.feed.credential.clone(),
             Some(c) if c.is_empty() => None,
             Some(c) => Some(c.clone()),
         };
-        Ok(Config {
+        let config = Config {
             feed: lockdesk_config::Feed {
                 url: (!url.is_empty()).then(|| url.to_owned()),
                 credential,
@@ -225,7 +230,11 @@ impl SettingsService {
                 })
                 .collect(),
             decryption: lockdesk_config::Decryption {
-                keys: form.decryption_keys.iter().map(|k| k.trim().to_owned()).collect(),
+                keys: form
+                    .decryption_keys
+                    .iter()
+                    .map(|k| k.trim().to_owned())
+                    .collect(),
             },
             verification: lockdesk_config::Verification {
                 leeway_secs,
@@ -236,7 +245,8 @@ impl SettingsService {
             ui: lockdesk_config::Ui {
                 language: language.unwrap_or_default(),
             },
-        })
+        };
+        (config, errors)
     }
 }
 

@@ -68,13 +68,23 @@ fn typed_numbers_are_field_errors() {
     f.leeway_secs = "abc".into();
     f.session_lifetime_mins = "-5".into();
     f.language = "de".into();
+    f.feed_url = "http://gw.example.com/v1/feed".into();
     let out = svc.save(&f).unwrap();
     assert!(!out.saved);
+    // A typo in one field does not hide the problems of the others.
     assert_eq!(
         fields(&out.errors),
-        ["verification.leeway_secs", "verification.session_lifetime_mins", "ui.language"]
+        [
+            "verification.leeway_secs",
+            "verification.session_lifetime_mins",
+            "ui.language",
+            "feed.url"
+        ]
     );
-    assert!(!svc.path().exists(), "nothing is written when a field is invalid");
+    assert!(
+        !svc.path().exists(),
+        "nothing is written when a field is invalid"
+    );
 }
 
 #[test]
@@ -101,7 +111,10 @@ fn save_round_trips_and_never_returns_the_credential() {
     let mut keep = view.form.clone();
     keep.leeway_secs = "30".into();
     assert!(svc.save(&keep).unwrap().saved);
-    assert_eq!(svc.load().unwrap().feed.credential.as_deref(), Some("desk-credential-1"));
+    assert_eq!(
+        svc.load().unwrap().feed.credential.as_deref(),
+        Some("desk-credential-1")
+    );
     let mut clear = keep.clone();
     clear.credential = Some(String::new());
     let out = svc.save(&clear).unwrap();
@@ -119,7 +132,10 @@ fn an_unreadable_file_is_reported_and_kept() {
     let out = svc.save(&form(dir.path())).unwrap();
     assert!(out.saved);
     let kept = out.kept_unreadable_copy.expect("kept");
-    assert_eq!(std::fs::read_to_string(kept).unwrap(), "this is = = not toml");
+    assert_eq!(
+        std::fs::read_to_string(kept).unwrap(),
+        "this is = = not toml"
+    );
 }
 
 #[test]

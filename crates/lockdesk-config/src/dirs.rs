@@ -9,7 +9,9 @@ pub const DATA_DIR_ENV: &str = "LOCKDESK_DATA_DIR";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
-    #[error("cannot find a home folder for Lockdesk's files; set {CONFIG_DIR_ENV} and {DATA_DIR_ENV}")]
+    #[error(
+        "cannot find a home folder for Lockdesk's files; set {CONFIG_DIR_ENV} and {DATA_DIR_ENV}"
+    )]
     NoHome,
     #[error("{var} must be an absolute path, got {value:?}")]
     NotAbsolute { var: &'static str, value: String },

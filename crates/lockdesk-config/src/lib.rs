@@ -14,7 +14,9 @@ mod dirs;
 mod model;
 mod validate;
 
-pub use dirs::{config_dir, config_path, data_dir, log_dir, DirError, CONFIG_DIR_ENV, DATA_DIR_ENV};
+pub use dirs::{
+    config_dir, config_path, data_dir, log_dir, DirError, CONFIG_DIR_ENV, DATA_DIR_ENV,
+};
 pub use model::{
     Config, Decryption, Feed, Language, TrustedIssuer, Ui, Verification, DEFAULT_LEEWAY_SECS,
     DEFAULT_MAX_TOKEN_LIFETIME_SECS, DEFAULT_SESSION_LIFETIME_MINS,
@@ -124,7 +126,8 @@ pub fn save(path: &Path, config: &Config) -> Result<Option<PathBuf>, ConfigError
         .prefix(".config.toml.")
         .tempfile_in(dir)
         .map_err(write_err)?;
-    tmp.write_all(to_toml(config).as_bytes()).map_err(write_err)?;
+    tmp.write_all(to_toml(config).as_bytes())
+        .map_err(write_err)?;
     tmp.as_file().sync_all().map_err(write_err)?;
     // tempfile creates the file 0600 on Unix already; the rename keeps that mode.
     tmp.persist(path).map_err(|e| write_err(e.error))?;

@@ -118,6 +118,9 @@ pub struct Ui {
 impl Config {
     /// True when a feed is configured; otherwise the desk runs its embedded demo.
     pub fn has_feed(&self) -> bool {
-        self.feed.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+        self.feed
+            .url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
     }
 }

@@ -2,7 +2,11 @@ use super::*;
 
 fn key_file(dir: &Path) -> String {
     let p = dir.join("brand.pem");
-    std::fs::write(&p, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+    std::fs::write(
+        &p,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
     p.to_string_lossy().into_owned()
 }
 
@@ -47,11 +51,23 @@ fn nothing_configured_is_valid() {
 
 #[test]
 fn feed_url_rules() {
-    check(|c| c.feed.url = Some("http://gw.example/v1/feed".into()), &["feed.url"]);
+    check(
+        |c| c.feed.url = Some("http://gw.example/v1/feed".into()),
+        &["feed.url"],
+    );
     check(|c| c.feed.url = Some("not a url".into()), &["feed.url"]);
-    check(|c| c.feed.url = Some("ws://gw.example.com/v1/feed".into()), &["feed.url"]);
-    check(|c| c.feed.url = Some("ws://127.0.0.1:8080/v1/feed".into()), &[]);
-    check(|c| c.feed.url = Some("ws://localhost:8080/v1/feed".into()), &[]);
+    check(
+        |c| c.feed.url = Some("ws://gw.example.com/v1/feed".into()),
+        &["feed.url"],
+    );
+    check(
+        |c| c.feed.url = Some("ws://127.0.0.1:8080/v1/feed".into()),
+        &[],
+    );
+    check(
+        |c| c.feed.url = Some("ws://localhost:8080/v1/feed".into()),
+        &[],
+    );
     check(|c| c.feed.url = Some("ws://[::1]:8080/v1/feed".into()), &[]);
     check(|c| c.feed.url = None, &["feed.url"]);
 }
@@ -59,45 +75,96 @@ fn feed_url_rules() {
 #[test]
 fn credential_rules() {
     check(|c| c.feed.credential = None, &["feed.credential"]);
-    check(|c| c.feed.credential = Some("short".into()), &["feed.credential"]);
-    check(|c| c.feed.credential = Some("has a space".into()), &["feed.credential"]);
-    check(|c| c.feed.credential = Some("line\nbreak!!".into()), &["feed.credential"]);
-    check(|c| c.feed.credential = Some("x".repeat(513)), &["feed.credential"]);
+    check(
+        |c| c.feed.credential = Some("short".into()),
+        &["feed.credential"],
+    );
+    check(
+        |c| c.feed.credential = Some("has a space".into()),
+        &["feed.credential"],
+    );
+    check(
+        |c| c.feed.credential = Some("line\nbreak!!".into()),
+        &["feed.credential"],
+    );
+    check(
+        |c| c.feed.credential = Some("x".repeat(513)),
+        &["feed.credential"],
+    );
 }
 
 #[test]
 fn trust_rules() {
     check(|c| c.trust[0].issuer = String::new(), &["trust.0.issuer"]);
-    check(|c| c.trust[0].issuer = " https://brand.example".into(), &["trust.0.issuer"]);
-    check(|c| c.trust[0].issuer = "a\u{7}b".into(), &["trust.0.issuer"]);
+    check(
+        |c| c.trust[0].issuer = " https://brand.example".into(),
+        &["trust.0.issuer"],
+    );
+    check(
+        |c| c.trust[0].issuer = "a\u{7}b".into(),
+        &["trust.0.issuer"],
+    );
     check(|c| c.trust[0].issuer = "x".repeat(256), &["trust.0.issuer"]);
-    check(|c| c.trust[0].key = "/nonexistent/brand.pem".into(), &["trust.0.key"]);
-    check(|c| c.trust[0].key = "http://brand.example/jwks.json".into(), &["trust.0.key"]);
-    check(|c| c.trust[0].key = "https://brand.example/jwks.json".into(), &[]);
+    check(
+        |c| c.trust[0].key = "/nonexistent/brand.pem".into(),
+        &["trust.0.key"],
+    );
+    check(
+        |c| c.trust[0].key = "http://brand.example/jwks.json".into(),
+        &["trust.0.key"],
+    );
+    check(
+        |c| c.trust[0].key = "https://brand.example/jwks.json".into(),
+        &[],
+    );
     check(|c| c.trust[0].key = String::new(), &["trust.0.key"]);
     check(|c| c.trust.push(c.trust[0].clone()), &["trust.1.issuer"]);
 }
 
 #[test]
 fn decryption_key_rules() {
-    check(|c| c.decryption.keys.push("/nonexistent.pem".into()), &["decryption.keys.1"]);
-    check(|c| c.decryption.keys[0] = " ".into(), &["decryption.keys.0"]);
+    check(
+        |c| c.decryption.keys.push("/nonexistent.pem".into()),
+        &["decryption.keys.1"],
+    );
+    check(
+        |c| c.decryption.keys[0] = " ".into(),
+        &["decryption.keys.0"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
     let empty = empty.to_string_lossy().into_owned();
-    check(move |c| c.decryption.keys[0] = empty, &["decryption.keys.0"]);
+    check(
+        move |c| c.decryption.keys[0] = empty,
+        &["decryption.keys.0"],
+    );
     let folder = dir.path().to_string_lossy().into_owned();
-    check(move |c| c.decryption.keys[0] = folder, &["decryption.keys.0"]);
+    check(
+        move |c| c.decryption.keys[0] = folder,
+        &["decryption.keys.0"],
+    );
 }
 
 #[test]
 fn number_ranges() {
-    check(|c| c.verification.leeway_secs = 301, &["verification.leeway_secs"]);
+    check(
+        |c| c.verification.leeway_secs = 301,
+        &["verification.leeway_secs"],
+    );
     check(|c| c.verification.leeway_secs = 0, &[]);
-    check(|c| c.verification.session_lifetime_mins = 0, &["verification.session_lifetime_mins"]);
-    check(|c| c.verification.session_lifetime_mins = 1441, &["verification.session_lifetime_mins"]);
-    check(|c| c.verification.max_token_lifetime_secs = 0, &["verification.max_token_lifetime_secs"]);
+    check(
+        |c| c.verification.session_lifetime_mins = 0,
+        &["verification.session_lifetime_mins"],
+    );
+    check(
+        |c| c.verification.session_lifetime_mins = 1441,
+        &["verification.session_lifetime_mins"],
+    );
+    check(
+        |c| c.verification.max_token_lifetime_secs = 0,
+        &["verification.max_token_lifetime_secs"],
+    );
 }
 
 #[test]
@@ -114,7 +181,11 @@ fn save_then_load_round_trips_with_private_permissions() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
     }
     // Only config.toml is left: no temp file survives a save.
@@ -128,7 +199,10 @@ fn save_then_load_round_trips_with_private_permissions() {
 #[test]
 fn a_missing_file_is_the_default() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(load(&dir.path().join("config.toml")).unwrap(), Config::default());
+    assert_eq!(
+        load(&dir.path().join("config.toml")).unwrap(),
+        Config::default()
+    );
 }
 
 #[test]
@@ -137,14 +211,22 @@ fn unreadable_files_say_where_and_are_kept_on_save() {
     let path = dir.path().join("config.toml");
     std::fs::write(&path, "[feed]\nurl = 3\n").unwrap();
     let err = load(&path).unwrap_err().to_string();
-    assert!(err.contains("config.toml") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("line 2"),
+        "{err}"
+    );
 
     std::fs::write(&path, "[feeed]\nurl = \"wss://x\"\n").unwrap();
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("unknown field `feeed`"), "{err}");
 
-    let kept = save(&path, &Config::default()).unwrap().expect("a copy is kept");
-    assert_eq!(std::fs::read_to_string(kept).unwrap(), "[feeed]\nurl = \"wss://x\"\n");
+    let kept = save(&path, &Config::default())
+        .unwrap()
+        .expect("a copy is kept");
+    assert_eq!(
+        std::fs::read_to_string(kept).unwrap(),
+        "[feeed]\nurl = \"wss://x\"\n"
+    );
     assert_eq!(load(&path).unwrap(), Config::default());
 }
 
@@ -172,5 +254,7 @@ fn env_overrides_must_be_absolute() {
         var: CONFIG_DIR_ENV,
         value: "relative".into(),
     };
-    assert!(err.to_string().contains("LOCKDESK_CONFIG_DIR must be an absolute path"));
+    assert!(err
+        .to_string()
+        .contains("LOCKDESK_CONFIG_DIR must be an absolute path"));
 }

@@ -203,7 +203,10 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
             "feed.credential",
             "expected between 8 and 512 characters",
         ));
-    } else if credential.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    } else if credential
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
         errors.push(FieldError::new(
             "feed.credential",
             "the credential cannot contain spaces or control characters (was it pasted with a line break?)",
