@@ -219,7 +219,8 @@ impl Verifier {
                 "the token could not be decrypted with the desk's key(s): wrong key or tampered token",
             ));
         };
-        let inner = plaintext.trim_ascii();
+        // No trimming: the plaintext must be exactly a compact JWS.
+        let inner = plaintext.as_slice();
         if inner.first() == Some(&b'{') {
             return Err(malformed(
                 "the encrypted payload is a bare claims set, not a signed JWT: encryption alone proves nothing about the issuer"
