@@ -537,6 +537,12 @@ fn encrypted_only_claims_and_nesting_tricks() {
         &jwe_raw(JWE_HEADER, "abc.def"),
         Rejected(Reason::Malformed),
     );
+    let padded = format!("{}\n", jws(&good_claims()));
+    check(
+        "inner JWS with a newline",
+        &jwe_raw(JWE_HEADER, &padded),
+        Rejected(Reason::Malformed),
+    );
     // Unsigned inner JWS with a valid-looking signature slot.
     let unsigned = format!("{}.{}.", b64(JWS_HEADER.as_bytes()), b64(claims.as_bytes()));
     check(
