@@ -38,7 +38,9 @@ impl AppState {
         Ok(AppState {
             settings: SettingsService::new(
                 lockdesk_config::config_path()?,
-                Arc::new(lockdesk_config::FilePresence),
+                // Key fields are checked by the real key parser: a wrong, weak or private key is
+                // reported beside its field before anything is saved.
+                Arc::new(lockdesk_keys::KeyContentCheck),
             ),
             data_dir: lockdesk_config::data_dir()?,
             log_dir: lockdesk_config::log_dir()?,

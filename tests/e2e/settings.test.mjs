@@ -2,6 +2,7 @@
 // the real config file, and survive a quit and relaunch.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +39,8 @@ const brandKey = join(dirs.base, 'brand-public.pem');
 const deskKey = join(dirs.base, 'desk-private.pem');
 writeFileSync(brandKey, publicKey.export({ type: 'spki', format: 'pem' }));
 writeFileSync(deskKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+const notAKey = join(dirs.base, 'notes.txt');
+writeFileSync(notAKey, 'these are not the keys you are looking for\n');
 
 test('the main window opens with the honest empty state', async () => {
   driver = await launch();
@@ -53,11 +56,17 @@ test('an invalid value shows its error beside the field and nothing is saved', a
   await (await el(driver, '#nav-settings')).click();
   await typeInto(driver, '#field-verification-leeway-secs', 'abc');
   await typeInto(driver, '#field-feed-url', 'http://gateway.example.com/v1/feed');
+  await (await el(driver, '#add-issuer')).click();
+  await typeInto(driver, '#field-trust-0-issuer', 'https://brand.example');
+  await typeInto(driver, '#field-trust-0-key', notAKey);
   await (await el(driver, '#save-settings')).click();
   const leewayError = await waitText(driver, '#error-verification-leeway-secs', (t) => t.length > 0);
   assert.match(leewayError, /expected a whole number of seconds/);
   const urlError = await textOf(driver, '#error-feed-url');
   assert.match(urlError, /expected a ws:\/\/ or wss:\/\/ address/);
+  // The key file is read by the real key parser.
+  const keyError = await textOf(driver, '#error-trust-0-key');
+  assert.ok(keyError.startsWith(notAKey), keyError);
   const leeway = await el(driver, '#field-verification-leeway-secs');
   assert.equal(await leeway.getAttribute('aria-invalid'), 'true');
   assert.match(await textOf(driver, '#settings-status'), /nothing was saved/);
@@ -70,8 +79,6 @@ test('valid values save to the configuration file', async () => {
   await typeInto(driver, '#field-feed-credential', 'e2e-desk-credential');
   await typeInto(driver, '#field-verification-leeway-secs', '30');
   await typeInto(driver, '#field-verification-session-lifetime-mins', '45');
-  await (await el(driver, '#add-issuer')).click();
-  await typeInto(driver, '#field-trust-0-issuer', 'https://brand.example');
   await typeInto(driver, '#field-trust-0-key', brandKey);
   await (await el(driver, '#add-decryption-key')).click();
   await typeInto(driver, '#field-decryption-keys-0', deskKey);
@@ -110,6 +117,27 @@ test('after quitting and relaunching, the values are still there', async () => {
   assert.equal(await value('#field-feed-credential'), '');
   assert.match(await textOf(driver, '.settings'), /Un identifiant est enregistré/);
   await screenshot(driver, '04-settings-after-relaunch');
+});
+
+test('a second launch hands over to the running window and exits', async () => {
+  const second = spawnSync(appPath, [], {
+    env: { ...process.env, LOCKDESK_CONFIG_DIR: dirs.config, LOCKDESK_DATA_DIR: dirs.data },
+    timeout: 30_000,
+  });
+  assert.equal(second.error, undefined, `the second instance did not exit: ${second.error}`);
+  assert.equal(second.status, 0);
+  // The first one was told, and is still there and responsive.
+  const logs = join(dirs.data, 'logs');
+  const told = async () => {
+    for (let i = 0; i < 50; i++) {
+      const text = readdirSync(logs).map((f) => readFileSync(join(logs, f), 'utf8')).join('');
+      if (text.includes('second launch: focusing the running instance')) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return false;
+  };
+  assert.ok(await told(), 'the running instance logs the hand-over');
+  assert.match(await textOf(driver, '#feed-state'), /Flux/);
 });
 
 test('logs go to the data folder and say how long the first paint took', async () => {

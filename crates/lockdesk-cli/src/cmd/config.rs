@@ -15,7 +15,7 @@ pub struct Args {
 enum Action {
     /// Print the configuration file's path (LOCKDESK_CONFIG_DIR redirects it).
     Path,
-    /// Check every field of the configuration file; exit 1 when any is invalid.
+    /// Check every field of the configuration file, key files included; exit 1 when any is invalid.
     Check {
         /// The file to check (default: the desktop app's configuration file).
         #[arg(long, value_name = "PATH")]
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--config: {} does not exist", path.display());
             }
             let config = lockdesk_config::load(&path).context("--config")?;
-            let errors = lockdesk_config::validate(&config, &lockdesk_config::FilePresence);
+            let errors = lockdesk_config::validate(&config, &lockdesk_keys::KeyContentCheck);
             if errors.is_empty() {
                 println!("{}: valid", path.display());
                 return Ok(ExitCode::SUCCESS);
