@@ -112,9 +112,27 @@ export async function waitText(driver, css, predicate, timeout = 15_000) {
   return last;
 }
 
+/**
+ * Brings an element to the middle of its scrolling area first. The window's content scrolls
+ * inside <main>, and WebKitWebDriver's own scroll-into-view can leave an element just below the
+ * window's edge, where a click lands on nothing.
+ */
+export async function reveal(driver, css) {
+  const e = await el(driver, css);
+  await driver.executeScript('arguments[0].scrollIntoView({ block: "center" });', e);
+  return e;
+}
+
+/** Clicks an element as a person would: visible first. */
+export async function click(driver, css) {
+  const e = await reveal(driver, css);
+  await e.click();
+  return e;
+}
+
 /** Replaces an input's value the way a person does: select all, type. */
 export async function typeInto(driver, css, text) {
-  const input = await el(driver, css);
+  const input = await reveal(driver, css);
   await input.clear();
   if (text) await input.sendKeys(text);
   return input;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import {
   By,
   appPath,
+  click,
   el,
   freshDirs,
   launch,
@@ -53,13 +54,13 @@ test('the main window opens with the honest empty state', async () => {
 });
 
 test('an invalid value shows its error beside the field and nothing is saved', async () => {
-  await (await el(driver, '#nav-settings')).click();
+  await click(driver, '#nav-settings');
   await typeInto(driver, '#field-verification-leeway-secs', 'abc');
   await typeInto(driver, '#field-feed-url', 'http://gateway.example.com/v1/feed');
-  await (await el(driver, '#add-issuer')).click();
+  await click(driver, '#add-issuer');
   await typeInto(driver, '#field-trust-0-issuer', 'https://brand.example');
   await typeInto(driver, '#field-trust-0-key', notAKey);
-  await (await el(driver, '#save-settings')).click();
+  await click(driver, '#save-settings');
   const leewayError = await waitText(driver, '#error-verification-leeway-secs', (t) => t.length > 0);
   assert.match(leewayError, /expected a whole number of seconds/);
   const urlError = await textOf(driver, '#error-feed-url');
@@ -80,11 +81,11 @@ test('valid values save to the configuration file', async () => {
   await typeInto(driver, '#field-verification-leeway-secs', '30');
   await typeInto(driver, '#field-verification-session-lifetime-mins', '45');
   await typeInto(driver, '#field-trust-0-key', brandKey);
-  await (await el(driver, '#add-decryption-key')).click();
+  await click(driver, '#add-decryption-key');
   await typeInto(driver, '#field-decryption-keys-0', deskKey);
   const language = await el(driver, '#field-ui-language');
   await language.findElement(By.css('option[value="fr"]')).click();
-  await (await el(driver, '#save-settings')).click();
+  await click(driver, '#save-settings');
   // Saved in French: the language applies at once.
   await waitText(driver, '#settings-status', (t) => t.includes('Paramètres enregistrés.'));
   assert.equal(await driver.findElements(By.css('.field-error')).then((e) => e.length), 0);
@@ -104,7 +105,7 @@ test('after quitting and relaunching, the values are still there', async () => {
   driver = await launch();
   // French from the first frame, and the feed is now configured.
   await waitText(driver, '#feed-state', (t) => t.includes('Non connecté'));
-  await (await el(driver, '#nav-settings')).click();
+  await click(driver, '#nav-settings');
   const value = async (css) => (await el(driver, css)).getAttribute('value');
   await driver.wait(async () => (await value('#field-verification-leeway-secs')) === '30', 15_000);
   assert.equal(await value('#field-feed-url'), 'ws://127.0.0.1:9/v1/feed');

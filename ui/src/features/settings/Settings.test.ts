@@ -57,6 +57,19 @@ describe('Settings', () => {
     expect(screen.getByRole('status')).toHaveTextContent('nothing was saved');
   });
 
+  it('does not move the button being pressed: errors of the field just left wait for the release', async () => {
+    render(Settings);
+    const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
+    await fireEvent.input(leeway, { target: { value: 'abc' } });
+    const save = screen.getByRole('button', { name: 'Save' });
+    await fireEvent.mouseDown(save);
+    await fireEvent.blur(leeway);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(screen.queryByText('expected a whole number of seconds')).toBeNull();
+    await fireEvent.mouseUp(save);
+    await screen.findByText('expected a whole number of seconds');
+  });
+
   it('saves valid values and says so', async () => {
     render(Settings);
     const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
