@@ -135,7 +135,9 @@ pub fn save(path: &Path, config: &Config) -> Result<Option<PathBuf>, ConfigError
     Ok(kept)
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+/// Creates `dir` and its parents, owner-only (0700) on Unix: the folders that hold Lockdesk's
+/// configuration and keys are nobody else's business.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;

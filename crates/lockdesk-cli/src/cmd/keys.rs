@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn generate(dir: &Path, bits: u32) -> anyhow::Result<ExitCode> {
-    create_private_dir(dir).with_context(|| format!("--out {}", dir.display()))?;
+    lockdesk_config::create_private_dir(dir).with_context(|| format!("--out {}", dir.display()))?;
     let private_path = dir.join("private.pem");
     let public_path = dir.join("public.pem");
     let jwk_path = dir.join("public.jwk");
@@ -89,21 +89,6 @@ fn generate(dir: &Path, bits: u32) -> anyhow::Result<ExitCode> {
     );
     println!("thumbprint:  {thumbprint}");
     Ok(ExitCode::SUCCESS)
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
 }
 
 /// Creates `path` (never replaces one); owner-only from the start when `secret`, so the private
