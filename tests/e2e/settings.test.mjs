@@ -53,6 +53,24 @@ test('the main window opens with the honest empty state', async () => {
   await screenshot(driver, '01-main-empty');
 });
 
+test('the content security policy refuses inline script and remote content', async () => {
+  const result = await driver.executeAsyncScript(`
+    const done = arguments[arguments.length - 1];
+    const violations = [];
+    document.addEventListener('securitypolicyviolation', (e) => violations.push(e.violatedDirective));
+    const s = document.createElement('script');
+    s.textContent = 'window.__inlineRan = true;';
+    document.head.appendChild(s);
+    const img = document.createElement('img');
+    img.src = 'https://example.com/pixel.png';
+    document.body.appendChild(img);
+    setTimeout(() => { img.remove(); done({ ran: window.__inlineRan === true, violations }); }, 500);
+  `);
+  assert.equal(result.ran, false, 'an injected inline script must not run');
+  assert.ok(result.violations.some((d) => d.startsWith('script-src')), JSON.stringify(result));
+  assert.ok(result.violations.some((d) => d.startsWith('img-src')), JSON.stringify(result));
+});
+
 test('an invalid value shows its error beside the field and nothing is saved', async () => {
   await click(driver, '#nav-settings');
   await typeInto(driver, '#field-verification-leeway-secs', 'abc');
