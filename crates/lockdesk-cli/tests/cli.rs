@@ -87,3 +87,50 @@ fn the_cli_does_not_link_gtk_or_webkit() {
         );
     }
 }
+
+#[test]
+fn simulate_names_the_flag_that_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("desk-public.pem");
+    let out = cli()
+        .args([
+            "simulate",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--webhook-secret",
+            "s",
+            "--provider-token",
+            "t",
+        ])
+        .args(["--scenario", "nope", "--desk-key"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--scenario nope: unknown (expected one of anonymous,"),
+        "{err}"
+    );
+
+    let out = cli()
+        .args([
+            "simulate",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--webhook-secret",
+            "s",
+            "--provider-token",
+            "t",
+        ])
+        .arg("--desk-key")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--desk-key") && err.contains("desk-public.pem"),
+        "{err}"
+    );
+}

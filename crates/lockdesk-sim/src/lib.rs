@@ -11,9 +11,11 @@
 //!   it never needs the desk's private key.
 
 pub mod plan;
+pub mod send;
 pub mod sign;
 pub mod tokens;
 
 pub use plan::{plan, Action, Evidence, Scenario, Signer, Source, Step, TokenSpec};
+pub use send::{SendError, Sender, Tally, Target};
 pub use sign::{sign_webhook, webhook_signature};
 pub use tokens::{read_desk_public, SimKeys, BRAND_KID, ROTATED_KID};

@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod config;
 pub mod keys;
+pub mod simulate;
 pub mod token;
 pub mod verify;
