@@ -37,6 +37,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Measure verification speed against `openssl speed`.
     Bench(cmd::bench::Args),
+    /// Run the gateway: iAdvize webhooks and token evidence in, stored durably.
+    Gateway(cmd::gateway::Args),
     /// Play iAdvize and a brand's token provider against a gateway (signed webhooks, evidence).
     Simulate(cmd::simulate::Args),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => cmd::keys::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Gateway(args) => cmd::gateway::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod gateway;
 pub mod keys;
 pub mod simulate;
 pub mod token;

@@ -1,0 +1,65 @@
+//! `lockdesk-cli gateway`: run the gateway server until SIGINT/SIGTERM.
+//!
+//! Owns the tokio runtime (the rest of the CLI is synchronous). Prints `listening on ADDR` on
+//! stdout once the socket is bound, so scripts and tests can use `--listen 127.0.0.1:0`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Folder for the gateway's database (created if missing).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// The gateway's configuration file (default: DIR/gateway.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| args.data.join("gateway.toml"));
+    let config = lockdesk_gateway::GatewayConfig::load(&config_path).context("--config")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gateway")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = lockdesk_gateway::start(config, &args.data, args.listen)
+            .await
+            .context("--listen/--data")?;
+        println!("listening on {}", gateway.local_addr());
+        let _ = std::io::stdout().flush();
+        wait_for_signal().await?;
+        tracing::info!("shutting down: finishing in-flight requests");
+        gateway.shutdown().await.context("gateway shutdown")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")
+}

@@ -1,0 +1,288 @@
+//! Token evidence from the brand's token provider: the bearer check and the parsing of
+//! `POST /v1/evidence` bodies. The token is checked for size and compact syntax only.
+//!
+//! Must not: decrypt, decode or verify a token; put a token (or any part of it) in a log line or
+//! an error message. Error messages name fields, never echo values.
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Provider;
+use crate::store::NewEvidence;
+
+/// The longest token accepted (iAdvize tokens are about 1 KiB; a JWE of a large JWS stays far
+/// below this).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+const MAX_FIELD_LEN: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("missing or unknown bearer credential")]
+    Unauthorized,
+    #[error("the body is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("the body is not a JSON object")]
+    MalformedJson,
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("token must be a compact JWS (3 segments) or JWE (5 segments) of base64url, at most {MAX_TOKEN_LEN} bytes")]
+    TokenSyntax,
+}
+
+impl EvidenceError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EvidenceError::Unauthorized => "unauthorized",
+            EvidenceError::InvalidUtf8 => "invalid_utf8",
+            EvidenceError::MalformedJson => "malformed_json",
+            EvidenceError::InvalidField(_) => "invalid_field",
+            EvidenceError::TokenSyntax => "token_syntax",
+        }
+    }
+}
+
+/// Which provider `authorization` (`Bearer <credential>`) belongs to.
+///
+/// Both sides are hashed first, then compared in constant time: neither the content nor the
+/// length of a credential leaks through timing, and every provider is compared.
+pub fn authenticate<'a>(
+    providers: &'a [Provider],
+    authorization: Option<&[u8]>,
+) -> Result<&'a Provider, EvidenceError> {
+    let value = authorization.ok_or(EvidenceError::Unauthorized)?;
+    let presented = value
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.strip_prefix(b"bearer "))
+        .ok_or(EvidenceError::Unauthorized)?;
+    let presented = Sha256::digest(presented);
+    let mut found = None;
+    for p in providers {
+        let expected = Sha256::digest(p.credential.expose().as_bytes());
+        if bool::from(expected.ct_eq(&presented)) && found.is_none() {
+            found = Some(p);
+        }
+    }
+    found.ok_or(EvidenceError::Unauthorized)
+}
+
+/// The first 12 hex digits of the token's SHA-256: enough to correlate log lines, useless to
+/// anyone reading them.
+pub fn token_fingerprint(token: &str) -> String {
+    let mut h = hex::encode(Sha256::digest(token.as_bytes()));
+    h.truncate(12);
+    h
+}
+
+/// A parsed evidence body and its token's fingerprint (for logs).
+pub struct Parsed {
+    pub evidence: NewEvidence,
+    pub fingerprint: String,
+}
+
+pub fn parse(provider: &str, body: &[u8], received_at_ms: i64) -> Result<Parsed, EvidenceError> {
+    let text = std::str::from_utf8(body).map_err(|_| EvidenceError::InvalidUtf8)?;
+    // serde_json's own messages can quote values (the token); ours never do.
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) else {
+        return Err(EvidenceError::MalformedJson);
+    };
+    for key in object.keys() {
+        if ![
+            "visitorId",
+            "conversationId",
+            "token",
+            "presentedAt",
+            "source",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(EvidenceError::InvalidField(
+                "unknown field (expected visitorId, conversationId, token, presentedAt, source)"
+                    .into(),
+            ));
+        }
+    }
+    let visitor_id = text_field(&object, "visitorId", true)?.unwrap_or_default();
+    let conversation_id = text_field(&object, "conversationId", false)?;
+    let presented_at = text_field(&object, "presentedAt", false)?;
+    let token = match object.get("token") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err(EvidenceError::InvalidField("token must be a string".into())),
+        None => return Err(EvidenceError::InvalidField("token is missing".into())),
+    };
+    check_token_syntax(token)?;
+    let source = match object.get("source") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(s)) => {
+            for key in s.keys() {
+                if !["domain", "device", "app"].contains(&key.as_str()) {
+                    return Err(EvidenceError::InvalidField(
+                        "source: unknown field (expected domain, device, app)".into(),
+                    ));
+                }
+            }
+            let mut out = Map::new();
+            for name in ["domain", "device", "app"] {
+                if let Some(v) = text_field(s, name, false)? {
+                    out.insert(name.to_owned(), Value::String(v));
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Some(_) => {
+            return Err(EvidenceError::InvalidField(
+                "source must be an object".into(),
+            ))
+        }
+    };
+    let payload = json!({
+        "visitorId": visitor_id,
+        "conversationId": conversation_id,
+        "token": token,
+        "presentedAt": presented_at,
+        "source": source,
+    });
+    Ok(Parsed {
+        fingerprint: token_fingerprint(token),
+        evidence: NewEvidence {
+            provider: provider.to_owned(),
+            visitor_id,
+            conversation_id,
+            payload: payload.to_string(),
+            received_at_ms,
+        },
+    })
+}
+
+fn text_field(
+    object: &Map<String, Value>,
+    name: &str,
+    required: bool,
+) -> Result<Option<String>, EvidenceError> {
+    match object.get(name) {
+        None | Some(Value::Null) if required => {
+            Err(EvidenceError::InvalidField(format!("{name} is missing")))
+        }
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= MAX_FIELD_LEN && !s.chars().any(char::is_control) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(EvidenceError::InvalidField(format!(
+            "{name} must be a string of 1 to {MAX_FIELD_LEN} bytes without control characters"
+        ))),
+    }
+}
+
+/// Compact serialisation only: 3 (JWS) or 5 (JWE) dot-separated base64url segments without
+/// padding. The JWE's encrypted-key segment may be empty (RFC 7516 `dir`); every other must not.
+pub fn check_token_syntax(token: &str) -> Result<(), EvidenceError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(EvidenceError::TokenSyntax);
+    }
+    let segments: Vec<&str> = token.split('.').collect();
+    let may_be_empty = |i: usize| segments.len() == 5 && i == 1;
+    let ok = matches!(segments.len(), 3 | 5)
+        && segments.iter().enumerate().all(|(i, s)| {
+            (!s.is_empty() || may_be_empty(i))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                // A base64url string never has length 1 mod 4.
+                && s.len() % 4 != 1
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(EvidenceError::TokenSyntax)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn token_syntax() {
+        for good in [
+            "aaaa.bbbb.cccc",
+            "eyJh.aa.bbb",
+            "aa..cc.dd.ee",
+            "aa.bb.cc.dd.ee",
+        ] {
+            assert_eq!(check_token_syntax(good), Ok(()), "{good}");
+        }
+        let long = format!("aa.{}.cc", "b".repeat(MAX_TOKEN_LEN));
+        for bad in [
+            "",
+            "a",
+            "aa.bb",
+            "aa.bb.cc.dd",
+            "aa.bb.cc.dd.ee.ff",
+            "aa..cc",
+            "aa.bb.c=",
+            "aa.b+.cc",
+            "aa.bb.cc ",
+            "aa.bbbbb.cc",
+            long.as_str(),
+            "aa.bb.cc.dd.",
+        ] {
+            assert_eq!(
+                check_token_syntax(bad),
+                Err(EvidenceError::TokenSyntax),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_matches_exactly_one_provider() {
+        let providers = vec![
+            Provider {
+                name: "a".into(),
+                credential: Secret::new("credential-aaaaaaaaaa"),
+            },
+            Provider {
+                name: "b".into(),
+                credential: Secret::new("credential-bbbbbbbbbb"),
+            },
+        ];
+        let ok = authenticate(&providers, Some(b"Bearer credential-bbbbbbbbbb")).unwrap();
+        assert_eq!(ok.name, "b");
+        for bad in [
+            &b"Bearer credential-bbbbbbbbb"[..],
+            b"Bearer credential-bbbbbbbbbbb",
+            b"Basic credential-bbbbbbbbbb",
+            b"credential-bbbbbbbbbb",
+            b"Bearer ",
+        ] {
+            assert_eq!(
+                authenticate(&providers, Some(bad)).map(|p| &p.name),
+                Err(EvidenceError::Unauthorized)
+            );
+        }
+        assert!(authenticate(&providers, None).is_err());
+    }
+
+    #[test]
+    fn errors_never_echo_the_token() {
+        let token = "SECRETTOKEN.AAAA.BBBB";
+        let bodies = [
+            format!(r#"{{"visitorId":"v","token":"{token}x=","x":1}}"#),
+            format!(r#"{{"visitorId":"v","token":"{token}="}}"#),
+            format!(r#"{{"visitorId":"v","source":"{token}","token":"a.b.c"}}"#),
+            format!(
+                r#"{{"visitorId":"{token}{}","token":"a.b.c"}}"#,
+                "x".repeat(300)
+            ),
+            format!(r#"{{"visitorId":"v","token":"{token}""#),
+        ];
+        for body in bodies {
+            let err = parse("p", body.as_bytes(), 0)
+                .err()
+                .expect("must be refused");
+            assert!(!err.to_string().contains("SECRETTOKEN"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The gateway's log: every accepted webhook event and piece of evidence, in one order (a global,
+//! strictly increasing sequence number), behind the [`EventStore`] trait so that a shared
+//! database can replace SQLite for a multi-instance deployment (docs/gateway-architecture.md).
+//!
+//! Must not: return from an append before the item is durable; hand out a sequence number twice.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A webhook event accepted by the gateway (signature checked, body parsed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewWebhookEvent {
+    /// iAdvize's `eventId`: the de-duplication key (it is inside the signed body, unlike the
+    /// correlation id header, so it cannot be altered by whoever replays a delivery).
+    pub event_id: String,
+    pub event_type: String,
+    /// `x-iadvize-correlationid` (stable across retries), kept for tracing.
+    pub correlation_id: Option<String>,
+    /// `x-iadvize-delivery` of the attempt that got stored.
+    pub delivery_id: Option<String>,
+    /// Routing fields, when the payload has them (for the feed's role filtering).
+    pub conversation_id: Option<String>,
+    pub visitor_id: Option<String>,
+    pub operator_ids: Vec<u64>,
+    /// The payload as a JSON object (form bodies are converted; see docs/gateway.md).
+    pub payload: String,
+    pub received_at_ms: i64,
+}
+
+/// Token evidence from the brand's token provider.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewEvidence {
+    pub provider: String,
+    pub visitor_id: String,
+    pub conversation_id: Option<String>,
+    /// The evidence as a JSON object (it holds the token: never logged).
+    pub payload: String,
+    pub received_at_ms: i64,
+}
+
+impl std::fmt::Debug for NewEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEvidence")
+            .field("provider", &self.provider)
+            .field("visitor_id", &self.visitor_id)
+            .field("conversation_id", &self.conversation_id)
+            .field("payload", &"<holds a token>")
+            .finish()
+    }
+}
+
+/// The outcome of appending a webhook event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    /// False when the event was already stored (a retried delivery): `seq` is the original one.
+    pub inserted: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Webhook,
+    Evidence,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Webhook => "webhook",
+            EntryKind::Evidence => "evidence",
+        }
+    }
+}
+
+/// One entry of the log, as read back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub received_at_ms: i64,
+    /// `eventId` for webhooks, `None` for evidence.
+    pub event_id: Option<String>,
+    /// `eventType` for webhooks, `None` for evidence.
+    pub event_type: Option<String>,
+    pub conversation_id: Option<String>,
+    pub visitor_id: Option<String>,
+    pub operator_ids: Vec<u64>,
+    pub payload: String,
+}
+
+impl std::fmt::Debug for StoredEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEntry")
+            .field("seq", &self.seq)
+            .field("kind", &self.kind)
+            .field("event_id", &self.event_id)
+            .field("event_type", &self.event_type)
+            .field("conversation_id", &self.conversation_id)
+            .field("visitor_id", &self.visitor_id)
+            .field("operator_ids", &self.operator_ids)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much the log holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub webhook_events: u64,
+    pub evidence: u64,
+    /// The highest sequence number handed out (0 when empty).
+    pub last_seq: u64,
+}
+
+/// Why the store failed. The server answers 503 and the sender retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data folder {path}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database's schema version {found} is newer than this gateway's ({supported}): upgrade the gateway")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("the database holds an invalid entry at seq {seq}: {detail}")]
+    Corrupt { seq: u64, detail: String },
+    #[error("the commit failed, nothing of it was stored: {0}")]
+    Commit(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// The gateway's durable log.
+///
+/// Methods block (disk or network I/O): async callers run them on `spawn_blocking`. An append
+/// returns only once the entry is durable; sequence numbers are global across both kinds, strictly
+/// increasing in commit order, and never reused.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends a webhook event unless one with the same `event_id` is stored already.
+    fn append_webhook(&self, event: NewWebhookEvent) -> Result<Appended, StoreError>;
+    /// Appends evidence (never de-duplicated: each presentation is a fact) and returns its seq.
+    fn append_evidence(&self, evidence: NewEvidence) -> Result<u64, StoreError>;
+    /// Up to `limit` entries with `seq > after`, in sequence order.
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
+    fn counts(&self) -> Result<Counts, StoreError>;
+}
