@@ -29,6 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.data.join("gateway.toml"));
     let config = lockdesk_gateway::GatewayConfig::load(&config_path).context("--config")?;
+    warn_if_readable_by_others(&config_path);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gateway")
@@ -45,6 +46,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         gateway.shutdown().await.context("gateway shutdown")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The file holds secrets: say so when others may read it (not fatal: the operator may rely on
+/// the folder's permissions).
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the configuration holds secrets but group/others may read it; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 #[cfg(unix)]
