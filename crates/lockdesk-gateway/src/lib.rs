@@ -21,7 +21,9 @@ pub mod store;
 mod webhook;
 
 pub use config::{ConfigError, FieldError, GatewayConfig, Role, Secret};
-pub use server::{start, start_with_store, Gateway, DATABASE_FILE, MAX_BODY_BYTES};
+pub use server::{
+    start, start_with, start_with_store, Gateway, ServerOptions, DATABASE_FILE, MAX_BODY_BYTES,
+};
 pub use store::{EventStore, SqliteStore, StoreError};
 pub use webhook::{signature_header, SIGNATURE_HEADER};
 

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -67,11 +67,37 @@ pub async fn start(
     data_dir: &Path,
     listen: SocketAddr,
 ) -> Result<Gateway, GatewayError> {
+    start_with(config, data_dir, listen, ServerOptions::default()).await
+}
+
+/// Server settings that are not in the configuration file.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerOptions {
+    /// A connection that has not sent a request's complete headers within this time is closed
+    /// (slow-loris defence).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// As [`start`], with explicit [`ServerOptions`].
+pub async fn start_with(
+    config: GatewayConfig,
+    data_dir: &Path,
+    listen: SocketAddr,
+    options: ServerOptions,
+) -> Result<Gateway, GatewayError> {
     let db = data_dir.join(DATABASE_FILE);
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
         .await
         .map_err(|e| GatewayError::Serve(std::io::Error::other(e)))??;
-    start_with_store(config, Arc::new(store), listen).await
+    start_with_store(config, Arc::new(store), listen, options).await
 }
 
 /// As [`start`], with any [`EventStore`].
@@ -79,6 +105,7 @@ pub async fn start_with_store(
     config: GatewayConfig,
     store: Arc<dyn EventStore>,
     listen: SocketAddr,
+    options: ServerOptions,
 ) -> Result<Gateway, GatewayError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -98,19 +125,52 @@ pub async fn start_with_store(
     });
     let app = router(state);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(serve(listener, app, options, rx));
     tracing::info!(%local_addr, "gateway listening");
     Ok(Gateway {
         local_addr,
         shutdown: tx,
         task,
     })
+}
+
+/// Accepts connections until `shutdown` fires, then waits for open connections to finish their
+/// in-flight requests.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    options: ServerOptions,
+    mut shutdown: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Typically EMFILE: wait for connections to close instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 fn router(state: Arc<AppState>) -> Router {

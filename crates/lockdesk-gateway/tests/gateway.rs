@@ -657,3 +657,46 @@ async fn a_restart_keeps_everything_and_the_sequence_continues() {
     }
     h.gateway.take().unwrap().shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let options = lockdesk_gateway::ServerOptions {
+        header_read_timeout: std::time::Duration::from_millis(300),
+    };
+    let config = GatewayConfig::from_toml(CONFIG).unwrap();
+    let gateway =
+        lockdesk_gateway::start_with(config, dir.path(), "127.0.0.1:0".parse().unwrap(), options)
+            .await
+            .unwrap();
+    let addr = gateway.local_addr();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/iadvize HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // Meanwhile another client is served.
+    let (status, _) = answer(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The trickling connection is closed by the server (a bounded wait, far above the timeout).
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        slow.read_to_end(&mut reply),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept a connection with incomplete headers open"
+    );
+    assert!(!String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 2"));
+    gateway.shutdown().await.unwrap();
+}
