@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +34,7 @@ struct AppState {
     webhook_secrets: Vec<Secret>,
     store: Arc<dyn EventStore>,
     metrics: Metrics,
+    options: ServerOptions,
 }
 
 /// A running gateway. Dropping it without [`Gateway::shutdown`] leaves the server running until
@@ -76,12 +77,16 @@ pub struct ServerOptions {
     /// A connection that has not sent a request's complete headers within this time is closed
     /// (slow-loris defence).
     pub header_read_timeout: Duration,
+    /// A request whose body has not fully arrived within this time (from when its handler
+    /// starts) gets 408; the body can be at most [`MAX_BODY_BYTES`].
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -122,6 +127,7 @@ pub async fn start_with_store(
         config,
         store,
         metrics: Metrics::default(),
+        options,
     });
     let app = router(state);
     let (tx, rx) = oneshot::channel::<()>();
@@ -179,7 +185,6 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/evidence", post(evidence_handler))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_handler))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -210,27 +215,49 @@ fn json_ok(status: StatusCode, body: serde_json::Value) -> Response {
     response
 }
 
-/// A body the server could not read in full: too large (413) or cut off (400).
-fn body_rejection(
+/// Reads the whole body within the size limit and the time limit. On failure, the response to
+/// send: 413 over the limit, 408 too slow, 400 broken off.
+async fn read_body(
     state: &AppState,
     endpoint: &'static str,
-    rejection: axum::extract::rejection::BytesRejection,
-) -> Response {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        state.metrics.rejected(endpoint, "body_too_large");
-        refuse(
+    body: axum::body::Body,
+) -> Result<Bytes, Response> {
+    let read = tokio::time::timeout(
+        state.options.body_read_timeout,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await;
+    let (status, reason, message) = match read {
+        Ok(Ok(bytes)) => return Ok(bytes),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the body did not arrive in time".to_owned(),
+        ),
+        Ok(Err(e)) if is_length_limit(&e) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-        )
-    } else {
-        state.metrics.rejected(endpoint, "body_unreadable");
-        refuse(
+        ),
+        Ok(Err(_)) => (
             StatusCode::BAD_REQUEST,
             "body_unreadable",
-            "the body could not be read in full".into(),
-        )
+            "the body could not be read in full".to_owned(),
+        ),
+    };
+    state.metrics.rejected(endpoint, reason);
+    Err(refuse(status, reason, message))
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
     }
+    false
 }
 
 fn store_failed(state: &AppState, endpoint: &'static str, e: &StoreError) -> Response {
@@ -258,12 +285,12 @@ async fn run_blocking<T: Send + 'static>(
 async fn webhook_handler(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     const ENDPOINT: &str = "webhook";
-    let body = match body {
+    let body = match read_body(&state, ENDPOINT, body).await {
         Ok(b) => b,
-        Err(rejection) => return body_rejection(&state, ENDPOINT, rejection),
+        Err(response) => return response,
     };
     let get = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
     let delivery = DeliveryHeaders {
@@ -316,12 +343,11 @@ async fn webhook_handler(
 async fn evidence_handler(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     const ENDPOINT: &str = "evidence";
-    // Authenticate before looking at the body: an unauthenticated client learns nothing about
-    // the format from our error messages. (The body itself is already buffered, within the
-    // limit, by the extractor.)
+    // Authenticate before reading the body: an unauthenticated client gets nothing buffered
+    // and learns nothing about the format from our error messages.
     let provider = match evidence::authenticate(
         &state.config.provider,
         headers
@@ -339,9 +365,9 @@ async fn evidence_handler(
             return response;
         }
     };
-    let body = match body {
+    let body = match read_body(&state, ENDPOINT, body).await {
         Ok(b) => b,
-        Err(rejection) => return body_rejection(&state, ENDPOINT, rejection),
+        Err(response) => return response,
     };
     let parsed = match evidence::parse(&provider.name, &body, now_ms()) {
         Ok(p) => p,

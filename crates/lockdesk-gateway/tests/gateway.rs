@@ -659,12 +659,13 @@ async fn a_restart_keeps_everything_and_the_sequence_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
+async fn slow_clients_are_cut_off_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     capture_logs();
     let dir = tempfile::tempdir().unwrap();
     let options = lockdesk_gateway::ServerOptions {
         header_read_timeout: std::time::Duration::from_millis(300),
+        body_read_timeout: std::time::Duration::from_millis(300),
     };
     let config = GatewayConfig::from_toml(CONFIG).unwrap();
     let gateway =
@@ -698,5 +699,29 @@ async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
         "the server kept a connection with incomplete headers open"
     );
     assert!(!String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 2"));
+
+    // A body that stalls half-way gets 408 (again a bounded wait) and nothing is stored.
+    let body = event("stalled", "v2.conversation.pushed");
+    let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/iadvize HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-iadvize-signature: {sig}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    let mut status_line = [0u8; 12];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stalled.read_exact(&mut status_line),
+    )
+    .await
+    .expect("no answer to a stalled body")
+    .unwrap();
+    assert_eq!(&status_line, b"HTTP/1.1 408");
     gateway.shutdown().await.unwrap();
+    assert!(entries_in(dir.path()).is_empty());
 }
