@@ -37,8 +37,8 @@ struct AppState {
     options: ServerOptions,
 }
 
-/// A running gateway. Dropping it without [`Gateway::shutdown`] leaves the server running until
-/// the runtime stops.
+/// A running gateway. Dropping it also stops the server (gracefully, in the background);
+/// [`Gateway::shutdown`] stops it and waits until it has.
 pub struct Gateway {
     local_addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
