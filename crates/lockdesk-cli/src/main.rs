@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -68,6 +69,18 @@ fn main() -> ExitCode {
             eprintln!("lockdesk-cli: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `lockdesk-cli verify --batch ... | head` must end quietly when `head` has read enough, like
+/// any Unix tool: Rust ignores SIGPIPE, which turns every later `println!` into a panic, so the
+/// default action (terminate) is restored before anything is printed.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; setting a signal's
+    // disposition to SIG_DFL has no other effect on the process's state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -134,3 +134,50 @@ fn simulate_names_the_flag_that_is_wrong() {
         "{err}"
     );
 }
+
+/// A reader that stops early (`| head`) ends the CLI quietly, never with a panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli()
+        .args(["keys", "generate", "--out"])
+        .arg(dir.path().join("k"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Nothing listens on port 9: every step fails at once and is reported on stdout.
+    let mut child = cli()
+        .args([
+            "simulate",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--rate",
+            "10000",
+        ])
+        .args([
+            "--webhook-secret",
+            "s",
+            "--provider-token",
+            "t",
+            "--desk-key",
+        ])
+        .arg(dir.path().join("k/public.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close our end before the CLI writes.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+}
