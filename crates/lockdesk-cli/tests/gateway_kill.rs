@@ -3,10 +3,9 @@
 //! and the sequence has no gaps.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,45 +14,14 @@ use lockdesk_gateway::{signature_header, EventStore, SqliteStore};
 
 const SECRET: &str = "kill-test-webhook-secret";
 
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::{start_gateway, RunningGateway as Running};
 
 fn start(dir: &Path) -> Running {
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!("[[webhook]]\nname = \"main\"\nsecret = \"{SECRET}\"\n"),
+    start_gateway(
+        dir,
+        &format!("[[webhook]]\nname = \"main\"\nsecret = \"{SECRET}\"\n"),
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-        .args(["gateway", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    Running { child, addr }
 }
 
 fn body(id: &str) -> String {

@@ -1,62 +1,17 @@
 //! The simulator against the real gateway: both real binaries, real HTTP on 127.0.0.1, a real
 //! SQLite file.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
 }
 
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::start_gateway;
 
 const WEBHOOK_SECRET: &str = "sim-webhook-secret-0123456789";
 const PROVIDER_TOKEN: &str = "sim-provider-credential-0123456789";
-
-fn start_gateway(dir: &std::path::Path) -> Gateway {
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-             [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n\n\
-             [[subscriber]]\nname = \"supervisor\"\ncredential = \"supervisor-credential-0123456789\"\nrole = \"supervisor\"\n"
-        ),
-    )
-    .unwrap();
-    let mut child = cli()
-        .args(["gateway", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("gateway-data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    Gateway {
-        child,
-        url: format!("http://{addr}"),
-    }
-}
 
 /// GET /metrics with a plain HTTP/1.1 request (no client library needed for one GET).
 fn metric(url: &str, name: &str) -> f64 {
@@ -90,14 +45,21 @@ fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let gw = start_gateway(dir.path());
+    let gw = start_gateway(
+        dir.path(),
+        &format!(
+            "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
+             [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n"
+        ),
+    );
+    let url = gw.url();
 
     let simulate = || {
         cli()
             .args([
                 "simulate",
                 "--gateway",
-                &gw.url,
+                &url,
                 "--rate",
                 "200",
                 "--seed",
@@ -149,13 +111,13 @@ fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
-    let stored = metric(&gw.url, "lockdesk_gateway_ingested_total");
+    let stored = metric(&url, "lockdesk_gateway_ingested_total");
     assert_eq!(
         stored as usize,
         webhooks + 2 * evidence,
         "stored after two identical runs"
     );
-    let duplicates = metric(&gw.url, "lockdesk_gateway_duplicate_webhooks_total");
+    let duplicates = metric(&url, "lockdesk_gateway_duplicate_webhooks_total");
     assert_eq!(
         duplicates as usize, webhooks,
         "every replayed delivery recognised"
