@@ -7,8 +7,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_PACKAGES=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   libssl-dev libxdo-dev build-essential pkg-config file)
 # What the tests add: a virtual display, the WebKit WebDriver, a session bus and a notification
-# daemon (notifications are observed through dunst's history).
-TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick)
+# daemon (notifications are observed through dunst's history); python3-venv for the interop
+# tests' pinned jwcrypto.
+TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick python3-venv)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
