@@ -134,6 +134,12 @@ impl SettingsService {
 
     /// Problems with the form, field by field (empty: it can be saved).
     pub fn validate(&self, form: &SettingsForm) -> Vec<FieldError> {
+        self.merged_and_checked(form).1
+    }
+
+    /// The form applied to the saved file, and every problem with it: read, merged and checked
+    /// once, so a save touches the file and the key files no more than a validation does.
+    fn merged_and_checked(&self, form: &SettingsForm) -> (Config, Vec<FieldError>) {
         let (config, mut errors) = self.merge(form);
         // Every field is checked, not only up to the first typo; a field whose text did not
         // parse reports that, not a range error about the placeholder used in its stead.
@@ -142,12 +148,12 @@ impl SettingsService {
                 errors.push(e.into());
             }
         }
-        errors
+        (config, errors)
     }
 
     /// Validates and, when every field is valid, writes the file atomically.
     pub fn save(&self, form: &SettingsForm) -> Result<SaveOutcome, IpcError> {
-        let errors = self.validate(form);
+        let (config, errors) = self.merged_and_checked(form);
         if !errors.is_empty() {
             return Ok(SaveOutcome {
                 saved: false,
@@ -156,7 +162,6 @@ impl SettingsService {
                 settings: self.view(),
             });
         }
-        let (config, _) = self.merge(form);
         let kept = lockdesk_config::save(&self.path, &config)?;
         tracing::info!(path = %self.path.display(), "configuration saved");
         Ok(SaveOutcome {
