@@ -35,12 +35,15 @@ fn usage_errors_exit_2() {
 fn config_check_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, "[verification]\nleeway_secs = 900\n").unwrap();
-    let out = cli()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        cli()
+            .args(["config", "check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check("[verification]\nleeway_secs = 900\n");
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -48,20 +51,10 @@ fn config_check_names_the_field() {
         "{text}"
     );
 
-    std::fs::write(&path, "[verification]\nleeway_secs = 30\n").unwrap();
-    let out = cli()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check("[verification]\nleeway_secs = 30\n");
     assert_eq!(out.status.code(), Some(0));
 
-    std::fs::write(&path, "[verification\n").unwrap();
-    let out = cli()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check("[verification\n");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -92,20 +85,18 @@ fn the_cli_does_not_link_gtk_or_webkit() {
 fn simulate_names_the_flag_that_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("desk-public.pem");
-    let out = cli()
-        .args([
-            "simulate",
-            "--gateway",
-            "http://127.0.0.1:9",
-            "--webhook-secret",
-            "s",
-            "--provider-token",
-            "t",
-        ])
-        .args(["--scenario", "nope", "--desk-key"])
-        .arg(&missing)
-        .output()
-        .unwrap();
+    // Nothing listens on port 9; these runs stop at their flags before any request.
+    let simulate = |extra: &[&str]| {
+        cli()
+            .args(["simulate", "--gateway", "http://127.0.0.1:9"])
+            .args(["--webhook-secret", "s", "--provider-token", "t"])
+            .args(extra)
+            .arg("--desk-key")
+            .arg(&missing)
+            .output()
+            .unwrap()
+    };
+    let out = simulate(&["--scenario", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -113,20 +104,7 @@ fn simulate_names_the_flag_that_is_wrong() {
         "{err}"
     );
 
-    let out = cli()
-        .args([
-            "simulate",
-            "--gateway",
-            "http://127.0.0.1:9",
-            "--webhook-secret",
-            "s",
-            "--provider-token",
-            "t",
-        ])
-        .arg("--desk-key")
-        .arg(&missing)
-        .output()
-        .unwrap();
+    let out = simulate(&[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
