@@ -452,7 +452,10 @@ fn decode_segment(seg: &[u8], what: &str) -> Result<Vec<u8>, Rejection> {
 }
 
 fn decode_header(seg: &[u8], layer: &str) -> Result<Map<String, Value>, Rejection> {
-    let bytes = decode_segment(seg, &format!("{layer} header"))?;
+    // Not `decode_segment`: its description would be formatted for every token, not only for
+    // the ones rejected here.
+    let bytes = crate::b64::url_decode(seg)
+        .ok_or_else(|| malformed(format!("the {layer} header is not unpadded base64url")))?;
     match json::parse_object(&bytes) {
         Ok(m) => Ok(m),
         Err(JsonError::Duplicate(name)) => Err(Rejection::new(
