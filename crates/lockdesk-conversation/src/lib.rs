@@ -205,17 +205,13 @@ impl Conversation {
                 _ => None,
             },
             Event::Rejected { reason, at } => {
-                if matches!(self.state, S::Mismatch { .. }) {
-                    // The mismatch stays; the failure is still reported.
-                    return Some(Alert::VerificationFailed {
+                // A mismatch stays a mismatch; the failure is reported either way.
+                if !matches!(self.state, S::Mismatch { .. }) {
+                    self.state = S::Failed {
                         reason: *reason,
                         at: *at,
-                    });
+                    };
                 }
-                self.state = S::Failed {
-                    reason: *reason,
-                    at: *at,
-                };
                 Some(Alert::VerificationFailed {
                     reason: *reason,
                     at: *at,
