@@ -229,6 +229,19 @@ impl Gen {
         );
     }
 
+    /// The common case: a valid token from the brand, living iAdvize's recommended 60 s.
+    fn signed_in(
+        &mut self,
+        at: u64,
+        s: Scenario,
+        visitor: &str,
+        conv: Option<&str>,
+        person: &(String, Map<String, Value>),
+        source: Source,
+    ) {
+        self.evidence(at, s, visitor, conv, Signer::Brand, person, 60, source);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn evidence(
         &mut self,
@@ -278,39 +291,19 @@ impl Gen {
             }
             Scenario::LoginMidConversation => {
                 let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
-                self.evidence(
-                    sec(6),
-                    s,
-                    &visitor,
-                    Some(&conv),
-                    Signer::Brand,
-                    &person,
-                    60,
-                    laptop,
-                );
+                self.signed_in(sec(6), s, &visitor, Some(&conv), &person, laptop);
                 self.closed(sec(30), s, &conv, &visitor, "CHAT", op);
             }
             Scenario::TokenEveryPage => {
-                self.evidence(
-                    sec(0),
-                    s,
-                    &visitor,
-                    None,
-                    Signer::Brand,
-                    &person,
-                    60,
-                    laptop.clone(),
-                );
+                self.signed_in(sec(0), s, &visitor, None, &person, laptop.clone());
                 let op = self.pushed(sec(1), s, &conv, &visitor, "CHAT");
                 for page in 1..=4 {
-                    self.evidence(
+                    self.signed_in(
                         sec(1 + page * 5),
                         s,
                         &visitor,
                         Some(&conv),
-                        Signer::Brand,
                         &person,
-                        60,
                         laptop.clone(),
                     );
                 }
@@ -336,23 +329,14 @@ impl Gen {
                     } else {
                         (self.uuid(), self.uuid())
                     };
-                    self.evidence(at, s, &v, None, Signer::Brand, &person, 60, source);
+                    self.signed_in(at, s, &v, None, &person, source);
                     let op = self.pushed(at + 500, s, &c, &v, channel);
                     self.closed(at + 15_000, s, &c, &v, channel, op);
                 }
             }
             Scenario::SessionLapse => {
                 let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
-                self.evidence(
-                    sec(2),
-                    s,
-                    &visitor,
-                    Some(&conv),
-                    Signer::Brand,
-                    &person,
-                    60,
-                    laptop,
-                );
+                self.signed_in(sec(2), s, &visitor, Some(&conv), &person, laptop);
                 self.closed(sec(120), s, &conv, &visitor, "CHAT", op);
             }
             Scenario::Forged | Scenario::UnknownKey | Scenario::Expired => {
@@ -387,29 +371,11 @@ impl Gen {
             Scenario::SharedDevice => {
                 let other = self.person();
                 let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
-                self.evidence(
-                    sec(2),
-                    s,
-                    &visitor,
-                    Some(&conv),
-                    Signer::Brand,
-                    &person,
-                    60,
-                    laptop.clone(),
-                );
+                self.signed_in(sec(2), s, &visitor, Some(&conv), &person, laptop.clone());
                 self.closed(sec(10), s, &conv, &visitor, "CHAT", op);
                 let conv2 = self.uuid();
                 let op2 = self.pushed(sec(12), s, &conv2, &visitor, "CHAT");
-                self.evidence(
-                    sec(14),
-                    s,
-                    &visitor,
-                    Some(&conv2),
-                    Signer::Brand,
-                    &other,
-                    60,
-                    laptop,
-                );
+                self.signed_in(sec(14), s, &visitor, Some(&conv2), &other, laptop);
                 self.closed(sec(30), s, &conv2, &visitor, "CHAT", op2);
             }
             Scenario::ReusedUserId => {
@@ -417,26 +383,15 @@ impl Gen {
                 let mut stranger = self.person();
                 stranger.0 = person.0.clone();
                 let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
-                self.evidence(
-                    sec(2),
-                    s,
-                    &visitor,
-                    Some(&conv),
-                    Signer::Brand,
-                    &person,
-                    60,
-                    laptop,
-                );
+                self.signed_in(sec(2), s, &visitor, Some(&conv), &person, laptop);
                 let (conv2, visitor2) = (self.uuid(), self.uuid());
                 let op2 = self.pushed(sec(5), s, &conv2, &visitor2, "CHAT");
-                self.evidence(
+                self.signed_in(
                     sec(7),
                     s,
                     &visitor2,
                     Some(&conv2),
-                    Signer::Brand,
                     &stranger,
-                    60,
                     web(DOMAINS[1], "phone"),
                 );
                 self.closed(sec(25), s, &conv, &visitor, "CHAT", op);

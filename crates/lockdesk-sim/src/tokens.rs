@@ -53,15 +53,11 @@ impl SimKeys {
     /// A brand (and a forger, and a rotated key) generated now, encrypting to `desk_public`.
     pub fn generate(desk_public: &PublicKey) -> Result<SimKeys, KeysError> {
         let (brand_private, brand_public_pem) = generate_pem(2048)?;
-        let (forger_private, _) = generate_pem(2048)?;
-        let (rotated_private, _) = generate_pem(2048)?;
-        Ok(SimKeys {
-            brand: SigningKey::from_pem(&brand_private)?.with_kid(BRAND_KID),
-            brand_public_jwks: jwks(&brand_public_pem)?,
-            forger: SigningKey::from_pem(&forger_private)?,
-            rotated: SigningKey::from_pem(&rotated_private)?.with_kid(ROTATED_KID),
-            desk: Recipient::new(desk_public)?,
-        })
+        Self::assemble(
+            SigningKey::from_pem(&brand_private)?.with_kid(BRAND_KID),
+            &brand_public_pem,
+            desk_public,
+        )
     }
 
     /// Like [`SimKeys::generate`], with the brand key read from a PEM private key file.
@@ -80,10 +76,24 @@ impl SimKeys {
         let public = openssl::pkey::PKey::private_key_from_pem(&pem)
             .and_then(|k| k.public_key_to_pem())
             .map_err(|e| file_err(e.to_string()))?;
-        let mut keys = SimKeys::generate(desk_public)?;
-        keys.brand = brand;
-        keys.brand_public_jwks = jwks(&public)?;
-        Ok(keys)
+        Self::assemble(brand, &public, desk_public)
+    }
+
+    /// The brand key given, plus a forger's and a rotated key generated now.
+    fn assemble(
+        brand: SigningKey,
+        brand_public_pem: &[u8],
+        desk_public: &PublicKey,
+    ) -> Result<SimKeys, KeysError> {
+        let (forger_private, _) = generate_pem(2048)?;
+        let (rotated_private, _) = generate_pem(2048)?;
+        Ok(SimKeys {
+            brand,
+            brand_public_jwks: jwks(brand_public_pem)?,
+            forger: SigningKey::from_pem(&forger_private)?,
+            rotated: SigningKey::from_pem(&rotated_private)?.with_kid(ROTATED_KID),
+            desk: Recipient::new(desk_public)?,
+        })
     }
 
     /// The token for `spec`, minted at `now` (Unix seconds): iAdvize's exact format.
