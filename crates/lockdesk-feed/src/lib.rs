@@ -1,0 +1,270 @@
+//! The feed protocol between the gateway and the desks, version 1 (docs/feed-protocol.md is the
+//! reference; change it there first).
+//!
+//! Both sides use these types: the gateway serialises [`ServerMessage`]s and parses
+//! [`ClientMessage`]s; the desk does the opposite. Parsing never panics: a frame that is not one
+//! of these messages is a [`FrameError`] naming what is wrong, and message types this version
+//! does not know parse as [`ServerMessage::Unknown`] / [`ClientMessage::Unknown`] (changes
+//! within v1 are additive: receivers ignore what they do not know).
+//!
+//! Must not: put a token in a `Debug` string (evidence payloads hold tokens).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The WebSocket subprotocol a client offers and the server selects.
+pub const SUBPROTOCOL: &str = "lockdesk.feed.v1";
+/// The protocol version announced in [`Hello`].
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The path of the feed on the gateway.
+pub const FEED_PATH: &str = "/v1/feed";
+/// The largest text frame either side accepts (an entry holds one webhook payload or one
+/// evidence object, each limited by the gateway to far less; `related` adds at most 50 evidence).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// At most this many earlier evidence entries ride along with a push (`related`).
+pub const MAX_RELATED: usize = 50;
+
+/// Close codes (RFC 6455 private range) and what the desk does on each.
+pub mod close {
+    /// Protocol error (binary frame, bad message): report, reconnect with backoff.
+    pub const PROTOCOL_ERROR: u16 = 4000;
+    /// The desk's queue overflowed: reconnect now with its cursor.
+    pub const RESUME: u16 = 4001;
+    /// The credential is no longer valid: stop, tell the user.
+    pub const CREDENTIAL_REVOKED: u16 = 4003;
+    /// `after` is beyond the log's end (the gateway's data was reset): ask the user, never
+    /// silently restart from 0.
+    pub const AFTER_BEYOND_END: u16 = 4004;
+}
+
+/// A subscriber's role, as announced in [`Hello`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Advisor,
+    Supervisor,
+}
+
+/// What kind of log entry an [`Entry`] carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An iAdvize webhook event; `payload` is its JSON body.
+    Webhook,
+    /// Token evidence from the brand's token provider; `payload` is an [`Evidence`] object.
+    Evidence,
+}
+
+/// Server → desk.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Hello(Hello),
+    Entry(Entry),
+    /// Nothing else was sent for `heartbeatSecs`; the subscriber has everything visible to it up
+    /// to `seq` (saving it as the cursor avoids rescanning other advisors' entries on resume).
+    Heartbeat {
+        seq: u64,
+    },
+    /// The server could not keep up with this desk; the connection closes with
+    /// [`close::RESUME`] and the desk reconnects with its own cursor (at least `after`).
+    Resume {
+        after: u64,
+        reason: String,
+    },
+    /// A message type this version does not know: ignored.
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Debug for ServerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerMessage::Hello(h) => f.debug_tuple("Hello").field(h).finish(),
+            ServerMessage::Entry(e) => f.debug_tuple("Entry").field(e).finish(),
+            ServerMessage::Heartbeat { seq } => {
+                f.debug_struct("Heartbeat").field("seq", seq).finish()
+            }
+            ServerMessage::Resume { after, reason } => f
+                .debug_struct("Resume")
+                .field("after", after)
+                .field("reason", reason)
+                .finish(),
+            ServerMessage::Unknown => f.write_str("Unknown"),
+        }
+    }
+}
+
+/// The first message of every connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    pub protocol: u32,
+    pub subscriber: String,
+    pub role: Role,
+    #[serde(default)]
+    pub operator_ids: Vec<u64>,
+    /// The cursor the server resumes after (the client's `after`).
+    pub after: u64,
+    /// The log's end at connection time (for progress display).
+    pub last_seq: u64,
+    pub heartbeat_secs: u64,
+}
+
+/// One log entry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub received_at_ms: i64,
+    /// The webhook's `eventType` (absent for evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// The webhook body, or the evidence object (which holds the token).
+    pub payload: Value,
+    /// Advisors only, on `v2.conversation.pushed`: the evidence of the conversation's visitor
+    /// stored before the push, oldest first, at most [`MAX_RELATED`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Related>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("seq", &self.seq)
+            .field("kind", &self.kind)
+            .field("received_at_ms", &self.received_at_ms)
+            .field("event_type", &self.event_type)
+            .field("related", &self.related.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Evidence bundled with a push (see [`Entry::related`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Related {
+    pub seq: u64,
+    pub received_at_ms: i64,
+    pub payload: Value,
+}
+
+impl std::fmt::Debug for Related {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Related")
+            .field("seq", &self.seq)
+            .field("received_at_ms", &self.received_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An evidence payload as the token provider posted it (`POST /v1/evidence`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub visitor_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    pub token: String,
+    /// RFC 3339, when the visitor presented the token (the provider's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presented_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evidence")
+            .field("visitor_id", &self.visitor_id)
+            .field("conversation_id", &self.conversation_id)
+            .field("token", &"<redacted>")
+            .field("presented_at", &self.presented_at)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Where the visitor presented the token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// Desk → server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// The desk has applied everything up to `seq` (for the lag metric only).
+    Ack { seq: u64 },
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why a text frame is not a valid message.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("the frame is {len} bytes, more than the {MAX_FRAME_BYTES} allowed")]
+    TooLarge { len: usize },
+    #[error("the frame is not a JSON object with a \"type\": {0}")]
+    Malformed(String),
+}
+
+fn check_len(text: &str) -> Result<(), FrameError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge { len: text.len() });
+    }
+    Ok(())
+}
+
+/// The serde error's category and position, without any excerpt of the frame (it may hold a
+/// token).
+fn describe(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "I/O error",
+        Category::Syntax => "invalid JSON",
+        Category::Data => "unexpected content",
+        Category::Eof => "truncated JSON",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+impl ServerMessage {
+    pub fn parse(text: &str) -> Result<ServerMessage, FrameError> {
+        check_len(text)?;
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe(&e)))
+    }
+
+    pub fn to_text(&self) -> String {
+        // Serialising these types cannot fail: string keys, no non-finite floats.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"unknown\"}"))
+    }
+}
+
+impl ClientMessage {
+    pub fn parse(text: &str) -> Result<ClientMessage, FrameError> {
+        check_len(text)?;
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe(&e)))
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"unknown\"}"))
+    }
+}
+
+impl Evidence {
+    /// Reads an entry's payload as evidence.
+    pub fn from_payload(payload: &Value) -> Result<Evidence, FrameError> {
+        Evidence::deserialize(payload).map_err(|e| FrameError::Malformed(describe(&e)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

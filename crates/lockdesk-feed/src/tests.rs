@@ -1,0 +1,115 @@
+use super::*;
+use serde_json::json;
+
+#[test]
+fn messages_round_trip_in_the_documented_shapes() {
+    let hello = r#"{"type":"hello","protocol":1,"subscriber":"alice","role":"advisor","operatorIds":[101],"after":41,"lastSeq":57,"heartbeatSecs":15}"#;
+    let m = ServerMessage::parse(hello).unwrap();
+    assert_eq!(
+        m,
+        ServerMessage::Hello(Hello {
+            protocol: 1,
+            subscriber: "alice".into(),
+            role: Role::Advisor,
+            operator_ids: vec![101],
+            after: 41,
+            last_seq: 57,
+            heartbeat_secs: 15,
+        })
+    );
+    assert_eq!(ServerMessage::parse(&m.to_text()).unwrap(), m);
+
+    let entry = json!({"type":"entry","seq":42,"kind":"webhook","receivedAtMs":1767261600000i64,
+        "eventType":"v2.conversation.pushed","payload":{"conversationId":"c1"},
+        "related":[{"seq":40,"receivedAtMs":1767261500000i64,"payload":{"visitorId":"v","token":"a.b.c"}}]});
+    let ServerMessage::Entry(e) = ServerMessage::parse(&entry.to_string()).unwrap() else {
+        panic!("not an entry")
+    };
+    assert_eq!(e.seq, 42);
+    assert_eq!(e.kind, EntryKind::Webhook);
+    assert_eq!(e.event_type.as_deref(), Some("v2.conversation.pushed"));
+    assert_eq!(e.related.len(), 1);
+    let ev = Evidence::from_payload(&e.related[0].payload).unwrap();
+    assert_eq!(ev.visitor_id, "v");
+    assert_eq!(
+        serde_json::to_value(ServerMessage::Entry(e)).unwrap(),
+        entry
+    );
+
+    assert_eq!(
+        ServerMessage::parse(r#"{"type":"heartbeat","seq":57}"#).unwrap(),
+        ServerMessage::Heartbeat { seq: 57 }
+    );
+    assert_eq!(
+        ClientMessage::parse(r#"{"type":"ack","seq":3}"#).unwrap(),
+        ClientMessage::Ack { seq: 3 }
+    );
+}
+
+#[test]
+fn unknown_types_and_fields_are_ignored() {
+    assert_eq!(
+        ServerMessage::parse(r#"{"type":"gossip","x":1}"#).unwrap(),
+        ServerMessage::Unknown
+    );
+    assert_eq!(
+        ServerMessage::parse(r#"{"type":"heartbeat","seq":5,"extra":true}"#).unwrap(),
+        ServerMessage::Heartbeat { seq: 5 }
+    );
+    assert_eq!(
+        ClientMessage::parse(r#"{"type":"nack"}"#).unwrap(),
+        ClientMessage::Unknown
+    );
+}
+
+#[test]
+fn malformed_frames_are_specific_errors_that_never_echo_the_frame() {
+    for bad in [
+        "",
+        "not json",
+        "[1,2]",
+        r#"{"seq":1}"#,
+        r#"{"type":"entry","seq":"x"}"#,
+        r#"{"type":"heartbeat","seq":-1}"#,
+        r#"{"type":"entry","seq":1,"kind":"webhook","receivedAtMs":1,"payload":{"token":"SECRET.TOKEN"#,
+    ] {
+        let err = ServerMessage::parse(bad).unwrap_err();
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        assert!(matches!(err, FrameError::Malformed(_)), "{bad}: {err}");
+    }
+    let huge = format!(
+        r#"{{"type":"heartbeat","seq":1,"pad":"{}"}}"#,
+        "x".repeat(MAX_FRAME_BYTES)
+    );
+    assert!(matches!(
+        ServerMessage::parse(&huge),
+        Err(FrameError::TooLarge { .. })
+    ));
+    let deep = "[".repeat(10_000);
+    assert!(ServerMessage::parse(&deep).is_err());
+}
+
+#[test]
+fn debug_output_never_holds_a_token() {
+    let payload = json!({"visitorId":"v1","token":"eyJTOKEN.a.b.c.d"});
+    let e = Entry {
+        seq: 1,
+        kind: EntryKind::Evidence,
+        received_at_ms: 0,
+        event_type: None,
+        payload: payload.clone(),
+        related: vec![Related {
+            seq: 0,
+            received_at_ms: 0,
+            payload: payload.clone(),
+        }],
+    };
+    let ev = Evidence::from_payload(&payload).unwrap();
+    for s in [
+        format!("{e:?}"),
+        format!("{:?}", ServerMessage::Entry(e.clone())),
+        format!("{ev:?}"),
+    ] {
+        assert!(!s.contains("eyJTOKEN"), "{s}");
+    }
+}
