@@ -1,0 +1,1 @@
+//! The supervisor audit log: a tamper-evident hash chain in SQLite, verification, export, retention and erasure

@@ -1,0 +1,1 @@
+//! The desk's feed client: an actor that owns the WebSocket connection to the gateway, resumes, reconnects and publishes its state
