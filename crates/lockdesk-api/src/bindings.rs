@@ -27,6 +27,7 @@ pub fn typescript() -> String {
     decl::<IpcError>(&cfg, &mut out);
     decl::<FieldError>(&cfg, &mut out);
     decl::<TrustForm>(&cfg, &mut out);
+    decl::<NotificationsForm>(&cfg, &mut out);
     decl::<SettingsForm>(&cfg, &mut out);
     decl::<SettingsView>(&cfg, &mut out);
     decl::<SaveOutcome>(&cfg, &mut out);

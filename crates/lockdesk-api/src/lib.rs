@@ -18,7 +18,8 @@ mod settings;
 pub use error::{IpcError, IpcErrorCode};
 pub use feed::{initial_status, FeedStatus};
 pub use settings::{
-    AppInfo, FieldError, SaveOutcome, SettingsForm, SettingsService, SettingsView, TrustForm,
+    AppInfo, FieldError, NotificationsForm, SaveOutcome, SettingsForm, SettingsService,
+    SettingsView, TrustForm,
 };
 
 #[cfg(test)]

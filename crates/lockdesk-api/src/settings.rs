@@ -35,6 +35,44 @@ pub struct TrustForm {
     pub key: String,
 }
 
+/// Which desktop notifications are shown (true: shown). Settings lets each kind be muted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsForm {
+    pub secured: bool,
+    pub verification_failed: bool,
+    pub identity_mismatch: bool,
+    pub shared_device: bool,
+    pub reused_user_id: bool,
+    pub session_lapsed: bool,
+}
+
+impl From<lockdesk_config::Notifications> for NotificationsForm {
+    fn from(n: lockdesk_config::Notifications) -> Self {
+        NotificationsForm {
+            secured: n.secured,
+            verification_failed: n.verification_failed,
+            identity_mismatch: n.identity_mismatch,
+            shared_device: n.shared_device,
+            reused_user_id: n.reused_user_id,
+            session_lapsed: n.session_lapsed,
+        }
+    }
+}
+
+impl From<NotificationsForm> for lockdesk_config::Notifications {
+    fn from(n: NotificationsForm) -> Self {
+        lockdesk_config::Notifications {
+            secured: n.secured,
+            verification_failed: n.verification_failed,
+            identity_mismatch: n.identity_mismatch,
+            shared_device: n.shared_device,
+            reused_user_id: n.reused_user_id,
+            session_lapsed: n.session_lapsed,
+        }
+    }
+}
+
 /// The Settings form as the UI edits it: numbers travel as the text the user typed, so a typo is
 /// reported beside its field instead of failing the whole call.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -51,6 +89,10 @@ pub struct SettingsForm {
     pub require_encryption: bool,
     /// `en` or `fr`.
     pub language: String,
+    /// Which notifications are shown; `null` keeps the saved choice.
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub notifications: Option<NotificationsForm>,
 }
 
 /// What the Settings screen shows.
@@ -250,6 +292,12 @@ impl SettingsService {
             ui: lockdesk_config::Ui {
                 language: language.unwrap_or_default(),
             },
+            notifications: form
+                .notifications
+                .map(Into::into)
+                .unwrap_or(saved.notifications),
+            // Not on the form: the API account is edited in the file; saving keeps it.
+            iadvize: saved.iadvize.clone(),
         };
         (config, errors)
     }
@@ -274,5 +322,6 @@ fn form_of(config: &Config) -> SettingsForm {
         max_token_lifetime_secs: v.max_token_lifetime_secs.to_string(),
         require_encryption: v.require_encryption,
         language: config.ui.language.code().to_owned(),
+        notifications: Some(config.notifications.into()),
     }
 }

@@ -26,7 +26,25 @@ fn form(dir: &Path) -> SettingsForm {
         max_token_lifetime_secs: "3600".into(),
         require_encryption: true,
         language: "fr".into(),
+        notifications: None,
     }
+}
+
+#[test]
+fn notification_mutes_are_saved_and_a_null_form_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let mut f = form(dir.path());
+    let mut muted = NotificationsForm::from(lockdesk_config::Notifications::default());
+    muted.secured = false;
+    muted.session_lapsed = false;
+    f.notifications = Some(muted);
+    assert!(svc.save(&f).unwrap().saved);
+    assert_eq!(svc.view().form.notifications, Some(muted));
+    f.notifications = None;
+    assert!(svc.save(&f).unwrap().saved);
+    let saved = svc.load().unwrap().notifications;
+    assert!(!saved.secured && !saved.session_lapsed && saved.verification_failed);
 }
 
 fn fields(errors: &[FieldError]) -> Vec<&str> {
@@ -101,6 +119,8 @@ fn save_round_trips_and_never_returns_the_credential() {
     let view = svc.view();
     let mut expected = f.clone();
     expected.credential = None;
+    // The view always says which notifications are on (all, by default).
+    expected.notifications = Some(lockdesk_config::Notifications::default().into());
     assert_eq!(view.form, expected);
     let config = svc.load().unwrap();
     assert_eq!(config.feed.credential.as_deref(), Some("desk-credential-1"));

@@ -17,6 +17,10 @@ pub struct Config {
     pub decryption: Decryption,
     pub verification: Verification,
     pub ui: Ui,
+    pub notifications: Notifications,
+    /// iAdvize's GraphQL API, for the closed-conversation history. Optional.
+    #[serde(skip_serializing_if = "IAdvizeApi::is_empty")]
+    pub iadvize: IAdvizeApi,
 }
 
 /// The gateway feed this desk subscribes to. Nothing set means "not configured" (demo mode).
@@ -113,6 +117,75 @@ impl Language {
 #[serde(deny_unknown_fields, default)]
 pub struct Ui {
     pub language: Language,
+}
+
+/// Which desktop notifications are shown. Every kind is on by default; each can be muted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    /// A conversation became secured.
+    pub secured: bool,
+    /// A token was rejected (critical urgency).
+    pub verification_failed: bool,
+    /// Another identity appeared inside one conversation, or the platform names someone else.
+    pub identity_mismatch: bool,
+    /// A device that carried one verified person now carries another.
+    pub shared_device: bool,
+    /// One userId presented with clearly different signed identities.
+    pub reused_user_id: bool,
+    /// A secured conversation's authenticated session lapsed.
+    pub session_lapsed: bool,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            secured: true,
+            verification_failed: true,
+            identity_mismatch: true,
+            shared_device: true,
+            reused_user_id: true,
+            session_lapsed: true,
+        }
+    }
+}
+
+/// The iAdvize API account used to backfill closed conversations (GraphQL `closedConversations`)
+/// and to read the platform's `Visitor.externalUserId`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IAdvizeApi {
+    /// `https://api.iadvize.com` (or a stand-in on this machine, `http://127.0.0.1:PORT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// `ha` (default) or `sd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A secret: never logged, never sent to the UI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl IAdvizeApi {
+    pub fn is_empty(&self) -> bool {
+        self.base_url.is_none()
+            && self.platform.is_none()
+            && self.username.is_none()
+            && self.password.is_none()
+    }
+}
+
+impl std::fmt::Debug for IAdvizeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IAdvizeApi")
+            .field("base_url", &self.base_url)
+            .field("platform", &self.platform)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Config {

@@ -258,3 +258,55 @@ fn env_overrides_must_be_absolute() {
         .to_string()
         .contains("LOCKDESK_CONFIG_DIR must be an absolute path"));
 }
+
+#[test]
+fn iadvize_api_rules() {
+    check(|_| {}, &[]);
+    check(
+        |c| c.iadvize.base_url = Some("http://api.example.com".into()),
+        &["iadvize.base_url", "iadvize.username", "iadvize.password"],
+    );
+    check(
+        |c| {
+            c.iadvize = crate::IAdvizeApi {
+                base_url: Some("http://127.0.0.1:9999".into()),
+                platform: Some("xx".into()),
+                username: Some("api@brand.example".into()),
+                password: Some("pw".into()),
+            }
+        },
+        &["iadvize.platform"],
+    );
+    check(
+        |c| {
+            c.iadvize = crate::IAdvizeApi {
+                base_url: Some("https://api.iadvize.com".into()),
+                platform: Some("sd".into()),
+                username: Some("api@brand.example".into()),
+                password: Some("pw".into()),
+            }
+        },
+        &[],
+    );
+}
+
+#[test]
+fn notifications_default_on_and_round_trip_muted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    assert!(crate::Notifications::default().verification_failed);
+    let mut c = Config::default();
+    c.notifications.secured = false;
+    c.iadvize.password = Some("hunter2-secret".into());
+    crate::save(&path, &c).unwrap();
+    let back = crate::load(&path).unwrap();
+    assert!(!back.notifications.secured);
+    assert!(back.notifications.session_lapsed);
+    assert!(!format!("{back:?}").contains("hunter2"));
+    // An older file without the section reads as everything on.
+    std::fs::write(&path, "[ui]\nlanguage = \"fr\"\n").unwrap();
+    assert_eq!(
+        crate::load(&path).unwrap().notifications,
+        crate::Notifications::default()
+    );
+}

@@ -71,6 +71,7 @@ fn has_control(s: &str) -> bool {
 pub fn validate(config: &Config, keys: &dyn KeyFileCheck) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_feed(config, &mut errors);
+    validate_iadvize(config, &mut errors);
 
     let mut seen_issuers = std::collections::HashSet::new();
     for (i, t) in config.trust.iter().enumerate() {
@@ -210,6 +211,54 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new(
             "feed.credential",
             "the credential cannot contain spaces or control characters (was it pasted with a line break?)",
+        ));
+    }
+}
+
+fn validate_iadvize(config: &Config, errors: &mut Vec<FieldError>) {
+    let api = &config.iadvize;
+    if api.is_empty() {
+        return;
+    }
+    let base = api.base_url.as_deref().map(str::trim).unwrap_or("");
+    match url::Url::parse(base) {
+        Err(_) => errors.push(FieldError::new(
+            "iadvize.base_url",
+            "expected the API address, like https://api.iadvize.com",
+        )),
+        Ok(u) => {
+            let loopback = match u.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                None => false,
+            };
+            if u.scheme() != "https" && !(u.scheme() == "http" && loopback) {
+                errors.push(FieldError::new(
+                    "iadvize.base_url",
+                    "use https:// (http:// is only allowed on this machine)",
+                ));
+            }
+        }
+    }
+    if let Some(p) = api.platform.as_deref() {
+        if p != "ha" && p != "sd" {
+            errors.push(FieldError::new(
+                "iadvize.platform",
+                "expected ha or sd (the iAdvize platform your account is on)",
+            ));
+        }
+    }
+    if api.username.as_deref().unwrap_or("").trim().is_empty() {
+        errors.push(FieldError::new(
+            "iadvize.username",
+            "enter the iAdvize API user's login",
+        ));
+    }
+    if api.password.as_deref().unwrap_or("").is_empty() {
+        errors.push(FieldError::new(
+            "iadvize.password",
+            "enter the iAdvize API user's password",
         ));
     }
 }

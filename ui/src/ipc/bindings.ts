@@ -13,6 +13,8 @@ export type TrustForm = { issuer: string,
  */
 key: string, };
 
+export type NotificationsForm = { secured: boolean, verificationFailed: boolean, identityMismatch: boolean, sharedDevice: boolean, reusedUserId: boolean, sessionLapsed: boolean, };
+
 export type SettingsForm = { feedUrl: string, 
 /**
  * `null`: keep the saved credential. A string: replace it (empty clears it).
@@ -21,7 +23,11 @@ credential: string | null, trust: Array<TrustForm>, decryptionKeys: Array<string
 /**
  * `en` or `fr`.
  */
-language: string, };
+language: string, 
+/**
+ * Which notifications are shown; `null` keeps the saved choice.
+ */
+notifications?: NotificationsForm | null, };
 
 export type SettingsView = { form: SettingsForm, 
 /**
