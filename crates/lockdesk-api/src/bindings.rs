@@ -33,6 +33,25 @@ pub fn typescript() -> String {
     decl::<SaveOutcome>(&cfg, &mut out);
     decl::<AppInfo>(&cfg, &mut out);
     decl::<FeedStatus>(&cfg, &mut out);
+    decl::<AuthStateName>(&cfg, &mut out);
+    decl::<VisitorSource>(&cfg, &mut out);
+    decl::<ConversationRow>(&cfg, &mut out);
+    decl::<SignedField>(&cfg, &mut out);
+    decl::<PlatformField>(&cfg, &mut out);
+    decl::<IdentityCard>(&cfg, &mut out);
+    decl::<PresentationVerdict>(&cfg, &mut out);
+    decl::<Presentation>(&cfg, &mut out);
+    decl::<AlertKind>(&cfg, &mut out);
+    decl::<EvidenceItem>(&cfg, &mut out);
+    decl::<DeskAlert>(&cfg, &mut out);
+    decl::<ConversationDetail>(&cfg, &mut out);
+    decl::<HistoryConversation>(&cfg, &mut out);
+    decl::<HistoryGroup>(&cfg, &mut out);
+    decl::<History>(&cfg, &mut out);
+    decl::<DeskStatus>(&cfg, &mut out);
+    decl::<DeskSnapshot>(&cfg, &mut out);
+    decl::<DeskEvent>(&cfg, &mut out);
+    decl::<FocusConversation>(&cfg, &mut out);
     out.truncate(out.trim_end().len());
     out.push('\n');
     out

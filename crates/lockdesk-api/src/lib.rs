@@ -11,10 +11,17 @@
 //! - the subscriber credential goes UI -> Rust only; it is never sent back to the web view.
 
 pub mod bindings;
+mod desk;
 mod error;
 mod feed;
 mod settings;
 
+pub use desk::{
+    AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskEvent,
+    DeskSnapshot, DeskStatus, EvidenceItem, FocusConversation, History, HistoryConversation,
+    HistoryGroup, IdentityCard, PlatformField, Presentation, PresentationVerdict, SignedField,
+    VisitorSource,
+};
 pub use error::{IpcError, IpcErrorCode};
 pub use feed::{initial_status, FeedStatus};
 pub use settings::{

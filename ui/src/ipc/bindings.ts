@@ -57,3 +57,200 @@ export type AppInfo = { version: string, configPath: string, dataDir: string, lo
 feedConfigured: boolean, };
 
 export type FeedStatus = { "state": "not_configured" } | { "state": "disconnected", reason: string, } | { "state": "connecting", url: string, } | { "state": "connected", url: string, };
+
+export type AuthStateName = "anonymous" | "secured" | "lapsed" | "failed" | "mismatch" | "unsupported" | "closed";
+
+export type VisitorSource = "web" | "app";
+
+export type ConversationRow = { 
+/**
+ * iAdvize's conversation id.
+ */
+id: string, 
+/**
+ * iAdvize's visitor id (one per device/browser).
+ */
+visitorId: string, state: AuthStateName, 
+/**
+ * For `closed`: the state it was in when it closed. `null` otherwise.
+ */
+closedFrom: AuthStateName | null, 
+/**
+ * The verified userId (from a valid token), when there is one. Never the platform's claim.
+ */
+userId: string | null, 
+/**
+ * A name from the signed visitorData (e.g. "firstName lastName"), when there is one.
+ */
+displayName: string | null, 
+/**
+ * iAdvize's channel as received (`CHAT`, `CALL`, `VIDEO`, `MOBILE_APP`, `WHATSAPP`, ...).
+ */
+channel: string, source: VisitorSource, 
+/**
+ * A human label for the device (browser and OS, or app and OS), when known.
+ */
+device: string | null, 
+/**
+ * The site's domain (web only), when known.
+ */
+domain: string | null, 
+/**
+ * When the last valid token was verified.
+ */
+lastVerifiedAtMs: number | null, 
+/**
+ * For `failed` (and a `closed` that was failed): the verifier's stable reason code.
+ */
+reasonCode: string | null, 
+/**
+ * Alerts raised in this conversation so far.
+ */
+alertCount: number, 
+/**
+ * When anything in this row last changed (the list's default order is newest first).
+ */
+updatedAtMs: number, };
+
+export type SignedField = { key: string, value: string, };
+
+export type PlatformField = { 
+/**
+ * Named like the visitorData field it corresponds to (`email`, ...) or `externalUserId`.
+ */
+key: string, value: string, 
+/**
+ * True when the signed data (or the verified userId, for `externalUserId`) says otherwise.
+ */
+differs: boolean, };
+
+export type IdentityCard = { 
+/**
+ * The verified userId.
+ */
+userId: string, 
+/**
+ * The signed visitorData of the last valid token, field by field, in token order.
+ */
+signedVisitorData: Array<SignedField>, 
+/**
+ * The platform's profile of the visitor (unverified), when fetched.
+ */
+platformProfile: Array<PlatformField>, 
+/**
+ * The token's `iss`.
+ */
+issuer: string, 
+/**
+ * RFC 7638 thumbprint of the brand key that verified the signature.
+ */
+keyThumbprint: string, 
+/**
+ * When the authenticated session lapses without a new valid token (`null` once lapsed or
+ * closed).
+ */
+sessionLapsesAtMs: number | null, };
+
+export type PresentationVerdict = "valid" | "rejected";
+
+export type Presentation = { atMs: number, verdict: PresentationVerdict, 
+/**
+ * For `rejected`: the verifier's stable reason code (`bad_signature`, ...).
+ */
+reasonCode: string | null, 
+/**
+ * For `rejected`: the verifier's sentence (untrusted parts already escaped and cut).
+ */
+reasonText: string | null, 
+/**
+ * The token's `iss` when it could be read.
+ */
+issuer: string | null, 
+/**
+ * The token's `exp` (valid tokens).
+ */
+expiresAtMs: number | null, 
+/**
+ * The userId a valid token proved.
+ */
+userId: string | null, 
+/**
+ * True when it came before the first valid token of this conversation (what happened while
+ * the visitor was not yet logged in).
+ */
+beforeLogin: boolean, };
+
+export type AlertKind = "verification_failed" | "identity_switched" | "shared_device" | "reused_user_id" | "session_lapsed" | "platform_mismatch";
+
+export type EvidenceItem = { label: string, value: string, };
+
+export type DeskAlert = { 
+/**
+ * Stable id (unique across the desk's store).
+ */
+id: string, conversationId: string, kind: AlertKind, atMs: number, evidence: Array<EvidenceItem>, };
+
+export type ConversationDetail = { row: ConversationRow, 
+/**
+ * `null` until a valid token proved someone in this conversation.
+ */
+identity: IdentityCard | null, 
+/**
+ * Every presentation, oldest first.
+ */
+timeline: Array<Presentation>, 
+/**
+ * Alerts of this conversation, oldest first.
+ */
+alerts: Array<DeskAlert>, };
+
+export type HistoryConversation = { id: string, openedAtMs: number, closedAtMs: number | null, state: AuthStateName, 
+/**
+ * Part of it was secured (a valid token for this person was presented in it).
+ */
+securedPart: boolean, 
+/**
+ * Part of it happened before the login (anonymous, then secured).
+ */
+beforeLoginPart: boolean, };
+
+export type HistoryGroup = { 
+/**
+ * iAdvize's visitor id of the device.
+ */
+visitorId: string, 
+/**
+ * Its human label (falls back to the visitor id when nothing better is known).
+ */
+device: string, channel: string, source: VisitorSource, domain: string | null, 
+/**
+ * Newest first.
+ */
+conversations: Array<HistoryConversation>, };
+
+export type History = { userId: string, groups: Array<HistoryGroup>, };
+
+export type DeskStatus = { feed: FeedStatus, 
+/**
+ * True when the app runs its in-process demo (simulated conversations, generated keys).
+ */
+demo: boolean, 
+/**
+ * The last feed sequence number whose effects are stored, when any.
+ */
+lastSeq: number | null, };
+
+export type DeskSnapshot = { status: DeskStatus, 
+/**
+ * Every conversation, newest `updatedAtMs` first.
+ */
+conversations: Array<ConversationRow>, 
+/**
+ * The revision this snapshot reflects; the UI drops [`DeskEvent`]s with a revision at or
+ * below it (it subscribes before asking, so nothing falls between the two).
+ */
+revision: number, };
+
+export type DeskEvent = { "kind": "row", revision: number, row: ConversationRow, } | { "kind": "alert", revision: number, alert: DeskAlert, } | { "kind": "status", status: DeskStatus, } | { "kind": "reset", revision: number, };
+
+export type FocusConversation = { conversationId: string, };
