@@ -9,12 +9,17 @@
 //!   reports (`Visitor.externalUserId`) can raise a mismatch but never secure anything;
 //! - a mismatch is sticky until the conversation closes: a later valid token for the first
 //!   person does not erase the evidence that someone else's token was presented;
-//! - `closed` freezes the last state for history; nothing after the close changes it.
+//! - `closed` freezes the last state for history; nothing after the close changes it, with one
+//!   exception: what the platform reports (`Visitor.externalUserId`) is only known after the
+//!   close (iAdvize's GraphQL API lists closed conversations), so a platform userId that differs
+//!   from the verified one turns the kept state into a mismatch and alerts, once;
+//! - states round-trip through serde (the desk core stores them): reason codes are read back
+//!   with [`Reason::from_code`].
 //!
 //! The transition table is written out in ARCHITECTURE.md and tested exhaustively here.
 
 use lockdesk_verify::Reason;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Channels where Authenticated Messaging exists (iAdvize: chat, video and call onsite, and the
 /// mobile app). Every other channel (WhatsApp, Messenger, SMS, ...) is third-party.
@@ -26,8 +31,14 @@ fn reason_code<S: serde::Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::
     s.serialize_str(reason.code())
 }
 
+fn reason_from_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+    let code = String::deserialize(d)?;
+    Reason::from_code(&code)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown reason code {code:?}")))
+}
+
 /// Where a conflicting identity came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MismatchSource {
     /// A valid token carried another userId.
@@ -37,7 +48,7 @@ pub enum MismatchSource {
 }
 
 /// The one authentication state a conversation is in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AuthState {
     /// No evidence yet.
@@ -54,7 +65,7 @@ pub enum AuthState {
     Lapsed { user_id: String, at: i64 },
     /// The last presentation was rejected.
     Failed {
-        #[serde(serialize_with = "reason_code")]
+        #[serde(serialize_with = "reason_code", deserialize_with = "reason_from_code")]
         reason: Reason,
         at: i64,
     },
@@ -123,7 +134,7 @@ pub enum Alert {
 }
 
 /// One conversation's authentication: its state and the first identity verified in it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     state: AuthState,
     /// The first userId a valid token proved in this conversation; mismatches are against it.
@@ -174,6 +185,16 @@ impl Conversation {
 
     fn transition(&mut self, event: &Event) -> Option<Alert> {
         use AuthState as S;
+        if let (S::Closed { last, .. }, Event::PlatformUserId { user_id, at }) =
+            (&mut self.state, event)
+        {
+            return Self::platform_after_close(
+                last,
+                self.verified_user_id.as_deref(),
+                user_id,
+                *at,
+            );
+        }
         if matches!(self.state, S::Closed { .. } | S::Unsupported) {
             if let (S::Unsupported, Event::Closed { at }) = (&self.state, event) {
                 self.state = S::Closed {
@@ -246,6 +267,38 @@ impl Conversation {
                 _ => None,
             },
         }
+    }
+
+    /// The platform's report arrives after the close (backfill): a differing userId turns the
+    /// kept state into a mismatch, unless it already is one or nothing was ever verified.
+    fn platform_after_close(
+        last: &mut AuthState,
+        verified: Option<&str>,
+        other: &str,
+        at: i64,
+    ) -> Option<Alert> {
+        let verified = verified?;
+        if verified == other || matches!(last, AuthState::Mismatch { .. } | AuthState::Unsupported)
+        {
+            return None;
+        }
+        *last = AuthState::Mismatch {
+            verified_user_id: verified.to_owned(),
+            other_user_id: other.to_owned(),
+            source: MismatchSource::Platform,
+            at,
+        };
+        Some(Alert::IdentitySwitched {
+            verified_user_id: verified.to_owned(),
+            other_user_id: other.to_owned(),
+            source: MismatchSource::Platform,
+            at,
+        })
+    }
+
+    /// The authenticated-session lifetime, in seconds.
+    pub fn session_lifetime(&self) -> i64 {
+        self.session_lifetime
     }
 
     fn mismatch(&mut self, other: &str, source: MismatchSource, at: i64) -> Option<Alert> {

@@ -113,6 +113,38 @@ fn the_transition_table() {
         0,
     );
     check(
+        &[verified("a", 0), Event::Closed { at: 1 }, verified("b", 2)],
+        "closed",
+        0,
+    );
+    check(
+        &[verified("a", 0), Event::Closed { at: 1 }, platform("a", 2)],
+        "closed",
+        0,
+    );
+    // ... except for the platform's report, known only after the close (backfill)
+    check(
+        &[verified("a", 0), Event::Closed { at: 1 }, platform("b", 2)],
+        "closed",
+        1,
+    );
+    check(
+        &[
+            verified("a", 0),
+            Event::Closed { at: 1 },
+            platform("b", 2),
+            platform("c", 3),
+        ],
+        "closed",
+        1,
+    );
+    check(&[Event::Closed { at: 1 }, platform("b", 2)], "closed", 0);
+    check(
+        &[&mismatch[..], &[Event::Closed { at: 3 }, platform("c", 4)]].concat(),
+        "closed",
+        1,
+    );
+    check(
         &[
             verified("a", 0),
             Event::Closed { at: 1 },
@@ -153,6 +185,57 @@ fn third_party_channels_are_unsupported_whatever_arrives() {
             &AuthState::Anonymous
         );
     }
+}
+
+#[test]
+fn a_platform_report_after_the_close_keeps_the_close_and_records_the_mismatch() {
+    let mut c = Conversation::new("CHAT", LIFE);
+    c.apply(&verified("a", 0));
+    c.apply(&Event::Closed { at: 10 });
+    let out = c.apply(&platform("b", 20));
+    assert!(out.changed);
+    assert_eq!(
+        c.state(),
+        &AuthState::Closed {
+            last: Box::new(AuthState::Mismatch {
+                verified_user_id: "a".into(),
+                other_user_id: "b".into(),
+                source: MismatchSource::Platform,
+                at: 20
+            }),
+            at: 10
+        }
+    );
+    let mut unsupported = Conversation::new("WHATSAPP", LIFE);
+    unsupported.apply(&Event::Closed { at: 10 });
+    assert_eq!(unsupported.apply(&platform("b", 20)), Outcome::default());
+}
+
+#[test]
+fn every_state_round_trips_through_serde() {
+    let mut states = vec![];
+    for events in [
+        vec![],
+        vec![verified("a", 0)],
+        vec![verified("a", 0), Event::Tick { now: LIFE }],
+        vec![rejected(3)],
+        vec![verified("a", 0), verified("b", 1)],
+        vec![verified("a", 0), Event::Closed { at: 1 }],
+    ] {
+        let mut c = Conversation::new("CHAT", LIFE);
+        for e in &events {
+            c.apply(e);
+        }
+        states.push(c);
+    }
+    states.push(Conversation::new("WHATSAPP", LIFE));
+    for c in states {
+        let json = serde_json::to_string(&c).unwrap();
+        let back: Conversation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c, "{json}");
+    }
+    let bad = r#"{"state":{"state":"failed","reason":"nope","at":1},"verified_user_id":null,"session_lifetime":5}"#;
+    assert!(serde_json::from_str::<Conversation>(bad).is_err());
 }
 
 #[test]
@@ -239,9 +322,52 @@ fn every_sequence_keeps_the_invariants() {
             let ctx = format!("{seq:?} at step {i}: {before:?} -> {state:?}");
 
             assert_eq!(out.changed, before != state, "{ctx}");
-            if let Some(frozen) = &closed_with {
-                assert_eq!(&state, frozen, "closed is final: {ctx}");
-                assert_eq!(out.alert, None, "{ctx}");
+            if let Some(frozen) = closed_with.clone() {
+                // Closed is final, except that the platform's report (only known after the
+                // close) can turn the kept state into a mismatch, once, with its alert.
+                let reported = match e {
+                    E::PA => Some("a"),
+                    E::PB => Some("b"),
+                    _ => None,
+                };
+                let reveals = reported.is_some()
+                    && c.verified_user_id().is_some()
+                    && c.verified_user_id() != reported
+                    && !matches!(
+                        &frozen,
+                        AuthState::Closed { last, .. } if matches!(**last, AuthState::Mismatch { .. })
+                    );
+                if reveals {
+                    let AuthState::Closed {
+                        last,
+                        at: closed_at,
+                    } = &state
+                    else {
+                        panic!("still closed: {ctx}");
+                    };
+                    let AuthState::Closed { at: frozen_at, .. } = &frozen else {
+                        panic!("{ctx}");
+                    };
+                    assert_eq!(closed_at, frozen_at, "{ctx}");
+                    assert!(
+                        matches!(
+                            **last,
+                            AuthState::Mismatch {
+                                source: MismatchSource::Platform,
+                                ..
+                            }
+                        ),
+                        "{ctx}"
+                    );
+                    assert!(
+                        matches!(out.alert, Some(Alert::IdentitySwitched { .. })),
+                        "{ctx}"
+                    );
+                    closed_with = Some(state.clone());
+                } else {
+                    assert_eq!(state, frozen, "closed is final: {ctx}");
+                    assert_eq!(out.alert, None, "{ctx}");
+                }
                 continue;
             }
             if matches!(e, E::VA | E::VB | E::Rej) {
