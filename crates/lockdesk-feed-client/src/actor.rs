@@ -1,0 +1,599 @@
+//! The actor: one task that owns the WebSocket, the reconnect loop and the batching of entries
+//! towards the sink thread.
+//!
+//! Must not: await the sink while it could be reading the socket (a busy sink only pauses reading
+//! once `max_pending` messages are buffered); hold anything from a frame in a log line.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use lockdesk_feed::{close, ClientMessage, ServerMessage, FEED_PATH, MAX_FRAME_BYTES, SUBPROTOCOL};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{
+    HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL,
+};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::sink::{SinkError, SinkThread};
+use crate::{
+    Command, Config, ConfigError, Counters, DisconnectReason, Entry, State, StopReason,
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The feed endpoint, checked once at spawn.
+pub(crate) struct Target {
+    url: url::Url,
+    tls: bool,
+    authorization: HeaderValue,
+    /// The URL as shown in states and logs (no query).
+    pub(crate) display: String,
+}
+
+impl Target {
+    pub(crate) fn parse(config: &Config) -> Result<Target, ConfigError> {
+        let mut url =
+            url::Url::parse(config.url.trim()).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
+        let tls = match url.scheme() {
+            "wss" | "https" => true,
+            "ws" | "http" => false,
+            other => return Err(ConfigError::BadScheme(other.to_string())),
+        };
+        // Url::set_scheme refuses some special-to-special changes; rebuild instead.
+        if matches!(url.scheme(), "http" | "https") {
+            let rest = &url.as_str()[url.scheme().len()..];
+            let rebuilt = format!("{}{rest}", if tls { "wss" } else { "ws" });
+            url = url::Url::parse(&rebuilt).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::UserInfoInUrl);
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => return Err(ConfigError::BadUrl("no host".into())),
+        };
+        if !tls && !loopback {
+            return Err(ConfigError::InsecureRemote(
+                url.host_str().unwrap_or_default().to_string(),
+            ));
+        }
+        if url.path().is_empty() || url.path() == "/" {
+            url.set_path(FEED_PATH);
+        }
+        url.set_query(None);
+        url.set_fragment(None);
+        let secret = config.credential.expose();
+        if secret.is_empty() {
+            return Err(ConfigError::BadCredential);
+        }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {secret}"))
+            .map_err(|_| ConfigError::BadCredential)?;
+        authorization.set_sensitive(true);
+        Ok(Target {
+            display: url.to_string(),
+            url,
+            tls,
+            authorization,
+        })
+    }
+}
+
+pub(crate) struct Actor {
+    config: Config,
+    target: Target,
+    sink: SinkThread,
+    state: watch::Sender<State>,
+    counters: Arc<Counters>,
+    commands: mpsc::Receiver<Command>,
+    stopping: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// How a connection ended.
+enum End {
+    Reconnect {
+        reason: DisconnectReason,
+        /// 4001: come back at once, with the cursor.
+        immediate: bool,
+    },
+    Stop(StopReason),
+}
+
+/// A message waiting for the sink.
+enum Pending {
+    Entry(Entry),
+    Heartbeat(u64),
+}
+
+/// The work the sink is doing now: its reply and the `seq` it brings the cursor to.
+struct InFlight {
+    reply: oneshot::Receiver<Result<(), String>>,
+    entries: u64,
+    up_to: u64,
+}
+
+impl Actor {
+    pub(crate) fn new(
+        config: Config,
+        target: Target,
+        sink: SinkThread,
+        state: watch::Sender<State>,
+        counters: Arc<Counters>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Actor {
+        Actor {
+            config,
+            target,
+            sink,
+            state,
+            counters,
+            commands,
+            stopping: false,
+            tls: None,
+        }
+    }
+
+    fn publish(&self, state: State) {
+        // No receiver left is fine: the handle's owners are gone and shutdown follows.
+        self.state.send_replace(state);
+    }
+
+    pub(crate) async fn run(mut self) {
+        let reason = self.reconnect_loop().await;
+        tracing::info!(url = %self.target.display, %reason, "feed client stopped");
+        self.sink.stop().await;
+        self.publish(State::Stopped { reason });
+    }
+
+    async fn reconnect_loop(&mut self) -> StopReason {
+        let mut attempt: u32 = 0;
+        loop {
+            if self.stopping {
+                return StopReason::Shutdown;
+            }
+            let (end, healthy) = self.connect_once().await;
+            let (reason, immediate) = match end {
+                End::Stop(reason) => return reason,
+                End::Reconnect { reason, immediate } => (reason, immediate),
+            };
+            if healthy {
+                attempt = 0;
+            }
+            let retry_in = if immediate {
+                Duration::ZERO
+            } else {
+                let d = self.config.backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                d
+            };
+            tracing::info!(url = %self.target.display, %reason, ?retry_in, "feed disconnected");
+            self.publish(State::Disconnected { reason, retry_in });
+            let sleep = tokio::time::sleep(retry_in);
+            tokio::select! {
+                _ = sleep => {}
+                _ = next_command(&mut self.commands, &mut self.stopping) => return StopReason::Shutdown,
+            }
+        }
+    }
+
+    /// One connection: asks the cursor, connects, runs the session. Returns how it ended and
+    /// whether it was healthy (hello received and up for `healthy_after`).
+    async fn connect_once(&mut self) -> (End, bool) {
+        let cursor = match self.sink.cursor().await {
+            Ok(c) => c,
+            Err(SinkError::Failed(e)) => {
+                return (
+                    End::Reconnect {
+                        reason: DisconnectReason::SinkFailed(e),
+                        immediate: false,
+                    },
+                    false,
+                )
+            }
+            Err(SinkError::Gone) => return (End::Stop(StopReason::SinkGone), false),
+        };
+        self.publish(State::Connecting {
+            url: self.target.display.clone(),
+        });
+        let connected = tokio::select! {
+            r = connect(&self.config, &self.target, &mut self.tls, cursor) => r,
+            _ = next_command(&mut self.commands, &mut self.stopping) => return (End::Stop(StopReason::Shutdown), false),
+        };
+        let ws = match connected {
+            Ok(ws) => ws,
+            Err(end) => return (end, false),
+        };
+        Counters::bump(&self.counters.connections);
+        let started = Instant::now();
+        let mut session = Session {
+            high: cursor,
+            cursor,
+            pending: VecDeque::new(),
+            in_flight: None,
+            got_hello: false,
+        };
+        let end = self.session(ws, &mut session).await;
+        let healthy =
+            session.got_hello && started.elapsed() >= self.config.backoff.healthy_after;
+        (end, healthy)
+    }
+
+}
+
+async fn connect(
+    config: &Config,
+    target: &Target,
+    tls: &mut Option<Arc<rustls::ClientConfig>>,
+    cursor: u64,
+) -> Result<Ws, End> {
+        let lost = |m: String| End::Reconnect {
+            reason: DisconnectReason::ConnectFailed(m),
+            immediate: false,
+        };
+        let mut url = target.url.clone();
+        url.query_pairs_mut()
+            .append_pair("after", &cursor.to_string());
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| lost(e.to_string()))?;
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, target.authorization.clone());
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+        let connector = if target.tls {
+            if tls.is_none() {
+                let extra = config.extra_roots.clone();
+                let built = tokio::task::spawn_blocking(move || crate::tls::client_config(&extra))
+                    .await
+                    .map_err(|e| lost(e.to_string()))?
+                    .map_err(lost)?;
+                *tls = Some(built);
+            }
+            tls.clone().map(Connector::Rustls)
+        } else {
+            Some(Connector::Plain)
+        };
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES));
+        let attempt = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            connector,
+        );
+        match tokio::time::timeout(config.connect_timeout, attempt).await {
+            Err(_) => Err(lost(format!(
+                "no upgrade within {:?}",
+                config.connect_timeout
+            ))),
+            Ok(Ok((ws, _response))) => Ok(ws),
+            Ok(Err(WsError::Http(response))) => {
+                let status = response.status().as_u16();
+                if status == 401 {
+                    Err(End::Stop(StopReason::Unauthorized))
+                } else {
+                    Err(End::Reconnect {
+                        reason: DisconnectReason::HttpStatus(status),
+                        immediate: false,
+                    })
+                }
+            }
+            Ok(Err(e)) => Err(lost(e.to_string())),
+        }
+    }
+
+impl Actor {
+    async fn session(&mut self, mut ws: Ws, s: &mut Session) -> End {
+        let mut dead_after = self.config.hello_timeout;
+        let deadline = tokio::time::sleep(dead_after);
+        tokio::pin!(deadline);
+        let mut was_paused = false;
+        let end = loop {
+            if s.in_flight.is_none() {
+                if let Err(end) = self.dispatch(s).await {
+                    break end;
+                }
+            }
+            let reading = s.pending.len() < self.config.max_pending;
+            if !reading {
+                was_paused = true;
+            } else if was_paused {
+                // The peer could not be heard while we were not reading.
+                was_paused = false;
+                deadline.as_mut().reset(Instant::now() + dead_after);
+            }
+            tokio::select! {
+                _ = next_command(&mut self.commands, &mut self.stopping) => {
+                    let frame = CloseFrame { code: CloseCode::Normal, reason: "desk shutting down".into() };
+                    let _ = tokio::time::timeout(self.config.write_timeout, ws.close(Some(frame))).await;
+                    // The batch being applied completes (it is one transaction either way).
+                    let _ = self.finish_in_flight(s).await;
+                    return End::Stop(StopReason::Shutdown);
+                }
+                reply = wait_in_flight(&mut s.in_flight), if s.in_flight.is_some() => {
+                    match self.completed(s, reply) {
+                        Ok(up_to) => {
+                            let ack = Message::text(ClientMessage::Ack { seq: up_to }.to_text());
+                            match tokio::time::timeout(self.config.write_timeout, ws.send(ack)).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => break lost(e.to_string()),
+                                Err(_) => break lost("the gateway does not read (ack not written)".into()),
+                            }
+                        }
+                        Err(end) => break end,
+                    }
+                }
+                frame = ws.next(), if reading => {
+                    deadline.as_mut().reset(Instant::now() + dead_after);
+                    match frame {
+                        None => break lost("the connection ended without a close frame".into()),
+                        Some(Err(e)) => break lost(e.to_string()),
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(end) = self.on_text(text.as_str(), s, &mut dead_after) {
+                                break end;
+                            }
+                            deadline.as_mut().reset(Instant::now() + dead_after);
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            Counters::bump(&self.counters.malformed_frames);
+                            tracing::warn!("skipping a binary frame (the feed is text only)");
+                        }
+                        Some(Ok(Message::Close(frame))) => break on_close(frame, s.cursor),
+                        // Pings are answered by tungstenite; any frame proves the peer alive.
+                        Some(Ok(_)) => {}
+                    }
+                }
+                _ = &mut deadline, if reading => {
+                    break End::Reconnect {
+                        reason: DisconnectReason::HeartbeatTimeout(dead_after),
+                        immediate: false,
+                    };
+                }
+            }
+        };
+        drop(ws);
+        // What arrived before the end is valid: apply it, so the next resume starts after it.
+        match self.drain(s).await {
+            Ok(()) => end,
+            Err(sink_end) => match end {
+                End::Stop(_) => end,
+                End::Reconnect { .. } => sink_end,
+            },
+        }
+    }
+
+    /// Handles one text frame; returns how the connection ends if it must.
+    fn on_text(&mut self, text: &str, s: &mut Session, dead_after: &mut Duration) -> Option<End> {
+        let message = match ServerMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                Counters::bump(&self.counters.malformed_frames);
+                // The error names the category and position only, never the content.
+                tracing::warn!(error = %e, "skipping a malformed feed frame");
+                return None;
+            }
+        };
+        match message {
+            ServerMessage::Hello(hello) => {
+                s.got_hello = true;
+                if hello.heartbeat_secs > 0 {
+                    *dead_after = Duration::from_secs(hello.heartbeat_secs.saturating_mul(3));
+                }
+                if hello.after != s.cursor {
+                    tracing::warn!(
+                        asked = s.cursor,
+                        answered = hello.after,
+                        "the gateway resumes after another seq than asked"
+                    );
+                }
+                tracing::info!(
+                    url = %self.target.display,
+                    after = hello.after,
+                    last_seq = hello.last_seq,
+                    heartbeat_secs = hello.heartbeat_secs,
+                    "feed connected"
+                );
+                self.publish(State::Connected {
+                    url: self.target.display.clone(),
+                    after: s.cursor,
+                    last_seq: hello.last_seq,
+                });
+            }
+            ServerMessage::Entry(entry) => {
+                if entry.seq <= s.high {
+                    Counters::bump(&self.counters.duplicate_entries);
+                    tracing::warn!(seq = entry.seq, high = s.high, "skipping an entry already received");
+                } else {
+                    s.high = entry.seq;
+                    s.pending.push_back(Pending::Entry(entry));
+                }
+            }
+            ServerMessage::Heartbeat { seq } => {
+                Counters::bump(&self.counters.heartbeats);
+                if seq > s.high {
+                    s.high = seq;
+                    s.pending.push_back(Pending::Heartbeat(seq));
+                }
+            }
+            ServerMessage::Resume { after, reason } => {
+                tracing::info!(after, %reason, "the gateway asks us to resume (it could not keep up)");
+            }
+            ServerMessage::Unknown => {
+                Counters::bump(&self.counters.unknown_messages);
+            }
+        }
+        None
+    }
+
+    /// Hands the next batch to the sink if there is one.
+    async fn dispatch(&mut self, s: &mut Session) -> Result<(), End> {
+        let mut entries = Vec::new();
+        let mut seen = None;
+        while let Some(front) = s.pending.front() {
+            match front {
+                Pending::Entry(_) if seen.is_some() || entries.len() >= self.config.max_batch => {
+                    break
+                }
+                Pending::Entry(_) => {
+                    if let Some(Pending::Entry(e)) = s.pending.pop_front() {
+                        entries.push(e);
+                    }
+                }
+                Pending::Heartbeat(seq) => {
+                    seen = Some(*seq);
+                    s.pending.pop_front();
+                }
+            }
+        }
+        if entries.is_empty() && seen.is_none() {
+            return Ok(());
+        }
+        let up_to = seen
+            .into_iter()
+            .chain(entries.last().map(|e| e.seq))
+            .max()
+            .unwrap_or(s.cursor);
+        let count = entries.len() as u64;
+        match self.sink.apply(entries, seen).await {
+            Ok(reply) => {
+                s.in_flight = Some(InFlight {
+                    reply,
+                    entries: count,
+                    up_to,
+                });
+                Ok(())
+            }
+            Err(_) => Err(End::Stop(StopReason::SinkGone)),
+        }
+    }
+
+    /// Books a finished apply; returns the `seq` the cursor is now at.
+    fn completed(
+        &mut self,
+        s: &mut Session,
+        reply: (Result<Result<(), String>, oneshot::error::RecvError>, u64, u64),
+    ) -> Result<u64, End> {
+        let (result, entries, up_to) = reply;
+        match result {
+            Ok(Ok(())) => {
+                s.cursor = up_to;
+                self.counters.applied_seq.store(up_to, Ordering::Relaxed);
+                if entries > 0 {
+                    self.counters
+                        .entries_applied
+                        .fetch_add(entries, Ordering::Relaxed);
+                    Counters::bump(&self.counters.batches_applied);
+                }
+                Ok(up_to)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the local store failed to apply feed entries");
+                Err(End::Reconnect {
+                    reason: DisconnectReason::SinkFailed(e),
+                    immediate: false,
+                })
+            }
+            Err(_) => Err(End::Stop(StopReason::SinkGone)),
+        }
+    }
+
+    async fn finish_in_flight(&mut self, s: &mut Session) -> Result<(), End> {
+        if s.in_flight.is_some() {
+            let reply = wait_in_flight(&mut s.in_flight).await;
+            self.completed(s, reply)?;
+        }
+        Ok(())
+    }
+
+    /// Applies everything received (after the connection ended).
+    async fn drain(&mut self, s: &mut Session) -> Result<(), End> {
+        loop {
+            self.finish_in_flight(s).await?;
+            if s.pending.is_empty() {
+                return Ok(());
+            }
+            self.dispatch(s).await?;
+        }
+    }
+}
+
+struct Session {
+    /// The highest `seq` received (entries and heartbeats) or resumed after.
+    high: u64,
+    /// The highest `seq` the sink has applied.
+    cursor: u64,
+    pending: VecDeque<Pending>,
+    in_flight: Option<InFlight>,
+    got_hello: bool,
+}
+
+fn lost(message: String) -> End {
+    End::Reconnect {
+        reason: DisconnectReason::ConnectionLost(message),
+        immediate: false,
+    }
+}
+
+fn on_close(frame: Option<CloseFrame>, cursor: u64) -> End {
+    let Some(frame) = frame else {
+        return End::Reconnect {
+            reason: DisconnectReason::Closed {
+                code: 1005,
+                reason: String::new(),
+            },
+            immediate: false,
+        };
+    };
+    let code = u16::from(frame.code);
+    // The reason is the gateway's text: keep it short, it is shown to the user.
+    let reason: String = frame.reason.as_str().chars().take(120).collect();
+    match code {
+        close::RESUME => End::Reconnect {
+            reason: DisconnectReason::Closed { code, reason },
+            immediate: true,
+        },
+        close::CREDENTIAL_REVOKED => End::Stop(StopReason::CredentialRevoked),
+        close::AFTER_BEYOND_END => End::Stop(StopReason::AfterBeyondEnd { after: cursor }),
+        _ => End::Reconnect {
+            reason: DisconnectReason::Closed { code, reason },
+            immediate: false,
+        },
+    }
+}
+
+/// Waits for the in-flight apply (the caller checks there is one) and takes it.
+async fn wait_in_flight(
+    in_flight: &mut Option<InFlight>,
+) -> (Result<Result<(), String>, oneshot::error::RecvError>, u64, u64) {
+    match in_flight {
+        Some(f) => {
+            let result = (&mut f.reply).await;
+            let (entries, up_to) = (f.entries, f.up_to);
+            *in_flight = None;
+            (result, entries, up_to)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the client must stop: a shutdown command, or every handle dropped.
+async fn next_command(commands: &mut mpsc::Receiver<Command>, stopping: &mut bool) {
+    if *stopping {
+        return;
+    }
+    match commands.recv().await {
+        Some(Command::Shutdown) | None => *stopping = true,
+    }
+}
