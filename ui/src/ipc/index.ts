@@ -1,36 +1,18 @@
 // The only module that talks to Tauri. Everything else calls these typed functions.
-// Rust errors arrive as `{code, message}` (IpcError); anything else is wrapped into one.
-import { invoke } from '@tauri-apps/api/core';
+// Commands go through ./call (errors as IpcError); the desk's are in ./desk.
+import { call, isIpcError } from './call';
 import type {
   AppInfo,
   FeedStatus,
   FieldError,
-  IpcError,
   SaveOutcome,
   SettingsForm,
   SettingsView,
 } from './bindings';
 
 export type * from './bindings';
-
-export function isIpcError(e: unknown): e is IpcError {
-  return (
-    typeof e === 'object' &&
-    e !== null &&
-    typeof (e as { code?: unknown }).code === 'string' &&
-    typeof (e as { message?: unknown }).message === 'string'
-  );
-}
-
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
-  try {
-    return await invoke<T>(command, args);
-  } catch (e) {
-    if (isIpcError(e)) throw e;
-    const err: IpcError = { code: 'internal', message: String(e) };
-    throw err;
-  }
-}
+export { isIpcError };
+export * from './desk';
 
 export const getSettings = (): Promise<SettingsView> => call('get_settings');
 export const validateSettings = (form: SettingsForm): Promise<FieldError[]> =>

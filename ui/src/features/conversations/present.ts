@@ -1,0 +1,144 @@
+// How desk data is worded: state names, reasons, channels, alert kinds, field labels and
+// relative times, in the UI's language. Pure functions of their inputs (and the `t` given).
+import type { AlertKind, AuthStateName, ConversationRow, VisitorSource } from '../../ipc';
+import type { StringKey } from '../../i18n/strings';
+
+type T = (key: StringKey) => string;
+
+const STATE_KEYS: Record<AuthStateName, StringKey> = {
+  secured: 'stateSecured',
+  anonymous: 'stateAnonymous',
+  lapsed: 'stateLapsed',
+  failed: 'stateFailed',
+  mismatch: 'stateMismatch',
+  unsupported: 'stateUnsupported',
+  closed: 'stateClosed',
+};
+
+/** The state's name: the accessible name of its icon and the text beside alarms. */
+export function stateName(state: AuthStateName, t: T): string {
+  return t(STATE_KEYS[state]);
+}
+
+/** Failed and mismatch are alarms: never styled like anything else. */
+export function isAlarm(state: AuthStateName): boolean {
+  return state === 'failed' || state === 'mismatch';
+}
+
+const REASON_KEYS: Record<string, StringKey> = {
+  malformed: 'reasonMalformed',
+  too_large: 'reasonTooLarge',
+  unsupported_algorithm: 'reasonUnsupportedAlgorithm',
+  forbidden_header: 'reasonForbiddenHeader',
+  duplicate_member: 'reasonDuplicateMember',
+  encryption_required: 'reasonEncryptionRequired',
+  decryption_failed: 'reasonDecryptionFailed',
+  unknown_key: 'reasonUnknownKey',
+  bad_signature: 'reasonBadSignature',
+  untrusted_issuer: 'reasonUntrustedIssuer',
+  expired: 'reasonExpired',
+  not_yet_valid: 'reasonNotYetValid',
+  lifetime_too_long: 'reasonLifetimeTooLong',
+  invalid_claims: 'reasonInvalidClaims',
+  invalid_user_id: 'reasonInvalidUserId',
+  invalid_visitor_data: 'reasonInvalidVisitorData',
+};
+
+/** A reason code in words; an unknown code is shown as it is. */
+export function reasonLabel(code: string, t: T): string {
+  const key = Object.hasOwn(REASON_KEYS, code) ? REASON_KEYS[code] : undefined;
+  return key ? t(key) : code;
+}
+
+const CHANNEL_KEYS: Record<string, StringKey> = {
+  CHAT: 'channelChat',
+  CALL: 'channelCall',
+  VIDEO: 'channelVideo',
+  MOBILE_APP: 'channelMobileApp',
+  SMS: 'channelSms',
+};
+const CHANNEL_BRANDS: Record<string, string> = {
+  WHATSAPP: 'WhatsApp',
+  FACEBOOK: 'Facebook',
+  FACEBOOK_BUSINESS_ON_MESSENGER: 'Messenger',
+  INSTAGRAM: 'Instagram',
+  TWITTER: 'Twitter',
+  APPLE_BUSINESS_CHAT: 'Apple Messages for Business',
+  GOOGLE_BUSINESS_MESSAGES: 'Google Business Messages',
+};
+
+/** iAdvize's channel value in words; an unknown channel is shown as it is. */
+export function channelLabel(channel: string, t: T): string {
+  const key = Object.hasOwn(CHANNEL_KEYS, channel) ? CHANNEL_KEYS[channel] : undefined;
+  if (key) return t(key);
+  return Object.hasOwn(CHANNEL_BRANDS, channel) ? (CHANNEL_BRANDS[channel] ?? channel) : channel;
+}
+
+export function sourceLabel(source: VisitorSource, t: T): string {
+  return source === 'app' ? t('sourceApp') : t('sourceWeb');
+}
+
+const ALERT_KEYS: Record<AlertKind, StringKey> = {
+  verification_failed: 'alertVerificationFailed',
+  identity_switched: 'alertIdentitySwitched',
+  shared_device: 'alertSharedDevice',
+  reused_user_id: 'alertReusedUserId',
+  session_lapsed: 'alertSessionLapsed',
+  platform_mismatch: 'alertPlatformMismatch',
+};
+
+export function alertLabel(kind: AlertKind, t: T): string {
+  return t(ALERT_KEYS[kind]);
+}
+
+const FIELD_KEYS: Record<string, StringKey> = {
+  firstName: 'fieldFirstName',
+  lastName: 'fieldLastName',
+  email: 'fieldEmail',
+  phoneNumber: 'fieldPhoneNumber',
+  address: 'fieldAddress',
+  city: 'fieldCity',
+  zipCode: 'fieldZipCode',
+  country: 'fieldCountry',
+  externalUserId: 'fieldExternalUserId',
+};
+
+/** A visitorData / profile field's label; fields the documentation does not name keep their key. */
+export function fieldLabel(key: string, t: T): string {
+  const k = Object.hasOwn(FIELD_KEYS, key) ? FIELD_KEYS[key] : undefined;
+  return k ? t(k) : key;
+}
+
+/** What the row says instead of a userId when there is none. */
+export function identityPlaceholder(row: ConversationRow, t: T): string {
+  return row.state === 'anonymous' ? t('anonymousVisitor') : t('noVerifiedIdentity');
+}
+
+const formatters = new Map<string, Intl.RelativeTimeFormat>();
+
+/** "5 minutes ago" / "il y a 5 minutes", "in 3 minutes" for future times. */
+export function relativeTime(atMs: number, nowMs: number, lang: string): string {
+  let f = formatters.get(lang);
+  if (!f) {
+    f = new Intl.RelativeTimeFormat(lang, { numeric: 'auto', style: 'long' });
+    formatters.set(lang, f);
+  }
+  const secs = Math.round((atMs - nowMs) / 1000);
+  const abs = Math.abs(secs);
+  if (abs < 45) return f.format(secs < 0 ? -Math.max(abs, 1) : Math.max(abs, 1), 'second');
+  if (abs < 45 * 60) return f.format(Math.round(secs / 60), 'minute');
+  if (abs < 22 * 3600) return f.format(Math.round(secs / 3600), 'hour');
+  return f.format(Math.round(secs / 86400), 'day');
+}
+
+const dateFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** A local date and time, short. */
+export function dateTime(atMs: number, lang: string): string {
+  let f = dateFormats.get(lang);
+  if (!f) {
+    f = new Intl.DateTimeFormat(lang, { dateStyle: 'short', timeStyle: 'medium' });
+    dateFormats.set(lang, f);
+  }
+  return f.format(new Date(atMs));
+}
