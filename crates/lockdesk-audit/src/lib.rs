@@ -53,10 +53,16 @@
 //! read from the file (a tampered file is a [`verify::Broken`], never a crash).
 
 pub mod chain;
+mod entry;
+pub mod retention;
 mod store;
+pub mod verify;
 
 pub use chain::canonical_json;
+pub use entry::Entry;
+pub use retention::{erase_user, purge, ErasureReport, PurgeReport, RetentionError};
 pub use store::{append, head, migrate, SCHEMA_VERSION};
+pub use verify::{verify, Broken, Report, VerifyError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
