@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lockdesk_gateway::{signature_header, EventStore, SqliteStore};
+use lockdesk_gateway::{EventStore, SqliteStore};
+use lockdesk_sim::webhook_signature as signature_header;
 
 const SECRET: &str = "kill-test-webhook-secret";
 

@@ -6,9 +6,7 @@
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::config::Provider;
 use crate::store::NewEvidence;
 
 /// The longest token accepted (iAdvize tokens are about 1 KiB; a JWE of a large JWS stays far
@@ -18,6 +16,7 @@ const MAX_FIELD_LEN: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {
+    /// Answered by the server when `auth::Bearers::find` finds no provider.
     #[error("missing or unknown bearer credential")]
     Unauthorized,
     #[error("the body is not valid UTF-8")]
@@ -40,30 +39,6 @@ impl EvidenceError {
             EvidenceError::TokenSyntax => "token_syntax",
         }
     }
-}
-
-/// Which provider `authorization` (`Bearer <credential>`) belongs to.
-///
-/// Both sides are hashed first, then compared in constant time: neither the content nor the
-/// length of a credential leaks through timing, and every provider is compared.
-pub fn authenticate<'a>(
-    providers: &'a [Provider],
-    authorization: Option<&[u8]>,
-) -> Result<&'a Provider, EvidenceError> {
-    let value = authorization.ok_or(EvidenceError::Unauthorized)?;
-    let presented = value
-        .strip_prefix(b"Bearer ")
-        .or_else(|| value.strip_prefix(b"bearer "))
-        .ok_or(EvidenceError::Unauthorized)?;
-    let presented = Sha256::digest(presented);
-    let mut found = None;
-    for p in providers {
-        let expected = Sha256::digest(p.credential.expose().as_bytes());
-        if bool::from(expected.ct_eq(&presented)) && found.is_none() {
-            found = Some(p);
-        }
-    }
-    found.ok_or(EvidenceError::Unauthorized)
 }
 
 /// The first 12 hex digits of the token's SHA-256: enough to correlate log lines, useless to
@@ -201,7 +176,6 @@ pub fn check_token_syntax(token: &str) -> Result<(), EvidenceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     #[test]
     fn token_syntax() {
@@ -234,35 +208,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn bearer_matches_exactly_one_provider() {
-        let providers = vec![
-            Provider {
-                name: "a".into(),
-                credential: Secret::new("credential-aaaaaaaaaa"),
-            },
-            Provider {
-                name: "b".into(),
-                credential: Secret::new("credential-bbbbbbbbbb"),
-            },
-        ];
-        let ok = authenticate(&providers, Some(b"Bearer credential-bbbbbbbbbb")).unwrap();
-        assert_eq!(ok.name, "b");
-        for bad in [
-            &b"Bearer credential-bbbbbbbbb"[..],
-            b"Bearer credential-bbbbbbbbbbb",
-            b"Basic credential-bbbbbbbbbb",
-            b"credential-bbbbbbbbbb",
-            b"Bearer ",
-        ] {
-            assert_eq!(
-                authenticate(&providers, Some(bad)).map(|p| &p.name),
-                Err(EvidenceError::Unauthorized)
-            );
-        }
-        assert!(authenticate(&providers, None).is_err());
     }
 
     #[test]

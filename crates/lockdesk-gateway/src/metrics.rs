@@ -1,13 +1,14 @@
 //! The gateway's counters and their Prometheus text rendering (`GET /metrics`).
 //!
-//! Must not: take a label value from a request (labels are a fixed set of `&'static str`, so a
-//! client cannot grow the metrics without bound).
+//! Must not: take a label value from a request (labels are a fixed set of `&'static str`, or a
+//! subscriber name from the configuration, so a client cannot grow the metrics without bound).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::feed::FeedSnapshot;
 use crate::store::Counts;
 
 #[derive(Default)]
@@ -16,6 +17,24 @@ pub struct Metrics {
     ingested_evidence: AtomicU64,
     duplicate_webhooks: AtomicU64,
     rejected: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    feed_connections: AtomicU64,
+    feed_resumed: AtomicU64,
+    feed_overflows: AtomicU64,
+    feed_sent: AtomicU64,
+}
+
+/// A label value from the configuration (a subscriber name), escaped for the text format.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Metrics {
@@ -31,6 +50,24 @@ impl Metrics {
         self.ingested_evidence.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A feed connection was accepted (`resumed`: with `after > 0`).
+    pub fn feed_connected(&self, resumed: bool) {
+        self.feed_connections.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.feed_resumed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection's queue overflowed: it was told to resume (close 4001).
+    pub fn feed_overflow(&self) {
+        self.feed_overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` entries handed to connections (queued live, or sent while catching up).
+    pub fn feed_dispatched(&self, n: u64) {
+        self.feed_sent.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn rejected(&self, endpoint: &'static str, reason: &'static str) {
         let mut map = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((endpoint, reason)).or_default() += 1;
@@ -38,7 +75,7 @@ impl Metrics {
 
     /// Prometheus text exposition format 0.0.4. `counts` is `None` when the store could not be
     /// read (then `lockdesk_gateway_store_up` is 0).
-    pub fn render(&self, counts: Option<Counts>) -> String {
+    pub fn render(&self, counts: Option<Counts>, feed: &FeedSnapshot) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -96,6 +133,48 @@ impl Metrics {
                  # TYPE lockdesk_gateway_last_seq gauge\n\
                  lockdesk_gateway_last_seq {}",
                 c.webhook_events, c.evidence, c.last_seq
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lockdesk_gateway_feed_subscribers Open feed connections, by role.\n\
+             # TYPE lockdesk_gateway_feed_subscribers gauge\n\
+             lockdesk_gateway_feed_subscribers{{role=\"advisor\"}} {}\n\
+             lockdesk_gateway_feed_subscribers{{role=\"supervisor\"}} {}\n\
+             # HELP lockdesk_gateway_feed_routed_seq The last seq handed to the live connections.\n\
+             # TYPE lockdesk_gateway_feed_routed_seq gauge\n\
+             lockdesk_gateway_feed_routed_seq {}\n\
+             # HELP lockdesk_gateway_feed_queue_max The largest number of messages waiting in one connection's queue.\n\
+             # TYPE lockdesk_gateway_feed_queue_max gauge\n\
+             lockdesk_gateway_feed_queue_max {}\n\
+             # HELP lockdesk_gateway_feed_connections_total Feed connections accepted since start.\n\
+             # TYPE lockdesk_gateway_feed_connections_total counter\n\
+             lockdesk_gateway_feed_connections_total {}\n\
+             # HELP lockdesk_gateway_feed_resumed_total Feed connections that resumed (after > 0).\n\
+             # TYPE lockdesk_gateway_feed_resumed_total counter\n\
+             lockdesk_gateway_feed_resumed_total {}\n\
+             # HELP lockdesk_gateway_feed_overflows_total Connections told to resume because their queue was full (close 4001).\n\
+             # TYPE lockdesk_gateway_feed_overflows_total counter\n\
+             lockdesk_gateway_feed_overflows_total {}\n\
+             # HELP lockdesk_gateway_feed_entries_sent_total Entries handed to feed connections.\n\
+             # TYPE lockdesk_gateway_feed_entries_sent_total counter\n\
+             lockdesk_gateway_feed_entries_sent_total {}\n\
+             # HELP lockdesk_gateway_feed_ack_lag Entries between the log's routed end and a subscriber's last ack (subscribers that ack).\n\
+             # TYPE lockdesk_gateway_feed_ack_lag gauge",
+            feed.advisors,
+            feed.supervisors,
+            feed.routed,
+            feed.max_queue,
+            self.feed_connections.load(Ordering::Relaxed),
+            self.feed_resumed.load(Ordering::Relaxed),
+            self.feed_overflows.load(Ordering::Relaxed),
+            self.feed_sent.load(Ordering::Relaxed),
+        );
+        for (name, lag) in &feed.ack_lag {
+            let _ = writeln!(
+                out,
+                "lockdesk_gateway_feed_ack_lag{{subscriber=\"{}\"}} {lag}",
+                label(name)
             );
         }
         out

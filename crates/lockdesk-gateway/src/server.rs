@@ -10,15 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use lockdesk_feed::Role as FeedRole;
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
-use crate::config::{GatewayConfig, Secret};
+use crate::auth::{Bearers, WebhookKeys};
+use crate::config::{GatewayConfig, Role};
+use crate::feed::{self, FeedOptions, Hub, SubscriberInfo};
 use crate::metrics::Metrics;
 use crate::store::{EventStore, SqliteStore, StoreError};
 use crate::webhook::{self, BodyFormat, DeliveryHeaders};
@@ -31,17 +35,24 @@ pub const DATABASE_FILE: &str = "gateway.sqlite3";
 
 struct AppState {
     config: GatewayConfig,
-    webhook_secrets: Vec<Secret>,
+    /// Computed once from the configuration (not per request).
+    webhook_keys: WebhookKeys,
+    providers: Bearers<String>,
+    subscribers: Bearers<Arc<SubscriberInfo>>,
     store: Arc<dyn EventStore>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
     options: ServerOptions,
+    /// Feed connections are spawned here, so shutdown waits for them too.
+    tracker: TaskTracker,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// A running gateway. Dropping it also stops the server (gracefully, in the background);
 /// [`Gateway::shutdown`] stops it and waits until it has.
 pub struct Gateway {
     local_addr: SocketAddr,
-    shutdown: oneshot::Sender<()>,
+    shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -51,10 +62,10 @@ impl Gateway {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets in-flight requests finish (their appends complete), and
-    /// returns when the server and its store are closed.
+    /// Stops accepting connections, lets in-flight requests finish (their appends complete),
+    /// closes feed connections (1001), and returns when the server and its store are closed.
     pub async fn shutdown(self) -> Result<(), GatewayError> {
-        let _ = self.shutdown.send(());
+        self.shutdown.send_replace(true);
         match self.task.await {
             Ok(result) => result.map_err(GatewayError::Serve),
             Err(e) => Err(GatewayError::Serve(std::io::Error::other(e))),
@@ -80,6 +91,8 @@ pub struct ServerOptions {
     /// A request whose body has not fully arrived within this time (from when its handler
     /// starts) gets 408; the body can be at most [`MAX_BODY_BYTES`].
     pub body_read_timeout: Duration,
+    /// The feed's queue size and heartbeat.
+    pub feed: FeedOptions,
 }
 
 impl Default for ServerOptions {
@@ -87,6 +100,7 @@ impl Default for ServerOptions {
         ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            feed: FeedOptions::default(),
         }
     }
 }
@@ -122,33 +136,57 @@ pub async fn start_with_store(
         addr: listen,
         source,
     })?;
+    let metrics = Arc::new(Metrics::default());
+    let hub = Arc::new(Hub::new(store.clone(), metrics.clone(), options.feed));
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let tracker = TaskTracker::new();
     let state = Arc::new(AppState {
-        webhook_secrets: config.webhook.iter().map(|w| w.secret.clone()).collect(),
+        webhook_keys: WebhookKeys::new(config.webhook.iter().map(|w| &w.secret)),
+        providers: Bearers::new(
+            config
+                .provider
+                .iter()
+                .map(|p| (&p.credential, p.name.clone())),
+        ),
+        subscribers: Bearers::new(config.subscriber.iter().map(|s| {
+            let info = SubscriberInfo {
+                name: s.name.clone(),
+                role: match s.role {
+                    Role::Advisor => FeedRole::Advisor,
+                    Role::Supervisor => FeedRole::Supervisor,
+                },
+                operator_ids: s.operator_ids.clone(),
+            };
+            (&s.credential, Arc::new(info))
+        })),
         config,
         store,
-        metrics: Metrics::default(),
+        metrics,
+        hub: hub.clone(),
         options,
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
     });
+    tracker.spawn(feed::tail(hub, shutdown.clone()));
     let app = router(state);
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, options, rx));
+    let task = tokio::spawn(serve(listener, app, options, tracker, shutdown));
     tracing::info!(%local_addr, "gateway listening");
     Ok(Gateway {
         local_addr,
-        shutdown: tx,
+        shutdown: shutdown_tx,
         task,
     })
 }
 
-/// Accepts connections until `shutdown` fires, then waits for open connections to finish their
-/// in-flight requests.
+/// Accepts connections until `shutdown` fires, then waits for open connections (HTTP requests
+/// in flight, feed connections closing) to finish.
 async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     options: ServerOptions,
-    mut shutdown: oneshot::Receiver<()>,
+    tracker: TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
@@ -163,19 +201,34 @@ async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = crate::feed::stopped(&mut shutdown) => break,
         };
+        // Feed latency: do not hold small frames back (Nagle).
+        let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let connection = http
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop = shutdown.clone();
+        tracker.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = crate::feed::stopped(&mut stop) => connection.as_mut().graceful_shutdown(),
+            }
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tracker.close();
+    tracker.wait().await;
     Ok(())
 }
 
@@ -185,6 +238,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/evidence", post(evidence_handler))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_handler))
+        .route(lockdesk_feed::FEED_PATH, get(feed_handler))
         .with_state(state)
 }
 
@@ -298,7 +352,7 @@ async fn webhook_handler(
         delivery_id: webhook::header_text(get(webhook::DELIVERY_HEADER)),
     };
     let app = match webhook::verify_signature(
-        &state.webhook_secrets,
+        state.webhook_keys.keys(),
         get(webhook::SIGNATURE_HEADER),
         &body,
     ) {
@@ -348,33 +402,26 @@ async fn evidence_handler(
     const ENDPOINT: &str = "evidence";
     // Authenticate before reading the body: an unauthenticated client gets nothing buffered
     // and learns nothing about the format from our error messages.
-    let provider = match evidence::authenticate(
-        &state.config.provider,
+    let Some(provider) = state.providers.find(
         headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            state.metrics.rejected(ENDPOINT, e.reason());
-            tracing::warn!("evidence refused: missing or unknown bearer credential");
-            let mut response = refuse(StatusCode::UNAUTHORIZED, e.reason(), e.to_string());
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+    ) else {
+        let e = evidence::EvidenceError::Unauthorized;
+        state.metrics.rejected(ENDPOINT, e.reason());
+        tracing::warn!("evidence refused: missing or unknown bearer credential");
+        return unauthorized(e.reason(), e.to_string());
     };
     let body = match read_body(&state, ENDPOINT, body).await {
         Ok(b) => b,
         Err(response) => return response,
     };
-    let parsed = match evidence::parse(&provider.name, &body, now_ms()) {
+    let parsed = match evidence::parse(provider, &body, now_ms()) {
         Ok(p) => p,
         Err(e) => {
             state.metrics.rejected(ENDPOINT, e.reason());
             tracing::warn!(
-                provider = provider.name,
+                provider = provider.as_str(),
                 reason = e.reason(),
                 "evidence refused"
             );
@@ -389,7 +436,7 @@ async fn evidence_handler(
             state.metrics.evidence_stored();
             tracing::info!(
                 seq,
-                provider = provider.name,
+                provider = provider.as_str(),
                 token_sha256 = fingerprint,
                 "evidence stored"
             );
@@ -420,10 +467,137 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.clone();
     let counts = run_blocking(move || store.counts()).await.ok();
-    let mut response = state.metrics.render(counts).into_response();
+    let feed = state.hub.snapshot();
+    let mut response = state.metrics.render(counts, &feed).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
+    response
+}
+
+fn unauthorized(reason: &'static str, message: String) -> Response {
+    let mut response = refuse(StatusCode::UNAUTHORIZED, reason, message);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// `after` from the query string: absent means 0; anything but one decimal u64 is refused.
+fn parse_after(query: Option<&str>) -> Result<u64, ()> {
+    let mut after = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "after" {
+            if after.is_some() || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            after = Some(value.parse::<u64>().map_err(|_| ())?);
+        }
+    }
+    Ok(after.unwrap_or(0))
+}
+
+/// `GET /v1/feed`: checks the bearer credential, the WebSocket handshake, the subprotocol and
+/// `after` before upgrading (each refusal is a plain HTTP answer), then hands the upgraded
+/// connection to the feed.
+async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) -> Response {
+    const ENDPOINT: &str = "feed";
+    let headers = request.headers();
+    let Some(subscriber) = state.subscribers.find(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) else {
+        state.metrics.rejected(ENDPOINT, "unauthorized");
+        tracing::warn!("feed refused: missing or unknown bearer credential");
+        return unauthorized(
+            "unauthorized",
+            "missing or unknown bearer credential".into(),
+        );
+    };
+    let subscriber = subscriber.clone();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let is_websocket = header_has_token(headers, header::CONNECTION, "upgrade")
+        && header_has_token(headers, header::UPGRADE, "websocket")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v.as_bytes() == b"13");
+    let Some(key) = key.filter(|_| is_websocket) else {
+        state.metrics.rejected(ENDPOINT, "not_websocket");
+        let mut response = refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "not_websocket",
+            "the feed is a WebSocket (version 13)".into(),
+        );
+        response
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    };
+    if !header_has_token(
+        headers,
+        header::SEC_WEBSOCKET_PROTOCOL,
+        lockdesk_feed::SUBPROTOCOL,
+    ) {
+        state.metrics.rejected(ENDPOINT, "subprotocol");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "subprotocol",
+            format!(
+                "offer the subprotocol {} (Sec-WebSocket-Protocol)",
+                lockdesk_feed::SUBPROTOCOL
+            ),
+        );
+    }
+    let Ok(after) = parse_after(request.uri().query()) else {
+        state.metrics.rejected(ENDPOINT, "invalid_after");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_after",
+            "after must be a non-negative integer (the last seq applied)".into(),
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let hub = state.hub.clone();
+    let shutdown = state.shutdown.clone();
+    state.tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "feed: upgrade failed");
+                return;
+            }
+        };
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(feed::MAX_CLIENT_FRAME))
+            .max_frame_size(Some(feed::MAX_CLIENT_FRAME));
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            Some(config),
+        )
+        .await;
+        feed::serve_connection(hub, ws, subscriber, after, shutdown).await;
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(lockdesk_feed::SUBPROTOCOL),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
     response
 }

@@ -8,7 +8,6 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::config::Secret;
 use crate::store::NewWebhookEvent;
 
 pub const SIGNATURE_HEADER: &str = "x-iadvize-signature";
@@ -51,19 +50,12 @@ impl Rejection {
     }
 }
 
-/// The header value iAdvize sends for `body` signed with `secret`: `sha256=<lowercase hex>`.
-pub fn signature_header(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Checks `header` against `body` for every secret; returns the index of the matching one.
+/// Checks `header` against `body` for every key; returns the index of the matching one.
 ///
-/// Each comparison is constant-time (`verify_slice`), and every secret is tried whatever the
+/// Each comparison is constant-time (`verify_slice`), and every key is tried whatever the
 /// outcome, so the time taken does not tell which secret (if any) matched.
 pub fn verify_signature(
-    secrets: &[Secret],
+    keys: &[Hmac<Sha256>],
     header: Option<&[u8]>,
     body: &[u8],
 ) -> Result<usize, Rejection> {
@@ -78,10 +70,8 @@ pub fn verify_signature(
     // Upper- or lower-case hex are the same MAC.
     hex::decode_to_slice(hex_part, &mut expected).map_err(|_| Rejection::SignatureMalformed)?;
     let mut matched = None;
-    for (i, secret) in secrets.iter().enumerate() {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
-            continue;
-        };
+    for (i, key) in keys.iter().enumerate() {
+        let mut mac = key.clone();
         mac.update(body);
         if mac.verify_slice(&expected).is_ok() && matched.is_none() {
             matched = Some(i);
@@ -263,6 +253,8 @@ fn operator_id(value: &Value, name: &str) -> Result<u64, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::WebhookKeys;
+    use crate::config::Secret;
 
     #[test]
     fn form_bodies_become_objects() {
@@ -338,23 +330,25 @@ mod tests {
     #[test]
     fn signature_checks() {
         let secrets = [Secret::new("one"), Secret::new("two")];
+        let keys = WebhookKeys::new(&secrets);
+        let secrets = keys.keys();
         let body = b"{}";
-        let good = signature_header(b"two", body);
+        let good = lockdesk_sim::webhook_signature(b"two", body);
         assert_eq!(
-            verify_signature(&secrets, Some(good.as_bytes()), body),
+            verify_signature(secrets, Some(good.as_bytes()), body),
             Ok(1)
         );
         let upper = format!("sha256={}", good[7..].to_uppercase());
         assert_eq!(
-            verify_signature(&secrets, Some(upper.as_bytes()), body),
+            verify_signature(secrets, Some(upper.as_bytes()), body),
             Ok(1)
         );
         assert_eq!(
-            verify_signature(&secrets, Some(good.as_bytes()), b"{ }"),
+            verify_signature(secrets, Some(good.as_bytes()), b"{ }"),
             Err(Rejection::SignatureInvalid)
         );
         assert_eq!(
-            verify_signature(&secrets, None, body),
+            verify_signature(secrets, None, body),
             Err(Rejection::SignatureMissing)
         );
         for bad in [
@@ -366,7 +360,7 @@ mod tests {
             &good.replace("sha256=", "sha256=z")[..71],
         ] {
             assert_eq!(
-                verify_signature(&secrets, Some(bad.as_bytes()), body),
+                verify_signature(secrets, Some(bad.as_bytes()), body),
                 Err(Rejection::SignatureMalformed),
                 "for {bad:?}"
             );

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Mutex, Once};
 
 use lockdesk_gateway::store::{EntryKind, StoredEntry};
-use lockdesk_gateway::{signature_header, EventStore, Gateway, GatewayConfig, SqliteStore};
+use lockdesk_gateway::{EventStore, Gateway, GatewayConfig, SqliteStore};
+use lockdesk_sim::webhook_signature as signature_header;
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec-test-main";
@@ -666,6 +667,7 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     let options = lockdesk_gateway::ServerOptions {
         header_read_timeout: std::time::Duration::from_millis(300),
         body_read_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
     };
     let config = GatewayConfig::from_toml(CONFIG).unwrap();
     let gateway =

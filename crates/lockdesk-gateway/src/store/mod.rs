@@ -1,12 +1,14 @@
 //! The gateway's log: every accepted webhook event and piece of evidence, in one order (a global,
 //! strictly increasing sequence number), behind the [`EventStore`] trait so that a shared
-//! database can replace SQLite for a multi-instance deployment (docs/gateway-architecture.md).
+//! database can replace SQLite for a multi-instance deployment (ARCHITECTURE.md, "The gateway").
 //!
 //! Must not: return from an append before the item is durable; hand out a sequence number twice.
 
 mod sqlite;
 
 pub use sqlite::SqliteStore;
+
+pub use crate::routing::Audience;
 
 /// A webhook event accepted by the gateway (signature checked, body parsed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +114,44 @@ pub struct Counts {
     pub last_seq: u64,
 }
 
+/// An entry with everything the feed's router needs: who may see it (computed at append time,
+/// see `routing`), and, when its audience gets the `related` bundle, the evidence it bundles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedEntry {
+    pub entry: StoredEntry,
+    pub audience: Audience,
+    /// The visitor's evidence stored before this push, oldest first (at most
+    /// [`lockdesk_feed::MAX_RELATED`]); empty unless `audience.related` is non-empty.
+    pub related: Vec<StoredEntry>,
+}
+
+/// Which entries a feed read returns.
+#[derive(Clone, Copy, Debug)]
+pub enum FeedFilter<'a> {
+    /// Every entry (supervisors), without `related` bundles.
+    All,
+    /// The entries whose audience includes one of these operator ids (an advisor), with the
+    /// `related` bundle where one of them was pushed the conversation.
+    Operators(&'a [u64]),
+}
+
+/// One entry as a subscriber receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedItem {
+    pub entry: StoredEntry,
+    pub related: Vec<StoredEntry>,
+}
+
+/// A page of a subscriber's view of the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    pub items: Vec<FeedItem>,
+    /// Every entry with `seq <= scanned_to` has been considered: the subscriber has everything
+    /// visible to it up to there (the last item's seq when the page is full, else the log's end
+    /// when the page was read).
+    pub scanned_to: u64,
+}
+
 /// Why the store failed. The server answers 503 and the sender retries.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -145,4 +185,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` entries with `seq > after`, in sequence order.
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
     fn counts(&self) -> Result<Counts, StoreError>;
+    /// The highest sequence number committed so far; changes after every commit (the feed's
+    /// router waits on it instead of polling).
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Up to `limit` entries with `seq > after`, each with its audience and `related` bundle, in
+    /// sequence order (the feed's live fan-out: one read for all subscribers).
+    fn read_routed_after(&self, after: u64, limit: usize) -> Result<Vec<RoutedEntry>, StoreError>;
+    /// Up to `limit` entries with `seq > after` that `filter` lets through, in sequence order
+    /// (a subscriber catching up). Uses the audience index: cost follows what is returned, not
+    /// the size of the log.
+    fn read_feed(
+        &self,
+        after: u64,
+        filter: FeedFilter<'_>,
+        limit: usize,
+    ) -> Result<FeedPage, StoreError>;
 }

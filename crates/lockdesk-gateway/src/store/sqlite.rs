@@ -2,21 +2,28 @@
 //!
 //! One dedicated writer thread owns the write connection and commits appends in groups (every
 //! append waiting when a commit starts shares its fsync), which is what makes thousands of
-//! durable acknowledgements per second possible. Reads use a second connection (WAL lets them run
-//! beside the writer).
+//! durable acknowledgements per second possible. The writer also routes each new entry (the
+//! feed's role filtering, `routing`) and stores its audience in the same transaction. Reads use
+//! other connections (WAL lets them run beside the writer): a small pool for catch-up reads and
+//! one reserved for the feed's live tail, so subscribers catching up never delay live delivery.
 //!
 //! Must not: run on the async executor; answer an append before its transaction has committed.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::watch;
 
 use super::{
-    Appended, Counts, EntryKind, EventStore, NewEvidence, NewWebhookEvent, StoreError, StoredEntry,
+    Appended, Counts, EntryKind, EventStore, FeedFilter, FeedItem, FeedPage, NewEvidence,
+    NewWebhookEvent, RoutedEntry, StoreError, StoredEntry,
 };
+use crate::routing::{Audience, RoutingFields, Visibility};
 
 /// Versioned migrations: entry `i` brings `PRAGMA user_version` from `i` to `i + 1`. Never edit a
 /// released entry; append a new one.
@@ -39,20 +46,52 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX entries_conversation ON entries (conversation_id);
     CREATE INDEX entries_visitor ON entries (visitor_id);",
+    // 2: the feed's audience of each entry (routing.rs), written with the entry; `routing` says
+    // up to which seq it is filled (entries stored by a gateway without it are routed at open).
+    "CREATE TABLE audience (
+        operator_id INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        related     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (operator_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX audience_seq ON audience (seq);
+    CREATE TABLE routing (id INTEGER PRIMARY KEY CHECK (id = 1), routed_seq INTEGER NOT NULL);
+    INSERT INTO routing (id, routed_seq) VALUES (1, 0);",
 ];
 
 /// The most appends committed in one transaction.
 const MAX_GROUP: usize = 512;
+/// Read connections for catch-up reads and counts (the live tail has its own).
+const READERS: usize = 3;
 
-enum Op {
-    Webhook(NewWebhookEvent, SyncSender<Result<Appended, StoreError>>),
-    Evidence(NewEvidence, SyncSender<Result<u64, StoreError>>),
+const ENTRY_COLUMNS: &str = "seq, kind, received_at_ms, event_id, event_type, conversation_id, \
+                             visitor_id, operator_ids, payload";
+
+enum Item {
+    Webhook(NewWebhookEvent),
+    Evidence(NewEvidence),
+}
+
+/// One append and where its answer goes (evidence answers `inserted: true`).
+struct Op {
+    item: Item,
+    reply: SyncSender<Result<Appended, StoreError>>,
 }
 
 pub struct SqliteStore {
     writer: Option<Sender<Op>>,
     writer_thread: Option<JoinHandle<()>>,
-    reader: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    tail_reader: Mutex<Connection>,
+    committed: watch::Receiver<u64>,
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open(path)?;
+    reader.busy_timeout(std::time::Duration::from_secs(10))?;
+    reader.pragma_update(None, "query_only", true)?;
+    Ok(reader)
 }
 
 impl SqliteStore {
@@ -77,15 +116,26 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         migrate(&mut conn)?;
+        let visibility = rebuild_routing(&mut conn)?;
+        let last = last_seq(&conn)?;
 
-        let reader = Connection::open(path)?;
-        reader.busy_timeout(std::time::Duration::from_secs(10))?;
-        reader.pragma_update(None, "query_only", true)?;
+        let readers = (0..READERS)
+            .map(|_| open_reader(path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tail_reader = Mutex::new(open_reader(path)?);
 
+        let (committed_tx, committed) = watch::channel(last);
         let (tx, rx) = mpsc::channel();
         let writer_thread = std::thread::Builder::new()
             .name("gateway-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || {
+                writer_loop(Writer {
+                    conn,
+                    visibility,
+                    committed: committed_tx,
+                    rx,
+                })
+            })
             .map_err(|e| StoreError::CreateDir {
                 path: path.to_owned(),
                 source: e,
@@ -93,22 +143,35 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Some(tx),
             writer_thread: Some(writer_thread),
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            tail_reader,
+            committed,
         })
     }
 
-    fn send(&self, op: Op) -> Result<(), StoreError> {
+    fn append(&self, item: Item) -> Result<Appended, StoreError> {
         let writer = self.writer.as_ref().ok_or(StoreError::Closed)?;
-        writer.send(op).map_err(|_| StoreError::Closed)
+        let (reply, answer) = mpsc::sync_channel(1);
+        writer
+            .send(Op { item, reply })
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv().map_err(|_| StoreError::Closed)?
     }
 
     fn with_reader<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A panic while holding the lock cannot leave the connection inconsistent (SQLite rolls
+        // A panic while holding a lock cannot leave the connection inconsistent (SQLite rolls
         // back an unfinished statement), so a poisoned lock is still usable.
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        for reader in &self.readers {
+            if let Ok(conn) = reader.try_lock() {
+                return f(&conn);
+            }
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[i].lock().unwrap_or_else(|p| p.into_inner());
         f(&conn)
     }
 }
@@ -139,81 +202,189 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
+fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
+    // sqlite_sequence keeps the highest seq ever handed out, even if rows were deleted.
+    let last: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'entries'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(last.unwrap_or(0) as u64)
+}
+
+/// Replays the routing columns of the whole log to rebuild the open conversations, and fills
+/// the audience of entries not routed yet (stored before the audience table existed).
+fn rebuild_routing(conn: &mut Connection) -> Result<Visibility, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let routed: i64 = tx.query_row("SELECT routed_seq FROM routing WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    let mut visibility = Visibility::default();
+    let mut newly_routed = 0u64;
+    {
+        let mut stmt = tx.prepare(
+            "SELECT seq, kind, event_type, conversation_id, visitor_id, operator_ids
+             FROM entries ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let kind: String = row.get(1)?;
+            let event_type: Option<String> = row.get(2)?;
+            let conversation: Option<String> = row.get(3)?;
+            let visitor: Option<String> = row.get(4)?;
+            let ops: String = row.get(5)?;
+            let operator_ids = parse_operator_ids(seq as u64, &ops)?;
+            let audience = visibility.route(RoutingFields {
+                is_evidence: kind == "evidence",
+                event_type: event_type.as_deref(),
+                conversation_id: conversation.as_deref(),
+                visitor_id: visitor.as_deref(),
+                operator_ids: &operator_ids,
+            });
+            if seq > routed {
+                insert_audience(&tx, seq as u64, &audience)?;
+                newly_routed += 1;
+            }
+        }
+    }
+    let last = last_seq(&tx)?;
+    tx.execute(
+        "UPDATE routing SET routed_seq = ?1 WHERE id = 1",
+        [last as i64],
+    )?;
+    tx.commit()?;
+    if newly_routed > 0 {
+        tracing::info!(
+            entries = newly_routed,
+            "feed audience computed for stored entries"
+        );
+    }
+    Ok(visibility)
+}
+
+fn insert_audience(conn: &Connection, seq: u64, audience: &Audience) -> rusqlite::Result<()> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO audience (operator_id, seq, related) VALUES (?1, ?2, ?3)")?;
+    for &op in &audience.operators {
+        let related = audience.related.binary_search(&op).is_ok();
+        // Operator ids are stored bit for bit (u64 -> i64 -> u64 round-trips).
+        stmt.execute(params![op as i64, seq as i64, related])?;
+    }
+    Ok(())
+}
+
+struct Writer {
+    conn: Connection,
+    visibility: Visibility,
+    committed: watch::Sender<u64>,
+    rx: Receiver<Op>,
+}
+
+fn writer_loop(mut w: Writer) {
+    while let Ok(first) = w.rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
-            match rx.try_recv() {
+            match w.rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, batch);
+        commit_group(&mut w, batch);
     }
-}
-
-enum Outcome {
-    Webhook(Appended),
-    Evidence(u64),
 }
 
 /// Applies `batch` in one transaction and answers every caller: with its result after the
 /// commit, or with the error when anything failed (then nothing of the batch is stored, and each
 /// sender retries).
-fn commit_group(conn: &mut Connection, batch: Vec<Op>) {
-    let result = (|| -> Result<Vec<Outcome>, rusqlite::Error> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+fn commit_group(w: &mut Writer, batch: Vec<Op>) {
+    let result = (|| -> Result<(Vec<Appended>, u64), rusqlite::Error> {
+        let tx = w
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut last = 0;
         for op in &batch {
-            outcomes.push(match op {
-                Op::Webhook(e, _) => Outcome::Webhook(insert_webhook(&tx, e)?),
-                Op::Evidence(e, _) => Outcome::Evidence(insert_evidence(&tx, e)?),
-            });
+            let (appended, fields) = match &op.item {
+                Item::Webhook(e) => (insert_webhook(&tx, e)?, RoutingFields::from(e)),
+                Item::Evidence(e) => (insert_evidence(&tx, e)?, RoutingFields::from(e)),
+            };
+            if appended.inserted {
+                let audience = w.visibility.route(fields);
+                insert_audience(&tx, appended.seq, &audience)?;
+                last = appended.seq;
+            }
+            outcomes.push(appended);
+        }
+        if last > 0 {
+            tx.execute(
+                "UPDATE routing SET routed_seq = ?1 WHERE id = 1",
+                [last as i64],
+            )?;
         }
         tx.commit()?;
-        Ok(outcomes)
+        Ok((outcomes, last))
     })();
     match result {
-        Ok(outcomes) => {
-            for (op, outcome) in batch.into_iter().zip(outcomes) {
+        Ok((outcomes, last)) => {
+            if last > 0 {
+                w.committed.send_replace(last);
+            }
+            for (op, appended) in batch.into_iter().zip(outcomes) {
                 // A caller that went away (request cancelled) is fine: the entry is stored.
-                match (op, outcome) {
-                    (Op::Webhook(_, reply), Outcome::Webhook(a)) => {
-                        let _ = reply.send(Ok(a));
-                    }
-                    (Op::Evidence(_, reply), Outcome::Evidence(s)) => {
-                        let _ = reply.send(Ok(s));
-                    }
-                    // Outcomes are pushed in batch order with the op's own kind.
-                    (Op::Webhook(_, reply), Outcome::Evidence(_)) => {
-                        let _ = reply.send(Err(StoreError::Closed));
-                    }
-                    (Op::Evidence(_, reply), Outcome::Webhook(_)) => {
-                        let _ = reply.send(Err(StoreError::Closed));
-                    }
-                }
+                let _ = op.reply.send(Ok(appended));
             }
         }
         Err(e) => {
             tracing::error!(error = %e, appends = batch.len(), "gateway database commit failed");
+            // The routing state saw entries that were rolled back: rebuild it from the log.
+            match rebuild_routing(&mut w.conn) {
+                Ok(v) => w.visibility = v,
+                Err(e) => tracing::error!(error = %e, "cannot rebuild the feed routing state"),
+            }
             let msg = e.to_string();
             for op in batch {
-                let err = StoreError::Commit(msg.clone());
-                match op {
-                    Op::Webhook(_, reply) => {
-                        let _ = reply.send(Err(err));
-                    }
-                    Op::Evidence(_, reply) => {
-                        let _ = reply.send(Err(err));
-                    }
-                }
+                let _ = op.reply.send(Err(StoreError::Commit(msg.clone())));
             }
+        }
+    }
+}
+
+impl<'a> From<&'a NewWebhookEvent> for RoutingFields<'a> {
+    fn from(e: &'a NewWebhookEvent) -> Self {
+        RoutingFields {
+            is_evidence: false,
+            event_type: Some(&e.event_type),
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: e.visitor_id.as_deref(),
+            operator_ids: &e.operator_ids,
+        }
+    }
+}
+
+impl<'a> From<&'a NewEvidence> for RoutingFields<'a> {
+    fn from(e: &'a NewEvidence) -> Self {
+        RoutingFields {
+            is_evidence: true,
+            event_type: None,
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: Some(&e.visitor_id),
+            operator_ids: &[],
         }
     }
 }
 
 fn operator_ids_json(ids: &[u64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_operator_ids(seq: u64, text: &str) -> Result<Vec<u64>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        seq,
+        detail: format!("operator_ids: {e}"),
+    })
 }
 
 fn insert_webhook(conn: &Connection, e: &NewWebhookEvent) -> Result<Appended, rusqlite::Error> {
@@ -252,7 +423,7 @@ fn insert_webhook(conn: &Connection, e: &NewWebhookEvent) -> Result<Appended, ru
     })
 }
 
-fn insert_evidence(conn: &Connection, e: &NewEvidence) -> Result<u64, rusqlite::Error> {
+fn insert_evidence(conn: &Connection, e: &NewEvidence) -> Result<Appended, rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO entries (kind, received_at_ms, provider, conversation_id, visitor_id, payload)
          VALUES ('evidence', ?1, ?2, ?3, ?4, ?5)",
@@ -264,77 +435,132 @@ fn insert_evidence(conn: &Connection, e: &NewEvidence) -> Result<u64, rusqlite::
         e.visitor_id,
         e.payload,
     ])?;
-    Ok(conn.last_insert_rowid() as u64)
+    Ok(Appended {
+        seq: conn.last_insert_rowid() as u64,
+        inserted: true,
+    })
+}
+
+type Row = (
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn to_entry(row: Row) -> Result<StoredEntry, StoreError> {
+    let (seq, kind, received_at_ms, event_id, event_type, conv, visitor, ops, payload) = row;
+    let seq = seq as u64;
+    let kind = match kind.as_str() {
+        "webhook" => EntryKind::Webhook,
+        "evidence" => EntryKind::Evidence,
+        other => {
+            return Err(StoreError::Corrupt {
+                seq,
+                detail: format!("unknown kind {other:?}"),
+            })
+        }
+    };
+    Ok(StoredEntry {
+        seq,
+        kind,
+        received_at_ms,
+        event_id,
+        event_type,
+        conversation_id: conv,
+        visitor_id: visitor,
+        operator_ids: parse_operator_ids(seq, &ops)?,
+        payload,
+    })
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn entries_after(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![clamp(after), clamp(limit as u64)], read_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(to_entry(row?)?);
+    }
+    Ok(out)
+}
+
+fn entry_at(conn: &Connection, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ?1"
+    ))?;
+    match stmt.query_row([clamp(seq)], read_row).optional()? {
+        Some(row) => Ok(Some(to_entry(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// The evidence of the push's visitor (or naming its conversation) stored before it: the last
+/// [`lockdesk_feed::MAX_RELATED`], oldest first.
+fn related_evidence(conn: &Connection, push: &StoredEntry) -> Result<Vec<StoredEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq IN (
+             SELECT seq FROM entries WHERE kind = 'evidence' AND visitor_id = ?1 AND seq < ?3
+             UNION
+             SELECT seq FROM entries WHERE kind = 'evidence' AND conversation_id = ?2 AND seq < ?3
+             ORDER BY seq DESC LIMIT ?4)
+         ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            push.visitor_id,
+            push.conversation_id,
+            clamp(push.seq),
+            lockdesk_feed::MAX_RELATED as i64
+        ],
+        read_row,
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(to_entry(row?)?);
+    }
+    Ok(out)
 }
 
 impl EventStore for SqliteStore {
     fn append_webhook(&self, event: NewWebhookEvent) -> Result<Appended, StoreError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Op::Webhook(event, reply))?;
-        answer.recv().map_err(|_| StoreError::Closed)?
+        self.append(Item::Webhook(event))
     }
 
     fn append_evidence(&self, evidence: NewEvidence) -> Result<u64, StoreError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Op::Evidence(evidence, reply))?;
-        answer.recv().map_err(|_| StoreError::Closed)?
+        self.append(Item::Evidence(evidence)).map(|a| a.seq)
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        self.with_reader(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, kind, received_at_ms, event_id, event_type, conversation_id,
-                        visitor_id, operator_ids, payload
-                 FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let after = i64::try_from(after).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![after, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, kind, received_at_ms, event_id, event_type, conv, visitor, ops, payload) =
-                    row?;
-                let seq = seq as u64;
-                let kind = match kind.as_str() {
-                    "webhook" => EntryKind::Webhook,
-                    "evidence" => EntryKind::Evidence,
-                    other => {
-                        return Err(StoreError::Corrupt {
-                            seq,
-                            detail: format!("unknown kind {other:?}"),
-                        })
-                    }
-                };
-                let operator_ids = serde_json::from_str(&ops).map_err(|e| StoreError::Corrupt {
-                    seq,
-                    detail: format!("operator_ids: {e}"),
-                })?;
-                out.push(StoredEntry {
-                    seq,
-                    kind,
-                    received_at_ms,
-                    event_id,
-                    event_type,
-                    conversation_id: conv,
-                    visitor_id: visitor,
-                    operator_ids,
-                    payload,
-                });
-            }
-            Ok(out)
-        })
+        self.with_reader(|conn| entries_after(conn, after, limit))
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
@@ -345,19 +571,124 @@ impl EventStore for SqliteStore {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            // sqlite_sequence keeps the highest seq ever handed out, even if rows were deleted.
-            let last_seq: Option<i64> = conn
-                .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'entries'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
             Ok(Counts {
                 webhook_events: webhook_events as u64,
                 evidence: evidence as u64,
-                last_seq: last_seq.unwrap_or(0) as u64,
+                last_seq: last_seq(conn)?,
             })
+        })
+    }
+
+    fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    fn read_routed_after(&self, after: u64, limit: usize) -> Result<Vec<RoutedEntry>, StoreError> {
+        let conn = self.tail_reader.lock().unwrap_or_else(|p| p.into_inner());
+        // One snapshot for the entries, their audience and their bundles.
+        let tx = conn.unchecked_transaction()?;
+        let entries = entries_after(&tx, after, limit)?;
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(Vec::new());
+        };
+        let mut audiences: HashMap<u64, Audience> = HashMap::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, operator_id, related FROM audience WHERE seq > ?1 AND seq <= ?2
+                 ORDER BY seq, operator_id",
+            )?;
+            let rows = stmt.query_map(params![clamp(after), clamp(last)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (seq, op, related) = row?;
+                let a = audiences.entry(seq as u64).or_default();
+                a.operators.push(op as u64);
+                if related {
+                    a.related.push(op as u64);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut audience = audiences.remove(&entry.seq).unwrap_or_default();
+            audience.operators.sort_unstable();
+            audience.related.sort_unstable();
+            let related = if audience.related.is_empty() {
+                Vec::new()
+            } else {
+                related_evidence(&tx, &entry)?
+            };
+            out.push(RoutedEntry {
+                entry,
+                audience,
+                related,
+            });
+        }
+        tx.finish()?;
+        Ok(out)
+    }
+
+    fn read_feed(
+        &self,
+        after: u64,
+        filter: FeedFilter<'_>,
+        limit: usize,
+    ) -> Result<FeedPage, StoreError> {
+        let limit = limit.max(1);
+        self.with_reader(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let items = match filter {
+                FeedFilter::All => entries_after(&tx, after, limit)?
+                    .into_iter()
+                    .map(|entry| FeedItem {
+                        entry,
+                        related: Vec::new(),
+                    })
+                    .collect::<Vec<_>>(),
+                FeedFilter::Operators(ops) if ops.is_empty() => Vec::new(),
+                FeedFilter::Operators(ops) => {
+                    let placeholders = vec!["?"; ops.len()].join(",");
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "SELECT seq, MAX(related) FROM audience
+                         WHERE operator_id IN ({placeholders}) AND seq > ?
+                         GROUP BY seq ORDER BY seq LIMIT ?"
+                    ))?;
+                    let mut values: Vec<i64> = ops.iter().map(|&o| o as i64).collect();
+                    values.push(clamp(after));
+                    values.push(clamp(limit as u64));
+                    let seqs = stmt
+                        .query_map(rusqlite::params_from_iter(values), |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut items = Vec::with_capacity(seqs.len());
+                    for (seq, with_related) in seqs {
+                        let seq = seq as u64;
+                        let entry = entry_at(&tx, seq)?.ok_or_else(|| StoreError::Corrupt {
+                            seq,
+                            detail: "audience row without its entry".into(),
+                        })?;
+                        let related = if with_related {
+                            related_evidence(&tx, &entry)?
+                        } else {
+                            Vec::new()
+                        };
+                        items.push(FeedItem { entry, related });
+                    }
+                    items
+                }
+            };
+            let scanned_to = match items.last() {
+                Some(item) if items.len() >= limit => item.entry.seq,
+                _ => last_seq(&tx)?.max(after),
+            };
+            tx.finish()?;
+            Ok(FeedPage { items, scanned_to })
         })
     }
 }
@@ -470,7 +801,7 @@ mod tests {
         match SqliteStore::open(&path) {
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
             }) => {}
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("opened a database from the future"),

@@ -1,0 +1,235 @@
+//! Who may see a log entry: the feed's role filtering, computed once per entry, in `seq` order,
+//! when the entry is appended (docs/feed-protocol.md, "Visibility").
+//!
+//! The result of [`Visibility::route`] is the entry's *audience*: the iAdvize operator ids whose
+//! advisors receive it, and among them those whose advisors also get the `related` bundle (the
+//! evidence stored before a push). Supervisors receive every entry and need no audience. The store
+//! persists the audience beside the entry, so a desk resuming from any `after` gets exactly what a
+//! desk connected all along got: visibility depends on the log, never on when a desk connected.
+//!
+//! Must not: do I/O or read the clock; depend on anything but the entries routed before (in
+//! `seq` order).
+
+use std::collections::{BTreeSet, HashMap};
+
+/// The event types that move a conversation between operators.
+pub const PUSHED: &str = "v2.conversation.pushed";
+pub const CLOSED: &str = "v2.conversation.closed";
+
+/// The routing fields of one entry (the store's routing columns).
+#[derive(Clone, Copy, Debug)]
+pub struct RoutingFields<'a> {
+    pub is_evidence: bool,
+    pub event_type: Option<&'a str>,
+    pub conversation_id: Option<&'a str>,
+    pub visitor_id: Option<&'a str>,
+    pub operator_ids: &'a [u64],
+}
+
+/// Whose advisors receive an entry. Both lists are sorted and without duplicates;
+/// `related` ⊆ `operators`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audience {
+    pub operators: Vec<u64>,
+    /// The operators a `v2.conversation.pushed` was pushed to: their advisors get the visitor's
+    /// earlier evidence bundled with the push.
+    pub related: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct Conversation {
+    owners: Vec<u64>,
+    visitor: Option<String>,
+}
+
+/// The open conversations, their current operators and visitors, as of the last routed entry.
+/// Closed conversations are forgotten.
+#[derive(Clone, Debug, Default)]
+pub struct Visibility {
+    conversations: HashMap<String, Conversation>,
+    /// visitor id -> that visitor's open conversations.
+    visitors: HashMap<String, BTreeSet<String>>,
+}
+
+impl Visibility {
+    /// Open conversations tracked (for metrics and tests).
+    pub fn open_conversations(&self) -> usize {
+        self.conversations.len()
+    }
+
+    fn owners_of_conversation(&self, id: Option<&str>, into: &mut BTreeSet<u64>) {
+        if let Some(c) = id.and_then(|id| self.conversations.get(id)) {
+            into.extend(c.owners.iter().copied());
+        }
+    }
+
+    fn owners_of_visitor(&self, id: Option<&str>, into: &mut BTreeSet<u64>) {
+        if let Some(convs) = id.and_then(|id| self.visitors.get(id)) {
+            for c in convs {
+                self.owners_of_conversation(Some(c), into);
+            }
+        }
+    }
+
+    fn forget(&mut self, conversation: &str) {
+        if let Some(old) = self.conversations.remove(conversation) {
+            if let Some(v) = old.visitor {
+                if let Some(set) = self.visitors.get_mut(&v) {
+                    set.remove(conversation);
+                    if set.is_empty() {
+                        self.visitors.remove(&v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The audience of the next entry of the log, and the state after it.
+    ///
+    /// - `v2.conversation.pushed` (conversation `c` to operator(s) `o`): the previous operators of
+    ///   `c` (a transfer out is the last event they get about it) and `o`, who also get the
+    ///   `related` bundle; `c` is now `o`'s.
+    /// - `v2.conversation.closed`: the operators of `c` and those the event names; `c` is
+    ///   forgotten.
+    /// - any other webhook: the operators it names (`operatorId(s)`), the operators of its
+    ///   conversation, and the operators of its visitor's open conversations (`visitor.updated`).
+    /// - evidence: the operators of its visitor's open conversations and of its conversation.
+    pub fn route(&mut self, e: RoutingFields<'_>) -> Audience {
+        let mut operators = BTreeSet::new();
+        let mut related = Vec::new();
+        if e.is_evidence {
+            self.owners_of_visitor(e.visitor_id, &mut operators);
+            self.owners_of_conversation(e.conversation_id, &mut operators);
+        } else {
+            match (e.event_type, e.conversation_id) {
+                (Some(PUSHED), Some(c)) if !e.operator_ids.is_empty() => {
+                    self.owners_of_conversation(Some(c), &mut operators);
+                    operators.extend(e.operator_ids.iter().copied());
+                    related = e.operator_ids.to_vec();
+                    related.sort_unstable();
+                    related.dedup();
+                    let visitor = e.visitor_id.map(str::to_owned).or_else(|| {
+                        self.conversations
+                            .get(c)
+                            .and_then(|old| old.visitor.clone())
+                    });
+                    self.forget(c);
+                    if let Some(v) = &visitor {
+                        self.visitors
+                            .entry(v.clone())
+                            .or_default()
+                            .insert(c.to_owned());
+                    }
+                    self.conversations.insert(
+                        c.to_owned(),
+                        Conversation {
+                            owners: related.clone(),
+                            visitor,
+                        },
+                    );
+                }
+                (Some(CLOSED), Some(c)) => {
+                    self.owners_of_conversation(Some(c), &mut operators);
+                    operators.extend(e.operator_ids.iter().copied());
+                    self.forget(c);
+                }
+                _ => {
+                    operators.extend(e.operator_ids.iter().copied());
+                    self.owners_of_conversation(e.conversation_id, &mut operators);
+                    self.owners_of_visitor(e.visitor_id, &mut operators);
+                }
+            }
+        }
+        Audience {
+            operators: operators.into_iter().collect(),
+            related,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook<'a>(t: &'a str, c: &'a str, v: &'a str, ops: &'a [u64]) -> RoutingFields<'a> {
+        RoutingFields {
+            is_evidence: false,
+            event_type: Some(t),
+            conversation_id: Some(c),
+            visitor_id: Some(v),
+            operator_ids: ops,
+        }
+    }
+
+    fn evidence(v: &str) -> RoutingFields<'_> {
+        RoutingFields {
+            is_evidence: true,
+            event_type: None,
+            conversation_id: None,
+            visitor_id: Some(v),
+            operator_ids: &[],
+        }
+    }
+
+    fn ops(a: &Audience) -> Vec<u64> {
+        a.operators.clone()
+    }
+
+    #[test]
+    fn push_transfer_close_and_evidence() {
+        let mut vis = Visibility::default();
+        // Evidence before any conversation: nobody's yet (it reaches advisors in `related`).
+        assert_eq!(ops(&vis.route(evidence("v1"))), Vec::<u64>::new());
+        let push = vis.route(hook(PUSHED, "c1", "v1", &[101]));
+        assert_eq!(
+            push,
+            Audience {
+                operators: vec![101],
+                related: vec![101]
+            }
+        );
+        assert_eq!(ops(&vis.route(evidence("v1"))), vec![101]);
+        assert_eq!(
+            ops(&vis.route(hook("visitor.updated", "", "v1", &[999]))),
+            vec![101, 999]
+        );
+        // Transfer to 202: both see the push, only 202 gets the bundle; then only 202.
+        let transfer = vis.route(hook(PUSHED, "c1", "v1", &[202]));
+        assert_eq!(
+            transfer,
+            Audience {
+                operators: vec![101, 202],
+                related: vec![202]
+            }
+        );
+        assert_eq!(ops(&vis.route(evidence("v1"))), vec![202]);
+        // Closed names both operators: both get it; afterwards the visitor is nobody's.
+        assert_eq!(
+            ops(&vis.route(hook(CLOSED, "c1", "v1", &[101, 202]))),
+            vec![101, 202]
+        );
+        assert_eq!(ops(&vis.route(evidence("v1"))), Vec::<u64>::new());
+        assert_eq!(vis.open_conversations(), 0);
+        // Unknown types reach the operators they name.
+        assert_eq!(
+            ops(&vis.route(hook("brand.new", "c9", "v9", &[5]))),
+            vec![5]
+        );
+    }
+
+    #[test]
+    fn a_visitor_with_two_conversations() {
+        let mut vis = Visibility::default();
+        vis.route(hook(PUSHED, "a", "v", &[1]));
+        vis.route(hook(PUSHED, "b", "v", &[2]));
+        assert_eq!(ops(&vis.route(evidence("v"))), vec![1, 2]);
+        vis.route(hook(CLOSED, "a", "v", &[]));
+        assert_eq!(ops(&vis.route(evidence("v"))), vec![2]);
+        // Evidence naming a conversation reaches its operator even for another visitor id.
+        let e = RoutingFields {
+            conversation_id: Some("b"),
+            ..evidence("other")
+        };
+        assert_eq!(ops(&vis.route(e)), vec![2]);
+    }
+}
