@@ -1,0 +1,92 @@
+// The list row: each state's icon is named after the state (English and French), and failed and
+// mismatch can never be mistaken for anonymous.
+import { afterEach, describe, expect, it } from 'vitest';
+import { render, screen } from '@testing-library/svelte';
+import ConversationRow from './ConversationRow.svelte';
+import { setLanguage } from '../../i18n/index.svelte';
+import type { AuthStateName } from '../../ipc';
+import { row, T0 } from './fixtures';
+
+const NAMES: Record<AuthStateName, { en: string; fr: string }> = {
+  secured: { en: 'Secured', fr: 'Sécurisée' },
+  anonymous: { en: 'Anonymous', fr: 'Anonyme' },
+  lapsed: { en: 'Lapsed', fr: 'Expirée' },
+  failed: { en: 'Verification failed', fr: 'Échec de la vérification' },
+  mismatch: { en: 'Identity mismatch', fr: "Incohérence d'identité" },
+  unsupported: { en: 'Not available on this channel', fr: 'Non disponible sur ce canal' },
+  closed: { en: 'Closed', fr: 'Fermée' },
+};
+const STATES = Object.keys(NAMES) as AuthStateName[];
+
+afterEach(() => setLanguage('en'));
+
+describe('conversation row', () => {
+  for (const lang of ['en', 'fr'] as const) {
+    it(`names every state icon in ${lang}`, () => {
+      setLanguage(lang);
+      for (const state of STATES) {
+        const { unmount } = render(ConversationRow, { props: { row: row({ state }), now: T0 } });
+        const icon = screen.getByRole('img', { name: NAMES[state][lang] });
+        expect(icon).toHaveAttribute('data-state', state);
+        unmount();
+      }
+    });
+  }
+
+  it('shows the padlock, verified userId, signed name, channel, device, domain and how long ago', () => {
+    const { container } = render(ConversationRow, { props: { row: row(), now: T0 } });
+    const icon = screen.getByRole('img', { name: 'Secured' });
+    expect(icon.querySelector('rect')).not.toBeNull(); // the padlock's body
+    expect(screen.getByTestId('row-user-id')).toHaveTextContent('user-42');
+    expect(container).toHaveTextContent('Alice Martin');
+    expect(container).toHaveTextContent('Chat · Firefox on Linux · shop.example');
+    expect(screen.getByTestId('row-verified')).toHaveTextContent('verified 5 minutes ago');
+  });
+
+  it('says how long ago in French', () => {
+    setLanguage('fr');
+    render(ConversationRow, { props: { row: row(), now: T0 } });
+    expect(screen.getByTestId('row-verified')).toHaveTextContent('vérifiée il y a 5 minutes');
+  });
+
+  it('makes failed and mismatch alarms, each distinct from anonymous and from each other', () => {
+    const shapes: Record<string, string> = {};
+    for (const state of ['anonymous', 'failed', 'mismatch'] as const) {
+      const r = row({ state, userId: state === 'anonymous' ? null : 'user-42', reasonCode: state === 'failed' ? 'bad_signature' : null });
+      const { container, unmount } = render(ConversationRow, { props: { row: r, now: T0 } });
+      const body = screen.getByTestId('conversation-row-body');
+      const icon = screen.getByRole('img', { name: NAMES[state].en });
+      shapes[state] = icon.innerHTML;
+      if (state === 'anonymous') {
+        expect(body).not.toHaveClass('alarm');
+        expect(screen.queryByTestId('row-alarm')).toBeNull();
+        expect(container).toHaveTextContent('Anonymous visitor');
+      } else {
+        expect(body).toHaveClass('alarm');
+        expect(screen.getByTestId('row-alarm')).toHaveTextContent(NAMES[state].en);
+      }
+      if (state === 'failed') expect(screen.getByTestId('row-reason')).toHaveTextContent('bad signature');
+      unmount();
+    }
+    expect(new Set(Object.values(shapes)).size).toBe(3);
+  });
+
+  it('keeps a closed failed conversation alarming and says what it was', () => {
+    render(ConversationRow, {
+      props: { row: row({ state: 'closed', closedFrom: 'failed', reasonCode: 'expired', userId: null }), now: T0 },
+    });
+    expect(screen.getByRole('img', { name: 'Closed (was Verification failed)' })).toBeInTheDocument();
+    expect(screen.getByTestId('conversation-row-body')).toHaveClass('alarm');
+    expect(screen.getByTestId('row-reason')).toHaveTextContent('expired');
+  });
+
+  it('shows a userId full of markup as text', () => {
+    const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+    const { container } = render(ConversationRow, {
+      props: { row: row({ userId: evil, displayName: '<b>bold</b>', domain: '<a href="https://evil">x</a>' }), now: T0 },
+    });
+    expect(screen.getByTestId('row-user-id').textContent).toBe(evil);
+    expect(container.querySelector('img, script, b, a')).toBeNull();
+    expect(container).toHaveTextContent('<b>bold</b>');
+  });
+});

@@ -1,0 +1,148 @@
+// The main window's conversation area against Tauri's IPC mock: 10,000 rows render only a
+// window, the keyboard drives the list, Enter opens the detail, live events update it, and a
+// shell without the desk commands shows the honest "not connected" state.
+import { afterEach, describe, expect, it } from 'vitest';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import { emit } from '@tauri-apps/api/event';
+import { tick } from 'svelte';
+import ConversationsPane from './ConversationsPane.svelte';
+import { DeskStore } from './desk.svelte';
+import type { ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, History } from '../../ipc';
+import { identity, manyRows, row, T0 } from './fixtures';
+
+const snapshot = (rows: ConversationRow[], revision = 1): DeskSnapshot => ({
+  status: { feed: { state: 'connected', url: 'ws://127.0.0.1:9/v1/feed' }, demo: false, lastSeq: 3 },
+  conversations: rows,
+  revision,
+});
+
+let calls: { cmd: string; args: unknown }[] = [];
+
+function serve(rows: ConversationRow[]): void {
+  calls = [];
+  mockIPC(
+    (cmd, args) => {
+      calls.push({ cmd, args });
+      switch (cmd) {
+        case 'list_conversations':
+          return snapshot(rows);
+        case 'get_conversation': {
+          const id = (args as { id: string }).id;
+          const r = rows.find((x) => x.id === id);
+          if (!r) throw { code: 'internal', message: `no conversation ${id}` };
+          const d: ConversationDetail = { row: r, identity: r.userId ? identity({ userId: r.userId }) : null, timeline: [], alerts: [] };
+          return d;
+        }
+        case 'get_history': {
+          const h: History = { userId: (args as { userId: string }).userId, groups: [] };
+          return h;
+        }
+        default:
+          throw `unknown command ${cmd}`;
+      }
+    },
+    { shouldMockEvents: true },
+  );
+}
+
+async function mount(rows: ConversationRow[]): Promise<DeskStore> {
+  serve(rows);
+  const desk = new DeskStore();
+  render(ConversationsPane, { props: { feed: { state: 'connected', url: 'ws://127.0.0.1:9/v1/feed' }, desk } });
+  await desk.start();
+  return desk;
+}
+
+afterEach(() => clearMocks());
+
+describe('conversation list', () => {
+  it('renders only a window of 10,000 rows and says how many there are', async () => {
+    const desk = await mount(manyRows(10_000));
+    const list = await screen.findByRole('listbox', { name: 'Conversations, newest first' });
+    const options = within(list).getAllByRole('option');
+    expect(options.length).toBeGreaterThan(5);
+    expect(options.length).toBeLessThan(60);
+    expect(options[0]).toHaveAttribute('aria-setsize', '10000');
+    expect(options[0]).toHaveAttribute('aria-posinset', '1');
+    expect(screen.getByTestId('conversation-count')).toHaveTextContent('10000');
+    expect(desk.perf.renderedRows()).toBe(options.length);
+    await waitFor(() => expect(desk.perf.firstRender?.rows).toBe(10_000));
+    desk.stop();
+  });
+
+  it('moves with the arrow keys, End and Home, and opens with Enter', async () => {
+    const desk = await mount(manyRows(10_000));
+    const list = await screen.findByRole('listbox');
+    list.focus();
+    await tick();
+    expect(list).toHaveAttribute('aria-activedescendant', 'conv-0');
+    await fireEvent.keyDown(list, { key: 'ArrowDown' });
+    await fireEvent.keyDown(list, { key: 'ArrowDown' });
+    expect(list).toHaveAttribute('aria-activedescendant', 'conv-2');
+    const active = document.getElementById('conv-2')!;
+    expect(active).toHaveClass('active');
+    expect(active).toHaveAttribute('data-key', 'c-2');
+    await fireEvent.keyDown(list, { key: 'ArrowUp' });
+    expect(list).toHaveAttribute('aria-activedescendant', 'conv-1');
+
+    await fireEvent.keyDown(list, { key: 'End' });
+    expect(list).toHaveAttribute('aria-activedescendant', 'conv-9999');
+    const last = document.getElementById('conv-9999');
+    expect(last).not.toBeNull();
+    expect(last).toHaveAttribute('aria-posinset', '10000');
+    expect(document.getElementById('conv-0')).toBeNull(); // scrolled out, not rendered
+    expect(within(list).getAllByRole('option').length).toBeLessThan(60);
+
+    await fireEvent.keyDown(list, { key: 'Home' });
+    await fireEvent.keyDown(list, { key: 'Enter' });
+    await waitFor(() => expect(calls.some((c) => c.cmd === 'get_conversation')).toBe(true));
+    expect(calls.find((c) => c.cmd === 'get_conversation')?.args).toEqual({ id: 'c-0' });
+    expect(document.getElementById('conv-0')).toHaveAttribute('aria-selected', 'true');
+    const detail = await screen.findByTestId('detail');
+    expect(detail).toHaveAttribute('data-id', 'c-0');
+    await within(detail).findByTestId('identity-card');
+    await waitFor(() => expect(calls.some((c) => c.cmd === 'get_history')).toBe(true));
+    expect(calls.find((c) => c.cmd === 'get_history')?.args).toEqual({ userId: 'user-0' });
+    desk.stop();
+  });
+
+  it('applies live rows from desk://changed', async () => {
+    const desk = await mount([row({ id: 'a' })]);
+    await screen.findByRole('listbox');
+    const event: DeskEvent = { kind: 'row', revision: 2, row: row({ id: 'new', state: 'failed', userId: null, reasonCode: 'bad_signature', updatedAtMs: T0 + 1 }) };
+    await emit('desk://changed', event);
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(2));
+    const first = screen.getAllByRole('option')[0]!;
+    expect(first).toHaveAttribute('data-key', 'new');
+    expect(within(first).getByRole('img', { name: 'Verification failed' })).toBeInTheDocument();
+    // An event the snapshot already reflected is not applied again.
+    await emit('desk://changed', { kind: 'row', revision: 1, row: row({ id: 'old' }) } satisfies DeskEvent);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(screen.getAllByRole('option')).toHaveLength(2);
+    desk.stop();
+  });
+
+  it('opens the conversation a clicked notification names', async () => {
+    const desk = await mount(manyRows(100));
+    await screen.findByRole('listbox');
+    await emit('desk://focus', { conversationId: 'c-42' });
+    await waitFor(() => expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'c-42'));
+    expect(document.getElementById('conv-42')).toHaveAttribute('aria-selected', 'true');
+    desk.stop();
+  });
+
+  it('shows the honest not-connected state when the shell has no desk commands', async () => {
+    mockIPC(() => {
+      throw 'Command list_conversations not found';
+    });
+    const desk = new DeskStore();
+    render(ConversationsPane, { props: { feed: { state: 'disconnected', reason: 'no feed client' }, desk } });
+    await desk.start();
+    expect(desk.list).toBeNull();
+    expect(desk.unavailable).toContain('not found');
+    expect(screen.queryByRole('listbox')).toBeNull();
+    expect(screen.getByText('Not connected')).toBeInTheDocument();
+    expect(screen.getByText('No feed is connected, so no conversations can arrive.')).toBeInTheDocument();
+  });
+});
