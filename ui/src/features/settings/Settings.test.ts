@@ -86,4 +86,32 @@ describe('Settings', () => {
     await screen.findByText('<img src=x onerror=alert(1)>');
     expect(container.querySelector('img')).toBeNull();
   });
+
+  it('mutes a notification kind and saves the choice', async () => {
+    const all = { secured: true, verificationFailed: true, identityMismatch: true, sharedDevice: true, reusedUserId: true, sessionLapsed: true };
+    mockIPC((cmd, args) => {
+      calls.push(cmd);
+      const form = (args as { form?: SettingsForm } | undefined)?.form;
+      switch (cmd) {
+        case 'get_settings':
+          return view(saved ?? { ...baseForm, notifications: all });
+        case 'validate_settings':
+          return [];
+        case 'save_settings':
+          saved = form!;
+          return { saved: true, errors: [], keptUnreadableCopy: null, settings: view(form!) } satisfies SaveOutcome;
+        default:
+          throw { code: 'internal', message: `unexpected command ${cmd}` };
+      }
+    });
+    render(Settings);
+    const box = await screen.findByLabelText('A conversation became secured');
+    expect(box).toBeChecked();
+    expect(screen.getByLabelText('Verification failed')).toBeChecked();
+    await fireEvent.click(box);
+    expect(box).not.toBeChecked();
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    await waitFor(() => expect(saved).not.toBeNull());
+    expect(saved!.notifications).toEqual({ ...all, secured: false });
+  });
 });

@@ -1,5 +1,16 @@
 // Pure helpers for the Settings form: no Svelte, no Tauri, unit-tested.
-import type { FieldError, SettingsForm } from '../../ipc';
+import type { FieldError, NotificationsForm, SettingsForm } from '../../ipc';
+import type { StringKey } from '../../i18n/strings';
+
+/** Each notification kind Settings can mute, with its label, in the order shown. */
+export const NOTIFICATION_KINDS: readonly { key: keyof NotificationsForm; label: StringKey }[] = [
+  { key: 'secured', label: 'notifySecured' },
+  { key: 'verificationFailed', label: 'notifyVerificationFailed' },
+  { key: 'identityMismatch', label: 'notifyIdentityMismatch' },
+  { key: 'sharedDevice', label: 'notifySharedDevice' },
+  { key: 'reusedUserId', label: 'notifyReusedUserId' },
+  { key: 'sessionLapsed', label: 'notifySessionLapsed' },
+];
 
 /** Field path -> message, first message wins (the Rust side reports one problem per field). */
 export function errorsByField(errors: readonly FieldError[]): Record<string, string> {
@@ -39,6 +50,7 @@ export function cloneForm(form: SettingsForm): SettingsForm {
     ...form,
     trust: form.trust.map((t) => ({ ...t })),
     decryptionKeys: [...form.decryptionKeys],
+    notifications: form.notifications ? { ...form.notifications } : null,
   };
 }
 
