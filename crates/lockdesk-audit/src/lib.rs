@@ -54,6 +54,7 @@
 
 pub mod chain;
 mod entry;
+pub mod export;
 pub mod retention;
 mod store;
 pub mod verify;

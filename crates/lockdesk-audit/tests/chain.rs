@@ -19,7 +19,7 @@ fn record(i: u64) -> Record {
     let user = format!("user-{}", i % 3);
     Record {
         at_ms: i as i64 * DAY_MS,
-        kind: if i % 2 == 0 {
+        kind: if i & 1 == 0 {
             Kind::Verdict
         } else {
             Kind::Presentation
