@@ -9,6 +9,7 @@
 
 mod commands;
 mod logging;
+mod notify;
 mod window_state;
 
 use std::path::PathBuf;

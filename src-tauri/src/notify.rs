@@ -1,0 +1,236 @@
+//! Desktop notifications (notify-rust): which desk changes become a notification, their text in
+//! the UI's language, and showing them.
+//!
+//! Must not: put untrusted text (userIds, names, reasons) into a notification unescaped. The
+//! freedesktop notification body may carry markup that servers such as dunst render, so every
+//! piece of untrusted text is escaped ([`escape_markup`]) and cut to a bounded length. A token never
+//! reaches a notification.
+
+use lockdesk_config::{Language, Notifications};
+
+/// The kinds of notification, each of which can be muted in Settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A conversation became secured.
+    Secured,
+    /// A token was rejected (critical urgency).
+    VerificationFailed,
+    /// Another identity inside one conversation, or the platform names someone else.
+    IdentityMismatch,
+    /// A device that carried one verified person now carries another.
+    SharedDevice,
+    /// One userId presented with clearly different signed identities.
+    ReusedUserId,
+    /// A secured conversation's session lapsed.
+    SessionLapsed,
+}
+
+impl NoticeKind {
+    /// Whether Settings lets this kind through.
+    pub fn enabled(self, settings: &Notifications) -> bool {
+        match self {
+            NoticeKind::Secured => settings.secured,
+            NoticeKind::VerificationFailed => settings.verification_failed,
+            NoticeKind::IdentityMismatch => settings.identity_mismatch,
+            NoticeKind::SharedDevice => settings.shared_device,
+            NoticeKind::ReusedUserId => settings.reused_user_id,
+            NoticeKind::SessionLapsed => settings.session_lapsed,
+        }
+    }
+
+    pub fn critical(self) -> bool {
+        matches!(
+            self,
+            NoticeKind::VerificationFailed
+                | NoticeKind::IdentityMismatch
+                | NoticeKind::SharedDevice
+                | NoticeKind::ReusedUserId
+        )
+    }
+}
+
+/// One notification to show, about one conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub conversation_id: String,
+    /// The verified userId concerned, when there is one (untrusted text: escaped when shown).
+    pub user_id: Option<String>,
+    /// The reason code of a rejection (e.g. `signature_invalid`).
+    pub reason: Option<String>,
+}
+
+/// Longest piece of untrusted text put in a notification.
+const MAX_FIELD_CHARS: usize = 80;
+
+/// Escapes the five characters the notification markup gives a meaning to, drops control
+/// characters and cuts the text to [`MAX_FIELD_CHARS`] characters (with an ellipsis).
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_FIELD_CHARS * 6));
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX_FIELD_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The notification's title and body (body already escaped), in `lang`.
+pub fn text(notice: &Notice, lang: Language) -> (String, String) {
+    let who = notice
+        .user_id
+        .as_deref()
+        .map(escape_markup)
+        .unwrap_or_else(|| match lang {
+            Language::En => "an unknown visitor".into(),
+            Language::Fr => "un visiteur inconnu".into(),
+        });
+    let reason = notice
+        .reason
+        .as_deref()
+        .map(escape_markup)
+        .unwrap_or_default();
+    let conv = escape_markup(&notice.conversation_id);
+    let (title, body) = match (lang, notice.kind) {
+        (Language::En, NoticeKind::Secured) => ("Conversation secured", format!("{who} is verified by the brand's signature.")),
+        (Language::Fr, NoticeKind::Secured) => ("Conversation sécurisée", format!("{who} est vérifié par la signature de la marque.")),
+        (Language::En, NoticeKind::VerificationFailed) => ("Verification failed", format!("A token was rejected ({reason}). Do not treat this visitor as authenticated.")),
+        (Language::Fr, NoticeKind::VerificationFailed) => ("Échec de la vérification", format!("Un jeton a été rejeté ({reason}). Ne considérez pas ce visiteur comme authentifié.")),
+        (Language::En, NoticeKind::IdentityMismatch) => ("Identity mismatch", format!("Another identity appeared in a conversation verified as {who}.")),
+        (Language::Fr, NoticeKind::IdentityMismatch) => ("Identité incohérente", format!("Une autre identité est apparue dans une conversation vérifiée pour {who}.")),
+        (Language::En, NoticeKind::SharedDevice) => ("Shared device", format!("A device that carried another verified person now carries {who}.")),
+        (Language::Fr, NoticeKind::SharedDevice) => ("Appareil partagé", format!("Un appareil utilisé par une autre personne vérifiée est maintenant utilisé par {who}.")),
+        (Language::En, NoticeKind::ReusedUserId) => ("User id reused", format!("{who} was presented with different signed identities.")),
+        (Language::Fr, NoticeKind::ReusedUserId) => ("Identifiant réutilisé", format!("{who} a été présenté avec des identités signées différentes.")),
+        (Language::En, NoticeKind::SessionLapsed) => ("Session lapsed", format!("The authenticated session of {who} lapsed.")),
+        (Language::Fr, NoticeKind::SessionLapsed) => ("Session expirée", format!("La session authentifiée de {who} a expiré.")),
+    };
+    (title.to_owned(), format!("{body}\n{conv}"))
+}
+
+/// Shows `notice` unless muted. `on_click` runs (on a background thread) when the user clicks it,
+/// where the platform reports clicks (freedesktop servers); elsewhere it never runs.
+pub fn show(
+    notice: &Notice,
+    lang: Language,
+    settings: &Notifications,
+    on_click: impl FnOnce() + Send + 'static,
+) {
+    if !notice.kind.enabled(settings) {
+        return;
+    }
+    let (title, body) = text(notice, lang);
+    let mut n = notify_rust::Notification::new();
+    n.appname("Lockdesk").summary(&title).body(&body);
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        use notify_rust::{Hint, Urgency};
+        n.urgency(if notice.kind.critical() {
+            Urgency::Critical
+        } else {
+            Urgency::Normal
+        });
+        n.hint(Hint::Category("im".into()));
+        n.action("default", "Open");
+    }
+    let kind = notice.kind;
+    // Showing talks to the notification server over D-Bus and, on Linux, waits for a click:
+    // never on the async executor or the UI thread.
+    std::thread::spawn(move || match n.show() {
+        Ok(_handle) => {
+            tracing::debug!(?kind, "notification shown");
+            #[cfg(all(unix, not(target_os = "macos")))]
+            _handle.wait_for_action(|action| {
+                if action == "default" {
+                    on_click();
+                }
+            });
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            drop(on_click);
+        }
+        Err(e) => tracing::warn!(?kind, "cannot show a notification: {e}"),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_is_escaped_and_bounded() {
+        assert_eq!(
+            escape_markup("<b>x</b> & 'y' \"z\""),
+            "&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39; &quot;z&quot;"
+        );
+        assert_eq!(escape_markup("a\nb\u{7}"), "a b ");
+        let long = "é".repeat(500);
+        let cut = escape_markup(&long);
+        assert_eq!(cut.chars().count(), MAX_FIELD_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn every_kind_has_text_in_both_languages_with_the_user_escaped() {
+        let kinds = [
+            NoticeKind::Secured,
+            NoticeKind::VerificationFailed,
+            NoticeKind::IdentityMismatch,
+            NoticeKind::SharedDevice,
+            NoticeKind::ReusedUserId,
+            NoticeKind::SessionLapsed,
+        ];
+        for kind in kinds {
+            for lang in [Language::En, Language::Fr] {
+                let n = Notice {
+                    kind,
+                    conversation_id: "c-1".into(),
+                    user_id: Some("<img src=x onerror=alert(1)>".into()),
+                    reason: Some("signature_invalid".into()),
+                };
+                let (title, body) = text(&n, lang);
+                assert!(!title.is_empty());
+                assert!(!body.contains('<'), "{body}");
+                assert!(body.contains("c-1"));
+                if kind != NoticeKind::VerificationFailed {
+                    assert!(body.contains("&lt;img"), "{kind:?} {lang:?}: {body}");
+                } else {
+                    assert!(body.contains("signature_invalid"));
+                }
+            }
+        }
+        let en = text(
+            &Notice {
+                kind: NoticeKind::Secured,
+                conversation_id: "c".into(),
+                user_id: None,
+                reason: None,
+            },
+            Language::Fr,
+        );
+        assert!(en.0.contains("sécurisée"));
+    }
+
+    #[test]
+    fn mutes_follow_settings_and_failures_are_critical() {
+        let mut s = Notifications::default();
+        assert!(NoticeKind::Secured.enabled(&s));
+        s.secured = false;
+        s.reused_user_id = false;
+        assert!(!NoticeKind::Secured.enabled(&s));
+        assert!(!NoticeKind::ReusedUserId.enabled(&s));
+        assert!(NoticeKind::VerificationFailed.enabled(&s));
+        assert!(NoticeKind::VerificationFailed.critical());
+        assert!(!NoticeKind::Secured.critical());
+        assert!(!NoticeKind::SessionLapsed.critical());
+    }
+}
