@@ -36,8 +36,9 @@ use crate::store::{EntryKind, EventStore, FeedFilter, FeedItem, RoutedEntry, Sto
 
 /// Entries per catch-up read.
 const PAGE: usize = 256;
-/// Entries per live read of the tail task.
-const TAIL_BATCH: usize = 1024;
+/// Entries per live read of the tail task (well under a queue, so a desk that keeps up is never
+/// cut off by one burst).
+const TAIL_BATCH: usize = 128;
 /// The largest frame a desk may send (desks send only small `ack`s).
 pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 

@@ -1,6 +1,6 @@
 //! The gateway over real HTTP on 127.0.0.1:0, with a real SQLite file in a temp dir.
 //!
-//! One integration-test binary for the crate. Logs of every test are captured (a global tracing
+//! One integration-test binary for the crate (the feed's tests are its `feed` module). Logs of every test are captured (a global tracing
 //! subscriber) so that tests can assert what never reaches them.
 
 use std::net::SocketAddr;
@@ -9,6 +9,8 @@ use std::sync::{Mutex, Once};
 
 use lockdesk_gateway::store::{EntryKind, StoredEntry};
 use lockdesk_gateway::{EventStore, Gateway, GatewayConfig, SqliteStore};
+
+mod feed;
 use lockdesk_sim::webhook_signature as signature_header;
 use serde_json::{json, Value};
 

@@ -650,7 +650,7 @@ impl EventStore for SqliteStore {
                         related: Vec::new(),
                     })
                     .collect::<Vec<_>>(),
-                FeedFilter::Operators(ops) if ops.is_empty() => Vec::new(),
+                FeedFilter::Operators([]) => Vec::new(),
                 FeedFilter::Operators(ops) => {
                     let placeholders = vec!["?"; ops.len()].join(",");
                     let mut stmt = tx.prepare_cached(&format!(
