@@ -1,1 +1,235 @@
-//! The desk core: applies the feed to a local SQLite store, verifies evidence, keeps conversation states, identities, cross-device history and alerts
+//! The desk core: applies the gateway's feed to a local SQLite store, verifies every token
+//! presentation, keeps each conversation's authentication state, the identities (userIds) and
+//! the devices (iAdvize visitor ids) they were proved on, cross-device history and alerts.
+//! Synchronous and UI-independent: the feed client calls [`Desk::apply`] on a blocking thread;
+//! the CLI and the desktop app read with [`Desk::history`], [`Desk::conversations`],
+//! [`Desk::conversation`].
+//!
+//! ```no_run
+//! # fn demo(entries: Vec<lockdesk_feed::Entry>, engine: lockdesk_keys::Engine) -> Result<(), lockdesk_desk::DeskError> {
+//! use std::sync::Arc;
+//! use lockdesk_desk::{Desk, DeskConfig};
+//! let mut desk = Desk::open("desk.sqlite3".as_ref(), Arc::new(engine), DeskConfig::default())?;
+//! let resume_after = desk.cursor(); // the feed client's `after`
+//! let applied = desk.apply(&entries, 1_767_261_600_000)?;
+//! for change in &applied.changes {
+//!     println!("{}", change.to_json_line());
+//! }
+//! desk.tick(1_767_261_700_000)?; // on a timer: sessions lapse without new events
+//! # Ok(()) }
+//! ```
+//!
+//! Architecture invariants:
+//! - one SQLite transaction per [`Desk::apply`] batch, holding the batch's effects, its audit
+//!   entries and the cursor: after a crash at any point the store is as before or after the
+//!   batch, never between, and resuming from [`Desk::cursor`] applies nothing twice;
+//! - applying is idempotent by `seq`: entries at or below the cursor are skipped, and a
+//!   presentation is stored once per evidence `seq` (evidence bundled with a push may repeat);
+//! - a token is verified at the time the gateway received it (`receivedAtMs`), not when the desk
+//!   applies it, so a replay after downtime reaches the same verdicts and states;
+//! - all state decisions are `lockdesk-conversation`'s; this crate stores, routes and correlates;
+//! - tokens are never stored, logged or put in errors: only their SHA-256 (hex);
+//! - bad input (a malformed entry) is recorded and skipped, never fails the rest of the batch;
+//!   only store errors fail a batch (and then nothing of it is kept).
+//!
+//! Must not: read the clock (`now_ms` is an argument), do network I/O, or depend on a UI.
+
+mod apply;
+mod audit;
+pub mod bench;
+mod model;
+mod query;
+mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lockdesk_verify::Verdict;
+use rusqlite::Connection;
+
+pub use model::{
+    format_rfc3339, AlertRecord, Applied, Change, ClosedConversation, ConversationDetail,
+    ConversationQuery, ConversationRow, History, HistoryConversation, IdentityCard, LinkedVisitor,
+    Presentation, Skipped, Stats, Transition,
+};
+pub use store::SCHEMA_VERSION;
+
+/// The alert codes in [`Change::alert`] and [`AlertRecord::code`].
+pub mod alert_codes {
+    /// A presentation was rejected (the reason code is in the change and the evidence).
+    pub const VERIFICATION_FAILED: &str = "verification_failed";
+    /// A valid token for another userId inside one conversation.
+    pub const IDENTITY_SWITCHED: &str = "identity_switched";
+    /// A device (visitor id) that carried one verified userId now carries another.
+    pub const SHARED_DEVICE: &str = "shared_device";
+    /// One userId presented with clearly different signed identities (email, phone or name).
+    pub const REUSED_USER_ID: &str = "reused_user_id";
+    /// A secured conversation's authenticated session lapsed.
+    pub const SESSION_LAPSED: &str = "session_lapsed";
+    /// The platform's `Visitor.externalUserId` differs from the verified userId.
+    pub const PLATFORM_MISMATCH: &str = "platform_mismatch";
+}
+
+/// Verifies a token at a time (Unix seconds). Implemented by [`lockdesk_keys::Engine`] (the
+/// real thing: key files, JWKS refetch, verdict cache) and [`lockdesk_verify::Verifier`].
+pub trait TokenVerifier: Send + Sync {
+    fn verify(&self, token: &[u8], now: i64) -> Verdict;
+}
+
+impl TokenVerifier for lockdesk_keys::Engine {
+    fn verify(&self, token: &[u8], now: i64) -> Verdict {
+        lockdesk_keys::Engine::verify(self, token, now)
+    }
+}
+
+impl TokenVerifier for lockdesk_verify::Verifier {
+    fn verify(&self, token: &[u8], now: i64) -> Verdict {
+        lockdesk_verify::Verifier::verify(self, token, now)
+    }
+}
+
+/// The desk core's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeskConfig {
+    /// The authenticated-session lifetime: a secured conversation lapses this long after its
+    /// last valid token (iAdvize's default: 60 minutes; configured per brand).
+    pub session_lifetime_secs: i64,
+}
+
+impl Default for DeskConfig {
+    fn default() -> Self {
+        DeskConfig {
+            session_lifetime_secs: 3600,
+        }
+    }
+}
+
+/// Why the store could not be used. A malformed entry is not an error (see [`Applied::skipped`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error("desk store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("desk store: {0}")]
+    Store(String),
+    #[error("the desk store's schema is version {found}, newer than this program's {supported}: upgrade Lockdesk or use another data folder")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("desk store, audit log: {0}")]
+    Audit(#[from] lockdesk_audit::AuditError),
+}
+
+/// The desk core over one SQLite file. `Send`, not `Sync`: one owner (the feed client's
+/// blocking thread, or a mutex in the app); queries from elsewhere can open a second `Desk` on
+/// the same file (WAL lets readers run beside the writer).
+pub struct Desk {
+    conn: Connection,
+    verifier: Arc<dyn TokenVerifier>,
+    config: DeskConfig,
+    cursor: u64,
+}
+
+impl Desk {
+    /// Opens (creating and migrating if needed) the store at `path`. Refuses a store written by
+    /// a newer version ([`DeskError::SchemaTooNew`]).
+    pub fn open(
+        path: &Path,
+        verifier: Arc<dyn TokenVerifier>,
+        config: DeskConfig,
+    ) -> Result<Desk, DeskError> {
+        let conn = store::open(path)?;
+        let cursor = apply::read_meta(&conn, "cursor")?;
+        Ok(Desk {
+            conn,
+            verifier,
+            config: DeskConfig {
+                session_lifetime_secs: config.session_lifetime_secs.max(1),
+            },
+            cursor,
+        })
+    }
+
+    /// The last `seq` whose effects are committed: resume the feed after it.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    pub fn config(&self) -> &DeskConfig {
+        &self.config
+    }
+
+    /// Applies a batch of feed entries in one transaction. Entries at or below the cursor are
+    /// skipped (idempotence); evidence tokens are verified in parallel, each at its reception
+    /// time; `now_ms` is the desk's clock (time-based transitions up to the entries' times are
+    /// applied on the way). Malformed entries are recorded, counted and returned in
+    /// [`Applied::skipped`]; an `Err` means nothing of the batch was kept.
+    pub fn apply(
+        &mut self,
+        entries: &[lockdesk_feed::Entry],
+        now_ms: i64,
+    ) -> Result<Applied, DeskError> {
+        let applied = apply::apply(self, entries, now_ms)?;
+        self.cursor = applied.cursor;
+        Ok(applied)
+    }
+
+    /// A heartbeat: everything visible to this desk up to `seq` has been received. Advances the
+    /// cursor (never moves it back).
+    pub fn note_seen(&mut self, seq: u64) -> Result<(), DeskError> {
+        if seq > self.cursor {
+            self.conn.execute(
+                "UPDATE desk_meta SET value = ?1 WHERE key = 'cursor' AND value < ?1",
+                [seq as i64],
+            )?;
+            self.cursor = seq;
+        }
+        Ok(())
+    }
+
+    /// Time-based transitions at `now_ms` (the desk's clock): secured conversations whose
+    /// session ended become `lapsed` (alert `session_lapsed`). Call it on a timer.
+    pub fn tick(&mut self, now_ms: i64) -> Result<Vec<Change>, DeskError> {
+        apply::tick(self, now_ms)
+    }
+
+    /// Records closed conversations from iAdvize's GraphQL API: creates those the desk never
+    /// saw, closes those still open, and compares the platform's `externalUserId` with the
+    /// verified userId (a difference: `mismatch`, alert `platform_mismatch`). Idempotent.
+    pub fn backfill(
+        &mut self,
+        records: &[ClosedConversation],
+        now_ms: i64,
+    ) -> Result<Vec<Change>, DeskError> {
+        apply::backfill(self, records, now_ms)
+    }
+
+    /// A userId's cross-device history: every conversation on every visitor a valid token
+    /// linked to it.
+    pub fn history(&self, user_id: &str) -> Result<History, DeskError> {
+        query::history(&self.conn, user_id)
+    }
+
+    /// The conversation list, most recently opened first.
+    pub fn conversations(&self, q: &ConversationQuery) -> Result<Vec<ConversationRow>, DeskError> {
+        query::conversations(&self.conn, q)
+    }
+
+    /// One conversation's identity card, presentations, transitions and alerts.
+    pub fn conversation(&self, conversation_id: &str) -> Result<Option<ConversationDetail>, DeskError> {
+        query::conversation(&self.conn, conversation_id)
+    }
+
+    /// Alerts with their evidence, newest first, at most `limit` (0: 500), with an id below
+    /// `before_id` when given (paging).
+    pub fn alerts(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AlertRecord>, DeskError> {
+        query::alerts(&self.conn, before_id, limit)
+    }
+
+    /// One alert by id ([`Change::alert_id`]).
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, DeskError> {
+        query::alert(&self.conn, id)
+    }
+
+    /// Counts (cursor, rows, malformed and ignored entries).
+    pub fn stats(&self) -> Result<Stats, DeskError> {
+        query::stats(&self.conn)
+    }
+}
