@@ -24,9 +24,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::sink::{SinkError, SinkThread};
-use crate::{
-    Command, Config, ConfigError, Counters, DisconnectReason, Entry, State, StopReason,
-};
+use crate::{Command, Config, ConfigError, Counters, DisconnectReason, Entry, State, StopReason};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -224,11 +222,9 @@ impl Actor {
             got_hello: false,
         };
         let end = self.session(ws, &mut session).await;
-        let healthy =
-            session.got_hello && started.elapsed() >= self.config.backoff.healthy_after;
+        let healthy = session.got_hello && started.elapsed() >= self.config.backoff.healthy_after;
         (end, healthy)
     }
-
 }
 
 async fn connect(
@@ -237,62 +233,61 @@ async fn connect(
     tls: &mut Option<Arc<rustls::ClientConfig>>,
     cursor: u64,
 ) -> Result<Ws, End> {
-        let lost = |m: String| End::Reconnect {
-            reason: DisconnectReason::ConnectFailed(m),
-            immediate: false,
-        };
-        let mut url = target.url.clone();
-        url.query_pairs_mut()
-            .append_pair("after", &cursor.to_string());
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| lost(e.to_string()))?;
-        let headers = request.headers_mut();
-        headers.insert(AUTHORIZATION, target.authorization.clone());
-        headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
-        let connector = if target.tls {
-            if tls.is_none() {
-                let extra = config.extra_roots.clone();
-                let built = tokio::task::spawn_blocking(move || crate::tls::client_config(&extra))
-                    .await
-                    .map_err(|e| lost(e.to_string()))?
-                    .map_err(lost)?;
-                *tls = Some(built);
-            }
-            tls.clone().map(Connector::Rustls)
-        } else {
-            Some(Connector::Plain)
-        };
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_FRAME_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES));
-        let attempt = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(ws_config),
-            true,
-            connector,
-        );
-        match tokio::time::timeout(config.connect_timeout, attempt).await {
-            Err(_) => Err(lost(format!(
-                "no upgrade within {:?}",
-                config.connect_timeout
-            ))),
-            Ok(Ok((ws, _response))) => Ok(ws),
-            Ok(Err(WsError::Http(response))) => {
-                let status = response.status().as_u16();
-                if status == 401 {
-                    Err(End::Stop(StopReason::Unauthorized))
-                } else {
-                    Err(End::Reconnect {
-                        reason: DisconnectReason::HttpStatus(status),
-                        immediate: false,
-                    })
-                }
-            }
-            Ok(Err(e)) => Err(lost(e.to_string())),
+    let lost = |m: String| End::Reconnect {
+        reason: DisconnectReason::ConnectFailed(m),
+        immediate: false,
+    };
+    let mut url = target.url.clone();
+    url.query_pairs_mut()
+        .append_pair("after", &cursor.to_string());
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| lost(e.to_string()))?;
+    let headers = request.headers_mut();
+    headers.insert(AUTHORIZATION, target.authorization.clone());
+    headers.insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let connector = if target.tls {
+        if tls.is_none() {
+            let extra = config.extra_roots.clone();
+            let built = tokio::task::spawn_blocking(move || crate::tls::client_config(&extra))
+                .await
+                .map_err(|e| lost(e.to_string()))?
+                .map_err(lost)?;
+            *tls = Some(built);
         }
+        tls.clone().map(Connector::Rustls)
+    } else {
+        Some(Connector::Plain)
+    };
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let attempt =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector);
+    match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Err(_) => Err(lost(format!(
+            "no upgrade within {:?}",
+            config.connect_timeout
+        ))),
+        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(WsError::Http(response))) => {
+            let status = response.status().as_u16();
+            if status == 401 {
+                Err(End::Stop(StopReason::Unauthorized))
+            } else {
+                Err(End::Reconnect {
+                    reason: DisconnectReason::HttpStatus(status),
+                    immediate: false,
+                })
+            }
+        }
+        Ok(Err(e)) => Err(lost(e.to_string())),
     }
+}
 
 impl Actor {
     async fn session(&mut self, mut ws: Ws, s: &mut Session) -> End {
@@ -414,7 +409,11 @@ impl Actor {
             ServerMessage::Entry(entry) => {
                 if entry.seq <= s.high {
                     Counters::bump(&self.counters.duplicate_entries);
-                    tracing::warn!(seq = entry.seq, high = s.high, "skipping an entry already received");
+                    tracing::warn!(
+                        seq = entry.seq,
+                        high = s.high,
+                        "skipping an entry already received"
+                    );
                 } else {
                     s.high = entry.seq;
                     s.pending.push_back(Pending::Entry(entry));
@@ -483,7 +482,11 @@ impl Actor {
     fn completed(
         &mut self,
         s: &mut Session,
-        reply: (Result<Result<(), String>, oneshot::error::RecvError>, u64, u64),
+        reply: (
+            Result<Result<(), String>, oneshot::error::RecvError>,
+            u64,
+            u64,
+        ),
     ) -> Result<u64, End> {
         let (result, entries, up_to) = reply;
         match result {
@@ -499,6 +502,9 @@ impl Actor {
                 Ok(up_to)
             }
             Ok(Err(e)) => {
+                // Nothing after the failed batch may be applied (it would leave a gap): drop
+                // what is queued; the next connection resumes from the sink's cursor.
+                s.pending.clear();
                 tracing::warn!(error = %e, "the local store failed to apply feed entries");
                 Err(End::Reconnect {
                     reason: DisconnectReason::SinkFailed(e),
@@ -576,7 +582,11 @@ fn on_close(frame: Option<CloseFrame>, cursor: u64) -> End {
 /// Waits for the in-flight apply (the caller checks there is one) and takes it.
 async fn wait_in_flight(
     in_flight: &mut Option<InFlight>,
-) -> (Result<Result<(), String>, oneshot::error::RecvError>, u64, u64) {
+) -> (
+    Result<Result<(), String>, oneshot::error::RecvError>,
+    u64,
+    u64,
+) {
     match in_flight {
         Some(f) => {
             let result = (&mut f.reply).await;

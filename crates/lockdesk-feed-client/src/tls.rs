@@ -7,7 +7,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 /// Builds the configuration; reads the system trust store (file I/O: call off the executor).
-pub(crate) fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
