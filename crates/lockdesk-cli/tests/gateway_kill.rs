@@ -1,6 +1,6 @@
 //! The real `lockdesk-cli gateway` binary killed with SIGKILL in the middle of an ingest burst:
 //! after a restart on the same data folder, every delivery that got a 2xx is there exactly once,
-//! and the sequence has no gaps.
+//! the sequence has no gaps, and the feed serves every acknowledged delivery exactly once.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -14,6 +14,7 @@ use lockdesk_gateway::{EventStore, SqliteStore};
 use lockdesk_sim::webhook_signature as signature_header;
 
 const SECRET: &str = "kill-test-webhook-secret";
+const SUPERVISOR: &str = "kill-test-supervisor-credential";
 
 mod support;
 use support::{start_gateway, RunningGateway as Running};
@@ -21,7 +22,10 @@ use support::{start_gateway, RunningGateway as Running};
 fn start(dir: &Path) -> Running {
     start_gateway(
         dir,
-        &format!("[[webhook]]\nname = \"main\"\nsecret = \"{SECRET}\"\n"),
+        &format!(
+            "[[webhook]]\nname = \"main\"\nsecret = \"{SECRET}\"\n\
+             [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
+        ),
     )
 }
 
@@ -137,6 +141,20 @@ fn sigkill_mid_burst_loses_no_acknowledged_delivery_and_duplicates_none() {
         entries.len(),
         sent.len()
     );
+    // The feed, read from the beginning by a supervisor: every stored entry once, in order.
+    let served = read_feed(gateway.addr, entries.len() as u64);
+    assert_eq!(served.iter().map(|(s, _)| *s).collect::<Vec<_>>(), seqs);
+    let mut served_ids = HashSet::new();
+    for (seq, id) in &served {
+        assert_eq!(stored.get(id), Some(seq), "{id} served at another seq");
+        assert!(served_ids.insert(id.clone()), "{id} served twice");
+    }
+    for id in &acked {
+        assert!(
+            served_ids.contains(id),
+            "{id} got a 200 but the feed lost it"
+        );
+    }
     // A retry of an acknowledged delivery after the crash is recognised.
     let (status, answer) = deliver(gateway.addr, &acked[0]).unwrap();
     assert_eq!(status, 200);
@@ -145,4 +163,50 @@ fn sigkill_mid_burst_loses_no_acknowledged_delivery_and_duplicates_none() {
             && answer.contains("\"duplicate\":true"),
         "{answer}"
     );
+}
+
+/// Reads the feed from the beginning until `last_seq`: (seq, eventId) of every entry.
+fn read_feed(addr: SocketAddr, last_seq: u64) -> Vec<(u64, String)> {
+    use futures_util::StreamExt;
+    use lockdesk_feed::ServerMessage;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut req = format!("ws://{addr}/v1/feed?after=0")
+            .into_client_request()
+            .unwrap();
+        let headers = req.headers_mut();
+        headers.insert(
+            "authorization",
+            format!("Bearer {SUPERVISOR}").parse().unwrap(),
+        );
+        headers.insert(
+            "sec-websocket-protocol",
+            lockdesk_feed::SUBPROTOCOL.parse().unwrap(),
+        );
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+        let mut out: Vec<(u64, String)> = Vec::new();
+        while out.last().map_or(0, |e| e.0) < last_seq {
+            let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("the feed stalled")
+                .expect("the feed closed")
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            match ServerMessage::parse(text.as_str()).unwrap() {
+                ServerMessage::Entry(e) => {
+                    let id = e.payload["eventId"].as_str().unwrap().to_owned();
+                    out.push((e.seq, id));
+                }
+                ServerMessage::Hello(_) | ServerMessage::Heartbeat { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    })
 }

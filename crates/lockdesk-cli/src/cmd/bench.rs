@@ -26,6 +26,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
+    /// The gateway's ingest rate, feed delivery delay and memory per idle subscriber.
+    Gateway(super::bench_gateway::Args),
     /// Verification rates against `openssl speed`.
     Verify {
         /// Seconds per measurement slice.
@@ -44,11 +46,14 @@ const ISSUER: &str = "https://bench.example";
 const NOW: i64 = 1_800_000_000;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let What::Verify {
-        seconds,
-        rounds,
-        bits,
-    } = args.what;
+    let (seconds, rounds, bits) = match args.what {
+        What::Verify {
+            seconds,
+            rounds,
+            bits,
+        } => (seconds, rounds, bits),
+        What::Gateway(args) => return super::bench_gateway::run(args),
+    };
     if !(1..=100).contains(&rounds) {
         bail!("--rounds {rounds}: expected 1 to 100");
     }

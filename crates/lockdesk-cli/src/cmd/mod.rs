@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_gateway;
 pub mod config;
 pub mod gateway;
 pub mod keys;
