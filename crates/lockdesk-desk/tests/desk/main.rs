@@ -1,0 +1,182 @@
+//! The desk core's one integration-test binary: the simulator's scenarios turned into feed
+//! entries (real tokens minted by `lockdesk-sim`'s keys, verified by the real engine), applied to
+//! real SQLite files in temp folders.
+
+mod scenarios;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lockdesk_desk::{Desk, DeskConfig};
+use lockdesk_feed::{Entry, EntryKind, Related};
+use lockdesk_keys::{Engine, Setup, Source};
+use lockdesk_sim::plan::ISSUER;
+use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step};
+use serde_json::{json, Value};
+
+/// 2026-01-01T10:00:00Z: the simulated feed starts here.
+pub const T0_MS: i64 = 1_767_261_600_000;
+/// The tests' authenticated-session lifetime (short, so the session-lapse scenario lapses).
+pub const LIFETIME_SECS: i64 = 60;
+
+fn verify_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lockdesk-verify/tests/data")
+        .join(name)
+}
+
+/// The simulated brand's keys (encrypting to the test desk key) and the key files of a desk
+/// that trusts the brand, written in `dir`.
+pub struct World {
+    pub keys: SimKeys,
+    pub setup: Setup,
+}
+
+impl World {
+    pub fn new(dir: &Path) -> World {
+        let desk_public = lockdesk_sim::read_desk_public(&verify_data("desk.pub.pem")).unwrap();
+        let keys = SimKeys::generate(&desk_public).unwrap();
+        World::with_keys(dir, keys)
+    }
+
+    pub fn with_keys(dir: &Path, keys: SimKeys) -> World {
+        let jwks = dir.join("brand.jwks.json");
+        std::fs::write(&jwks, &keys.brand_public_jwks).unwrap();
+        World {
+            keys,
+            setup: Setup {
+                trust: vec![(ISSUER.to_owned(), Source::File(jwks))],
+                decryption: vec![verify_data("desk.key.pkcs1.pem")],
+                ..Setup::default()
+            },
+        }
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        Arc::new(Engine::load(&self.setup).unwrap())
+    }
+
+    pub fn desk(&self, db: &Path) -> Desk {
+        Desk::open(
+            db,
+            self.engine(),
+            DeskConfig {
+                session_lifetime_secs: LIFETIME_SECS,
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// How the gateway hands entries to this desk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Every entry, in order.
+    Supervisor,
+    /// Evidence of a visitor before its conversation's push rides along with the push
+    /// (`related`), as the gateway does for advisors.
+    Advisor,
+}
+
+/// The plan's steps as feed entries: webhooks with `createdAt`, evidence with a token minted at
+/// its reception time.
+pub fn entries(world: &World, steps: &[Step], role: Role) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut held: Vec<(String, Related)> = Vec::new();
+    let mut pushed = std::collections::HashSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let received = T0_MS + step.at_ms as i64;
+        match &step.action {
+            Action::Webhook { body, .. } => {
+                let mut body = body.clone();
+                body.insert("createdAt".into(), lockdesk_desk::format_rfc3339(received).into());
+                let event_type = body["eventType"].as_str().unwrap().to_owned();
+                let mut related = vec![];
+                if event_type == "v2.conversation.pushed" {
+                    let visitor = body["visitorId"].as_str().unwrap().to_owned();
+                    related = held
+                        .iter()
+                        .filter(|(v, _)| *v == visitor)
+                        .map(|(_, r)| r.clone())
+                        .collect();
+                    held.retain(|(v, _)| *v != visitor);
+                    pushed.insert(visitor);
+                }
+                out.push(Entry {
+                    seq,
+                    kind: EntryKind::Webhook,
+                    received_at_ms: received,
+                    event_type: Some(event_type),
+                    payload: Value::Object(body),
+                    related,
+                });
+            }
+            Action::Evidence(e) => {
+                let token = world.keys.mint(&e.token, received / 1000).unwrap();
+                let mut payload = json!({
+                    "visitorId": e.visitor_id,
+                    "token": token,
+                    "presentedAt": lockdesk_desk::format_rfc3339(received),
+                    "source": {"domain": e.source.domain, "device": e.source.device, "app": e.source.app},
+                });
+                if let Some(c) = &e.conversation_id {
+                    payload["conversationId"] = c.clone().into();
+                }
+                if role == Role::Advisor && !pushed.contains(&e.visitor_id) {
+                    held.push((
+                        e.visitor_id.clone(),
+                        Related {
+                            seq,
+                            received_at_ms: received,
+                            payload,
+                        },
+                    ));
+                    continue;
+                }
+                out.push(Entry {
+                    seq,
+                    kind: EntryKind::Evidence,
+                    received_at_ms: received,
+                    event_type: None,
+                    payload,
+                    related: vec![],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One instance of every scenario, 3 s apart.
+pub fn all_scenarios(seed: u64) -> Vec<Step> {
+    plan(seed, &Scenario::ALL, &[101, 102], 3_000)
+}
+
+/// The conversations of one scenario in a plan, in order of their first step.
+pub fn conversations_of(steps: &[Step], s: Scenario) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for st in steps.iter().filter(|st| st.scenario == s) {
+        if let Action::Webhook { body, .. } = &st.action {
+            if let Some(c) = body.get("conversationId").and_then(Value::as_str) {
+                if !out.iter().any(|x| x == c) {
+                    out.push(c.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The userIds of one scenario's tokens, in order.
+pub fn users_of(steps: &[Step], s: Scenario) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|st| st.scenario == s)
+        .filter_map(|st| match &st.action {
+            Action::Evidence(e) => Some(e.token.user_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
