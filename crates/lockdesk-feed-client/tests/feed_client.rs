@@ -13,3 +13,6 @@ mod support;
 
 #[path = "cases/in_test_server.rs"]
 mod in_test_server;
+
+#[path = "cases/gateway.rs"]
+mod gateway;

@@ -1,0 +1,373 @@
+//! Against the real gateway (`lockdesk_gateway::start_with`, its real SQLite file in a temp dir),
+//! fed with webhooks signed by the simulator's signer. Connection cuts go through an in-test TCP
+//! relay that can drop every connection at once (a network cut); restarts are real gateway
+//! restarts on the same data folder.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockdesk_feed_client::{Backoff, Config, Credential, FeedClient, State, StopReason};
+use lockdesk_gateway::{FeedOptions, Gateway, GatewayConfig, ServerOptions};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+use crate::support::*;
+
+const SECRET: &str = "whsec-test-main";
+const PROVIDER: &str = "provider-credential-0123456789";
+const SAM: &str = "sam-credential-0123456789ab";
+const ALICE: &str = "alice-credential-0123456789";
+
+const CONFIG: &str = r#"
+[[webhook]]
+name = "main"
+secret = "whsec-test-main"
+
+[[provider]]
+name = "brand"
+credential = "provider-credential-0123456789"
+
+[[subscriber]]
+name = "sam"
+credential = "sam-credential-0123456789ab"
+role = "supervisor"
+
+[[subscriber]]
+name = "alice"
+credential = "alice-credential-0123456789"
+role = "advisor"
+operator_ids = [101]
+"#;
+
+struct Harness {
+    dir: tempfile::TempDir,
+    gateway: Option<Gateway>,
+    addr: Arc<Mutex<SocketAddr>>,
+    http: reqwest::Client,
+    heartbeat: Duration,
+    posted: u64,
+}
+
+impl Harness {
+    async fn start(heartbeat: Duration) -> Harness {
+        capture_logs();
+        let mut h = Harness {
+            dir: tempfile::tempdir().unwrap(),
+            gateway: None,
+            addr: Arc::new(Mutex::new("127.0.0.1:0".parse().unwrap())),
+            http: reqwest::Client::new(),
+            heartbeat,
+            posted: 0,
+        };
+        h.restart().await;
+        h
+    }
+
+    /// (Re)starts the gateway on the same data folder (on a new port: the relay follows).
+    async fn restart(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await.unwrap();
+        }
+        let config = GatewayConfig::from_toml(CONFIG).unwrap();
+        let options = ServerOptions {
+            feed: FeedOptions {
+                heartbeat: self.heartbeat,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let g = lockdesk_gateway::start_with(
+            config,
+            self.dir.path(),
+            "127.0.0.1:0".parse().unwrap(),
+            options,
+        )
+        .await
+        .unwrap();
+        *self.addr.lock().unwrap() = g.local_addr();
+        self.gateway = Some(g);
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr.lock().unwrap())
+    }
+
+    /// Delivers one signed `v2.conversation.pushed`; returns its seq.
+    async fn push(&mut self, operator: u64) -> u64 {
+        self.posted += 1;
+        let n = self.posted;
+        let body = json!({
+            "eventId": format!("evt-{n}"),
+            "eventType": "v2.conversation.pushed",
+            "platform": "ha",
+            "clientId": 42,
+            "createdAt": "2026-01-01T00:00:00Z",
+            "sentAt": "2026-01-01T00:00:01Z",
+            "projectId": 7,
+            "conversationId": format!("conv-{n}"),
+            "operatorId": operator,
+            "channel": "CHAT",
+            "visitorId": format!("visitor-{n}"),
+        })
+        .to_string();
+        let addr = *self.addr.lock().unwrap();
+        let r = self
+            .http
+            .post(format!("http://{addr}/webhooks/iadvize"))
+            .header("content-type", "application/json")
+            .header(
+                "x-iadvize-signature",
+                lockdesk_sim::webhook_signature(SECRET.as_bytes(), body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn evidence(&self, visitor: &str) -> u64 {
+        let addr = *self.addr.lock().unwrap();
+        let r = self
+            .http
+            .post(format!("http://{addr}/v1/evidence"))
+            .header("authorization", format!("Bearer {PROVIDER}"))
+            .body(json!({"visitorId": visitor, "token": "aaaa.bbbb.cccc"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// A TCP relay in front of the gateway that can cut every connection through it at once.
+struct Relay {
+    addr: SocketAddr,
+    cut: broadcast::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Relay {
+    async fn start(upstream: Arc<Mutex<SocketAddr>>) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, _) = broadcast::channel(16);
+        let cut_tx = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let target = *upstream.lock().unwrap();
+                let mut cut = cut_tx.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut.recv() => {}
+                    }
+                    // Dropping both ends: the desk sees its connection vanish mid-stream.
+                });
+            }
+        });
+        Relay { addr, cut, task }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    fn cut(&self) {
+        let _ = self.cut.send(());
+    }
+}
+
+fn config(url: &str, credential: &str) -> Config {
+    let mut c = Config::new(url, Credential::new(credential));
+    c.backoff = Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+        healthy_after: Duration::from_secs(1),
+    };
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_and_gateway_restarts_lose_nothing_and_repeat_nothing() {
+    const ROUNDS: u64 = 40;
+    const PER_ROUND: u64 = 50;
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    let relay = Relay::start(h.addr.clone()).await;
+    let sink = Memory::new(0);
+    let client = FeedClient::spawn(config(&relay.url(), SAM), sink.clone()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut last = 0;
+    let mut cuts = 0;
+    let mut restarts = 0;
+    for round in 0..ROUNDS {
+        let cut_at = rng.u64(0..PER_ROUND);
+        for i in 0..PER_ROUND {
+            last = h.push(101).await;
+            if i == cut_at {
+                if round % 4 == 3 {
+                    h.restart().await;
+                    restarts += 1;
+                } else {
+                    relay.cut();
+                    cuts += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(last, ROUNDS * PER_ROUND);
+    sink.wait_cursor(last).await;
+    client.shutdown().await;
+    assert_exactly(&sink.lock().applied, last);
+    let counters = client.counters();
+    assert_eq!(counters.duplicate_entries, 0);
+    assert!(
+        counters.connections > 1,
+        "the cuts never reached the client ({counters:?})"
+    );
+    println!(
+        "{last} entries, {cuts} cuts, {restarts} gateway restarts: {} connections, {} batches",
+        counters.connections, counters.batches_applied
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_sink_aborted_mid_stream_and_restarted_has_every_entry_once() {
+    const N: u64 = 1500;
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    for _ in 0..N {
+        h.push(101).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("desk.sqlite3");
+    let (progress, mut rx) = tokio::sync::watch::channel(0u64);
+    let progress = Arc::new(progress);
+    let mut cfg = config(&h.url(), SAM);
+    cfg.max_batch = 20;
+    let (sink, mut dropped) = Sqlite::open(&db, progress.clone()).with_drop_signal();
+    let first = FeedClient::spawn(cfg.clone(), sink).unwrap();
+    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= N / 3))
+        .await
+        .unwrap()
+        .unwrap();
+    first.abort();
+    // A real crash ends the process; here the sink's thread may finish the transaction it is in:
+    // the next client starts once it let go of the file.
+    tokio::time::timeout(PATIENCE, dropped.recv())
+        .await
+        .unwrap();
+    let (rows, distinct, max, cursor) = Sqlite::census(&db);
+    assert!(cursor < N, "the abort came too late to be mid-stream");
+    assert_eq!((rows, distinct, max), (cursor, cursor, cursor));
+
+    let second = FeedClient::spawn(cfg, Sqlite::open(&db, progress.clone())).unwrap();
+    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= N))
+        .await
+        .unwrap()
+        .unwrap();
+    second.shutdown().await;
+    assert_eq!(Sqlite::census(&db), (N, N, N, N));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_move_an_advisors_cursor_past_entries_that_are_not_theirs() {
+    let mut h = Harness::start(Duration::from_secs(1)).await;
+    // Alice (operator 101) gets the first push; the next ones go to operator 202.
+    let mine = h.push(101).await;
+    let mut last = mine;
+    for _ in 0..5 {
+        last = h.push(202).await;
+    }
+    let sink = Memory::new(0);
+    let client = FeedClient::spawn(config(&h.url(), ALICE), sink.clone()).unwrap();
+    let mut state = client.state();
+    let connected = wait_state(&mut state, "connected", |s| {
+        matches!(s, State::Connected { .. })
+    })
+    .await;
+    assert_eq!(
+        connected,
+        State::Connected {
+            url: format!("{}/v1/feed", h.url()),
+            after: 0,
+            last_seq: last
+        }
+    );
+    sink.wait_cursor(last).await;
+    client.shutdown().await;
+    let s = sink.lock();
+    assert_eq!(s.applied, vec![mine]);
+    assert!(s.seen.contains(&last), "seen: {:?}", s.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_entries_and_evidence_arrive_after_catch_up() {
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    h.push(101).await;
+    let sink = Memory::new(0);
+    let client = FeedClient::spawn(config(&h.url(), SAM), sink.clone()).unwrap();
+    sink.wait_cursor(1).await;
+    let ev = h.evidence("visitor-1").await;
+    let next = h.push(101).await;
+    sink.wait_cursor(next).await;
+    client.shutdown().await;
+    assert_eq!(sink.lock().applied, vec![1, ev, next]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_gateway_401_and_4004_stop_the_client() {
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    h.push(101).await;
+
+    let client = FeedClient::spawn(
+        config(&h.url(), "not-a-subscriber-credential-0123"),
+        Memory::new(0),
+    )
+    .unwrap();
+    let mut state = client.state();
+    let s = wait_state(&mut state, "stopped", |s| {
+        matches!(s, State::Stopped { .. })
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::Stopped {
+            reason: StopReason::Unauthorized
+        }
+    );
+
+    // The desk has seen more than the gateway holds (the gateway's data was reset).
+    let sink = Memory::new(1000);
+    let client = FeedClient::spawn(config(&h.url(), SAM), sink.clone()).unwrap();
+    let mut state = client.state();
+    let s = wait_state(&mut state, "stopped", |s| {
+        matches!(s, State::Stopped { .. })
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::Stopped {
+            reason: StopReason::AfterBeyondEnd { after: 1000 }
+        }
+    );
+    assert!(sink.lock().applied.is_empty());
+    assert_eq!(sink.lock().cursor_calls, 1, "asked once, never retried");
+    assert!(!logs().contains(SAM), "a credential reached the logs");
+}
