@@ -191,7 +191,11 @@ fn verify_batch(desk: &Desk, entries: &[Entry]) -> Result<HashMap<u64, Verdict>,
         .collect())
 }
 
-pub(crate) fn apply(desk: &mut Desk, entries: &[Entry], _now_ms: i64) -> Result<Applied, DeskError> {
+pub(crate) fn apply(
+    desk: &mut Desk,
+    entries: &[Entry],
+    _now_ms: i64,
+) -> Result<Applied, DeskError> {
     let mut verdicts = verify_batch(desk, entries)?;
     let lifetime = desk.config.session_lifetime_secs;
     let start = desk.cursor;
@@ -244,7 +248,13 @@ pub(crate) fn tick(desk: &mut Desk, now_ms: i64) -> Result<Vec<Change>, DeskErro
     };
     for id in due {
         if let Some(mut conv) = ctx.load(&id)? {
-            ctx.drive(&mut conv, &Event::Tick { now: secs(now_ms) }, None, now_ms, json!({}))?;
+            ctx.drive(
+                &mut conv,
+                &Event::Tick { now: secs(now_ms) },
+                None,
+                now_ms,
+                json!({}),
+            )?;
         }
     }
     let changes = ctx.out.changes;
@@ -286,7 +296,12 @@ fn str_field<'v>(p: &'v Value, name: &str) -> Result<&'v str, String> {
 }
 
 fn display_name(vd: &Value) -> Option<String> {
-    let part = |k: &str| vd.get(k).and_then(Value::as_str).map(str::trim).unwrap_or("");
+    let part = |k: &str| {
+        vd.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("")
+    };
     let name = format!("{} {}", part("firstName"), part("lastName"));
     let name = name.trim();
     (!name.is_empty()).then(|| name.to_owned())
@@ -439,8 +454,7 @@ impl Ctx<'_> {
     fn create(
         &mut self,
         conversation_id: &str,
-        visitor: i64,
-        visitor_id: &str,
+        (visitor, visitor_id): (i64, &str),
         channel: &str,
         operator_id: Option<i64>,
         opened_ms: Option<i64>,
@@ -669,7 +683,13 @@ impl Ctx<'_> {
         if let AuthState::Secured { until, .. } = conv.machine.state() {
             if secs(at_ms) >= *until {
                 let until_ms = until.saturating_mul(1000);
-                self.drive(conv, &Event::Tick { now: secs(at_ms) }, None, until_ms, json!({}))?;
+                self.drive(
+                    conv,
+                    &Event::Tick { now: secs(at_ms) },
+                    None,
+                    until_ms,
+                    json!({}),
+                )?;
             }
         }
         Ok(())
@@ -692,7 +712,11 @@ impl Ctx<'_> {
         let (conversation_id, visitor_id, channel) = match fields {
             Ok(f) => f,
             Err(m) => {
-                return self.skip(e.seq, e.received_at_ms, format!("v2.conversation.pushed: {m}"))
+                return self.skip(
+                    e.seq,
+                    e.received_at_ms,
+                    format!("v2.conversation.pushed: {m}"),
+                )
             }
         };
         let operator_id = p.get("operatorId").and_then(Value::as_i64);
@@ -712,8 +736,7 @@ impl Ctx<'_> {
             }
             None => self.create(
                 conversation_id,
-                visitor,
-                visitor_id,
+                (visitor, visitor_id),
                 channel,
                 operator_id,
                 Some(e.received_at_ms),
@@ -851,6 +874,13 @@ impl Ctx<'_> {
         if exists {
             return Ok(());
         }
+        if !payload.is_object() {
+            return self.skip(
+                seq,
+                received_ms,
+                "evidence: the payload is not an object".into(),
+            );
+        }
         let ev = match Evidence::from_payload(payload) {
             Ok(ev) if ev.visitor_id.is_empty() => {
                 return self.skip(seq, received_ms, "evidence: \"visitorId\" is empty".into())
@@ -918,7 +948,11 @@ impl Ctx<'_> {
                 visitor,
                 targets.first().map(|c| c.id),
                 ev.conversation_id,
-                if verified.is_some() { "verified" } else { "rejected" },
+                if verified.is_some() {
+                    "verified"
+                } else {
+                    "rejected"
+                },
                 reason.map(|r| r.code()),
                 detail,
                 verified.map(|v| v.user_id.as_str()),
@@ -1118,7 +1152,11 @@ impl Ctx<'_> {
         let conversation_id = match str_field(p, "conversationId") {
             Ok(c) => c,
             Err(m) => {
-                return self.skip(e.seq, e.received_at_ms, format!("v2.conversation.closed: {m}"))
+                return self.skip(
+                    e.seq,
+                    e.received_at_ms,
+                    format!("v2.conversation.closed: {m}"),
+                )
             }
         };
         let mut conv = match self.load(conversation_id)? {
@@ -1139,8 +1177,7 @@ impl Ctx<'_> {
                 let visitor = self.visitor(visitor_id, e.received_at_ms)?;
                 self.create(
                     conversation_id,
-                    visitor,
-                    visitor_id,
+                    (visitor, visitor_id),
                     channel,
                     None,
                     None,
@@ -1156,7 +1193,13 @@ impl Ctx<'_> {
             return Ok(());
         }
         self.catch_up(conv, at_ms)?;
-        self.drive(conv, &Event::Closed { at: secs(at_ms) }, None, at_ms, json!({}))?;
+        self.drive(
+            conv,
+            &Event::Closed { at: secs(at_ms) },
+            None,
+            at_ms,
+            json!({}),
+        )?;
         self.conn
             .prepare_cached("UPDATE conversations SET closed_ms = ?2 WHERE id = ?1")?
             .execute(params![conv.id, at_ms])?;
@@ -1171,8 +1214,7 @@ impl Ctx<'_> {
                 let visitor = self.visitor(&r.visitor_id, r.created_at_ms)?;
                 self.create(
                     &r.conversation_id,
-                    visitor,
-                    &r.visitor_id,
+                    (visitor, &r.visitor_id),
                     &r.channel,
                     None,
                     Some(r.created_at_ms),

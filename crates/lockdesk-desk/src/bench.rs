@@ -111,7 +111,11 @@ fn file_bytes(db: &Path) -> u64 {
 /// token, three re-presentations of that token, four `visitor.updated`, close: 10% of the
 /// events carry a new token) in batches of `batch`, into a new store in `dir`, with the real
 /// verifier (RSA-2048 JWE + RS256, verdict cache on). Tokens are minted before timing starts.
-pub fn apply_throughput(dir: &Path, events: usize, batch: usize) -> Result<ApplyFigures, BenchError> {
+pub fn apply_throughput(
+    dir: &Path,
+    events: usize,
+    batch: usize,
+) -> Result<ApplyFigures, BenchError> {
     let k = keys()?;
     let groups = events.div_ceil(10).max(1);
     let tokens: Vec<String> = (0..groups)
@@ -247,7 +251,12 @@ pub fn history_latency(
             for i in 0..identities {
                 let vd = json!({"firstName": "Jane", "lastName": format!("Doe{i}"),
                                 "email": format!("jane.doe{i}@mail.example")});
-                id.execute(params![(i + 1) as i64, format!("user-{i:07}"), vd.to_string(), T0_MS])?;
+                id.execute(params![
+                    (i + 1) as i64,
+                    format!("user-{i:07}"),
+                    vd.to_string(),
+                    T0_MS
+                ])?;
                 link.execute(params![(i + 1) as i64, (2 * i + 1) as i64, T0_MS])?;
                 link.execute(params![(i + 1) as i64, (2 * i + 2) as i64, T0_MS])?;
             }

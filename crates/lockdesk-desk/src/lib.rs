@@ -213,13 +213,20 @@ impl Desk {
     }
 
     /// One conversation's identity card, presentations, transitions and alerts.
-    pub fn conversation(&self, conversation_id: &str) -> Result<Option<ConversationDetail>, DeskError> {
+    pub fn conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationDetail>, DeskError> {
         query::conversation(&self.conn, conversation_id)
     }
 
     /// Alerts with their evidence, newest first, at most `limit` (0: 500), with an id below
     /// `before_id` when given (paging).
-    pub fn alerts(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AlertRecord>, DeskError> {
+    pub fn alerts(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, DeskError> {
         query::alerts(&self.conn, before_id, limit)
     }
 

@@ -172,7 +172,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DeskError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql)?;
-        tx.execute("INSERT INTO desk_schema (version) VALUES (?1)", [(i + 1) as i64])?;
+        tx.execute(
+            "INSERT INTO desk_schema (version) VALUES (?1)",
+            [(i + 1) as i64],
+        )?;
     }
     crate::audit::migrate(&tx)?;
     tx.commit()?;

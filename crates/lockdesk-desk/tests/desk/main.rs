@@ -91,7 +91,10 @@ pub fn entries(world: &World, steps: &[Step], role: Role) -> Vec<Entry> {
         match &step.action {
             Action::Webhook { body, .. } => {
                 let mut body = body.clone();
-                body.insert("createdAt".into(), lockdesk_desk::format_rfc3339(received).into());
+                body.insert(
+                    "createdAt".into(),
+                    lockdesk_desk::format_rfc3339(received).into(),
+                );
                 let event_type = body["eventType"].as_str().unwrap().to_owned();
                 let mut related = vec![];
                 if event_type == "v2.conversation.pushed" {

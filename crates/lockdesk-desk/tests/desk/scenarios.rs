@@ -7,7 +7,9 @@ use lockdesk_sim::Scenario;
 use crate::*;
 
 fn detail(desk: &Desk, id: &str) -> ConversationDetail {
-    desk.conversation(id).unwrap().unwrap_or_else(|| panic!("no conversation {id}"))
+    desk.conversation(id)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no conversation {id}"))
 }
 
 fn alert_codes(d: &ConversationDetail) -> Vec<&str> {
@@ -35,7 +37,9 @@ fn run(role: Role) -> (tempfile::TempDir, Desk, Vec<Step>) {
     let feed = entries(&world, &steps, role);
     let mut desk = world.desk(&dir.path().join("desk.sqlite3"));
     for chunk in feed.chunks(7) {
-        let applied = desk.apply(chunk, chunk[chunk.len() - 1].received_at_ms).unwrap();
+        let applied = desk
+            .apply(chunk, chunk[chunk.len() - 1].received_at_ms)
+            .unwrap();
         assert!(applied.skipped.is_empty(), "{:?}", applied.skipped);
     }
     assert_eq!(desk.cursor(), steps.len() as u64);
@@ -45,15 +49,29 @@ fn run(role: Role) -> (tempfile::TempDir, Desk, Vec<Step>) {
 fn check_all(desk: &Desk, steps: &[Step]) {
     use Scenario as S;
     check(desk, steps, S::Anonymous, &[("anonymous", None, &[])]);
-    check(desk, steps, S::LoginMidConversation, &[("secured", None, &[])]);
+    check(
+        desk,
+        steps,
+        S::LoginMidConversation,
+        &[("secured", None, &[])],
+    );
     check(desk, steps, S::TokenEveryPage, &[("secured", None, &[])]);
     check(
         desk,
         steps,
         S::MultiDevice,
-        &[("secured", None, &[]), ("secured", None, &[]), ("secured", None, &[])],
+        &[
+            ("secured", None, &[]),
+            ("secured", None, &[]),
+            ("secured", None, &[]),
+        ],
     );
-    check(desk, steps, S::SessionLapse, &[("lapsed", None, &["session_lapsed"])]);
+    check(
+        desk,
+        steps,
+        S::SessionLapse,
+        &[("lapsed", None, &["session_lapsed"])],
+    );
     check(
         desk,
         steps,
@@ -72,38 +90,69 @@ fn check_all(desk: &Desk, steps: &[Step]) {
         S::UnknownKey,
         &[("failed", Some("unknown_key"), &["verification_failed"])],
     );
-    check(desk, steps, S::ThirdPartyChannel, &[("unsupported", None, &[])]);
+    check(
+        desk,
+        steps,
+        S::ThirdPartyChannel,
+        &[("unsupported", None, &[])],
+    );
     check(
         desk,
         steps,
         S::SharedDevice,
-        &[("secured", None, &[]), ("secured", None, &["shared_device"])],
+        &[
+            ("secured", None, &[]),
+            ("secured", None, &["shared_device"]),
+        ],
     );
     check(
         desk,
         steps,
         S::ReusedUserId,
-        &[("secured", None, &[]), ("secured", None, &["reused_user_id"])],
+        &[
+            ("secured", None, &[]),
+            ("secured", None, &["reused_user_id"]),
+        ],
     );
 
     // The right people in the right conversations.
     let shared = conversations_of(steps, S::SharedDevice);
     let people = users_of(steps, S::SharedDevice);
     assert_ne!(people[0], people[1]);
-    assert_eq!(detail(desk, &shared[0]).row.user_id.as_deref(), Some(&*people[0]));
-    assert_eq!(detail(desk, &shared[1]).row.user_id.as_deref(), Some(&*people[1]));
+    assert_eq!(
+        detail(desk, &shared[0]).row.user_id.as_deref(),
+        Some(&*people[0])
+    );
+    assert_eq!(
+        detail(desk, &shared[1]).row.user_id.as_deref(),
+        Some(&*people[1])
+    );
     let ev = &detail(desk, &shared[1]).alerts[0].evidence;
     assert_eq!(ev["previousUserId"], people[0].as_str());
     assert_eq!(ev["userId"], people[1].as_str());
 
     let reused = detail(desk, &conversations_of(steps, S::ReusedUserId)[1]);
     let ev = &reused.alerts[0].evidence;
-    assert!(ev["differs"].as_array().unwrap().iter().any(|f| f == "email"), "{ev}");
+    assert!(
+        ev["differs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "email"),
+        "{ev}"
+    );
     assert_ne!(ev["previous"]["email"], ev["current"]["email"]);
 
     let every_page = detail(desk, &conversations_of(steps, S::TokenEveryPage)[0]);
-    assert_eq!(every_page.presentations.len(), 5, "the token before the push counts too");
-    assert!(every_page.presentations.iter().all(|p| p.verdict == "verified"));
+    assert_eq!(
+        every_page.presentations.len(),
+        5,
+        "the token before the push counts too"
+    );
+    assert!(every_page
+        .presentations
+        .iter()
+        .all(|p| p.verdict == "verified"));
 }
 
 #[test]
@@ -129,7 +178,13 @@ fn cross_device_history_and_the_identity_card() {
     let sources: Vec<_> = h
         .conversations
         .iter()
-        .map(|c| (c.row.channel.as_str(), c.row.source.as_deref(), c.row.device.as_deref()))
+        .map(|c| {
+            (
+                c.row.channel.as_str(),
+                c.row.source.as_deref(),
+                c.row.device.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         sources,
@@ -139,10 +194,17 @@ fn cross_device_history_and_the_identity_card() {
             ("MOBILE_APP", Some("app"), Some("phone")),
         ]
     );
-    let domains: Vec<_> = h.conversations.iter().map(|c| c.row.domain.clone()).collect();
+    let domains: Vec<_> = h
+        .conversations
+        .iter()
+        .map(|c| c.row.domain.clone())
+        .collect();
     assert_eq!(domains[0].as_deref(), Some("www.brand.example"));
     assert_eq!(domains[1].as_deref(), Some("shop.brand.example"));
-    assert!(h.conversations.iter().all(|c| c.row.auth_state == "secured"));
+    assert!(h
+        .conversations
+        .iter()
+        .all(|c| c.row.auth_state == "secured"));
     assert!(
         h.conversations.iter().all(|c| !c.anonymous_before_login),
         "the token came before the push"
@@ -154,13 +216,19 @@ fn cross_device_history_and_the_identity_card() {
     let h = desk.history(login_user).unwrap();
     assert_eq!(h.conversations.len(), 1);
     assert!(h.conversations[0].anonymous_before_login);
-    let d = desk.conversation(&h.conversations[0].row.conversation_id).unwrap().unwrap();
+    let d = desk
+        .conversation(&h.conversations[0].row.conversation_id)
+        .unwrap()
+        .unwrap();
     let states: Vec<(&str, bool)> = d
         .transitions
         .iter()
         .map(|t| (t.state.as_str(), t.before_login))
         .collect();
-    assert_eq!(states, [("anonymous", true), ("secured", false), ("closed", false)]);
+    assert_eq!(
+        states,
+        [("anonymous", true), ("secured", false), ("closed", false)]
+    );
     let card = d.identity.unwrap();
     assert_eq!(&card.user_id, login_user);
     assert_eq!(card.issuer, lockdesk_sim::plan::ISSUER);
@@ -188,13 +256,27 @@ fn a_supervisor_and_an_advisor_reach_the_same_store() {
         let mut rows = desk.conversations(&ConversationQuery::default()).unwrap();
         rows.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         rows.into_iter()
-            .map(|r| (r.conversation_id, r.auth_state, r.reason, r.user_id, r.since_ms, r.until_ms))
+            .map(|r| {
+                (
+                    r.conversation_id,
+                    r.auth_state,
+                    r.reason,
+                    r.user_id,
+                    r.since_ms,
+                    r.until_ms,
+                )
+            })
             .collect::<Vec<_>>()
     };
     // The two runs minted their own brand keys and plans with the same seed: same ids, states.
     assert_eq!(strip(&sup), strip(&adv));
     let codes = |desk: &Desk| {
-        let mut c: Vec<String> = desk.alerts(None, 0).unwrap().into_iter().map(|a| a.code).collect();
+        let mut c: Vec<String> = desk
+            .alerts(None, 0)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.code)
+            .collect();
         c.sort();
         c
     };
