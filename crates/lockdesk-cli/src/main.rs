@@ -41,6 +41,15 @@ enum Command {
     Gateway(cmd::gateway::Args),
     /// Play iAdvize and a brand's token provider against a gateway (signed webhooks, evidence).
     Simulate(cmd::simulate::Args),
+    /// Check, export, purge and erase the supervisor audit log (exit 1 on a broken chain).
+    Audit(cmd::audit::Args),
+    /// Subscribe to a gateway's feed, verify every conversation, print each state change or alert.
+    Watch(cmd::desk::WatchArgs),
+    /// A verified person's cross-device history, from the local store.
+    History(cmd::desk::HistoryArgs),
+    /// The embedded demo: gateway + simulator + desk core in this process (what the app runs
+    /// when no feed is configured).
+    Demo(cmd::desk::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +71,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Gateway(args) => cmd::gateway::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
+        Command::Watch(args) => cmd::desk::watch(args),
+        Command::History(args) => cmd::desk::history(args),
+        Command::Demo(args) => cmd::desk::demo(args),
     };
     match result {
         Ok(code) => code,

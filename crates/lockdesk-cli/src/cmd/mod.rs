@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod bench;
 pub mod bench_gateway;
 pub mod config;
+pub mod desk;
 pub mod gateway;
 pub mod keys;
 pub mod simulate;

@@ -1,0 +1,385 @@
+//! `lockdesk-cli watch`, `history` and `demo`: the desk core headless.
+//!
+//! - `watch` subscribes to a gateway's feed, verifies every presentation and prints one line per
+//!   state change or alert (`--json`: the documented JSON line);
+//! - `history USERID` prints a verified person's cross-device history from the local store;
+//! - `demo` runs the embedded demo (gateway + simulator + desk core in this process), what the
+//!   desktop app runs when no feed is configured.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use lockdesk_desk::{Change, Desk, DeskConfig};
+use lockdesk_feed_client::{Credential, State};
+use lockdesk_keys::{Setup, Source};
+use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent, DESK_FILE};
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// The gateway's feed, e.g. wss://gateway.example.com/v1/feed (ws:// only to this machine).
+    #[arg(long, value_name = "URL")]
+    feed: Option<String>,
+    /// This desk's subscriber credential (prefer the environment variable: command lines are
+    /// visible to other users of the machine).
+    #[arg(long, env = "LOCKDESK_FEED_CREDENTIAL", hide_env_values = true)]
+    credential: Option<String>,
+    /// Lockdesk's configuration file (feed, trusted issuers, decryption keys, session lifetime).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Trust ISSUER's key: a key file (PEM, JWK, JWKS) or an https:// JWKS URL (repeatable).
+    #[arg(long, value_name = "ISSUER=KEY")]
+    trust: Vec<String>,
+    /// The desk's private key that opens the encrypted layer (repeatable).
+    #[arg(long, value_name = "PATH")]
+    decrypt_key: Vec<PathBuf>,
+    /// Minutes a conversation stays secured after a valid token (default: the configuration's,
+    /// or 60).
+    #[arg(long, value_name = "MINUTES")]
+    session_lifetime: Option<u32>,
+    /// The folder of the local store (default: Lockdesk's data folder).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// One JSON line per state change or alert.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many seconds (default: until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// The verified userId.
+    user_id: String,
+    /// The folder of the local store (default: Lockdesk's data folder).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// The demo's folder (default: `demo` in Lockdesk's data folder). Reset at every start.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// One JSON line per state change or alert.
+    #[arg(long)]
+    json: bool,
+    /// The first pass's seed (same seed, same people, devices and ids).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop the simulator after this many passes over every scenario (default: endless).
+    #[arg(long)]
+    passes: Option<u64>,
+    /// Stop after this many seconds (default: until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// The demo's session lifetime in seconds (short, so a session visibly lapses).
+    #[arg(long, default_value_t = 45)]
+    session_lifetime_secs: i64,
+    /// Subscribe as the supervisor (every conversation) instead of the advisor.
+    #[arg(long)]
+    supervisor: bool,
+}
+
+fn data_dir(data: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match data {
+        Some(d) => Ok(d.clone()),
+        None => lockdesk_config::data_dir().context("--data"),
+    }
+}
+
+fn duration(secs: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s > 0.0 && s.is_finite() && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => bail!("{flag}: expected a positive number of seconds"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn human_line(c: &Change) -> String {
+    let mut line = format!(
+        "{} seq {:>6}  {:<36}  {:<12}",
+        lockdesk_desk::format_rfc3339(c.at_ms),
+        c.seq,
+        c.conversation_id.as_deref().unwrap_or("-"),
+        c.state.as_deref().unwrap_or("-"),
+    );
+    if let Some(ch) = &c.channel {
+        line.push_str(&format!("  {ch}"));
+    }
+    if let Some(u) = &c.user_id {
+        line.push_str(&format!("  user {u:?}"));
+    }
+    if let Some(r) = &c.reason {
+        line.push_str(&format!("  reason {r}"));
+    }
+    if let Some(a) = &c.alert {
+        line.push_str(&format!("  ALERT {a}"));
+    }
+    line
+}
+
+fn state_line(status: &State) -> String {
+    match status {
+        State::Connecting { url } => format!("connecting to {url}"),
+        State::Connected {
+            url,
+            after,
+            last_seq,
+        } => format!("connected to {url} (resuming after {after}; the log ends at {last_seq})"),
+        State::Disconnected { reason, retry_in } => {
+            format!(
+                "disconnected: {reason}; retrying in {:.1} s",
+                retry_in.as_secs_f64()
+            )
+        }
+        State::Stopped { reason } => format!("stopped: {reason}"),
+    }
+}
+
+/// Prints changes until interrupted, the duration ends, or the feed client stops for good.
+async fn follow(
+    service: DeskService,
+    json: bool,
+    limit: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut events = service.events();
+    let mut status = service.status();
+    let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+    let sleep_until = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep_until);
+    let mut stopped = None;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut sleep_until => break,
+            ev = events.recv() => match ev {
+                Ok(ServiceEvent::Changes(changes)) => {
+                    let mut out = std::io::stdout().lock();
+                    for c in changes.iter() {
+                        let line = if json { c.to_json_line() } else { human_line(c) };
+                        writeln!(out, "{line}")?;
+                    }
+                    out.flush()?;
+                }
+                Ok(ServiceEvent::Skipped(skipped)) => {
+                    for s in skipped.iter() {
+                        eprintln!("lockdesk-cli: entry {} skipped: {}", s.seq, s.error);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("lockdesk-cli: {n} changes were not printed (output too slow); they are in the store");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            changed = status.changed() => {
+                if changed.is_err() { break; }
+                let s = status.borrow_and_update().clone();
+                eprintln!("lockdesk-cli: {}", state_line(&s.feed));
+                if let State::Stopped { reason } = s.feed {
+                    stopped = Some(reason);
+                    break;
+                }
+            }
+        }
+    }
+    let counters = service.counters();
+    service.shutdown().await;
+    if counters.malformed_frames > 0 {
+        eprintln!(
+            "lockdesk-cli: {} malformed frames were skipped",
+            counters.malformed_frames
+        );
+    }
+    match stopped {
+        Some(reason) => {
+            eprintln!("lockdesk-cli: the feed client stopped: {reason}");
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let limit = duration(args.duration, "--duration")?;
+    let config = match &args.config {
+        Some(path) => {
+            if !path.is_file() {
+                bail!("--config {}: no such file", path.display());
+            }
+            lockdesk_config::load(path).with_context(|| format!("--config {}", path.display()))?
+        }
+        None => lockdesk_config::Config::default(),
+    };
+    let data = data_dir(&args.data)?;
+    let mut options = Options::from_config(&config, &data);
+    if let Some(feed) = args.feed {
+        options.feed_url = feed;
+    }
+    if options.feed_url.is_empty() {
+        bail!("no feed: pass --feed URL or --config PATH with [feed] url");
+    }
+    match args.credential {
+        Some(c) => options.credential = Credential::new(c),
+        None if config.feed.credential.is_none() => {
+            bail!("no credential: pass --credential, set LOCKDESK_FEED_CREDENTIAL, or use --config")
+        }
+        None => {}
+    }
+    for t in &args.trust {
+        let Some((issuer, key)) = t.split_once('=') else {
+            bail!("--trust {t:?}: expected ISSUER=KEYFILE_OR_URL");
+        };
+        if issuer.is_empty() || key.is_empty() {
+            bail!("--trust {t:?}: expected ISSUER=KEYFILE_OR_URL with both parts non-empty");
+        }
+        options
+            .keys
+            .trust
+            .push((issuer.to_owned(), Source::parse(key)));
+    }
+    options
+        .keys
+        .decryption
+        .extend(args.decrypt_key.iter().cloned());
+    if options.keys.trust.is_empty() {
+        bail!("no trusted issuer: pass --trust ISSUER=KEYFILE_OR_URL or --config PATH");
+    }
+    if let Some(m) = args.session_lifetime {
+        if m == 0 {
+            bail!("--session-lifetime 0: expected at least 1 minute");
+        }
+        options.desk.session_lifetime_secs = i64::from(m) * 60;
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let service = DeskService::start(options).await?;
+        follow(service, args.json, limit).await
+    })
+}
+
+pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let path = data_dir(&args.data)?.join(DESK_FILE);
+    if !path.is_file() {
+        bail!(
+            "no desk store at {}: run `lockdesk-cli watch` (or the app) first, or pass --data",
+            path.display()
+        );
+    }
+    // Reading needs no keys: an empty engine.
+    let engine = lockdesk_keys::Engine::load(&Setup::default())?;
+    let desk = Desk::open(&path, std::sync::Arc::new(engine), DeskConfig::default())
+        .with_context(|| path.display().to_string())?;
+    let history = desk.history(&args.user_id)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&history)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let value = serde_json::to_value(&history)?;
+    print_history(&args.user_id, &value);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A readable rendering of the history's JSON (its shape is the desk core's `History`).
+fn print_history(user_id: &str, v: &serde_json::Value) {
+    let s = |v: &serde_json::Value, k: &str| -> String {
+        match v.get(k) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => "-".into(),
+            Some(other) => other.to_string(),
+        }
+    };
+    let visitors = v.get("visitors").and_then(|x| x.as_array());
+    let conversations = v.get("conversations").and_then(|x| x.as_array());
+    println!("History of {user_id:?}");
+    match visitors {
+        Some(vs) if !vs.is_empty() => {
+            println!("Devices (visitor ids linked by a valid token):");
+            for vis in vs {
+                println!(
+                    "  {}  first seen {}  last seen {}",
+                    s(vis, "visitorId"),
+                    s(vis, "firstSeen"),
+                    s(vis, "lastSeen")
+                );
+            }
+        }
+        _ => println!("No device is linked to this userId by a valid token."),
+    }
+    if let Some(cs) = conversations {
+        println!("Conversations ({}):", cs.len());
+        for c in cs {
+            let fields: Vec<String> = [
+                "conversationId",
+                "channel",
+                "source",
+                "domain",
+                "device",
+                "state",
+            ]
+            .iter()
+            .map(|k| s(c, k))
+            .collect();
+            let before = c
+                .get("beforeLogin")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false);
+            println!(
+                "  {}{}",
+                fields.join("  "),
+                if before {
+                    "  (anonymous before login)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let limit = duration(args.duration, "--duration")?;
+    if args.session_lifetime_secs < 1 {
+        bail!("--session-lifetime-secs: expected at least 1");
+    }
+    let dir = match args.data {
+        Some(d) => d,
+        None => lockdesk_config::data_dir().context("--data")?.join("demo"),
+    };
+    let settings = DemoSettings {
+        seed: args.seed,
+        session_lifetime_secs: args.session_lifetime_secs,
+        passes: args.passes,
+        supervisor: args.supervisor,
+        ..DemoSettings::default()
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let service = DeskService::start_demo(&dir, settings).await?;
+        if let Some(d) = service.demo() {
+            eprintln!(
+                "lockdesk-cli: demo: gateway on {}, data in {} (reset at every start)",
+                d.gateway_addr().map(|a| a.to_string()).unwrap_or_default(),
+                d.dir().display()
+            );
+        }
+        follow(service, args.json, limit).await
+    })
+}

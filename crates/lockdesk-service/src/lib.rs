@@ -1,0 +1,339 @@
+//! The desk as a running service: the desk core ([`lockdesk_desk::Desk`]) fed by the feed client
+//! ([`lockdesk_feed_client::FeedClient`]) and a clock, or the embedded demo (the gateway and the
+//! simulator in this process, with keys generated in the demo's data folder). `lockdesk-cli watch`
+//! and `lockdesk-cli demo` run it headless; the desktop app runs it behind its window.
+//!
+//! ```text
+//!  gateway ──WebSocket──▶ FeedClient ──entries──▶ DeskSink (own thread) ──▶ Desk (writer, SQLite)
+//!                                                     │ changes                  ▲ tick every second
+//!                                                     ▼                          │
+//!                                            broadcast<ServiceEvent> ──▶ CLI lines / app events
+//!  queries (list, detail, history) ──▶ a second Desk on the same file (reader, WAL)
+//! ```
+//!
+//! Architecture invariants:
+//! - the writer `Desk` is only touched on blocking threads (the feed client's sink thread and the
+//!   ticker's `spawn_blocking`), behind one mutex; readers use their own connection;
+//! - a change is published only after the transaction that made it is committed;
+//! - the demo never mixes with real data: it lives in its own folder (`<data>/demo` by default),
+//!   which it resets at every start, and says it is a demo ([`ServiceStatus::demo`]);
+//! - secrets (credentials, the demo's generated secrets) never reach logs or `Debug` output.
+//!
+//! Must not: block the async executor on SQLite or RSA; panic on anything the feed sends.
+
+pub mod demo;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lockdesk_desk::{Change, Desk, DeskConfig, DeskError};
+use lockdesk_feed::Entry;
+use lockdesk_feed_client::{Credential, FeedClient, Sink, State, StopReason};
+use tokio::sync::{broadcast, watch};
+
+/// The desk store's file name in its data folder (the audit log lives in the same file).
+pub const DESK_FILE: &str = "desk.sqlite3";
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What the service publishes.
+#[derive(Clone, Debug)]
+pub enum ServiceEvent {
+    /// Committed state changes and alerts, in order.
+    Changes(Arc<Vec<Change>>),
+    /// Entries that could not be applied (each named by seq, with what is wrong).
+    Skipped(Arc<Vec<lockdesk_desk::Skipped>>),
+}
+
+/// Where the service stands, for the header, the tray and `watch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// The feed client's connection state.
+    pub feed: State,
+    /// True when this is the embedded demo.
+    pub demo: bool,
+    /// The last applied seq.
+    pub cursor: u64,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Desk(#[from] DeskError),
+    #[error("cannot load the verification keys: {0}")]
+    Keys(#[from] lockdesk_keys::SourceError),
+    #[error("cannot start the feed client: {0}")]
+    Feed(#[from] lockdesk_feed_client::ConfigError),
+    #[error("the demo could not start: {0}")]
+    Demo(String),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a background task failed: {0}")]
+    Task(String),
+}
+
+/// How to run.
+pub struct Options {
+    /// The folder holding the desk store (`desk.sqlite3`).
+    pub data_dir: PathBuf,
+    /// The gateway's feed address and this desk's subscriber credential.
+    pub feed_url: String,
+    pub credential: Credential,
+    /// The verification keys and policy.
+    pub keys: lockdesk_keys::Setup,
+    pub desk: DeskConfig,
+    /// How often time-based transitions are applied (a session lapses without new events).
+    pub tick_every: Duration,
+    /// Set by [`demo`]: the status says so.
+    pub demo: bool,
+}
+
+impl Options {
+    /// From Lockdesk's configuration (a feed must be configured).
+    pub fn from_config(config: &lockdesk_config::Config, data_dir: &Path) -> Options {
+        Options {
+            data_dir: data_dir.to_owned(),
+            feed_url: config.feed.url.clone().unwrap_or_default(),
+            credential: Credential::new(config.feed.credential.clone().unwrap_or_default()),
+            keys: lockdesk_keys::Setup::from_config(config),
+            desk: DeskConfig {
+                session_lifetime_secs: i64::from(config.verification.session_lifetime_mins) * 60,
+            },
+            tick_every: Duration::from_secs(1),
+            demo: false,
+        }
+    }
+}
+
+/// The writer side, shared by the sink thread and the ticker.
+struct Writer {
+    desk: Mutex<Desk>,
+    events: broadcast::Sender<ServiceEvent>,
+}
+
+impl Writer {
+    fn lock(&self) -> MutexGuard<'_, Desk> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back),
+        // so the poison flag carries no information here.
+        self.desk.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, changes: Vec<Change>) {
+        if !changes.is_empty() {
+            let _ = self.events.send(ServiceEvent::Changes(Arc::new(changes)));
+        }
+    }
+}
+
+/// The feed client's sink: applies batches to the writer desk.
+struct DeskSink(Arc<Writer>);
+
+impl Sink for DeskSink {
+    type Error = DeskError;
+
+    fn cursor(&mut self) -> Result<u64, DeskError> {
+        Ok(self.0.lock().cursor())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), DeskError> {
+        let applied = self.0.lock().apply(&entries, now_ms())?;
+        for s in &applied.skipped {
+            tracing::warn!(seq = s.seq, error = %s.error, "feed entry skipped");
+        }
+        if !applied.skipped.is_empty() {
+            let _ = self
+                .0
+                .events
+                .send(ServiceEvent::Skipped(Arc::new(applied.skipped)));
+        }
+        self.0.publish(applied.changes);
+        Ok(())
+    }
+
+    fn seen(&mut self, seq: u64) {
+        if let Err(e) = self.0.lock().note_seen(seq) {
+            tracing::warn!("cannot save the heartbeat's cursor: {e}");
+        }
+    }
+}
+
+/// A running desk.
+pub struct DeskService {
+    writer: Arc<Writer>,
+    reader: Mutex<Desk>,
+    client: FeedClient,
+    status: watch::Receiver<ServiceStatus>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    demo: Option<demo::Demo>,
+    data_dir: PathBuf,
+}
+
+impl DeskService {
+    /// Opens the store, loads the keys and connects. Must run inside a tokio runtime; the slow
+    /// parts (SQLite, key files) run on the blocking pool.
+    pub async fn start(options: Options) -> Result<DeskService, ServiceError> {
+        DeskService::start_inner(options, None).await
+    }
+
+    /// The embedded demo in `dir` (reset first): gateway and simulator in this process.
+    pub async fn start_demo(
+        dir: &Path,
+        settings: demo::DemoSettings,
+    ) -> Result<DeskService, ServiceError> {
+        let demo = demo::Demo::start(dir, settings).await?;
+        let options = demo.options();
+        DeskService::start_inner(options, Some(demo)).await
+    }
+
+    async fn start_inner(
+        options: Options,
+        demo: Option<demo::Demo>,
+    ) -> Result<DeskService, ServiceError> {
+        let data_dir = options.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| ServiceError::Dir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let path = data_dir.join(DESK_FILE);
+        let keys = options.keys.clone();
+        let desk_config = options.desk.clone();
+        let (writer_desk, reader_desk) = tokio::task::spawn_blocking(move || {
+            let engine = Arc::new(lockdesk_keys::Engine::load(&keys)?);
+            let writer = Desk::open(&path, engine.clone(), desk_config.clone())?;
+            let reader = Desk::open(&path, engine, desk_config)?;
+            Ok::<_, ServiceError>((writer, reader))
+        })
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))??;
+
+        let (events, _) = broadcast::channel(4096);
+        let writer = Arc::new(Writer {
+            desk: Mutex::new(writer_desk),
+            events,
+        });
+        let config =
+            lockdesk_feed_client::Config::new(options.feed_url.clone(), options.credential);
+        let client = FeedClient::spawn(config, DeskSink(writer.clone()))?;
+
+        let is_demo = options.demo;
+        let (status_tx, status) = watch::channel(ServiceStatus {
+            feed: client.state().borrow().clone(),
+            demo: is_demo,
+            cursor: writer.lock().cursor(),
+        });
+        let mut tasks = Vec::new();
+
+        // The clock: sessions lapse without new events.
+        let ticker = writer.clone();
+        let every = options.tick_every.max(Duration::from_millis(50));
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let w = ticker.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let result = w.lock().tick(now_ms());
+                    match result {
+                        Ok(changes) => w.publish(changes),
+                        Err(e) => tracing::warn!("cannot apply time-based transitions: {e}"),
+                    }
+                })
+                .await;
+                if done.is_err() {
+                    break;
+                }
+            }
+        }));
+
+        // The status: the feed state plus the cursor.
+        let mut feed_state = client.state();
+        let cursor_of = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let feed = feed_state.borrow_and_update().clone();
+                let w = cursor_of.clone();
+                let cursor = tokio::task::spawn_blocking(move || w.lock().cursor())
+                    .await
+                    .unwrap_or(0);
+                if status_tx
+                    .send(ServiceStatus {
+                        feed,
+                        demo: is_demo,
+                        cursor,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+                if feed_state.changed().await.is_err() {
+                    break;
+                }
+            }
+        }));
+
+        Ok(DeskService {
+            writer,
+            reader: Mutex::new(reader_desk),
+            client,
+            status,
+            tasks,
+            demo,
+            data_dir,
+        })
+    }
+
+    /// Committed changes and alerts as they happen.
+    pub fn events(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.writer.events.subscribe()
+    }
+
+    /// The connection state (and whether this is the demo).
+    pub fn status(&self) -> watch::Receiver<ServiceStatus> {
+        self.status.clone()
+    }
+
+    /// The folder holding the desk store.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The demo's facts (addresses, credentials for the supervisor view), when this is the demo.
+    pub fn demo(&self) -> Option<&demo::Demo> {
+        self.demo.as_ref()
+    }
+
+    /// Runs `f` on the reader connection. Blocking (SQLite): call it from a blocking thread.
+    pub fn read<T>(&self, f: impl FnOnce(&Desk) -> T) -> T {
+        let desk = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&desk)
+    }
+
+    /// The feed client's counters (malformed frames, entries applied, ...).
+    pub fn counters(&self) -> lockdesk_feed_client::CounterSnapshot {
+        self.client.counters()
+    }
+
+    /// Stops the feed client, the clock and (for the demo) the simulator and the gateway.
+    pub async fn shutdown(mut self) -> StopReason {
+        let reason = self.client.shutdown().await;
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(demo) = self.demo.take() {
+            demo.shutdown().await;
+        }
+        reason
+    }
+}
