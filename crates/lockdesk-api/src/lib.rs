@@ -12,6 +12,7 @@
 
 pub mod bindings;
 mod desk;
+pub mod desk_map;
 mod error;
 mod feed;
 mod settings;

@@ -1,0 +1,392 @@
+//! From the desk core's types (`lockdesk_desk`) and the service's status to the UI's DTOs
+//! ([`crate::desk`]). Pure functions: the shell calls them on a blocking thread after a query.
+//!
+//! Must not: invent data. A field the desk core does not know stays empty (`None`, empty list);
+//! an unknown state name maps to the most cautious reading and is logged by the caller's tests.
+
+use std::collections::BTreeMap;
+
+use lockdesk_desk as dc;
+use serde_json::Value;
+
+use crate::desk::{
+    AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskStatus,
+    EvidenceItem, History, HistoryConversation, HistoryGroup, IdentityCard, PlatformField,
+    Presentation, PresentationVerdict, SignedField, VisitorSource,
+};
+use crate::FeedStatus;
+
+/// A state name from the desk core. Unknown names (a newer core) read as `failed`: never as
+/// anonymous or secured.
+pub fn state_name(name: &str) -> AuthStateName {
+    match name {
+        "anonymous" => AuthStateName::Anonymous,
+        "secured" => AuthStateName::Secured,
+        "lapsed" => AuthStateName::Lapsed,
+        "failed" => AuthStateName::Failed,
+        "mismatch" => AuthStateName::Mismatch,
+        "unsupported" => AuthStateName::Unsupported,
+        "closed" => AuthStateName::Closed,
+        _ => AuthStateName::Failed,
+    }
+}
+
+/// An alert code from the desk core, `None` when unknown.
+pub fn alert_kind(code: &str) -> Option<AlertKind> {
+    Some(match code {
+        dc::alert_codes::VERIFICATION_FAILED => AlertKind::VerificationFailed,
+        dc::alert_codes::IDENTITY_SWITCHED => AlertKind::IdentitySwitched,
+        dc::alert_codes::SHARED_DEVICE => AlertKind::SharedDevice,
+        dc::alert_codes::REUSED_USER_ID => AlertKind::ReusedUserId,
+        dc::alert_codes::SESSION_LAPSED => AlertKind::SessionLapsed,
+        dc::alert_codes::PLATFORM_MISMATCH => AlertKind::PlatformMismatch,
+        _ => return None,
+    })
+}
+
+fn source(row: &dc::ConversationRow) -> VisitorSource {
+    match row.source.as_deref() {
+        Some("app") => VisitorSource::App,
+        _ if row.channel == "MOBILE_APP" => VisitorSource::App,
+        _ => VisitorSource::Web,
+    }
+}
+
+/// One list row; `alert_count` comes from the caller (the desk core counts alerts separately).
+pub fn row(r: &dc::ConversationRow, alert_count: u32) -> ConversationRow {
+    let state = state_name(&r.state);
+    let closed_from = (state == AuthStateName::Closed).then(|| state_name(&r.auth_state));
+    let updated = [
+        r.closed_ms,
+        r.last_verified_ms,
+        r.since_ms,
+        r.until_ms,
+        r.opened_ms,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t <= r.closed_ms.unwrap_or(i64::MAX))
+    .max()
+    .unwrap_or(0);
+    ConversationRow {
+        id: r.conversation_id.clone(),
+        visitor_id: r.visitor_id.clone(),
+        state,
+        closed_from,
+        user_id: r.user_id.clone(),
+        display_name: r.name.clone(),
+        channel: r.channel.clone(),
+        source: source(r),
+        device: r.device.clone().or_else(|| r.app.clone()),
+        domain: r.domain.clone(),
+        last_verified_at_ms: r.last_verified_ms,
+        reason_code: r.reason.clone(),
+        alert_count,
+        updated_at_ms: updated,
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The signed visitorData as label/value pairs, in the order received.
+fn signed_fields(data: &Option<Value>) -> Vec<SignedField> {
+    match data {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| SignedField {
+                key: k.clone(),
+                value: text_of(v),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn identity(detail: &dc::ConversationDetail) -> Option<IdentityCard> {
+    let card = detail.identity.as_ref()?;
+    let mut platform = Vec::new();
+    if let Some(p) = &detail.row.platform_user_id {
+        platform.push(PlatformField {
+            key: "externalUserId".into(),
+            value: p.clone(),
+            differs: p != &card.user_id,
+        });
+    }
+    Some(IdentityCard {
+        user_id: card.user_id.clone(),
+        signed_visitor_data: signed_fields(&card.visitor_data),
+        platform_profile: platform,
+        issuer: card.issuer.clone(),
+        key_thumbprint: card.signing_key.clone(),
+        session_lapses_at_ms: card.session_until_ms,
+    })
+}
+
+/// An alert with its evidence as label/value text pairs (top-level keys; nested values as JSON
+/// text, never markup).
+pub fn alert(a: &dc::AlertRecord) -> Option<DeskAlert> {
+    let kind = alert_kind(&a.code)?;
+    let mut evidence = Vec::new();
+    if let Some(u) = &a.user_id {
+        evidence.push(EvidenceItem {
+            label: "userId".into(),
+            value: u.clone(),
+        });
+    }
+    if let Some(v) = &a.visitor_id {
+        evidence.push(EvidenceItem {
+            label: "visitorId".into(),
+            value: v.clone(),
+        });
+    }
+    if let Value::Object(map) = &a.evidence {
+        for (k, v) in map {
+            evidence.push(EvidenceItem {
+                label: k.clone(),
+                value: text_of(v),
+            });
+        }
+    } else if !a.evidence.is_null() {
+        evidence.push(EvidenceItem {
+            label: "evidence".into(),
+            value: text_of(&a.evidence),
+        });
+    }
+    Some(DeskAlert {
+        id: a.id.to_string(),
+        conversation_id: a.conversation_id.clone().unwrap_or_default(),
+        kind,
+        at_ms: a.at_ms,
+        evidence,
+    })
+}
+
+/// One conversation's detail.
+pub fn detail(d: &dc::ConversationDetail) -> ConversationDetail {
+    let alerts: Vec<DeskAlert> = d.alerts.iter().filter_map(alert).collect();
+    ConversationDetail {
+        row: row(&d.row, alerts.len() as u32),
+        identity: identity(d),
+        timeline: d
+            .presentations
+            .iter()
+            .map(|p| Presentation {
+                at_ms: p.received_ms,
+                verdict: if p.verdict == "verified" {
+                    PresentationVerdict::Valid
+                } else {
+                    PresentationVerdict::Rejected
+                },
+                reason_code: p.reason.clone(),
+                reason_text: p.detail.clone(),
+                issuer: p.issuer.clone(),
+                expires_at_ms: p.expires_ms,
+                user_id: p.user_id.clone(),
+                before_login: p.before_login,
+            })
+            .collect(),
+        alerts,
+    }
+}
+
+/// A history grouped by device (visitor) and channel, newest conversation first in each group,
+/// groups ordered by their newest conversation.
+pub fn history(h: &dc::History) -> History {
+    let mut groups: BTreeMap<(String, String), HistoryGroup> = BTreeMap::new();
+    for c in &h.conversations {
+        let r = &c.row;
+        let group = groups
+            .entry((r.visitor_id.clone(), r.channel.clone()))
+            .or_insert_with(|| HistoryGroup {
+                visitor_id: r.visitor_id.clone(),
+                device: r
+                    .device
+                    .clone()
+                    .or_else(|| r.app.clone())
+                    .unwrap_or_else(|| r.visitor_id.clone()),
+                channel: r.channel.clone(),
+                source: source(r),
+                domain: r.domain.clone(),
+                conversations: Vec::new(),
+            });
+        if group.domain.is_none() {
+            group.domain = r.domain.clone();
+        }
+        group.conversations.push(HistoryConversation {
+            id: r.conversation_id.clone(),
+            opened_at_ms: r.opened_ms.unwrap_or(0),
+            closed_at_ms: r.closed_ms,
+            state: state_name(&r.state),
+            secured_part: r.first_verified_ms.is_some(),
+            before_login_part: c.anonymous_before_login,
+        });
+    }
+    let mut groups: Vec<HistoryGroup> = groups.into_values().collect();
+    for g in &mut groups {
+        g.conversations
+            .sort_by(|a, b| b.opened_at_ms.cmp(&a.opened_at_ms));
+    }
+    groups.sort_by_key(|g| {
+        std::cmp::Reverse(g.conversations.first().map(|c| c.opened_at_ms).unwrap_or(0))
+    });
+    History {
+        user_id: h.user_id.clone(),
+        groups,
+    }
+}
+
+/// The header's feed status from the feed client's state.
+pub fn feed_status(state: &lockdesk_feed_client::State) -> FeedStatus {
+    use lockdesk_feed_client::State;
+    match state {
+        State::Connecting { url } => FeedStatus::Connecting { url: url.clone() },
+        State::Connected { url, .. } => FeedStatus::Connected { url: url.clone() },
+        State::Disconnected { reason, retry_in } => FeedStatus::Disconnected {
+            reason: format!("{reason}; retrying in {} s", retry_in.as_secs().max(1)),
+        },
+        State::Stopped { reason } => FeedStatus::Disconnected {
+            reason: reason.to_string(),
+        },
+    }
+}
+
+/// The desk's status.
+pub fn status(feed: &lockdesk_feed_client::State, demo: bool, cursor: u64) -> DeskStatus {
+    DeskStatus {
+        feed: feed_status(feed),
+        demo,
+        last_seq: (cursor > 0).then_some(cursor),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core_row(state: &str, auth: &str) -> dc::ConversationRow {
+        dc::ConversationRow {
+            conversation_id: "c1".into(),
+            visitor_id: "v1".into(),
+            channel: "CHAT".into(),
+            operator_id: Some(1001),
+            state: state.into(),
+            auth_state: auth.into(),
+            reason: None,
+            user_id: Some("u1".into()),
+            other_user_id: None,
+            name: Some("Ada L".into()),
+            source: Some("web".into()),
+            domain: Some("shop.example".into()),
+            device: Some("laptop".into()),
+            app: None,
+            opened_ms: Some(1_000),
+            closed_ms: None,
+            since_ms: Some(2_000),
+            until_ms: Some(3_602_000),
+            last_verified_ms: Some(2_000),
+            first_verified_ms: Some(2_000),
+            platform_user_id: None,
+        }
+    }
+
+    #[test]
+    fn rows_keep_the_closed_state_they_came_from_and_unknown_states_are_never_reassuring() {
+        let open = row(&core_row("secured", "secured"), 0);
+        assert_eq!(open.state, AuthStateName::Secured);
+        assert_eq!(open.closed_from, None);
+        assert_eq!(open.updated_at_ms, 3_602_000);
+        let mut closed = core_row("closed", "failed");
+        closed.closed_ms = Some(5_000);
+        let r = row(&closed, 2);
+        assert_eq!(r.state, AuthStateName::Closed);
+        assert_eq!(r.closed_from, Some(AuthStateName::Failed));
+        assert_eq!(r.updated_at_ms, 5_000);
+        assert_eq!(r.alert_count, 2);
+        assert_eq!(state_name("quantum"), AuthStateName::Failed);
+        let mut app = core_row("anonymous", "anonymous");
+        app.source = None;
+        app.channel = "MOBILE_APP".into();
+        assert_eq!(row(&app, 0).source, VisitorSource::App);
+    }
+
+    #[test]
+    fn every_alert_code_of_the_core_maps_to_a_kind() {
+        use dc::alert_codes::*;
+        for code in [
+            VERIFICATION_FAILED,
+            IDENTITY_SWITCHED,
+            SHARED_DEVICE,
+            REUSED_USER_ID,
+            SESSION_LAPSED,
+            PLATFORM_MISMATCH,
+        ] {
+            assert!(alert_kind(code).is_some(), "{code}");
+        }
+        assert_eq!(alert_kind("nope"), None);
+        let a = dc::AlertRecord {
+            id: 7,
+            seq: Some(3),
+            at_ms: 9,
+            code: SHARED_DEVICE.into(),
+            conversation_id: Some("c1".into()),
+            visitor_id: Some("v1".into()),
+            user_id: Some("u2".into()),
+            evidence: serde_json::json!({"previousUserId": "u1", "seqs": [1, 3]}),
+        };
+        let d = alert(&a).unwrap();
+        assert_eq!(d.kind, AlertKind::SharedDevice);
+        let labels: Vec<_> = d
+            .evidence
+            .iter()
+            .map(|e| (e.label.as_str(), e.value.as_str()))
+            .collect();
+        assert!(labels.contains(&("previousUserId", "u1")));
+        assert!(labels.contains(&("seqs", "[1,3]")));
+        assert!(labels.contains(&("userId", "u2")));
+    }
+
+    #[test]
+    fn history_groups_by_device_and_channel() {
+        let mk = |conv: &str, visitor: &str, channel: &str, opened: i64| dc::HistoryConversation {
+            row: dc::ConversationRow {
+                conversation_id: conv.into(),
+                visitor_id: visitor.into(),
+                channel: channel.into(),
+                opened_ms: Some(opened),
+                ..core_row("closed", "secured")
+            },
+            anonymous_before_login: conv == "a",
+        };
+        let h = dc::History {
+            user_id: "u1".into(),
+            known: true,
+            visitor_data: None,
+            first_seen_ms: None,
+            last_seen_ms: None,
+            visitors: Vec::new(),
+            conversations: vec![
+                mk("a", "laptop-v", "CHAT", 1),
+                mk("b", "phone-v", "CHAT", 2),
+                mk("c", "phone-v", "MOBILE_APP", 3),
+                mk("d", "laptop-v", "CHAT", 4),
+            ],
+        };
+        let out = history(&h);
+        assert_eq!(out.groups.len(), 3);
+        let laptop = out
+            .groups
+            .iter()
+            .find(|g| g.visitor_id == "laptop-v")
+            .unwrap();
+        let ids: Vec<_> = laptop.conversations.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["d", "a"]);
+        assert!(laptop.conversations[1].before_login_part);
+        assert_eq!(out.groups[0].visitor_id, "laptop-v");
+    }
+}
