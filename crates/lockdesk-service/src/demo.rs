@@ -55,6 +55,13 @@ impl Default for DemoSettings {
     }
 }
 
+/// What the rest of the app may know about a running demo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DemoFacts {
+    pub dir: PathBuf,
+    pub gateway: Option<std::net::SocketAddr>,
+}
+
 /// A running demo: the gateway and the simulator thread.
 pub struct Demo {
     dir: PathBuf,
@@ -220,6 +227,13 @@ impl Demo {
     /// The gateway's address.
     pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
         self.gateway.as_ref().map(|g| g.local_addr())
+    }
+
+    pub fn facts(&self) -> DemoFacts {
+        DemoFacts {
+            dir: self.dir.clone(),
+            gateway: self.gateway_addr(),
+        }
     }
 
     /// The demo's folder.

@@ -174,8 +174,9 @@ pub struct DeskService {
     reader: Mutex<Desk>,
     client: FeedClient,
     status: watch::Receiver<ServiceStatus>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    demo: Option<demo::Demo>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    demo: Mutex<Option<demo::Demo>>,
+    demo_facts: Option<demo::DemoFacts>,
     data_dir: PathBuf,
 }
 
@@ -288,8 +289,9 @@ impl DeskService {
             reader: Mutex::new(reader_desk),
             client,
             status,
-            tasks,
-            demo,
+            tasks: Mutex::new(tasks),
+            demo_facts: demo.as_ref().map(demo::Demo::facts),
+            demo: Mutex::new(demo),
             data_dir,
         })
     }
@@ -309,9 +311,9 @@ impl DeskService {
         &self.data_dir
     }
 
-    /// The demo's facts (addresses, credentials for the supervisor view), when this is the demo.
-    pub fn demo(&self) -> Option<&demo::Demo> {
-        self.demo.as_ref()
+    /// The demo's facts (its folder, the gateway's address), when this is the demo.
+    pub fn demo(&self) -> Option<&demo::DemoFacts> {
+        self.demo_facts.as_ref()
     }
 
     /// Runs `f` on the reader connection. Blocking (SQLite): call it from a blocking thread.
@@ -326,12 +328,15 @@ impl DeskService {
     }
 
     /// Stops the feed client, the clock and (for the demo) the simulator and the gateway.
-    pub async fn shutdown(mut self) -> StopReason {
+    /// Idempotent: a second call finds nothing left to stop.
+    pub async fn shutdown(&self) -> StopReason {
         let reason = self.client.shutdown().await;
-        for t in self.tasks.drain(..) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
             t.abort();
         }
-        if let Some(demo) = self.demo.take() {
+        let demo = self.demo.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(demo) = demo {
             demo.shutdown().await;
         }
         reason

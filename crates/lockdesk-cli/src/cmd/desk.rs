@@ -313,11 +313,17 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
         Some(vs) if !vs.is_empty() => {
             println!("Devices (visitor ids linked by a valid token):");
             for vis in vs {
+                let t = |k: &str| {
+                    vis.get(k)
+                        .and_then(|x| x.as_i64())
+                        .map(lockdesk_desk::format_rfc3339)
+                        .unwrap_or_else(|| "-".into())
+                };
                 println!(
                     "  {}  first seen {}  last seen {}",
                     s(vis, "visitorId"),
-                    s(vis, "firstSeen"),
-                    s(vis, "lastSeen")
+                    t("firstSeenMs"),
+                    t("lastSeenMs")
                 );
             }
         }
@@ -338,7 +344,7 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
             .map(|k| s(c, k))
             .collect();
             let before = c
-                .get("beforeLogin")
+                .get("anonymousBeforeLogin")
                 .and_then(|b| b.as_bool())
                 .unwrap_or(false);
             println!(
@@ -376,8 +382,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if let Some(d) = service.demo() {
             eprintln!(
                 "lockdesk-cli: demo: gateway on {}, data in {} (reset at every start)",
-                d.gateway_addr().map(|a| a.to_string()).unwrap_or_default(),
-                d.dir().display()
+                d.gateway.map(|a| a.to_string()).unwrap_or_default(),
+                d.dir.display()
             );
         }
         follow(service, args.json, limit).await
