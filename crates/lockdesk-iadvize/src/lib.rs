@@ -48,9 +48,8 @@ pub struct Endpoints {
 impl Endpoints {
     /// `https://api.iadvize.com/oauth2/token` and `/graphql` (`?platform=sd` on SD).
     pub fn production(platform: Platform) -> Endpoints {
-        let mut e = Endpoints::under("https://api.iadvize.com").unwrap_or_else(|_| {
-            unreachable!("a constant URL parses")
-        });
+        let mut e = Endpoints::under("https://api.iadvize.com")
+            .unwrap_or_else(|_| unreachable!("a constant URL parses"));
         if platform == Platform::Sd {
             e.graphql.set_query(Some("platform=sd"));
         }
@@ -59,7 +58,8 @@ impl Endpoints {
 
     /// `<base>/oauth2/token` and `<base>/graphql` (e.g. a stand-in on 127.0.0.1).
     pub fn under(base: &str) -> Result<Endpoints, Error> {
-        let base = url::Url::parse(base).map_err(|e| Error::Config(format!("bad base URL: {e}")))?;
+        let base =
+            url::Url::parse(base).map_err(|e| Error::Config(format!("bad base URL: {e}")))?;
         let join = |p: &str| {
             base.join(p)
                 .map_err(|e| Error::Config(format!("bad base URL: {e}")))
@@ -214,7 +214,11 @@ const QUERY: &str = "query Backfill($from: DateTime!, $to: DateTime!, $visitorId
 }";
 
 impl Client {
-    pub fn new(endpoints: Endpoints, credentials: Credentials, options: Options) -> Result<Client, Error> {
+    pub fn new(
+        endpoints: Endpoints,
+        credentials: Credentials,
+        options: Options,
+    ) -> Result<Client, Error> {
         // reqwest is built without a default crypto provider (see Cargo.toml): install ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -261,7 +265,9 @@ impl Client {
             });
             let data = self.graphql(QUERY, variables).await?;
             let page: Page = serde_json::from_value(
-                data.get("closedConversations").cloned().unwrap_or(Value::Null),
+                data.get("closedConversations")
+                    .cloned()
+                    .unwrap_or(Value::Null),
             )
             .map_err(|e| malformed("closedConversations", &e))?;
             for edge in page.edges {
@@ -312,13 +318,7 @@ impl Client {
                     what: "a GraphQL request",
                 });
             }
-            let answer: GraphQlAnswer = response
-                .json()
-                .await
-                .map_err(|e| Error::Malformed {
-                    what: "GraphQL",
-                    detail: describe_reqwest(&e),
-                })?;
+            let answer: GraphQlAnswer = read_json(response, "GraphQL").await?;
             if let Some(errors) = answer.errors.filter(|e| !e.is_empty()) {
                 let messages: Vec<String> = errors
                     .iter()
@@ -362,10 +362,7 @@ impl Client {
                 what: "the token request",
             });
         }
-        let answer: TokenAnswer = response.json().await.map_err(|e| Error::Malformed {
-            what: "token",
-            detail: describe_reqwest(&e),
-        })?;
+        let answer: TokenAnswer = read_json(response, "token").await?;
         if answer.access_token.is_empty() {
             return Err(Error::Malformed {
                 what: "token",
@@ -403,7 +400,10 @@ impl Client {
     ) -> Result<reqwest::Response, Error> {
         let mut attempt = 0u32;
         loop {
-            let response = build().send().await.map_err(|e| Error::Transport(describe_reqwest(&e)))?;
+            let response = build()
+                .send()
+                .await
+                .map_err(|e| Error::Transport(describe_reqwest(&e)))?;
             let status = response.status().as_u16();
             if status != 429 && status != 503 {
                 return Ok(response);
@@ -429,7 +429,13 @@ impl Client {
                     .unwrap_or(self.options.max_retry_wait)
                     .min(self.options.max_retry_wait),
             };
-            tracing::info!(what, status, ?wait, attempt, "iAdvize asks us to slow down; retrying");
+            tracing::info!(
+                what,
+                status,
+                ?wait,
+                attempt,
+                "iAdvize asks us to slow down; retrying"
+            );
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -458,9 +464,37 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 fn malformed(what: &'static str, e: &serde_json::Error) -> Error {
     Error::Malformed {
         what,
-        // serde's message names the missing/mistyped field, not the value.
-        detail: e.to_string(),
+        detail: describe_json(e),
     }
+}
+
+/// A JSON error without any excerpt of the input (a token answer holds a token): serde's
+/// "missing field `x`" kind of message is kept (it names a field, not a value), others are
+/// reduced to their category and position.
+fn describe_json(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let message = e.to_string();
+    if message.starts_with("missing field") || message.starts_with("duplicate field") {
+        return message;
+    }
+    let what = match e.classify() {
+        Category::Io => "I/O error",
+        Category::Syntax => "invalid JSON",
+        Category::Data => "unexpected content",
+        Category::Eof => "truncated JSON",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &'static str,
+) -> Result<T, Error> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::Transport(describe_reqwest(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| malformed(what, &e))
 }
 
 #[derive(Deserialize)]

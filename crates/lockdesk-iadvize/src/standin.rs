@@ -60,8 +60,8 @@ pub enum Malformed {
     GraphQlWrongShape,
     /// GraphQL answers a node without its required `id`.
     GraphQlNodeWithoutId,
-    /// GraphQL answers `hasNextPage: true` with the same cursor again (a loop).
-    GraphQlCursorLoop,
+    /// GraphQL answers `hasNextPage: true` without an `endCursor`.
+    GraphQlNextPageWithoutCursor,
 }
 
 struct Inner {
@@ -261,12 +261,21 @@ async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<TokenForm>) -
         )
             .into_response();
     }
-    match take_malformed(&mut i, &[Malformed::TokenNotJson, Malformed::TokenMissingFields]) {
-        Some(Malformed::TokenNotJson) => return (StatusCode::OK, "<html>oops</html>").into_response(),
+    match take_malformed(
+        &mut i,
+        &[Malformed::TokenNotJson, Malformed::TokenMissingFields],
+    ) {
+        Some(Malformed::TokenNotJson) => {
+            return (StatusCode::OK, "<html>oops</html>").into_response()
+        }
         Some(_) => return Json(json!({"token_type": "Bearer"})).into_response(),
         None => {}
     }
-    let value = format!("standin-token-{}-{}", i.next_token, now.elapsed().as_nanos());
+    let value = format!(
+        "standin-token-{}-{}",
+        i.next_token,
+        now.elapsed().as_nanos()
+    );
     i.next_token += 1;
     let lifetime = i.token_lifetime;
     i.tokens.insert(value.clone(), now + lifetime);
@@ -333,12 +342,16 @@ async fn graphql(
     let vars = body.get("variables").cloned().unwrap_or(Value::Null);
     let text = |k: &str| vars.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(from), Some(to)) = (text("from"), text("to")) else {
-        return graphql_error("Field \"interval\" of required type \"DateTimeInterval!\" was not provided.");
+        return graphql_error(
+            "Field \"interval\" of required type \"DateTimeInterval!\" was not provided.",
+        );
     };
-    let visitors: Option<Vec<String>> = vars
-        .get("visitorIds")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+    let visitors: Option<Vec<String>> = vars.get("visitorIds").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    });
     let first = vars
         .get("first")
         .and_then(Value::as_u64)
@@ -346,7 +359,10 @@ async fn graphql(
         .clamp(1, crate::MAX_PAGE_SIZE as u64) as usize;
     let start = match text("after") {
         None => 0,
-        Some(c) => match c.strip_prefix("cursor:").and_then(|n| n.parse::<usize>().ok()) {
+        Some(c) => match c
+            .strip_prefix("cursor:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => n,
             None => return graphql_error("invalid cursor"),
         },
@@ -356,7 +372,7 @@ async fn graphql(
         Malformed::GraphQlNotJson,
         Malformed::GraphQlWrongShape,
         Malformed::GraphQlNodeWithoutId,
-        Malformed::GraphQlCursorLoop,
+        Malformed::GraphQlNextPageWithoutCursor,
     ];
     match take_malformed(&mut i, &kinds) {
         Some(Malformed::GraphQlNotJson) => return (StatusCode::OK, "{\"data\": {").into_response(),
@@ -370,9 +386,9 @@ async fn graphql(
             }}}))
             .into_response()
         }
-        Some(Malformed::GraphQlCursorLoop) => {
+        Some(Malformed::GraphQlNextPageWithoutCursor) => {
             return Json(json!({"data": {"closedConversations": {
-                "pageInfo": {"hasNextPage": true, "endCursor": text("after").unwrap_or("cursor:0".into())},
+                "pageInfo": {"hasNextPage": true, "endCursor": null},
                 "edges": []
             }}}))
             .into_response()
@@ -396,8 +412,10 @@ async fn graphql(
             let users: Vec<Value> = c
                 .operator_id
                 .map(|id| {
-                    vec![json!({"__typename": "Professional", "id": id, "email": c.operator_email,
-                                "firstName": null, "lastName": null})]
+                    vec![
+                        json!({"__typename": "Professional", "id": id, "email": c.operator_email,
+                                "firstName": null, "lastName": null}),
+                    ]
                 })
                 .unwrap_or_default();
             json!({
