@@ -1,6 +1,9 @@
 //! Against the in-test server: it plays peers the real gateway never is (broken network, garbage
 //! frames, chosen close codes, a 401) and checks exactly what the client sends.
 
+// tungstenite's handshake callback type fixes the large error (an HTTP response).
+#![allow(clippy::result_large_err)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -687,4 +690,95 @@ async fn an_aborted_client_and_a_restarted_one_leave_a_sqlite_store_with_every_e
     second.shutdown().await;
     let (rows, distinct, max, cursor) = Sqlite::census(&db);
     assert_eq!((rows, distinct, max, cursor), (N, N, N, N));
+}
+
+/// A wss:// peer with a self-signed certificate for `localhost`: serves hello and entries 1..=3.
+async fn tls_server() -> (
+    std::net::SocketAddr,
+    rustls::pki_types::CertificateDer<'static>,
+    tokio::task::JoinHandle<()>,
+) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let callback = |_: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                mut resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        tokio_tungstenite::tungstenite::http::HeaderValue::from_static(
+                            "lockdesk.feed.v1",
+                        ),
+                    );
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tls, callback).await else {
+                    return;
+                };
+                let _ = ws.send(hello(0, 3, 15)).await;
+                for seq in 1..=3 {
+                    let _ = ws.send(entry(seq)).await;
+                }
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    (addr, cert, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_trusted_root_works_and_an_untrusted_certificate_is_refused() {
+    capture_logs();
+    let (addr, cert, task) = tls_server().await;
+    let url = format!("wss://localhost:{}", addr.port());
+
+    // Not trusted (self-signed, not in the OS store): the handshake fails, the client retries.
+    let untrusted = FeedClient::spawn(config(&url), Memory::new(0)).unwrap();
+    let mut state = untrusted.state();
+    let s = wait_state(&mut state, "a refused certificate", |s| {
+        matches!(
+            s,
+            State::Disconnected {
+                reason: DisconnectReason::ConnectFailed(_),
+                ..
+            }
+        )
+    })
+    .await;
+    let State::Disconnected { reason, .. } = s else {
+        unreachable!()
+    };
+    assert!(
+        reason.to_string().to_lowercase().contains("certificate"),
+        "{reason}"
+    );
+    untrusted.shutdown().await;
+
+    // Trusted through extra_roots: entries arrive over TLS.
+    let sink = Memory::new(0);
+    let mut cfg = config(&url);
+    cfg.extra_roots = vec![cert];
+    let client = FeedClient::spawn(cfg, sink.clone()).unwrap();
+    sink.wait_cursor(3).await;
+    client.shutdown().await;
+    assert_exactly(&sink.lock().applied, 3);
+    task.abort();
 }
