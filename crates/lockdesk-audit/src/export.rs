@@ -177,13 +177,27 @@ pub enum ExportError {
     #[error(transparent)]
     Store(#[from] AuditError),
     #[error("writing the export: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("writing the export: {0}")]
-    Csv(#[from] csv::Error),
+    Csv(csv::Error),
     #[error("entry {seq}: {what} (run `lockdesk-cli audit verify`)")]
     Unreadable { seq: u64, what: String },
     #[error("audit log: {0}")]
     Broken(#[from] Broken),
+}
+
+// Not `#[from]`: the message already includes the cause, so it is not also a `source` (anyhow
+// would print it twice).
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Io(e)
+    }
+}
+
+impl From<csv::Error> for ExportError {
+    fn from(e: csv::Error) -> Self {
+        ExportError::Csv(e)
+    }
 }
 
 impl From<rusqlite::Error> for ExportError {
@@ -767,5 +781,51 @@ pub fn check_head_against_live(conn: &Connection, head: &Head) -> Result<bool, E
             seq: head.seq,
             problem: "the export's head is not in the live log (entries deleted)".into(),
         })),
+    }
+}
+
+/// A `--from`/`--to` date as Unix milliseconds: `YYYY-MM-DD` (UTC; the start of that day, or its
+/// last millisecond when `end_of_day`) or an RFC 3339 timestamp (exactly that instant).
+pub fn parse_date(s: &str, end_of_day: bool) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| format!("{s:?}: out of range"));
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(s, &fmt)
+        .map_err(|_| format!("{s:?}: expected YYYY-MM-DD or an RFC 3339 timestamp"))?;
+    let start = d.midnight().assume_utc().unix_timestamp() * 1000;
+    Ok(if end_of_day {
+        start + 86_400_000 - 1
+    } else {
+        start
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_as_whole_days_or_instants() {
+        assert_eq!(parse_date("1970-01-02", false), Ok(86_400_000));
+        assert_eq!(parse_date("1970-01-02", true), Ok(2 * 86_400_000 - 1));
+        assert_eq!(parse_date("1970-01-01T00:00:01.5Z", false), Ok(1_500));
+        assert_eq!(parse_date("1970-01-01T02:00:00+02:00", true), Ok(0));
+        assert!(parse_date("2026-13-01", false)
+            .unwrap_err()
+            .contains("YYYY-MM-DD"));
+        assert!(parse_date("yesterday", false).is_err());
+    }
+
+    #[test]
+    fn masking_keeps_keys_and_nulls() {
+        let v = serde_json::json!({"a": 1, "b": {"c": "x", "d": null}, "e": [true]});
+        assert_eq!(
+            mask(&v),
+            serde_json::json!({"a": REDACTED, "b": {"c": REDACTED, "d": null}, "e": [REDACTED]})
+        );
     }
 }

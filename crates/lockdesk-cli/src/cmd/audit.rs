@@ -1,0 +1,437 @@
+//! `lockdesk-cli audit`: check, export, purge and erase the supervisor audit log (the hash chain
+//! in the desk's store, `<data dir>/desk.sqlite3`). docs/audit.md is the user reference.
+//!
+//! Exit status: 0 the chain holds / done; 1 the chain (or an exported file) is broken, the bad
+//! entry's seq is printed; 2 usage, missing store or I/O error.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use lockdesk_audit::export::{
+    self, ExportCheckError, ExportError, ExportOptions, Format, RedactKey,
+};
+use lockdesk_audit::{RetentionError, VerifyError};
+use rusqlite::{Connection, OpenFlags};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Args)]
+struct DataArg {
+    /// The data folder holding the desk's store (default: LOCKDESK_DATA_DIR, else the OS's).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Check the whole chain (exit 1 naming the first bad entry), or re-check an exported file.
+    Verify {
+        #[command(flatten)]
+        data: DataArg,
+        /// Re-check this JSON Lines export instead, and compare its head with the live log
+        /// when there is one.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+    },
+    /// Print the head: `SEQ HASH` (nothing for an empty log). Write it down elsewhere.
+    Head {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Export entries (streamed, bounded memory; a progress bar on a terminal).
+    Export {
+        #[command(flatten)]
+        data: DataArg,
+        /// From this date (YYYY-MM-DD, UTC, inclusive) or RFC 3339 instant.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// To this date (YYYY-MM-DD, UTC, the whole day included) or RFC 3339 instant.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        #[arg(long, value_enum)]
+        format: FormatArg,
+        /// Mask visitorData and replace user/visitor ids with keyed pseudonyms.
+        #[arg(long)]
+        redact: bool,
+        /// The pseudonyms' key file (default: DIR/audit-redaction.key, created if missing).
+        #[arg(long, value_name = "FILE", requires = "redact")]
+        redact_key: Option<PathBuf>,
+        /// Write here (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the process's peak memory (VmHWM) to stderr at the end (tests, benchmarks).
+        #[arg(long, hide = true)]
+        print_peak_memory: bool,
+    },
+    /// Remove entries older than DAYS days, keeping the chain verifiable.
+    Purge {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long, value_name = "DAYS")]
+        older_than: u32,
+    },
+    /// Erase one user's personal data (GDPR): their entries become tombstones.
+    Erase {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long, value_name = "ID")]
+        user_id: String,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.what {
+        What::Verify { data, export: None } => verify(&data),
+        What::Verify {
+            data,
+            export: Some(file),
+        } => verify_export(&data, &file),
+        What::Head { data } => {
+            let conn = open(&data)?.1;
+            if let Some(h) = lockdesk_audit::head(&conn)? {
+                println!("{} {}", h.seq, h.hash_hex);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        What::Export {
+            data,
+            from,
+            to,
+            format,
+            redact,
+            redact_key,
+            out,
+            print_peak_memory,
+        } => {
+            let from_ms = from
+                .map(|d| export::parse_date(&d, false))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--from {e}"))?;
+            let to_ms = to
+                .map(|d| export::parse_date(&d, true))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--to {e}"))?;
+            if let (Some(f), Some(t)) = (from_ms, to_ms) {
+                if f > t {
+                    bail!("--from is after --to");
+                }
+            }
+            let (dir, conn) = open(&data)?;
+            let redact = if redact {
+                let path = redact_key.unwrap_or_else(|| dir.join(export::REDACTION_KEY_FILE));
+                Some(RedactKey::load_or_create(&path)?)
+            } else {
+                None
+            };
+            let opts = ExportOptions {
+                from_ms,
+                to_ms,
+                redact,
+            };
+            let format = match format {
+                FormatArg::Csv => Format::Csv,
+                FormatArg::Jsonl => Format::Jsonl,
+            };
+            let code = run_export(&conn, format, &opts, out.as_deref())?;
+            if print_peak_memory {
+                eprintln!("peak_memory_kib {}", peak_memory_kib().unwrap_or(0));
+            }
+            Ok(code)
+        }
+        What::Purge { data, older_than } => {
+            let conn = open(&data)?.1;
+            let now = now_ms();
+            let cutoff = now.saturating_sub(i64::from(older_than).saturating_mul(86_400_000));
+            match lockdesk_audit::purge(&conn, cutoff, now) {
+                Ok(r) => {
+                    match &r.head {
+                        Some(h) => println!(
+                            "purged {} entries (1 to {}); purge entry {} {}",
+                            r.purged_entries, r.purged_through, h.seq, h.hash_hex
+                        ),
+                        None => println!("nothing older than {older_than} days"),
+                    }
+                    warn_unscrubbed(r.file_scrubbed);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => retention_failed(e),
+            }
+        }
+        What::Erase { data, user_id } => {
+            if user_id.is_empty() {
+                bail!("--user-id: empty");
+            }
+            let conn = open(&data)?.1;
+            match lockdesk_audit::erase_user(&conn, &user_id, now_ms()) {
+                Ok(r) => {
+                    match &r.head {
+                        Some(h) => println!(
+                            "erased {} entries; erasure entry {} {}",
+                            r.erased_entries, h.seq, h.hash_hex
+                        ),
+                        None => println!("no entries for that user id"),
+                    }
+                    warn_unscrubbed(r.file_scrubbed);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => retention_failed(e),
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn data_dir(data: &DataArg) -> anyhow::Result<PathBuf> {
+    match &data.data {
+        Some(d) => Ok(d.clone()),
+        None => Ok(lockdesk_config::data_dir().context("--data")?),
+    }
+}
+
+/// The store, which must exist (the audit command never creates one).
+fn open(data: &DataArg) -> anyhow::Result<(PathBuf, Connection)> {
+    let dir = data_dir(data)?;
+    let path = dir.join(lockdesk_audit::DEFAULT_FILE_NAME);
+    let conn = open_file(&path)?;
+    Ok((dir, conn))
+}
+
+fn open_file(path: &Path) -> anyhow::Result<Connection> {
+    if !path.is_file() {
+        bail!(
+            "no desk store at {} (--data or {})",
+            path.display(),
+            lockdesk_config::DATA_DIR_ENV
+        );
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries ({per_sec}, {eta} left)")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn verify(data: &DataArg) -> anyhow::Result<ExitCode> {
+    let conn = open(data)?.1;
+    let total: i64 = conn
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap_or(0);
+    let pb = bar(u64::try_from(total).unwrap_or(0), "verifying");
+    let result = lockdesk_audit::verify::verify_with_progress(&conn, &mut |n| pb.set_position(n));
+    pb.finish_and_clear();
+    match result {
+        Ok(r) => {
+            match &r.head {
+                Some(h) => println!(
+                    "ok: {} entries (seq {} to {}), {} tombstones{}; head {} {}",
+                    r.entries,
+                    r.first_seq,
+                    h.seq,
+                    r.tombstones,
+                    if r.purged_through > 0 {
+                        format!(", entries 1 to {} purged", r.purged_through)
+                    } else {
+                        String::new()
+                    },
+                    h.seq,
+                    h.hash_hex
+                ),
+                None => println!("ok: the audit log is empty"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Broken(b)) => {
+            println!("BROKEN at entry {}: {}", b.seq, b.problem);
+            Ok(ExitCode::from(1))
+        }
+        Err(VerifyError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
+    let f = File::open(file).with_context(|| format!("--export {}", file.display()))?;
+    let report = match export::verify_export(&mut BufReader::with_capacity(1 << 16, f)) {
+        Ok(r) => r,
+        Err(ExportCheckError::Broken(b)) => {
+            println!("BROKEN export at entry {}: {}", b.seq, b.problem);
+            return Ok(ExitCode::from(1));
+        }
+        Err(ExportCheckError::Format { line, what }) => {
+            println!("BROKEN export at line {line}: {what}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(ExportCheckError::Io(e)) => {
+            return Err(anyhow::Error::new(e).context(format!("--export {}", file.display())))
+        }
+    };
+    println!(
+        "export ok: {} entries in {} run(s){}{}; taken at head {}",
+        report.entries,
+        report.segments,
+        if report.filtered {
+            ", date-filtered"
+        } else {
+            ""
+        },
+        if report.redacted {
+            ", redacted (personal data not checkable)"
+        } else {
+            ", personal data checked"
+        },
+        report
+            .head_at_export
+            .as_ref()
+            .map_or("(empty log)".into(), |h| format!(
+                "{} {}",
+                h.seq, h.hash_hex
+            )),
+    );
+    // Against the live log: explicitly named (--data), or the default one if it exists.
+    let path = data_dir(data)?.join(lockdesk_audit::DEFAULT_FILE_NAME);
+    if data.data.is_none() && !path.is_file() {
+        println!("not compared with a live log (none at {})", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let conn = open_file(&path)?;
+    let Some(head) = report.head_at_export else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match export::check_head_against_live(&conn, &head) {
+        Ok(true) => println!("live log agrees: entry {} has the same hash", head.seq),
+        Ok(false) => println!("live log: entry {} has been purged since", head.seq),
+        Err(ExportError::Broken(b)) => {
+            println!("BROKEN at entry {}: {}", b.seq, b.problem);
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_export(
+    conn: &Connection,
+    format: Format,
+    opts: &ExportOptions,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let total = export::count(conn, opts)?;
+    let pb = bar(total, "exporting");
+    let mut progress = |n| pb.set_position(n);
+    let result = match out {
+        Some(path) => {
+            let file = File::create(path).with_context(|| format!("--out {}", path.display()))?;
+            let mut w = BufWriter::with_capacity(1 << 16, file);
+            let r = export::export(conn, &mut w, format, opts, &mut progress);
+            let r = r.and_then(|s| {
+                w.into_inner()
+                    .map_err(|e| ExportError::Io(e.into_error()))
+                    .and_then(|f| match f.metadata() {
+                        // Durable before we say so; not for /dev/null or a pipe.
+                        Ok(m) if m.is_file() => f.sync_all().map_err(ExportError::Io),
+                        _ => Ok(()),
+                    })
+                    .map(|_| s)
+            });
+            if r.is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+            r
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+            let r = export::export(conn, &mut w, format, opts, &mut progress);
+            r.and_then(|s| w.flush().map(|_| s).map_err(ExportError::Io))
+        }
+    };
+    pb.finish_and_clear();
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "exported {} entries; head {}",
+                s.entries,
+                s.head.map_or("(empty log)".into(), |h| format!(
+                    "{} {}",
+                    h.seq, h.hash_hex
+                ))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ExportError::Broken(b)) => {
+            println!("BROKEN at entry {}: {}", b.seq, b.problem);
+            Ok(ExitCode::from(1))
+        }
+        Err(ExportError::Unreadable { seq, what }) => {
+            eprintln!("BROKEN at entry {seq}: {what}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn retention_failed(e: RetentionError) -> anyhow::Result<ExitCode> {
+    match e {
+        RetentionError::Broken(b) => {
+            println!(
+                "BROKEN at entry {}: {} (nothing changed: fix or keep the evidence first)",
+                b.seq, b.problem
+            );
+            Ok(ExitCode::from(1))
+        }
+        other => Err(other.into()),
+    }
+}
+
+fn warn_unscrubbed(scrubbed: bool) {
+    if !scrubbed {
+        eprintln!(
+            "warning: another program (the desk?) kept the write-ahead log open; removed bytes \
+             leave it at its next checkpoint"
+        );
+    }
+}
+
+/// The process's peak resident memory, from /proc (Linux).
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
