@@ -28,6 +28,8 @@ pub struct Args {
 enum What {
     /// The gateway's ingest rate, feed delivery delay and memory per idle subscriber.
     Gateway(super::bench_gateway::Args),
+    /// The audit log: append rate, verify time and export peak memory for 1,000,000 entries.
+    Audit(super::bench_audit::Args),
     /// Verification rates against `openssl speed`.
     Verify {
         /// Seconds per measurement slice.
@@ -53,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bits,
         } => (seconds, rounds, bits),
         What::Gateway(args) => return super::bench_gateway::run(args),
+        What::Audit(args) => return super::bench_audit::run(args),
     };
     if !(1..=100).contains(&rounds) {
         bail!("--rounds {rounds}: expected 1 to 100");

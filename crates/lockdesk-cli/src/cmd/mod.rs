@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_audit;
 pub mod bench_gateway;
 pub mod config;
 pub mod desk;

@@ -1,0 +1,144 @@
+//! `lockdesk-cli bench audit`: the audit log's figures of issue 7, measured in one run on a
+//! fresh store in a temporary folder (WAL, synchronous=NORMAL: the desk's settings).
+//!
+//! - append rate, in transactions of `--batch` entries as the desk commits them;
+//! - time to verify the whole chain (`--entries`, default 1,000,000);
+//! - peak memory (VmHWM) of `lockdesk-cli audit export` child processes over that log, for JSON
+//!   Lines, CSV and a redacted JSON Lines export, with their durations.
+//!
+//! Never run by the test command (about a minute in release; the figures depend on the machine).
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use lockdesk_audit::{append, migrate, Kind, Record};
+use rusqlite::Connection;
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Entries in the log.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Entries per transaction while appending.
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+}
+
+fn record(i: u64) -> Record {
+    Record {
+        at_ms: 1_800_000_000_000 + i as i64 * 1_000,
+        kind: match i % 4 {
+            0 => Kind::Presentation,
+            1 => Kind::Verdict,
+            2 => Kind::Transition,
+            _ => Kind::Alert,
+        },
+        conversation_id: Some(format!("conv-{}", i / 4)),
+        visitor_id: Some(format!("visitor-{}", i % 5_000)),
+        user_id: Some(format!("user-{}", i % 5_000)),
+        operator_id: Some(i % 40),
+        data: json!({
+            "verdict": "verified",
+            "reason": null,
+            "kid": "brand-2026",
+            "thumbprint": "Hk0b1SjfRrXlQ3lCeNt8b_w1wQ2mYc4aQ2mYc4a",
+            "issuer": "https://brand.example",
+            "from": "pending", "to": "verified",
+            "visitorData": {"email": format!("person-{}@mail.example", i % 5_000), "firstName": "Ada", "plan": "gold"}
+        }),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !(1_000..=100_000_000).contains(&args.entries) {
+        bail!("--entries {}: expected 1000 to 100000000", args.entries);
+    }
+    if !(1..=1_000_000).contains(&args.batch) {
+        bail!("--batch {}: expected 1 to 1000000", args.batch);
+    }
+    let dir = tempfile::tempdir().context("temporary folder")?;
+    let path = dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME);
+    println!(
+        "audit log benchmark: {} entries, {} per transaction, in {}",
+        args.entries,
+        args.batch,
+        dir.path().display()
+    );
+
+    let mut conn = Connection::open(&path)?;
+    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrate(&conn)?;
+    let records: Vec<Record> = (0..1_000).map(record).collect();
+    let started = Instant::now();
+    let mut i = 0u64;
+    while i < args.entries {
+        let tx = conn.transaction()?;
+        let end = (i + args.batch).min(args.entries);
+        while i < end {
+            // Fresh ids for every entry would measure format!; the chain work is the same.
+            let mut r = records[(i % 1_000) as usize].clone();
+            r.at_ms += i as i64;
+            append(&tx, &r)?;
+            i += 1;
+        }
+        tx.commit()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len())
+        + std::fs::metadata(path.with_extension("sqlite3-wal")).map_or(0, |m| m.len());
+    println!(
+        "append: {} entries in {:.2} s = {:.0} entries/s (target >= 20,000/s); file {:.0} MiB",
+        args.entries,
+        secs,
+        args.entries as f64 / secs,
+        size as f64 / 1_048_576.0
+    );
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+
+    for round in 1..=2 {
+        let started = Instant::now();
+        let report = lockdesk_audit::verify(&conn).context("verify")?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "verify (run {round}): {} entries in {:.2} s = {:.0} entries/s (target: 1,000,000 in < 10 s)",
+            report.entries,
+            secs,
+            report.entries as f64 / secs
+        );
+    }
+    drop(conn);
+
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    for (label, extra) in [
+        ("jsonl", &["--format", "jsonl"][..]),
+        ("csv", &["--format", "csv"][..]),
+        ("jsonl --redact", &["--format", "jsonl", "--redact"][..]),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(&exe)
+            .args(["audit", "export", "--data"])
+            .arg(dir.path())
+            .args(extra)
+            .args(["--out", "/dev/null", "--print-peak-memory"])
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run the export")?;
+        let secs = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("export {label} failed: {stderr}");
+        }
+        let kib = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_memory_kib "))
+            .unwrap_or("?");
+        println!(
+            "export {label}: {} entries in {:.2} s, peak memory {kib} KiB (process VmHWM)",
+            args.entries, secs
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
