@@ -782,3 +782,37 @@ async fn wss_with_a_trusted_root_works_and_an_untrusted_certificate_is_refused()
     assert_exactly(&sink.lock().applied, 3);
     task.abort();
 }
+
+/// Prints the client's own throughput (socket → parse → batch → sink thread) with a sink that
+/// only records seqs; asserts exactness, not speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_figure() {
+    capture_logs();
+    const N: u64 = 50_000;
+    let server = TestServer::start(None, move |mut c: Conn| async move {
+        c.ws.send(hello(c.after, N, 15)).await.unwrap();
+        for seq in c.after + 1..=N {
+            if c.ws.feed(entry(seq)).await.is_err() {
+                return;
+            }
+        }
+        let _ = c.ws.flush().await;
+        let _ = read_client(&mut c.ws).await;
+    })
+    .await;
+    let sink = Memory::new(0);
+    let started = std::time::Instant::now();
+    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
+    sink.wait_cursor(N).await;
+    let elapsed = started.elapsed();
+    client.shutdown().await;
+    let s = sink.lock();
+    assert_exactly(&s.applied, N);
+    println!(
+        "feed client: {N} entries in {:.2} s = {:.0} entries/s, {} batches (mean {:.1} per apply)",
+        elapsed.as_secs_f64(),
+        N as f64 / elapsed.as_secs_f64(),
+        s.batch_sizes.len(),
+        N as f64 / s.batch_sizes.len() as f64
+    );
+}
