@@ -62,6 +62,25 @@ struct StateView {
 }
 
 impl StateView {
+    /// What makes a transition: the state names, reason and identities (not the session end).
+    fn key(
+        &self,
+    ) -> (
+        &'static str,
+        &'static str,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+    ) {
+        (
+            self.state,
+            self.auth_state,
+            self.reason.as_deref(),
+            self.user_id.as_deref(),
+            self.other_user_id.as_deref(),
+        )
+    }
+
     fn of(m: &Conversation) -> StateView {
         let st = m.state();
         let kept = match st {
@@ -622,11 +641,16 @@ impl Ctx<'_> {
         at_ms: i64,
         evidence: Value,
     ) -> Result<(), DeskError> {
+        let before_view = StateView::of(&conv.machine);
+        let before = before_view.key();
         let out = conv.machine.apply(event);
         if !out.changed && out.alert.is_none() {
             return Ok(());
         }
         let view = StateView::of(&conv.machine);
+        // A session extended by a newer token changes `until` only: the row is updated, but it
+        // is not a transition (no timeline line, no change line).
+        let significant = view.key() != before;
         if out.changed {
             let json = serde_json::to_string(&conv.machine).unwrap_or_default();
             self.conn
@@ -646,7 +670,12 @@ impl Ctx<'_> {
                     view.until_ms,
                     json
                 ])?;
-            self.transition(conv, &view, at_ms)?;
+            if significant {
+                self.transition(conv, &view, at_ms)?;
+            }
+        }
+        if !significant && out.alert.is_none() {
+            return Ok(());
         }
         let (code, alert_id) = match &out.alert {
             Some(a) => {
@@ -831,15 +860,6 @@ impl Ctx<'_> {
                     at,
                 };
                 self.drive(conv, &event, Some(f.seq), f.received_ms, evidence)?;
-                self.conn
-                    .prepare_cached(
-                        "UPDATE conversations SET
-                           name = coalesce(?2, name),
-                           first_verified_ms = coalesce(first_verified_ms, ?3),
-                           last_verified_ms = max(coalesce(last_verified_ms, ?3), ?3)
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![conv.id, v.name, f.received_ms])?;
             }
             (None, Some(reason)) => {
                 let event = Event::Rejected { reason, at };
@@ -847,15 +867,27 @@ impl Ctx<'_> {
             }
             (None, None) => {}
         }
-        if f.source.is_some() {
-            self.conn
-                .prepare_cached(
-                    "UPDATE conversations SET source = ?2, domain = coalesce(?3, domain),
-                       device = coalesce(?4, device), app = coalesce(?5, app)
-                     WHERE id = ?1",
-                )?
-                .execute(params![conv.id, f.source, f.domain, f.device, f.app])?;
-        }
+        let verified_ms = f.verified.as_ref().map(|_| f.received_ms);
+        self.conn
+            .prepare_cached(
+                "UPDATE conversations SET
+                   name = coalesce(?2, name),
+                   first_verified_ms = coalesce(first_verified_ms, ?3),
+                   last_verified_ms = CASE WHEN ?3 IS NULL THEN last_verified_ms
+                     ELSE max(coalesce(last_verified_ms, ?3), ?3) END,
+                   source = coalesce(?4, source), domain = coalesce(?5, domain),
+                   device = coalesce(?6, device), app = coalesce(?7, app)
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                conv.id,
+                f.verified.as_ref().and_then(|v| v.name.clone()),
+                verified_ms,
+                f.source,
+                f.domain,
+                f.device,
+                f.app
+            ])?;
         Ok(())
     }
 
@@ -1064,6 +1096,7 @@ impl Ctx<'_> {
             .conn
             .prepare_cached("SELECT last_user_id FROM visitors WHERE id = ?1")?
             .query_row([visitor], |r| r.get(0))?;
+        let same_user = previous_user.as_deref() == Some(v.user_id.as_str());
         if let Some(prev) = previous_user.filter(|p| *p != v.user_id) {
             alerts.push((
                 codes::SHARED_DEVICE,
@@ -1072,9 +1105,11 @@ impl Ctx<'_> {
                        "presentationSeq": f.seq, "tokenSha256": f.token_sha256}),
             ));
         }
-        self.conn
-            .prepare_cached("UPDATE visitors SET last_user_id = ?2 WHERE id = ?1")?
-            .execute(params![visitor, v.user_id])?;
+        if !same_user {
+            self.conn
+                .prepare_cached("UPDATE visitors SET last_user_id = ?2 WHERE id = ?1")?
+                .execute(params![visitor, v.user_id])?;
+        }
 
         let existing: Option<(i64, Option<String>)> = self
             .conn

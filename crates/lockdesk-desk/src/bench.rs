@@ -48,6 +48,10 @@ pub struct ApplyFigures {
     pub new_tokens: usize,
     pub seconds: f64,
     pub events_per_sec: f64,
+    /// CPU time of the process while applying (user + system, all threads; Linux only, else
+    /// 0): less sensitive than wall time to other load on the machine.
+    pub cpu_seconds: f64,
+    pub events_per_cpu_sec: f64,
     pub changes: usize,
     pub conversations: u64,
     /// Store size (database + WAL after a checkpoint, audit chain included) per conversation.
@@ -96,6 +100,24 @@ fn keys() -> Result<Keys, BenchError> {
         desk: Recipient::new(desk_pub.first().ok_or_else(|| setup("no desk key"))?)
             .map_err(setup)?,
     })
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn file_bytes(db: &Path) -> u64 {
@@ -185,12 +207,14 @@ pub fn apply_throughput(
     let _ = std::fs::remove_file(&db);
     let mut desk = Desk::open(&db, Arc::new(k.verifier), DeskConfig::default())?;
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let mut changes = 0;
     for chunk in entries.chunks(batch.max(1)) {
         let now = chunk.last().map(|e| e.received_at_ms).unwrap_or(T0_MS);
         changes += desk.apply(chunk, now)?.changes.len();
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
     let stats = desk.stats()?;
     desk.conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -202,6 +226,12 @@ pub fn apply_throughput(
         new_tokens: groups.min(entries.len().div_ceil(10)),
         seconds,
         events_per_sec: entries.len() as f64 / seconds,
+        cpu_seconds: cpu,
+        events_per_cpu_sec: if cpu > 0.0 {
+            entries.len() as f64 / cpu
+        } else {
+            0.0
+        },
         changes,
         conversations: stats.conversations,
         bytes_per_conversation: bytes as f64 / stats.conversations.max(1) as f64,

@@ -582,3 +582,43 @@ fn the_list_filters_open_conversations() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].conversation_id, "c2");
 }
+
+#[test]
+fn a_newer_token_extends_the_session_without_a_change_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let t = T0_MS;
+    desk.apply(
+        &[push(1, t, "c1", "v1"), present(&world, 2, t, "v1", "u1")],
+        t,
+    )
+    .unwrap();
+    let later = desk
+        .apply(&[present(&world, 3, t + 30_000, "v1", "u1")], t + 30_000)
+        .unwrap();
+    assert!(later.changes.is_empty(), "{:?}", later.changes);
+    let d = desk.conversation("c1").unwrap().unwrap();
+    assert_eq!(d.row.until_ms, Some(t + 30_000 + LIFETIME_SECS * 1000));
+    assert_eq!(d.row.last_verified_ms, Some(t + 30_000));
+    assert_eq!(d.row.first_verified_ms, Some(t));
+    assert_eq!(d.transitions.len(), 2, "anonymous, secured");
+    assert!(
+        desk.tick(t + LIFETIME_SECS * 1000).unwrap().is_empty(),
+        "the old end passed"
+    );
+    // A rejected token keeps the last verification time.
+    let rejected = desk
+        .apply(
+            &[evidence(
+                4,
+                t + 40_000,
+                json!({"visitorId": "v1", "token": "x.y.z"}),
+            )],
+            t,
+        )
+        .unwrap();
+    assert_eq!(rejected.changes[0].state.as_deref(), Some("failed"));
+    let d = desk.conversation("c1").unwrap().unwrap();
+    assert_eq!(d.row.last_verified_ms, Some(t + 30_000));
+}
