@@ -10,6 +10,9 @@ fn main() {
             "app_info",
             "feed_status",
             "report_first_paint",
+            "list_conversations",
+            "get_conversation",
+            "get_history",
         ]));
     if let Err(e) = tauri_build::try_build(attributes) {
         panic!("tauri build script failed: {e:#}");

@@ -5,7 +5,12 @@ use lockdesk_api::{
     AppInfo, FeedStatus, FieldError, IpcError, IpcErrorCode, SaveOutcome, SettingsForm,
     SettingsView,
 };
-use tauri::State;
+use std::sync::Arc;
+
+use lockdesk_api::{ConversationDetail, DeskSnapshot, History};
+use tauri::{AppHandle, Manager, Runtime, State};
+
+use crate::desk::DeskHolder;
 
 use crate::AppState;
 
@@ -35,13 +40,21 @@ pub async fn validate_settings(
     blocking(move || Ok(svc.validate(&form))).await
 }
 
+/// Saves; when something was saved, the desk restarts on the new configuration (a feed now
+/// configured replaces the demo, new keys are loaded, mutes apply).
 #[tauri::command]
-pub async fn save_settings(
+pub async fn save_settings<R: Runtime>(
+    app: AppHandle<R>,
     state: State<'_, AppState>,
     form: SettingsForm,
 ) -> Result<SaveOutcome, IpcError> {
     let svc = state.settings.clone();
-    blocking(move || svc.save(&form)).await
+    let outcome = blocking(move || svc.save(&form)).await?;
+    // Only once the app has started the desk (not in the command tests, which have no desk).
+    if outcome.saved && app.state::<Arc<DeskHolder>>().started() {
+        tauri::async_runtime::spawn(crate::desk::start(app.clone()));
+    }
+    Ok(outcome)
 }
 
 #[tauri::command]
@@ -62,14 +75,34 @@ pub async fn app_info(state: State<'_, AppState>) -> Result<AppInfo, IpcError> {
 }
 
 #[tauri::command]
-pub async fn feed_status(state: State<'_, AppState>) -> Result<FeedStatus, IpcError> {
-    let svc = state.settings.clone();
-    blocking(move || {
-        Ok(lockdesk_api::initial_status(
-            &svc.load().unwrap_or_default(),
-        ))
-    })
-    .await
+pub async fn feed_status(holder: State<'_, Arc<DeskHolder>>) -> Result<FeedStatus, IpcError> {
+    Ok(holder.status().feed)
+}
+
+/// Every conversation row, newest first, with the desk's status and the snapshot's revision.
+#[tauri::command]
+pub async fn list_conversations(
+    holder: State<'_, Arc<DeskHolder>>,
+) -> Result<DeskSnapshot, IpcError> {
+    crate::desk::list(holder.inner().clone()).await
+}
+
+/// One conversation: row, identity card, timeline, alerts.
+#[tauri::command]
+pub async fn get_conversation(
+    holder: State<'_, Arc<DeskHolder>>,
+    id: String,
+) -> Result<ConversationDetail, IpcError> {
+    crate::desk::detail(holder.inner().clone(), id).await
+}
+
+/// A verified person's cross-device history.
+#[tauri::command]
+pub async fn get_history(
+    holder: State<'_, Arc<DeskHolder>>,
+    user_id: String,
+) -> Result<History, IpcError> {
+    crate::desk::history(holder.inner().clone(), user_id).await
 }
 
 /// The UI calls this once, after its first frame is on screen; the answer (milliseconds since

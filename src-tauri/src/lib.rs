@@ -8,8 +8,10 @@
 //!   `LOCKDESK_CONFIG_DIR` / `LOCKDESK_DATA_DIR` redirect all of them.
 
 mod commands;
+pub mod desk;
 mod logging;
 mod notify;
+mod tray;
 mod window_state;
 
 use std::path::PathBuf;
@@ -53,14 +55,28 @@ impl AppState {
 
 /// The app's commands and state on any runtime: the real one in [`run`], the mock one in tests.
 pub fn builder<R: Runtime>(base: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
-    base.manage(state).invoke_handler(tauri::generate_handler![
-        commands::get_settings,
-        commands::validate_settings,
-        commands::save_settings,
-        commands::app_info,
-        commands::feed_status,
-        commands::report_first_paint,
-    ])
+    base.manage(state)
+        .manage(Arc::new(desk::DeskHolder::default()))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_settings,
+            commands::validate_settings,
+            commands::save_settings,
+            commands::app_info,
+            commands::feed_status,
+            commands::report_first_paint,
+            commands::list_conversations,
+            commands::get_conversation,
+            commands::get_history,
+        ])
+}
+
+/// Brings the main window forward (tray, notification click, second launch).
+pub fn focus_main_window<R: Runtime>(app: &tauri::AppHandle<R>) {
+    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
 }
 
 /// Starts the desktop app.
@@ -80,15 +96,14 @@ pub fn run() {
         // Must be the first plugin: a second launch hands over to the running instance and exits.
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             tracing::info!("second launch: focusing the running instance");
-            if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-                let _ = w.unminimize();
-                let _ = w.show();
-                let _ = w.set_focus();
-            }
+            focus_main_window(app);
         }))
         .setup(|app| {
             let state = app.state::<AppState>();
             window_state::open_main_window(app.handle(), &state.config_dir, &state.data_dir)?;
+            tray::install(app.handle());
+            // The desk (configured gateway, or the embedded demo) starts behind the window.
+            tauri::async_runtime::spawn(desk::start(app.handle().clone()));
             Ok(())
         })
         .build(tauri::generate_context!("../tauri.conf.json"));

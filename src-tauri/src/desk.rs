@@ -1,0 +1,433 @@
+//! The desk behind the window: starts the desk service (the configured gateway, or the embedded
+//! demo when no feed is configured), forwards its committed changes to the UI as `desk://changed`
+//! events, raises desktop notifications, keeps the tray's status line current, and restarts it
+//! when Settings change.
+//!
+//! Must not: query SQLite on the async executor (every read is `spawn_blocking`); emit a row the
+//! store has not committed; notify for a muted kind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lockdesk_api::desk_map;
+use lockdesk_api::{
+    ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, DeskStatus, FeedStatus, History,
+    IpcError, IpcErrorCode,
+};
+use lockdesk_config::{Config, Language};
+use lockdesk_desk::{Change, ConversationQuery};
+use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+
+use crate::notify::{self, Notice, NoticeKind};
+
+pub const DESK_CHANGED: &str = "desk://changed";
+pub const DESK_FOCUS: &str = "desk://focus";
+
+/// The list shows at most this many conversations (newest first).
+const LIST_LIMIT: u32 = 20_000;
+
+/// The running desk, shared by the commands and the forwarder.
+#[derive(Default)]
+pub struct DeskHolder {
+    service: Mutex<Option<Arc<DeskService>>>,
+    /// Why the desk is not running, when it is not.
+    failure: Mutex<Option<String>>,
+    revision: AtomicU64,
+    /// Bumped at each (re)start: a forwarder of an older service stops emitting.
+    generation: AtomicU64,
+}
+
+impl DeskHolder {
+    fn current(&self) -> Option<Arc<DeskService>> {
+        self.service
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// True once [`start`] has run (the app starts the desk in its setup).
+    pub fn started(&self) -> bool {
+        self.generation.load(Ordering::SeqCst) > 0
+    }
+
+    fn next_revision(&self) -> u64 {
+        self.revision.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn not_running(&self) -> IpcError {
+        let why = self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "the desk is starting".into());
+        IpcError::new(IpcErrorCode::Internal, why)
+    }
+
+    /// The status the header shows.
+    pub fn status(&self) -> DeskStatus {
+        match self.current() {
+            Some(s) => {
+                let st = s.status().borrow().clone();
+                desk_map::status(&st.feed, st.demo, st.cursor)
+            }
+            None => DeskStatus {
+                feed: FeedStatus::Disconnected {
+                    reason: self
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| "the desk is starting".into()),
+                },
+                demo: false,
+                last_seq: None,
+            },
+        }
+    }
+}
+
+/// Runs `f` with the service on a blocking thread.
+async fn with_service<T: Send + 'static>(
+    holder: Arc<DeskHolder>,
+    f: impl FnOnce(&DeskService) -> Result<T, IpcError> + Send + 'static,
+) -> Result<T, IpcError> {
+    let service = holder.current().ok_or_else(|| holder.not_running())?;
+    tauri::async_runtime::spawn_blocking(move || f(&service))
+        .await
+        .map_err(|e| {
+            IpcError::new(
+                IpcErrorCode::Internal,
+                format!("background task failed: {e}"),
+            )
+        })?
+}
+
+fn store_err(e: lockdesk_desk::DeskError) -> IpcError {
+    IpcError::new(IpcErrorCode::Internal, e.to_string())
+}
+
+fn alert_counts(desk: &lockdesk_desk::Desk) -> Result<HashMap<String, u32>, IpcError> {
+    let mut counts = HashMap::new();
+    let mut before = None;
+    loop {
+        let page = desk.alerts(before, 500).map_err(store_err)?;
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|a| a.id);
+        for a in &page {
+            if let Some(c) = &a.conversation_id {
+                *counts.entry(c.clone()).or_insert(0) += 1;
+            }
+        }
+        if page.len() < 500 {
+            break;
+        }
+    }
+    Ok(counts)
+}
+
+pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
+    // The revision is read before the query: an event emitted after it carries a higher one, and
+    // one emitted before it is already reflected in the rows (see ui/src/ipc/desk.ts).
+    let revision = holder.revision.load(Ordering::SeqCst);
+    let status = holder.status();
+    let mut conversations = with_service(holder, |s| {
+        s.read(|desk| {
+            let counts = alert_counts(desk)?;
+            let rows = desk
+                .conversations(&ConversationQuery {
+                    open_only: false,
+                    limit: LIST_LIMIT,
+                })
+                .map_err(store_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| desk_map::row(r, counts.get(&r.conversation_id).copied().unwrap_or(0)))
+                .collect::<Vec<ConversationRow>>())
+        })
+    })
+    .await?;
+    conversations.sort_by(|a, b| b.updated_at_ms.cmp(&a.updated_at_ms));
+    Ok(DeskSnapshot {
+        status,
+        conversations,
+        revision,
+    })
+}
+
+pub async fn detail(holder: Arc<DeskHolder>, id: String) -> Result<ConversationDetail, IpcError> {
+    with_service(holder, move |s| {
+        s.read(|desk| match desk.conversation(&id).map_err(store_err)? {
+            Some(d) => Ok(desk_map::detail(&d)),
+            None => Err(IpcError::new(
+                IpcErrorCode::Internal,
+                format!("no conversation {id}"),
+            )),
+        })
+    })
+    .await
+}
+
+pub async fn history(holder: Arc<DeskHolder>, user_id: String) -> Result<History, IpcError> {
+    with_service(holder, move |s| {
+        s.read(|desk| {
+            Ok(desk_map::history(
+                &desk.history(&user_id).map_err(store_err)?,
+            ))
+        })
+    })
+    .await
+}
+
+/// Starts (or restarts) the desk from the saved configuration.
+pub async fn start<R: Runtime>(app: AppHandle<R>) {
+    let holder = app.state::<Arc<DeskHolder>>().inner().clone();
+    let state = app.state::<crate::AppState>();
+    let settings = state.settings.clone();
+    let data_dir = state.data_dir.clone();
+    let generation = holder.generation.fetch_add(1, Ordering::SeqCst) + 1;
+
+    let old = holder
+        .service
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(old) = old {
+        old.shutdown().await;
+    }
+
+    let config = tauri::async_runtime::spawn_blocking(move || settings.load())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let started = if config.has_feed() {
+        tracing::info!("starting the desk on the configured gateway");
+        DeskService::start(Options::from_config(&config, &data_dir)).await
+    } else {
+        tracing::info!("no feed configured: starting the embedded demo");
+        DeskService::start_demo(&data_dir.join("demo"), DemoSettings::default()).await
+    };
+    let service = match started {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!("the desk could not start: {e}");
+            *holder.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("the desk could not start: {e}"));
+            let _ = app.emit(
+                DESK_CHANGED,
+                DeskEvent::Status {
+                    status: holder.status(),
+                },
+            );
+            crate::tray::set_status(&app, &holder.status());
+            return;
+        }
+    };
+    *holder.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *holder.service.lock().unwrap_or_else(|p| p.into_inner()) = Some(service.clone());
+    let revision = holder.next_revision();
+    let _ = app.emit(DESK_CHANGED, DeskEvent::Reset { revision });
+
+    tauri::async_runtime::spawn(forward_status(
+        app.clone(),
+        holder.clone(),
+        service.clone(),
+        generation,
+    ));
+    tauri::async_runtime::spawn(forward_changes(app, holder, service, config, generation));
+}
+
+async fn forward_status<R: Runtime>(
+    app: AppHandle<R>,
+    holder: Arc<DeskHolder>,
+    service: Arc<DeskService>,
+    generation: u64,
+) {
+    let mut status = service.status();
+    loop {
+        if holder.generation.load(Ordering::SeqCst) != generation {
+            break;
+        }
+        let s = status.borrow_and_update().clone();
+        let dto = desk_map::status(&s.feed, s.demo, s.cursor);
+        crate::tray::set_status(&app, &dto);
+        let _ = app.emit(DESK_CHANGED, DeskEvent::Status { status: dto });
+        if status.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Which notification a change calls for, given the conversation's previous state.
+fn notice_for(change: &Change, previous: Option<&str>) -> Option<NoticeKind> {
+    if let Some(alert) = change.alert.as_deref() {
+        use lockdesk_desk::alert_codes::*;
+        return Some(match alert {
+            VERIFICATION_FAILED => NoticeKind::VerificationFailed,
+            IDENTITY_SWITCHED | PLATFORM_MISMATCH => NoticeKind::IdentityMismatch,
+            SHARED_DEVICE => NoticeKind::SharedDevice,
+            REUSED_USER_ID => NoticeKind::ReusedUserId,
+            SESSION_LAPSED => NoticeKind::SessionLapsed,
+            _ => return None,
+        });
+    }
+    (change.state.as_deref() == Some("secured") && previous != Some("secured"))
+        .then_some(NoticeKind::Secured)
+}
+
+async fn forward_changes<R: Runtime>(
+    app: AppHandle<R>,
+    holder: Arc<DeskHolder>,
+    service: Arc<DeskService>,
+    config: Config,
+    generation: u64,
+) {
+    let mut events = service.events();
+    let mut last_state: HashMap<String, String> = HashMap::new();
+    let language = config.ui.language;
+    loop {
+        let changes = match events.recv().await {
+            Ok(ServiceEvent::Changes(c)) => c,
+            Ok(ServiceEvent::Skipped(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("{n} desk changes were not forwarded: asking the UI to reload");
+                let revision = holder.next_revision();
+                let _ = app.emit(DESK_CHANGED, DeskEvent::Reset { revision });
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        };
+        if holder.generation.load(Ordering::SeqCst) != generation {
+            break;
+        }
+        // Notifications first (they need only the change), then the rows and alerts as stored.
+        let mut ids: Vec<String> = Vec::new();
+        let mut alert_ids: Vec<i64> = Vec::new();
+        for c in changes.iter() {
+            if let Some(id) = &c.conversation_id {
+                let previous = last_state.get(id).map(String::as_str);
+                if let Some(kind) = notice_for(c, previous) {
+                    notify_change(&app, c, kind, language, &config.notifications);
+                }
+                if let Some(st) = &c.state {
+                    last_state.insert(id.clone(), st.clone());
+                }
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            if let Some(a) = c.alert_id {
+                alert_ids.push(a);
+            }
+        }
+        let read = service.clone();
+        let fetched = tauri::async_runtime::spawn_blocking(move || {
+            read.read(|desk| {
+                let mut rows = Vec::new();
+                for id in &ids {
+                    if let Ok(Some(d)) = desk.conversation(id) {
+                        rows.push(desk_map::detail(&d).row);
+                    }
+                }
+                let alerts: Vec<_> = alert_ids
+                    .iter()
+                    .filter_map(|a| desk.alert(*a).ok().flatten())
+                    .filter_map(|a| desk_map::alert(&a))
+                    .collect();
+                (rows, alerts)
+            })
+        })
+        .await;
+        let Ok((rows, alerts)) = fetched else {
+            continue;
+        };
+        for alert in alerts {
+            let revision = holder.next_revision();
+            let _ = app.emit(DESK_CHANGED, DeskEvent::Alert { revision, alert });
+        }
+        for row in rows {
+            let revision = holder.next_revision();
+            let _ = app.emit(DESK_CHANGED, DeskEvent::Row { revision, row });
+        }
+    }
+}
+
+fn notify_change<R: Runtime>(
+    app: &AppHandle<R>,
+    change: &Change,
+    kind: NoticeKind,
+    language: Language,
+    settings: &lockdesk_config::Notifications,
+) {
+    let Some(conversation_id) = change.conversation_id.clone() else {
+        return;
+    };
+    let notice = Notice {
+        kind,
+        conversation_id: conversation_id.clone(),
+        user_id: change.user_id.clone(),
+        reason: change.reason.clone(),
+    };
+    let app = app.clone();
+    notify::show(&notice, language, settings, move || {
+        crate::focus_main_window(&app);
+        let _ = app.emit(
+            DESK_FOCUS,
+            lockdesk_api::FocusConversation { conversation_id },
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(state: &str, alert: Option<&str>) -> Change {
+        Change {
+            seq: 1,
+            at_ms: 0,
+            conversation_id: Some("c".into()),
+            visitor_id: "v".into(),
+            channel: Some("CHAT".into()),
+            state: Some(state.into()),
+            user_id: None,
+            reason: None,
+            alert: alert.map(str::to_owned),
+            alert_id: None,
+        }
+    }
+
+    #[test]
+    fn only_entering_secured_notifies_and_every_alert_has_its_kind() {
+        assert_eq!(
+            notice_for(&change("secured", None), None),
+            Some(NoticeKind::Secured)
+        );
+        assert_eq!(
+            notice_for(&change("secured", None), Some("anonymous")),
+            Some(NoticeKind::Secured)
+        );
+        assert_eq!(notice_for(&change("secured", None), Some("secured")), None);
+        assert_eq!(notice_for(&change("anonymous", None), None), None);
+        assert_eq!(notice_for(&change("closed", None), Some("secured")), None);
+        use lockdesk_desk::alert_codes::*;
+        for (code, kind) in [
+            (VERIFICATION_FAILED, NoticeKind::VerificationFailed),
+            (IDENTITY_SWITCHED, NoticeKind::IdentityMismatch),
+            (PLATFORM_MISMATCH, NoticeKind::IdentityMismatch),
+            (SHARED_DEVICE, NoticeKind::SharedDevice),
+            (REUSED_USER_ID, NoticeKind::ReusedUserId),
+            (SESSION_LAPSED, NoticeKind::SessionLapsed),
+        ] {
+            assert_eq!(
+                notice_for(&change("failed", Some(code)), Some("secured")),
+                Some(kind)
+            );
+        }
+    }
+}
