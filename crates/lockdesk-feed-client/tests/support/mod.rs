@@ -323,8 +323,11 @@ impl TestServer {
                 let seen = seen.clone();
                 let handler = handler.clone();
                 tokio::spawn(async move {
-                    let info: Arc<Mutex<Option<Upgrade>>> = Arc::default();
+                    // The upgrade is recorded in the callback, before the answer is written, so
+                    // that a client that saw the answer can count on it being recorded.
+                    let info: Arc<Mutex<Option<(usize, u64)>>> = Arc::default();
                     let slot = info.clone();
+                    let record = seen.clone();
                     let callback = move |req: &Request, mut resp: Response| {
                         let header = |name: &str| {
                             req.headers()
@@ -339,12 +342,17 @@ impl TestServer {
                             .and_then(|v| v.split('&').next())
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
-                        *slot.lock().unwrap() = Some(Upgrade {
-                            uri,
-                            authorization: header("authorization"),
-                            protocols: header("sec-websocket-protocol"),
-                            after,
-                        });
+                        let index = {
+                            let mut all = record.lock().unwrap();
+                            all.push(Upgrade {
+                                uri,
+                                authorization: header("authorization"),
+                                protocols: header("sec-websocket-protocol"),
+                                after,
+                            });
+                            all.len() - 1
+                        };
+                        *slot.lock().unwrap() = Some((index, after));
                         if let Some(status) = reject {
                             let mut e = ErrorResponse::new(Some("no".into()));
                             *e.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -358,12 +366,8 @@ impl TestServer {
                     };
                     let accepted = tokio_tungstenite::accept_hdr_async(stream, callback).await;
                     let upgrade = info.lock().unwrap().take();
-                    let Some(upgrade) = upgrade else { return };
-                    let after = upgrade.after;
-                    let index = {
-                        let mut all = seen.lock().unwrap();
-                        all.push(upgrade);
-                        all.len() - 1
+                    let Some((index, after)) = upgrade else {
+                        return;
                     };
                     if let Ok(ws) = accepted {
                         handler(Conn { index, after, ws }).await;
