@@ -27,8 +27,13 @@ export default ts.config(
     },
   },
   {
-    files: ['src/ipc/**', 'src/**/*.test.ts', 'src/test-setup.ts'],
+    files: ['src/ipc/**', 'src/**/*.test.ts', 'src/test-setup.ts', 'bench/**'],
     rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    // The benchmark driver runs in Node.
+    files: ['bench/*.mjs'],
+    languageOptions: { globals: { ...globals.node } },
   },
   {
     // Tests state what they expect to exist; a wrong guess fails the test anyway.

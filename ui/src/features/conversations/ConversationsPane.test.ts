@@ -65,10 +65,26 @@ describe('conversation list', () => {
     expect(options.length).toBeLessThan(60);
     expect(options[0]).toHaveAttribute('aria-setsize', '10000');
     expect(options[0]).toHaveAttribute('aria-posinset', '1');
-    expect(screen.getByTestId('conversation-count')).toHaveTextContent('10000');
+    expect(screen.getByTestId('conversation-count')).toHaveTextContent('10,000 conversations');
     expect(desk.perf.renderedRows()).toBe(options.length);
     await waitFor(() => expect(desk.perf.firstRender?.rows).toBe(10_000));
     desk.stop();
+  });
+
+  it('still renders only a window when the list is not height-bound yet (clientHeight = content)', async () => {
+    // Regression: in WebKitGTK the first measure could run before the stylesheet applied, when
+    // the list's clientHeight was the whole content height, and all 10,000 rows were rendered.
+    const original = Object.getOwnPropertyDescriptor(HTMLElement.prototype, 'clientHeight');
+    Object.defineProperty(HTMLElement.prototype, 'clientHeight', { configurable: true, get: () => 760_000 });
+    try {
+      const desk = await mount(manyRows(10_000));
+      const list = await screen.findByRole('listbox');
+      await tick();
+      expect(within(list).getAllByRole('option').length).toBeLessThan(100);
+      desk.stop();
+    } finally {
+      if (original) Object.defineProperty(HTMLElement.prototype, 'clientHeight', original);
+    }
   });
 
   it('moves with the arrow keys, End and Home, and opens with Enter', async () => {

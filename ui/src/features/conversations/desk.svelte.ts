@@ -69,6 +69,7 @@ export class DeskStore {
       if (measure) {
         this.#firstRender = false;
         await tick();
+        performance.mark('lockdesk:list-flushed');
         measure.done();
       }
     } catch (e) {
