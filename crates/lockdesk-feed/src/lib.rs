@@ -23,6 +23,11 @@ pub const FEED_PATH: &str = "/v1/feed";
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// At most this many earlier evidence entries ride along with a push (`related`).
 pub const MAX_RELATED: usize = 50;
+/// The largest frame the gateway accepts from a desk (desks send only small `ack`s); a larger one
+/// closes the connection with [`close::PROTOCOL_ERROR`].
+pub const MAX_CLIENT_FRAME_BYTES: usize = 16 * 1024;
+/// [`ServerMessage::Resume`]'s `reason` when the desk's queue overflowed.
+pub const RESUME_OVERFLOW: &str = "overflow";
 
 /// Close codes (RFC 6455 private range) and what the desk does on each.
 pub mod close {
@@ -30,7 +35,9 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 4000;
     /// The desk's queue overflowed: reconnect now with its cursor.
     pub const RESUME: u16 = 4001;
-    /// The credential is no longer valid: stop, tell the user.
+    /// The credential is no longer valid: stop, tell the user. (Reserved: the gateway reads its
+    /// configuration at start, so today a removed subscriber is refused with 401 after a
+    /// restart.)
     pub const CREDENTIAL_REVOKED: u16 = 4003;
     /// `after` is beyond the log's end (the gateway's data was reset): ask the user, never
     /// silently restart from 0.

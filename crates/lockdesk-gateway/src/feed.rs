@@ -36,11 +36,12 @@ use crate::store::{EntryKind, EventStore, FeedFilter, FeedItem, RoutedEntry, Sto
 
 /// Entries per catch-up read.
 const PAGE: usize = 256;
-/// Entries per live read of the tail task (well under a queue, so a desk that keeps up is never
-/// cut off by one burst).
+/// Entries per live read of the tail task, at most: also never more than a quarter of a
+/// connection's queue, so that one burst cannot fill the queue of a desk that keeps up (it would
+/// take several dispatches during which that desk's task never ran).
 const TAIL_BATCH: usize = 128;
 /// The largest frame a desk may send (desks send only small `ack`s).
-pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+pub const MAX_CLIENT_FRAME: usize = lockdesk_feed::MAX_CLIENT_FRAME_BYTES;
 
 /// A subscriber as configured.
 #[derive(Debug)]
@@ -337,9 +338,8 @@ pub async fn tail(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
         while hub.routed() < target {
             let after = hub.routed();
             let store = hub.store.clone();
-            match tokio::task::spawn_blocking(move || store.read_routed_after(after, TAIL_BATCH))
-                .await
-            {
+            let batch = TAIL_BATCH.min(hub.options.queue / 4).max(1);
+            match tokio::task::spawn_blocking(move || store.read_routed_after(after, batch)).await {
                 Ok(Ok(batch)) if !batch.is_empty() => hub.dispatch(batch),
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) => {
@@ -379,8 +379,20 @@ struct Conn {
 
 impl Conn {
     async fn write(&mut self, msg: Message) -> Result<(), End> {
+        self.write_all(std::iter::once(msg)).await
+    }
+
+    /// Writes `msgs` and flushes once (one syscall for a burst of small frames).
+    async fn write_all(&mut self, msgs: impl IntoIterator<Item = Message>) -> Result<(), End> {
         let limit = self.hub.options.heartbeat * 3;
-        match tokio::time::timeout(limit, self.ws.send(msg)).await {
+        let ws = &mut self.ws;
+        let io = async move {
+            for msg in msgs {
+                ws.feed(msg).await?;
+            }
+            ws.flush().await
+        };
+        match tokio::time::timeout(limit, io).await {
             Ok(Ok(())) => {
                 self.last_write = Instant::now();
                 Ok(())
@@ -458,19 +470,38 @@ impl Conn {
         // Position first, then drain: everything up to `position` is already in the queue.
         let position = self.hub.routed();
         while let Ok(frame) = queue.try_recv() {
-            self.forward(frame).await?;
+            self.forward(frame, queue).await?;
         }
         self.cursor = self.cursor.max(position);
         let seq = self.cursor;
         self.send(&ServerMessage::Heartbeat { seq }).await
     }
 
-    async fn forward(&mut self, frame: Frame) -> Result<(), End> {
-        if frame.seq <= self.cursor {
+    /// Writes `first` and whatever else is already queued (up to a bound), flushing once: a
+    /// connection that wakes up late catches up in one write instead of one per entry.
+    async fn forward(
+        &mut self,
+        first: Frame,
+        queue: &mut mpsc::Receiver<Frame>,
+    ) -> Result<(), End> {
+        const BURST: usize = 64;
+        let mut frames = Vec::with_capacity(4);
+        let mut cursor = self.cursor;
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.seq > cursor {
+                cursor = frame.seq;
+                frames.push(Message::Text(frame.text));
+            }
+            if frames.len() < BURST {
+                next = queue.try_recv().ok();
+            }
+        }
+        if frames.is_empty() {
             return Ok(());
         }
-        self.write(Message::Text(frame.text)).await?;
-        self.cursor = frame.seq;
+        self.write_all(frames).await?;
+        self.cursor = cursor;
         Ok(())
     }
 
@@ -586,14 +617,14 @@ pub async fn serve_connection(
                     _ = &mut kick => {
                         let after = conn.cursor;
                         tracing::info!(subscriber = subscriber.name, after, "feed: queue overflow; told to resume");
-                        conn.send(&ServerMessage::Resume { after, reason: "overflow".into() }).await?;
+                        conn.send(&ServerMessage::Resume { after, reason: lockdesk_feed::RESUME_OVERFLOW.into() }).await?;
                         return Err(conn.close(close::RESUME, "resume").await);
                     }
                     _ = stopped(&mut shutdown) => {
                         return Err(conn.close(1001, "gateway shutting down").await);
                     }
                     frame = queue.recv() => match frame {
-                        Some(frame) => conn.forward(frame).await?,
+                        Some(frame) => conn.forward(frame, &mut queue).await?,
                         // Removed from the hub without a kick: only at shutdown.
                         None => return Err(conn.close(1001, "gateway shutting down").await),
                     },

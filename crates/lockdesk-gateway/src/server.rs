@@ -577,7 +577,10 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
                 return;
             }
         };
+        // Desks send only small acks: a 4 KiB read buffer instead of tungstenite's 128 KiB
+        // (allocated per connection, it dominates an idle desk's memory).
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
             .max_message_size(Some(feed::MAX_CLIENT_FRAME))
             .max_frame_size(Some(feed::MAX_CLIENT_FRAME));
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(

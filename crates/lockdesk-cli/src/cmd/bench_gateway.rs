@@ -309,33 +309,37 @@ async fn fanout(args: &Args, gateway: &GatewayProcess, supervisors: usize) -> an
         desks.push(open_feed(gateway.addr, &credential(i), start_seq).await?);
     }
     let total = (args.rate as f64 * args.feed_seconds).round() as u64;
-    let stop = Arc::new(AtomicU64::new(u64::MAX));
+    // Readers block on their socket (no timer per frame: that would cost the gateway's CPU
+    // share); after the producer is done they stop once quiet for a second.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut readers = Vec::new();
     for (i, mut ws) in desks.into_iter().enumerate() {
-        let stop = stop.clone();
+        let mut stop = stop_rx.clone();
         readers.push(tokio::spawn(async move {
             let mut got: Vec<(u64, Instant)> = Vec::new();
+            let mut stopping = false;
             loop {
-                let frame = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await
-                {
-                    Ok(Some(Ok(Message::Text(t)))) => t,
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(_) => break,
-                    Err(_) => {
-                        // Idle: done once the producer has finished and this desk has its last
-                        // entry, or has heard nothing for a second since.
-                        let done = stop.load(Ordering::Relaxed);
-                        let quiet = got
-                            .last()
-                            .is_none_or(|g| g.1.elapsed() > Duration::from_secs(1));
-                        if done != u64::MAX && (got.last().is_some_and(|g| g.0 >= done) || quiet) {
-                            break;
+                let frame = if stopping {
+                    match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+                        Ok(f) => f,
+                        Err(_) => break,
+                    }
+                } else {
+                    tokio::select! {
+                        f = ws.next() => f,
+                        _ = stop.changed() => {
+                            stopping = true;
+                            continue;
                         }
-                        continue;
                     }
                 };
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(_)) => continue,
+                    _ => break,
+                };
                 let now = Instant::now();
-                if let Some(seq) = entry_seq(frame.as_str()) {
+                if let Some(seq) = entry_seq(text.as_str()) {
                     got.push((seq, now));
                 }
             }
@@ -372,8 +376,7 @@ async fn fanout(args: &Args, gateway: &GatewayProcess, supervisors: usize) -> an
     }
     let produce_secs = t0.elapsed().as_secs_f64();
     let sent = std::mem::take(&mut *sent.lock().unwrap_or_else(|p| p.into_inner()));
-    let last = sent.keys().max().copied().unwrap_or(start_seq);
-    stop.store(last, Ordering::Relaxed);
+    stop_tx.send_replace(true);
     let mut from_ack = Vec::new();
     let mut from_send = Vec::new();
     let mut before_ack = 0u64;

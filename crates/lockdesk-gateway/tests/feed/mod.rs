@@ -711,9 +711,11 @@ impl Producer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_desk_is_told_to_resume_and_never_holds_back_a_fast_one() {
+    // A queue far larger than a desk that keeps up ever needs, even on a loaded machine; the
+    // heartbeat (and so the 3-heartbeat write stall limit) longer than the test.
     let f = Feed::start(FeedOptions {
-        queue: 8,
-        heartbeat: Duration::from_secs(1),
+        queue: 64,
+        heartbeat: Duration::from_secs(30),
     })
     .await;
     let addr = f.addr();
@@ -722,10 +724,13 @@ async fn a_slow_desk_is_told_to_resume_and_never_holds_back_a_fast_one() {
         .await
         .unwrap();
     let mut fast = connect(addr, SAM, 0).await;
-    // Large-ish events so the socket buffers fill quickly.
-    const N: u64 = 600;
+    // 4 KiB events, more in all than the kernel buffers (the slow desk's 4 KiB receive window
+    // keeps the gateway's send buffer small) and the queue can hold for the slow desk.
+    const N: u64 = 1500;
     let reader = tokio::spawn(async move { fast.entries_until(N).await });
-    let padding = "x".repeat(8 * 1024);
+    let padding = "x".repeat(4 * 1024);
+    // One delivery at a time (each answered once durable): the fast desk, reading as they come,
+    // never falls 64 entries behind; the slow one, reading nothing, must.
     for i in 0..N {
         let mut body = pushed(&format!("s{i}"), &format!("c{i}"), "v", 101);
         body["padding"] = json!(padding);
