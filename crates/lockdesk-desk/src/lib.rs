@@ -240,3 +240,9 @@ impl Desk {
         query::stats(&self.conn)
     }
 }
+
+/// The feed client moves the desk onto its blocking thread: it must stay `Send`.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Desk>();
+};
