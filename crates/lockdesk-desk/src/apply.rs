@@ -20,11 +20,13 @@ use crate::audit::{self, AuditEvent};
 use crate::model::{Applied, Change, ClosedConversation, Skipped};
 use crate::{Desk, DeskError};
 
+/// A counter or mark of `desk_meta` (0 when absent).
 pub(crate) fn read_meta(conn: &Connection, key: &str) -> Result<u64, DeskError> {
-    let v: i64 = conn
+    let v: Option<i64> = conn
         .prepare_cached("SELECT value FROM desk_meta WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))?;
-    Ok(v.max(0) as u64)
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(0).max(0) as u64)
 }
 
 fn add_meta(conn: &Connection, key: &str, n: u64) -> Result<(), DeskError> {
@@ -210,11 +212,7 @@ fn verify_batch(desk: &Desk, entries: &[Entry]) -> Result<HashMap<u64, Verdict>,
         .collect())
 }
 
-pub(crate) fn apply(
-    desk: &mut Desk,
-    entries: &[Entry],
-    _now_ms: i64,
-) -> Result<Applied, DeskError> {
+pub(crate) fn apply(desk: &mut Desk, entries: &[Entry], now_ms: i64) -> Result<Applied, DeskError> {
     let mut verdicts = verify_batch(desk, entries)?;
     let lifetime = desk.config.session_lifetime_secs;
     let start = desk.cursor;
@@ -239,6 +237,13 @@ pub(crate) fn apply(
         ctx.entry(e, &mut verdicts, &*desk.verifier)?;
     }
     add_meta(&tx, "ignored", ctx.out.ignored)?;
+    // When the desk last applied a batch (its clock; shown as "up to date at"). States never
+    // depend on it: they follow the entries' reception times, so a replay is identical.
+    tx.prepare_cached(
+        "INSERT INTO desk_meta (key, value) VALUES ('applied_at_ms', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([now_ms])?;
     tx.prepare_cached("UPDATE desk_meta SET value = ?1 WHERE key = 'cursor' AND value < ?1")?
         .execute([cursor as i64])?;
     let mut out = ctx.out;

@@ -158,9 +158,11 @@ impl Desk {
 
     /// Applies a batch of feed entries in one transaction. Entries at or below the cursor are
     /// skipped (idempotence); evidence tokens are verified in parallel, each at its reception
-    /// time; `now_ms` is the desk's clock (time-based transitions up to the entries' times are
-    /// applied on the way). Malformed entries are recorded, counted and returned in
-    /// [`Applied::skipped`]; an `Err` means nothing of the batch was kept.
+    /// time, and time-based transitions up to each entry's reception time are applied on the
+    /// way, so the result depends on the entries only. `now_ms` (the desk's clock) is recorded
+    /// as [`Stats::applied_at_ms`]; lapses by the desk's clock come from [`Desk::tick`].
+    /// Malformed entries are recorded, counted and returned in [`Applied::skipped`]; an `Err`
+    /// means nothing of the batch was kept.
     pub fn apply(
         &mut self,
         entries: &[lockdesk_feed::Entry],

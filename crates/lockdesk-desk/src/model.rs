@@ -277,4 +277,6 @@ pub struct Stats {
     pub alerts: u64,
     pub malformed: u64,
     pub ignored: u64,
+    /// The desk's clock at the last applied batch (0: never).
+    pub applied_at_ms: u64,
 }

@@ -281,5 +281,6 @@ pub(crate) fn stats(conn: &Connection) -> Result<Stats, DeskError> {
         alerts: count("SELECT count(*) FROM alerts")?,
         malformed: read_meta(conn, "malformed")?,
         ignored: read_meta(conn, "ignored")?,
+        applied_at_ms: read_meta(conn, "applied_at_ms")?,
     })
 }

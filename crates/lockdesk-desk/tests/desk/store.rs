@@ -75,7 +75,7 @@ fn snapshot(db: &Path) -> Vec<String> {
         "SELECT seq, verdict, reason, user_id, token_sha256, conversation FROM presentations ORDER BY seq",
         "SELECT seq, at_ms, code, user_id FROM alerts ORDER BY id",
         "SELECT user_id, visitor_data FROM identities ORDER BY user_id",
-        "SELECT key, value FROM desk_meta ORDER BY key",
+        "SELECT key, value FROM desk_meta WHERE key != 'applied_at_ms' ORDER BY key",
         "SELECT count(*) FROM audit_log",
     ] {
         let mut stmt = conn.prepare(sql).unwrap();
@@ -621,4 +621,42 @@ fn a_newer_token_extends_the_session_without_a_change_line() {
     assert_eq!(rejected.changes[0].state.as_deref(), Some("failed"));
     let d = desk.conversation("c1").unwrap().unwrap();
     assert_eq!(d.row.last_verified_ms, Some(t + 30_000));
+}
+
+#[test]
+fn a_device_alert_before_any_conversation_has_no_conversation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let t = T0_MS;
+    let applied = desk
+        .apply(
+            &[
+                present(&world, 1, t, "v1", "alice"),
+                present(&world, 2, t + 1_000, "v1", "bob"),
+            ],
+            t + 2_000,
+        )
+        .unwrap();
+    assert_eq!(applied.changes.len(), 1, "{:?}", applied.changes);
+    let c = &applied.changes[0];
+    assert_eq!(c.alert.as_deref(), Some("shared_device"));
+    assert_eq!(
+        (c.conversation_id.as_deref(), c.state.as_deref()),
+        (None, None)
+    );
+    assert_eq!(c.user_id.as_deref(), Some("bob"));
+    let line: Value = serde_json::from_str(&c.to_json_line()).unwrap();
+    assert_eq!(line["conversationId"], Value::Null);
+    assert_eq!(desk.stats().unwrap().applied_at_ms, (t + 2_000) as u64);
+    // Both people are linked to the device; bob's token is pending and secures the push.
+    let pushed = desk.apply(&[push(3, t + 3_000, "c1", "v1")], t).unwrap();
+    let last = pushed.changes.last().unwrap();
+    assert_eq!(
+        last.state.as_deref(),
+        Some("mismatch"),
+        "alice then bob in one conversation"
+    );
+    assert_eq!(desk.history("alice").unwrap().visitors.len(), 1);
+    assert_eq!(desk.history("bob").unwrap().visitors.len(), 1);
 }
