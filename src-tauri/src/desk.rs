@@ -135,6 +135,14 @@ pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
     // one emitted before it is already reflected in the rows (see ui/src/ipc/desk.ts).
     let revision = holder.revision.load(Ordering::SeqCst);
     let status = holder.status();
+    if holder.current().is_none() {
+        // Starting (or failed to start: the status says why). The UI lists again on `reset`.
+        return Ok(DeskSnapshot {
+            status,
+            conversations: Vec::new(),
+            revision,
+        });
+    }
     let mut conversations = with_service(holder, |s| {
         s.read(|desk| {
             let counts = alert_counts(desk)?;
