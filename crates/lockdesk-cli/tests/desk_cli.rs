@@ -1,0 +1,311 @@
+//! `lockdesk-cli demo`, `watch` and `history`, as processes: the simulator's scenarios end in the
+//! right states and alerts, and the multi-device person's history lists all three devices.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+/// The lines of the conversations whose changes include `pred`.
+fn conversations_where(lines: &[Value], pred: impl Fn(&Value) -> bool) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| pred(l))
+        .filter_map(|l| s(l, "conversationId").map(str::to_owned))
+        .collect()
+}
+
+fn history(data: &Path, user: &str) -> Value {
+    let out = cli()
+        .args(["history", user, "--json", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_demo_ends_every_scenario_in_its_state_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let out = cli()
+        .args(["demo", "--json", "--passes", "1", "--duration", "42"])
+        .args(["--session-lifetime-secs", "8", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("demo: gateway on 127.0.0.1:"), "{stderr}");
+    let lines = json_lines(&out.stdout);
+
+    // Every line has the documented shape.
+    for l in &lines {
+        for key in [
+            "seq",
+            "at",
+            "conversationId",
+            "visitorId",
+            "channel",
+            "state",
+            "userId",
+            "reason",
+            "alert",
+        ] {
+            assert!(l.get(key).is_some(), "{key} missing in {l}");
+        }
+        assert!(l["seq"].as_u64().is_some_and(|n| n > 0), "{l}");
+    }
+
+    // Forged, expired and unknown-key tokens: failed with their reasons, each alerted.
+    for reason in ["bad_signature", "expired", "unknown_key"] {
+        let failed = conversations_where(&lines, |l| {
+            s(l, "state") == Some("failed")
+                && s(l, "reason") == Some(reason)
+                && s(l, "alert") == Some("verification_failed")
+        });
+        assert_eq!(failed.len(), 1, "{reason}: {failed:?}");
+    }
+    // WhatsApp: authentication does not exist there.
+    let unsupported = conversations_where(&lines, |l| s(l, "state") == Some("unsupported"));
+    assert_eq!(unsupported.len(), 1);
+    assert!(lines
+        .iter()
+        .filter(|l| s(l, "state") == Some("unsupported"))
+        .all(|l| s(l, "channel") == Some("WHATSAPP")));
+    // The alerts of the shared device, the reused userId and the lapsed session.
+    for alert in ["shared_device", "reused_user_id", "session_lapsed"] {
+        assert!(
+            lines.iter().any(|l| s(l, "alert") == Some(alert)),
+            "no {alert} in {lines:#?}"
+        );
+    }
+    let lapsed = conversations_where(&lines, |l| s(l, "state") == Some("lapsed"));
+    assert!(!lapsed.is_empty());
+    // Anonymous conversations stay anonymous; nothing failed is ever shown as anonymous later.
+    let failed: BTreeSet<String> = conversations_where(&lines, |l| s(l, "state") == Some("failed"));
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for l in &lines {
+        if let (Some(c), Some(st)) = (s(l, "conversationId"), s(l, "state")) {
+            last.insert(c.to_owned(), st.to_owned());
+        }
+    }
+    for c in &failed {
+        assert_ne!(last.get(c).map(String::as_str), Some("anonymous"), "{c}");
+    }
+
+    // The person on a laptop browser, a phone browser and the mobile app: one userId secured
+    // on three visitors, and its history lists the three devices.
+    let mut visitors_of: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    for l in lines.iter().filter(|l| s(l, "state") == Some("secured")) {
+        if let (Some(u), Some(v), Some(ch)) = (s(l, "userId"), s(l, "visitorId"), s(l, "channel")) {
+            visitors_of
+                .entry(u.to_owned())
+                .or_default()
+                .insert((v.to_owned(), ch.to_owned()));
+        }
+    }
+    let (person, devices) = visitors_of
+        .iter()
+        .find(|(_, v)| v.len() == 3 && v.iter().any(|(_, ch)| ch == "MOBILE_APP"))
+        .unwrap_or_else(|| panic!("no multi-device person in {visitors_of:#?}"));
+    let h = history(&data, person);
+    assert_eq!(h["userId"], Value::String(person.clone()));
+    assert_eq!(h["known"], Value::Bool(true));
+    let linked: BTreeSet<&str> = h["visitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| s(v, "visitorId"))
+        .collect();
+    let expected: BTreeSet<&str> = devices.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(linked, expected);
+    let devices_seen: BTreeSet<&str> = h["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| s(c, "device"))
+        .collect();
+    assert!(
+        devices_seen.contains("laptop") && devices_seen.contains("phone"),
+        "{h}"
+    );
+
+    // The human form names the devices too.
+    let out = cli()
+        .args(["history", person, "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("MOBILE_APP") && text.contains("laptop"),
+        "{text}"
+    );
+
+    // Someone nobody verified has no history (and that is said, not an error).
+    let nobody = history(&data, "nobody-at-all");
+    assert_eq!(nobody["known"], Value::Bool(false));
+}
+
+#[test]
+fn history_and_watch_refuse_what_they_cannot_do_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli()
+        .args(["history", "u1", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no desk store at"));
+
+    let out = cli()
+        .args(["watch", "--data"])
+        .arg(dir.path())
+        .env_remove("LOCKDESK_FEED_CREDENTIAL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no feed"));
+
+    let out = cli()
+        .args([
+            "watch",
+            "--feed",
+            "ws://127.0.0.1:9/v1/feed",
+            "--credential",
+            "desk-credential-1",
+        ])
+        .args(["--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no trusted issuer"));
+}
+
+/// `watch` against a real gateway process fed by `simulate`: the same states as the demo's
+/// engine, and a wrong credential stops it with exit 1 and the reason.
+#[test]
+fn watch_follows_a_real_gateway_and_stops_on_a_refused_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let out = cli()
+        .args(["keys", "generate", "--out"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = "[[webhook]]\nname = \"app\"\nsecret = \"webhook-secret-0123456789\"\n\n\
+        [[provider]]\nname = \"brand\"\ncredential = \"provider-credential-0123\"\n\n\
+        [[subscriber]]\nname = \"desk\"\ncredential = \"desk-credential-0123456\"\nrole = \"supervisor\"\n";
+    let gw = support::start_gateway(dir.path(), config);
+    let jwks = dir.path().join("brand.jwks");
+    let sim = cli()
+        .args(["simulate", "--gateway", &gw.url(), "--desk-key"])
+        .arg(keys.join("public.pem"))
+        .arg("--write-brand-jwks")
+        .arg(&jwks)
+        .args(["--webhook-secret", "webhook-secret-0123456789"])
+        .args([
+            "--provider-token",
+            "provider-credential-0123",
+            "--rate",
+            "200",
+        ])
+        .args([
+            "--scenario",
+            "forged",
+            "--scenario",
+            "login-mid-conversation",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+
+    let feed = format!("ws://{}/v1/feed", gw.addr);
+    let watch = |credential: &str, data: &Path| {
+        cli()
+            .args([
+                "watch",
+                "--json",
+                "--feed",
+                &feed,
+                "--credential",
+                credential,
+            ])
+            .arg("--trust")
+            .arg(format!("https://brand.example={}", jwks.display()))
+            .arg("--decrypt-key")
+            .arg(keys.join("private.pem"))
+            .args(["--duration", "4", "--data"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let data = dir.path().join("desk");
+    let out = watch("desk-credential-0123456", &data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| s(l, "state") == Some("failed") && s(l, "reason") == Some("bad_signature")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| s(l, "state") == Some("secured")),
+        "{lines:#?}"
+    );
+
+    // A second run resumes after what was applied: nothing is printed twice.
+    let again = watch("desk-credential-0123456", &data);
+    assert!(again.status.success());
+    assert!(
+        json_lines(&again.stdout).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    let refused = watch("not-the-credential-000", &dir.path().join("other"));
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("not-the-credential-000"), "{err}");
+}
