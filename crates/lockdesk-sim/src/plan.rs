@@ -123,6 +123,10 @@ pub struct Step {
 
 /// The brand's issuer in simulated tokens.
 pub const ISSUER: &str = "https://brand.example";
+/// Signed visitorData of the login-mid-conversation person: markup and script, to be shown as
+/// literal text (`window.__lockdeskPwned` stays undefined where nothing ran).
+pub const HOSTILE_ADDRESS: &str = "<img src=x onerror=\"window.__lockdeskPwned=1\"><b>12 rue</b>";
+pub const HOSTILE_CITY: &str = "<script>window.__lockdeskPwned=2</script>Paris";
 /// The iAdvize project the simulated conversations belong to.
 pub const PROJECT_ID: i64 = 3_801;
 pub const CLIENT_ID: i64 = 2_701;
@@ -290,6 +294,11 @@ impl Gen {
                 self.closed(sec(20), s, &conv, &visitor, "CHAT", op);
             }
             Scenario::LoginMidConversation => {
+                // The brand signs whatever its profile holds: here, markup and script that
+                // a desk must show as literal text and never run.
+                let mut person = person;
+                person.1.insert("address".into(), HOSTILE_ADDRESS.into());
+                person.1.insert("city".into(), HOSTILE_CITY.into());
                 let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
                 self.signed_in(sec(6), s, &visitor, Some(&conv), &person, laptop);
                 self.closed(sec(30), s, &conv, &visitor, "CHAT", op);
