@@ -821,6 +821,20 @@ async fn bad_frames_close_4000_and_others_are_unaffected() {
     .await;
     let seq = f.webhook(pushed("after", "c", "v", 101)).await;
     assert_eq!(desk.entry().await.seq, seq);
+    assert_eq!(bystander.entry().await.seq, seq);
+    // A flood of frames on one connection: that desk and the others keep being served.
+    for i in 0..5_000u64 {
+        desk.ws
+            .feed(Message::Text(
+                ClientMessage::Ack { seq: i % 7 }.to_text().into(),
+            ))
+            .await
+            .unwrap();
+    }
+    desk.ws.flush().await.unwrap();
+    let seq = f.webhook(pushed("after-flood", "c", "v", 101)).await;
+    assert_eq!(desk.entry().await.seq, seq);
+    assert_eq!(bystander.entry().await.seq, seq);
     let metrics = f.metrics().await;
     for line in [
         "lockdesk_gateway_rejected_total{endpoint=\"feed\",reason=\"frame_binary\"} 1",
