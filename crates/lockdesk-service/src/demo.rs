@@ -4,6 +4,13 @@
 //! that subscribe to it. Nothing here is fake data: the desk verifies every token itself, exactly
 //! as with a real gateway.
 //!
+//! iAdvize's GraphQL API is played by [`lockdesk_iadvize::standin`] on 127.0.0.1, serving a
+//! dataset consistent with the simulator's plan ([`backfill_dataset`]): older closed
+//! conversations on the visitor ids of the multi-device person and of three others, the platform's
+//! record of their conversations of the pass once the simulator closes them, and one of those
+//! naming another userId than the verified one, so the desk shows a platform mismatch. The
+//! desk's backfill ([`crate::backfill`]) is configured against it.
+//!
 //! The folder (`<data>/demo` by default) holds `keys/` (the demo desk's key pair, kept between
 //! runs; the brand's public key set, new each run), `gateway/` (the gateway's log) and the desk
 //! store. The gateway log and the desk store are reset at every start, so a run never resumes
@@ -14,13 +21,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use lockdesk_desk::DeskConfig;
 use lockdesk_feed_client::Credential;
-use lockdesk_sim::{plan, Scenario, SimKeys, Step, Target};
+use lockdesk_iadvize::standin::{Conversation, Dataset, StandIn};
+use lockdesk_iadvize::Credentials;
+use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
 
+use crate::backfill::{rfc3339, BackfillConfig};
 use crate::{Options, ServiceError, DESK_FILE};
+
+/// The demo's iAdvize API user (its password is generated at every start).
+pub const DEMO_IADVIZE_USER: &str = "demo-backfill@brand.example";
+
+/// The stand-in's dataset covers at most this many passes (6 hours at the default 90 s); later
+/// passes get no older conversations (the backfill then finds nothing, as for a new visitor).
+pub const DATASET_PASSES: u64 = 240;
 
 /// The operator ids the simulator pushes conversations to; the demo desk is their advisor.
 pub const DEMO_OPERATORS: [i64; 2] = [1001, 1002];
@@ -40,6 +57,9 @@ pub struct DemoSettings {
     pub passes: Option<u64>,
     /// Subscribe as the supervisor (everything) instead of the advisor of [`DEMO_OPERATORS`].
     pub supervisor: bool,
+    /// Play iAdvize's GraphQL API (the stand-in) and backfill from it, at most once per userId
+    /// this often (`None`: no backfill).
+    pub backfill_every: Option<Duration>,
 }
 
 impl Default for DemoSettings {
@@ -51,6 +71,7 @@ impl Default for DemoSettings {
             stagger: Duration::from_secs(2),
             passes: None,
             supervisor: false,
+            backfill_every: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -60,6 +81,8 @@ impl Default for DemoSettings {
 pub struct DemoFacts {
     pub dir: PathBuf,
     pub gateway: Option<std::net::SocketAddr>,
+    /// The iAdvize API stand-in's address, when the demo backfills.
+    pub iadvize: Option<std::net::SocketAddr>,
 }
 
 /// A running demo: the gateway and the simulator thread.
@@ -73,6 +96,8 @@ pub struct Demo {
     settings: DemoSettings,
     desk_private: PathBuf,
     brand_jwks: PathBuf,
+    /// iAdvize's API and the password of [`DEMO_IADVIZE_USER`].
+    iadvize: Option<(StandIn, String)>,
 }
 
 impl std::fmt::Debug for Demo {
@@ -203,6 +228,25 @@ impl Demo {
             webhook_secret: webhook_secret.into_bytes(),
             provider_token: provider,
         };
+        // iAdvize's API, with the conversations of the passes about to be played; its times
+        // count from now, so a conversation is reported closed no earlier than the simulator
+        // closes it.
+        let iadvize = match settings.backfill_every {
+            None => None,
+            Some(_) => {
+                let password = secret()?;
+                let dataset =
+                    backfill_dataset(&settings, SystemTime::now(), DEMO_IADVIZE_USER, &password);
+                let standin = StandIn::start(
+                    dataset,
+                    Duration::from_secs(86_400),
+                    std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                )
+                .await
+                .map_err(|e| demo_err("iAdvize API stand-in", e))?;
+                Some((standin, password))
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let sim_stop = stop.clone();
         let sim_settings = settings.clone();
@@ -221,6 +265,7 @@ impl Demo {
             settings,
             desk_private,
             brand_jwks,
+            iadvize,
         })
     }
 
@@ -233,6 +278,7 @@ impl Demo {
         DemoFacts {
             dir: self.dir.clone(),
             gateway: self.gateway_addr(),
+            iadvize: self.iadvize.as_ref().map(|(s, _)| s.addr()),
         }
     }
 
@@ -266,10 +312,25 @@ impl Demo {
             },
             tick_every: Duration::from_secs(1),
             demo: true,
+            backfill: self.iadvize.as_ref().map(|(standin, password)| {
+                let mut b = BackfillConfig::new(
+                    standin.endpoints(),
+                    Credentials::new(DEMO_IADVIZE_USER, password.clone()),
+                );
+                b.every = self
+                    .settings
+                    .backfill_every
+                    .unwrap_or(Duration::from_secs(15));
+                b.first_retry = Duration::from_secs(5);
+                b.max_retry = Duration::from_secs(60);
+                b.client.first_retry_wait = Duration::from_millis(200);
+                b.client.max_retry_wait = Duration::from_secs(5);
+                b
+            }),
         }
     }
 
-    /// Stops the simulator, then the gateway.
+    /// Stops the simulator, then the gateway (the iAdvize stand-in stops when dropped).
     pub async fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(sim) = self.sim.take() {
@@ -333,5 +394,272 @@ fn play(target: Target, keys: SimKeys, settings: DemoSettings, stop: Arc<AtomicB
             .min(next_pass)
             .saturating_sub(elapsed);
         std::thread::sleep(next.min(Duration::from_millis(100)));
+    }
+}
+
+/// The scenarios whose person has older conversations on iAdvize (a few people, including the
+/// one on three devices). The first one's conversation of the pass is the platform mismatch.
+const PEOPLE_WITH_HISTORY: [Scenario; 4] = [
+    Scenario::LoginMidConversation,
+    Scenario::MultiDevice,
+    Scenario::TokenEveryPage,
+    Scenario::SessionLapse,
+];
+
+/// A conversation of the plan, from its webhooks.
+#[derive(Clone, Debug, Default)]
+struct Planned {
+    visitor: String,
+    channel: String,
+    operator: Option<i64>,
+    pushed_ms: u64,
+    closed_ms: Option<u64>,
+}
+
+/// A deterministic UUID (v4 layout) for a dataset conversation (splitmix64 of its coordinates).
+fn dataset_uuid(parts: [u64; 4]) -> String {
+    let mut x = parts
+        .iter()
+        .fold(0x5eed_0f_1a_d0_e5_u64, |acc, p| acc.rotate_left(17) ^ p);
+    let mut next = || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (next(), next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// What the demo's iAdvize API knows, consistent with the passes `settings` will play from
+/// `start` (the simulator's plan is deterministic per seed). For each person of
+/// [`PEOPLE_WITH_HISTORY`] in each pass: two older closed conversations on each visitor id they
+/// log in on (3 to 60 days before `start`; the second of the login-mid-conversation person's is
+/// from before they ever logged in, without `externalUserId`), and the platform's record of
+/// their conversations of the pass, closed when the simulator closes them, with their userId as
+/// `externalUserId`, except the login-mid-conversation one, which names the session-lapse
+/// person's userId: the platform believes another customer was authenticated.
+pub fn backfill_dataset(
+    settings: &DemoSettings,
+    start: SystemTime,
+    user: &str,
+    password: &str,
+) -> Dataset {
+    let mut conversations = Vec::new();
+    let passes = settings
+        .passes
+        .unwrap_or(DATASET_PASSES)
+        .min(DATASET_PASSES);
+    let stagger = settings.stagger.as_millis() as u64;
+    const DAY_MS: u64 = 86_400_000;
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    let ago = |ms: u64| {
+        start
+            .checked_sub(Duration::from_millis(ms))
+            .unwrap_or(start)
+    };
+    for pass in 0..passes {
+        let seed = settings.seed + pass;
+        let offset = pass.saturating_mul(settings.pass_every.as_millis() as u64);
+        let steps = plan(seed, &Scenario::ALL, &DEMO_OPERATORS, stagger);
+        let mut planned: std::collections::HashMap<String, Planned> = Default::default();
+        for step in &steps {
+            let Action::Webhook { body, .. } = &step.action else {
+                continue;
+            };
+            let text = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let Some(id) = text("conversationId") else {
+                continue;
+            };
+            let entry = planned.entry(id).or_default();
+            match text("eventType").as_deref() {
+                Some("v2.conversation.pushed") => {
+                    entry.visitor = text("visitorId").unwrap_or_default();
+                    entry.channel = text("channel").unwrap_or_default();
+                    entry.operator = body.get("operatorId").and_then(|v| v.as_i64());
+                    entry.pushed_ms = step.at_ms;
+                }
+                Some("v2.conversation.closed") => entry.closed_ms = Some(step.at_ms),
+                _ => {}
+            }
+        }
+        // The person of each scenario: the userId of its first valid token, and the visitor
+        // ids it was presented on.
+        let person = |s: Scenario| -> Option<(String, Vec<String>)> {
+            let mut user_id = None;
+            let mut visitors: Vec<String> = Vec::new();
+            for step in steps.iter().filter(|st| st.scenario == s) {
+                let Action::Evidence(e) = &step.action else {
+                    continue;
+                };
+                if e.token.signer != Signer::Brand || e.token.expires_in <= 0 {
+                    continue;
+                }
+                let u = user_id.get_or_insert_with(|| e.token.user_id.clone());
+                if *u == e.token.user_id && !visitors.contains(&e.visitor_id) {
+                    visitors.push(e.visitor_id.clone());
+                }
+            }
+            Some((user_id?, visitors))
+        };
+        let other = person(Scenario::SessionLapse).map(|(u, _)| u);
+        for (si, scenario) in PEOPLE_WITH_HISTORY.into_iter().enumerate() {
+            let Some((user_id, visitors)) = person(scenario) else {
+                continue;
+            };
+            for (vi, visitor) in visitors.iter().enumerate() {
+                let mine: Vec<(&String, &Planned)> = planned
+                    .iter()
+                    .filter(|(_, p)| p.visitor == *visitor)
+                    .collect();
+                let first = mine.iter().min_by_key(|(_, p)| p.pushed_ms);
+                let channel = first.map_or("CHAT".to_owned(), |(_, p)| p.channel.clone());
+                let operator = first.and_then(|(_, p)| p.operator);
+                // Older conversations on this device.
+                for j in 0..2u64 {
+                    let days = 3 + 9 * vi as u64 + 11 * si as u64 + 27 * j;
+                    let closed = ago(days * DAY_MS + (j + 1) * 3_600_000);
+                    let created = closed
+                        .checked_sub(Duration::from_secs(12 * 60))
+                        .unwrap_or(closed);
+                    let anonymous = scenario == Scenario::LoginMidConversation && j == 1;
+                    conversations.push(Conversation {
+                        id: dataset_uuid([seed, si as u64, vi as u64, j]),
+                        visitor_id: visitor.clone(),
+                        external_user_id: (!anonymous).then(|| user_id.clone()),
+                        channel: channel.clone(),
+                        created_at: rfc3339(created),
+                        closed_at: rfc3339(closed),
+                        operator_id: operator.map(|o| o as u64),
+                        operator_email: operator.map(|o| format!("advisor-{o}@brand.example")),
+                    });
+                }
+                // The platform's record of this pass's conversations on the device.
+                for (id, p) in &mine {
+                    let Some(closed_ms) = p.closed_ms else {
+                        continue;
+                    };
+                    let external = if scenario == Scenario::LoginMidConversation {
+                        other.clone().filter(|o| *o != user_id)
+                    } else {
+                        Some(user_id.clone())
+                    };
+                    conversations.push(Conversation {
+                        id: (*id).clone(),
+                        visitor_id: visitor.clone(),
+                        external_user_id: external,
+                        channel: p.channel.clone(),
+                        created_at: rfc3339(at(offset + p.pushed_ms)),
+                        closed_at: rfc3339(at(offset + closed_ms)),
+                        operator_id: p.operator.map(|o| o as u64),
+                        operator_email: p.operator.map(|o| format!("advisor-{o}@brand.example")),
+                    });
+                }
+            }
+        }
+    }
+    Dataset {
+        users: vec![(user.to_owned(), password.to_owned())],
+        conversations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_pass() -> DemoSettings {
+        DemoSettings {
+            passes: Some(1),
+            ..DemoSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_dataset_follows_the_plan_people_and_visitors() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let settings = one_pass();
+        let d = backfill_dataset(&settings, start, "u", "p");
+        let steps = plan(1, &Scenario::ALL, &DEMO_OPERATORS, 2000);
+        let evidence = |s: Scenario| -> Vec<(String, String)> {
+            steps
+                .iter()
+                .filter(|st| st.scenario == s)
+                .filter_map(|st| match &st.action {
+                    Action::Evidence(e) => Some((e.token.user_id.clone(), e.visitor_id.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        // The multi-device person: three visitor ids, each with two older conversations and
+        // the pass's conversation, all naming that person.
+        let multi = evidence(Scenario::MultiDevice);
+        let user = multi[0].0.clone();
+        let visitors: std::collections::BTreeSet<_> = multi.iter().map(|e| &e.1).collect();
+        assert_eq!(visitors.len(), 3);
+        for v in &visitors {
+            let on: Vec<_> = d
+                .conversations
+                .iter()
+                .filter(|c| &&c.visitor_id == v)
+                .collect();
+            assert_eq!(on.len(), 3, "visitor {v}");
+            assert!(on
+                .iter()
+                .all(|c| c.external_user_id.as_deref() == Some(user.as_str())));
+            let older = on.iter().filter(|c| c.closed_at < rfc3339(start)).count();
+            assert_eq!(older, 2);
+        }
+        // The mismatch: the login-mid-conversation conversation names the session-lapse person.
+        let login = evidence(Scenario::LoginMidConversation);
+        let lapse = evidence(Scenario::SessionLapse);
+        let conv = steps
+            .iter()
+            .find_map(|st| match &st.action {
+                Action::Evidence(e) if st.scenario == Scenario::LoginMidConversation => {
+                    e.conversation_id.clone()
+                }
+                _ => None,
+            })
+            .unwrap();
+        let record = d.conversations.iter().find(|c| c.id == conv).unwrap();
+        assert_eq!(record.visitor_id, login[0].1);
+        assert_eq!(
+            record.external_user_id.as_deref(),
+            Some(lapse[0].0.as_str())
+        );
+        assert_ne!(lapse[0].0, login[0].0);
+        // It closes 30 s into the pass's scenario (started 2 s after the pass, one stagger).
+        assert_eq!(
+            record.closed_at,
+            rfc3339(start + Duration::from_millis(2_000 + 30_000))
+        );
+        // Ids are unique; nobody else's visitors are in it.
+        let ids: std::collections::BTreeSet<_> = d.conversations.iter().map(|c| &c.id).collect();
+        assert_eq!(ids.len(), d.conversations.len());
+        let forged = evidence(Scenario::Forged);
+        assert!(d.conversations.iter().all(|c| c.visitor_id != forged[0].1));
+        assert_eq!(d.users, vec![("u".to_owned(), "p".to_owned())]);
+    }
+
+    #[test]
+    fn endless_demos_get_a_bounded_dataset_and_ids_differ_per_pass() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let endless = DemoSettings::default();
+        let d = backfill_dataset(&endless, start, "u", "p");
+        let one = backfill_dataset(&one_pass(), start, "u", "p")
+            .conversations
+            .len();
+        assert_eq!(d.conversations.len(), one * DATASET_PASSES as usize);
+        let ids: std::collections::HashSet<_> = d.conversations.iter().map(|c| &c.id).collect();
+        assert_eq!(ids.len(), d.conversations.len());
     }
 }

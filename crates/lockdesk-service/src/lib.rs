@@ -9,7 +9,11 @@
 //!                                                     ▼                          │
 //!                                            broadcast<ServiceEvent> ──▶ CLI lines / app events
 //!  queries (list, detail, history) ──▶ a second Desk on the same file (reader, WAL)
+//!  secured/closed userIds ──▶ backfill task ──iAdvize GraphQL──▶ Desk::backfill (writer)
 //! ```
+//!
+//! With iAdvize's API configured ([`Options::backfill`]), the [`backfill`] task asks iAdvize for
+//! the closed conversations of every visitor linked to a userId the feed just verified.
 //!
 //! Architecture invariants:
 //! - the writer `Desk` is only touched on blocking threads (the feed client's sink thread and the
@@ -21,6 +25,7 @@
 //!
 //! Must not: block the async executor on SQLite or RSA; panic on anything the feed sends.
 
+pub mod backfill;
 pub mod demo;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +102,8 @@ pub struct Options {
     pub tick_every: Duration,
     /// Set by [`demo`]: the status says so.
     pub demo: bool,
+    /// iAdvize's GraphQL API for the closed-conversation backfill (`None`: no backfill).
+    pub backfill: Option<backfill::BackfillConfig>,
 }
 
 impl Options {
@@ -112,6 +119,13 @@ impl Options {
             },
             tick_every: Duration::from_secs(1),
             demo: false,
+            backfill: match backfill::BackfillConfig::from_config(&config.iadvize) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("no iAdvize backfill: {e}");
+                    None
+                }
+            },
         }
     }
 }
@@ -120,6 +134,8 @@ impl Options {
 struct Writer {
     desk: Mutex<Desk>,
     events: broadcast::Sender<ServiceEvent>,
+    /// The userIds the feed verified, for the backfill (when configured).
+    backfill: Option<Arc<backfill::Triggers>>,
 }
 
 impl Writer {
@@ -157,6 +173,9 @@ impl Sink for DeskSink {
                 .events
                 .send(ServiceEvent::Skipped(Arc::new(applied.skipped)));
         }
+        if let Some(triggers) = &self.0.backfill {
+            triggers.note(&applied.changes);
+        }
         self.0.publish(applied.changes);
         Ok(())
     }
@@ -171,8 +190,9 @@ impl Sink for DeskSink {
 /// A running desk.
 pub struct DeskService {
     writer: Arc<Writer>,
-    reader: Mutex<Desk>,
+    reader: Arc<Mutex<Desk>>,
     client: FeedClient,
+    backfill: Option<watch::Receiver<backfill::BackfillStatus>>,
     status: watch::Receiver<ServiceStatus>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     demo: Mutex<Option<demo::Demo>>,
@@ -184,7 +204,17 @@ impl DeskService {
     /// Opens the store, loads the keys and connects. Must run inside a tokio runtime; the slow
     /// parts (SQLite, key files) run on the blocking pool.
     pub async fn start(options: Options) -> Result<DeskService, ServiceError> {
-        DeskService::start_inner(options, None).await
+        DeskService::start_inner(options, None, |_| {}).await
+    }
+
+    /// As [`DeskService::start`], with the feed client's settings adjusted by `tune` after they
+    /// are derived from `options` (reconnect backoff, batch size), e.g. a test that cuts the
+    /// connection a hundred times in a minute and cannot wait out the default backoff.
+    pub async fn start_with_feed(
+        options: Options,
+        tune: impl FnOnce(&mut lockdesk_feed_client::Config),
+    ) -> Result<DeskService, ServiceError> {
+        DeskService::start_inner(options, None, tune).await
     }
 
     /// The embedded demo in `dir` (reset first): gateway and simulator in this process.
@@ -194,12 +224,13 @@ impl DeskService {
     ) -> Result<DeskService, ServiceError> {
         let demo = demo::Demo::start(dir, settings).await?;
         let options = demo.options();
-        DeskService::start_inner(options, Some(demo)).await
+        DeskService::start_inner(options, Some(demo), |_| {}).await
     }
 
     async fn start_inner(
         options: Options,
         demo: Option<demo::Demo>,
+        tune: impl FnOnce(&mut lockdesk_feed_client::Config),
     ) -> Result<DeskService, ServiceError> {
         let data_dir = options.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| ServiceError::Dir {
@@ -219,12 +250,19 @@ impl DeskService {
         .map_err(|e| ServiceError::Task(e.to_string()))??;
 
         let (events, _) = broadcast::channel(4096);
+        let triggers = options
+            .backfill
+            .as_ref()
+            .map(|_| Arc::new(backfill::Triggers::default()));
         let writer = Arc::new(Writer {
             desk: Mutex::new(writer_desk),
             events,
+            backfill: triggers.clone(),
         });
-        let config =
+        let reader = Arc::new(Mutex::new(reader_desk));
+        let mut config =
             lockdesk_feed_client::Config::new(options.feed_url.clone(), options.credential);
+        tune(&mut config);
         let client = FeedClient::spawn(config, DeskSink(writer.clone()))?;
 
         let is_demo = options.demo;
@@ -234,6 +272,20 @@ impl DeskService {
             cursor: writer.lock().cursor(),
         });
         let mut tasks = Vec::new();
+
+        // The iAdvize backfill, when configured; a client that cannot be built is logged and
+        // the desk runs without it.
+        let mut backfill_status = None;
+        if let (Some(config), Some(triggers)) = (options.backfill, triggers) {
+            let (tx, rx) = watch::channel(backfill::BackfillStatus::default());
+            match backfill::spawn(config, writer.clone(), reader.clone(), triggers, tx) {
+                Ok(task) => {
+                    tasks.push(task);
+                    backfill_status = Some(rx);
+                }
+                Err(e) => tracing::error!("the iAdvize backfill cannot start: {e}"),
+            }
+        }
 
         // The clock: sessions lapse without new events.
         let ticker = writer.clone();
@@ -286,8 +338,9 @@ impl DeskService {
 
         Ok(DeskService {
             writer,
-            reader: Mutex::new(reader_desk),
+            reader,
             client,
+            backfill: backfill_status,
             status,
             tasks: Mutex::new(tasks),
             demo_facts: demo.as_ref().map(demo::Demo::facts),
@@ -320,6 +373,11 @@ impl DeskService {
     pub fn read<T>(&self, f: impl FnOnce(&Desk) -> T) -> T {
         let desk = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         f(&desk)
+    }
+
+    /// What the iAdvize backfill has done (`None` when it is not configured).
+    pub fn backfill_status(&self) -> Option<watch::Receiver<backfill::BackfillStatus>> {
+        self.backfill.clone()
     }
 
     /// The feed client's counters (malformed frames, entries applied, ...).
