@@ -106,24 +106,33 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
+/// [`canonical_json`] of an object without one of its keys (no copy of the object).
+pub(crate) fn canonical_object_without(map: &serde_json::Map<String, Value>, skip: &str) -> String {
+    let mut out = String::new();
+    write_object(map, Some(skip), &mut out);
+    out
+}
+
+fn write_object(map: &serde_json::Map<String, Value>, skip: Option<&str>, out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().filter(|k| Some(k.as_str()) != skip).collect();
+    keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(k, out);
+        out.push(':');
+        if let Some(val) = map.get(k) {
+            write_canonical(val, out);
+        }
+    }
+    out.push('}');
+}
+
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(k, out);
-                out.push(':');
-                if let Some(val) = map.get(k) {
-                    write_canonical(val, out);
-                }
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, None, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {

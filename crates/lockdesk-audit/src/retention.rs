@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
@@ -108,11 +108,14 @@ pub fn purge(
     let done = with_savepoint(conn, || {
         let anchor = read_anchor(conn)?;
         let (head_seq, _) = tip(conn)?;
-        let first_kept: Option<i64> = conn.query_row(
-            "SELECT MIN(seq) FROM audit_log WHERE at_ms >= ?1",
-            [cutoff_ms],
-            |r| r.get(0),
-        )?;
+        // Scans from the start, stopping at the first entry to keep.
+        let first_kept: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM audit_log WHERE at_ms >= ?1 ORDER BY seq LIMIT 1",
+                [cutoff_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
         let through = match first_kept {
             Some(s) => u64::try_from(s).unwrap_or(0).saturating_sub(1),
             None => head_seq,

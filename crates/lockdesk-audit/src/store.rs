@@ -26,7 +26,8 @@ CREATE TABLE audit_log (
     hash            BLOB    NOT NULL,
     erased_by       INTEGER                -- seq of the erasure entry that made it a tombstone
 );
-CREATE INDEX audit_log_at ON audit_log (at_ms);
+-- No index on at_ms: appends stay cheap; purge scans from the start (what it removes) and
+-- exports scan in seq order anyway.
 -- Where the chain starts: seq 1 after 32 zero bytes, or after a purge the first kept seq and
 -- the hash of the last purged entry. The latest purge entry (chained) must agree with it.
 CREATE TABLE audit_anchor (
@@ -148,14 +149,13 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuditError> {
 /// Split `data` into its public part and its personal `visitorData`, both canonical JSON.
 pub(crate) fn split_data(data: &Value) -> (String, Option<String>) {
     match data {
-        Value::Object(map) if map.contains_key(VISITOR_DATA_KEY) => {
-            let mut public = map.clone();
-            let personal = public.remove(VISITOR_DATA_KEY);
-            (
-                chain::canonical_json(&Value::Object(public)),
-                personal.as_ref().map(chain::canonical_json),
-            )
-        }
+        Value::Object(map) => match map.get(VISITOR_DATA_KEY) {
+            Some(personal) => (
+                chain::canonical_object_without(map, VISITOR_DATA_KEY),
+                Some(chain::canonical_json(personal)),
+            ),
+            None => (chain::canonical_json(data), None),
+        },
         other => (chain::canonical_json(other), None),
     }
 }

@@ -323,7 +323,14 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
             )),
     );
     // Against the live log: explicitly named (--data), or the default one if it exists.
-    let path = data_dir(data)?.join(lockdesk_audit::DEFAULT_FILE_NAME);
+    let path = match data_dir(data) {
+        Ok(d) => d.join(lockdesk_audit::DEFAULT_FILE_NAME),
+        Err(_) if data.data.is_none() => {
+            println!("not compared with a live log (no data folder)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    };
     if data.data.is_none() && !path.is_file() {
         println!("not compared with a live log (none at {})", path.display());
         return Ok(ExitCode::SUCCESS);
