@@ -1,0 +1,511 @@
+//! The desk service end to end under connection cuts and gateway restarts: real gateway (its
+//! SQLite log in a temp dir, restarted on the same folder and port), real HTTP traffic from the
+//! simulator (signed webhooks, evidence with real tokens minted by `SimKeys` and encrypted to
+//! the desk's key), a TCP relay between the desk and the gateway that drops every connection at
+//! seeded random points, and real desk stores (SQLite files).
+//!
+//! The interrupted desk must end in exactly the state of a desk that read the same log without
+//! interruption: both stores are dumped table by table (surrogate row ids replaced by natural
+//! keys; the only wall-clock column the desk writes from its own clock, `applied_at_ms`, left
+//! out) and compared.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lockdesk_desk::DeskConfig;
+use lockdesk_feed_client::{Backoff, Credential};
+use lockdesk_gateway::{FeedOptions, Gateway, GatewayConfig, ServerOptions};
+use lockdesk_service::{DeskService, Options, DESK_FILE};
+use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+const WEBHOOK_SECRET: &str = "reliability-webhook-secret-0123";
+const PROVIDER: &str = "reliability-provider-credential-0123";
+const SUPERVISOR: &str = "reliability-supervisor-credential-0123";
+const OPERATORS: [i64; 2] = [1001, 1002];
+
+/// Feed events generated (webhooks + evidence).
+const EVENTS: usize = 10_000;
+/// Connection cuts by the relay (each one drops a live connection).
+const CUTS: usize = 100;
+/// Gateway restarts (shutdown, start again on the same folder and port).
+const RESTARTS: usize = 8;
+/// Upper bound for any wait (a safety net against hangs, not a timing assertion).
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn gateway_config() -> GatewayConfig {
+    GatewayConfig::from_toml(&format!(
+        "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
+         [[provider]]\nname = \"brand\"\ncredential = \"{PROVIDER}\"\n\n\
+         [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
+    ))
+    .unwrap()
+}
+
+async fn start_gateway(dir: &Path, listen: SocketAddr) -> Gateway {
+    let options = ServerOptions {
+        feed: FeedOptions {
+            heartbeat: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // The port may still be held for a moment by the previous instance's last sockets.
+    let mut tries = 0;
+    loop {
+        match lockdesk_gateway::start_with(gateway_config(), dir, listen, options).await {
+            Ok(g) => return g,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("gateway start: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the gateway does not start again: {e}"),
+        }
+    }
+}
+
+/// A TCP relay in front of the gateway that can drop every connection through it at once.
+struct Relay {
+    addr: SocketAddr,
+    cut: broadcast::Sender<()>,
+    live: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, _) = broadcast::channel(16);
+        let cut_tx = cut.clone();
+        let live = Arc::new(AtomicU64::new(0));
+        let live_count = live.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let mut cut = cut_tx.subscribe();
+                let live = live_count.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    live.fetch_add(1, Ordering::SeqCst);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut.recv() => {}
+                    }
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    // Both ends dropped: the desk sees its connection vanish mid-stream.
+                });
+            }
+        });
+        Relay {
+            addr,
+            cut,
+            live,
+            task,
+        }
+    }
+
+    /// Drops every connection; returns how many there were.
+    fn cut(&self) -> u64 {
+        let n = self.live.load(Ordering::SeqCst);
+        let _ = self.cut.send(());
+        n
+    }
+}
+
+/// The desk's key pair (PEM files) in `dir`.
+fn desk_keys(dir: &Path) -> (PathBuf, PathBuf) {
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+    let private = dir.join("desk-private.pem");
+    let public = dir.join("desk-public.pem");
+    std::fs::write(&private, pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&public, pkey.public_key_to_pem().unwrap()).unwrap();
+    (private, public)
+}
+
+fn options(data: &Path, feed: &str, private: &Path, jwks: &Path) -> Options {
+    let mut keys = lockdesk_keys::Setup::default();
+    keys.trust.push((
+        lockdesk_sim::plan::ISSUER.to_owned(),
+        lockdesk_keys::Source::parse(&jwks.display().to_string()),
+    ));
+    keys.decryption.push(private.to_owned());
+    Options {
+        data_dir: data.to_owned(),
+        feed_url: feed.to_owned(),
+        credential: Credential::new(SUPERVISOR),
+        keys,
+        // The production default (60 min): no session lapses by the desk's own clock while the
+        // test runs, so both desks' states depend on the log only.
+        desk: DeskConfig::default(),
+        tick_every: Duration::from_secs(1),
+        demo: false,
+        // No iAdvize API here: the state comes from the feed only.
+        backfill: None,
+    }
+}
+
+/// The traffic: passes of the simulator's plan, every scenario once plus conversations without
+/// tokens (anonymous, third-party channel) so that about one event in ten is evidence, as in
+/// real traffic; cut at exactly `EVENTS` steps.
+fn traffic() -> Vec<Step> {
+    let mut scenarios = Scenario::ALL.to_vec();
+    scenarios.extend(std::iter::repeat_n(Scenario::Anonymous, 31));
+    scenarios.extend(std::iter::repeat_n(Scenario::ThirdPartyChannel, 20));
+    let mut steps = Vec::with_capacity(EVENTS + 200);
+    let mut seed = 1_000;
+    while steps.len() < EVENTS {
+        steps.extend(plan(seed, &scenarios, &OPERATORS, 0));
+        seed += 1;
+    }
+    steps.truncate(EVENTS);
+    steps
+}
+
+/// Waits until the service's store has applied everything up to `seq`.
+async fn wait_cursor(service: &DeskService, seq: u64, what: &str) {
+    let start = Instant::now();
+    loop {
+        // The reader connection's view of the committed cursor.
+        let cursor = service.read(|d| d.stats().map(|s| s.cursor).unwrap_or(0));
+        if cursor >= seq {
+            return;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{what}: the cursor stayed at {cursor}, the log ends at {seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every row of `sql`, as text.
+fn rows(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        let mut cells = Vec::with_capacity(n);
+        for i in 0..n {
+            cells.push(format!("{:?}", r.get::<_, rusqlite::types::Value>(i)?));
+        }
+        Ok(cells.join(" | "))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The store's content, table by table, without surrogate ids and wall-clock columns.
+fn dump(path: &Path) -> Vec<(&'static str, Vec<String>)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let queries: [(&'static str, &str); 10] = [
+        (
+            "desk_meta",
+            "SELECT key, value FROM desk_meta WHERE key <> 'applied_at_ms' ORDER BY key",
+        ),
+        (
+            "visitors",
+            "SELECT visitor_id, first_seen_ms, last_seen_ms, last_user_id FROM visitors ORDER BY visitor_id",
+        ),
+        (
+            "conversations",
+            "SELECT c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.source, c.domain,
+                    c.device, c.app, c.opened_ms, c.closed_ms, c.state, c.auth_state, c.reason,
+                    c.user_id, c.other_user_id, c.name, c.since_ms, c.until_ms,
+                    c.first_verified_ms, c.last_verified_ms, c.platform_user_id, c.machine
+             FROM conversations c JOIN visitors v ON v.id = c.visitor ORDER BY c.conversation_id",
+        ),
+        (
+            "identities",
+            "SELECT user_id, visitor_data, first_seen_ms, last_seen_ms FROM identities ORDER BY user_id",
+        ),
+        (
+            "identity_visitors",
+            "SELECT i.user_id, v.visitor_id, l.first_seen_ms, l.last_seen_ms
+             FROM identity_visitors l JOIN identities i ON i.id = l.identity
+             JOIN visitors v ON v.id = l.visitor ORDER BY i.user_id, v.visitor_id",
+        ),
+        (
+            "presentations",
+            "SELECT p.seq, p.received_ms, p.presented_at, v.visitor_id, c.conversation_id,
+                    p.named_conversation, p.verdict, p.reason, p.detail, p.user_id,
+                    p.visitor_data, p.issuer, p.expires_ms, p.signing_key, p.decryption_key,
+                    p.token_sha256, p.domain, p.device, p.app
+             FROM presentations p JOIN visitors v ON v.id = p.visitor
+             LEFT JOIN conversations c ON c.id = p.conversation ORDER BY p.seq",
+        ),
+        (
+            "transitions",
+            "SELECT c.conversation_id, t.seq, t.at_ms, t.state, t.reason, t.user_id
+             FROM transitions t JOIN conversations c ON c.id = t.conversation
+             ORDER BY c.conversation_id, t.id",
+        ),
+        (
+            "alerts",
+            "SELECT a.seq, a.at_ms, a.code, c.conversation_id, v.visitor_id, a.user_id, a.evidence
+             FROM alerts a LEFT JOIN conversations c ON c.id = a.conversation
+             LEFT JOIN visitors v ON v.id = a.visitor ORDER BY a.seq, a.id",
+        ),
+        (
+            "malformed",
+            "SELECT seq, received_ms, error FROM malformed ORDER BY seq",
+        ),
+        (
+            // The audit chain without its random salts and the hashes they feed.
+            "audit_log",
+            "SELECT seq, at_ms, kind, conversation_id, operator_id, data, user_id, visitor_id,
+                    visitor_data FROM audit_log ORDER BY seq",
+        ),
+    ];
+    queries
+        .into_iter()
+        .map(|(name, sql)| (name, rows(&conn, sql)))
+        .collect()
+}
+
+fn count(path: &Path, sql: &str) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
+    let started = Instant::now();
+    let root = tempfile::tempdir().unwrap();
+    let keys_dir = root.path().join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    let (private, public) = desk_keys(&keys_dir);
+    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
+    let jwks = keys_dir.join("brand.jwks.json");
+    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
+
+    let gateway_dir = root.path().join("gateway");
+    std::fs::create_dir_all(&gateway_dir).unwrap();
+    let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let gateway_addr = gateway.local_addr();
+    let relay = Arc::new(Relay::start(gateway_addr).await);
+
+    // The interrupted desk, through the relay; reconnects fast (a hundred cuts in a minute).
+    let interrupted_dir = root.path().join("interrupted");
+    let interrupted = DeskService::start_with_feed(
+        options(
+            &interrupted_dir,
+            &format!("ws://{}/v1/feed", relay.addr),
+            &private,
+            &jwks,
+        ),
+        |c| {
+            c.backoff = Backoff {
+                initial: Duration::from_millis(5),
+                max: Duration::from_millis(50),
+                healthy_after: Duration::from_millis(500),
+            };
+            // Small batches: more batch boundaries for the cuts to fall between.
+            c.max_batch = 64;
+        },
+    )
+    .await
+    .unwrap();
+
+    // The traffic, with the cut and restart points drawn from a seed.
+    let steps = traffic();
+    let evidence = steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Evidence(_)))
+        .count();
+    let mut rng = fastrand::Rng::with_seed(20_260_101);
+    let mut points: Vec<usize> = (1..EVENTS).collect();
+    rng.shuffle(&mut points);
+    let cut_at: HashSet<usize> = points[..CUTS].iter().copied().collect();
+    let restart_at: HashSet<usize> = points[CUTS..CUTS + RESTARTS].iter().copied().collect();
+
+    let handle = tokio::runtime::Handle::current();
+    let gateway = Arc::new(Mutex::new(Some(gateway)));
+    let driver_gateway = gateway.clone();
+    let driver_relay = relay.clone();
+    let driver_dir = gateway_dir.clone();
+    let driver = std::thread::spawn(move || {
+        let mut sender = lockdesk_sim::Sender::new(
+            Target {
+                gateway: format!("http://{gateway_addr}"),
+                webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+                provider_token: PROVIDER.to_owned(),
+            },
+            sim_keys,
+        )
+        .unwrap();
+        let mut seqs = Vec::with_capacity(EVENTS);
+        let (mut cuts, mut dropped, mut restarts, mut retries) = (0u64, 0u64, 0u64, 0u64);
+        for (i, step) in steps.iter().enumerate() {
+            if cut_at.contains(&i) {
+                // Cut a live connection: wait (bounded) for the desk to be connected again.
+                let t = Instant::now();
+                while driver_relay.live.load(Ordering::SeqCst) == 0 && t.elapsed() < PATIENCE {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let n = driver_relay.cut();
+                assert!(n > 0, "cut {cuts}: no live connection to drop");
+                cuts += 1;
+                dropped += n;
+            }
+            if restart_at.contains(&i) {
+                let old = driver_gateway.lock().unwrap().take().unwrap();
+                let dir = driver_dir.clone();
+                let new = handle.block_on(async move {
+                    old.shutdown().await.unwrap();
+                    start_gateway(&dir, gateway_addr).await
+                });
+                assert_eq!(new.local_addr(), gateway_addr);
+                *driver_gateway.lock().unwrap() = Some(new);
+                restarts += 1;
+            }
+            // A pooled connection to a stopped gateway fails before the request is read: retry
+            // (webhooks are idempotent by delivery; the gateway's seq answers tell if evidence
+            // was stored twice).
+            let mut attempt = 0;
+            let answer = loop {
+                match sender.send(step) {
+                    Ok(v) => break v,
+                    Err(e) if !e.is_fatal() && attempt < 20 => {
+                        attempt += 1;
+                        retries += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("step {i}: {e}"),
+                }
+            };
+            let seq = answer["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("step {i}: no seq in {answer}"));
+            seqs.push(seq);
+        }
+        (seqs, cuts, dropped, restarts, retries)
+    });
+    let (seqs, cuts, dropped, restarts, retries) =
+        tokio::task::spawn_blocking(move || driver.join().unwrap())
+            .await
+            .unwrap();
+    let traffic_done = started.elapsed();
+
+    // Every event stored once, in order, without gaps, across the restarts.
+    let expected: Vec<u64> = (1..=EVENTS as u64).collect();
+    assert_eq!(seqs, expected, "the gateway's seqs for the steps sent");
+    let last = EVENTS as u64;
+    assert_eq!(cuts as usize, CUTS);
+    assert_eq!(restarts as usize, RESTARTS);
+    assert!(
+        dropped >= cuts,
+        "{dropped} connections dropped by {cuts} cuts: a cut found no live connection"
+    );
+
+    wait_cursor(&interrupted, last, "the interrupted desk").await;
+    let catch_up_done = started.elapsed();
+
+    // The uninterrupted desk: the same log, read in one go, directly from the gateway.
+    let reference_dir = root.path().join("reference");
+    let reference = DeskService::start(options(
+        &reference_dir,
+        &format!("ws://{gateway_addr}/v1/feed"),
+        &private,
+        &jwks,
+    ))
+    .await
+    .unwrap();
+    wait_cursor(&reference, last, "the uninterrupted desk").await;
+    let reference_done = started.elapsed();
+
+    let counters = interrupted.counters();
+    let reference_counters = reference.counters();
+    interrupted.shutdown().await;
+    reference.shutdown().await;
+    if let Some(g) = gateway.lock().unwrap().take() {
+        g.shutdown().await.unwrap();
+    }
+
+    // Each desk applied every visible entry exactly once.
+    assert_eq!(counters.entries_applied, last, "interrupted: {counters:?}");
+    assert_eq!(counters.duplicate_entries, 0, "interrupted: {counters:?}");
+    assert_eq!(counters.malformed_frames, 0, "interrupted: {counters:?}");
+    assert_eq!(
+        reference_counters.entries_applied, last,
+        "reference: {reference_counters:?}"
+    );
+    assert_eq!(reference_counters.connections, 1, "{reference_counters:?}");
+    assert!(
+        counters.connections > CUTS as u64,
+        "the cuts never reached the desk: {counters:?}"
+    );
+
+    let a = interrupted_dir.join(DESK_FILE);
+    let b = reference_dir.join(DESK_FILE);
+    // Absolute checks on the reference, so that two equally wrong stores cannot pass.
+    assert_eq!(
+        count(&b, "SELECT COUNT(*) FROM presentations") as usize,
+        evidence
+    );
+    let valid = traffic()
+        .iter()
+        .filter(|s| {
+            matches!(&s.action, Action::Evidence(e)
+                if e.token.signer == Signer::Brand && e.token.expires_in > 0)
+        })
+        .count();
+    assert_eq!(
+        count(
+            &b,
+            "SELECT COUNT(*) FROM presentations WHERE verdict = 'verified'"
+        ) as usize,
+        valid
+    );
+    assert_eq!(count(&b, "SELECT COUNT(*) FROM malformed"), 0);
+
+    let (da, db) = (dump(&a), dump(&b));
+    let mut sizes = Vec::new();
+    for ((name, ra), (_, rb)) in da.iter().zip(&db) {
+        if ra != rb {
+            let first = ra.iter().zip(rb).position(|(x, y)| x != y);
+            panic!(
+                "{name}: the interrupted desk holds {} rows, the uninterrupted one {}; first \
+                 difference at row {first:?}:\n  interrupted: {:?}\n  reference:   {:?}",
+                ra.len(),
+                rb.len(),
+                first.and_then(|i| ra.get(i)),
+                first.and_then(|i| rb.get(i)),
+            );
+        }
+        sizes.push(format!("{name} {}", ra.len()));
+    }
+    println!(
+        "{EVENTS} events ({evidence} evidence, {valid} valid tokens), {cuts} cuts \
+         ({dropped} connections dropped), {restarts} gateway restarts, {retries} HTTP retries; \
+         interrupted desk: {} connections, {} batches; stores equal: {}",
+        counters.connections,
+        counters.batches_applied,
+        sizes.join(", ")
+    );
+    println!(
+        "timeline: traffic sent at {:.1} s, interrupted desk caught up at {:.1} s, \
+         uninterrupted desk at {:.1} s",
+        traffic_done.as_secs_f64(),
+        catch_up_done.as_secs_f64(),
+        reference_done.as_secs_f64()
+    );
+}
