@@ -148,13 +148,32 @@ fn state_line(status: &State) -> String {
     }
 }
 
+fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    match ev {
+        ServiceEvent::Changes(changes) => {
+            let mut out = std::io::stdout().lock();
+            for c in changes.iter() {
+                let line = if json { c.to_json_line() } else { human_line(c) };
+                writeln!(out, "{line}")?;
+            }
+            out.flush()
+        }
+        ServiceEvent::Skipped(skipped) => {
+            for s in skipped.iter() {
+                eprintln!("lockdesk-cli: entry {} skipped: {}", s.seq, s.error);
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Prints changes until interrupted, the duration ends, or the feed client stops for good.
 async fn follow(
     service: DeskService,
     json: bool,
     limit: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
     let mut events = service.events();
     let mut status = service.status();
     let deadline = limit.map(|d| tokio::time::Instant::now() + d);
@@ -171,19 +190,7 @@ async fn follow(
             _ = tokio::signal::ctrl_c() => break,
             _ = &mut sleep_until => break,
             ev = events.recv() => match ev {
-                Ok(ServiceEvent::Changes(changes)) => {
-                    let mut out = std::io::stdout().lock();
-                    for c in changes.iter() {
-                        let line = if json { c.to_json_line() } else { human_line(c) };
-                        writeln!(out, "{line}")?;
-                    }
-                    out.flush()?;
-                }
-                Ok(ServiceEvent::Skipped(skipped)) => {
-                    for s in skipped.iter() {
-                        eprintln!("lockdesk-cli: entry {} skipped: {}", s.seq, s.error);
-                    }
-                }
+                Ok(ev) => print_event(&ev, json)?,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     eprintln!("lockdesk-cli: {n} changes were not printed (output too slow); they are in the store");
                 }
@@ -202,6 +209,12 @@ async fn follow(
     }
     let counters = service.counters();
     service.shutdown().await;
+    // What was committed before the stop but not printed yet (an interrupt or the end of
+    // --duration can win the race against the last batch's event): print it now, so a graceful
+    // stop never leaves a committed change unprinted.
+    while let Ok(ev) = events.try_recv() {
+        print_event(&ev, json)?;
+    }
     if counters.malformed_frames > 0 {
         eprintln!(
             "lockdesk-cli: {} malformed frames were skipped",
