@@ -78,7 +78,10 @@ try {
     await writeFile(join(process.env.BENCH_SHOTS, `${name}.png`), Buffer.from(png, 'base64'));
   };
   const first = await exec(`const done = arguments[arguments.length - 1];
-    const t = setInterval(() => { const p = window.__lockdeskPerf; if (p && p.firstRender) { clearInterval(t); done({ first: p.firstRender, rendered: p.renderedRows(), vh: innerHeight, marks: performance.getEntriesByType('mark').map((m) => [m.name, Math.round(m.startTime)]) }); } }, 20);`);
+    const t0 = Date.now();
+    const t = setInterval(() => { const p = window.__lockdeskPerf;
+      if (Date.now() - t0 > 20000) { clearInterval(t); done({ timeout: true, perf: !!p, text: document.body.innerText.slice(0, 400) }); return; }
+      if (p && p.firstRender) { clearInterval(t); done({ first: p.firstRender, rendered: p.renderedRows(), vh: innerHeight, marks: performance.getEntriesByType('mark').map((m) => [m.name, Math.round(m.startTime)]) }); } }, 20);`);
   log(`first render: ${JSON.stringify(first)}`);
   await shot('list');
   if (process.env.BENCH_SHOTS) {

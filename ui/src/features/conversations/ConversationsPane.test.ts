@@ -120,6 +120,10 @@ describe('conversation list', () => {
     await within(detail).findByTestId('identity-card');
     await waitFor(() => expect(calls.some((c) => c.cmd === 'get_history')).toBe(true));
     expect(calls.find((c) => c.cmd === 'get_history')?.args).toEqual({ userId: 'user-0' });
+    // Regression: the answer must not trigger the request again (it once looped forever).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls.filter((c) => c.cmd === 'get_conversation')).toHaveLength(1);
+    expect(calls.filter((c) => c.cmd === 'get_history')).toHaveLength(1);
     desk.stop();
   });
 
