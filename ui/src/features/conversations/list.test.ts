@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { applyEvents, fromSnapshot } from './list';
 import { navigate, scrollToShow, visibleWindow } from './window';
 import { frameStats } from './perf';
+import { relativeTime } from './present';
 import type { DeskSnapshot, DeskStatus } from '../../ipc';
 import { row, T0 } from './fixtures';
 
@@ -85,5 +86,19 @@ describe('frame statistics', () => {
     expect(s.maxFrameMs).toBe(50);
     expect(s.longFrames).toBe(1);
     expect(Math.round(s.fps)).toBe(43);
+  });
+});
+
+describe('relative time', () => {
+  it('says now, seconds, minutes, hours and days, past and future, in both languages', () => {
+    expect(relativeTime(T0 - 3_000, T0, 'en')).toBe('now');
+    expect(relativeTime(T0 + 3_000, T0, 'en')).toBe('now');
+    expect(relativeTime(T0 - 20_000, T0, 'en')).toBe('20 seconds ago');
+    expect(relativeTime(T0 - 5 * 60_000, T0, 'en')).toBe('5 minutes ago');
+    expect(relativeTime(T0 + 30 * 60_000, T0, 'en')).toBe('in 30 minutes');
+    expect(relativeTime(T0 - 3 * 3_600_000, T0, 'en')).toBe('3 hours ago');
+    expect(relativeTime(T0 - 2 * 86_400_000, T0, 'en')).toBe('2 days ago');
+    expect(relativeTime(T0 - 5 * 60_000, T0, 'fr')).toBe('il y a 5 minutes');
+    expect(relativeTime(T0 - 3_000, T0, 'fr')).toBe('maintenant');
   });
 });

@@ -125,7 +125,8 @@ export function relativeTime(atMs: number, nowMs: number, lang: string): string 
   }
   const secs = Math.round((atMs - nowMs) / 1000);
   const abs = Math.abs(secs);
-  if (abs < 45) return f.format(secs < 0 ? -Math.max(abs, 1) : Math.max(abs, 1), 'second');
+  if (abs < 10) return f.format(0, 'second'); // "now"
+  if (abs < 45) return f.format(secs, 'second');
   if (abs < 45 * 60) return f.format(Math.round(secs / 60), 'minute');
   if (abs < 22 * 3600) return f.format(Math.round(secs / 3600), 'hour');
   return f.format(Math.round(secs / 86400), 'day');
