@@ -420,7 +420,7 @@ struct Planned {
 fn dataset_uuid(parts: [u64; 4]) -> String {
     let mut x = parts
         .iter()
-        .fold(0x5eed_0f_1a_d0_e5_u64, |acc, p| acc.rotate_left(17) ^ p);
+        .fold(0x5eed_0f1a_d0e5_u64, |acc, p| acc.rotate_left(17) ^ p);
     let mut next = || {
         x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = x;
