@@ -436,7 +436,8 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
     let reference_counters = reference.counters();
     interrupted.shutdown().await;
     reference.shutdown().await;
-    if let Some(g) = gateway.lock().unwrap().take() {
+    let last_gateway = gateway.lock().unwrap().take();
+    if let Some(g) = last_gateway {
         g.shutdown().await.unwrap();
     }
 
