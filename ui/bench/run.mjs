@@ -83,6 +83,7 @@ try {
       if (Date.now() - t0 > 20000) { clearInterval(t); done({ timeout: true, perf: !!p, text: document.body.innerText.slice(0, 400) }); return; }
       if (p && p.firstRender) { clearInterval(t); done({ first: p.firstRender, rendered: p.renderedRows(), vh: innerHeight, marks: performance.getEntriesByType('mark').map((m) => [m.name, Math.round(m.startTime)]) }); } }, 20);`);
   log(`first render: ${JSON.stringify(first)}`);
+  if (process.env.BENCH_SETUP) await exec(`const done = arguments[arguments.length - 1]; ${process.env.BENCH_SETUP}; setTimeout(done, 300);`);
   await shot('list');
   if (process.env.BENCH_SHOTS) {
     // Open the fourth conversation (a failed one) with the keyboard, for a detail screenshot.
