@@ -4,6 +4,11 @@
 // window.__lockdeskPerf recorded. Figures only: nothing here passes or fails on a time.
 //
 //   xvfb-run -a node bench/run.mjs [rows=10000] [scrollMs=3000]
+//
+// Optional: BENCH_SHOTS=<dir> saves screenshots of the list and of an opened conversation;
+// BENCH_SETUP=<js> runs in the page after the first render (e.g. a 200% text size);
+// BENCH_PRE=<js> runs before the frame sampling. `idle` is the frame rate with nothing
+// happening: when it is far below 60 the machine is busy and the scroll figures say little.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -98,7 +103,25 @@ try {
     window.__lockdeskPerf.sampleScroll(1000, 0).then(done);`);
   const scroll = await exec(`const done = arguments[arguments.length - 1];
     window.__lockdeskPerf.sampleScroll(${scrollMs}, 40).then((r) => done({ ...r, rendered: window.__lockdeskPerf.renderedRows() }));`);
-  console.log(JSON.stringify({ rows, firstRender: first, idle: { fps: idle.fps, p95FrameMs: idle.p95FrameMs }, scroll }, null, 2));
+  // The list's own share of a scroll step (scroll event, Svelte update, style and layout; not
+  // paint), which does not depend on how fast this machine rasterizes.
+  const steps = await exec(`const done = arguments[arguments.length - 1];
+    (async () => {
+      const el = document.querySelector('[role=listbox]');
+      el.scrollTop = 0;
+      const times = [];
+      for (let i = 0; i < 200; i++) {
+        const t = performance.now();
+        el.scrollTop += 40;
+        el.dispatchEvent(new Event('scroll'));
+        await Promise.resolve(); await Promise.resolve();
+        void document.body.offsetHeight;
+        times.push(performance.now() - t);
+      }
+      times.sort((a, b) => a - b);
+      done({ steps: times.length, medianMs: times[100], p95Ms: times[190], maxMs: times[199] });
+    })();`);
+  console.log(JSON.stringify({ rows, firstRender: first, idle: { fps: idle.fps, p95FrameMs: idle.p95FrameMs }, scroll, scrollStepJsLayout: steps }, null, 2));
 } finally {
   if (session) await wd('DELETE', `/session/${session.sessionId}`).catch(() => undefined);
   driver.kill('SIGTERM');
