@@ -71,7 +71,16 @@ describe('conversation row', () => {
     expect(new Set(Object.values(shapes)).size).toBe(3);
   });
 
-  it('keeps a closed failed conversation alarming and says what it was', () => {
+  it('says in words that a third-party channel cannot be authenticated', () => {
+    const { container } = render(ConversationRow, {
+      props: { row: row({ state: 'unsupported', channel: 'WHATSAPP', userId: null, lastVerifiedAtMs: null }), now: T0 },
+    });
+    expect(container.querySelector('.conv-user')).toHaveTextContent('Not available on this channel');
+    expect(container).toHaveTextContent('WhatsApp');
+    expect(screen.queryByTestId('row-verified')).toBeNull();
+  });
+
+    it('keeps a closed failed conversation alarming and says what it was', () => {
     render(ConversationRow, {
       props: { row: row({ state: 'closed', closedFrom: 'failed', reasonCode: 'expired', userId: null }), now: T0 },
     });

@@ -111,7 +111,10 @@ export function fieldLabel(key: string, t: T): string {
 
 /** What the row says instead of a userId when there is none. */
 export function identityPlaceholder(row: ConversationRow, t: T): string {
-  return row.state === 'anonymous' ? t('anonymousVisitor') : t('noVerifiedIdentity');
+  if (row.state === 'anonymous') return t('anonymousVisitor');
+  // Said in words too (not only by the icon): authentication does not exist on this channel.
+  if (row.state === 'unsupported') return t('stateUnsupported');
+  return t('noVerifiedIdentity');
 }
 
 const formatters = new Map<string, Intl.RelativeTimeFormat>();
