@@ -11,7 +11,7 @@
 //! # fn demo(conn: &mut rusqlite::Connection) -> Result<(), lockdesk_audit::AuditError> {
 //! use lockdesk_audit::{Kind, Record};
 //! lockdesk_audit::migrate(conn)?; // once per open, after the desk's own migrations; idempotent
-//! let tx = conn.transaction()?;    // the desk's transaction
+//! let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
 //! // ... the desk's own writes ...
 //! let head = lockdesk_audit::append(&tx, &Record {
 //!     at_ms: 1_800_000_000_000,
@@ -33,7 +33,10 @@
 //! - [`migrate`] creates/upgrades only this crate's tables (`audit_schema`, `audit_log`,
 //!   `audit_anchor`); its version is independent of the desk's schema.
 //! - [`append`] never opens, commits or rolls back a transaction: it runs on whatever `conn` is
-//!   (the desk's open transaction). Appends must be serialised (SQLite's write lock does that).
+//!   (the desk's open transaction). It reads the tip then inserts, so open that transaction with
+//!   `TransactionBehavior::Immediate` when other connections write the file (`audit erase` and
+//!   `audit purge` from the CLI do): a deferred one fails with "database is locked" when its
+//!   snapshot went stale.
 //! - Personal data goes ONLY in `user_id`, `visitor_id` and the top-level `"visitorData"` key of
 //!   `data`: those are what erasure removes and redaction masks. Everything else in `data`
 //!   (reason codes, thumbprints, issuer, state names) stays readable after an erasure.

@@ -1,7 +1,8 @@
 //! Retention: purging old entries, and erasing one user's personal data (GDPR), both keeping
 //! the chain verifiable. Both check the chain first (they refuse to act on a broken log: that
-//! would destroy the evidence), and both scrub the file afterwards (`secure_delete`, `VACUUM`,
-//! WAL truncated) so the removed bytes are gone from disk, not just unlinked from the B-tree.
+//! would destroy the evidence), change it in one `BEGIN IMMEDIATE` transaction, and both scrub
+//! the file afterwards (`secure_delete`, `VACUUM`, WAL truncated) so the removed bytes are gone
+//! from disk, not just unlinked from the B-tree.
 
 use std::collections::BTreeMap;
 
@@ -61,18 +62,22 @@ pub struct ErasureReport {
     pub file_scrubbed: bool,
 }
 
-fn with_savepoint<T>(
+/// Runs `f` in a write transaction taken at once (`BEGIN IMMEDIATE`): the tip read inside stays
+/// the tip until commit, even while the desk appends from another connection (it waits for the
+/// lock instead of failing with a stale snapshot). The caller has checked there is no
+/// transaction open.
+fn in_write_transaction<T>(
     conn: &Connection,
     f: impl FnOnce() -> Result<T, RetentionError>,
 ) -> Result<T, RetentionError> {
-    conn.execute_batch("SAVEPOINT audit_retention")?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
     match f() {
         Ok(v) => {
-            conn.execute_batch("RELEASE audit_retention")?;
+            conn.execute_batch("COMMIT")?;
             Ok(v)
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO audit_retention; RELEASE audit_retention");
+            let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
     }
@@ -105,7 +110,7 @@ pub fn purge(
         return Err(RetentionError::InTransaction("purge"));
     }
     verify(conn)?;
-    let done = with_savepoint(conn, || {
+    let done = in_write_transaction(conn, || {
         let anchor = read_anchor(conn)?;
         let (head_seq, _) = tip(conn)?;
         // Scans from the start, stopping at the first entry to keep.
@@ -204,7 +209,7 @@ pub fn erase_user(
         return Err(RetentionError::InTransaction("erase"));
     }
     verify(conn)?;
-    let done = with_savepoint(conn, || {
+    let done = in_write_transaction(conn, || {
         const TARGET: &str = "salt IS NOT NULL AND (user_id = ?1 OR visitor_id IN
              (SELECT visitor_id FROM audit_log WHERE user_id = ?1 AND visitor_id IS NOT NULL))";
         let (n, first, last): (i64, Option<i64>, Option<i64>) = conn.query_row(

@@ -303,3 +303,31 @@ fn retention_refuses_a_broken_log() {
     assert!(purge(&conn, 5 * DAY_MS, 20 * DAY_MS).is_err());
     assert!(erase_user(&conn, "user-1", 20 * DAY_MS).is_err());
 }
+
+#[test]
+fn erase_and_purge_while_the_desk_appends_keep_one_valid_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, path) = open(&dir);
+    fill(&mut conn, 300);
+    let desk = std::thread::spawn(move || {
+        // The desk: its own connection, small IMMEDIATE transactions (as it does: `append` reads
+        // the tip then writes, and a deferred transaction cannot upgrade a stale snapshot).
+        let mut conn = Connection::open(&path).unwrap();
+        for batch in 0..100u64 {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            for i in 0..5 {
+                append(&tx, &record(301 + batch * 5 + i)).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    });
+    for user in ["user-0", "user-1"] {
+        erase_user(&conn, user, 1_000 * DAY_MS).unwrap();
+    }
+    purge(&conn, 50 * DAY_MS, 1_001 * DAY_MS).unwrap();
+    desk.join().unwrap();
+    let r = verify(&conn).unwrap();
+    assert_eq!(r.head.unwrap().seq, 300 + 500 + 3);
+}
