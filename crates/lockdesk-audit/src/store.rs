@@ -149,7 +149,10 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuditError> {
 /// Split `data` into its public part and its personal `visitorData`, both canonical JSON.
 pub(crate) fn split_data(data: &Value) -> (String, Option<String>) {
     match data {
+        // `"visitorData": null` is no personal data: stored as NULL, like an absent key (an
+        // export writes both as `null`, and must re-verify).
         Value::Object(map) => match map.get(VISITOR_DATA_KEY) {
+            Some(Value::Null) => (chain::canonical_object_without(map, VISITOR_DATA_KEY), None),
             Some(personal) => (
                 chain::canonical_object_without(map, VISITOR_DATA_KEY),
                 Some(chain::canonical_json(personal)),

@@ -182,3 +182,39 @@ fn the_live_log_disagreeing_with_an_export_head_is_named() {
     let err = check_head_against_live(&conn, &head).unwrap_err();
     assert!(err.to_string().contains("differs"), "{err}");
 }
+
+#[test]
+fn entries_without_personal_data_round_trip() {
+    // `visitorData: null`, no ids, non-object data: what the desk writes for anonymous visitors
+    // and alerts.
+    let (_dir, conn) = log(2);
+    for data in [
+        json!({"verdict": "rejected", "visitorData": null}),
+        json!(null),
+        json!([1, "x"]),
+    ] {
+        append(
+            &conn,
+            &Record {
+                at_ms: 3 * DAY_MS,
+                kind: Kind::Alert,
+                conversation_id: None,
+                visitor_id: None,
+                user_id: None,
+                operator_id: None,
+                data,
+            },
+        )
+        .unwrap();
+    }
+    let vd: Option<String> = conn
+        .query_row(
+            "SELECT visitor_data FROM audit_log WHERE seq = 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(vd, None);
+    let r = check(&jsonl(&conn, &ExportOptions::default())).unwrap();
+    assert_eq!(r.entries, 5);
+}
