@@ -43,14 +43,12 @@ writeFileSync(deskKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mo
 const notAKey = join(dirs.base, 'notes.txt');
 writeFileSync(notAKey, 'these are not the keys you are looking for\n');
 
-test('the main window opens with the honest empty state', async () => {
+test('with no feed configured, the main window opens on the demo and says so', async () => {
   driver = await launch();
-  const feed = await waitText(driver, '#feed-state', (t) => t.includes('Not configured'));
-  assert.match(feed, /Feed: Not configured/);
-  const empty = await textOf(driver, '#conversations-empty');
-  assert.match(empty, /Not connected/);
-  assert.match(empty, /Configure the gateway feed in Settings/);
-  await screenshot(driver, '01-main-empty');
+  const banner = await waitText(driver, '[data-testid="demo-banner"]', (t) => t.length > 0, 60_000);
+  assert.match(banner, /DEMO/);
+  assert.match(banner, /Settings/);
+  await screenshot(driver, '01-main-demo');
 });
 
 test('the content security policy refuses inline script and remote content', async () => {
