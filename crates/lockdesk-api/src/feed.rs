@@ -21,14 +21,3 @@ pub enum FeedStatus {
         url: String,
     },
 }
-
-/// The state before any connection attempt, from the configuration alone.
-pub fn initial_status(config: &lockdesk_config::Config) -> FeedStatus {
-    if config.has_feed() {
-        FeedStatus::Disconnected {
-            reason: "this build of Lockdesk has no feed client yet, so it does not connect".into(),
-        }
-    } else {
-        FeedStatus::NotConfigured
-    }
-}

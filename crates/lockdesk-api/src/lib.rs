@@ -24,7 +24,7 @@ pub use desk::{
     VisitorSource,
 };
 pub use error::{IpcError, IpcErrorCode};
-pub use feed::{initial_status, FeedStatus};
+pub use feed::FeedStatus;
 pub use settings::{
     AppInfo, FieldError, NotificationsForm, SaveOutcome, SettingsForm, SettingsService,
     SettingsView, TrustForm,

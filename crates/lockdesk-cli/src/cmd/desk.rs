@@ -351,11 +351,21 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
                 "source",
                 "domain",
                 "device",
-                "state",
             ]
             .iter()
             .map(|k| s(c, k))
             .collect();
+            // A closed conversation keeps the state it ended in (secured, failed, mismatch...).
+            let mut fields = fields;
+            let (state, kept) = (s(c, "state"), s(c, "authState"));
+            fields.push(if state == "closed" && kept != "-" && kept != "closed" {
+                format!("closed (was {kept})")
+            } else {
+                state
+            });
+            if let Some(u) = c.get("platformUserId").and_then(|x| x.as_str()) {
+                fields.push(format!("platform says {u:?}"));
+            }
             let before = c
                 .get("anonymousBeforeLogin")
                 .and_then(|b| b.as_bool())
