@@ -14,8 +14,10 @@
 #    "empty": a fresh data folder, feed = a second gateway that has no entries;
 #    "full": a copy of the prepared folder, feed = the first gateway (still running; the app
 #    resumes from the store's cursor). The full launch waits until the list shows every row, then
-#    reads window.__lockdeskPerf (first render from performance marks; sampleScroll at 40 and 400
-#    px a frame), and the PSS of lockdesk + every process under it (WebKitWebProcess,
+#    reads window.__lockdeskPerf (first render from performance marks: "list dom/paint ms" from
+#    the rows' arrival in the UI, "rows on screen at ms" since the page's navigation start, so
+#    including the IPC call; sampleScroll at 40 and 400 px a frame, after "idle fps": frames with
+#    nothing moving, what the WebView under Xvfb can do at all), and the PSS of lockdesk + every process under it (WebKitWebProcess,
 #    WebKitNetworkProcess) from /proc/PID/smaps_rollup, 3 s after the list (or empty message) is
 #    shown. First paint is the app's own log line (`first_paint_ms`, from process start).
 #
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
       case "$2" in both) modes=(off on) ;; on|off) modes=("$2") ;; *) die "--dmabuf: both, on or off" ;; esac
       shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -210,17 +212,18 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 empty = {(r['run'], r['dmabuf']): r['pss']['mib'] for r in rows if r['window'] == 'empty'}
 head = ('run', 'dmabuf', 'window', 'rows', 'paint ms', 'list dom ms', 'list paint ms',
-        'fps@40px', 'p95 ms', 'fps@400px', 'p95 ms', 'DOM rows', 'PSS MiB', 'x empty', 'load')
+        'rows on screen at ms', 'idle fps', 'fps@40px', 'p95 ms', 'fps@400px', 'p95 ms', 'DOM rows', 'PSS MiB', 'x empty', 'load')
 print(' | '.join(head))
 print(' | '.join('---' for _ in head))
 for r in rows:
     fr = r.get('firstRender') or {}
     s40, s400 = r.get('scroll40') or {}, r.get('scroll400') or {}
+    idle, marks = r.get('idle') or {}, r.get('marks') or {}
     base = empty.get((r['run'], r['dmabuf']))
     f = lambda v, d=1: '-' if v is None else f'{v:.{d}f}'
     print(' | '.join(str(x) for x in (
         r['run'], r['dmabuf'], r['window'], r['rows'], r.get('firstPaintMs', '-'),
-        f(fr.get('domMs')), f(fr.get('paintMs')), f(s40.get('fps')), f(s40.get('p95FrameMs')),
+        f(fr.get('domMs')), f(fr.get('paintMs')), f(marks.get('paintedAtMs'), 0), f(idle.get('fps')), f(s40.get('fps')), f(s40.get('p95FrameMs')),
         f(s400.get('fps')), f(s400.get('p95FrameMs')), r.get('renderedRows', '-'), f(r['pss']['mib']),
         f(r['pss']['mib'] / base, 2) if base else '-', r['load'])))
 print()

@@ -165,6 +165,12 @@ async function main() {
         'waiting for __lockdeskPerf.firstRender',
       );
       out.firstRender = await driver.executeScript('return window.__lockdeskPerf.firstRender');
+      // When (ms since the page's navigation start) the list's data was in, and painted: the
+      // gap before the first includes the IPC call that brings the rows.
+      out.marks = await driver.executeScript(`const at = (n) => performance.getEntriesByName(n)[0];
+        const data = at('lockdesk:list-data'), paint = at('lockdesk:list-paint');
+        return { dataAtMs: data ? data.startTime : null,
+                 paintedAtMs: paint ? paint.startTime + paint.duration : null };`);
     } else {
       // Connected and empty: the title alone (before the feed connects, a hint follows it).
       const emptyConnected = `const e = document.querySelector('#conversations-empty');
@@ -189,6 +195,16 @@ async function main() {
           o.scrollMs,
           px,
         );
+      // The control: animation frames with nothing scrolling, what this WebView on this
+      // display can do at all (under Xvfb the frames are painted in software).
+      out.idle = await driver.executeAsyncScript(`const done = arguments[arguments.length - 1];
+        const ms = arguments[0], stamps = [];
+        const step = (ts) => { stamps.push(ts); if (ts - stamps[0] < ms) requestAnimationFrame(step); else {
+          const gaps = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
+          const dur = stamps[stamps.length - 1] - stamps[0];
+          done({ frames: gaps.length, fps: gaps.length * 1000 / dur,
+                 p95FrameMs: gaps[Math.min(gaps.length - 1, Math.floor(gaps.length * 0.95))] }); } };
+        requestAnimationFrame(step);`, o.scrollMs);
       // A steady scroll (40 px a frame, about half a row) and a fast fling (400 px, ~5 rows).
       out.scroll40 = await sample(40);
       out.scroll400 = await sample(400);
