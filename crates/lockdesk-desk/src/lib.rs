@@ -3,7 +3,8 @@
 //! the devices (iAdvize visitor ids) they were proved on, cross-device history and alerts.
 //! Synchronous and UI-independent: the feed client calls [`Desk::apply`] on a blocking thread;
 //! the CLI and the desktop app read with [`Desk::history`], [`Desk::conversations`],
-//! [`Desk::conversation`].
+//! [`Desk::conversation`]. [`Desk::erase_user`] (GDPR) and [`Desk::purge_before`] (retention)
+//! cover the desk's tables and the audit log in the same file, then scrub the file.
 //!
 //! ```no_run
 //! # fn demo(entries: Vec<lockdesk_feed::Entry>, engine: lockdesk_keys::Engine) -> Result<(), lockdesk_desk::DeskError> {
@@ -37,6 +38,7 @@
 mod apply;
 mod audit;
 pub mod bench;
+mod erase;
 mod model;
 mod query;
 mod store;
@@ -47,6 +49,7 @@ use std::sync::Arc;
 use lockdesk_verify::Verdict;
 use rusqlite::Connection;
 
+pub use erase::{DeskErasure, DeskPurge, ErasureReport, PurgeReport, TOMBSTONE};
 pub use model::{
     format_rfc3339, AlertRecord, Applied, Change, ClosedConversation, ConversationDetail,
     ConversationQuery, ConversationRow, History, HistoryConversation, IdentityCard, LinkedVisitor,
@@ -115,6 +118,9 @@ pub enum DeskError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("desk store, audit log: {0}")]
     Audit(#[from] lockdesk_audit::AuditError),
+    /// Erasure or purge refused (a broken audit log: nothing changed) or failed.
+    #[error("{0}")]
+    Retention(#[from] lockdesk_audit::RetentionError),
 }
 
 /// The desk core over one SQLite file. `Send`, not `Sync`: one owner (the feed client's
