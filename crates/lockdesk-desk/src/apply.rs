@@ -608,18 +608,32 @@ impl Ctx<'_> {
                 ],
                 |r| r.get(0),
             )?;
-        // Personal data of the alert's evidence goes under "visitorData" only (erasable).
+        // Personal data of the alert's evidence goes under "visitorData" only (erasable): the
+        // signed identities compared and every user or visitor id it names. In `data` they
+        // would be hashed into the chain and could never be erased.
+        const PERSONAL: [&str; 9] = [
+            "previous",
+            "current",
+            "userId",
+            "previousUserId",
+            "visitorId",
+            "externalUserId",
+            "user_id",
+            "verified_user_id",
+            "other_user_id",
+        ];
         let mut data = json!({"seq": seq, "code": code, "alertId": id});
         if let Some(obj) = evidence.as_object() {
+            let mut personal = serde_json::Map::new();
             for (k, v) in obj {
-                if k == "previous" || k == "current" {
-                    continue;
+                if PERSONAL.contains(&k.as_str()) {
+                    personal.insert(k.clone(), v.clone());
+                } else {
+                    data[k] = v.clone();
                 }
-                data[k] = v.clone();
             }
-            if obj.contains_key("previous") || obj.contains_key("current") {
-                data["visitorData"] =
-                    json!({"previous": obj.get("previous"), "current": obj.get("current")});
+            if !personal.is_empty() {
+                data["visitorData"] = Value::Object(personal);
             }
         }
         audit::append(
