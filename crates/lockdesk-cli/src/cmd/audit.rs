@@ -16,6 +16,7 @@ use lockdesk_audit::export::{
     self, ExportCheckError, ExportError, ExportOptions, Format, RedactKey,
 };
 use lockdesk_audit::{RetentionError, VerifyError};
+use lockdesk_desk::{Desk, DeskConfig, DeskError};
 use rusqlite::{Connection, OpenFlags};
 
 #[derive(clap::Args)]
@@ -78,14 +79,16 @@ enum What {
         #[arg(long, hide = true)]
         print_peak_memory: bool,
     },
-    /// Remove entries older than DAYS days, keeping the chain verifiable.
+    /// Remove the desk's conversations closed more than DAYS days ago (with their rows) and the
+    /// audit entries older than that, keeping the chain verifiable.
     Purge {
         #[command(flatten)]
         data: DataArg,
         #[arg(long, value_name = "DAYS")]
         older_than: u32,
     },
-    /// Erase one user's personal data (GDPR): their entries become tombstones.
+    /// Erase one user's personal data (GDPR) from the desk's tables and the audit log (its
+    /// entries become tombstones), then scrub the file.
     Erase {
         #[command(flatten)]
         data: DataArg,
@@ -154,42 +157,64 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         What::Purge { data, older_than } => {
-            let conn = open(&data)?.1;
+            let mut desk = open_desk(&data)?;
             let now = now_ms();
             let cutoff = now.saturating_sub(i64::from(older_than).saturating_mul(86_400_000));
-            match lockdesk_audit::purge(&conn, cutoff, now) {
+            match desk.purge_before(cutoff, now) {
                 Ok(r) => {
-                    match &r.head {
+                    println!(
+                        "desk: removed {} closed conversations ({} presentations, {} alerts), \
+                         {} devices, {} identities",
+                        r.desk.conversations,
+                        r.desk.presentations,
+                        r.desk.alerts,
+                        r.desk.visitors,
+                        r.desk.identities
+                    );
+                    match &r.audit.head {
                         Some(h) => println!(
                             "purged {} entries (1 to {}); purge entry {} {}",
-                            r.purged_entries, r.purged_through, h.seq, h.hash_hex
+                            r.audit.purged_entries, r.audit.purged_through, h.seq, h.hash_hex
                         ),
-                        None => println!("nothing older than {older_than} days"),
+                        None => println!("audit log: nothing older than {older_than} days"),
                     }
                     warn_unscrubbed(r.file_scrubbed);
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => retention_failed(e),
+                Err(DeskError::Retention(e)) => retention_failed(e),
+                Err(e) => Err(e.into()),
             }
         }
         What::Erase { data, user_id } => {
             if user_id.is_empty() {
                 bail!("--user-id: empty");
             }
-            let conn = open(&data)?.1;
-            match lockdesk_audit::erase_user(&conn, &user_id, now_ms()) {
+            let mut desk = open_desk(&data)?;
+            match desk.erase_user(&user_id, now_ms()) {
                 Ok(r) => {
-                    match &r.head {
+                    println!(
+                        "desk: {} identity, {} device links, {} devices renamed; tombstoned in \
+                         {} conversations, {} presentations, {} transitions, {} alerts",
+                        r.desk.identities,
+                        r.desk.identity_links,
+                        r.desk.visitors,
+                        r.desk.conversations,
+                        r.desk.presentations,
+                        r.desk.transitions,
+                        r.desk.alerts
+                    );
+                    match &r.audit.head {
                         Some(h) => println!(
                             "erased {} entries; erasure entry {} {}",
-                            r.erased_entries, h.seq, h.hash_hex
+                            r.audit.erased_entries, h.seq, h.hash_hex
                         ),
-                        None => println!("no entries for that user id"),
+                        None => println!("audit log: no entries for that user id"),
                     }
                     warn_unscrubbed(r.file_scrubbed);
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => retention_failed(e),
+                Err(DeskError::Retention(e)) => retention_failed(e),
+                Err(e) => Err(e.into()),
             }
         }
     }
@@ -206,6 +231,22 @@ fn data_dir(data: &DataArg) -> anyhow::Result<PathBuf> {
         Some(d) => Ok(d.clone()),
         None => Ok(lockdesk_config::data_dir().context("--data")?),
     }
+}
+
+/// The desk over the store, which must exist, for erasure and purge (they cover the desk's
+/// tables and the audit log). Nothing is verified here: an empty key engine.
+fn open_desk(data: &DataArg) -> anyhow::Result<Desk> {
+    let path = data_dir(data)?.join(lockdesk_audit::DEFAULT_FILE_NAME);
+    if !path.is_file() {
+        bail!(
+            "no desk store at {} (--data or {})",
+            path.display(),
+            lockdesk_config::DATA_DIR_ENV
+        );
+    }
+    let engine = lockdesk_keys::Engine::load(&lockdesk_keys::Setup::default())?;
+    Desk::open(&path, std::sync::Arc::new(engine), DeskConfig::default())
+        .with_context(|| path.display().to_string())
 }
 
 /// The store, which must exist (the audit command never creates one).
