@@ -151,20 +151,13 @@ fn display_name(vd: &Value) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// Replaces every string equal to one of `erase` with [`TOMBSTONE`]; true if anything changed.
-fn scrub_strings(v: &mut Value, erase: &HashSet<String>) -> bool {
+/// Replaces every string equal to one of `erase` with [`TOMBSTONE`], at any depth.
+fn scrub_strings(v: &mut Value, erase: &HashSet<String>) {
     match v {
-        Value::String(s) if erase.contains(s.as_str()) => {
-            *s = TOMBSTONE.to_owned();
-            true
-        }
-        Value::Array(a) => a
-            .iter_mut()
-            .fold(false, |acc, x| scrub_strings(x, erase) || acc),
-        Value::Object(m) => m
-            .values_mut()
-            .fold(false, |acc, x| scrub_strings(x, erase) || acc),
-        _ => false,
+        Value::String(s) if erase.contains(s.as_str()) => *s = TOMBSTONE.to_owned(),
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub_strings(x, erase)),
+        Value::Object(m) => m.values_mut().for_each(|x| scrub_strings(x, erase)),
+        _ => {}
     }
 }
 
