@@ -91,20 +91,19 @@ credential = "$SUPERVISOR"
 role = "supervisor"
 EOF
 
-# Starts a gateway on a free port; prints its address.
+# Starts a gateway on a free port (in this shell, so cleanup knows its pid); sets gateway_addr.
 start_gateway() {
   local dir="$1"
   mkdir -p "$dir"
   "$cli" gateway --listen 127.0.0.1:0 --data "$dir" --config "$work/gateway.toml" >"$dir.out" 2>"$dir.err" &
   pids+=($!)
-  local addr=""
+  gateway_addr=""
   for _ in $(seq 1 300); do
-    addr="$(sed -n 's/^listening on //p' "$dir.out")"
-    [ -n "$addr" ] && break
+    gateway_addr="$(sed -n 's/^listening on //p' "$dir.out")"
+    [ -n "$gateway_addr" ] && return 0
     sleep 0.1
   done
-  [ -n "$addr" ] || die "the gateway in $dir did not start: $(cat "$dir.err")"
-  echo "$addr"
+  die "the gateway in $dir did not start: $(cat "$dir.err")"
 }
 
 # A desk configuration folder whose feed is the gateway at $2.
@@ -124,8 +123,10 @@ keys = ["$work/desk/private.pem"]
 EOF
 }
 
-full_addr="$(start_gateway "$work/gateway-full")"
-empty_addr="$(start_gateway "$work/gateway-empty")"
+start_gateway "$work/gateway-full"
+full_addr="$gateway_addr"
+start_gateway "$work/gateway-empty"
+empty_addr="$gateway_addr"
 write_config "$work/full/config" "$full_addr"
 write_config "$work/empty-config" "$empty_addr"
 gateway_db="$work/gateway-full/gateway.sqlite3"
