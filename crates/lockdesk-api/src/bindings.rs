@@ -52,6 +52,16 @@ pub fn typescript() -> String {
     decl::<DeskSnapshot>(&cfg, &mut out);
     decl::<DeskEvent>(&cfg, &mut out);
     decl::<FocusConversation>(&cfg, &mut out);
+    decl::<SupervisorFilters>(&cfg, &mut out);
+    decl::<SupervisorRow>(&cfg, &mut out);
+    decl::<DayShare>(&cfg, &mut out);
+    decl::<ReasonCount>(&cfg, &mut out);
+    decl::<AdvisorCount>(&cfg, &mut out);
+    decl::<FilterChoices>(&cfg, &mut out);
+    decl::<SupervisorOverview>(&cfg, &mut out);
+    decl::<AuditStatus>(&cfg, &mut out);
+    decl::<ExportFormat>(&cfg, &mut out);
+    decl::<ExportResult>(&cfg, &mut out);
     out.truncate(out.trim_end().len());
     out.push('\n');
     out

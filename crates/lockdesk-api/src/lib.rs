@@ -16,6 +16,7 @@ pub mod desk_map;
 mod error;
 mod feed;
 mod settings;
+pub mod supervisor;
 
 pub use desk::{
     AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskEvent,
@@ -28,6 +29,10 @@ pub use feed::FeedStatus;
 pub use settings::{
     AppInfo, FieldError, NotificationsForm, SaveOutcome, SettingsForm, SettingsService,
     SettingsView, TrustForm,
+};
+pub use supervisor::{
+    AdvisorCount, AuditStatus, DayShare, ExportFormat, ExportResult, FilterChoices, ReasonCount,
+    SupervisorFilters, SupervisorOverview, SupervisorRow,
 };
 
 #[cfg(test)]

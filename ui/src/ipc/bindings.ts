@@ -254,3 +254,127 @@ revision: number, };
 export type DeskEvent = { "kind": "row", revision: number, row: ConversationRow, } | { "kind": "alert", revision: number, alert: DeskAlert, } | { "kind": "status", status: DeskStatus, } | { "kind": "reset", revision: number, };
 
 export type FocusConversation = { conversationId: string, };
+
+export type SupervisorFilters = { 
+/**
+ * The conversation's state; a closed conversation also matches the state it kept.
+ */
+state: AuthStateName | null, 
+/**
+ * The reason code of the conversation's last rejection (e.g. `expired`).
+ */
+reason: string | null, 
+/**
+ * The advisor (iAdvize operator id).
+ */
+operatorId: number | null, 
+/**
+ * iAdvize's channel (`CHAT`, `CALL`, `WHATSAPP`, ...).
+ */
+channel: string | null, 
+/**
+ * Opened at or after this instant (ms since the epoch).
+ */
+fromMs: number | null, 
+/**
+ * Opened at or before this instant (ms since the epoch).
+ */
+toMs: number | null, 
+/**
+ * The viewer's offset from UTC in minutes (east positive): days are the viewer's days.
+ */
+tzOffsetMinutes: number, };
+
+export type SupervisorRow = { id: string, state: AuthStateName, 
+/**
+ * For a closed conversation, the state it kept.
+ */
+closedFrom: AuthStateName | null, reasonCode: string | null, operatorId: number | null, channel: string, userId: string | null, openedAtMs: number | null, closedAtMs: number | null, 
+/**
+ * The first valid token in the conversation (`null`: never secured).
+ */
+securedAtMs: number | null, };
+
+export type DayShare = { 
+/**
+ * `YYYY-MM-DD` in the viewer's time zone.
+ */
+day: string, conversations: number, secured: number, };
+
+export type ReasonCount = { 
+/**
+ * `null`: failed without a recorded reason code.
+ */
+reason: string | null, conversations: number, };
+
+export type AdvisorCount = { 
+/**
+ * `null`: not (yet) assigned to an advisor.
+ */
+operatorId: number | null, conversations: number, secured: number, failed: number, };
+
+export type FilterChoices = { states: Array<AuthStateName>, reasons: Array<string>, operatorIds: Array<number>, channels: Array<string>, };
+
+export type SupervisorOverview = { 
+/**
+ * Conversations in the store.
+ */
+total: number, 
+/**
+ * Conversations matching the filters (the aggregates cover all of them).
+ */
+matched: number, 
+/**
+ * Matching conversations secured at least once.
+ */
+secured: number, 
+/**
+ * Matching conversations whose (kept) state is `failed`.
+ */
+failed: number, 
+/**
+ * The matching rows, most recently opened first, at most [`ROW_LIMIT`].
+ */
+rows: Array<SupervisorRow>, 
+/**
+ * Oldest day first.
+ */
+perDay: Array<DayShare>, 
+/**
+ * Most conversations first.
+ */
+failuresByReason: Array<ReasonCount>, 
+/**
+ * Most conversations first.
+ */
+perAdvisor: Array<AdvisorCount>, choices: FilterChoices, };
+
+export type AuditStatus = { 
+/**
+ * The whole chain verified.
+ */
+ok: boolean, 
+/**
+ * Entries checked (0 when broken: the count stops at the bad entry).
+ */
+entries: number, headSeq: number | null, 
+/**
+ * The head hash (64 hex digits), to be written down elsewhere.
+ */
+headHash: string | null, 
+/**
+ * The first bad entry's seq.
+ */
+brokenAt: number | null, 
+/**
+ * What is wrong with it.
+ */
+problem: string | null, 
+/**
+ * The SQLite file checked.
+ */
+file: string, };
+
+export type ExportFormat = "csv" | "jsonl";
+
+export type ExportResult = { path: string, entries: number, redacted: boolean, headSeq: number | null, headHash: string | null, };

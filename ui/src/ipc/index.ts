@@ -13,6 +13,7 @@ import type {
 export type * from './bindings';
 export { isIpcError };
 export * from './desk';
+export * from './supervisor';
 
 export const getSettings = (): Promise<SettingsView> => call('get_settings');
 export const validateSettings = (form: SettingsForm): Promise<FieldError[]> =>

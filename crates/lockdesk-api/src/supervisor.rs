@@ -1,0 +1,790 @@
+//! The supervisor's screen (issue 7): every conversation with filters and aggregates, the audit
+//! log's integrity state and head hash, and an export of the log written into the data folder.
+//!
+//! The bodies of the three commands live here (no Tauri): [`overview`] aggregates the desk's
+//! conversation rows, [`audit_status`] runs [`lockdesk_audit::verify`] over the desk's SQLite
+//! file, [`export_audit`] streams [`lockdesk_audit::export::export`] into `<dir>/exports/`.
+//!
+//! Must not: present anything that is not in the store (no sample data; an empty desk gives empty
+//! aggregates); write to the store (the audit connection is read-only); leave a half-written
+//! export under its final name (it is written as `.part` and renamed once synced).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use lockdesk_audit::export::{self as audit_export, ExportOptions, Format, RedactKey};
+use lockdesk_audit::VerifyError;
+use lockdesk_desk as dc;
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::desk_map::state_name;
+use crate::{AuthStateName, IpcError, IpcErrorCode};
+
+/// The supervisor table shows at most this many rows (the aggregates cover every match).
+pub const ROW_LIMIT: usize = 2_000;
+
+/// The folder of the data directory that UI exports go to.
+pub const EXPORTS_DIR: &str = "exports";
+
+/// What the supervisor narrows the conversations to. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SupervisorFilters {
+    /// The conversation's state; a closed conversation also matches the state it kept.
+    pub state: Option<AuthStateName>,
+    /// The reason code of the conversation's last rejection (e.g. `expired`).
+    pub reason: Option<String>,
+    /// The advisor (iAdvize operator id).
+    #[ts(type = "number | null")]
+    pub operator_id: Option<i64>,
+    /// iAdvize's channel (`CHAT`, `CALL`, `WHATSAPP`, ...).
+    pub channel: Option<String>,
+    /// Opened at or after this instant (ms since the epoch).
+    #[ts(type = "number | null")]
+    pub from_ms: Option<i64>,
+    /// Opened at or before this instant (ms since the epoch).
+    #[ts(type = "number | null")]
+    pub to_ms: Option<i64>,
+    /// The viewer's offset from UTC in minutes (east positive): days are the viewer's days.
+    pub tz_offset_minutes: i32,
+}
+
+/// One line of the supervisor's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisorRow {
+    pub id: String,
+    pub state: AuthStateName,
+    /// For a closed conversation, the state it kept.
+    pub closed_from: Option<AuthStateName>,
+    pub reason_code: Option<String>,
+    #[ts(type = "number | null")]
+    pub operator_id: Option<i64>,
+    pub channel: String,
+    pub user_id: Option<String>,
+    #[ts(type = "number | null")]
+    pub opened_at_ms: Option<i64>,
+    #[ts(type = "number | null")]
+    pub closed_at_ms: Option<i64>,
+    /// The first valid token in the conversation (`null`: never secured).
+    #[ts(type = "number | null")]
+    pub secured_at_ms: Option<i64>,
+}
+
+/// Conversations opened on one day, and how many of them were secured at least once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DayShare {
+    /// `YYYY-MM-DD` in the viewer's time zone.
+    pub day: String,
+    pub conversations: u32,
+    pub secured: u32,
+}
+
+/// Conversations whose (kept) state is `failed`, with this reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasonCount {
+    /// `null`: failed without a recorded reason code.
+    pub reason: Option<String>,
+    pub conversations: u32,
+}
+
+/// One advisor's conversations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorCount {
+    /// `null`: not (yet) assigned to an advisor.
+    #[ts(type = "number | null")]
+    pub operator_id: Option<i64>,
+    pub conversations: u32,
+    pub secured: u32,
+    pub failed: u32,
+}
+
+/// The values each filter can take (from every conversation, not only the matching ones).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterChoices {
+    pub states: Vec<AuthStateName>,
+    pub reasons: Vec<String>,
+    #[ts(type = "Array<number>")]
+    pub operator_ids: Vec<i64>,
+    pub channels: Vec<String>,
+}
+
+/// What the supervisor's screen shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisorOverview {
+    /// Conversations in the store.
+    pub total: u32,
+    /// Conversations matching the filters (the aggregates cover all of them).
+    pub matched: u32,
+    /// Matching conversations secured at least once.
+    pub secured: u32,
+    /// Matching conversations whose (kept) state is `failed`.
+    pub failed: u32,
+    /// The matching rows, most recently opened first, at most [`ROW_LIMIT`].
+    pub rows: Vec<SupervisorRow>,
+    /// Oldest day first.
+    pub per_day: Vec<DayShare>,
+    /// Most conversations first.
+    pub failures_by_reason: Vec<ReasonCount>,
+    /// Most conversations first.
+    pub per_advisor: Vec<AdvisorCount>,
+    pub choices: FilterChoices,
+}
+
+/// The audit log's integrity, as `audit verify` sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditStatus {
+    /// The whole chain verified.
+    pub ok: bool,
+    /// Entries checked (0 when broken: the count stops at the bad entry).
+    #[ts(type = "number")]
+    pub entries: u64,
+    #[ts(type = "number | null")]
+    pub head_seq: Option<u64>,
+    /// The head hash (64 hex digits), to be written down elsewhere.
+    pub head_hash: Option<String>,
+    /// The first bad entry's seq.
+    #[ts(type = "number | null")]
+    pub broken_at: Option<u64>,
+    /// What is wrong with it.
+    pub problem: Option<String>,
+    /// The SQLite file checked.
+    pub file: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Where an export was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportResult {
+    pub path: String,
+    #[ts(type = "number")]
+    pub entries: u64,
+    pub redacted: bool,
+    #[ts(type = "number | null")]
+    pub head_seq: Option<u64>,
+    pub head_hash: Option<String>,
+}
+
+fn row_matches(r: &dc::ConversationRow, f: &SupervisorFilters) -> bool {
+    if let Some(s) = f.state {
+        if state_name(&r.state) != s && state_name(&r.auth_state) != s {
+            return false;
+        }
+    }
+    if f.reason.is_some() && r.reason != f.reason {
+        return false;
+    }
+    if f.operator_id.is_some() && r.operator_id != f.operator_id {
+        return false;
+    }
+    if let Some(c) = &f.channel {
+        if &r.channel != c {
+            return false;
+        }
+    }
+    let at = r.opened_ms.or(r.closed_ms);
+    if let Some(from) = f.from_ms {
+        if at.is_none_or(|t| t < from) {
+            return false;
+        }
+    }
+    if let Some(to) = f.to_ms {
+        if at.is_none_or(|t| t > to) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The civil date (proleptic Gregorian) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+pub fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The viewer's day of an instant.
+pub fn day_of(ms: i64, tz_offset_minutes: i32) -> String {
+    let local = ms.saturating_add(i64::from(tz_offset_minutes) * 60_000);
+    civil_date(local.div_euclid(86_400_000))
+}
+
+fn is_failed(r: &dc::ConversationRow) -> bool {
+    state_name(&r.auth_state) == AuthStateName::Failed
+        || state_name(&r.state) == AuthStateName::Failed
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The supervisor's view of `rows` (the desk's conversations, any order) under `filters`.
+pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> SupervisorOverview {
+    let mut choices_states = BTreeSet::new();
+    let mut reasons = BTreeSet::new();
+    let mut operators = BTreeSet::new();
+    let mut channels = BTreeSet::new();
+    for r in rows {
+        choices_states.insert(state_name(&r.state).code());
+        choices_states.insert(state_name(&r.auth_state).code());
+        if let Some(x) = &r.reason {
+            reasons.insert(x.clone());
+        }
+        if let Some(o) = r.operator_id {
+            operators.insert(o);
+        }
+        channels.insert(r.channel.clone());
+    }
+    let mut matching: Vec<&dc::ConversationRow> =
+        rows.iter().filter(|r| row_matches(r, filters)).collect();
+    matching.sort_by(|a, b| {
+        b.opened_ms
+            .or(b.closed_ms)
+            .cmp(&a.opened_ms.or(a.closed_ms))
+            .then_with(|| b.conversation_id.cmp(&a.conversation_id))
+    });
+
+    let mut days: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut reasons_n: BTreeMap<Option<String>, u32> = BTreeMap::new();
+    let mut advisors: BTreeMap<Option<i64>, (u32, u32, u32)> = BTreeMap::new();
+    let (mut secured, mut failed) = (0u32, 0u32);
+    for r in &matching {
+        let was_secured = r.first_verified_ms.is_some();
+        let fail = is_failed(r);
+        secured += u32::from(was_secured);
+        failed += u32::from(fail);
+        if let Some(at) = r.opened_ms.or(r.closed_ms) {
+            let d = days
+                .entry(day_of(at, filters.tz_offset_minutes))
+                .or_default();
+            d.0 += 1;
+            d.1 += u32::from(was_secured);
+        }
+        if fail {
+            *reasons_n.entry(r.reason.clone()).or_default() += 1;
+        }
+        let a = advisors.entry(r.operator_id).or_default();
+        a.0 += 1;
+        a.1 += u32::from(was_secured);
+        a.2 += u32::from(fail);
+    }
+    let mut failures_by_reason: Vec<ReasonCount> = reasons_n
+        .into_iter()
+        .map(|(reason, conversations)| ReasonCount {
+            reason,
+            conversations,
+        })
+        .collect();
+    failures_by_reason.sort_by(|a, b| b.conversations.cmp(&a.conversations));
+    let mut per_advisor: Vec<AdvisorCount> = advisors
+        .into_iter()
+        .map(
+            |(operator_id, (conversations, secured, failed))| AdvisorCount {
+                operator_id,
+                conversations,
+                secured,
+                failed,
+            },
+        )
+        .collect();
+    per_advisor.sort_by(|a, b| b.conversations.cmp(&a.conversations));
+
+    SupervisorOverview {
+        total: count(rows.len()),
+        matched: count(matching.len()),
+        secured,
+        failed,
+        rows: matching
+            .iter()
+            .take(ROW_LIMIT)
+            .map(|r| {
+                let state = state_name(&r.state);
+                SupervisorRow {
+                    id: r.conversation_id.clone(),
+                    state,
+                    closed_from: (state == AuthStateName::Closed)
+                        .then(|| state_name(&r.auth_state)),
+                    reason_code: r.reason.clone(),
+                    operator_id: r.operator_id,
+                    channel: r.channel.clone(),
+                    user_id: r.user_id.clone(),
+                    opened_at_ms: r.opened_ms,
+                    closed_at_ms: r.closed_ms,
+                    secured_at_ms: r.first_verified_ms,
+                }
+            })
+            .collect(),
+        per_day: days
+            .into_iter()
+            .map(|(day, (conversations, secured))| DayShare {
+                day,
+                conversations,
+                secured,
+            })
+            .collect(),
+        failures_by_reason,
+        per_advisor,
+        choices: FilterChoices {
+            states: AuthStateName::ALL
+                .into_iter()
+                .filter(|s| choices_states.contains(s.code()))
+                .collect(),
+            reasons: reasons.into_iter().collect(),
+            operator_ids: operators.into_iter().collect(),
+            channels: channels.into_iter().collect(),
+        },
+    }
+}
+
+fn internal(msg: String) -> IpcError {
+    IpcError::new(IpcErrorCode::Internal, msg)
+}
+
+/// The desk's SQLite file in `dir`, opened read-only (it must exist).
+fn open_store(dir: &Path) -> Result<(PathBuf, Connection), IpcError> {
+    let path = dir.join(lockdesk_audit::DEFAULT_FILE_NAME);
+    if !path.is_file() {
+        return Err(internal(format!("no desk store at {}", path.display())));
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
+    // The desk may be committing: wait for it rather than fail.
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
+    Ok((path, conn))
+}
+
+/// Verifies the whole audit chain in `dir`'s desk store (what `lockdesk-cli audit verify` does).
+/// A broken chain is a status (`ok: false`, the first bad entry), not an error; an unreadable
+/// file is an error.
+pub fn audit_status(dir: &Path) -> Result<AuditStatus, IpcError> {
+    let (path, conn) = open_store(dir)?;
+    let file = path.display().to_string();
+    match lockdesk_audit::verify(&conn) {
+        Ok(report) => Ok(AuditStatus {
+            ok: true,
+            entries: report.entries,
+            head_seq: report.head.as_ref().map(|h| h.seq),
+            head_hash: report.head.map(|h| h.hash_hex),
+            broken_at: None,
+            problem: None,
+            file,
+        }),
+        Err(VerifyError::Broken(b)) => {
+            // The stored head, for the record (it is what the file claims, not a verified one).
+            let head = lockdesk_audit::head(&conn).ok().flatten();
+            Ok(AuditStatus {
+                ok: false,
+                entries: 0,
+                head_seq: head.as_ref().map(|h| h.seq),
+                head_hash: head.map(|h| h.hash_hex),
+                broken_at: Some(b.seq),
+                problem: Some(b.problem),
+                file,
+            })
+        }
+        Err(VerifyError::Store(e)) => Err(internal(format!("audit log in {file}: {e}"))),
+    }
+}
+
+/// `audit-2026-03-01T10-20-30Z[-redacted].csv` for an export taken at `now_ms`.
+pub fn export_file_name(now_ms: i64, format: ExportFormat, redact: bool) -> String {
+    let stamp = audit_export::rfc3339(now_ms);
+    // "2026-03-01T10:20:30.123Z" -> "2026-03-01T10-20-30Z"
+    let stamp: String = match stamp.split_once('.') {
+        Some((whole, _)) => format!("{whole}Z"),
+        None => stamp,
+    }
+    .replace(':', "-");
+    let ext = match format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Jsonl => "jsonl",
+    };
+    let red = if redact { "-redacted" } else { "" };
+    format!("audit-{stamp}{red}.{ext}")
+}
+
+/// Writes the whole audit log of `dir`'s store to a new file in `dir/exports/` (redacted with
+/// the key `lockdesk-cli audit export --redact` uses: `dir/audit-redaction.key`, created if
+/// missing), the same bytes `lockdesk-cli audit export --data dir` writes.
+pub fn export_audit(
+    dir: &Path,
+    format: ExportFormat,
+    redact: bool,
+    now_ms: i64,
+) -> Result<ExportResult, IpcError> {
+    let (_, conn) = open_store(dir)?;
+    let redact_key = if redact {
+        let key_path = dir.join(audit_export::REDACTION_KEY_FILE);
+        Some(RedactKey::load_or_create(&key_path).map_err(|e| internal(e.to_string()))?)
+    } else {
+        None
+    };
+    let out_dir = dir.join(EXPORTS_DIR);
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| internal(format!("cannot create {}: {e}", out_dir.display())))?;
+    let base = export_file_name(now_ms, format, redact);
+    let mut path = out_dir.join(&base);
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        let (stem, ext) = base.rsplit_once('.').unwrap_or((&base, ""));
+        path = out_dir.join(format!("{stem}-{n}.{ext}"));
+    }
+    let part = path.with_extension(format!(
+        "{}.part",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let io = |what: &Path, e: std::io::Error| internal(format!("{}: {e}", what.display()));
+    let file = std::fs::File::create(&part).map_err(|e| io(&part, e))?;
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    let opts = ExportOptions {
+        redact: redact_key,
+        ..ExportOptions::default()
+    };
+    let fmt = match format {
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Jsonl => Format::Jsonl,
+    };
+    let written = audit_export::export(&conn, &mut w, fmt, &opts, &mut |_| {})
+        .map_err(|e| internal(e.to_string()))
+        .and_then(|summary| {
+            w.flush().map_err(|e| io(&part, e))?;
+            let f = w.into_inner().map_err(|e| io(&part, e.into_error()))?;
+            f.sync_all().map_err(|e| io(&part, e))?;
+            std::fs::rename(&part, &path).map_err(|e| io(&path, e))?;
+            Ok(summary)
+        });
+    let summary = match written {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    Ok(ExportResult {
+        path: path.display().to_string(),
+        entries: summary.entries,
+        redacted: redact,
+        head_seq: summary.head.as_ref().map(|h| h.seq),
+        head_hash: summary.head.map(|h| h.hash_hex),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(id: &str, state: &str, kept: &str, opened: i64) -> dc::ConversationRow {
+        dc::ConversationRow {
+            conversation_id: id.into(),
+            visitor_id: format!("v-{id}"),
+            channel: "CHAT".into(),
+            operator_id: Some(7),
+            state: state.into(),
+            auth_state: kept.into(),
+            reason: None,
+            user_id: None,
+            other_user_id: None,
+            name: None,
+            source: Some("web".into()),
+            domain: None,
+            device: None,
+            app: None,
+            opened_ms: Some(opened),
+            closed_ms: None,
+            since_ms: None,
+            until_ms: None,
+            last_verified_ms: None,
+            first_verified_ms: None,
+            platform_user_id: None,
+        }
+    }
+
+    const DAY: i64 = 86_400_000;
+    // 2026-03-01T00:00:00Z
+    const T0: i64 = 1_772_323_200_000;
+
+    fn sample() -> Vec<dc::ConversationRow> {
+        let mut a = conv("a", "secured", "secured", T0 + 1000);
+        a.first_verified_ms = Some(T0 + 2000);
+        a.user_id = Some("u-1".into());
+        let mut b = conv("b", "failed", "failed", T0 + 3000);
+        b.reason = Some("expired".into());
+        let mut c = conv("c", "closed", "failed", T0 + DAY + 10);
+        c.reason = Some("bad_signature".into());
+        c.operator_id = Some(9);
+        c.closed_ms = Some(T0 + DAY + 500);
+        let mut d = conv("d", "unsupported", "unsupported", T0 + DAY + 20);
+        d.channel = "WHATSAPP".into();
+        d.operator_id = None;
+        let mut e = conv("e", "closed", "secured", T0 + DAY + 30);
+        e.first_verified_ms = Some(T0 + DAY + 40);
+        e.closed_ms = Some(T0 + DAY + 900);
+        vec![a, b, c, d, e]
+    }
+
+    #[test]
+    fn civil_dates_match_known_days() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(-1), "1969-12-31");
+        assert_eq!(civil_date(T0 / DAY), "2026-03-01");
+        assert_eq!(civil_date(T0 / DAY - 1), "2026-02-28");
+        // 2024 is a leap year.
+        assert_eq!(day_of(1_709_164_800_000, 0), "2024-02-29");
+        // One minute before midnight UTC is already the next day two hours east.
+        assert_eq!(day_of(T0 - 60_000, 0), "2026-02-28");
+        assert_eq!(day_of(T0 - 60_000, 120), "2026-03-01");
+        assert_eq!(day_of(T0 + 60_000, -60), "2026-02-28");
+    }
+
+    #[test]
+    fn no_filter_aggregates_every_conversation() {
+        let o = overview(&sample(), &SupervisorFilters::default());
+        assert_eq!((o.total, o.matched, o.secured, o.failed), (5, 5, 2, 2));
+        // Newest first.
+        let ids: Vec<_> = o.rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["e", "d", "c", "b", "a"]);
+        assert_eq!(o.rows[2].closed_from, Some(AuthStateName::Failed));
+        assert_eq!(o.rows[4].secured_at_ms, Some(T0 + 2000));
+        assert_eq!(
+            o.per_day,
+            vec![
+                DayShare {
+                    day: "2026-03-01".into(),
+                    conversations: 2,
+                    secured: 1
+                },
+                DayShare {
+                    day: "2026-03-02".into(),
+                    conversations: 3,
+                    secured: 1
+                },
+            ]
+        );
+        let mut reasons: Vec<_> = o
+            .failures_by_reason
+            .iter()
+            .map(|r| (r.reason.clone().unwrap_or_default(), r.conversations))
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [("bad_signature".to_string(), 1), ("expired".to_string(), 1)]
+        );
+        assert_eq!(
+            o.per_advisor[0],
+            AdvisorCount {
+                operator_id: Some(7),
+                conversations: 3,
+                secured: 2,
+                failed: 1
+            }
+        );
+        assert_eq!(o.per_advisor.len(), 3);
+        assert_eq!(o.choices.channels, ["CHAT", "WHATSAPP"]);
+        assert_eq!(o.choices.operator_ids, [7, 9]);
+        assert_eq!(o.choices.reasons, ["bad_signature", "expired"]);
+        assert_eq!(
+            o.choices.states,
+            [
+                AuthStateName::Secured,
+                AuthStateName::Failed,
+                AuthStateName::Unsupported,
+                AuthStateName::Closed
+            ]
+        );
+    }
+
+    #[test]
+    fn each_filter_narrows_and_choices_stay_complete() {
+        let rows = sample();
+        let ids = |f: SupervisorFilters| -> Vec<String> {
+            let o = overview(&rows, &f);
+            assert_eq!(o.choices.channels.len(), 2, "choices come from every row");
+            o.rows.into_iter().map(|r| r.id).collect()
+        };
+        // A closed conversation matches the state it kept.
+        assert_eq!(
+            ids(SupervisorFilters {
+                state: Some(AuthStateName::Failed),
+                ..Default::default()
+            }),
+            ["c", "b"]
+        );
+        assert_eq!(
+            ids(SupervisorFilters {
+                reason: Some("expired".into()),
+                ..Default::default()
+            }),
+            ["b"]
+        );
+        assert_eq!(
+            ids(SupervisorFilters {
+                operator_id: Some(9),
+                ..Default::default()
+            }),
+            ["c"]
+        );
+        assert_eq!(
+            ids(SupervisorFilters {
+                channel: Some("WHATSAPP".into()),
+                ..Default::default()
+            }),
+            ["d"]
+        );
+        assert_eq!(
+            ids(SupervisorFilters {
+                from_ms: Some(T0 + DAY),
+                to_ms: Some(T0 + DAY + 25),
+                ..Default::default()
+            }),
+            ["d", "c"]
+        );
+        let o = overview(
+            &rows,
+            &SupervisorFilters {
+                state: Some(AuthStateName::Secured),
+                ..Default::default()
+            },
+        );
+        assert_eq!((o.matched, o.secured, o.failed), (2, 2, 0));
+        assert!(o.failures_by_reason.is_empty());
+    }
+
+    #[test]
+    fn an_empty_desk_gives_empty_aggregates() {
+        let o = overview(&[], &SupervisorFilters::default());
+        assert_eq!(o, SupervisorOverview::default());
+    }
+
+    #[test]
+    fn export_names_are_stamped_and_safe_for_any_file_system() {
+        assert_eq!(
+            export_file_name(T0 + 3_723_456, ExportFormat::Csv, true),
+            "audit-2026-03-01T01-02-03Z-redacted.csv"
+        );
+        assert_eq!(
+            export_file_name(T0, ExportFormat::Jsonl, false),
+            "audit-2026-03-01T00-00-00Z.jsonl"
+        );
+    }
+
+    fn store_with_entries(dir: &Path, n: i64) {
+        let mut conn = Connection::open(dir.join(lockdesk_audit::DEFAULT_FILE_NAME)).unwrap();
+        lockdesk_audit::migrate(&conn).unwrap();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        for i in 0..n {
+            lockdesk_audit::append(
+                &tx,
+                &lockdesk_audit::Record {
+                    at_ms: T0 + i,
+                    kind: lockdesk_audit::Kind::Verdict,
+                    conversation_id: Some(format!("conv-{i}")),
+                    visitor_id: Some("visitor-9".into()),
+                    user_id: Some("user-42".into()),
+                    operator_id: Some(7),
+                    data: serde_json::json!({
+                        "verdict": "verified", "reason": null,
+                        "visitorData": {"email": "secret@b.example"}
+                    }),
+                },
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn audit_status_is_ok_then_names_the_edited_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(audit_status(dir.path())
+            .unwrap_err()
+            .message
+            .contains("no desk store"));
+        store_with_entries(dir.path(), 5);
+        let st = audit_status(dir.path()).unwrap();
+        assert!(st.ok);
+        assert_eq!(st.entries, 5);
+        assert_eq!(st.head_seq, Some(5));
+        assert_eq!(st.head_hash.as_deref().map(str::len), Some(64));
+        assert_eq!((st.broken_at, st.problem), (None, None));
+
+        // Edit entry 3 by hand, as a tamperer would.
+        let conn = Connection::open(dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME)).unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE audit_log SET conversation_id = 'conv-x' WHERE seq = 3",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let st = audit_status(dir.path()).unwrap();
+        assert!(!st.ok);
+        assert_eq!(st.broken_at, Some(3));
+        assert!(st.problem.is_some());
+        assert_eq!(st.head_seq, Some(5));
+    }
+
+    #[test]
+    fn export_writes_a_redacted_file_in_exports_that_reverifies() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_entries(dir.path(), 3);
+        let r = export_audit(dir.path(), ExportFormat::Jsonl, true, T0).unwrap();
+        assert_eq!(r.entries, 3);
+        assert!(r.redacted);
+        let path = PathBuf::from(&r.path);
+        assert_eq!(path.parent(), Some(dir.path().join(EXPORTS_DIR).as_path()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("user-42") && !text.contains("secret@b.example"));
+        assert!(dir.path().join(audit_export::REDACTION_KEY_FILE).is_file());
+        let report =
+            audit_export::verify_export(&mut std::io::BufReader::new(text.as_bytes())).unwrap();
+        assert_eq!(report.entries, 3);
+        assert!(report.redacted);
+
+        // Same second again: a new file, never an overwrite; not redacted keeps the data.
+        let r2 = export_audit(dir.path(), ExportFormat::Jsonl, false, T0).unwrap();
+        assert_ne!(r2.path, r.path);
+        assert!(std::fs::read_to_string(&r2.path)
+            .unwrap()
+            .contains("user-42"));
+        let csv = export_audit(dir.path(), ExportFormat::Csv, true, T0).unwrap();
+        assert!(csv.path.ends_with(".csv"));
+        // No leftover part files.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(EXPORTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3);
+        assert!(names.iter().all(|n| !n.ends_with(".part")));
+    }
+}

@@ -1,0 +1,189 @@
+// The supervisor screen against Tauri's IPC mock (the Rust side of these commands, with the
+// real aggregation and a real SQLite audit log, is tested in crates/lockdesk-api/src/supervisor.rs).
+import { afterEach, describe, expect, it } from 'vitest';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import Supervisor from './Supervisor.svelte';
+import type {
+  AuditStatus,
+  ConversationDetail,
+  ExportResult,
+  SupervisorFilters,
+  SupervisorOverview,
+  SupervisorRow,
+} from '../../ipc';
+import { row as listRow, T0 } from '../conversations/fixtures';
+import { emptyForm, percent, toFilters } from './model';
+
+const rows: SupervisorRow[] = [
+  { id: 'c-ok', state: 'secured', closedFrom: null, reasonCode: null, operatorId: 7, channel: 'CHAT', userId: 'user-42', openedAtMs: T0, closedAtMs: null, securedAtMs: T0 + 1000 },
+  { id: 'c-bad', state: 'failed', closedFrom: null, reasonCode: 'expired', operatorId: 9, channel: 'CHAT', userId: null, openedAtMs: T0 - 1000, closedAtMs: null, securedAtMs: null },
+  { id: 'c-wa', state: 'unsupported', closedFrom: null, reasonCode: null, operatorId: null, channel: 'WHATSAPP', userId: null, openedAtMs: T0 - 2000, closedAtMs: null, securedAtMs: null },
+];
+
+// A stand-in for the shell that narrows by state only: enough to see the filter cross IPC.
+function overviewFor(f: SupervisorFilters): SupervisorOverview {
+  const matching = rows.filter((r) => f.state === null || r.state === f.state);
+  return {
+    total: rows.length,
+    matched: matching.length,
+    secured: matching.filter((r) => r.securedAtMs !== null).length,
+    failed: matching.filter((r) => r.state === 'failed').length,
+    rows: matching,
+    perDay: [{ day: '2026-11-22', conversations: 3, secured: 1 }],
+    failuresByReason: [{ reason: 'expired', conversations: 1 }],
+    perAdvisor: [
+      { operatorId: 7, conversations: 1, secured: 1, failed: 0 },
+      { operatorId: null, conversations: 1, secured: 0, failed: 0 },
+    ],
+    choices: { states: ['secured', 'failed', 'unsupported'], reasons: ['expired'], operatorIds: [7, 9], channels: ['CHAT', 'WHATSAPP'] },
+  };
+}
+
+const HASH = 'ab'.repeat(32);
+let sent: SupervisorFilters[] = [];
+let exports: { format: string; redact: boolean }[] = [];
+
+function serve(audit: AuditStatus): void {
+  sent = [];
+  exports = [];
+  mockIPC((cmd, args) => {
+    switch (cmd) {
+      case 'supervisor_overview': {
+        const f = (args as { filters: SupervisorFilters }).filters;
+        sent.push(f);
+        return overviewFor(f);
+      }
+      case 'audit_status':
+        return audit;
+      case 'get_conversation': {
+        const id = (args as { id: string }).id;
+        const d: ConversationDetail = {
+          row: listRow({ id }),
+          identity: null,
+          timeline: [{ atMs: T0, verdict: 'rejected', reasonCode: 'expired', reasonText: 'token expired', issuer: null, expiresAtMs: null, userId: null, beforeLogin: false }],
+          alerts: [],
+        };
+        return d;
+      }
+      case 'export_audit': {
+        const a = args as { format: string; redact: boolean };
+        exports.push(a);
+        const r: ExportResult = { path: `/data/demo/exports/audit-2026-11-22T09-00-00Z${a.redact ? '-redacted' : ''}.${a.format}`, entries: 12, redacted: a.redact, headSeq: 12, headHash: HASH };
+        return r;
+      }
+      default:
+        throw { code: 'internal', message: `unexpected command ${cmd}` };
+    }
+  });
+}
+
+const okAudit: AuditStatus = { ok: true, entries: 12, headSeq: 12, headHash: HASH, brokenAt: null, problem: null, file: '/data/demo/desk.sqlite3' };
+
+afterEach(() => clearMocks());
+
+describe('Supervisor', () => {
+  it('lists every conversation, and a filter narrows the table through the command', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    const table = await screen.findByTestId('sup-table');
+    expect(within(table).getAllByTestId('sup-row')).toHaveLength(3);
+    expect(sent[0]?.state).toBeNull();
+    await fireEvent.change(screen.getByLabelText('State'), { target: { value: 'failed' } });
+    await waitFor(() => expect(within(screen.getByTestId('sup-table')).getAllByTestId('sup-row')).toHaveLength(1));
+    expect(sent.at(-1)?.state).toBe('failed');
+    const only = screen.getByTestId('sup-row');
+    expect(only).toHaveAttribute('data-id', 'c-bad');
+    expect(only).toHaveTextContent('Verification failed');
+    expect(screen.getByTestId('sup-summary')).toHaveTextContent('1 of 3 conversations match');
+  });
+
+  it("opens a conversation's timeline on selection", async () => {
+    serve(okAudit);
+    render(Supervisor);
+    await fireEvent.click(await screen.findByRole('button', { name: 'c-bad' }));
+    const detail = screen.getByTestId('sup-detail');
+    const timeline = await within(detail).findByTestId('timeline');
+    expect(within(timeline).getByTestId('presentation-reason')).toHaveTextContent('expired');
+    expect(screen.getByRole('button', { name: 'c-bad' })).toHaveAttribute('aria-pressed', 'true');
+  });
+
+  it('gives every chart a text equivalent, and hides the drawn bars from screen readers', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    const daily = await screen.findByTestId('chart-daily-text');
+    expect(daily).toHaveTextContent('2026-11-22');
+    expect(daily).toHaveTextContent('33%');
+    expect(daily).toHaveTextContent('1 secured of 3');
+    expect(screen.getByTestId('chart-reasons')).toHaveTextContent('expired: 1');
+    const advisors = screen.getByTestId('chart-advisors');
+    expect(advisors).toHaveTextContent('#7: 1 conversations, 1 secured, 0 failed');
+    expect(advisors).toHaveTextContent('No advisor: 1 conversations');
+    for (const svg of screen.getByTestId('supervisor').querySelectorAll('svg')) {
+      expect(svg).toHaveAttribute('aria-hidden', 'true');
+    }
+  });
+
+  it('shows an intact log with its entry count and selectable head hash', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    const status = await screen.findByTestId('audit-status');
+    await waitFor(() => expect(status).toHaveAttribute('data-ok', 'true'));
+    expect(status).toHaveTextContent('Intact: 12 entries verified');
+    expect(status).not.toHaveTextContent('BROKEN');
+    expect(screen.getByTestId('audit-head-hash')).toHaveTextContent(HASH);
+  });
+
+  it('shows a broken log distinctly, naming the entry', async () => {
+    serve({ ok: false, entries: 0, headSeq: 12, headHash: HASH, brokenAt: 3, problem: 'the stored hash does not match its fields', file: '/d/desk.sqlite3' });
+    render(Supervisor);
+    const status = await screen.findByTestId('audit-status');
+    await waitFor(() => expect(status).toHaveAttribute('data-ok', 'false'));
+    expect(status).toHaveTextContent('BROKEN at entry 3: the stored hash does not match its fields');
+    expect(status).not.toHaveTextContent('Intact');
+    expect(screen.getByTestId('audit-broken-at')).toHaveTextContent('3');
+  });
+
+  it('exports redacted by default and shows where the file was written', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    await fireEvent.click(screen.getByTestId('export-button'));
+    const path = await screen.findByTestId('export-path');
+    expect(path).toHaveTextContent('/data/demo/exports/audit-2026-11-22T09-00-00Z-redacted.csv');
+    expect(screen.getByTestId('export-result')).toHaveTextContent('12 entries written to');
+    expect(exports).toEqual([{ format: 'csv', redact: true }]);
+
+    await fireEvent.change(screen.getByTestId('export-format'), { target: { value: 'jsonl' } });
+    await fireEvent.click(screen.getByTestId('export-redact'));
+    await fireEvent.click(screen.getByTestId('export-button'));
+    await waitFor(() => expect(screen.getByTestId('export-path')).toHaveTextContent('audit-2026-11-22T09-00-00Z.jsonl'));
+    expect(exports.at(-1)).toEqual({ format: 'jsonl', redact: false });
+    expect(screen.getByText('Not redacted: this file holds personal data.')).toBeInTheDocument();
+  });
+
+  it('shows an export error as text', async () => {
+    serve(okAudit);
+    mockIPC((cmd) => {
+      if (cmd === 'export_audit') throw { code: 'internal', message: 'no desk store at /x/desk.sqlite3' };
+      if (cmd === 'audit_status') return okAudit;
+      if (cmd === 'supervisor_overview') return overviewFor({ ...toFilters(emptyForm()) });
+      throw { code: 'internal', message: cmd };
+    });
+    render(Supervisor);
+    await fireEvent.click(screen.getByTestId('export-button'));
+    expect(await screen.findByTestId('export-error')).toHaveTextContent('no desk store at /x/desk.sqlite3');
+  });
+});
+
+describe('filters form', () => {
+  it('turns dates into the local day bounds and empty fields into no filter', () => {
+    const f = toFilters({ ...emptyForm(), from: '2026-03-01', to: '2026-03-02', operatorId: '9' });
+    expect(f.fromMs).toBe(new Date(2026, 2, 1).getTime());
+    expect(f.toMs).toBe(new Date(2026, 2, 3).getTime() - 1);
+    expect(f.operatorId).toBe(9);
+    expect(f.state).toBeNull();
+    expect(toFilters({ ...emptyForm(), from: 'garbage' }).fromMs).toBeNull();
+    expect(percent(1, 3)).toBe(33);
+    expect(percent(0, 0)).toBe(0);
+  });
+});
