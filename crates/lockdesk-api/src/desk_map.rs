@@ -230,7 +230,7 @@ pub fn history(h: &dc::History) -> History {
     let mut groups: Vec<HistoryGroup> = groups.into_values().collect();
     for g in &mut groups {
         g.conversations
-            .sort_by(|a, b| b.opened_at_ms.cmp(&a.opened_at_ms));
+            .sort_by_key(|c| std::cmp::Reverse(c.opened_at_ms));
     }
     groups.sort_by_key(|g| {
         std::cmp::Reverse(g.conversations.first().map(|c| c.opened_at_ms).unwrap_or(0))

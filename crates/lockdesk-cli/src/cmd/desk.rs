@@ -154,7 +154,11 @@ fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
         ServiceEvent::Changes(changes) => {
             let mut out = std::io::stdout().lock();
             for c in changes.iter() {
-                let line = if json { c.to_json_line() } else { human_line(c) };
+                let line = if json {
+                    c.to_json_line()
+                } else {
+                    human_line(c)
+                };
                 writeln!(out, "{line}")?;
             }
             out.flush()
@@ -345,16 +349,10 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
     if let Some(cs) = conversations {
         println!("Conversations ({}):", cs.len());
         for c in cs {
-            let fields: Vec<String> = [
-                "conversationId",
-                "channel",
-                "source",
-                "domain",
-                "device",
-            ]
-            .iter()
-            .map(|k| s(c, k))
-            .collect();
+            let fields: Vec<String> = ["conversationId", "channel", "source", "domain", "device"]
+                .iter()
+                .map(|k| s(c, k))
+                .collect();
             // A closed conversation keeps the state it ended in (secured, failed, mismatch...).
             let mut fields = fields;
             let (state, kept) = (s(c, "state"), s(c, "authState"));
