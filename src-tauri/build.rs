@@ -13,6 +13,9 @@ fn main() {
             "list_conversations",
             "get_conversation",
             "get_history",
+            "supervisor_overview",
+            "audit_status",
+            "export_audit",
         ]));
     if let Err(e) = tauri_build::try_build(attributes) {
         panic!("tauri build script failed: {e:#}");

@@ -105,6 +105,33 @@ pub async fn get_history(
     crate::desk::history(holder.inner().clone(), user_id).await
 }
 
+/// The supervisor's table and charts: every conversation under `filters`, with aggregates.
+#[tauri::command]
+pub async fn supervisor_overview(
+    holder: State<'_, Arc<DeskHolder>>,
+    filters: lockdesk_api::SupervisorFilters,
+) -> Result<lockdesk_api::SupervisorOverview, IpcError> {
+    crate::supervisor::overview(holder.inner().clone(), filters).await
+}
+
+/// Verifies the audit log's whole chain (what `lockdesk-cli audit verify` does).
+#[tauri::command]
+pub async fn audit_status(
+    holder: State<'_, Arc<DeskHolder>>,
+) -> Result<lockdesk_api::AuditStatus, IpcError> {
+    crate::supervisor::audit_status(holder.inner().clone()).await
+}
+
+/// Writes the audit log to a new file in the desk's `exports/` folder.
+#[tauri::command]
+pub async fn export_audit(
+    holder: State<'_, Arc<DeskHolder>>,
+    format: lockdesk_api::ExportFormat,
+    redact: bool,
+) -> Result<lockdesk_api::ExportResult, IpcError> {
+    crate::supervisor::export(holder.inner().clone(), format, redact).await
+}
+
 /// The UI calls this once, after its first frame is on screen; the answer (milliseconds since
 /// the process started) is logged, which is how launch-to-first-paint is measured.
 #[tauri::command]

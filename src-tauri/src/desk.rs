@@ -47,6 +47,11 @@ impl DeskHolder {
             .clone()
     }
 
+    /// The running service, or why there is none (for the supervisor's commands).
+    pub(crate) fn running(&self) -> Result<Arc<DeskService>, IpcError> {
+        self.current().ok_or_else(|| self.not_running())
+    }
+
     /// True once [`start`] has run (the app starts the desk in its setup).
     pub fn started(&self) -> bool {
         self.generation.load(Ordering::SeqCst) > 0
@@ -159,7 +164,7 @@ pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
         })
     })
     .await?;
-    conversations.sort_by(|a, b| b.updated_at_ms.cmp(&a.updated_at_ms));
+    conversations.sort_by_key(|c| std::cmp::Reverse(c.updated_at_ms));
     Ok(DeskSnapshot {
         status,
         conversations,

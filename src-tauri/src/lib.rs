@@ -11,6 +11,7 @@ mod commands;
 pub mod desk;
 mod logging;
 mod notify;
+mod supervisor;
 mod tray;
 mod window_state;
 
@@ -67,6 +68,9 @@ pub fn builder<R: Runtime>(base: tauri::Builder<R>, state: AppState) -> tauri::B
             commands::list_conversations,
             commands::get_conversation,
             commands::get_history,
+            commands::supervisor_overview,
+            commands::audit_status,
+            commands::export_audit,
         ])
 }
 

@@ -298,7 +298,7 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
             conversations,
         })
         .collect();
-    failures_by_reason.sort_by(|a, b| b.conversations.cmp(&a.conversations));
+    failures_by_reason.sort_by_key(|r| std::cmp::Reverse(r.conversations));
     let mut per_advisor: Vec<AdvisorCount> = advisors
         .into_iter()
         .map(
@@ -310,7 +310,7 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
             },
         )
         .collect();
-    per_advisor.sort_by(|a, b| b.conversations.cmp(&a.conversations));
+    per_advisor.sort_by_key(|a| std::cmp::Reverse(a.conversations));
 
     SupervisorOverview {
         total: count(rows.len()),

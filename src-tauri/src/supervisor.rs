@@ -1,0 +1,234 @@
+//! The supervisor screen's commands (issue 7): each runs one function of
+//! `lockdesk_api::supervisor` on the blocking pool, over the running desk's store.
+//!
+//! Must not: touch SQLite on the async executor; read any store but the running desk's (its data
+//! folder: `<data>` for a configured gateway, `<data>/demo` for the demo).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lockdesk_api::supervisor;
+use lockdesk_api::{
+    AuditStatus, ExportFormat, ExportResult, IpcError, IpcErrorCode, SupervisorFilters,
+    SupervisorOverview,
+};
+use lockdesk_desk::ConversationQuery;
+
+use crate::desk::DeskHolder;
+
+/// The aggregates cover at most this many conversations (most recently opened first).
+const ROWS_READ: u32 = 100_000;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IpcError> + Send + 'static,
+) -> Result<T, IpcError> {
+    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| {
+        IpcError::new(
+            IpcErrorCode::Internal,
+            format!("background task failed: {e}"),
+        )
+    })?
+}
+
+fn store_dir(holder: &DeskHolder) -> Result<PathBuf, IpcError> {
+    Ok(holder.running()?.data_dir().to_owned())
+}
+
+pub async fn overview(
+    holder: Arc<DeskHolder>,
+    filters: SupervisorFilters,
+) -> Result<SupervisorOverview, IpcError> {
+    let service = holder.running()?;
+    blocking(move || {
+        let rows = service
+            .read(|desk| {
+                desk.conversations(&ConversationQuery {
+                    open_only: false,
+                    limit: ROWS_READ,
+                })
+            })
+            .map_err(|e| IpcError::new(IpcErrorCode::Internal, e.to_string()))?;
+        Ok(supervisor::overview(&rows, &filters))
+    })
+    .await
+}
+
+pub async fn audit_status(holder: Arc<DeskHolder>) -> Result<AuditStatus, IpcError> {
+    let dir = store_dir(&holder)?;
+    blocking(move || supervisor::audit_status(&dir)).await
+}
+
+pub async fn export(
+    holder: Arc<DeskHolder>,
+    format: ExportFormat,
+    redact: bool,
+) -> Result<ExportResult, IpcError> {
+    let dir = store_dir(&holder)?;
+    let now_ms = lockdesk_service::now_ms();
+    let result = blocking(move || supervisor::export_audit(&dir, format, redact, now_ms)).await?;
+    tracing::info!(
+        entries = result.entries,
+        redacted = result.redacted,
+        path = %result.path,
+        "audit log exported from the supervisor screen"
+    );
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The three commands through Tauri's real IPC layer (mock runtime, real capability file),
+    //! over the embedded demo's real desk and SQLite store.
+    use std::time::{Duration, Instant};
+
+    use lockdesk_api::SettingsService;
+    use serde_json::{json, Value};
+    use tauri::ipc::{CallbackFn, InvokeBody};
+    use tauri::test::{get_ipc_response, INVOKE_KEY};
+    use tauri::webview::InvokeRequest;
+    use tauri::{Manager, WebviewWindowBuilder};
+
+    use crate::{builder, AppState, MAIN_WINDOW};
+
+    struct Harness {
+        app: tauri::App<tauri::test::MockRuntime>,
+        window: tauri::WebviewWindow<tauri::test::MockRuntime>,
+        dir: tempfile::TempDir,
+    }
+
+    fn harness() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState {
+            settings: SettingsService::new(
+                dir.path().join("config/config.toml"),
+                std::sync::Arc::new(lockdesk_config::FilePresence),
+            ),
+            data_dir: dir.path().join("data"),
+            log_dir: dir.path().join("data/logs"),
+            config_dir: dir.path().join("config"),
+            started: Instant::now(),
+        };
+        let context = tauri::generate_context!("../tauri.conf.json", test = true);
+        let app = builder(tauri::test::mock_builder(), state)
+            .build(context)
+            .expect("app builds");
+        let window = WebviewWindowBuilder::new(&app, MAIN_WINDOW, Default::default())
+            .build()
+            .expect("window builds");
+        Harness { app, window, dir }
+    }
+
+    fn invoke(h: &Harness, cmd: &str, args: Value) -> Result<Value, Value> {
+        let request = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(&h.window, request).map(|b| b.deserialize::<Value>().unwrap())
+    }
+
+    fn no_filters() -> Value {
+        json!({"filters": {"state": null, "reason": null, "operatorId": null, "channel": null,
+            "fromMs": null, "toMs": null, "tzOffsetMinutes": 0}})
+    }
+
+    #[test]
+    fn before_the_desk_runs_the_commands_are_granted_and_say_why_they_cannot_answer() {
+        let h = harness();
+        for (cmd, args) in [
+            ("supervisor_overview", no_filters()),
+            ("audit_status", json!({})),
+            ("export_audit", json!({"format": "csv", "redact": true})),
+        ] {
+            let err = invoke(&h, cmd, args).unwrap_err();
+            // Not a permission error: the capability grants it; the desk is simply not started.
+            assert_eq!(err["code"], json!("internal"), "{cmd}: {err}");
+            assert_eq!(
+                err["message"],
+                json!("the desk is starting"),
+                "{cmd}: {err}"
+            );
+        }
+        let err = invoke(&h, "export_audit", json!({"format": "xml", "redact": true})).unwrap_err();
+        assert!(err.to_string().contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn on_the_demo_the_screen_reads_the_store_verifies_the_log_and_exports_it() {
+        let h = harness();
+        tauri::async_runtime::block_on(crate::desk::start(h.app.handle().clone()));
+        assert!(h
+            .app
+            .state::<std::sync::Arc<crate::desk::DeskHolder>>()
+            .started());
+
+        // Wait (bounded) for the demo's first conversations to be stored.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let overview = loop {
+            let o = invoke(&h, "supervisor_overview", no_filters()).unwrap();
+            if o["total"].as_u64().unwrap_or(0) >= 2 {
+                break o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no demo conversation arrived: {o}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let rows = overview["rows"].as_array().unwrap();
+        assert_eq!(rows.len() as u64, overview["matched"].as_u64().unwrap());
+        let day_total: u64 = overview["perDay"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["conversations"].as_u64().unwrap())
+            .sum();
+        assert_eq!(day_total, overview["matched"].as_u64().unwrap());
+        // The demo desk is the advisor of the simulated operators.
+        let ops = overview["choices"]["operatorIds"].as_array().unwrap();
+        assert!(!ops.is_empty(), "{overview}");
+
+        // Filtering by the first row's channel keeps only that channel.
+        let channel = rows[0]["channel"].as_str().unwrap().to_owned();
+        let mut f = no_filters();
+        f["filters"]["channel"] = json!(channel);
+        let narrowed = invoke(&h, "supervisor_overview", f).unwrap();
+        assert!(narrowed["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["channel"] == json!(channel)));
+        assert!(narrowed["matched"].as_u64().unwrap() >= 1);
+
+        let status = invoke(&h, "audit_status", json!({})).unwrap();
+        assert_eq!(status["ok"], json!(true), "{status}");
+        assert!(status["entries"].as_u64().unwrap() >= 1, "{status}");
+        assert_eq!(status["headHash"].as_str().unwrap().len(), 64);
+        let demo_dir = h.dir.path().join("data/demo");
+        assert_eq!(
+            status["file"],
+            json!(demo_dir.join("desk.sqlite3").display().to_string())
+        );
+
+        let exported =
+            invoke(&h, "export_audit", json!({"format": "csv", "redact": true})).unwrap();
+        let path = std::path::PathBuf::from(exported["path"].as_str().unwrap());
+        assert_eq!(path.parent(), Some(demo_dir.join("exports").as_path()));
+        assert!(exported["entries"].as_u64().unwrap() >= 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("seq,"), "a CSV header first");
+        assert!(text.lines().count() as u64 > exported["entries"].as_u64().unwrap());
+        assert!(!path.with_extension("csv.part").exists());
+
+        let service = h
+            .app
+            .state::<std::sync::Arc<crate::desk::DeskHolder>>()
+            .running()
+            .unwrap();
+        tauri::async_runtime::block_on(service.shutdown());
+    }
+}
