@@ -161,6 +161,18 @@ describe('Supervisor', () => {
     expect(screen.getByText('Not redacted: this file holds personal data.')).toBeInTheDocument();
   });
 
+  it('reads the overview again when the desk moves on, once per burst', async () => {
+    serve(okAudit);
+    const view = render(Supervisor, { revision: 1, refreshDelayMs: 10 });
+    await screen.findByTestId('sup-table');
+    await waitFor(() => expect(sent).toHaveLength(1));
+    await view.rerender({ revision: 2, refreshDelayMs: 10 });
+    await view.rerender({ revision: 3, refreshDelayMs: 10 });
+    await waitFor(() => expect(sent).toHaveLength(2));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sent).toHaveLength(2);
+  });
+
   it('shows an export error as text', async () => {
     serve(okAudit);
     mockIPC((cmd) => {
