@@ -206,3 +206,37 @@ test('a desktop notification was shown (dunst history)', async () => {
   // Untrusted text reaches the notification server escaped, never as markup.
   assert.doesNotMatch(history, /<script>/);
 });
+
+test('the supervisor screen shows the intact audit log, its head hash, and exports a redacted report', async () => {
+  const { readFileSync } = await import('node:fs');
+  await (await el(driver, '#nav-supervisor')).click();
+  await el(driver, '[data-testid="supervisor"]');
+  await driver.wait(
+    async () => (await driver.findElements(By.css('[data-testid="sup-row"]'))).length > 0,
+    30_000,
+    'the supervisor table',
+  );
+  await driver.wait(
+    async () => {
+      const s = await driver.findElements(By.css('[data-testid="audit-status"][data-ok]'));
+      return s.length > 0;
+    },
+    30_000,
+    'the audit status',
+  );
+  const ok = await driver.findElement(By.css('[data-testid="audit-status"]')).getAttribute('data-ok');
+  assert.equal(ok, 'true', await textAt('[data-testid="audit-status"]'));
+  assert.match(await textAt('[data-testid="audit-head-hash"]'), /[0-9a-f]{64}/);
+  await screenshot(driver, '15-supervisor');
+
+  await (await el(driver, '[data-testid="export-button"]')).click();
+  await el(driver, '[data-testid="export-path"]', 30_000);
+  const path = (await textAt('[data-testid="export-path"]')).trim();
+  assert.ok(path.startsWith(dirs.data), `${path} is in the data folder`);
+  const report = readFileSync(path, 'utf8');
+  assert.ok(report.split('\n').length > 5, report.slice(0, 200));
+  // Redacted: no verified userId (cust-NNNNNNNN) and no signed e-mail address in the report.
+  assert.doesNotMatch(report, /cust-\d{8}/);
+  assert.doesNotMatch(report, /@mail\.example/);
+  await screenshot(driver, '16-supervisor-export');
+});
