@@ -228,6 +228,15 @@ for r in rows:
         f(s400.get('fps')), f(s400.get('p95FrameMs')), r.get('renderedRows', '-'), f(r['pss']['mib']),
         f(r['pss']['mib'] / base, 2) if base else '-', r['load'])))
 print()
+print('PSS by process (MiB), and for the full window the list\'s marks in ms after its data arrived')
+print('(list-mounted: Svelte created the rows; list-measured: the first layout, forced by the row')
+print('measurement; list-flushed: DOM updated; the paint is list paint ms above):')
 for r in rows:
-    print(f"run {r['run']} {r['dmabuf']} {r['window']}: " + ', '.join(f"{p['name']}={p['mib']}" for p in r['pss']['parts']))
+    line = f"run {r['run']} {r['dmabuf']} {r['window']}: " + ', '.join(f"{p['name']}={p['mib']}" for p in r['pss']['parts'])
+    marks = (r.get('marks') or {}).get('all') or {}
+    if 'lockdesk:list-data' in marks:
+        t0 = marks['lockdesk:list-data']
+        line += '; ' + ', '.join(f"{k.split(':')[1]} +{v - t0}" for k, v in sorted(marks.items(), key=lambda kv: kv[1]) if v >= t0 and k != 'lockdesk:list-data')
+        line += f"; page first paint at {marks.get('lockdesk:first-paint', '-')} ms, list data at {t0} ms after navigation"
+    print(line)
 PY

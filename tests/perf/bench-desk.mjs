@@ -169,8 +169,10 @@ async function main() {
       // gap before the first includes the IPC call that brings the rows.
       out.marks = await driver.executeScript(`const at = (n) => performance.getEntriesByName(n)[0];
         const data = at('lockdesk:list-data'), paint = at('lockdesk:list-paint');
+        const all = {};
+        for (const m of performance.getEntriesByType('mark')) if (m.name.startsWith('lockdesk:')) all[m.name] = Math.round(m.startTime);
         return { dataAtMs: data ? data.startTime : null,
-                 paintedAtMs: paint ? paint.startTime + paint.duration : null };`);
+                 paintedAtMs: paint ? paint.startTime + paint.duration : null, all };`);
     } else {
       // Connected and empty: the title alone (before the feed connects, a hint follows it).
       const emptyConnected = `const e = document.querySelector('#conversations-empty');
