@@ -14,7 +14,8 @@ use crate::desk::DeskHolder;
 
 use crate::AppState;
 
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on the blocking pool (disk, SQLite), mapping a lost task to an IpcError.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, IpcError> + Send + 'static,
 ) -> Result<T, IpcError> {
     tauri::async_runtime::spawn_blocking(f).await.map_err(|e| {

@@ -14,21 +14,11 @@ use lockdesk_api::{
 };
 use lockdesk_desk::ConversationQuery;
 
+use crate::commands::blocking;
 use crate::desk::DeskHolder;
 
 /// The aggregates cover at most this many conversations (most recently opened first).
 const ROWS_READ: u32 = 100_000;
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, IpcError> + Send + 'static,
-) -> Result<T, IpcError> {
-    tauri::async_runtime::spawn_blocking(f).await.map_err(|e| {
-        IpcError::new(
-            IpcErrorCode::Internal,
-            format!("background task failed: {e}"),
-        )
-    })?
-}
 
 fn store_dir(holder: &DeskHolder) -> Result<PathBuf, IpcError> {
     Ok(holder.running()?.data_dir().to_owned())
