@@ -67,7 +67,7 @@ e2e() {
 
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)" cargo clippy -q --workspace --all-targets -- -D warnings
-step "rust tests" cargo test -q --workspace
+step "rust tests" cargo test -q --workspace --no-fail-fast
 step "bindings are fresh (ui/src/ipc/bindings.ts)" cargo test -q -p lockdesk-api bindings_are_fresh
 step "ui type check (svelte-check)" ui check
 step "ui lint (eslint)" ui lint
