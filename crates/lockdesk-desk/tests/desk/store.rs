@@ -2,7 +2,6 @@
 //! change line, and a child process SIGKILLed mid-apply.
 
 use std::process::Command;
-use std::time::Duration;
 
 use lockdesk_desk::{ClosedConversation, ConversationQuery, Desk, DeskError};
 use lockdesk_sim::Scenario;
@@ -437,6 +436,9 @@ fn kill_child() {
             break;
         }
         desk.apply(&todo, todo[0].received_at_ms).unwrap();
+        // Progress for the parent, which kills after a random number of batches (so the kills
+        // land mid-run however fast this machine is).
+        println!("applied {}", desk.cursor());
     }
 }
 
@@ -476,11 +478,23 @@ fn a_desk_killed_mid_apply_resumes_consistent_and_applies_nothing_twice() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200 + rng() % 600));
-        if child.try_wait().unwrap().is_some() {
+        // Let it commit a random number of batches (1 to 8), then kill it while it works on the
+        // next one. Reaching the end of its output means it finished first.
+        let batches = 1 + rng() % 8;
+        let mut seen = 0;
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        while seen < batches {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("applied ") => seen += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        if seen < batches {
             let status = child.wait().unwrap();
             assert!(status.success(), "the child failed: {status}");
             finished = true;

@@ -835,7 +835,16 @@ async fn bad_frames_close_4000_and_others_are_unaffected() {
     let seq = f.webhook(pushed("after-flood", "c", "v", 101)).await;
     assert_eq!(desk.entry().await.seq, seq);
     assert_eq!(bystander.entry().await.seq, seq);
-    let metrics = f.metrics().await;
+    // The acks of the flood are processed by that connection's reader task: wait until the
+    // lag metric has seen one (bounded), then check everything.
+    let mut metrics = f.metrics().await;
+    for _ in 0..100 {
+        if metrics.contains("lockdesk_gateway_feed_ack_lag{subscriber=\"alice\"}") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        metrics = f.metrics().await;
+    }
     for line in [
         "lockdesk_gateway_rejected_total{endpoint=\"feed\",reason=\"frame_binary\"} 1",
         "lockdesk_gateway_rejected_total{endpoint=\"feed\",reason=\"frame_malformed\"} 3",
