@@ -71,55 +71,10 @@ mod tests {
     //! over the embedded demo's real desk and SQLite store.
     use std::time::{Duration, Instant};
 
-    use lockdesk_api::SettingsService;
     use serde_json::{json, Value};
-    use tauri::ipc::{CallbackFn, InvokeBody};
-    use tauri::test::{get_ipc_response, INVOKE_KEY};
-    use tauri::webview::InvokeRequest;
-    use tauri::{Manager, WebviewWindowBuilder};
+    use tauri::Manager;
 
-    use crate::{builder, AppState, MAIN_WINDOW};
-
-    struct Harness {
-        app: tauri::App<tauri::test::MockRuntime>,
-        window: tauri::WebviewWindow<tauri::test::MockRuntime>,
-        dir: tempfile::TempDir,
-    }
-
-    fn harness() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let state = AppState {
-            settings: SettingsService::new(
-                dir.path().join("config/config.toml"),
-                std::sync::Arc::new(lockdesk_config::FilePresence),
-            ),
-            data_dir: dir.path().join("data"),
-            log_dir: dir.path().join("data/logs"),
-            config_dir: dir.path().join("config"),
-            started: Instant::now(),
-        };
-        let context = tauri::generate_context!("../tauri.conf.json", test = true);
-        let app = builder(tauri::test::mock_builder(), state)
-            .build(context)
-            .expect("app builds");
-        let window = WebviewWindowBuilder::new(&app, MAIN_WINDOW, Default::default())
-            .build()
-            .expect("window builds");
-        Harness { app, window, dir }
-    }
-
-    fn invoke(h: &Harness, cmd: &str, args: Value) -> Result<Value, Value> {
-        let request = InvokeRequest {
-            cmd: cmd.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: InvokeBody::Json(args),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        get_ipc_response(&h.window, request).map(|b| b.deserialize::<Value>().unwrap())
-    }
+    use crate::tests::{harness, invoke};
 
     fn no_filters() -> Value {
         json!({"filters": {"state": null, "reason": null, "operatorId": null, "channel": null,

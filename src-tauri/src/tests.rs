@@ -12,13 +12,14 @@ use tauri::WebviewWindowBuilder;
 
 use super::*;
 
-struct Harness {
-    _app: tauri::App<tauri::test::MockRuntime>,
-    window: tauri::WebviewWindow<tauri::test::MockRuntime>,
-    dir: tempfile::TempDir,
+/// The app on the mock runtime with fresh folders (also used by the supervisor commands' tests).
+pub(crate) struct Harness {
+    pub(crate) app: tauri::App<tauri::test::MockRuntime>,
+    pub(crate) window: tauri::WebviewWindow<tauri::test::MockRuntime>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
-fn harness() -> Harness {
+pub(crate) fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let state = AppState {
         settings: SettingsService::new(
@@ -39,14 +40,10 @@ fn harness() -> Harness {
     let window = WebviewWindowBuilder::new(&app, MAIN_WINDOW, Default::default())
         .build()
         .expect("window builds");
-    Harness {
-        _app: app,
-        window,
-        dir,
-    }
+    Harness { app, window, dir }
 }
 
-fn invoke(h: &Harness, cmd: &str, args: Value) -> Result<Value, Value> {
+pub(crate) fn invoke(h: &Harness, cmd: &str, args: Value) -> Result<Value, Value> {
     invoke_from(h, "tauri://localhost", cmd, args)
 }
 
