@@ -319,7 +319,8 @@ fn str_field<'v>(p: &'v Value, name: &str) -> Result<&'v str, String> {
     }
 }
 
-fn display_name(vd: &Value) -> Option<String> {
+/// The display name the desk keeps for a conversation (also recomputed on erasure).
+pub(crate) fn display_name(vd: &Value) -> Option<String> {
     let part = |k: &str| {
         vd.get(k)
             .and_then(Value::as_str)

@@ -29,6 +29,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::apply::display_name;
 use crate::{Desk, DeskError};
 
 /// What replaces an erased userId (and erased visitorData in alert evidence) where the row
@@ -136,19 +137,6 @@ fn scrub(conn: &Connection) -> Result<bool, DeskError> {
     conn.execute_batch("VACUUM")?;
     let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
     Ok(busy == 0)
-}
-
-/// The display name the desk keeps for a conversation (the same rule as when applying).
-fn display_name(vd: &Value) -> Option<String> {
-    let part = |k: &str| {
-        vd.get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .unwrap_or("")
-    };
-    let name = format!("{} {}", part("firstName"), part("lastName"));
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// Replaces every string equal to one of `erase` with [`TOMBSTONE`], at any depth.
