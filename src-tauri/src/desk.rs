@@ -99,15 +99,8 @@ async fn with_service<T: Send + 'static>(
     holder: Arc<DeskHolder>,
     f: impl FnOnce(&DeskService) -> Result<T, IpcError> + Send + 'static,
 ) -> Result<T, IpcError> {
-    let service = holder.current().ok_or_else(|| holder.not_running())?;
-    tauri::async_runtime::spawn_blocking(move || f(&service))
-        .await
-        .map_err(|e| {
-            IpcError::new(
-                IpcErrorCode::Internal,
-                format!("background task failed: {e}"),
-            )
-        })?
+    let service = holder.running()?;
+    crate::commands::blocking(move || f(&service)).await
 }
 
 fn store_err(e: lockdesk_desk::DeskError) -> IpcError {
