@@ -324,6 +324,7 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
     )
     .await
     .unwrap();
+    let interrupted = Arc::new(interrupted);
 
     // The traffic, with the cut and restart points drawn from a seed.
     let steps = traffic();
@@ -342,6 +343,7 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
     let driver_gateway = gateway.clone();
     let driver_relay = relay.clone();
     let driver_dir = gateway_dir.clone();
+    let driver_desk = interrupted.clone();
     let driver = std::thread::spawn(move || {
         let mut sender = lockdesk_sim::Sender::new(
             Target {
@@ -354,13 +356,20 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
         .unwrap();
         let mut seqs = Vec::with_capacity(EVENTS);
         let (mut cuts, mut dropped, mut restarts, mut retries) = (0u64, 0u64, 0u64, 0u64);
+        // Upgrades completed before the previous cut: each cut waits for a newer one, so it drops
+        // a connection the desk had fully opened (not one still in its handshake).
+        let mut upgrades_at_last_cut = 0u64;
         for (i, step) in steps.iter().enumerate() {
             if cut_at.contains(&i) {
                 // Cut a live connection: wait (bounded) for the desk to be connected again.
                 let t = Instant::now();
-                while driver_relay.live.load(Ordering::SeqCst) == 0 && t.elapsed() < PATIENCE {
+                while (driver_relay.live.load(Ordering::SeqCst) == 0
+                    || driver_desk.counters().connections <= upgrades_at_last_cut)
+                    && t.elapsed() < PATIENCE
+                {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                upgrades_at_last_cut = driver_desk.counters().connections;
                 let n = driver_relay.cut();
                 assert!(n > 0, "cut {cuts}: no live connection to drop");
                 cuts += 1;
