@@ -1,7 +1,7 @@
 // The list row: each state's icon is named after the state (English and French), and failed and
 // mismatch can never be mistaken for anonymous.
 import { afterEach, describe, expect, it } from 'vitest';
-import { render, screen } from '@testing-library/svelte';
+import { cleanup, render, screen } from '@testing-library/svelte';
 import ConversationRow from './ConversationRow.svelte';
 import { setLanguage } from '../../i18n/index.svelte';
 import type { AuthStateName } from '../../ipc';
@@ -80,13 +80,36 @@ describe('conversation row', () => {
     expect(screen.queryByTestId('row-verified')).toBeNull();
   });
 
-    it('keeps a closed failed conversation alarming and says what it was', () => {
+  it('keeps a closed failed conversation alarming and says what it was', () => {
     render(ConversationRow, {
       props: { row: row({ state: 'closed', closedFrom: 'failed', reasonCode: 'expired', userId: null }), now: T0 },
     });
     expect(screen.getByRole('img', { name: 'Closed (was Verification failed)' })).toBeInTheDocument();
     expect(screen.getByTestId('conversation-row-body')).toHaveClass('alarm');
     expect(screen.getByTestId('row-reason')).toHaveTextContent('expired');
+  });
+
+  it('agrees the alert count with its number, in English and French', () => {
+    const said: string[] = [];
+    for (const lang of ['en', 'fr'] as const) {
+      setLanguage(lang);
+      for (const alertCount of [1, 2, 1200]) {
+        const { unmount } = render(ConversationRow, { props: { row: row({ alertCount }), now: T0 } });
+        said.push(screen.getByTestId('row-alerts').textContent ?? '');
+        unmount();
+      }
+    }
+    // The thousands separator is the language's (French: a narrow no-break space).
+    expect(said.map((s) => s.replace(/\s/g, ' '))).toEqual(['1 alert', '2 alerts', '1,200 alerts', '1 alerte', '2 alertes', '1 200 alertes']);
+  });
+
+  it('words a closed conversation\'s verification as the last one, not a current one', () => {
+    render(ConversationRow, { props: { row: row({ state: 'closed', closedFrom: 'secured' }), now: T0 } });
+    expect(screen.getByTestId('row-verified')).toHaveTextContent('last verified 5 minutes ago');
+    cleanup();
+    setLanguage('fr');
+    render(ConversationRow, { props: { row: row({ state: 'closed', closedFrom: 'secured' }), now: T0 } });
+    expect(screen.getByTestId('row-verified')).toHaveTextContent('dernière vérification il y a 5 minutes');
   });
 
   it('shows a userId full of markup as text', () => {

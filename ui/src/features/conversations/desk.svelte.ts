@@ -13,6 +13,7 @@ import {
 } from '../../ipc';
 import { applyEvents, fromSnapshot, type ListState } from './list';
 import { installPerf, measureFirstRender, type LockdeskPerf } from './perf';
+import { warmUp } from './warmup';
 
 const nextFrame = (f: () => void): void => {
   if (typeof requestAnimationFrame === 'function') requestAnimationFrame(() => f());
@@ -36,6 +37,7 @@ export class DeskStore {
   #buffer: DeskEvent[] | null = [];
   #unlisten: UnlistenFn[] = [];
   #firstRender = true;
+  #warm = false;
 
   /** Starts listening and loads the list; resolves when the first answer is in. */
   async start(): Promise<void> {
@@ -58,7 +60,15 @@ export class DeskStore {
   async reload(): Promise<void> {
     this.#buffer ??= [];
     try {
-      const snapshot = await listConversations();
+      const answer = listConversations();
+      if (!this.#warm) {
+        // The first time, the wait for the answer pays the first row's one-off costs (a turn of
+        // the event loop first, so the call is on its way).
+        this.#warm = true;
+        answer.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+        await new Promise<void>((r) => setTimeout(() => (warmUp(), r()), 0));
+      }
+      const snapshot = await answer;
       let state = fromSnapshot(snapshot);
       const early = this.#buffer ?? [];
       this.#buffer = null;

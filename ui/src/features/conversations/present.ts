@@ -146,3 +146,22 @@ export function dateTime(atMs: number, lang: string): string {
   }
   return f.format(new Date(atMs));
 }
+
+const pluralRules = new Map<string, Intl.PluralRules>();
+const numberFormats = new Map<string, Intl.NumberFormat>();
+
+/** "1 alert" / "3 alerts", "0 alerte" / "2 alertes": the count in the language's digits and the
+ * word agreed by the language's plural rule (French counts 0 and 1 as singular). */
+export function countOf(n: number, one: string, other: string, lang: string): string {
+  let rules = pluralRules.get(lang);
+  if (!rules) {
+    rules = new Intl.PluralRules(lang);
+    pluralRules.set(lang, rules);
+  }
+  let digits = numberFormats.get(lang);
+  if (!digits) {
+    digits = new Intl.NumberFormat(lang);
+    numberFormats.set(lang, digits);
+  }
+  return `${digits.format(n)} ${rules.select(n) === 'one' ? one : other}`;
+}

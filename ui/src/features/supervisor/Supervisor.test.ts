@@ -117,8 +117,8 @@ describe('Supervisor', () => {
     expect(daily).toHaveTextContent('1 secured of 3');
     expect(screen.getByTestId('chart-reasons')).toHaveTextContent('expired: 1');
     const advisors = screen.getByTestId('chart-advisors');
-    expect(advisors).toHaveTextContent('#7: 1 conversations, 1 secured, 0 failed');
-    expect(advisors).toHaveTextContent('No advisor: 1 conversations');
+    expect(advisors).toHaveTextContent('#7: 1 conversation, 1 secured, 0 failed');
+    expect(advisors).toHaveTextContent('No advisor: 1 conversation');
     for (const svg of screen.getByTestId('supervisor').querySelectorAll('svg')) {
       expect(svg).toHaveAttribute('aria-hidden', 'true');
     }
