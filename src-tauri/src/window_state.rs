@@ -73,6 +73,9 @@ pub fn open_main_window<R: Runtime>(
         WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::App("index.html".into()))
             .title("Lockdesk")
             .min_inner_size(MIN_SIZE.0, MIN_SIZE.1)
+            // Ctrl/Cmd + = - 0 (and Ctrl + wheel) zoom the page, 20% a step; needs the
+            // capability's `core:webview:allow-set-webview-zoom` on macOS and Linux.
+            .zoom_hotkeys_enabled(true)
             // The web view's own storage (cache, local storage) stays inside Lockdesk's data folder.
             .data_directory(data_dir.join("webview"));
     let g = saved.unwrap_or(Geometry {

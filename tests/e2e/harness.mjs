@@ -40,10 +40,12 @@ export function freshDirs() {
   return { base, config, data };
 }
 
-/** Starts tauri-driver with the given Lockdesk folders in its environment (the app inherits it). */
-export async function startDriver(dirs) {
+/** Starts tauri-driver with the given Lockdesk folders (and `extraEnv`) in its environment (the
+ * app inherits it). */
+export async function startDriver(dirs, extraEnv = {}) {
   const env = {
     ...process.env,
+    ...extraEnv,
     LOCKDESK_CONFIG_DIR: dirs.config,
     LOCKDESK_DATA_DIR: dirs.data,
     WEBKIT_DISABLE_DMABUF_RENDERER: '1',

@@ -1,0 +1,143 @@
+// How the desk looks and is used, in the real window on the demo: it follows the OS dark theme
+// (GTK_THEME=Adwaita:dark), works from the keyboard alone, and stays readable at 200% zoom
+// (Ctrl + = five times, Tauri's zoom hotkeys). Screenshots of each in tests/output/e2e/2*.png.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { Key } from 'selenium-webdriver';
+import { appPath, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+
+const dirs = freshDirs();
+let driver;
+let tauriDriver;
+
+before(async () => {
+  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
+  tauriDriver = await startDriver(dirs, { GTK_THEME: 'Adwaita:dark' });
+  driver = await launch();
+  await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(([3-9]|\d\d+)/.test(t), 90_000);
+});
+
+after(async () => {
+  if (driver) await driver.quit().catch(() => undefined);
+  await tauriDriver?.stop();
+});
+
+/** WCAG relative luminance of a computed CSS colour `rgb(r, g, b)` / `rgba(...)`. */
+function luminance(css) {
+  const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(css);
+  assert.ok(m, `a colour: ${css}`);
+  const lin = (v) => {
+    const c = Number(v) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(m[1]) + 0.7152 * lin(m[2]) + 0.0722 * lin(m[3]);
+}
+const contrast = (a, b) => {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+};
+
+test('follows the OS dark theme, with readable text and alarms', async () => {
+  const c = await driver.executeScript(`
+    const css = (e, p) => e ? getComputedStyle(e).getPropertyValue(p) : null;
+    const row = document.querySelector('[role="option"] .conv-user');
+    return {
+      dark: matchMedia('(prefers-color-scheme: dark)').matches,
+      bg: css(document.body, 'background-color'),
+      text: css(document.body, 'color'),
+      rowText: css(row, 'color'),
+    };`);
+  assert.equal(c.dark, true, 'the WebView reports the OS dark preference');
+  assert.ok(luminance(c.bg) < 0.1, `a dark background: ${c.bg}`);
+  assert.ok(contrast(c.bg, c.text) >= 7, `body text contrast ${contrast(c.bg, c.text).toFixed(1)} (${c.text} on ${c.bg})`);
+  assert.ok(contrast(c.bg, c.rowText) >= 4.5, `row text contrast (${c.rowText} on ${c.bg})`);
+  await screenshot(driver, '20-dark-theme');
+});
+
+test('works from the keyboard alone: Tab to the list, arrows, Home/End, Enter opens', async () => {
+  const active = () => driver.executeScript('return document.activeElement?.getAttribute("role") ?? document.activeElement?.tagName');
+  await driver.executeScript('document.activeElement?.blur(); window.scrollTo(0, 0);');
+  let role = null;
+  for (let i = 0; i < 20 && role !== 'listbox'; i++) {
+    await driver.actions().sendKeys(Key.TAB).perform();
+    role = await active();
+  }
+  assert.equal(role, 'listbox', 'Tab reaches the conversation list');
+  const activeRow = () =>
+    driver.executeScript(`const l = document.querySelector('[role="listbox"]');
+      const id = l.getAttribute('aria-activedescendant'); const r = id && document.getElementById(id);
+      return r ? { id, key: r.dataset.key, visible: r.getBoundingClientRect().bottom <= l.getBoundingClientRect().bottom + 1 } : null;`);
+  // Focusing the list made the first row active.
+  assert.equal((await activeRow())?.id, 'conv-0');
+  await driver.actions().sendKeys(Key.ARROW_DOWN, Key.ARROW_DOWN).perform();
+  assert.equal((await activeRow())?.id, 'conv-2');
+  await driver.actions().sendKeys(Key.END).perform();
+  const last = await activeRow();
+  const count = Number(await driver.executeScript('return document.querySelector("[role=listbox]").dataset.count'));
+  assert.equal(last?.id, `conv-${count - 1}`);
+  assert.equal(last?.visible, true, 'End scrolled the last row into view');
+  await driver.actions().sendKeys(Key.HOME, Key.ARROW_DOWN).perform();
+  const second = await activeRow();
+  assert.equal(second?.id, 'conv-1');
+  await driver.actions().sendKeys(Key.ENTER).perform();
+  await driver.wait(
+    async () => (await driver.executeScript('return document.querySelector(\'[data-testid="detail"]\')?.dataset.id ?? null')) === second.key,
+    15_000,
+    'Enter opens the active conversation',
+  );
+  await screenshot(driver, '21-keyboard');
+});
+
+test('stays readable at 200% zoom (Ctrl + = five times)', async () => {
+  const measure = () =>
+    driver.executeScript(`
+      const list = document.querySelector('[role="listbox"]');
+      const rows = [...list.querySelectorAll('[role="option"]')];
+      const clipped = [];
+      for (const r of rows) {
+        const box = r.getBoundingClientRect();
+        for (const line of r.querySelectorAll('.conv-line')) {
+          const b = line.getBoundingClientRect();
+          // Each line fits its row (the row's overflow is hidden: a line below it is cut off).
+          if (b.bottom > box.bottom + 1 || line.scrollHeight > line.clientHeight + 1) clipped.push(r.dataset.key);
+        }
+      }
+      const icon = list.querySelector('svg[role="img"]').getBoundingClientRect();
+      // The list's pane and the detail's pane never overlap, and the list stays inside its pane.
+      const [pane, detail] = ['section.list', 'section.detail'].map((c) => document.querySelector(c).getBoundingClientRect());
+      const lb = list.getBoundingClientRect();
+      const overlap = Math.min(pane.right, detail.right) - Math.max(pane.left, detail.left) > 1 &&
+        Math.min(pane.bottom, detail.bottom) - Math.max(pane.top, detail.top) > 1;
+      const escapes = lb.bottom > pane.bottom + 1 || lb.right > pane.right + 1;
+      const nav = [...document.querySelectorAll('header button, header a, header [role="status"], #feed-state')]
+        .filter((e) => e.getBoundingClientRect().right > innerWidth + 1).map((e) => e.id || e.textContent.trim());
+      return { innerWidth, icon: icon.width, font: parseFloat(getComputedStyle(document.documentElement).fontSize),
+               rows: rows.length, clipped, offscreen: nav, overlap, escapes, overflowX: document.documentElement.scrollWidth - innerWidth };`);
+  const before = await measure();
+  for (let i = 0; i < 5; i++) {
+    await driver.actions().keyDown(Key.CONTROL).sendKeys('=').keyUp(Key.CONTROL).perform();
+  }
+  // The page zoom halves the page's width in CSS pixels; rows and icons keep their CSS size,
+  // so on screen they are twice as large.
+  let after = before;
+  await driver.wait(
+    async () => {
+      after = await measure();
+      return Math.abs(after.innerWidth * 2 - before.innerWidth) <= 2;
+    },
+    10_000,
+    `the page zoomed to 200% (width ${before.innerWidth} → ${after.innerWidth} CSS px)`,
+  );
+  assert.equal(after.icon, before.icon, 'icons scale with the page (same CSS size, twice the pixels)');
+  assert.ok(after.icon >= 24, `state icons are ${after.icon} CSS px`);
+  assert.ok(after.rows > 0, 'rows are rendered');
+  assert.equal(after.overlap, false, 'the list and the detail do not overlap');
+  assert.equal(after.escapes, false, 'the list stays inside its pane');
+  assert.deepEqual(after.clipped, [], 'no row text is cut off');
+  assert.deepEqual(after.offscreen, [], 'the header stays inside the window');
+  assert.ok(after.overflowX <= 1, `no horizontal scrolling (${after.overflowX} px too wide)`);
+  await screenshot(driver, '22-zoom-200');
+  await driver.actions().keyDown(Key.CONTROL).sendKeys('0').keyUp(Key.CONTROL).perform();
+  await driver.wait(async () => (await measure()).innerWidth === before.innerWidth, 10_000, 'Ctrl + 0 resets the zoom');
+});
