@@ -296,8 +296,21 @@ async fn forward_changes<R: Runtime>(
     let mut events = service.events();
     let mut last_state: HashMap<String, String> = HashMap::new();
     let language = config.ui.language;
+    // Notices of a backlog, shown as one summary once the desk is live again (or quiet).
+    let mut backlog = notify::Backlog::default();
     loop {
-        let changes = match events.recv().await {
+        let next = if backlog.is_empty() {
+            events.recv().await
+        } else {
+            match tokio::time::timeout(BACKLOG_QUIET, events.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    show_backlog(&app, &mut backlog, language);
+                    continue;
+                }
+            }
+        };
+        let changes = match next {
             Ok(ServiceEvent::Changes(c)) => c,
             Ok(ServiceEvent::Skipped(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -314,11 +327,19 @@ async fn forward_changes<R: Runtime>(
         // Notifications first (they need only the change), then the rows and alerts as stored.
         let mut ids: Vec<String> = Vec::new();
         let mut alert_ids: Vec<i64> = Vec::new();
+        let now = lockdesk_service::now_ms();
+        let mut behind = false;
         for c in changes.iter() {
+            let live = is_live(c, now);
+            behind |= !live;
             if let Some(id) = &c.conversation_id {
                 let previous = last_state.get(id).map(String::as_str);
                 if let Some(kind) = notice_for(c, previous) {
-                    notify_change(&app, c, kind, language, &config.notifications);
+                    if live {
+                        notify_change(&app, c, kind, language, &config.notifications);
+                    } else {
+                        backlog.add(kind, &config.notifications);
+                    }
                 }
                 if let Some(st) = &c.state {
                     last_state.insert(id.clone(), st.clone());
@@ -330,6 +351,9 @@ async fn forward_changes<R: Runtime>(
             if let Some(a) = c.alert_id {
                 alert_ids.push(a);
             }
+        }
+        if !behind {
+            show_backlog(&app, &mut backlog, language);
         }
         let read = service.clone();
         let fetched = tauri::async_runtime::spawn_blocking(move || {
@@ -361,6 +385,21 @@ async fn forward_changes<R: Runtime>(
             let _ = app.emit(DESK_CHANGED, DeskEvent::Row { revision, row });
         }
     }
+}
+
+/// A backlog's summary is shown when a batch of current changes arrives, or after this long
+/// without changes.
+const BACKLOG_QUIET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether a change is current enough to be notified on its own (see [`notify::LIVE_WINDOW_MS`]).
+fn is_live(change: &Change, now_ms: i64) -> bool {
+    now_ms.saturating_sub(change.at_ms) <= notify::LIVE_WINDOW_MS
+}
+
+fn show_backlog<R: Runtime>(app: &AppHandle<R>, backlog: &mut notify::Backlog, language: Language) {
+    let summary = std::mem::take(backlog);
+    let app = app.clone();
+    notify::show_summary(&summary, language, move || crate::focus_main_window(&app));
 }
 
 fn notify_change<R: Runtime>(
@@ -435,5 +474,20 @@ mod tests {
                 Some(kind)
             );
         }
+    }
+
+    #[test]
+    fn changes_older_than_the_live_window_are_counted_not_notified() {
+        let now = 1_800_000_000_000;
+        let mut c = change("secured", None);
+        c.at_ms = now - 5_000;
+        assert!(is_live(&c, now));
+        c.at_ms = now - notify::LIVE_WINDOW_MS;
+        assert!(is_live(&c, now));
+        c.at_ms = now - notify::LIVE_WINDOW_MS - 1;
+        assert!(!is_live(&c, now));
+        // A gateway clock ahead of the desk's: still live.
+        c.at_ms = now + 30_000;
+        assert!(is_live(&c, now));
     }
 }

@@ -130,12 +130,24 @@ pub fn show(
         return;
     }
     let (title, body) = text(notice, lang);
+    let kind = format!("{:?}", notice.kind);
+    display(title, body, notice.kind.critical(), kind, on_click);
+}
+
+/// Hands one notification to the platform's server, on its own thread.
+fn display(
+    title: String,
+    body: String,
+    critical: bool,
+    kind: impl std::fmt::Debug + Send + 'static,
+    on_click: impl FnOnce() + Send + 'static,
+) {
     let mut n = notify_rust::Notification::new();
     n.appname("Lockdesk").summary(&title).body(&body);
     #[cfg(all(unix, not(target_os = "macos")))]
     {
         use notify_rust::{Hint, Urgency};
-        n.urgency(if notice.kind.critical() {
+        n.urgency(if critical {
             Urgency::Critical
         } else {
             Urgency::Normal
@@ -143,7 +155,8 @@ pub fn show(
         n.hint(Hint::Category("im".into()));
         n.action("default", "Open");
     }
-    let kind = notice.kind;
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    let _ = critical;
     // Showing talks to the notification server over D-Bus and, on Linux, waits for a click:
     // never on the async executor or the UI thread.
     std::thread::spawn(move || match n.show() {
@@ -160,6 +173,110 @@ pub fn show(
         }
         Err(e) => tracing::warn!(?kind, "cannot show a notification: {e}"),
     });
+}
+
+/// A change older than this when it reaches the desk (a backlog applied after downtime or a
+/// reconnection) is not notified on its own: it is counted into one summary ([`Backlog`]).
+/// Generous enough for clock differences between the gateway and the desk.
+pub const LIVE_WINDOW_MS: i64 = 120_000;
+
+/// What a backlog held, by kind: shown as one notification once the desk has caught up, instead
+/// of one per historical change (a morning's catch-up would otherwise flood the screen).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    counts: Vec<(NoticeKind, u32)>,
+}
+
+impl Backlog {
+    /// Counts one change of `kind`, unless Settings mute that kind.
+    pub fn add(&mut self, kind: NoticeKind, settings: &Notifications) {
+        if !kind.enabled(settings) {
+            return;
+        }
+        match self.counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((kind, 1)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    fn critical(&self) -> bool {
+        self.counts.iter().any(|(k, _)| k.critical())
+    }
+
+    /// Title and body in `lang`: the counts, alarms first. No untrusted text is involved.
+    pub fn text(&self, lang: Language) -> (String, String) {
+        let mut counts = self.counts.clone();
+        counts.sort_by_key(|(k, _)| !k.critical());
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|&(kind, n)| {
+                let (one, many) = match (lang, kind) {
+                    (Language::En, NoticeKind::Secured) => {
+                        ("conversation secured", "conversations secured")
+                    }
+                    (Language::Fr, NoticeKind::Secured) => {
+                        ("conversation sécurisée", "conversations sécurisées")
+                    }
+                    (Language::En, NoticeKind::VerificationFailed) => {
+                        ("failed verification", "failed verifications")
+                    }
+                    (Language::Fr, NoticeKind::VerificationFailed) => {
+                        ("échec de vérification", "échecs de vérification")
+                    }
+                    (Language::En, NoticeKind::IdentityMismatch) => {
+                        ("identity mismatch", "identity mismatches")
+                    }
+                    (Language::Fr, NoticeKind::IdentityMismatch) => {
+                        ("identité incohérente", "identités incohérentes")
+                    }
+                    (Language::En, NoticeKind::SharedDevice) => ("shared device", "shared devices"),
+                    (Language::Fr, NoticeKind::SharedDevice) => {
+                        ("appareil partagé", "appareils partagés")
+                    }
+                    (Language::En, NoticeKind::ReusedUserId) => {
+                        ("reused user id", "reused user ids")
+                    }
+                    (Language::Fr, NoticeKind::ReusedUserId) => {
+                        ("identifiant réutilisé", "identifiants réutilisés")
+                    }
+                    (Language::En, NoticeKind::SessionLapsed) => {
+                        ("session lapsed", "sessions lapsed")
+                    }
+                    (Language::Fr, NoticeKind::SessionLapsed) => {
+                        ("session expirée", "sessions expirées")
+                    }
+                };
+                // English: singular for 1; French: for 0 and 1.
+                let singular = n == 1 || (lang == Language::Fr && n == 0);
+                format!("{n} {}", if singular { one } else { many })
+            })
+            .collect();
+        let (title, tail) = match lang {
+            Language::En => (
+                "While Lockdesk was catching up",
+                "Open Lockdesk to review them.",
+            ),
+            Language::Fr => (
+                "Pendant le rattrapage de Lockdesk",
+                "Ouvrez Lockdesk pour les examiner.",
+            ),
+        };
+        (title.to_owned(), format!("{}.\n{tail}", parts.join(", ")))
+    }
+}
+
+/// Shows the backlog's summary (critical urgency when it counts an alarm). `on_click` as for
+/// [`show`]. Nothing is shown for an empty backlog.
+pub fn show_summary(backlog: &Backlog, lang: Language, on_click: impl FnOnce() + Send + 'static) {
+    if backlog.is_empty() {
+        return;
+    }
+    let (title, body) = backlog.text(lang);
+    display(title, body, backlog.critical(), "summary", on_click);
 }
 
 #[cfg(test)]
@@ -232,5 +349,47 @@ mod tests {
         assert!(NoticeKind::VerificationFailed.critical());
         assert!(!NoticeKind::Secured.critical());
         assert!(!NoticeKind::SessionLapsed.critical());
+    }
+
+    #[test]
+    fn a_backlog_is_one_summary_with_alarms_first_and_muted_kinds_left_out() {
+        let mut settings = Notifications::default();
+        settings.session_lapsed = false;
+        let mut b = Backlog::default();
+        assert!(b.is_empty());
+        for _ in 0..12 {
+            b.add(NoticeKind::Secured, &settings);
+        }
+        b.add(NoticeKind::VerificationFailed, &settings);
+        b.add(NoticeKind::SessionLapsed, &settings); // muted
+        b.add(NoticeKind::IdentityMismatch, &settings);
+        b.add(NoticeKind::IdentityMismatch, &settings);
+        assert!(b.critical());
+        assert_eq!(
+            b.text(Language::En),
+            (
+                "While Lockdesk was catching up".to_owned(),
+                "1 failed verification, 2 identity mismatches, 12 conversations secured.\nOpen Lockdesk to review them.".to_owned()
+            )
+        );
+        let (title, body) = b.text(Language::Fr);
+        assert_eq!(title, "Pendant le rattrapage de Lockdesk");
+        assert!(
+            body.starts_with(
+                "1 échec de vérification, 2 identités incohérentes, 12 conversations sécurisées."
+            ),
+            "{body}"
+        );
+
+        let mut only_secured = Backlog::default();
+        only_secured.add(NoticeKind::Secured, &settings);
+        assert!(!only_secured.critical());
+        assert!(only_secured
+            .text(Language::En)
+            .1
+            .starts_with("1 conversation secured."));
+        let mut all_muted = Backlog::default();
+        all_muted.add(NoticeKind::SessionLapsed, &settings);
+        assert!(all_muted.is_empty());
     }
 }

@@ -19,7 +19,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (driver) await driver.quit().catch(() => undefined);
+  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
   await tauriDriver?.stop();
 });
 

@@ -1,7 +1,7 @@
 // Drives the real Lockdesk window: tauri-driver (which starts WebKitWebDriver) + selenium.
 // Everything runs on 127.0.0.1; every Lockdesk folder is a fresh temp folder.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -64,18 +64,72 @@ export async function startDriver(dirs, extraEnv = {}) {
   }
   return {
     async stop() {
-      if (child.exitCode !== null) return;
-      // SIGTERM, never SIGKILL: tauri-driver then stops WebKitWebDriver too.
-      child.kill('SIGTERM');
-      await new Promise((r) => {
-        const timer = setTimeout(r, 10_000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          r();
+      // The apps WebKitWebDriver started: normally gone once the session was deleted, but one
+      // left running (a quit that did not close its window) would take over the next test
+      // file's launch (single instance) and hang it.
+      const apps = descendants(child.pid).filter((pid) => comm(pid) === 'lockdesk');
+      if (child.exitCode === null) {
+        // SIGTERM, never SIGKILL: tauri-driver then stops WebKitWebDriver too.
+        child.kill('SIGTERM');
+        await new Promise((r) => {
+          const timer = setTimeout(r, 10_000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            r();
+          });
         });
-      });
+      }
+      for (const pid of apps.filter(alive)) {
+        console.error(`# the app (pid ${pid}) outlived its WebDriver session: stopping it`);
+        process.kill(pid, 'SIGTERM');
+        for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+        if (alive(pid)) process.kill(pid, 'SIGKILL');
+      }
     },
   };
+}
+
+function comm(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return comm(pid) === 'lockdesk';
+  } catch {
+    return false;
+  }
+}
+
+/** Every process under `root`, from /proc (Linux, where the end-to-end tests run). */
+function descendants(root) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [];
+  const todo = [root];
+  while (todo.length) {
+    const pid = todo.pop();
+    for (const c of children.get(pid) ?? []) {
+      out.push(c);
+      todo.push(c);
+    }
+  }
+  return out;
 }
 
 /** Launches the app in a new WebDriver session. */

@@ -152,6 +152,48 @@ impl Writer {
     }
 }
 
+/// How long after the desk starts its clock waits for the feed before lapsing sessions on its
+/// own (the gateway may be unreachable: then lapsing is the safe answer).
+const STARTUP_GRACE: Duration = Duration::from_secs(15);
+
+/// The clock's decision at one tick.
+#[derive(Debug, PartialEq, Eq)]
+struct ClockDecision {
+    /// Apply time-based transitions at the desk's clock now.
+    tick: bool,
+    /// The desk holds everything the gateway had when it connected.
+    caught_up: bool,
+}
+
+/// Whether the desk's own clock may lapse sessions now. Not while the desk is catching up on a
+/// backlog (connected, its cursor below the log's end at connection time; nor before its first
+/// connection, for [`STARTUP_GRACE`]): the backlog may hold a newer token for the same session,
+/// and applying it already lapses each session at the entries' reception times, exactly as an
+/// uninterrupted desk would. Otherwise a desk restarted after downtime would lapse (and notify)
+/// sessions that entries seconds away re-secure. Disconnected later, or connecting after the
+/// grace, the clock lapses sessions (the desk cannot know about newer tokens; lapsed is the safe
+/// state). An advisor's cursor reaches the log's end with the next heartbeat.
+fn clock_may_lapse(
+    feed: &State,
+    cursor: u64,
+    caught_up_once: bool,
+    since_start: Duration,
+) -> ClockDecision {
+    match feed {
+        State::Connected { last_seq, .. } => {
+            let caught_up = cursor >= *last_seq;
+            ClockDecision {
+                tick: caught_up,
+                caught_up,
+            }
+        }
+        _ => ClockDecision {
+            tick: caught_up_once || since_start >= STARTUP_GRACE,
+            caught_up: false,
+        },
+    }
+}
+
 /// The feed client's sink: applies batches to the writer desk.
 struct DeskSink(Arc<Writer>);
 
@@ -287,25 +329,39 @@ impl DeskService {
             }
         }
 
-        // The clock: sessions lapse without new events.
+        // The clock: sessions lapse without new events, except while the desk catches up on
+        // a backlog (see `clock_may_lapse`).
         let ticker = writer.clone();
         let every = options.tick_every.max(Duration::from_millis(50));
+        let feed_for_clock = client.state();
         tasks.push(tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let started = tokio::time::Instant::now();
+            let mut caught_up_once = false;
             loop {
                 interval.tick().await;
+                let feed = feed_for_clock.borrow().clone();
                 let w = ticker.clone();
                 let done = tokio::task::spawn_blocking(move || {
-                    let result = w.lock().tick(now_ms());
+                    let mut desk = w.lock();
+                    let clock =
+                        clock_may_lapse(&feed, desk.cursor(), caught_up_once, started.elapsed());
+                    if !clock.tick {
+                        return clock.caught_up;
+                    }
+                    let result = desk.tick(now_ms());
+                    drop(desk);
                     match result {
                         Ok(changes) => w.publish(changes),
                         Err(e) => tracing::warn!("cannot apply time-based transitions: {e}"),
                     }
+                    clock.caught_up
                 })
                 .await;
-                if done.is_err() {
-                    break;
+                match done {
+                    Ok(caught_up) => caught_up_once |= caught_up,
+                    Err(_) => break,
                 }
             }
         }));
@@ -398,5 +454,63 @@ impl DeskService {
             demo.shutdown().await;
         }
         reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockdesk_feed_client::DisconnectReason;
+
+    fn connected(last_seq: u64) -> State {
+        State::Connected {
+            url: "ws://gateway/v1/feed".into(),
+            after: 0,
+            last_seq,
+        }
+    }
+
+    #[test]
+    fn the_clock_waits_while_the_desk_catches_up_on_a_backlog() {
+        let early = Duration::from_secs(1);
+        let late = STARTUP_GRACE + Duration::from_secs(1);
+        // Connected with entries still to apply: no lapse by the desk's clock, however late.
+        assert_eq!(
+            clock_may_lapse(&connected(500), 200, true, late),
+            ClockDecision {
+                tick: false,
+                caught_up: false
+            }
+        );
+        // Caught up: the clock runs.
+        assert_eq!(
+            clock_may_lapse(&connected(500), 500, false, early),
+            ClockDecision {
+                tick: true,
+                caught_up: true
+            }
+        );
+        // Before the first connection: the clock waits for the grace period only.
+        let connecting = State::Connecting {
+            url: "ws://gateway/v1/feed".into(),
+        };
+        assert!(!clock_may_lapse(&connecting, 0, false, early).tick);
+        assert!(clock_may_lapse(&connecting, 0, false, late).tick);
+        // Disconnected after having been live: lapsing is the safe answer, at once.
+        let down = State::Disconnected {
+            reason: DisconnectReason::ConnectionLost("reset".into()),
+            retry_in: Duration::from_secs(1),
+        };
+        assert_eq!(
+            clock_may_lapse(&down, 500, true, early),
+            ClockDecision {
+                tick: true,
+                caught_up: false
+            }
+        );
+        let stopped = State::Stopped {
+            reason: StopReason::CredentialRevoked,
+        };
+        assert!(clock_may_lapse(&stopped, 500, false, late).tick);
     }
 }
