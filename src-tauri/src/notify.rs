@@ -353,8 +353,10 @@ mod tests {
 
     #[test]
     fn a_backlog_is_one_summary_with_alarms_first_and_muted_kinds_left_out() {
-        let mut settings = Notifications::default();
-        settings.session_lapsed = false;
+        let settings = Notifications {
+            session_lapsed: false,
+            ..Notifications::default()
+        };
         let mut b = Backlog::default();
         assert!(b.is_empty());
         for _ in 0..12 {

@@ -427,7 +427,7 @@ impl Actor {
                 }
             }
             ServerMessage::Resume { after, reason } => {
-                tracing::info!(after, %reason, "the gateway asks us to resume (it could not keep up)");
+                tracing::info!(after, %reason, "the gateway asks us to resume (overflow: it could not keep up; reconfigured: our subscriber changed)");
             }
             ServerMessage::Unknown => {
                 Counters::bump(&self.counters.unknown_messages);

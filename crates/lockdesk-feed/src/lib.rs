@@ -28,6 +28,9 @@ pub const MAX_RELATED: usize = 50;
 pub const MAX_CLIENT_FRAME_BYTES: usize = 16 * 1024;
 /// [`ServerMessage::Resume`]'s `reason` when the desk's queue overflowed.
 pub const RESUME_OVERFLOW: &str = "overflow";
+/// [`ServerMessage::Resume`]'s `reason` when a configuration reload changed the subscriber the
+/// desk's credential names (role, operator ids): reconnecting serves it as the new one.
+pub const RESUME_RECONFIGURED: &str = "reconfigured";
 
 /// Close codes (RFC 6455 private range) and what the desk does on each.
 pub mod close {

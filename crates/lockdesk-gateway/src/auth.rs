@@ -6,7 +6,7 @@
 //! secret in `Debug` output.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
@@ -38,9 +38,17 @@ impl std::fmt::Debug for WebhookKeys {
     }
 }
 
+/// A credential's SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// The digest [`Bearers`] keeps of a configured credential.
+pub fn digest(secret: &Secret) -> Digest {
+    Sha256::digest(secret.expose().as_bytes()).into()
+}
+
 /// Bearer credentials, kept as SHA-256 digests, each naming who holds it.
 pub struct Bearers<T> {
-    entries: Vec<([u8; 32], T)>,
+    entries: Vec<(Digest, T)>,
 }
 
 impl<T> Bearers<T> {
@@ -48,7 +56,7 @@ impl<T> Bearers<T> {
         Bearers {
             entries: credentials
                 .into_iter()
-                .map(|(secret, who)| (Sha256::digest(secret.expose().as_bytes()).into(), who))
+                .map(|(secret, who)| (digest(secret), who))
                 .collect(),
         }
     }
@@ -58,14 +66,25 @@ impl<T> Bearers<T> {
     /// The presented value is hashed, then compared with every digest in constant time: neither
     /// the content nor the length of a credential leaks through timing.
     pub fn find(&self, authorization: Option<&[u8]>) -> Option<&T> {
+        self.find_with_digest(authorization).map(|(_, who)| who)
+    }
+
+    /// As [`Bearers::find`], with the presented credential's digest (a feed connection keeps it
+    /// to learn, at a configuration reload, whether its credential still exists).
+    pub fn find_with_digest(&self, authorization: Option<&[u8]>) -> Option<(Digest, &T)> {
         let value = authorization?;
         let presented = value
             .strip_prefix(b"Bearer ")
             .or_else(|| value.strip_prefix(b"bearer "))?;
-        let presented: [u8; 32] = Sha256::digest(presented).into();
+        let presented: Digest = Sha256::digest(presented).into();
+        self.by_digest(&presented).map(|who| (presented, who))
+    }
+
+    /// Who holds the credential with this digest (compared in constant time with every entry).
+    pub fn by_digest(&self, presented: &Digest) -> Option<&T> {
         let mut found = None;
         for (digest, who) in &self.entries {
-            if bool::from(digest.ct_eq(&presented)) && found.is_none() {
+            if bool::from(digest.ct_eq(presented)) && found.is_none() {
                 found = Some(who);
             }
         }

@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::access::Standing;
 use crate::metrics::Metrics;
 use crate::store::{EntryKind, EventStore, FeedFilter, FeedItem, RoutedEntry, StoredEntry};
 
@@ -44,7 +45,7 @@ const TAIL_BATCH: usize = 128;
 pub const MAX_CLIENT_FRAME: usize = lockdesk_feed::MAX_CLIENT_FRAME_BYTES;
 
 /// A subscriber as configured.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct SubscriberInfo {
     pub name: String,
     pub role: Role,
@@ -577,6 +578,7 @@ pub async fn serve_connection(
     subscriber: Arc<SubscriberInfo>,
     after: u64,
     mut shutdown: watch::Receiver<bool>,
+    mut access: crate::access::Watch,
 ) {
     let last_seq = *hub.store.committed().borrow();
     let mut conn = Conn {
@@ -623,6 +625,20 @@ pub async fn serve_connection(
                     _ = stopped(&mut shutdown) => {
                         return Err(conn.close(1001, "gateway shutting down").await);
                     }
+                    standing = access.next_change() => match standing {
+                        Some(Standing::Revoked) => {
+                            tracing::info!(subscriber = subscriber.name, "feed: credential removed by a configuration reload; closing 4003");
+                            hub.metrics.rejected("feed", "revoked");
+                            return Err(conn.close(close::CREDENTIAL_REVOKED, "credential revoked").await);
+                        }
+                        Some(_) => {
+                            let after = conn.cursor;
+                            tracing::info!(subscriber = subscriber.name, after, "feed: subscriber reconfigured; told to resume");
+                            conn.send(&ServerMessage::Resume { after, reason: lockdesk_feed::RESUME_RECONFIGURED.into() }).await?;
+                            return Err(conn.close(close::RESUME, "resume").await);
+                        }
+                        None => return Err(conn.close(1001, "gateway shutting down").await),
+                    },
                     frame = queue.recv() => match frame {
                         Some(frame) => conn.forward(frame, &mut queue).await?,
                         // Removed from the hub without a kick: only at shutdown.

@@ -20,6 +20,7 @@
 //! - a slow desk never delays another: the router never awaits a socket; a full queue means
 //!   `resume` + close 4001, never a silently skipped entry.
 
+mod access;
 mod auth;
 pub mod config;
 mod evidence;

@@ -15,14 +15,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use lockdesk_feed::Role as FeedRole;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Bearers, WebhookKeys};
-use crate::config::{GatewayConfig, Role};
-use crate::feed::{self, FeedOptions, Hub, SubscriberInfo};
+use crate::access::{self, Access};
+use crate::config::GatewayConfig;
+use crate::feed::{self, FeedOptions, Hub};
 use crate::metrics::Metrics;
 use crate::store::{EventStore, SqliteStore, StoreError};
 use crate::webhook::{self, BodyFormat, DeliveryHeaders};
@@ -34,11 +33,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DATABASE_FILE: &str = "gateway.sqlite3";
 
 struct AppState {
-    config: GatewayConfig,
-    /// Computed once from the configuration (not per request).
-    webhook_keys: WebhookKeys,
-    providers: Bearers<String>,
-    subscribers: Bearers<Arc<SubscriberInfo>>,
+    /// The configuration's keys and digests, computed once per (re)load, not per request.
+    access: Arc<watch::Sender<Arc<Access>>>,
     store: Arc<dyn EventStore>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
@@ -52,14 +48,58 @@ struct AppState {
 /// [`Gateway::shutdown`] stops it and waits until it has.
 pub struct Gateway {
     local_addr: SocketAddr,
+    access: Arc<watch::Sender<Arc<Access>>>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// What a configuration reload changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Subscribers in the new configuration.
+    pub subscribers: usize,
+    /// Names of the subscribers whose credential is gone: their connections close with 4003.
+    pub revoked: Vec<String>,
+    /// Names of the subscribers whose credential names a changed subscriber (role, operator
+    /// ids, name): their connections are told to resume (4001) and reconnect under it.
+    pub changed: Vec<String>,
 }
 
 impl Gateway {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Replaces the configuration (webhook secrets, providers, subscribers) without a restart.
+    /// The caller validates it first ([`crate::config::validate`]). Requests from now on use the
+    /// new one; feed connections whose credential is gone close with 4003 (the desk stops and
+    /// says its credential was revoked), those whose subscriber changed are told to resume.
+    /// Nothing already stored changes.
+    pub fn reload(&self, config: GatewayConfig) -> Reloaded {
+        let next = Arc::new(Access::new(config));
+        let previous = self.access.send_replace(next.clone());
+        let mut report = Reloaded {
+            subscribers: next.config.subscriber.len(),
+            ..Reloaded::default()
+        };
+        for s in &previous.config.subscriber {
+            let digest = crate::auth::digest(&s.credential);
+            match next.subscribers.by_digest(&digest) {
+                None => report.revoked.push(s.name.clone()),
+                Some(now) if **now != access::subscriber_info(s) => {
+                    report.changed.push(s.name.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        tracing::info!(
+            subscribers = report.subscribers,
+            revoked = ?report.revoked,
+            changed = ?report.changed,
+            "configuration reloaded"
+        );
+        report
     }
 
     /// Stops accepting connections, lets in-flight requests finish (their appends complete),
@@ -140,26 +180,9 @@ pub async fn start_with_store(
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone(), options.feed));
     let (shutdown_tx, shutdown) = watch::channel(false);
     let tracker = TaskTracker::new();
+    let access = Arc::new(watch::Sender::new(Arc::new(Access::new(config))));
     let state = Arc::new(AppState {
-        webhook_keys: WebhookKeys::new(config.webhook.iter().map(|w| &w.secret)),
-        providers: Bearers::new(
-            config
-                .provider
-                .iter()
-                .map(|p| (&p.credential, p.name.clone())),
-        ),
-        subscribers: Bearers::new(config.subscriber.iter().map(|s| {
-            let info = SubscriberInfo {
-                name: s.name.clone(),
-                role: match s.role {
-                    Role::Advisor => FeedRole::Advisor,
-                    Role::Supervisor => FeedRole::Supervisor,
-                },
-                operator_ids: s.operator_ids.clone(),
-            };
-            (&s.credential, Arc::new(info))
-        })),
-        config,
+        access: access.clone(),
         store,
         metrics,
         hub: hub.clone(),
@@ -173,6 +196,7 @@ pub async fn start_with_store(
     tracing::info!(%local_addr, "gateway listening");
     Ok(Gateway {
         local_addr,
+        access,
         shutdown: shutdown_tx,
         task,
     })
@@ -351,8 +375,9 @@ async fn webhook_handler(
         correlation_id: webhook::header_text(get(webhook::CORRELATION_HEADER)),
         delivery_id: webhook::header_text(get(webhook::DELIVERY_HEADER)),
     };
+    let access = state.access.borrow().clone();
     let app = match webhook::verify_signature(
-        state.webhook_keys.keys(),
+        access.webhook_keys.keys(),
         get(webhook::SIGNATURE_HEADER),
         &body,
     ) {
@@ -382,7 +407,7 @@ async fn webhook_handler(
                 duplicate = !appended.inserted,
                 event_id,
                 event_type,
-                app = state.config.webhook.get(app).map(|w| w.name.as_str()),
+                app = access.config.webhook.get(app).map(|w| w.name.as_str()),
                 "webhook stored"
             );
             json_ok(
@@ -402,7 +427,8 @@ async fn evidence_handler(
     const ENDPOINT: &str = "evidence";
     // Authenticate before reading the body: an unauthenticated client gets nothing buffered
     // and learns nothing about the format from our error messages.
-    let Some(provider) = state.providers.find(
+    let access = state.access.borrow().clone();
+    let Some(provider) = access.providers.find(
         headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
@@ -511,7 +537,8 @@ fn parse_after(query: Option<&str>) -> Result<u64, ()> {
 async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) -> Response {
     const ENDPOINT: &str = "feed";
     let headers = request.headers();
-    let Some(subscriber) = state.subscribers.find(
+    let access = state.access.borrow().clone();
+    let Some((digest, subscriber)) = access.subscribers.find_with_digest(
         headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
@@ -569,6 +596,8 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
+    // Subscribed now, so a reload from here on (even during the catch-up) reaches the connection.
+    let watch = access::Watch::new(state.access.subscribe(), digest, subscriber.clone());
     state.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -589,7 +618,7 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
             Some(config),
         )
         .await;
-        feed::serve_connection(hub, ws, subscriber, after, shutdown).await;
+        feed::serve_connection(hub, ws, subscriber, after, shutdown, watch).await;
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = response.headers_mut();

@@ -1,11 +1,12 @@
-//! `lockdesk-cli gateway`: run the gateway server until SIGINT/SIGTERM.
+//! `lockdesk-cli gateway`: run the gateway server until SIGINT/SIGTERM; SIGHUP reloads the
+//! configuration file (an invalid file is refused and the running configuration stays).
 //!
 //! Owns the tokio runtime (the rest of the CLI is synchronous). Prints `listening on ADDR` on
 //! stdout once the socket is bound, so scripts and tests can use `--listen 127.0.0.1:0`.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -41,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("--listen/--data")?;
         println!("listening on {}", gateway.local_addr());
         let _ = std::io::stdout().flush();
-        wait_for_signal().await?;
+        serve_until_stopped(&gateway, &config_path).await?;
         tracing::info!("shutting down: finishing in-flight requests");
         gateway.shutdown().await.context("gateway shutdown")?;
         Ok(ExitCode::SUCCESS)
@@ -67,18 +68,45 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
     let _ = path;
 }
 
+/// Reads the configuration file again and hands it to the gateway; an unreadable or invalid
+/// file changes nothing (the error is logged with its fields).
 #[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT"),
-        _ = term.recv() => Ok(()),
+fn reload(gateway: &lockdesk_gateway::Gateway, path: &Path) {
+    match lockdesk_gateway::GatewayConfig::load(path) {
+        Ok(config) => {
+            warn_if_readable_by_others(path);
+            gateway.reload(config);
+        }
+        Err(e) => tracing::error!(
+            "SIGHUP: the configuration was not reloaded (the running one stays in force): {:#}",
+            anyhow::Error::new(e)
+        ),
     }
 }
 
+#[cfg(unix)]
+async fn serve_until_stopped(
+    gateway: &lockdesk_gateway::Gateway,
+    config_path: &Path,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return r.context("cannot listen for SIGINT"),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => reload(gateway, config_path),
+        }
+    }
+}
+
+/// Without SIGHUP (Windows), a configuration change needs a restart.
 #[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
+async fn serve_until_stopped(
+    _gateway: &lockdesk_gateway::Gateway,
+    _config_path: &Path,
+) -> anyhow::Result<()> {
     tokio::signal::ctrl_c()
         .await
         .context("cannot listen for Ctrl-C")

@@ -873,3 +873,124 @@ async fn a_gateway_restart_closes_1001_and_desks_resume() {
     let d = f.evidence("v1", None).await;
     assert_eq!(desk.entry().await.seq, d);
 }
+
+impl Desk {
+    /// Reads past heartbeats and entries to the `resume` / close that ends the connection.
+    async fn until_closed(&mut self) -> (Option<ServerMessage>, Option<u16>) {
+        let mut resume = None;
+        loop {
+            match self.next().await {
+                Next::Msg(m @ ServerMessage::Resume { .. }) => resume = Some(m),
+                Next::Msg(_) => continue,
+                Next::Closed(code) => return (resume, code),
+            }
+        }
+    }
+}
+
+/// FEED_CONFIG after an operator's edit: bob removed, alice moved to operator 101 only, a new
+/// supervisor dana, the webhook secret rotated; sam untouched.
+const RELOADED_CONFIG: &str = r#"
+[[webhook]]
+name = "main"
+secret = "whsec-test-main-rotated"
+
+[[provider]]
+name = "brand"
+credential = "provider-credential-0123456789"
+
+[[subscriber]]
+name = "alice"
+credential = "alice-credential-0123456789"
+role = "advisor"
+operator_ids = [101]
+
+[[subscriber]]
+name = "sam"
+credential = "sam-credential-0123456789ab"
+role = "supervisor"
+
+[[subscriber]]
+name = "dana"
+credential = "dana-credential-0123456789ab"
+role = "supervisor"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_reload_revokes_with_4003_reconfigures_with_resume_and_admits_new_desks() {
+    let f = Feed::start(fast()).await;
+    let first = f.webhook(pushed("r1", "c1", "v1", 101)).await;
+    let mut sam = connect(f.addr(), SAM, 0).await;
+    let mut bob = connect(f.addr(), BOB, 0).await;
+    let mut alice = connect(f.addr(), ALICE, 0).await;
+    assert_eq!(seqs(&sam.entries_until(first).await), vec![first]);
+    assert_eq!(seqs(&alice.entries_until(first).await), vec![first]);
+
+    let config = GatewayConfig::from_toml(RELOADED_CONFIG).unwrap();
+    assert!(lockdesk_gateway::config::validate(&config).is_empty());
+    let report = f.gateway.as_ref().unwrap().reload(config);
+    assert_eq!(report.subscribers, 3);
+    assert_eq!(report.revoked, vec!["bob".to_owned()]);
+    assert_eq!(report.changed, vec!["alice".to_owned()]);
+
+    // Bob's credential is gone: 4003, and it no longer opens the feed.
+    assert_eq!(bob.until_closed().await, (None, Some(4003)));
+    assert_eq!(
+        try_connect(f.addr(), Some(BOB), "0", Some(SUBPROTOCOL), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    // Alice's subscriber changed: resume from her cursor, then 4001; she reconnects as the new one.
+    let (resume, code) = alice.until_closed().await;
+    assert_eq!(code, Some(4001));
+    match resume {
+        Some(ServerMessage::Resume { after, reason }) => {
+            assert_eq!(after, first);
+            assert_eq!(reason, lockdesk_feed::RESUME_RECONFIGURED);
+        }
+        other => panic!("expected resume, got {other:?}"),
+    }
+    let mut alice = try_connect(
+        f.addr(),
+        Some(ALICE),
+        &first.to_string(),
+        Some(SUBPROTOCOL),
+        None,
+    )
+    .await
+    .unwrap();
+    match alice.next().await {
+        Next::Msg(ServerMessage::Hello(h)) => assert_eq!(h.operator_ids, vec![101]),
+        other => panic!("expected hello, got {other:?}"),
+    }
+
+    // The old webhook secret is refused, the rotated one accepted; sam, untouched, keeps his
+    // connection and receives it, and so does the new supervisor.
+    let body = pushed("r2", "c2", "v2", 101).to_string();
+    let post = |secret: &'static str| {
+        f.http
+            .post(format!("http://{}/webhooks/iadvize", f.addr()))
+            .header("content-type", "application/json")
+            .header(
+                "x-iadvize-signature",
+                signature_header(secret.as_bytes(), body.as_bytes()),
+            )
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post(SECRET).await.unwrap().status(), 401);
+    let r = post("whsec-test-main-rotated").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let second = serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(seqs(&sam.entries_until(second).await), vec![second]);
+    let mut dana = connect(f.addr(), "dana-credential-0123456789ab", 0).await;
+    assert_eq!(seqs(&dana.entries_until(second).await), vec![first, second]);
+    assert_eq!(seqs(&alice.entries_until(second).await), vec![second]);
+    assert!(f
+        .metrics()
+        .await
+        .contains(r#"rejected_total{endpoint="feed",reason="revoked"} 1"#));
+}
