@@ -371,3 +371,42 @@ async fn the_real_gateway_401_and_4004_stop_the_client() {
     assert_eq!(sink.lock().cursor_calls, 1, "asked once, never retried");
     assert!(!logs().contains(SAM), "a credential reached the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_reload_that_removes_the_credential_stops_the_client_as_revoked() {
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    let first = h.push(101).await;
+    let alice = Memory::new(0);
+    let sam = Memory::new(0);
+    let alice_client = FeedClient::spawn(config(&h.url(), ALICE), alice.clone()).unwrap();
+    let sam_client = FeedClient::spawn(config(&h.url(), SAM), sam.clone()).unwrap();
+    alice.wait_cursor(first).await;
+    sam.wait_cursor(first).await;
+
+    // The operator removes alice's subscriber and reloads: her desk stops, told why; sam's goes on.
+    let without_alice = CONFIG
+        .split("[[subscriber]]\nname = \"alice\"")
+        .next()
+        .unwrap();
+    let config = GatewayConfig::from_toml(without_alice).unwrap();
+    assert!(lockdesk_gateway::config::validate(&config).is_empty());
+    let report = h.gateway.as_ref().unwrap().reload(config);
+    assert_eq!(report.revoked, vec!["alice".to_owned()]);
+    let mut state = alice_client.state();
+    let s = wait_state(&mut state, "stopped", |s| {
+        matches!(s, State::Stopped { .. })
+    })
+    .await;
+    assert_eq!(
+        s,
+        State::Stopped {
+            reason: StopReason::CredentialRevoked
+        }
+    );
+    let second = h.push(101).await;
+    sam.wait_cursor(second).await;
+    assert_exactly(&sam.lock().applied, second);
+    assert_exactly(&alice.lock().applied, first);
+    assert_eq!(alice_client.shutdown().await, StopReason::CredentialRevoked);
+    assert_eq!(sam_client.shutdown().await, StopReason::Shutdown);
+}
