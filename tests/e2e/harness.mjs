@@ -1,12 +1,13 @@
 // Drives the real Lockdesk window: tauri-driver (which starts WebKitWebDriver) + selenium.
 // Everything runs on 127.0.0.1; every Lockdesk folder is a fresh temp folder.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, By, until } from 'selenium-webdriver';
+import { comm, descendants } from './proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '../..');
@@ -89,14 +90,6 @@ export async function startDriver(dirs, extraEnv = {}) {
   };
 }
 
-function comm(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
-
 function alive(pid) {
   try {
     process.kill(pid, 0);
@@ -104,32 +97,6 @@ function alive(pid) {
   } catch {
     return false;
   }
-}
-
-/** Every process under `root`, from /proc (Linux, where the end-to-end tests run). */
-function descendants(root) {
-  const children = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [];
-  const todo = [root];
-  while (todo.length) {
-    const pid = todo.pop();
-    for (const c of children.get(pid) ?? []) {
-      out.push(c);
-      todo.push(c);
-    }
-  }
-  return out;
 }
 
 /** Launches the app in a new WebDriver session. */

@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childrenMap, comm } from '../e2e/proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // selenium-webdriver is installed once, for the end-to-end tests.
@@ -49,30 +50,6 @@ function portOpen(port) {
   });
 }
 
-/** pid → child pids, from /proc. */
-function childrenMap() {
-  const children = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
-}
-
-function comm(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
 
 /** The app's pid: the `lockdesk` process under tauri-driver. */
 function appPid(driverPid) {

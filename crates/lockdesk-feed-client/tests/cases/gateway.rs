@@ -342,30 +342,15 @@ async fn the_real_gateway_401_and_4004_stop_the_client() {
     )
     .unwrap();
     let mut state = client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::Unauthorized
-        }
-    );
+    assert_eq!(wait_stopped(&mut state).await, StopReason::Unauthorized);
 
     // The desk has seen more than the gateway holds (the gateway's data was reset).
     let sink = Memory::new(1000);
     let client = FeedClient::spawn(config(&h.url(), SAM), sink.clone()).unwrap();
     let mut state = client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
     assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::AfterBeyondEnd { after: 1000 }
-        }
+        wait_stopped(&mut state).await,
+        StopReason::AfterBeyondEnd { after: 1000 }
     );
     assert!(sink.lock().applied.is_empty());
     assert_eq!(sink.lock().cursor_calls, 1, "asked once, never retried");
@@ -393,15 +378,9 @@ async fn a_gateway_reload_that_removes_the_credential_stops_the_client_as_revoke
     let report = h.gateway.as_ref().unwrap().reload(config);
     assert_eq!(report.revoked, vec!["alice".to_owned()]);
     let mut state = alice_client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
     assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::CredentialRevoked
-        }
+        wait_stopped(&mut state).await,
+        StopReason::CredentialRevoked
     );
     let second = h.push(101).await;
     sam.wait_cursor(second).await;

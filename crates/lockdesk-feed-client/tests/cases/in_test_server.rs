@@ -274,15 +274,9 @@ async fn close_4003_stops_with_credential_revoked() {
     let sink = Memory::new(0);
     let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
     let mut state = client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
     assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::CredentialRevoked
-        }
+        wait_stopped(&mut state).await,
+        StopReason::CredentialRevoked
     );
     // What arrived before the close was applied; nothing was retried.
     assert_exactly(&sink.lock().applied, 5);
@@ -300,15 +294,9 @@ async fn close_4004_stops_and_never_restarts_from_zero() {
     let sink = Memory::new(500);
     let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
     let mut state = client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
     assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::AfterBeyondEnd { after: 500 }
-        }
+        wait_stopped(&mut state).await,
+        StopReason::AfterBeyondEnd { after: 500 }
     );
     let up = server.upgrades();
     assert_eq!(up.len(), 1);
@@ -322,16 +310,7 @@ async fn http_401_on_the_upgrade_stops_with_unauthorized() {
     let server = TestServer::start(Some(401), |_c: Conn| async {}).await;
     let client = FeedClient::spawn(config(&server.url()), Memory::new(0)).unwrap();
     let mut state = client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::Unauthorized
-        }
-    );
+    assert_eq!(wait_stopped(&mut state).await, StopReason::Unauthorized);
     assert_eq!(server.upgrades().len(), 1);
 }
 
@@ -555,16 +534,7 @@ async fn a_panicking_sink_stops_the_client_without_panicking_it() {
     let server = healthy_server(3, Arc::default()).await;
     let client = FeedClient::spawn(config(&server.url()), Boom).unwrap();
     let mut state = client.state();
-    let s = wait_state(&mut state, "stopped", |s| {
-        matches!(s, State::Stopped { .. })
-    })
-    .await;
-    assert_eq!(
-        s,
-        State::Stopped {
-            reason: StopReason::SinkGone
-        }
-    );
+    assert_eq!(wait_stopped(&mut state).await, StopReason::SinkGone);
 }
 
 #[tokio::test]

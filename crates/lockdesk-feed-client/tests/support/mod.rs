@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use lockdesk_feed::{ClientMessage, Entry, EntryKind, Hello, Role, ServerMessage, SUBPROTOCOL};
-use lockdesk_feed_client::{Sink, State};
+use lockdesk_feed_client::{Sink, State, StopReason};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -268,6 +268,14 @@ pub async fn wait_state(
         Err(_) => None,
     };
     result.unwrap_or_else(|| panic!("never reached {what}; last state {:?}", *rx.borrow()))
+}
+
+/// Waits until the client has stopped for good; the reason.
+pub async fn wait_stopped(rx: &mut watch::Receiver<State>) -> StopReason {
+    match wait_state(rx, "stopped", |s| matches!(s, State::Stopped { .. })).await {
+        State::Stopped { reason } => reason,
+        other => panic!("not stopped: {other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

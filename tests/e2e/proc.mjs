@@ -1,0 +1,44 @@
+// Processes from /proc (Linux, where the end-to-end tests and benchmarks run): shared by the
+// harness (stopping an app that outlived its session) and tests/perf (PSS of the app's tree).
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** A process's command name, or null when it is gone. */
+export function comm(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** pid → child pids. */
+export function childrenMap() {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
+}
+
+/** Every process under `root` (not `root` itself). */
+export function descendants(root) {
+  const children = childrenMap();
+  const out = [];
+  const todo = [root];
+  while (todo.length) {
+    const pid = todo.pop();
+    for (const c of children.get(pid) ?? []) {
+      out.push(c);
+      todo.push(c);
+    }
+  }
+  return out;
+}
