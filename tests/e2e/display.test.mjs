@@ -1,11 +1,12 @@
 // How the desk looks and is used, in the real window on the demo: it follows the OS dark theme
 // (GTK_THEME=Adwaita:dark), works from the keyboard alone, and stays readable at 200% zoom
-// (Ctrl + = five times, Tauri's zoom hotkeys). Screenshots of each in tests/output/e2e/2*.png.
+// (Ctrl + = five times, Tauri's zoom hotkeys), and switches to French from Settings. Screenshots
+// of each in tests/output/e2e/2*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { Key } from 'selenium-webdriver';
-import { appPath, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { By, appPath, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
 
 const dirs = freshDirs();
 let driver;
@@ -140,4 +141,33 @@ test('stays readable at 200% zoom (Ctrl + = five times)', async () => {
   await screenshot(driver, '22-zoom-200');
   await driver.actions().keyDown(Key.CONTROL).sendKeys('0').keyUp(Key.CONTROL).perform();
   await driver.wait(async () => (await measure()).innerWidth === before.innerWidth, 10_000, 'Ctrl + 0 resets the zoom');
+});
+
+test('switches to French from Settings: state names, counts and the demo banner', async () => {
+  await driver.findElement(By.css('#nav-settings')).click();
+  const language = await el(driver, '#field-ui-language');
+  await language.findElement(By.css('option[value="fr"]')).click();
+  await driver.findElement(By.css('#save-settings')).click();
+  await waitText(driver, '#settings-status', (t) => t.length > 0, 15_000);
+  await driver.findElement(By.css('#nav-conversations')).click();
+  // Saving restarts the desk (the demo starts afresh): wait for rows again.
+  await driver.wait(
+    async () => (await driver.findElements(By.css('[role="option"] svg[role="img"]'))).length > 0,
+    60_000,
+    'rows after the restart',
+  );
+  const french = ['Sécurisée', 'Anonyme', 'Expirée', 'Échec de la vérification', "Incohérence d'identité", 'Non disponible sur ce canal', 'Fermée'];
+  const labels = await driver.executeScript(
+    `return [...document.querySelectorAll('[role="option"] svg[role="img"]')].map((e) => e.getAttribute('aria-label'));`,
+  );
+  for (const label of labels) {
+    assert.ok(french.some((f) => label.startsWith(f)), `a French state name: ${label}`);
+  }
+  assert.equal(await driver.executeScript('return document.documentElement.lang'), 'fr');
+  const count = await driver.executeScript('return document.querySelector(\'[data-testid="conversation-count"]\')?.textContent ?? ""');
+  assert.match(count, /\d+ conversations?\b/);
+  const banner = await driver.executeScript('return document.querySelector(\'[data-testid="demo-banner"]\')?.textContent ?? ""');
+  assert.match(banner, /Démo/);
+  assert.match(banner, /simulateur intégré/);
+  await screenshot(driver, '23-french');
 });

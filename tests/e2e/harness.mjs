@@ -7,15 +7,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, By, until } from 'selenium-webdriver';
-import { comm, descendants } from './proc.mjs';
+import { comm, descendants, running } from './proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '../..');
 export const outputDir = resolve(root, 'tests/output/e2e');
 mkdirSync(outputDir, { recursive: true });
 
+// The debug build `scripts/test.sh` makes (honouring CARGO_TARGET_DIR), unless LOCKDESK_APP names one.
 export const appPath =
-  process.env.LOCKDESK_APP ?? resolve(root, 'target/debug/lockdesk');
+  process.env.LOCKDESK_APP ?? resolve(root, process.env.CARGO_TARGET_DIR ?? 'target', 'debug/lockdesk');
 
 const DRIVER_PORT = Number(process.env.TAURI_DRIVER_PORT ?? 4444);
 const NATIVE_PORT = Number(process.env.TAURI_DRIVER_NATIVE_PORT ?? 4445);
@@ -90,14 +91,8 @@ export async function startDriver(dirs, extraEnv = {}) {
   };
 }
 
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return comm(pid) === 'lockdesk';
-  } catch {
-    return false;
-  }
-}
+/** Still running (an exited app whose parent is gone stays a zombie until reaped: not alive). */
+const alive = (pid) => running(pid, 'lockdesk');
 
 /** Launches the app in a new WebDriver session. */
 export async function launch() {

@@ -42,3 +42,14 @@ export function descendants(root) {
   }
   return out;
 }
+
+/** Whether `pid` is a running (not exited, not zombie) process named `name`. */
+export function running(pid, name) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z' && state !== 'X' && comm(pid) === name;
+  } catch {
+    return false;
+  }
+}
