@@ -11,22 +11,20 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lockdesk_desk::DeskConfig;
-use lockdesk_feed_client::{Backoff, Credential};
-use lockdesk_gateway::{FeedOptions, Gateway, GatewayConfig, ServerOptions};
-use lockdesk_service::{DeskService, Options, DESK_FILE};
+use lockdesk_feed_client::Backoff;
+use lockdesk_service::{DeskService, DESK_FILE};
 use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-const WEBHOOK_SECRET: &str = "reliability-webhook-secret-0123";
-const PROVIDER: &str = "reliability-provider-credential-0123";
-const SUPERVISOR: &str = "reliability-supervisor-credential-0123";
+mod support;
+use support::*;
+
 const OPERATORS: [i64; 2] = [1001, 1002];
 
 /// Feed events generated (webhooks + evidence).
@@ -35,40 +33,6 @@ const EVENTS: usize = 10_000;
 const CUTS: usize = 100;
 /// Gateway restarts (shutdown, start again on the same folder and port).
 const RESTARTS: usize = 8;
-/// Upper bound for any wait (a safety net against hangs, not a timing assertion).
-const PATIENCE: Duration = Duration::from_secs(120);
-
-fn gateway_config() -> GatewayConfig {
-    GatewayConfig::from_toml(&format!(
-        "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-         [[provider]]\nname = \"brand\"\ncredential = \"{PROVIDER}\"\n\n\
-         [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-    ))
-    .unwrap()
-}
-
-async fn start_gateway(dir: &Path, listen: SocketAddr) -> Gateway {
-    let options = ServerOptions {
-        feed: FeedOptions {
-            heartbeat: Duration::from_secs(2),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    // The port may still be held for a moment by the previous instance's last sockets.
-    let mut tries = 0;
-    loop {
-        match lockdesk_gateway::start_with(gateway_config(), dir, listen, options).await {
-            Ok(g) => return g,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                eprintln!("gateway start: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the gateway does not start again: {e}"),
-        }
-    }
-}
 
 /// A TCP relay in front of the gateway that can drop every connection through it at once.
 struct Relay {
@@ -126,39 +90,6 @@ impl Relay {
     }
 }
 
-/// The desk's key pair (PEM files) in `dir`.
-fn desk_keys(dir: &Path) -> (PathBuf, PathBuf) {
-    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-    let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
-    let private = dir.join("desk-private.pem");
-    let public = dir.join("desk-public.pem");
-    std::fs::write(&private, pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::write(&public, pkey.public_key_to_pem().unwrap()).unwrap();
-    (private, public)
-}
-
-fn options(data: &Path, feed: &str, private: &Path, jwks: &Path) -> Options {
-    let mut keys = lockdesk_keys::Setup::default();
-    keys.trust.push((
-        lockdesk_sim::plan::ISSUER.to_owned(),
-        lockdesk_keys::Source::parse(&jwks.display().to_string()),
-    ));
-    keys.decryption.push(private.to_owned());
-    Options {
-        data_dir: data.to_owned(),
-        feed_url: feed.to_owned(),
-        credential: Credential::new(SUPERVISOR),
-        keys,
-        // The production default (60 min): no session lapses by the desk's own clock while the
-        // test runs, so both desks' states depend on the log only.
-        desk: DeskConfig::default(),
-        tick_every: Duration::from_secs(1),
-        demo: false,
-        // No iAdvize API here: the state comes from the feed only.
-        backfill: None,
-    }
-}
-
 /// The traffic: passes of the simulator's plan, every scenario once plus conversations without
 /// tokens (anonymous, third-party channel) so that about one event in ten is evidence, as in
 /// real traffic; cut at exactly `EVENTS` steps.
@@ -174,23 +105,6 @@ fn traffic() -> Vec<Step> {
     }
     steps.truncate(EVENTS);
     steps
-}
-
-/// Waits until the service's store has applied everything up to `seq`.
-async fn wait_cursor(service: &DeskService, seq: u64, what: &str) {
-    let start = Instant::now();
-    loop {
-        // The reader connection's view of the committed cursor.
-        let cursor = service.read(|d| d.stats().map(|s| s.cursor).unwrap_or(0));
-        if cursor >= seq {
-            return;
-        }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "{what}: the cursor stayed at {cursor}, the log ends at {seq}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every row of `sql`, as text.

@@ -1,0 +1,122 @@
+//! A desk restarted after downtime lapses a session only where an uninterrupted desk would: the
+//! backlog it catches up on holds a newer token that extended the session before it ended, so no
+//! lapse may be recorded before the extended end (the desk's clock must not run ahead of the
+//! backlog). Real gateway, real tokens (the simulator's brand key, encrypted to the desk's key),
+//! real SQLite store, real clock.
+
+use std::time::{Duration, Instant};
+
+use lockdesk_desk::DeskConfig;
+use lockdesk_service::DeskService;
+use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step, Target};
+
+mod support;
+use support::*;
+
+/// The desk's session lifetime in this test.
+const LIFETIME: Duration = Duration::from_secs(6);
+
+fn send(sender: &mut lockdesk_sim::Sender, step: &Step) -> u64 {
+    let answer = sender.send(step).unwrap();
+    answer["seq"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
+    let root = tempfile::tempdir().unwrap();
+    let (private, public) = desk_keys(root.path());
+    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
+    let jwks = root.path().join("brand.jwks.json");
+    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
+    let gateway_dir = root.path().join("gateway");
+    std::fs::create_dir_all(&gateway_dir).unwrap();
+    let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = gateway.local_addr();
+    let desk_dir = root.path().join("desk");
+    let start_desk = || async {
+        let mut o = options(&desk_dir, &format!("ws://{addr}/v1/feed"), &private, &jwks);
+        o.desk = DeskConfig {
+            session_lifetime_secs: LIFETIME.as_secs() as i64,
+        };
+        o.tick_every = Duration::from_millis(100);
+        DeskService::start(o).await.unwrap()
+    };
+
+    // A logged-in visitor presenting a token at every page: the push, then two presentations.
+    let steps = plan(11, &[Scenario::TokenEveryPage], &[1001], 0);
+    let push = steps
+        .iter()
+        .find(|s| matches!(&s.action, Action::Webhook { body, .. } if body["eventType"] == "v2.conversation.pushed"))
+        .unwrap()
+        .clone();
+    let tokens: Vec<Step> = steps
+        .iter()
+        .filter(|s| matches!(&s.action, Action::Evidence(e) if e.conversation_id.is_some()))
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(tokens.len(), 2, "the scenario presents at least two tokens");
+    let Action::Webhook { body, .. } = &push.action else {
+        unreachable!()
+    };
+    let conversation = body["conversationId"].as_str().unwrap().to_owned();
+    let mut sender = tokio::task::block_in_place(|| {
+        lockdesk_sim::Sender::new(
+            Target {
+                gateway: format!("http://{addr}"),
+                webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+                provider_token: PROVIDER.to_owned(),
+            },
+            sim_keys,
+        )
+        .unwrap()
+    });
+
+    // Secured, live.
+    let desk = start_desk().await;
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| send(&mut sender, &push));
+    let first = tokio::task::block_in_place(|| send(&mut sender, &tokens[0]));
+    wait_cursor(&desk, first, "the first token").await;
+    let state = |d: &DeskService| d.read(|k| k.conversation(&conversation).unwrap().unwrap());
+    assert_eq!(state(&desk).row.state, "secured");
+    desk.shutdown().await;
+
+    // Down: the visitor presents a newer token before the session ends (extending it).
+    tokio::time::sleep_until((t0 + LIFETIME - Duration::from_secs(1)).into()).await;
+    let second = tokio::task::block_in_place(|| send(&mut sender, &tokens[1]));
+
+    // Back up after the first session's end, before the extended one's.
+    tokio::time::sleep_until((t0 + LIFETIME + Duration::from_secs(2)).into()).await;
+    let desk = start_desk().await;
+    wait_cursor(&desk, second, "the backlog").await;
+    // Let the clock tick a few times after the catch-up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let detail = state(&desk);
+    let extended_until = detail
+        .presentations
+        .iter()
+        .filter(|p| p.verdict == "verified")
+        .map(|p| p.received_ms + LIFETIME.as_millis() as i64)
+        .max()
+        .unwrap_or_else(|| panic!("no verified token: {:#?}", detail.presentations));
+    let lapses: Vec<i64> = detail
+        .transitions
+        .iter()
+        .filter(|t| t.state == "lapsed")
+        .map(|t| t.at_ms)
+        .collect();
+    assert_eq!(
+        detail.presentations.len(),
+        2,
+        "both tokens applied: {:#?}",
+        detail.presentations
+    );
+    assert!(
+        lapses.iter().all(|&at| at >= extended_until),
+        "lapsed at {lapses:?} although a token extended the session to {extended_until}: {:#?}",
+        detail.transitions
+    );
+    desk.shutdown().await;
+    gateway.shutdown().await.unwrap();
+}
