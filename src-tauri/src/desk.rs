@@ -107,27 +107,6 @@ fn store_err(e: lockdesk_desk::DeskError) -> IpcError {
     IpcError::new(IpcErrorCode::Internal, e.to_string())
 }
 
-fn alert_counts(desk: &lockdesk_desk::Desk) -> Result<HashMap<String, u32>, IpcError> {
-    let mut counts = HashMap::new();
-    let mut before = None;
-    loop {
-        let page = desk.alerts(before, 500).map_err(store_err)?;
-        if page.is_empty() {
-            break;
-        }
-        before = page.last().map(|a| a.id);
-        for a in &page {
-            if let Some(c) = &a.conversation_id {
-                *counts.entry(c.clone()).or_insert(0) += 1;
-            }
-        }
-        if page.len() < 500 {
-            break;
-        }
-    }
-    Ok(counts)
-}
-
 pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
     // The revision is read before the query: an event emitted after it carries a higher one, and
     // one emitted before it is already reflected in the rows (see ui/src/ipc/desk.ts).
@@ -143,7 +122,7 @@ pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
     }
     let mut conversations = with_service(holder, |s| {
         s.read(|desk| {
-            let counts = alert_counts(desk)?;
+            let counts = desk.alert_counts().map_err(store_err)?;
             let rows = desk
                 .conversations(&ConversationQuery {
                     open_only: false,

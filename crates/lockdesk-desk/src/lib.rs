@@ -238,6 +238,11 @@ impl Desk {
         query::alerts(&self.conn, before_id, limit)
     }
 
+    /// How many alerts each conversation has (by conversation id; none: absent).
+    pub fn alert_counts(&self) -> Result<std::collections::HashMap<String, u32>, DeskError> {
+        query::alert_counts(&self.conn)
+    }
+
     /// One alert by id ([`Change::alert_id`]).
     pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, DeskError> {
         query::alert(&self.conn, id)

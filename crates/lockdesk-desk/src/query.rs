@@ -161,6 +161,20 @@ pub(crate) fn alerts(
     Ok(rows)
 }
 
+/// Alerts per conversation id (conversations without alerts are absent).
+pub(crate) fn alert_counts(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, u32>, DeskError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT c.conversation_id, count(*) FROM alerts a
+             JOIN conversations c ON c.id = a.conversation GROUP BY a.conversation",
+        )?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub(crate) fn alert(conn: &Connection, id: i64) -> Result<Option<AlertRecord>, DeskError> {
     let sql = format!("SELECT {ALERT_COLUMNS} WHERE a.id = ?1");
     Ok(conn

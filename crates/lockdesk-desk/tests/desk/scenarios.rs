@@ -281,4 +281,14 @@ fn a_supervisor_and_an_advisor_reach_the_same_store() {
         c
     };
     assert_eq!(codes(&sup), codes(&adv));
+    // The list's per-conversation counts agree with the alerts themselves.
+    let all = sup.alerts(None, 10_000).unwrap();
+    let mut by_conversation = std::collections::HashMap::new();
+    for a in &all {
+        if let Some(c) = &a.conversation_id {
+            *by_conversation.entry(c.clone()).or_insert(0u32) += 1;
+        }
+    }
+    assert!(by_conversation.values().any(|&n| n > 1) || by_conversation.len() > 1);
+    assert_eq!(sup.alert_counts().unwrap(), by_conversation);
 }
