@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +15,8 @@ use lockdesk_service::backfill::{rfc3339, BackfillConfig, BackfillStatus};
 use lockdesk_service::{DeskService, Options, ServiceEvent};
 use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step, Target};
 use tokio::sync::broadcast;
+
+mod support;
 
 const API_USER: &str = "backfill@brand.example";
 const API_PASSWORD: &str = "correct horse battery staple 42";
@@ -54,17 +55,6 @@ fn log_text() -> String {
     String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
 }
 
-/// The desk's key pair, written as PEM files; returns (private path, public key).
-fn desk_key(dir: &Path) -> (std::path::PathBuf, lockdesk_verify::PublicKey) {
-    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-    let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
-    let private = dir.join("desk-private.pem");
-    let public = dir.join("desk-public.pem");
-    std::fs::write(&private, pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::write(&public, pkey.public_key_to_pem().unwrap()).unwrap();
-    (private, lockdesk_sim::read_desk_public(&public).unwrap())
-}
-
 /// Gateway + simulator + desk service + iAdvize stand-in.
 struct Rig {
     _dir: tempfile::TempDir,
@@ -85,7 +75,8 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         std::fs::create_dir_all(&keys).unwrap();
-        let (desk_private, desk_public) = desk_key(&keys);
+        let (desk_private, desk_public) = support::desk_keys(&keys);
+        let desk_public = lockdesk_sim::read_desk_public(&desk_public).unwrap();
         let sim_keys = SimKeys::generate(&desk_public).unwrap();
         let brand_jwks = keys.join("brand.jwks.json");
         std::fs::write(&brand_jwks, &sim_keys.brand_public_jwks).unwrap();

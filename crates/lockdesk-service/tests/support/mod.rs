@@ -1,6 +1,9 @@
 //! Shared by the service's integration tests: a real gateway with one supervisor subscriber, the
 //! desk's key pair, the desk's options, waiting for the store's cursor.
 
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
