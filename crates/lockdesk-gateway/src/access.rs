@@ -95,19 +95,29 @@ impl Watch {
     pub async fn next_change(&mut self) -> Option<Standing> {
         loop {
             self.rx.changed().await.ok()?;
-            let standing = match self
-                .rx
-                .borrow_and_update()
-                .subscribers
-                .by_digest(&self.digest)
-            {
-                None => Standing::Revoked,
-                Some(now) if **now == *self.subscriber => Standing::Unchanged,
-                Some(_) => Standing::Changed,
-            };
-            if standing != Standing::Unchanged {
+            if let Some(standing) = self.standing() {
                 return Some(standing);
             }
         }
+    }
+
+    /// Without waiting: a reload since the last look that concerns this connection.
+    pub fn pending(&mut self) -> Option<Standing> {
+        if self.rx.has_changed().unwrap_or(false) {
+            self.standing()
+        } else {
+            None
+        }
+    }
+
+    /// The current configuration's view of this connection (`None`: unchanged).
+    fn standing(&mut self) -> Option<Standing> {
+        let current = self.rx.borrow_and_update().clone();
+        let standing = match current.subscribers.by_digest(&self.digest) {
+            None => Standing::Revoked,
+            Some(now) if **now == *self.subscriber => Standing::Unchanged,
+            Some(_) => Standing::Changed,
+        };
+        (standing != Standing::Unchanged).then_some(standing)
     }
 }

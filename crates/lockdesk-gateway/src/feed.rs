@@ -376,9 +376,41 @@ struct Conn {
     /// Highest seq the desk has been sent (entry or heartbeat).
     cursor: u64,
     last_write: Instant,
+    /// The configuration as it concerns this connection's credential (reloads).
+    access: crate::access::Watch,
 }
 
 impl Conn {
+    /// Ends the connection after a reload changed its credential's standing: 4003 when it was
+    /// removed, `resume` + 4001 when it names a changed subscriber.
+    async fn reconfigured(&mut self, standing: Standing) -> End {
+        let name = self.subscriber.name.clone();
+        if standing == Standing::Revoked {
+            tracing::info!(
+                subscriber = name,
+                "feed: credential removed by a configuration reload; closing 4003"
+            );
+            self.hub.metrics.rejected("feed", "revoked");
+            return self
+                .close(close::CREDENTIAL_REVOKED, "credential revoked")
+                .await;
+        }
+        let after = self.cursor;
+        tracing::info!(
+            subscriber = name,
+            after,
+            "feed: subscriber reconfigured; told to resume"
+        );
+        let resume = ServerMessage::Resume {
+            after,
+            reason: lockdesk_feed::RESUME_RECONFIGURED.into(),
+        };
+        if let Err(end) = self.send(&resume).await {
+            return end;
+        }
+        self.close(close::RESUME, "resume").await
+    }
+
     async fn write(&mut self, msg: Message) -> Result<(), End> {
         self.write_all(std::iter::once(msg)).await
     }
@@ -439,6 +471,11 @@ impl Conn {
     /// Sends the subscriber's view of the log after the cursor up to at least `until`.
     async fn catch_up(&mut self, until: u64) -> Result<(), End> {
         loop {
+            // A reload is noticed between pages too: a revoked desk reading a long history
+            // slowly must not keep it flowing.
+            if let Some(standing) = self.access.pending() {
+                return Err(self.reconfigured(standing).await);
+            }
             let store = self.hub.store.clone();
             let sub = self.subscriber.clone();
             let after = self.cursor;
@@ -578,7 +615,7 @@ pub async fn serve_connection(
     subscriber: Arc<SubscriberInfo>,
     after: u64,
     mut shutdown: watch::Receiver<bool>,
-    mut access: crate::access::Watch,
+    access: crate::access::Watch,
 ) {
     let last_seq = *hub.store.committed().borrow();
     let mut conn = Conn {
@@ -587,6 +624,7 @@ pub async fn serve_connection(
         subscriber: subscriber.clone(),
         cursor: after,
         last_write: Instant::now(),
+        access,
     };
     hub.metrics.feed_connected(after > 0);
     let hello = ServerMessage::Hello(Hello {
@@ -625,20 +663,10 @@ pub async fn serve_connection(
                     _ = stopped(&mut shutdown) => {
                         return Err(conn.close(1001, "gateway shutting down").await);
                     }
-                    standing = access.next_change() => match standing {
-                        Some(Standing::Revoked) => {
-                            tracing::info!(subscriber = subscriber.name, "feed: credential removed by a configuration reload; closing 4003");
-                            hub.metrics.rejected("feed", "revoked");
-                            return Err(conn.close(close::CREDENTIAL_REVOKED, "credential revoked").await);
-                        }
-                        Some(_) => {
-                            let after = conn.cursor;
-                            tracing::info!(subscriber = subscriber.name, after, "feed: subscriber reconfigured; told to resume");
-                            conn.send(&ServerMessage::Resume { after, reason: lockdesk_feed::RESUME_RECONFIGURED.into() }).await?;
-                            return Err(conn.close(close::RESUME, "resume").await);
-                        }
-                        None => return Err(conn.close(1001, "gateway shutting down").await),
-                    },
+                    standing = conn.access.next_change() => return Err(match standing {
+                        Some(standing) => conn.reconfigured(standing).await,
+                        None => conn.close(1001, "gateway shutting down").await,
+                    }),
                     frame = queue.recv() => match frame {
                         Some(frame) => conn.forward(frame, &mut queue).await?,
                         // Removed from the hub without a kick: only at shutdown.

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::access::{self, Access};
-use crate::config::GatewayConfig;
+use crate::config::{FieldError, GatewayConfig};
 use crate::feed::{self, FeedOptions, Hub};
 use crate::metrics::Metrics;
 use crate::store::{EventStore, SqliteStore, StoreError};
@@ -71,12 +71,17 @@ impl Gateway {
         self.local_addr
     }
 
-    /// Replaces the configuration (webhook secrets, providers, subscribers) without a restart.
-    /// The caller validates it first ([`crate::config::validate`]). Requests from now on use the
+    /// Replaces the configuration (webhook secrets, providers, subscribers) without a restart;
+    /// an invalid one ([`crate::config::validate`]) is refused with its field errors and the
+    /// running one stays. Requests from now on use the
     /// new one; feed connections whose credential is gone close with 4003 (the desk stops and
     /// says its credential was revoked), those whose subscriber changed are told to resume.
     /// Nothing already stored changes.
-    pub fn reload(&self, config: GatewayConfig) -> Reloaded {
+    pub fn reload(&self, config: GatewayConfig) -> Result<Reloaded, Vec<FieldError>> {
+        let errors = crate::config::validate(&config);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let next = Arc::new(Access::new(config));
         let previous = self.access.send_replace(next.clone());
         let mut report = Reloaded {
@@ -99,7 +104,7 @@ impl Gateway {
             changed = ?report.changed,
             "configuration reloaded"
         );
-        report
+        Ok(report)
     }
 
     /// Stops accepting connections, lets in-flight requests finish (their appends complete),
@@ -537,7 +542,10 @@ fn parse_after(query: Option<&str>) -> Result<u64, ()> {
 async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) -> Response {
     const ENDPOINT: &str = "feed";
     let headers = request.headers();
-    let access = state.access.borrow().clone();
+    // Subscribed before authenticating, against the value the receiver has seen: a reload from
+    // here on (even during the catch-up) reaches the connection; none can slip in between.
+    let mut access_rx = state.access.subscribe();
+    let access = access_rx.borrow_and_update().clone();
     let Some((digest, subscriber)) = access.subscribers.find_with_digest(
         headers
             .get(header::AUTHORIZATION)
@@ -596,8 +604,7 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
-    // Subscribed now, so a reload from here on (even during the catch-up) reaches the connection.
-    let watch = access::Watch::new(state.access.subscribe(), digest, subscriber.clone());
+    let watch = access::Watch::new(access_rx, digest, subscriber.clone());
     state.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,

@@ -25,6 +25,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    ignore_sigpipe();
     let config_path = args
         .config
         .clone()
@@ -37,16 +38,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Before `listening on`: a signal sent once that line is out is never the default
+        // action (SIGHUP would kill the process).
+        let signals = Signals::install()?;
         let gateway = lockdesk_gateway::start(config, &args.data, args.listen)
             .await
             .context("--listen/--data")?;
-        println!("listening on {}", gateway.local_addr());
-        let _ = std::io::stdout().flush();
-        serve_until_stopped(&gateway, &config_path).await?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", gateway.local_addr());
+        let _ = out.flush();
+        drop(out);
+        signals.serve_until_stopped(&gateway, &config_path).await?;
         tracing::info!("shutting down: finishing in-flight requests");
         gateway.shutdown().await.context("gateway shutdown")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A server must outlive whoever reads its stdout (`listening on`, reload confirmations): the
+/// CLI restores SIGPIPE's default action for pipelines (main.rs), which would let a closed
+/// stdout kill the gateway. Writes then fail with EPIPE instead, and are ignored.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called before the runtime starts, while this is the only thread; ignoring a
+    // signal has no other effect on the process's state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 /// The file holds secrets: say so when others may read it (not fatal: the operator may rely on
@@ -75,7 +93,29 @@ fn reload(gateway: &lockdesk_gateway::Gateway, path: &Path) {
     match lockdesk_gateway::GatewayConfig::load(path) {
         Ok(config) => {
             warn_if_readable_by_others(path);
-            gateway.reload(config);
+            match gateway.reload(config) {
+                Ok(r) => {
+                    // On stdout, like `listening on`: the operator's confirmation (names only).
+                    // Written, not `println!`: nobody may be reading stdout any more, and a
+                    // closed pipe must not take the gateway down.
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "configuration reloaded: {} subscribers; revoked: [{}]; reconfigured: [{}]",
+                        r.subscribers,
+                        r.revoked.join(", "),
+                        r.changed.join(", ")
+                    );
+                    let _ = out.flush();
+                }
+                Err(errors) => {
+                    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    tracing::error!(
+                        "SIGHUP: the configuration was not reloaded (the running one stays in force): {}",
+                        errors.join("; ")
+                    );
+                }
+            }
         }
         Err(e) => tracing::error!(
             "SIGHUP: the configuration was not reloaded (the running one stays in force): {:#}",
@@ -84,30 +124,57 @@ fn reload(gateway: &lockdesk_gateway::Gateway, path: &Path) {
     }
 }
 
+/// SIGINT and SIGTERM stop the gateway; SIGHUP reloads its configuration.
 #[cfg(unix)]
-async fn serve_until_stopped(
-    gateway: &lockdesk_gateway::Gateway,
-    config_path: &Path,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-    loop {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => return r.context("cannot listen for SIGINT"),
-            _ = term.recv() => return Ok(()),
-            _ = hup.recv() => reload(gateway, config_path),
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    async fn serve_until_stopped(
+        mut self,
+        gateway: &lockdesk_gateway::Gateway,
+        config_path: &Path,
+    ) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return Ok(()),
+                _ = self.term.recv() => return Ok(()),
+                _ = self.hup.recv() => reload(gateway, config_path),
+            }
         }
     }
 }
 
-/// Without SIGHUP (Windows), a configuration change needs a restart.
+/// Ctrl-C stops the gateway; without SIGHUP (Windows), a configuration change needs a restart.
 #[cfg(not(unix))]
-async fn serve_until_stopped(
-    _gateway: &lockdesk_gateway::Gateway,
-    _config_path: &Path,
-) -> anyhow::Result<()> {
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn serve_until_stopped(
+        self,
+        _gateway: &lockdesk_gateway::Gateway,
+        _config_path: &Path,
+    ) -> anyhow::Result<()> {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")
+    }
 }

@@ -27,7 +27,8 @@ impl Drop for RunningGateway {
 }
 
 /// Writes `config` to `dir/gateway.toml` and starts the gateway on a free port of 127.0.0.1 with
-/// its data in `dir/data`; returns once it printed `listening on ADDR`.
+/// its data in `dir/data` and its log in `dir/gateway.err`; returns once it printed
+/// `listening on ADDR`.
 pub fn start_gateway(dir: &Path, config: &str) -> RunningGateway {
     let config_path = dir.join("gateway.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -37,7 +38,7 @@ pub fn start_gateway(dir: &Path, config: &str) -> RunningGateway {
         .arg("--config")
         .arg(&config_path)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("gateway.err")).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();

@@ -375,7 +375,7 @@ async fn a_gateway_reload_that_removes_the_credential_stops_the_client_as_revoke
         .unwrap();
     let config = GatewayConfig::from_toml(without_alice).unwrap();
     assert!(lockdesk_gateway::config::validate(&config).is_empty());
-    let report = h.gateway.as_ref().unwrap().reload(config);
+    let report = h.gateway.as_ref().unwrap().reload(config).unwrap();
     assert_eq!(report.revoked, vec!["alice".to_owned()]);
     let mut state = alice_client.state();
     assert_eq!(

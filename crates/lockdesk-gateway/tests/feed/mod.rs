@@ -926,9 +926,16 @@ async fn a_configuration_reload_revokes_with_4003_reconfigures_with_resume_and_a
     assert_eq!(seqs(&sam.entries_until(first).await), vec![first]);
     assert_eq!(seqs(&alice.entries_until(first).await), vec![first]);
 
+    // An invalid configuration (two subscribers with one credential) is refused, nothing changes.
+    let clash = format!("{FEED_CONFIG}\n[[subscriber]]\nname = \"eve\"\ncredential = \"{SAM}\"\nrole = \"supervisor\"\n");
+    let refused = f
+        .gateway
+        .as_ref()
+        .unwrap()
+        .reload(GatewayConfig::from_toml(&clash).unwrap());
+    assert!(refused.is_err(), "{refused:?}");
     let config = GatewayConfig::from_toml(RELOADED_CONFIG).unwrap();
-    assert!(lockdesk_gateway::config::validate(&config).is_empty());
-    let report = f.gateway.as_ref().unwrap().reload(config);
+    let report = f.gateway.as_ref().unwrap().reload(config).unwrap();
     assert_eq!(report.subscribers, 3);
     assert_eq!(report.revoked, vec!["bob".to_owned()]);
     assert_eq!(report.changed, vec!["alice".to_owned()]);
@@ -993,4 +1000,51 @@ async fn a_configuration_reload_revokes_with_4003_reconfigures_with_resume_and_a
         .metrics()
         .await
         .contains(r#"rejected_total{endpoint="feed",reason="revoked"} 1"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reaches_a_desk_in_the_middle_of_a_long_catch_up() {
+    let f = Feed::start(fast()).await;
+    // Several pages of 4 KiB entries: far more than the kernel buffers between the gateway and
+    // a desk with a 4 KiB receive window that reads nothing yet.
+    const N: u64 = 1200;
+    let padding = "x".repeat(4 * 1024);
+    for i in 0..N {
+        let mut body = pushed(&format!("h{i}"), &format!("c{i}"), "v", 101);
+        body["padding"] = json!(padding);
+        f.webhook(body).await;
+    }
+    let mut slow = try_connect(f.addr(), Some(SAM), "0", Some(SUBPROTOCOL), Some(4096))
+        .await
+        .unwrap();
+    // The gateway is now blocked writing the catch-up to a desk that does not read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let without_sam = FEED_CONFIG
+        .split("[[subscriber]]\nname = \"sam\"")
+        .next()
+        .unwrap();
+    let report = f
+        .gateway
+        .as_ref()
+        .unwrap()
+        .reload(GatewayConfig::from_toml(without_sam).unwrap())
+        .unwrap();
+    assert_eq!(report.revoked, vec!["sam".to_owned()]);
+    // Reading now: entries in order, then 4003 long before the end of the history.
+    let mut last = 0;
+    let code = loop {
+        match slow.next().await {
+            Next::Msg(ServerMessage::Entry(e)) => {
+                assert_eq!(e.seq, last + 1);
+                last = e.seq;
+            }
+            Next::Msg(_) => {}
+            Next::Closed(code) => break code,
+        }
+    };
+    assert_eq!(code, Some(4003));
+    assert!(
+        last < N,
+        "the whole history ({last} entries) went to a revoked desk"
+    );
 }
