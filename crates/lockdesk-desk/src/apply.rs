@@ -272,13 +272,9 @@ pub(crate) fn tick(desk: &mut Desk, now_ms: i64) -> Result<Vec<Change>, DeskErro
     };
     for id in due {
         if let Some(mut conv) = ctx.load(&id)? {
-            ctx.drive(
-                &mut conv,
-                &Event::Tick { now: secs(now_ms) },
-                None,
-                now_ms,
-                json!({}),
-            )?;
+            // Recorded when the session ended (as between feed entries), not when the clock
+            // noticed: a desk that was away reaches the same lines as one that was not.
+            ctx.catch_up(&mut conv, now_ms)?;
         }
     }
     let changes = ctx.out.changes;

@@ -131,6 +131,8 @@ pub struct Desk {
     verifier: Arc<dyn TokenVerifier>,
     config: DeskConfig,
     cursor: u64,
+    /// The latest gateway reception time among the entries applied through this handle.
+    feed_clock_ms: Option<i64>,
 }
 
 impl Desk {
@@ -150,6 +152,7 @@ impl Desk {
                 session_lifetime_secs: config.session_lifetime_secs.max(1),
             },
             cursor,
+            feed_clock_ms: None,
         })
     }
 
@@ -176,7 +179,17 @@ impl Desk {
     ) -> Result<Applied, DeskError> {
         let applied = apply::apply(self, entries, now_ms)?;
         self.cursor = applied.cursor;
+        if let Some(latest) = entries.iter().map(|e| e.received_at_ms).max() {
+            self.feed_clock_ms = Some(self.feed_clock_ms.map_or(latest, |c| c.max(latest)));
+        }
         Ok(applied)
+    }
+
+    /// The feed's own clock: the latest gateway reception time among the entries applied
+    /// through this handle (`None` before the first). While catching up on a backlog, time-based
+    /// transitions are applied up to it, not up to the desk's clock.
+    pub fn feed_clock_ms(&self) -> Option<i64> {
+        self.feed_clock_ms
     }
 
     /// A heartbeat: everything visible to this desk up to `seq` has been received. Advances the

@@ -155,42 +155,68 @@ impl Writer {
 /// How long after the desk starts its clock waits for the feed before lapsing sessions on its
 /// own (the gateway may be unreachable: then lapsing is the safe answer).
 const STARTUP_GRACE: Duration = Duration::from_secs(15);
+/// The longest a connected desk's clock follows the feed's instead of its own: a gateway that
+/// announces a log end it never delivers must not keep sessions secured.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Where the desk stands for its clock at one tick.
+#[derive(Debug)]
+struct ClockInput<'a> {
+    feed: &'a State,
+    cursor: u64,
+    /// The latest reception time among the entries applied so far ([`Desk::feed_clock_ms`]).
+    feed_clock_ms: Option<i64>,
+    now_ms: i64,
+    /// The desk has held the whole log at least once since it started.
+    caught_up_once: bool,
+    since_start: Duration,
+    /// How long it has been connected without holding the log's end (`None`: it is not).
+    behind_for: Option<Duration>,
+}
 
 /// The clock's decision at one tick.
 #[derive(Debug, PartialEq, Eq)]
 struct ClockDecision {
-    /// Apply time-based transitions at the desk's clock now.
-    tick: bool,
+    /// Apply time-based transitions up to this time (`None`: not now).
+    tick_at_ms: Option<i64>,
     /// The desk holds everything the gateway had when it connected.
     caught_up: bool,
 }
 
-/// Whether the desk's own clock may lapse sessions now. Not while the desk is catching up on a
-/// backlog (connected, its cursor below the log's end at connection time; nor before its first
-/// connection, for [`STARTUP_GRACE`]): the backlog may hold a newer token for the same session,
-/// and applying it already lapses each session at the entries' reception times, exactly as an
-/// uninterrupted desk would. Otherwise a desk restarted after downtime would lapse (and notify)
-/// sessions that entries seconds away re-secure. Disconnected later, or connecting after the
-/// grace, the clock lapses sessions (the desk cannot know about newer tokens; lapsed is the safe
-/// state). An advisor's cursor reaches the log's end with the next heartbeat.
-fn clock_may_lapse(
-    feed: &State,
-    cursor: u64,
-    caught_up_once: bool,
-    since_start: Duration,
-) -> ClockDecision {
-    match feed {
+/// When the desk's clock lapses sessions. While the desk catches up on a backlog (connected, its
+/// cursor below the log's end announced in `hello`; or before its first connection, for
+/// [`STARTUP_GRACE`]), time-based transitions go only up to the feed's own clock (the latest
+/// reception time applied, never past the desk's): the backlog may hold a newer token for a
+/// session, and an uninterrupted desk had lapsed exactly what ended before that time. A desk
+/// restarted after downtime thus neither lapses (and notifies) sessions that entries seconds away
+/// extend, nor keeps untouched sessions secured past their end. Caught up, disconnected after
+/// having been live, after the grace, or behind for longer than [`CATCH_UP_LIMIT`]: the desk's
+/// own clock (lapsed is the safe state when it cannot know about newer tokens). An advisor's
+/// cursor reaches the log's end with the next heartbeat.
+fn clock(input: ClockInput<'_>) -> ClockDecision {
+    let own = ClockDecision {
+        tick_at_ms: Some(input.now_ms),
+        caught_up: false,
+    };
+    let feed = ClockDecision {
+        tick_at_ms: input.feed_clock_ms.map(|f| f.min(input.now_ms)),
+        caught_up: false,
+    };
+    match input.feed {
         State::Connected { last_seq, .. } => {
-            let caught_up = cursor >= *last_seq;
-            ClockDecision {
-                tick: caught_up,
-                caught_up,
+            if input.cursor >= *last_seq {
+                ClockDecision {
+                    tick_at_ms: Some(input.now_ms),
+                    caught_up: true,
+                }
+            } else if input.behind_for.is_some_and(|d| d >= CATCH_UP_LIMIT) {
+                own
+            } else {
+                feed
             }
         }
-        _ => ClockDecision {
-            tick: caught_up_once || since_start >= STARTUP_GRACE,
-            caught_up: false,
-        },
+        _ if input.caught_up_once || input.since_start >= STARTUP_GRACE => own,
+        _ => feed,
     }
 }
 
@@ -339,28 +365,47 @@ impl DeskService {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let started = tokio::time::Instant::now();
             let mut caught_up_once = false;
+            // Since when the desk has been connected without holding the log's end.
+            let mut behind_since: Option<tokio::time::Instant> = None;
             loop {
                 interval.tick().await;
                 let feed = feed_for_clock.borrow().clone();
                 let w = ticker.clone();
+                let behind_for = behind_since.map(|t| t.elapsed());
+                let since_start = started.elapsed();
                 let done = tokio::task::spawn_blocking(move || {
                     let mut desk = w.lock();
-                    let clock =
-                        clock_may_lapse(&feed, desk.cursor(), caught_up_once, started.elapsed());
-                    if !clock.tick {
-                        return clock.caught_up;
-                    }
-                    let result = desk.tick(now_ms());
+                    let decision = clock(ClockInput {
+                        feed: &feed,
+                        cursor: desk.cursor(),
+                        feed_clock_ms: desk.feed_clock_ms(),
+                        now_ms: now_ms(),
+                        caught_up_once,
+                        since_start,
+                        behind_for,
+                    });
+                    let behind = matches!(feed, State::Connected { .. }) && !decision.caught_up;
+                    let Some(at) = decision.tick_at_ms else {
+                        return (decision.caught_up, behind);
+                    };
+                    let result = desk.tick(at);
                     drop(desk);
                     match result {
                         Ok(changes) => w.publish(changes),
                         Err(e) => tracing::warn!("cannot apply time-based transitions: {e}"),
                     }
-                    clock.caught_up
+                    (decision.caught_up, behind)
                 })
                 .await;
                 match done {
-                    Ok(caught_up) => caught_up_once |= caught_up,
+                    Ok((caught_up, behind)) => {
+                        caught_up_once |= caught_up;
+                        behind_since = match (behind, behind_since) {
+                            (true, None) => Some(tokio::time::Instant::now()),
+                            (true, since) => since,
+                            (false, _) => None,
+                        };
+                    }
                     Err(_) => break,
                 }
             }
@@ -470,47 +515,101 @@ mod tests {
         }
     }
 
+    fn input(feed: &State, cursor: u64) -> ClockInput<'_> {
+        ClockInput {
+            feed,
+            cursor,
+            feed_clock_ms: Some(1_000_000),
+            now_ms: 5_000_000,
+            caught_up_once: false,
+            since_start: Duration::from_secs(1),
+            behind_for: None,
+        }
+    }
+
     #[test]
-    fn the_clock_waits_while_the_desk_catches_up_on_a_backlog() {
-        let early = Duration::from_secs(1);
+    fn the_clock_follows_the_feed_while_the_desk_catches_up_on_a_backlog() {
         let late = STARTUP_GRACE + Duration::from_secs(1);
-        // Connected with entries still to apply: no lapse by the desk's clock, however late.
+        let behind = connected(500);
+        // Connected with entries still to apply: up to the feed's clock only, however late.
+        let decision = clock(ClockInput {
+            caught_up_once: true,
+            since_start: late,
+            behind_for: Some(Duration::from_secs(30)),
+            ..input(&behind, 200)
+        });
         assert_eq!(
-            clock_may_lapse(&connected(500), 200, true, late),
+            decision,
             ClockDecision {
-                tick: false,
+                tick_at_ms: Some(1_000_000),
                 caught_up: false
             }
         );
-        // Caught up: the clock runs.
+        // Nothing applied yet: no feed clock, no tick.
         assert_eq!(
-            clock_may_lapse(&connected(500), 500, false, early),
+            clock(ClockInput {
+                feed_clock_ms: None,
+                ..input(&behind, 200)
+            })
+            .tick_at_ms,
+            None
+        );
+        // The feed's clock never runs ahead of the desk's.
+        let ahead = ClockInput {
+            feed_clock_ms: Some(9_000_000),
+            ..input(&behind, 200)
+        };
+        assert_eq!(clock(ahead).tick_at_ms, Some(5_000_000));
+        // A gateway that never delivers the end it announced: the desk's clock after the limit.
+        let stuck = ClockInput {
+            behind_for: Some(CATCH_UP_LIMIT),
+            ..input(&behind, 200)
+        };
+        assert_eq!(clock(stuck).tick_at_ms, Some(5_000_000));
+        // Caught up: the desk's clock.
+        assert_eq!(
+            clock(input(&behind, 500)),
             ClockDecision {
-                tick: true,
+                tick_at_ms: Some(5_000_000),
                 caught_up: true
             }
         );
-        // Before the first connection: the clock waits for the grace period only.
+        // Before the first connection: the feed's clock during the grace, then the desk's.
         let connecting = State::Connecting {
             url: "ws://gateway/v1/feed".into(),
         };
-        assert!(!clock_may_lapse(&connecting, 0, false, early).tick);
-        assert!(clock_may_lapse(&connecting, 0, false, late).tick);
-        // Disconnected after having been live: lapsing is the safe answer, at once.
+        assert_eq!(clock(input(&connecting, 0)).tick_at_ms, Some(1_000_000));
+        let after_grace = ClockInput {
+            since_start: late,
+            ..input(&connecting, 0)
+        };
+        assert_eq!(clock(after_grace).tick_at_ms, Some(5_000_000));
+        // Disconnected after having been live: the desk's clock at once (lapsed is safe).
         let down = State::Disconnected {
             reason: DisconnectReason::ConnectionLost("reset".into()),
             retry_in: Duration::from_secs(1),
         };
+        let was_live = ClockInput {
+            caught_up_once: true,
+            ..input(&down, 500)
+        };
         assert_eq!(
-            clock_may_lapse(&down, 500, true, early),
+            clock(was_live),
             ClockDecision {
-                tick: true,
+                tick_at_ms: Some(5_000_000),
                 caught_up: false
             }
         );
         let stopped = State::Stopped {
             reason: StopReason::CredentialRevoked,
         };
-        assert!(clock_may_lapse(&stopped, 500, false, late).tick);
+        assert_eq!(
+            clock(ClockInput {
+                since_start: late,
+                ..input(&stopped, 500)
+            })
+            .tick_at_ms,
+            Some(5_000_000)
+        );
     }
 }

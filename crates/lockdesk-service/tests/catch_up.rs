@@ -14,7 +14,7 @@ mod support;
 use support::*;
 
 /// The desk's session lifetime in this test.
-const LIFETIME: Duration = Duration::from_secs(6);
+const LIFETIME: Duration = Duration::from_secs(10);
 
 fn send(sender: &mut lockdesk_sim::Sender, step: &Step) -> u64 {
     let answer = sender.send(step).unwrap();
@@ -42,24 +42,10 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
         DeskService::start(o).await.unwrap()
     };
 
-    // A logged-in visitor presenting a token at every page: the push, then two presentations.
-    let steps = plan(11, &[Scenario::TokenEveryPage], &[1001], 0);
-    let push = steps
-        .iter()
-        .find(|s| matches!(&s.action, Action::Webhook { body, .. } if body["eventType"] == "v2.conversation.pushed"))
-        .unwrap()
-        .clone();
-    let tokens: Vec<Step> = steps
-        .iter()
-        .filter(|s| matches!(&s.action, Action::Evidence(e) if e.conversation_id.is_some()))
-        .take(2)
-        .cloned()
-        .collect();
-    assert_eq!(tokens.len(), 2, "the scenario presents at least two tokens");
-    let Action::Webhook { body, .. } = &push.action else {
-        unreachable!()
-    };
-    let conversation = body["conversationId"].as_str().unwrap().to_owned();
+    // Logged-in visitors presenting a token at every page: the push, then their presentations.
+    // The first person presents again while the desk is down; the other does not.
+    let (push, tokens, conversation) = person(11);
+    let (other_push, other_tokens, other) = person(12);
     let mut sender = tokio::task::block_in_place(|| {
         lockdesk_sim::Sender::new(
             Target {
@@ -76,14 +62,17 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     let desk = start_desk().await;
     let t0 = Instant::now();
     tokio::task::block_in_place(|| send(&mut sender, &push));
+    tokio::task::block_in_place(|| send(&mut sender, &other_push));
+    tokio::task::block_in_place(|| send(&mut sender, &other_tokens[0]));
     let first = tokio::task::block_in_place(|| send(&mut sender, &tokens[0]));
     wait_cursor(&desk, first, "the first token").await;
-    let state = |d: &DeskService| d.read(|k| k.conversation(&conversation).unwrap().unwrap());
-    assert_eq!(state(&desk).row.state, "secured");
+    let state = |d: &DeskService, c: &str| d.read(|k| k.conversation(c).unwrap().unwrap());
+    assert_eq!(state(&desk, &conversation).row.state, "secured");
+    assert_eq!(state(&desk, &other).row.state, "secured");
     desk.shutdown().await;
 
-    // Down: the visitor presents a newer token before the session ends (extending it).
-    tokio::time::sleep_until((t0 + LIFETIME - Duration::from_secs(1)).into()).await;
+    // Down: the first visitor presents a newer token well before the session ends (extending it).
+    tokio::time::sleep_until((t0 + LIFETIME * 2 / 5).into()).await;
     let second = tokio::task::block_in_place(|| send(&mut sender, &tokens[1]));
 
     // Back up after the first session's end, before the extended one's.
@@ -92,12 +81,12 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     wait_cursor(&desk, second, "the backlog").await;
     // Let the clock tick a few times after the catch-up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let detail = state(&desk);
+    let detail = state(&desk, &conversation);
     let extended_until = detail
         .presentations
         .iter()
         .filter(|p| p.verdict == "verified")
-        .map(|p| p.received_ms + LIFETIME.as_millis() as i64)
+        .map(|p| (p.received_ms / 1000) * 1000 + LIFETIME.as_millis() as i64)
         .max()
         .unwrap_or_else(|| panic!("no verified token: {:#?}", detail.presentations));
     let lapses: Vec<i64> = detail
@@ -117,6 +106,41 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
         "lapsed at {lapses:?} although a token extended the session to {extended_until}: {:#?}",
         detail.transitions
     );
+    // The other session, untouched by the backlog, lapsed: recorded when it ended, not when
+    // the restarted desk noticed.
+    let detail = state(&desk, &other);
+    // (Sessions are kept to the second.)
+    let ended = (detail.presentations[0].received_ms / 1000) * 1000 + LIFETIME.as_millis() as i64;
+    let lapses: Vec<i64> = detail
+        .transitions
+        .iter()
+        .filter(|t| t.state == "lapsed")
+        .map(|t| t.at_ms)
+        .collect();
+    assert_eq!(lapses, vec![ended], "{:#?}", detail.transitions);
     desk.shutdown().await;
     gateway.shutdown().await.unwrap();
+}
+
+/// A TokenEveryPage person of the simulator's plan: the push, the presentations naming the
+/// conversation (at least two), and the conversation id.
+fn person(seed: u64) -> (Step, Vec<Step>, String) {
+    let steps = plan(seed, &[Scenario::TokenEveryPage], &[1001], 0);
+    let push = steps
+        .iter()
+        .find(|s| matches!(&s.action, Action::Webhook { body, .. } if body["eventType"] == "v2.conversation.pushed"))
+        .unwrap()
+        .clone();
+    let tokens: Vec<Step> = steps
+        .iter()
+        .filter(|s| matches!(&s.action, Action::Evidence(e) if e.conversation_id.is_some()))
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(tokens.len(), 2, "the scenario presents at least two tokens");
+    let Action::Webhook { body, .. } = &push.action else {
+        unreachable!()
+    };
+    let conversation = body["conversationId"].as_str().unwrap().to_owned();
+    (push, tokens, conversation)
 }

@@ -157,13 +157,18 @@ fn a_secured_session_lapses_on_tick_without_new_events() {
     assert_eq!(states, ["anonymous", "secured"]);
     let until = t + 1_000 + LIFETIME_SECS * 1000;
     assert!(desk.tick(until - 1).unwrap().is_empty());
-    let lapsed = desk.tick(until).unwrap();
+    // Noticed late (the desk was away): still recorded when the session ended.
+    let lapsed = desk.tick(until + 3_600_000).unwrap();
     assert_eq!(lapsed.len(), 1);
+    assert_eq!(lapsed[0].at_ms, until);
     assert_eq!(lapsed[0].state.as_deref(), Some("lapsed"));
     assert_eq!(lapsed[0].alert.as_deref(), Some("session_lapsed"));
     assert_eq!(lapsed[0].user_id.as_deref(), Some("u1"));
     assert_eq!(lapsed[0].seq, 2, "reported under the cursor");
-    assert!(desk.tick(until + 60_000).unwrap().is_empty(), "lapses once");
+    assert!(
+        desk.tick(until + 7_200_000).unwrap().is_empty(),
+        "lapses once"
+    );
     // A new valid token secures it again.
     let again = desk
         .apply(&[present(&world, 3, until + 5_000, "v1", "u1")], until)
