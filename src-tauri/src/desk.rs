@@ -276,18 +276,17 @@ async fn forward_changes<R: Runtime>(
     let mut last_state: HashMap<String, String> = HashMap::new();
     let language = config.ui.language;
     // Notices of a backlog, shown as one summary once the desk is live again (or quiet).
-    let mut backlog = notify::Backlog::default();
+    let mut backlog = BacklogGate::default();
     loop {
-        let next = if backlog.is_empty() {
-            events.recv().await
-        } else {
-            match tokio::time::timeout(BACKLOG_QUIET, events.recv()).await {
+        let next = match backlog.wait_until(tokio::time::Instant::now()) {
+            None => events.recv().await,
+            Some(until) => match tokio::time::timeout_at(until, events.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    show_backlog(&app, &mut backlog, language);
+                    show_backlog(&app, backlog.take(), language);
                     continue;
                 }
-            }
+            },
         };
         let changes = match next {
             Ok(ServiceEvent::Changes(c)) => c,
@@ -298,9 +297,13 @@ async fn forward_changes<R: Runtime>(
                 let _ = app.emit(DESK_CHANGED, DeskEvent::Reset { revision });
                 continue;
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                show_backlog(&app, backlog.take(), language);
+                break;
+            }
         };
         if holder.generation.load(Ordering::SeqCst) != generation {
+            show_backlog(&app, backlog.take(), language);
             break;
         }
         // Notifications first (they need only the change), then the rows and alerts as stored.
@@ -317,7 +320,7 @@ async fn forward_changes<R: Runtime>(
                     if live {
                         notify_change(&app, c, kind, language, &config.notifications);
                     } else {
-                        backlog.add(kind, &config.notifications);
+                        backlog.add(kind, &config.notifications, tokio::time::Instant::now());
                     }
                 }
                 if let Some(st) = &c.state {
@@ -332,7 +335,7 @@ async fn forward_changes<R: Runtime>(
             }
         }
         if !behind {
-            show_backlog(&app, &mut backlog, language);
+            show_backlog(&app, backlog.take(), language);
         }
         let read = service.clone();
         let fetched = tauri::async_runtime::spawn_blocking(move || {
@@ -366,17 +369,52 @@ async fn forward_changes<R: Runtime>(
     }
 }
 
-/// A backlog's summary is shown when a batch of current changes arrives, or after this long
-/// without changes.
+/// A backlog's summary is shown when a batch of current changes arrives, after this long
+/// without changes, or [`BACKLOG_LONGEST`] after its first notice (a steady stream of old
+/// changes must not hold it back).
 const BACKLOG_QUIET: std::time::Duration = std::time::Duration::from_secs(3);
+const BACKLOG_LONGEST: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether a change is current enough to be notified on its own (see [`notify::LIVE_WINDOW_MS`]).
 fn is_live(change: &Change, now_ms: i64) -> bool {
     now_ms.saturating_sub(change.at_ms) <= notify::LIVE_WINDOW_MS
 }
 
-fn show_backlog<R: Runtime>(app: &AppHandle<R>, backlog: &mut notify::Backlog, language: Language) {
-    let summary = std::mem::take(backlog);
+/// The backlog's notices and when their summary is due.
+#[derive(Default)]
+struct BacklogGate {
+    backlog: notify::Backlog,
+    /// [`BACKLOG_LONGEST`] after the first notice counted.
+    due: Option<tokio::time::Instant>,
+}
+
+impl BacklogGate {
+    fn add(
+        &mut self,
+        kind: NoticeKind,
+        settings: &lockdesk_config::Notifications,
+        now: tokio::time::Instant,
+    ) {
+        self.backlog.add(kind, settings);
+        if !self.backlog.is_empty() && self.due.is_none() {
+            self.due = Some(now + BACKLOG_LONGEST);
+        }
+    }
+
+    /// How long to wait for the next changes before showing the summary (`None`: nothing
+    /// pending, wait as long as it takes).
+    fn wait_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        self.due.map(|due| due.min(now + BACKLOG_QUIET))
+    }
+
+    /// The summary to show now (empty when nothing is pending), leaving the gate empty.
+    fn take(&mut self) -> notify::Backlog {
+        self.due = None;
+        std::mem::take(&mut self.backlog)
+    }
+}
+
+fn show_backlog<R: Runtime>(app: &AppHandle<R>, summary: notify::Backlog, language: Language) {
     let app = app.clone();
     notify::show_summary(&summary, language, move || crate::focus_main_window(&app));
 }
@@ -468,5 +506,35 @@ mod tests {
         // A gateway clock ahead of the desk's: still live.
         c.at_ms = now + 30_000;
         assert!(is_live(&c, now));
+    }
+
+    #[test]
+    fn a_backlog_summary_is_due_after_a_quiet_spell_or_at_the_latest_ten_seconds_after_its_first_notice(
+    ) {
+        let settings = lockdesk_config::Notifications::default();
+        let t0 = tokio::time::Instant::now();
+        let mut gate = BacklogGate::default();
+        assert_eq!(gate.wait_until(t0), None, "nothing pending: no deadline");
+        gate.add(NoticeKind::Secured, &settings, t0);
+        // Quiet for 3 s: due.
+        assert_eq!(gate.wait_until(t0), Some(t0 + BACKLOG_QUIET));
+        // A steady stream of old changes does not postpone it past 10 s after the first notice.
+        let t9 = t0 + std::time::Duration::from_secs(9);
+        gate.add(NoticeKind::VerificationFailed, &settings, t9);
+        assert_eq!(gate.wait_until(t9), Some(t0 + BACKLOG_LONGEST));
+        let summary = gate.take();
+        assert!(summary
+            .text(Language::En)
+            .1
+            .starts_with("1 failed verification, 1 conversation secured."));
+        assert_eq!(gate.wait_until(t9), None);
+        assert!(gate.take().is_empty());
+        // Muted kinds do not start a deadline.
+        let muted = lockdesk_config::Notifications {
+            secured: false,
+            ..Default::default()
+        };
+        gate.add(NoticeKind::Secured, &muted, t9);
+        assert_eq!(gate.wait_until(t9), None);
     }
 }
