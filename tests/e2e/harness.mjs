@@ -83,9 +83,16 @@ export async function startDriver(dirs, extraEnv = {}) {
       }
       for (const pid of apps.filter(alive)) {
         console.error(`# the app (pid ${pid}) outlived its WebDriver session: stopping it`);
-        process.kill(pid, 'SIGTERM');
+        const signal = (name) => {
+          try {
+            process.kill(pid, name);
+          } catch {
+            // exited meanwhile
+          }
+        };
+        signal('SIGTERM');
         for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-        if (alive(pid)) process.kill(pid, 'SIGKILL');
+        if (alive(pid)) signal('SIGKILL');
       }
     },
   };

@@ -66,7 +66,17 @@ export class DeskStore {
         // the event loop first, so the call is on its way).
         this.#warm = true;
         answer.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
-        await new Promise<void>((r) => setTimeout(() => (warmUp(), r()), 0));
+        await new Promise<void>((r) =>
+          setTimeout(() => {
+            try {
+              warmUp();
+            } catch {
+              // Only a speed-up: the list renders without it.
+            } finally {
+              r();
+            }
+          }, 0),
+        );
       }
       const snapshot = await answer;
       let state = fromSnapshot(snapshot);
