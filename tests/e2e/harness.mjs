@@ -81,6 +81,8 @@ export async function startDriver(dirs, extraEnv = {}) {
           });
         });
       }
+      // An app still shutting down (its session was just deleted) gets a moment first.
+      for (let i = 0; i < 50 && apps.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
       for (const pid of apps.filter(alive)) {
         console.error(`# the app (pid ${pid}) outlived its WebDriver session: stopping it`);
         const signal = (name) => {
