@@ -356,7 +356,7 @@ impl DeskService {
         }
 
         // The clock: sessions lapse without new events, except while the desk catches up on
-        // a backlog (see `clock_may_lapse`).
+        // a backlog (see `clock`).
         let ticker = writer.clone();
         let every = options.tick_every.max(Duration::from_millis(50));
         let feed_for_clock = client.state();
