@@ -355,8 +355,8 @@ impl DeskService {
             }
         }
 
-        // The clock: sessions lapse without new events, except while the desk catches up on
-        // a backlog (see `clock`).
+        // The clock: sessions lapse without new events; while the desk catches up on a
+        // backlog, on the feed's time (see `clock`).
         let ticker = writer.clone();
         let every = options.tick_every.max(Duration::from_millis(50));
         let feed_for_clock = client.state();
