@@ -86,15 +86,10 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
         .presentations
         .iter()
         .filter(|p| p.verdict == "verified")
-        .map(|p| (p.received_ms / 1000) * 1000 + LIFETIME.as_millis() as i64)
+        .map(|p| session_end(p.received_ms))
         .max()
         .unwrap_or_else(|| panic!("no verified token: {:#?}", detail.presentations));
-    let lapses: Vec<i64> = detail
-        .transitions
-        .iter()
-        .filter(|t| t.state == "lapsed")
-        .map(|t| t.at_ms)
-        .collect();
+    let lapses = lapse_times(&detail);
     assert_eq!(
         detail.presentations.len(),
         2,
@@ -109,17 +104,26 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     // The other session, untouched by the backlog, lapsed: recorded when it ended, not when
     // the restarted desk noticed.
     let detail = state(&desk, &other);
-    // (Sessions are kept to the second.)
-    let ended = (detail.presentations[0].received_ms / 1000) * 1000 + LIFETIME.as_millis() as i64;
-    let lapses: Vec<i64> = detail
+    let ended = session_end(detail.presentations[0].received_ms);
+    let lapses = lapse_times(&detail);
+    assert_eq!(lapses, vec![ended], "{:#?}", detail.transitions);
+    desk.shutdown().await;
+    gateway.shutdown().await.unwrap();
+}
+
+/// When a session verified at `received_ms` ends (sessions are kept to the second).
+fn session_end(received_ms: i64) -> i64 {
+    (received_ms / 1000) * 1000 + LIFETIME.as_millis() as i64
+}
+
+/// When the conversation's sessions lapsed.
+fn lapse_times(detail: &lockdesk_desk::ConversationDetail) -> Vec<i64> {
+    detail
         .transitions
         .iter()
         .filter(|t| t.state == "lapsed")
         .map(|t| t.at_ms)
-        .collect();
-    assert_eq!(lapses, vec![ended], "{:#?}", detail.transitions);
-    desk.shutdown().await;
-    gateway.shutdown().await.unwrap();
+        .collect()
 }
 
 /// A TokenEveryPage person of the simulator's plan: the push, the presentations naming the
