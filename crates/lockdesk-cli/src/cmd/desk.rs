@@ -172,11 +172,47 @@ fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
     }
 }
 
+/// SIGINT (Ctrl-C), listened for from before the desk starts and for the whole run: a `ctrl_c()`
+/// future made afresh at each turn of the printing loop misses a signal that arrives while an
+/// event is being printed (the watch then never stopped).
+struct Interrupt {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(not(unix))]
+    ctrl_c: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl Interrupt {
+    fn install() -> anyhow::Result<Interrupt> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Interrupt {
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Interrupt {
+                ctrl_c: Box::pin(tokio::signal::ctrl_c()),
+            })
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.int.recv().await;
+        #[cfg(not(unix))]
+        let _ = (&mut self.ctrl_c).await;
+    }
+}
+
 /// Prints changes until interrupted, the duration ends, or the feed client stops for good.
 async fn follow(
     service: DeskService,
     json: bool,
     limit: Option<Duration>,
+    mut interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let mut events = service.events();
     let mut status = service.status();
@@ -191,7 +227,7 @@ async fn follow(
     let mut stopped = None;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = &mut sleep_until => break,
             ev = events.recv() => match ev {
                 Ok(ev) => print_event(&ev, json)?,
@@ -287,8 +323,9 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
+        let interrupt = Interrupt::install()?;
         let service = DeskService::start(options).await?;
-        follow(service, args.json, limit).await
+        follow(service, args.json, limit, interrupt).await
     })
 }
 
@@ -399,6 +436,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
+        let interrupt = Interrupt::install()?;
         let service = DeskService::start_demo(&dir, settings).await?;
         if let Some(d) = service.demo() {
             eprintln!(
@@ -407,6 +445,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 d.dir.display()
             );
         }
-        follow(service, args.json, limit).await
+        follow(service, args.json, limit, interrupt).await
     })
 }
