@@ -130,8 +130,7 @@ pub fn show(
         return;
     }
     let (title, body) = text(notice, lang);
-    let kind = format!("{:?}", notice.kind);
-    display(title, body, notice.kind.critical(), kind, on_click);
+    display(title, body, notice.kind.critical(), notice.kind, on_click);
 }
 
 /// Hands one notification to the platform's server, on its own thread.

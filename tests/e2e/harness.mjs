@@ -2,12 +2,11 @@
 // Everything runs on 127.0.0.1; every Lockdesk folder is a fresh temp folder.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, By, until } from 'selenium-webdriver';
-import { comm, descendants, running } from './proc.mjs';
+import { comm, descendants, portOpen, running } from './proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '../..');
@@ -20,17 +19,6 @@ export const appPath =
 
 const DRIVER_PORT = Number(process.env.TAURI_DRIVER_PORT ?? 4444);
 const NATIVE_PORT = Number(process.env.TAURI_DRIVER_NATIVE_PORT ?? 4445);
-
-function portOpen(port) {
-  return new Promise((ok) => {
-    const s = createConnection({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      ok(true);
-    });
-    s.once('error', () => ok(false));
-  });
-}
 
 /** Fresh config and data folders for one test (several launches share them). */
 export function freshDirs() {

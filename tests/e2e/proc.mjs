@@ -1,6 +1,20 @@
-// Processes from /proc (Linux, where the end-to-end tests and benchmarks run): shared by the
-// harness (stopping an app that outlived its session) and tests/perf (PSS of the app's tree).
+// Processes from /proc (Linux, where the end-to-end tests and benchmarks run) and local ports:
+// shared by the harness (starting tauri-driver, stopping an app that outlived its session) and
+// tests/perf (the same, and the PSS of the app's tree).
 import { readdirSync, readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+
+/** Whether something listens on 127.0.0.1:`port`. */
+export function portOpen(port) {
+  return new Promise((ok) => {
+    const s = createConnection({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      ok(true);
+    });
+    s.once('error', () => ok(false));
+  });
+}
 
 /** A process's command name, or null when it is gone. */
 export function comm(pid) {

@@ -11,10 +11,9 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { childrenMap, comm } from '../e2e/proc.mjs';
+import { childrenMap, comm, portOpen } from '../e2e/proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // selenium-webdriver is installed once, for the end-to-end tests.
@@ -38,18 +37,6 @@ function args() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function portOpen(port) {
-  return new Promise((ok) => {
-    const s = createConnection({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      ok(true);
-    });
-    s.once('error', () => ok(false));
-  });
-}
-
 
 /** The app's pid: the `lockdesk` process under tauri-driver. */
 function appPid(driverPid) {

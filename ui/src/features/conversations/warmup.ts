@@ -8,9 +8,7 @@
 // nor announced (aria-hidden, visibility hidden, off screen) and hold no real data.
 import { mount, unmount } from 'svelte';
 import type { ConversationRow as Row } from '../../ipc';
-import { language } from '../../i18n/index.svelte';
 import ConversationRow from './ConversationRow.svelte';
-import { countOf, dateTime, relativeTime } from './present';
 
 /** One sample of each text style a row can use: verified (monospace userId, name, "verified
  * ago"), alarm (badge, reason, alert count) and anonymous (italic placeholder). */
@@ -40,12 +38,8 @@ function samples(now: number): Row[] {
 
 /** Pays the first row's one-off costs now (the caller calls it once). */
 export function warmUp(): void {
-  const lang = language();
-  const now = Date.now();
-  relativeTime(now, now, lang);
-  countOf(1, '', '', lang);
-  dateTime(now, lang);
   if (typeof document === 'undefined') return;
+  const now = Date.now();
   const box = document.createElement('div');
   box.className = 'warmup';
   box.setAttribute('aria-hidden', 'true');
