@@ -145,6 +145,18 @@ fn is_other_format(c: char) -> bool {
     )
 }
 
+/// Default-ignorable code points that UTS #39's identifier types do not label `Default_Ignorable`:
+/// the deprecated format characters U+206A–206F and U+E0001 LANGUAGE TAG, and the code points
+/// reserved for future invisible characters (U+2065, U+FFF0–FFF8, the rest of U+E0000–E0FFF),
+/// which a renderer draws as nothing. With them, the invisible class holds every
+/// Default_Ignorable_Code_Point, as the UI's `\p{Default_Ignorable_Code_Point}` does.
+fn is_other_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2065}' | '\u{206A}'..='\u{206F}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
 /// Characters that are blank but neither spaces nor default-ignorable (U+2800 BRAILLE PATTERN
 /// BLANK is a favourite of invisible-name tricks).
 fn is_blank_glyph(c: char) -> bool {
@@ -169,6 +181,7 @@ pub fn hazard_of(c: char) -> Option<Hazard> {
         None
     } else if c.identifier_type() == Some(IdentifierType::Default_Ignorable)
         || is_other_format(c)
+        || is_other_ignorable(c)
         || is_blank_glyph(c)
     {
         Some(Hazard::Invisible)
