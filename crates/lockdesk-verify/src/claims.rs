@@ -1,6 +1,7 @@
 //! The claims of a token whose signature has been verified: types, time, and the two iAdvize
 //! claims. Only `iss`, `exp` and the user id are required.
 
+use lockdesk_text::Hazard;
 use serde_json::{Map, Value};
 
 use crate::json::{excerpt, kind};
@@ -169,13 +170,67 @@ fn check_user_id(v: Option<&Value>, warnings: &mut Vec<String>) -> Result<String
             "{USER_ID_CLAIM} has {chars} characters; at most {MAX_USER_ID_CHARS} allowed"
         )));
     }
-    if s.chars().any(char::is_control) {
-        return Err(bad(format!("{USER_ID_CLAIM} contains control characters")));
+    // The identity key must show as it is: one that cannot (bidi controls reordering it,
+    // invisible characters, separators, stacked marks) could pass for another identity.
+    if let Some(found) = describe_hazards(s) {
+        return Err(bad(format!(
+            "{USER_ID_CLAIM} contains {found}; received {}",
+            shown_excerpt(s)
+        )));
     }
     if s.trim() != s {
         warnings.push("the userId has leading or trailing spaces".into());
     }
     Ok(s.clone())
+}
+
+/// How many code points a detail names per hazard class at most.
+const MAX_NAMED_CODE_POINTS: usize = 8;
+
+/// The hazard classes of `s` (`lockdesk_text::hazards`) for a message: each class described,
+/// with its stable code and the code points found in `⟨U+XXXX⟩` form, e.g. `invisible or
+/// zero-width characters (invisible: ⟨U+200B⟩)`. `None` when `s` has no hazard.
+fn describe_hazards(s: &str) -> Option<String> {
+    let found = lockdesk_text::hazards(s);
+    if found.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = found
+        .iter()
+        .map(|class| {
+            let mut points: Vec<char> = Vec::new();
+            for c in s.chars() {
+                let hit = match class {
+                    // A run depends on its neighbours: name the marks of the string.
+                    Hazard::CombiningRun => lockdesk_text::is_combining_mark(c),
+                    _ => lockdesk_text::hazard_of(c) == Some(class),
+                };
+                if hit && !points.contains(&c) {
+                    points.push(c);
+                }
+            }
+            let mut named: Vec<String> = points
+                .iter()
+                .take(MAX_NAMED_CODE_POINTS)
+                .map(|c| lockdesk_text::marker(*c))
+                .collect();
+            if points.len() > MAX_NAMED_CODE_POINTS {
+                named.push("…".into());
+            }
+            format!(
+                "{} ({}: {})",
+                class.describe(),
+                class.code(),
+                named.join(" ")
+            )
+        })
+        .collect();
+    Some(parts.join(", "))
+}
+
+/// `s` with its hazardous characters made visible, quoted and cut like [`excerpt`].
+fn shown_excerpt(s: &str) -> String {
+    excerpt(&lockdesk_text::visible(s))
 }
 
 fn check_visitor_data(v: &Value, warnings: &mut Vec<String>) -> Result<VisitorData, Rejection> {
@@ -195,6 +250,12 @@ fn check_visitor_data(v: &Value, warnings: &mut Vec<String>) -> Result<VisitorDa
                     return Err(bad(format!(
                         "visitorData.{name} is longer than {MAX_VISITOR_FIELD_CHARS} characters"
                     )));
+                }
+                if let Some(found) = describe_hazards(s) {
+                    warnings.push(format!(
+                        "visitorData.{name} contains {found}: shown with visible markers as {}",
+                        shown_excerpt(s)
+                    ));
                 }
                 data.fields.push((name, s.clone()));
             }

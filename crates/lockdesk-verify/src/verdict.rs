@@ -35,7 +35,8 @@ pub enum Reason {
     LifetimeTooLong,
     /// A registered claim is missing or of the wrong type (`iss`, `exp`, `iat`, `nbf`).
     InvalidClaims,
-    /// `https://iadvize.com/userId` missing, not a string, empty, too long or with control chars.
+    /// `https://iadvize.com/userId` missing, not a string, empty, too long, or with a character that
+    /// cannot be shown as it is (control, bidi, invisible, separator, over 4 combining marks).
     InvalidUserId,
     /// `https://iadvize.com/visitorData` not an object, or a documented field not a string.
     InvalidVisitorData,

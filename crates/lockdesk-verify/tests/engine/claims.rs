@@ -259,6 +259,219 @@ fn user_id_rules() {
     assert!(v.warnings.iter().any(|w| w.contains("spaces")));
 }
 
+/// Issue 12: a userId that cannot be shown as it is could pass for another identity in the
+/// list (`cust-4815⟨ZWSP⟩1623` looks exactly like `cust-48151623`). Every hazard class is
+/// refused as `invalid_user_id`, the detail naming the class and the code points.
+#[test]
+fn user_id_hazards_are_refused_naming_class_and_code_points() {
+    let combining5 = format!("cust-e{}", "\u{301}".repeat(5));
+    let cases: Vec<(&str, String, &str, &[&str])> = vec![
+        (
+            "zero-width space",
+            "cust-4815\u{200B}1623".into(),
+            "invisible",
+            &["⟨U+200B⟩"],
+        ),
+        (
+            "right-to-left override",
+            "cust-\u{202E}32615184".into(),
+            "bidi_control",
+            &["⟨U+202E⟩"],
+        ),
+        (
+            "empty isolate",
+            "cust-48151623\u{2066}\u{2069}".into(),
+            "bidi_control",
+            &["⟨U+2066⟩", "⟨U+2069⟩"],
+        ),
+        (
+            "left-to-right mark",
+            "cust-\u{200E}1".into(),
+            "bidi_control",
+            &["⟨U+200E⟩"],
+        ),
+        (
+            "arabic letter mark",
+            "cust-\u{61C}1".into(),
+            "bidi_control",
+            &["⟨U+061C⟩"],
+        ),
+        (
+            "word joiner",
+            "cust-\u{2060}1".into(),
+            "invisible",
+            &["⟨U+2060⟩"],
+        ),
+        (
+            "byte order mark",
+            "\u{FEFF}cust-1".into(),
+            "invisible",
+            &["⟨U+FEFF⟩"],
+        ),
+        (
+            "soft hyphen",
+            "cust\u{AD}-1".into(),
+            "invisible",
+            &["⟨U+00AD⟩"],
+        ),
+        (
+            "tag character",
+            "cust-1\u{E0041}".into(),
+            "invisible",
+            &["⟨U+E0041⟩"],
+        ),
+        (
+            "hangul filler",
+            "cust-\u{3164}1".into(),
+            "invisible",
+            &["⟨U+3164⟩"],
+        ),
+        (
+            "braille blank",
+            "cust-\u{2800}1".into(),
+            "invisible",
+            &["⟨U+2800⟩"],
+        ),
+        (
+            "line separator",
+            "cust-\u{2028}1".into(),
+            "line_separator",
+            &["⟨U+2028⟩"],
+        ),
+        (
+            "paragraph separator",
+            "cust-1\u{2029}".into(),
+            "line_separator",
+            &["⟨U+2029⟩"],
+        ),
+        (
+            "five combining marks",
+            combining5,
+            "combining_run",
+            &["⟨U+0301⟩"],
+        ),
+        ("NUL", "u\u{0}1".into(), "control", &["⟨U+0000⟩"]),
+        ("escape", "u\u{1b}[31m".into(), "control", &["⟨U+001B⟩"]),
+        ("C1 NEL", "u\u{85}".into(), "control", &["⟨U+0085⟩"]),
+    ];
+    for (label, user_id, class, points) in cases {
+        let verdict = check(
+            &format!("userId {label}"),
+            &jws(&claims_with(USER_ID, Some(json!(user_id)))),
+            Rejected(Reason::InvalidUserId),
+        );
+        let Verdict::Rejected(r) = verdict else {
+            unreachable!()
+        };
+        assert!(
+            r.detail.contains(&format!("({class}: ")),
+            "{label}: {}",
+            r.detail
+        );
+        for p in points {
+            assert!(r.detail.contains(p), "{label}: {p} not in {}", r.detail);
+        }
+        // The detail itself shows no hazardous character.
+        assert!(
+            lockdesk_text::hazards(&r.detail).is_empty(),
+            "{label}: {:?}",
+            r.detail
+        );
+    }
+    // The limits of each class: what is not a hazard still verifies.
+    for (label, user_id) in [
+        (
+            "four combining marks",
+            format!("cust-e{}", "\u{301}".repeat(4)),
+        ),
+        ("han", "用户-42".into()),
+        // A look-alike letter is not a hazard of the string itself: the desk compares it with
+        // the identities it knows (lookalike_user_id).
+        ("cyrillic es", "\u{441}ust-48151623".into()),
+        ("non-breaking space", "cust\u{A0}1".into()),
+    ] {
+        check(
+            &format!("userId {label}"),
+            &jws(&claims_with(USER_ID, Some(json!(user_id)))),
+            Verified,
+        );
+    }
+}
+
+/// Signed names and the other documented visitorData strings with a hazard are kept as signed
+/// and verified, with a warning naming the field and the class.
+#[test]
+fn visitor_data_hazards_are_kept_with_a_warning() {
+    for (label, field, value, class, point) in [
+        (
+            "bidi in firstName",
+            "firstName",
+            "Ada\u{202E}ecalevol",
+            "bidi_control",
+            "⟨U+202E⟩",
+        ),
+        (
+            "zero-width in lastName",
+            "lastName",
+            "Love\u{200B}lace",
+            "invisible",
+            "⟨U+200B⟩",
+        ),
+        (
+            "separator in city",
+            "city",
+            "Nantes\u{2028}Paris",
+            "line_separator",
+            "⟨U+2028⟩",
+        ),
+        (
+            "control in email",
+            "email",
+            "a\u{7}@example.com",
+            "control",
+            "⟨U+0007⟩",
+        ),
+        (
+            "marks in address",
+            "address",
+            "e\u{301}\u{301}\u{301}\u{301}\u{301}",
+            "combining_run",
+            "⟨U+0301⟩",
+        ),
+    ] {
+        let vd = json!({ field: value });
+        let Verdict::Verified(v) =
+            check(label, &jws(&claims_with(VISITOR_DATA, Some(vd))), Verified)
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            v.visitor_data.as_ref().unwrap().get(field),
+            Some(value),
+            "{label}"
+        );
+        let w = v
+            .warnings
+            .iter()
+            .find(|w| w.starts_with(&format!("visitorData.{field} contains")))
+            .unwrap_or_else(|| panic!("{label}: no warning in {:?}", v.warnings));
+        assert!(
+            w.contains(&format!("({class}: ")) && w.contains(point),
+            "{label}: {w}"
+        );
+        assert!(lockdesk_text::hazards(w).is_empty(), "{label}: {w:?}");
+    }
+    // A clean profile gets no such warning.
+    let Verdict::Verified(v) = check("clean", &jws(&good_claims()), Verified) else {
+        unreachable!()
+    };
+    assert!(
+        !v.warnings.iter().any(|w| w.starts_with("visitorData.")),
+        "{:?}",
+        v.warnings
+    );
+}
+
 #[test]
 fn visitor_data_rules() {
     use Reason::*;
