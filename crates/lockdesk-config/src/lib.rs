@@ -8,9 +8,11 @@
 //!   next to it (`config.toml.unreadable-<unix time>`);
 //! - `LOCKDESK_CONFIG_DIR` and `LOCKDESK_DATA_DIR` redirect every path this crate hands out, so
 //!   tests never touch the real folders;
-//! - secrets (the subscriber credential) never appear in `Debug` output.
+//! - secrets (the subscriber credential, the iAdvize password) never appear in `Debug` output
+//!   nor in errors: a parse error names line, column, section and field, never quotes the file.
 
 mod dirs;
+mod errors;
 mod model;
 mod validate;
 
@@ -67,9 +69,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-/// Parses configuration text; the error says where and what is wrong.
+/// Parses configuration text; the error says where and what is wrong (line, column, section
+/// and field) and never quotes the file: its lines may hold the credential or the password.
 pub fn parse(text: &str) -> Result<Config, String> {
-    toml::from_str::<Config>(text).map_err(|e| e.to_string().trim_end().to_owned())
+    toml::from_str::<Config>(text).map_err(|e| errors::describe(text, &e))
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<String> {

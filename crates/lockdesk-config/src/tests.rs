@@ -310,3 +310,76 @@ fn notifications_default_on_and_round_trip_muted() {
         crate::Notifications::default()
     );
 }
+
+/// Syntax and type errors on the secret lines: the error names line, column, section and field,
+/// and the secret appears nowhere in it (toml's own message quotes the line).
+#[test]
+fn parse_errors_on_secret_lines_never_quote_them() {
+    const SECRET: &str = "sk-live-9f8e7d6c5b4a";
+    const PASSWORD: &str = "hunter2-Pa55w0rd!";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("[feed]\nurl = \"wss://gw.example/v1/feed\"\ncredential = \"{SECRET}\n"),
+            "line 3, column",
+        ),
+        (
+            format!("[feed]\ncredential = {SECRET}\n"),
+            "line 2, column 14, [feed] credential",
+        ),
+        (
+            format!("[feed]\ncredential = '{SECRET}\n"),
+            "[feed] credential",
+        ),
+        (
+            format!("[feed]\ncredential = \"{SECRET}\" trailing\n"),
+            "[feed] credential",
+        ),
+        (
+            format!("[feed]\ncredential = [\"{SECRET}\"]\n"),
+            "[feed] credential",
+        ),
+        (
+            format!("[iadvize]\nusername = \"ops\"\npassword = \"{PASSWORD}\n"),
+            "line 3",
+        ),
+        (
+            format!("[iadvize]\npassword = {PASSWORD}\n"),
+            "[iadvize] password",
+        ),
+        // A secret pasted where another type is expected: serde quotes the value.
+        (
+            format!("[verification]\nrequire_encryption = \"{SECRET}\"\n"),
+            "[verification] require_encryption",
+        ),
+        (format!("[ui]\nlanguage = \"{SECRET}\"\n"), "[ui] language"),
+        // A secret pasted alone on a line.
+        (format!("[feed]\n{SECRET}\n"), "line 2"),
+    ];
+    for (text, place) in cases {
+        let err = parse(text).unwrap_err();
+        assert!(!err.contains(SECRET) && !err.contains(PASSWORD), "{err}");
+        assert!(
+            !err.contains("sk-live") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(err.contains(place), "{place:?} in {err}");
+        // Through the file and the error type as well.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }));
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(
+                !shown.contains(SECRET) && !shown.contains(PASSWORD),
+                "{shown}"
+            );
+        }
+    }
+    // Names from the schema and the file's own keys are still named.
+    let err = parse("[feed]\ncredenial = \"x\"\n").unwrap_err();
+    assert!(
+        err.contains("unknown field `credenial`, expected `url` or `credential`"),
+        "{err}"
+    );
+}
