@@ -157,9 +157,9 @@ pub(crate) fn describe(text: &str, err: &toml::de::Error) -> String {
     let line = text[line_start..].split('\n').next().unwrap_or("");
     let section = text[..line_start]
         .lines()
+        .rev()
         .filter_map(line_key)
-        .filter(|(_, header)| *header)
-        .last()
+        .find(|(_, header)| *header)
         .map(|(s, _)| s);
     let field = line_key(line);
     let place = match (section, field) {
