@@ -26,6 +26,8 @@ pub const MAX_RELATED: usize = 50;
 /// The largest frame the gateway accepts from a desk (desks send only small `ack`s); a larger one
 /// closes the connection with [`close::PROTOCOL_ERROR`].
 pub const MAX_CLIENT_FRAME_BYTES: usize = 16 * 1024;
+/// The longest [`Hello::log_id`] a desk accepts (the gateway's are 32 hex digits).
+pub const MAX_LOG_ID_BYTES: usize = 128;
 /// [`ServerMessage::Resume`]'s `reason` when the desk's queue overflowed.
 pub const RESUME_OVERFLOW: &str = "overflow";
 /// [`ServerMessage::Resume`]'s `reason` when a configuration reload changed the subscriber the
@@ -119,6 +121,11 @@ pub struct Hello {
     /// The log's end at connection time (for progress display).
     pub last_seq: u64,
     pub heartbeat_secs: u64,
+    /// The log's identity (opaque, at most [`MAX_LOG_ID_BYTES`]): random, created with the log,
+    /// never changed. A desk remembers it with its cursor and refuses to resume on another log
+    /// (its seqs mean other entries). Absent from gateways older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
 }
 
 /// One log entry.

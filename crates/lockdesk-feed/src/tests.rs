@@ -15,9 +15,23 @@ fn messages_round_trip_in_the_documented_shapes() {
             after: 41,
             last_seq: 57,
             heartbeat_secs: 15,
+            log_id: None,
         })
     );
     assert_eq!(ServerMessage::parse(&m.to_text()).unwrap(), m);
+    // `logId` (added within v1): carried when present, absent from older gateways.
+    let with_log = hello.replace("}", r#","logId":"5f0c2b7e9a1d4c3b8e6f0a9b1c2d3e4f"}"#);
+    let ServerMessage::Hello(h) = ServerMessage::parse(&with_log).unwrap() else {
+        panic!("not a hello")
+    };
+    assert_eq!(
+        h.log_id.as_deref(),
+        Some("5f0c2b7e9a1d4c3b8e6f0a9b1c2d3e4f")
+    );
+    assert!(ServerMessage::Hello(h)
+        .to_text()
+        .contains(r#""logId":"5f0c2b7e"#));
+    assert!(!m.to_text().contains("logId"));
 
     let entry = json!({"type":"entry","seq":42,"kind":"webhook","receivedAtMs":1767261600000i64,
         "eventType":"v2.conversation.pushed","payload":{"conversationId":"c1"},

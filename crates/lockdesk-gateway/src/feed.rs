@@ -635,6 +635,7 @@ pub async fn serve_connection(
         after,
         last_seq,
         heartbeat_secs: hub.options.heartbeat.as_secs().max(1),
+        log_id: Some(hub.store.log_id().to_owned()),
     });
     let end = async {
         conn.send(&hello).await?;

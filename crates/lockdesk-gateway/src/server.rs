@@ -394,8 +394,16 @@ async fn webhook_handler(
         }
     };
     let format = BodyFormat::from_content_type(get(header::CONTENT_TYPE.as_str()));
-    let event = match webhook::parse(&body, format, delivery, now_ms()) {
-        Ok(e) => e,
+    let event = match webhook::parse_noting(&body, format, delivery, now_ms()) {
+        Ok((e, None)) => e,
+        Ok((e, Some(problem))) => {
+            tracing::warn!(
+                event_type = e.event_type,
+                problem = %problem,
+                "webhook kept without routing fields (they are not valid ids): supervisors only"
+            );
+            e
+        }
         Err(r) => {
             state.metrics.rejected(ENDPOINT, r.reason());
             tracing::warn!(reason = r.reason(), "signed webhook refused");
@@ -477,19 +485,21 @@ async fn evidence_handler(
     }
 }
 
+/// Constant time (the store keeps its counts), truthful: 503 when the store cannot append (its
+/// writer is gone, or its last commit failed).
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.clone();
     match run_blocking(move || store.counts()).await {
         Ok(c) => json_ok(
             StatusCode::OK,
-            json!({ "status": "ok", "lastSeq": c.last_seq }),
+            json!({ "status": "ok", "lastSeq": c.last_seq, "logId": state.store.log_id() }),
         ),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
-                "the event store does not answer".into(),
+                format!("the event store cannot store: {e}"),
             )
         }
     }

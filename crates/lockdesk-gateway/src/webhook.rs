@@ -120,13 +120,26 @@ pub fn header_text(value: Option<&[u8]>) -> Option<String> {
     std::str::from_utf8(v).ok().map(str::to_owned)
 }
 
-/// Parses a delivery whose signature has been checked.
+/// Parses a delivery whose signature has been checked (see [`parse_noting`]).
 pub fn parse(
     body: &[u8],
     format: BodyFormat,
     headers: DeliveryHeaders,
     received_at_ms: i64,
 ) -> Result<NewWebhookEvent, Rejection> {
+    parse_noting(body, format, headers, received_at_ms).map(|(event, _)| event)
+}
+
+/// Parses a delivery whose signature has been checked. With the event comes, when its type is
+/// not one that moves a conversation and a routing field (`conversationId`, `visitorId`,
+/// `operatorId(s)`) is not a valid id, what was wrong: such an event is kept, without routing
+/// fields (event types we do not know are never dropped).
+pub fn parse_noting(
+    body: &[u8],
+    format: BodyFormat,
+    headers: DeliveryHeaders,
+    received_at_ms: i64,
+) -> Result<(NewWebhookEvent, Option<Rejection>), Rejection> {
     let text = std::str::from_utf8(body).map_err(|_| Rejection::InvalidUtf8)?;
     let object = match format {
         BodyFormat::Json => match serde_json::from_str::<Value>(text) {
@@ -139,8 +152,45 @@ pub fn parse(
     };
     let event_id = required_id(&object, "eventId")?;
     let event_type = required_id(&object, "eventType")?;
-    let conversation_id = optional_id(&object, "conversationId")?;
-    let visitor_id = optional_id(&object, "visitorId")?;
+    let (routing, unrouted) = match routing_fields(&object) {
+        Ok(r) => (r, None),
+        // The types that move a conversation between operators need their routing fields; any
+        // other type is stored and relayed whatever they hold (docs/gateway.md: never dropped),
+        // without routing fields (then only supervisors receive it).
+        Err(r) if is_conversation_move(&event_type) => return Err(r),
+        Err(r) => (Routing::default(), Some(r)),
+    };
+    let payload = Value::Object(object).to_string();
+    let event = NewWebhookEvent {
+        event_id,
+        event_type,
+        correlation_id: headers.correlation_id,
+        delivery_id: headers.delivery_id,
+        conversation_id: routing.conversation_id,
+        visitor_id: routing.visitor_id,
+        operator_ids: routing.operator_ids,
+        payload,
+        received_at_ms,
+    };
+    Ok((event, unrouted))
+}
+
+fn is_conversation_move(event_type: &str) -> bool {
+    event_type == crate::routing::PUSHED || event_type == crate::routing::CLOSED
+}
+
+/// The fields the feed's routing reads.
+#[derive(Default)]
+struct Routing {
+    conversation_id: Option<String>,
+    visitor_id: Option<String>,
+    operator_ids: Vec<u64>,
+}
+
+/// `conversationId`, `visitorId`, `operatorId` and `operatorIds`, each checked.
+fn routing_fields(object: &Map<String, Value>) -> Result<Routing, Rejection> {
+    let conversation_id = optional_id(object, "conversationId")?;
+    let visitor_id = optional_id(object, "visitorId")?;
     let mut operator_ids = Vec::new();
     if let Some(v) = object.get("operatorId") {
         operator_ids.push(operator_id(v, "operatorId")?);
@@ -157,17 +207,10 @@ pub fn parse(
     }
     operator_ids.sort_unstable();
     operator_ids.dedup();
-    let payload = Value::Object(object).to_string();
-    Ok(NewWebhookEvent {
-        event_id,
-        event_type,
-        correlation_id: headers.correlation_id,
-        delivery_id: headers.delivery_id,
+    Ok(Routing {
         conversation_id,
         visitor_id,
         operator_ids,
-        payload,
-        received_at_ms,
     })
 }
 
@@ -304,8 +347,15 @@ mod tests {
                 BodyFormat::Json,
                 "invalid_field",
             ),
+            // The types that move conversations need valid routing fields (others, below,
+            // are stored without them).
             (
-                b"{\"eventId\":\"e\",\"eventType\":\"t\",\"operatorId\":-1}",
+                b"{\"eventId\":\"e\",\"eventType\":\"v2.conversation.pushed\",\"operatorId\":-1}",
+                BodyFormat::Json,
+                "invalid_field",
+            ),
+            (
+                b"{\"eventId\":\"e\",\"eventType\":\"v2.conversation.closed\",\"visitorId\":7}",
                 BodyFormat::Json,
                 "invalid_field",
             ),
@@ -324,6 +374,33 @@ mod tests {
                 "for {:?}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    #[test]
+    fn other_types_with_invalid_routing_fields_are_kept_without_them() {
+        for body in [
+            r#"{"eventId":"e","eventType":"brand.new","visitorId":{"id":1},"conversationId":"c"}"#,
+            r#"{"eventId":"e","eventType":"visitor.updated","conversationId":42}"#,
+            r#"{"eventId":"e","eventType":"t","operatorId":-1,"visitorId":"v"}"#,
+            r#"{"eventId":"e","eventType":"t","visitorId":""}"#,
+        ] {
+            let (event, unrouted) = parse_noting(
+                body.as_bytes(),
+                BodyFormat::Json,
+                DeliveryHeaders::default(),
+                0,
+            )
+            .unwrap_or_else(|r| panic!("{body}: refused {r}"));
+            assert_eq!(unrouted.map(|r| r.reason()), Some("invalid_field"));
+            assert_eq!(
+                (event.conversation_id, event.visitor_id, event.operator_ids),
+                (None, None, vec![]),
+                "{body}"
+            );
+            let stored: Value = serde_json::from_str(&event.payload).unwrap();
+            let sent: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(stored, sent, "the payload is kept whole");
         }
     }
 

@@ -512,6 +512,33 @@ async fn unknown_event_types_are_stored_not_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_event_types_with_invalid_routing_fields_are_stored_without_them() {
+    let h = Harness::start().await;
+    let odd = json!({"eventId": "u-odd", "eventType": "brand.new.event",
+                     "visitorId": {"id": 5}, "conversationId": 42, "operatorId": "x"})
+    .to_string();
+    let (status, answer) = h.deliver(&odd).await;
+    assert_eq!(status, 200, "{answer}");
+    // A conversation move still needs them: refused, as documented.
+    let push = json!({"eventId": "p-odd", "eventType": "v2.conversation.pushed",
+                      "visitorId": 5, "conversationId": "c", "operatorId": 1})
+    .to_string();
+    let (status, answer) = h.deliver(&push).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_field"))
+    );
+    let entries = h.entries();
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(e.event_id.as_deref(), Some("u-odd"));
+    assert_eq!((&e.visitor_id, &e.conversation_id), (&None, &None));
+    assert!(e.operator_ids.is_empty());
+    let stored: Value = serde_json::from_str(&e.payload).unwrap();
+    assert_eq!(stored, serde_json::from_str::<Value>(&odd).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evidence_is_authenticated_syntax_checked_and_never_logged() {
     let h = Harness::start().await;
     // Compact JWE shape (5 base64url segments); the content is opaque to the gateway.

@@ -409,6 +409,7 @@ pub fn hello(after: u64, last_seq: u64, heartbeat_secs: u64) -> Message {
             after,
             last_seq,
             heartbeat_secs,
+            log_id: None,
         })
         .to_text(),
     )

@@ -166,8 +166,17 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("the database holds an invalid entry at seq {seq}: {detail}")]
     Corrupt { seq: u64, detail: String },
+    #[error("the database file {path} is damaged ({detail}); the gateway does not start on it: restore it from a backup, or move it away to start a new, empty log (desks then refuse to resume until their users accept the new log)")]
+    Damaged {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     #[error("the commit failed, nothing of it was stored: {0}")]
     Commit(String),
+    #[error(
+        "the last commit failed (disk full or I/O error?); appends are refused until one succeeds"
+    )]
+    Failing,
     #[error("the store is shut down")]
     Closed,
 }
@@ -184,7 +193,12 @@ pub trait EventStore: Send + Sync + 'static {
     fn append_evidence(&self, evidence: NewEvidence) -> Result<u64, StoreError>;
     /// Up to `limit` entries with `seq > after`, in sequence order.
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
+    /// What the log holds, in constant time (a health check calls it). An error when the store
+    /// cannot append: its writer is gone, or its last commit failed.
     fn counts(&self) -> Result<Counts, StoreError>;
+    /// The log's identity: random, created with the log, never changed (docs/feed-protocol.md,
+    /// `hello.logId`). A log started anew (a database reset) has another one.
+    fn log_id(&self) -> &str;
     /// The highest sequence number committed so far; changes after every commit (the feed's
     /// router waits on it instead of polling).
     fn committed(&self) -> tokio::sync::watch::Receiver<u64>;

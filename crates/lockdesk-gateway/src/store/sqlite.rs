@@ -11,9 +11,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -57,6 +57,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audience_seq ON audience (seq);
     CREATE TABLE routing (id INTEGER PRIMARY KEY CHECK (id = 1), routed_seq INTEGER NOT NULL);
     INSERT INTO routing (id, routed_seq) VALUES (1, 0);",
+    // 3: the log's identity, random, created with the log (or given to a log stored before
+    // this migration) and never changed: `hello` carries it, so a desk notices a log that is
+    // not the one its cursor belongs to (a database reset, or another gateway's).
+    // SQLite's randomblob draws from the operating system's randomness.
+    "CREATE TABLE log_identity (id INTEGER PRIMARY KEY CHECK (id = 1), log_id TEXT NOT NULL);
+    INSERT INTO log_identity (id, log_id) VALUES (1, lower(hex(randomblob(16))));",
 ];
 
 /// The most appends committed in one transaction.
@@ -85,6 +91,19 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     tail_reader: Mutex<Connection>,
     committed: watch::Receiver<u64>,
+    /// Kept by the writer: `counts()` and `/healthz` cost nothing, whatever the log's size.
+    tally: Arc<Tally>,
+    log_id: String,
+}
+
+/// What the writer keeps up to date for `counts()`.
+#[derive(Default)]
+struct Tally {
+    webhook_events: AtomicU64,
+    evidence: AtomicU64,
+    /// The last commit failed (disk full, I/O error...): appends are answered 503 until one
+    /// succeeds, and `/healthz` says so.
+    failing: AtomicBool,
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -95,7 +114,9 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the database at `path`, checks its integrity (a damaged
+    /// file is refused with [`StoreError::Damaged`], naming it) and brings its schema up to
+    /// date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -103,6 +124,10 @@ impl SqliteStore {
                 source,
             })?;
         }
+        SqliteStore::open_checked(path).map_err(|e| damaged(path, e))
+    }
+
+    fn open_checked(path: &Path) -> Result<SqliteStore, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL: readers never block the writer. FULL: a commit is on disk (WAL fsynced) before
@@ -115,9 +140,16 @@ impl SqliteStore {
             );
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        integrity_check(&conn)?;
         migrate(&mut conn)?;
-        let visibility = rebuild_routing(&mut conn)?;
+        let (visibility, tally) = rebuild_routing(&mut conn)?;
+        let tally = Arc::new(tally);
         let last = last_seq(&conn)?;
+        let log_id: String =
+            conn.query_row("SELECT log_id FROM log_identity WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        tracing::info!(log_id, last_seq = last, "gateway log opened");
 
         let readers = (0..READERS)
             .map(|_| open_reader(path).map(Mutex::new))
@@ -126,6 +158,7 @@ impl SqliteStore {
 
         let (committed_tx, committed) = watch::channel(last);
         let (tx, rx) = mpsc::channel();
+        let writer_tally = tally.clone();
         let writer_thread = std::thread::Builder::new()
             .name("gateway-sqlite-writer".into())
             .spawn(move || {
@@ -134,6 +167,7 @@ impl SqliteStore {
                     visibility,
                     committed: committed_tx,
                     rx,
+                    tally: writer_tally,
                 })
             })
             .map_err(|e| StoreError::CreateDir {
@@ -147,7 +181,17 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             tail_reader,
             committed,
+            tally,
+            log_id,
         })
+    }
+
+    /// Whether the writer thread still runs (it catches a panic in a commit and carries on;
+    /// should it end anyway, appends fail and `counts()` says the store is down).
+    fn writer_alive(&self) -> bool {
+        self.writer_thread
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
     }
 
     fn append(&self, item: Item) -> Result<Appended, StoreError> {
@@ -202,6 +246,48 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `PRAGMA quick_check`: every page, index and constraint readable and consistent (the cost of
+/// reading the file once; the routing replay at open reads it anyway). A damaged file would
+/// otherwise start a gateway that refuses every append.
+fn integrity_check(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(20)")?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        path: std::path::PathBuf::new(),
+        detail: problems.join("; "),
+    })
+}
+
+/// Names the file in an error that says it is damaged (SQLite's own "malformed" and "not a
+/// database" errors included).
+fn damaged(path: &Path, e: StoreError) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e {
+        StoreError::Damaged { detail, .. } => StoreError::Damaged {
+            path: path.to_owned(),
+            detail,
+        },
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
+            if matches!(f.code, DatabaseCorrupt | NotADatabase) =>
+        {
+            StoreError::Damaged {
+                path: path.to_owned(),
+                detail: msg.unwrap_or_else(|| f.to_string()),
+            }
+        }
+        StoreError::Corrupt { seq, detail } => StoreError::Damaged {
+            path: path.to_owned(),
+            detail: format!("the entry at seq {seq}: {detail}"),
+        },
+        other => other,
+    }
+}
+
 fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
     // sqlite_sequence keeps the highest seq ever handed out, even if rows were deleted.
     let last: Option<i64> = conn
@@ -216,12 +302,13 @@ fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
 
 /// Replays the routing columns of the whole log to rebuild the open conversations, and fills
 /// the audience of entries not routed yet (stored before the audience table existed).
-fn rebuild_routing(conn: &mut Connection) -> Result<Visibility, StoreError> {
+fn rebuild_routing(conn: &mut Connection) -> Result<(Visibility, Tally), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let routed: i64 = tx.query_row("SELECT routed_seq FROM routing WHERE id = 1", [], |r| {
         r.get(0)
     })?;
     let mut visibility = Visibility::default();
+    let tally = Tally::default();
     let mut newly_routed = 0u64;
     {
         let mut stmt = tx.prepare(
@@ -237,6 +324,12 @@ fn rebuild_routing(conn: &mut Connection) -> Result<Visibility, StoreError> {
             let visitor: Option<String> = row.get(4)?;
             let ops: String = row.get(5)?;
             let operator_ids = parse_operator_ids(seq as u64, &ops)?;
+            let counter = if kind == "evidence" {
+                &tally.evidence
+            } else {
+                &tally.webhook_events
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             let audience = visibility.route(RoutingFields {
                 is_evidence: kind == "evidence",
                 event_type: event_type.as_deref(),
@@ -262,7 +355,7 @@ fn rebuild_routing(conn: &mut Connection) -> Result<Visibility, StoreError> {
             "feed audience computed for stored entries"
         );
     }
-    Ok(visibility)
+    Ok((visibility, tally))
 }
 
 fn insert_audience(conn: &Connection, seq: u64, audience: &Audience) -> rusqlite::Result<()> {
@@ -281,6 +374,7 @@ struct Writer {
     visibility: Visibility,
     committed: watch::Sender<u64>,
     rx: Receiver<Op>,
+    tally: Arc<Tally>,
 }
 
 fn writer_loop(mut w: Writer) {
@@ -292,7 +386,36 @@ fn writer_loop(mut w: Writer) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut w, batch);
+        // A panic (a bug, or a log write in a process whose stderr is gone) must not end the
+        // one thread that writes: the unfinished transaction rolls back as it unwinds, the
+        // batch's callers see their reply channel close (503, they retry), and the routing
+        // state, which may have seen rolled-back entries, is rebuilt from the log.
+        let group =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(&mut w, batch)));
+        if group.is_err() {
+            w.tally.failing.store(true, Ordering::Relaxed);
+            let rebuilt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rebuild_routing(&mut w.conn)
+            }));
+            if let Ok(Ok((v, tally))) = rebuilt {
+                // The panic may have come after the commit: take the counts and the end of
+                // the log from the file.
+                w.visibility = v;
+                for (mine, found) in [
+                    (&w.tally.webhook_events, &tally.webhook_events),
+                    (&w.tally.evidence, &tally.evidence),
+                ] {
+                    mine.store(found.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                if let Ok(last) = last_seq(&w.conn) {
+                    w.committed.send_if_modified(|c| {
+                        let moved = *c < last;
+                        *c = (*c).max(last);
+                        moved
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -329,6 +452,15 @@ fn commit_group(w: &mut Writer, batch: Vec<Op>) {
     })();
     match result {
         Ok((outcomes, last)) => {
+            for (op, appended) in batch.iter().zip(&outcomes) {
+                let counter = match (&op.item, appended.inserted) {
+                    (_, false) => continue,
+                    (Item::Webhook(_), true) => &w.tally.webhook_events,
+                    (Item::Evidence(_), true) => &w.tally.evidence,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            w.tally.failing.store(false, Ordering::Relaxed);
             if last > 0 {
                 w.committed.send_replace(last);
             }
@@ -338,10 +470,11 @@ fn commit_group(w: &mut Writer, batch: Vec<Op>) {
             }
         }
         Err(e) => {
+            w.tally.failing.store(true, Ordering::Relaxed);
             tracing::error!(error = %e, appends = batch.len(), "gateway database commit failed");
             // The routing state saw entries that were rolled back: rebuild it from the log.
             match rebuild_routing(&mut w.conn) {
-                Ok(v) => w.visibility = v,
+                Ok((v, _)) => w.visibility = v,
                 Err(e) => tracing::error!(error = %e, "cannot rebuild the feed routing state"),
             }
             let msg = e.to_string();
@@ -564,19 +697,22 @@ impl EventStore for SqliteStore {
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
-        self.with_reader(|conn| {
-            let (webhook_events, evidence): (i64, i64) = conn.query_row(
-                "SELECT COALESCE(SUM(kind = 'webhook'), 0), COALESCE(SUM(kind = 'evidence'), 0)
-                 FROM entries",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Ok(Counts {
-                webhook_events: webhook_events as u64,
-                evidence: evidence as u64,
-                last_seq: last_seq(conn)?,
-            })
+        // Constant time: the writer keeps the tally; nothing is read from the file.
+        if !self.writer_alive() {
+            return Err(StoreError::Closed);
+        }
+        if self.tally.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::Failing);
+        }
+        Ok(Counts {
+            webhook_events: self.tally.webhook_events.load(Ordering::Relaxed),
+            evidence: self.tally.evidence.load(Ordering::Relaxed),
+            last_seq: *self.committed.borrow(),
         })
+    }
+
+    fn log_id(&self) -> &str {
+        &self.log_id
     }
 
     fn committed(&self) -> watch::Receiver<u64> {
@@ -792,6 +928,112 @@ mod tests {
     }
 
     #[test]
+    fn every_log_has_its_own_identity_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.sqlite3");
+        let first = {
+            let store = SqliteStore::open(&path).unwrap();
+            store.append_webhook(webhook("e1")).unwrap();
+            store.log_id().to_owned()
+        };
+        assert_eq!(first.len(), 32, "{first}");
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(SqliteStore::open(&path).unwrap().log_id(), first);
+        // The file emptied (0 bytes): a new, empty log, with another identity.
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("gateway.sqlite3{suffix}")));
+        }
+        std::fs::write(&path, b"").unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.counts().unwrap().last_seq, 0);
+        assert_ne!(store.log_id(), first);
+        assert_eq!(store.log_id().len(), 32);
+    }
+
+    #[test]
+    fn a_log_stored_before_identities_gets_one_and_keeps_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+            }
+            let tx = conn.transaction().unwrap();
+            insert_webhook(&tx, &webhook("old")).unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.log_id().len(), 32);
+        assert_eq!(
+            store.counts().unwrap(),
+            Counts {
+                webhook_events: 1,
+                evidence: 0,
+                last_seq: 1
+            }
+        );
+        let id = store.log_id().to_owned();
+        drop(store);
+        assert_eq!(SqliteStore::open(&path).unwrap().log_id(), id);
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_at_open_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.sqlite3");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for i in 0..300 {
+                store.append_webhook(webhook(&format!("e{i}"))).unwrap();
+            }
+        }
+        // Overwrite the pages of one index (the table's own pages stay readable: only an
+        // integrity check notices, before the first append that needs the index fails).
+        let (page_size, root): (i64, i64) = {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+            let size = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap();
+            let root = conn
+                .query_row(
+                    "SELECT rootpage FROM sqlite_master WHERE name = 'entries_visitor'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            (size, root)
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        let start = ((root - 1) * page_size) as usize;
+        for b in &mut bytes[start..start + page_size as usize] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match SqliteStore::open(&path) {
+            Err(e @ StoreError::Damaged { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&path.display().to_string()), "{text}");
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("opened a damaged database"),
+        }
+        // Not a database at all: named too.
+        std::fs::write(&path, vec![0x42; 8192]).unwrap();
+        match SqliteStore::open(&path) {
+            Err(e @ StoreError::Damaged { .. }) => {
+                assert!(e.to_string().contains(&path.display().to_string()))
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("opened garbage"),
+        }
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
@@ -801,7 +1043,7 @@ mod tests {
         match SqliteStore::open(&path) {
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                supported: 2,
+                supported: 3,
             }) => {}
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("opened a database from the future"),
