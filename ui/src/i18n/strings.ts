@@ -220,6 +220,19 @@ export const en = {
   supExportNotRedacted: 'Not redacted: this file holds personal data.',
   supLoading: 'Loading…',
   supError: 'Could not load',
+  // Untrusted text: the markers of hazardous characters (title and spoken name, with U+XXXX)
+  hazardControl: 'Control character',
+  hazardBidi: 'Text-direction control character',
+  hazardInvisible: 'Invisible character',
+  hazardLineSeparator: 'Line separator',
+  hazardCombiningRun: 'Extra combining mark',
+  // Look-alike userIds (badge in the list row, the identity card and the detail's header)
+  lookAlike: 'Look-alike',
+  lookAlikeOf: 'Look-alike of',
+  lookAlikeMixedScripts: 'Mixed scripts',
+  lookAlikeHint: 'This userId looks like another identity this desk knows. Check who you are talking to before trusting the padlock.',
+  lookAlikeMixedHint: 'This userId mixes letters of different scripts (for example a Cyrillic с among Latin letters), a way to imitate another id.',
+  lookAlikeImitates: 'Looks like the identity',
 } as const;
 
 export type StringKey = keyof typeof en;
@@ -438,4 +451,15 @@ export const fr: Record<StringKey, string> = {
   supExportNotRedacted: 'Non masqué : ce fichier contient des données personnelles.',
   supLoading: 'Chargement…',
   supError: 'Chargement impossible',
+  hazardControl: 'Caractère de contrôle',
+  hazardBidi: 'Caractère de contrôle du sens du texte',
+  hazardInvisible: 'Caractère invisible',
+  hazardLineSeparator: 'Séparateur de ligne',
+  hazardCombiningRun: 'Signe diacritique en trop',
+  lookAlike: 'Sosie',
+  lookAlikeOf: 'Sosie de',
+  lookAlikeMixedScripts: 'Écritures mélangées',
+  lookAlikeHint: "Cet userId ressemble à une autre identité connue de ce poste. Vérifiez à qui vous parlez avant de vous fier au cadenas.",
+  lookAlikeMixedHint: "Cet userId mélange des lettres de plusieurs écritures (par exemple un с cyrillique parmi des lettres latines), une façon d'imiter un autre identifiant.",
+  lookAlikeImitates: "Ressemble à l'identité",
 };
