@@ -232,7 +232,15 @@ export const en = {
   lookAlikeMixedScripts: 'Mixed scripts',
   lookAlikeHint: 'This userId looks like another identity this desk knows. Check who you are talking to before trusting the padlock.',
   lookAlikeMixedHint: 'This userId mixes letters of different scripts (for example a Cyrillic с among Latin letters), a way to imitate another id.',
-  lookAlikeImitates: 'Looks like the identity',
+  alertLookAlikeLooksLike: 'looks like',
+  alertLookAlikeKnown: ', an identity this desk already knows.',
+  alertLookAlikeMixes: 'mixes letters of several scripts.',
+  evidenceImitator: 'Look-alike userId',
+  evidenceImitates: 'Identity it imitates',
+  evidenceMixedScript: 'Mixed scripts',
+  evidenceScripts: 'Scripts',
+  yes: 'yes',
+  no: 'no',
 } as const;
 
 export type StringKey = keyof typeof en;
@@ -461,5 +469,13 @@ export const fr: Record<StringKey, string> = {
   lookAlikeMixedScripts: 'Écritures mélangées',
   lookAlikeHint: "Cet userId ressemble à une autre identité connue de ce poste. Vérifiez à qui vous parlez avant de vous fier au cadenas.",
   lookAlikeMixedHint: "Cet userId mélange des lettres de plusieurs écritures (par exemple un с cyrillique parmi des lettres latines), une façon d'imiter un autre identifiant.",
-  lookAlikeImitates: "Ressemble à l'identité",
+  alertLookAlikeLooksLike: 'ressemble à',
+  alertLookAlikeKnown: ', une identité déjà connue de ce poste.',
+  alertLookAlikeMixes: 'mélange des lettres de plusieurs écritures.',
+  evidenceImitator: 'userId sosie',
+  evidenceImitates: 'Identité imitée',
+  evidenceMixedScript: 'Écritures mélangées',
+  evidenceScripts: 'Écritures',
+  yes: 'oui',
+  no: 'non',
 };

@@ -10,3 +10,16 @@ export interface LookAlike {
 export function lookAlikeOf(x: object): LookAlike | null {
   return (x as { lookAlike?: LookAlike | null }).lookAlike ?? null;
 }
+
+/** What a `lookalike_user_id` alert's evidence says: the look-alike userId and the identity it
+ * passes for (`null`: none known, it only mixes scripts). The desk writes them as `imitator` and
+ * `imitates` (empty when there is none). */
+export interface LookAlikeEvidence {
+  imitator: string | null;
+  imitates: string | null;
+}
+
+export function lookAlikeEvidence(evidence: readonly { label: string; value: string }[]): LookAlikeEvidence {
+  const get = (label: string): string | null => evidence.find((e) => e.label === label)?.value || null;
+  return { imitator: get('imitator') ?? get('userId'), imitates: get('imitates') };
+}

@@ -12,7 +12,7 @@ import Timeline from './Timeline.svelte';
 import HistoryView from './HistoryView.svelte';
 import Supervisor from '../supervisor/Supervisor.svelte';
 import { setLanguage } from '../../i18n/index.svelte';
-import type { IdentityCard as Card, SupervisorOverview } from '../../ipc';
+import type { AlertKind, DeskAlert, IdentityCard as Card, SupervisorOverview } from '../../ipc';
 import type { LookAlike } from './lookalike';
 import { identity, row, T0 } from './fixtures';
 
@@ -123,6 +123,45 @@ describe('the identity card', () => {
     render(IdentityCard, { props: { identity: withLookAlike(identity(), null), now: T0 } });
     expect(screen.queryByTestId('look-alike')).toBeNull();
     expect(screen.getByTestId('identity-user-id')).not.toHaveClass('lookalike');
+  });
+});
+
+describe('the look-alike alert', () => {
+  const alert = (evidence: { label: string; value: string }[]): DeskAlert => ({
+    id: 'a-9',
+    conversationId: 'c-fake',
+    kind: 'lookalike_user_id' as AlertKind,
+    atMs: T0,
+    evidence,
+  });
+  const evidence = [
+    { label: 'imitates', value: GENUINE },
+    { label: 'imitator', value: '\u0441ust-48151623' },
+    { label: 'mixedScript', value: 'true' },
+    { label: 'scripts', value: '["Cyrillic","Latin"]' },
+  ];
+
+  it('says in the advisor\'s language which id looks like which known identity', () => {
+    const { unmount } = render(Alerts, { props: { alerts: [alert(evidence)] } });
+    expect(screen.getByTestId('alert-summary')).toHaveTextContent(`\u0441ust-48151623 looks like ${GENUINE}, an identity this desk already knows.`);
+    const list = within(screen.getByTestId('alert'));
+    expect(list.getByText('Identity it imitates')).toBeInTheDocument();
+    expect(list.getByText('Look-alike userId')).toBeInTheDocument();
+    expect(list.getByText('Cyrillic, Latin')).toBeInTheDocument();
+    unmount();
+
+    setLanguage('fr');
+    render(Alerts, { props: { alerts: [alert(evidence)] } });
+    expect(screen.getByTestId('alert-summary')).toHaveTextContent(`\u0441ust-48151623 ressemble à ${GENUINE}, une identité déjà connue de ce poste.`);
+    expect(within(screen.getByTestId('alert')).getByText('Identité imitée')).toBeInTheDocument();
+    expect(within(screen.getByTestId('alert')).getByText('oui')).toBeInTheDocument();
+  });
+
+  it('says a mixed-script id with no known counterpart mixes scripts', () => {
+    render(Alerts, {
+      props: { alerts: [alert([{ label: 'imitates', value: '' }, { label: 'imitator', value: 'p\u0430ypal' }, { label: 'mixedScript', value: 'true' }])] },
+    });
+    expect(screen.getByTestId('alert-summary')).toHaveTextContent('p\u0430ypal mixes letters of several scripts.');
   });
 });
 
