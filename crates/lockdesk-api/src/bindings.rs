@@ -35,6 +35,7 @@ pub fn typescript() -> String {
     decl::<FeedStatus>(&cfg, &mut out);
     decl::<AuthStateName>(&cfg, &mut out);
     decl::<VisitorSource>(&cfg, &mut out);
+    decl::<LookAlike>(&cfg, &mut out);
     decl::<ConversationRow>(&cfg, &mut out);
     decl::<SignedField>(&cfg, &mut out);
     decl::<PlatformField>(&cfg, &mut out);

@@ -105,6 +105,22 @@ pub struct ConversationRow {
     /// When anything in this row last changed (the list's default order is newest first).
     #[ts(type = "number")]
     pub updated_at_ms: i64,
+    /// The verified userId looks like another identity the desk knows, or mixes scripts
+    /// (alert `lookalike_user_id`); `null` when neither.
+    pub look_alike: Option<LookAlike>,
+}
+
+/// A verified userId that could pass for another on screen (issue 12): the row and the identity
+/// card show a marker with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct LookAlike {
+    /// The other identity the desk knows whose userId looks the same (equal UTS #39 skeleton,
+    /// different string); `erased` when that identity was erased; `null` when there is none
+    /// (the userId only mixes scripts).
+    pub imitates: Option<String>,
+    /// The userId mixes scripts (`сust-48151623` with a Cyrillic `с`).
+    pub mixed_script: bool,
 }
 
 /// One field of the signed visitorData, in the order the token carried them.
@@ -144,6 +160,8 @@ pub struct IdentityCard {
     /// closed).
     #[ts(type = "number | null")]
     pub session_lapses_at_ms: Option<i64>,
+    /// The userId looks like another identity the desk knows, or mixes scripts.
+    pub look_alike: Option<LookAlike>,
 }
 
 /// A presentation's outcome.
@@ -192,16 +210,21 @@ pub enum AlertKind {
     SessionLapsed,
     /// The platform's profile names someone other than the verified userId.
     PlatformMismatch,
+    /// A new verified userId looks like another identity the desk knows, or mixes scripts.
+    /// Evidence: `imitator` (the look-alike), `imitates` (the identity it passes for, empty for
+    /// a mixed-script id with no known counterpart), `mixedScript`, `scripts`.
+    LookalikeUserId,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 6] = [
+    pub const ALL: [AlertKind; 7] = [
         AlertKind::VerificationFailed,
         AlertKind::IdentitySwitched,
         AlertKind::SharedDevice,
         AlertKind::ReusedUserId,
         AlertKind::SessionLapsed,
         AlertKind::PlatformMismatch,
+        AlertKind::LookalikeUserId,
     ];
 }
 
@@ -386,6 +409,7 @@ mod tests {
             reason_code: Some("bad_signature".into()),
             alert_count: 1,
             updated_at_ms: 1_700_000_000_000,
+            look_alike: None,
         };
         assert_eq!(
             serde_json::to_value(&row).unwrap(),
@@ -393,7 +417,8 @@ mod tests {
                 "id": "c1", "visitorId": "v1", "state": "closed", "closedFrom": "failed",
                 "userId": null, "displayName": null, "channel": "CHAT", "source": "web",
                 "device": null, "domain": "shop.example", "lastVerifiedAtMs": null,
-                "reasonCode": "bad_signature", "alertCount": 1, "updatedAtMs": 1_700_000_000_000_i64
+                "reasonCode": "bad_signature", "alertCount": 1, "updatedAtMs": 1_700_000_000_000_i64,
+                "lookAlike": null
             })
         );
     }

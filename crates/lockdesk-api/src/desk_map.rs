@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::desk::{
     AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskStatus,
-    EvidenceItem, History, HistoryConversation, HistoryGroup, IdentityCard, PlatformField,
-    Presentation, PresentationVerdict, SignedField, VisitorSource,
+    EvidenceItem, History, HistoryConversation, HistoryGroup, IdentityCard, LookAlike,
+    PlatformField, Presentation, PresentationVerdict, SignedField, VisitorSource,
 };
 use crate::FeedStatus;
 
@@ -40,6 +40,7 @@ pub fn alert_kind(code: &str) -> Option<AlertKind> {
         dc::alert_codes::REUSED_USER_ID => AlertKind::ReusedUserId,
         dc::alert_codes::SESSION_LAPSED => AlertKind::SessionLapsed,
         dc::alert_codes::PLATFORM_MISMATCH => AlertKind::PlatformMismatch,
+        dc::alert_codes::LOOKALIKE_USER_ID => AlertKind::LookalikeUserId,
         _ => return None,
     })
 }
@@ -83,6 +84,14 @@ pub fn row(r: &dc::ConversationRow, alert_count: u32) -> ConversationRow {
         reason_code: r.reason.clone(),
         alert_count,
         updated_at_ms: updated,
+        look_alike: r.look_alike.as_ref().map(look_alike),
+    }
+}
+
+fn look_alike(l: &dc::LookAlike) -> LookAlike {
+    LookAlike {
+        imitates: l.imitates.clone(),
+        mixed_script: l.mixed_script,
     }
 }
 
@@ -125,6 +134,7 @@ fn identity(detail: &dc::ConversationDetail) -> Option<IdentityCard> {
         issuer: card.issuer.clone(),
         key_thumbprint: card.signing_key.clone(),
         session_lapses_at_ms: card.session_until_ms,
+        look_alike: card.look_alike.as_ref().map(look_alike),
     })
 }
 
@@ -292,6 +302,7 @@ mod tests {
             last_verified_ms: Some(2_000),
             first_verified_ms: Some(2_000),
             platform_user_id: None,
+            look_alike: None,
         }
     }
 
@@ -325,6 +336,7 @@ mod tests {
             REUSED_USER_ID,
             SESSION_LAPSED,
             PLATFORM_MISMATCH,
+            LOOKALIKE_USER_ID,
         ] {
             assert!(alert_kind(code).is_some(), "{code}");
         }

@@ -21,8 +21,8 @@ pub mod supervisor;
 pub use desk::{
     AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskEvent,
     DeskSnapshot, DeskStatus, EvidenceItem, FocusConversation, History, HistoryConversation,
-    HistoryGroup, IdentityCard, PlatformField, Presentation, PresentationVerdict, SignedField,
-    VisitorSource,
+    HistoryGroup, IdentityCard, LookAlike, PlatformField, Presentation, PresentationVerdict,
+    SignedField, VisitorSource,
 };
 pub use error::{IpcError, IpcErrorCode};
 pub use feed::FeedStatus;

@@ -45,6 +45,7 @@ pub struct NotificationsForm {
     pub shared_device: bool,
     pub reused_user_id: bool,
     pub session_lapsed: bool,
+    pub lookalike_user_id: bool,
 }
 
 impl From<lockdesk_config::Notifications> for NotificationsForm {
@@ -56,6 +57,7 @@ impl From<lockdesk_config::Notifications> for NotificationsForm {
             shared_device: n.shared_device,
             reused_user_id: n.reused_user_id,
             session_lapsed: n.session_lapsed,
+            lookalike_user_id: n.lookalike_user_id,
         }
     }
 }
@@ -69,6 +71,7 @@ impl From<NotificationsForm> for lockdesk_config::Notifications {
             shared_device: n.shared_device,
             reused_user_id: n.reused_user_id,
             session_lapsed: n.session_lapsed,
+            lookalike_user_id: n.lookalike_user_id,
         }
     }
 }

@@ -524,6 +524,7 @@ mod tests {
             last_verified_ms: None,
             first_verified_ms: None,
             platform_user_id: None,
+            look_alike: None,
         }
     }
 

@@ -135,6 +135,8 @@ pub struct Notifications {
     pub reused_user_id: bool,
     /// A secured conversation's authenticated session lapsed.
     pub session_lapsed: bool,
+    /// A new verified userId looks like another identity the desk knows, or mixes scripts.
+    pub lookalike_user_id: bool,
 }
 
 impl Default for Notifications {
@@ -146,6 +148,7 @@ impl Default for Notifications {
             shared_device: true,
             reused_user_id: true,
             session_lapsed: true,
+            lookalike_user_id: true,
         }
     }
 }

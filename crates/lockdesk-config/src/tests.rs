@@ -383,3 +383,23 @@ fn parse_errors_on_secret_lines_never_quote_them() {
         "{err}"
     );
 }
+
+#[test]
+fn the_lookalike_notification_can_be_muted_and_defaults_on_in_older_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    assert!(crate::Notifications::default().lookalike_user_id);
+    let mut c = Config::default();
+    c.notifications.lookalike_user_id = false;
+    crate::save(&path, &c).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("lookalike_user_id = false"), "{text}");
+    let back = crate::load(&path).unwrap();
+    assert!(!back.notifications.lookalike_user_id);
+    assert!(back.notifications.reused_user_id);
+    // A [notifications] section written before the toggle existed keeps it on.
+    std::fs::write(&path, "[notifications]\nreused_user_id = false\n").unwrap();
+    let old = crate::load(&path).unwrap().notifications;
+    assert!(!old.reused_user_id);
+    assert!(old.lookalike_user_id);
+}

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::alert_codes as codes;
 use crate::audit::{self, AuditEvent};
+use crate::lookalike;
 use crate::model::{Applied, Change, ClosedConversation, Skipped};
 use crate::{Desk, DeskError};
 
@@ -619,11 +620,27 @@ impl Ctx<'_> {
             "verified_user_id",
             "other_user_id",
         ];
+        // Another person's userId (the identity a look-alike passes for) is not put in this
+        // entry, whose erasure follows `user_id`: it gets an identity entry of its own below, so
+        // erasing either person erases what names them.
+        const OTHER_PERSON: [&str; 2] = ["imitator", "imitates"];
+        let mut others: Vec<&str> = Vec::new();
         let mut data = json!({"seq": seq, "code": code, "alertId": id});
         if let Some(obj) = evidence.as_object() {
             let mut personal = serde_json::Map::new();
             for (k, v) in obj {
-                if PERSONAL.contains(&k.as_str()) {
+                if OTHER_PERSON.contains(&k.as_str()) {
+                    match v.as_str() {
+                        Some(other) if Some(other) != user_id => {
+                            if !others.contains(&other) {
+                                others.push(other);
+                            }
+                        }
+                        _ => {
+                            personal.insert(k.clone(), v.clone());
+                        }
+                    }
+                } else if PERSONAL.contains(&k.as_str()) {
                     personal.insert(k.clone(), v.clone());
                 } else {
                     data[k] = v.clone();
@@ -645,6 +662,20 @@ impl Ctx<'_> {
                 data,
             },
         )?;
+        for other in others {
+            audit::append(
+                self.conn,
+                AuditEvent {
+                    at_ms,
+                    kind: Kind::Identity,
+                    conversation_id: None,
+                    visitor_id: None,
+                    user_id: Some(other),
+                    operator_id: None,
+                    data: json!({"seq": seq, "link": "lookalike", "code": code, "alertId": id}),
+                },
+            )?;
+        }
         Ok(id)
     }
 
@@ -1157,13 +1188,42 @@ impl Ctx<'_> {
                     .execute(params![id, at, vd_text])?;
                 id
             }
-            None => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO identities (user_id, visitor_data, first_seen_ms, last_seen_ms)
-                     VALUES (?1, ?2, ?3, ?3) RETURNING id",
-                )?
-                .query_row(params![v.user_id, vd_text, at], |r| r.get(0))?,
+            None => {
+                // A new identity: does it look like one the desk knows (one indexed lookup)?
+                let found = lookalike::check(self.conn, &v.user_id)?;
+                let counterpart = found.counterpart.as_ref();
+                if let Some(c) = counterpart.filter(|c| !c.marked) {
+                    // Both directions: the known identity is marked as well.
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE identities SET lookalike_of = ?2 WHERE user_id = ?1",
+                        )?
+                        .execute(params![c.user_id, v.user_id])?;
+                }
+                if let Some(mut evidence) = found.evidence(&v.user_id) {
+                    evidence["visitorId"] = visitor_id.into();
+                    evidence["presentationSeq"] = f.seq.into();
+                    evidence["tokenSha256"] = f.token_sha256.clone().into();
+                    alerts.push((codes::LOOKALIKE_USER_ID, v.user_id.clone(), evidence));
+                }
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO identities (user_id, visitor_data, first_seen_ms,
+                           last_seen_ms, skeleton, lookalike_of, mixed_script)
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) RETURNING id",
+                    )?
+                    .query_row(
+                        params![
+                            v.user_id,
+                            vd_text,
+                            at,
+                            found.skeleton,
+                            counterpart.map(|c| c.user_id.as_str()),
+                            found.mixed_script
+                        ],
+                        |r| r.get(0),
+                    )?
+            }
         };
         let new_link = self
             .conn

@@ -17,7 +17,9 @@
 //!   the stored state machine; a conversation's display name is recomputed from the remaining
 //!   (other people's) valid tokens, else removed;
 //! - alerts' evidence: the userId becomes [`TOMBSTONE`]; the signed visitorData a
-//!   `reused_user_id` alert compares (`previous`, `current`) is replaced by [`TOMBSTONE`];
+//!   `reused_user_id` alert compares (`previous`, `current`) is replaced by [`TOMBSTONE`]; a
+//!   `lookalike_user_id` alert names the tombstone as `imitates` / `imitator`, and an identity
+//!   that looked like the person keeps its marker with `lookalike_of` = [`TOMBSTONE`];
 //! - the person's devices (iAdvize visitor ids) that no other identity is linked to are
 //!   renamed `erased:<row id>` (the audit erasure removes those visitor ids too); a device
 //!   shared with another identity keeps its id, which is that person's data as well. Later
@@ -318,6 +320,11 @@ fn erase_desk(conn: &Connection, user_id: &str) -> Result<DeskErasure, DeskError
 
     conn.execute(
         "UPDATE visitors SET last_user_id = ?2 WHERE last_user_id = ?1",
+        params![user_id, TOMBSTONE],
+    )?;
+    // Identities that looked like the person keep their marker, naming the tombstone.
+    conn.execute(
+        "UPDATE identities SET lookalike_of = ?2 WHERE lookalike_of = ?1",
         params![user_id, TOMBSTONE],
     )?;
     for v in &own_devices {

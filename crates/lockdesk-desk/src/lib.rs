@@ -39,6 +39,7 @@ mod apply;
 mod audit;
 pub mod bench;
 mod erase;
+mod lookalike;
 mod model;
 mod query;
 mod store;
@@ -53,7 +54,7 @@ pub use erase::{DeskErasure, DeskPurge, ErasureReport, PurgeReport, TOMBSTONE};
 pub use model::{
     format_rfc3339, AlertRecord, Applied, Change, ClosedConversation, ConversationDetail,
     ConversationQuery, ConversationRow, History, HistoryConversation, IdentityCard, LinkedVisitor,
-    Presentation, Skipped, Stats, Transition,
+    LookAlike, Presentation, Skipped, Stats, Transition,
 };
 pub use store::SCHEMA_VERSION;
 
@@ -71,6 +72,11 @@ pub mod alert_codes {
     pub const SESSION_LAPSED: &str = "session_lapsed";
     /// The platform's `Visitor.externalUserId` differs from the verified userId.
     pub const PLATFORM_MISMATCH: &str = "platform_mismatch";
+    /// A new verified userId looks like another identity the desk knows (equal UTS #39
+    /// skeleton, different string), or mixes scripts. Evidence: `userId` (the new identity),
+    /// `imitator` and `imitates` (the look-alike and the identity it passes for; `imitates` is
+    /// `null` for a mixed-script id with no known counterpart), `mixedScript`, `scripts`.
+    pub const LOOKALIKE_USER_ID: &str = "lookalike_user_id";
 }
 
 /// Verifies a token at a time (Unix seconds). Implemented by [`lockdesk_keys::Engine`] (the

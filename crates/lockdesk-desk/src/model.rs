@@ -139,6 +139,22 @@ pub struct ConversationRow {
     pub first_verified_ms: Option<i64>,
     /// The platform's externalUserId, once backfilled.
     pub platform_user_id: Option<String>,
+    /// `user_id` looks like another identity the desk knows, or mixes scripts (issue 12):
+    /// `null` when neither.
+    pub look_alike: Option<LookAlike>,
+}
+
+/// A verified userId that could pass for another: the marker of the conversation row and the
+/// identity card (alert `lookalike_user_id`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LookAlike {
+    /// Another identity the desk knows whose userId looks the same (equal UTS #39 skeleton,
+    /// different string); [`crate::TOMBSTONE`] once that identity was erased; `null` when none
+    /// (the userId only mixes scripts).
+    pub imitates: Option<String>,
+    /// The userId mixes scripts (`сust-48151623` with a Cyrillic `с`).
+    pub mixed_script: bool,
 }
 
 /// The identity card of a conversation: what the latest valid token in it proved.
@@ -158,6 +174,8 @@ pub struct IdentityCard {
     pub verified_ms: i64,
     /// When the authenticated session lapses (or lapsed) without a new token.
     pub session_until_ms: Option<i64>,
+    /// `user_id` looks like another identity the desk knows, or mixes scripts.
+    pub look_alike: Option<LookAlike>,
 }
 
 /// One token presentation, as stored (the token only as its SHA-256).

@@ -10,7 +10,24 @@ use crate::DeskError;
 const ROW_COLUMNS: &str = "c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.state,
     c.auth_state, c.reason, c.user_id, c.other_user_id, c.name, c.source, c.domain, c.device,
     c.app, c.opened_ms, c.closed_ms, c.since_ms, c.until_ms, c.last_verified_ms,
-    c.first_verified_ms, c.platform_user_id, c.id";
+    c.first_verified_ms, c.platform_user_id, c.id, li.id, li.lookalike_of, li.mixed_script";
+
+/// The identity of a row's userId, for its look-alike marker (`li` in [`ROW_COLUMNS`]).
+const ROW_IDENTITY: &str = "LEFT JOIN identities li ON li.user_id = c.user_id";
+
+/// The look-alike marker from an identity's columns (`None`: no identity, or nothing to mark).
+fn look_alike(
+    identity: Option<i64>,
+    lookalike_of: Option<String>,
+    mixed_script: Option<bool>,
+) -> Option<LookAlike> {
+    identity?;
+    let mixed_script = mixed_script.unwrap_or(false);
+    (lookalike_of.is_some() || mixed_script).then_some(LookAlike {
+        imitates: lookalike_of,
+        mixed_script,
+    })
+}
 
 fn row(r: &Row<'_>) -> rusqlite::Result<(ConversationRow, i64)> {
     Ok((
@@ -36,6 +53,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<(ConversationRow, i64)> {
             last_verified_ms: r.get(18)?,
             first_verified_ms: r.get(19)?,
             platform_user_id: r.get(20)?,
+            look_alike: look_alike(r.get(22)?, r.get(23)?, r.get(24)?),
         },
         r.get(21)?,
     ))
@@ -81,6 +99,7 @@ pub(crate) fn history(conn: &Connection, user_id: &str) -> Result<History, DeskE
         "SELECT {ROW_COLUMNS} FROM identity_visitors l
          JOIN conversations c ON c.visitor = l.visitor
          JOIN visitors v ON v.id = c.visitor
+         {ROW_IDENTITY}
          WHERE l.identity = ?1
          ORDER BY coalesce(c.opened_ms, c.closed_ms), c.id"
     );
@@ -119,7 +138,8 @@ pub(crate) fn conversations(
         ""
     };
     let sql = format!(
-        "SELECT {ROW_COLUMNS} FROM conversations c JOIN visitors v ON v.id = c.visitor {filter}
+        "SELECT {ROW_COLUMNS} FROM conversations c JOIN visitors v ON v.id = c.visitor
+         {ROW_IDENTITY} {filter}
          ORDER BY c.opened_ms DESC, c.id DESC LIMIT ?1"
     );
     let rows = conn
@@ -189,7 +209,7 @@ pub(crate) fn conversation(
 ) -> Result<Option<ConversationDetail>, DeskError> {
     let sql = format!(
         "SELECT {ROW_COLUMNS} FROM conversations c JOIN visitors v ON v.id = c.visitor
-         WHERE c.conversation_id = ?1"
+         {ROW_IDENTITY} WHERE c.conversation_id = ?1"
     );
     let Some((row, id)) = conn
         .prepare_cached(&sql)?
@@ -260,7 +280,18 @@ pub(crate) fn conversation(
         .rev()
         .find(|p| p.verdict == "verified")
         .and_then(|p| {
+            let marker = match &p.user_id {
+                Some(u) if row.user_id.as_ref() == Some(u) => Ok(row.look_alike.clone()),
+                Some(u) => identity_look_alike(conn, u),
+                None => Ok(None),
+            };
+            Some((p, marker))
+        })
+        .map(|(p, marker)| marker.map(|m| (p, m)))
+        .transpose()?
+        .and_then(|(p, look_alike)| {
             Some(IdentityCard {
+                look_alike,
                 user_id: p.user_id.clone()?,
                 visitor_data: p.visitor_data.clone(),
                 issuer: p.issuer.clone()?,
@@ -278,6 +309,15 @@ pub(crate) fn conversation(
         transitions,
         alerts,
     }))
+}
+
+/// The look-alike marker of one identity.
+fn identity_look_alike(conn: &Connection, user_id: &str) -> Result<Option<LookAlike>, DeskError> {
+    let found: Option<(i64, Option<String>, bool)> = conn
+        .prepare_cached("SELECT id, lookalike_of, mixed_script FROM identities WHERE user_id = ?1")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(found.and_then(|(id, of, mixed)| look_alike(Some(id), of, Some(mixed))))
 }
 
 pub(crate) fn stats(conn: &Connection) -> Result<Stats, DeskError> {

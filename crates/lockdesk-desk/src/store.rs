@@ -131,6 +131,15 @@ CREATE TABLE malformed (
     error       TEXT NOT NULL
 );
 "#,
+    // 2: look-alike identities (issue 12). `skeleton` is the UTS #39 skeleton of the userId
+    // (back-filled in Rust after this script: `lookalike::backfill`); `lookalike_of` the other
+    // known identity it looks like; `mixed_script` whether it mixes scripts.
+    r#"
+ALTER TABLE identities ADD COLUMN skeleton TEXT;
+ALTER TABLE identities ADD COLUMN lookalike_of TEXT;
+ALTER TABLE identities ADD COLUMN mixed_script INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX identities_skeleton ON identities(skeleton);
+"#,
 ];
 
 /// Opens (creating if needed) and migrates the store.
@@ -174,6 +183,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DeskError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql)?;
+        if i + 1 == 2 {
+            crate::lookalike::backfill(&tx)?;
+        }
         tx.execute(
             "INSERT INTO desk_schema (version) VALUES (?1)",
             [(i + 1) as i64],

@@ -13,7 +13,7 @@ export type TrustForm = { issuer: string,
  */
 key: string, };
 
-export type NotificationsForm = { secured: boolean, verificationFailed: boolean, identityMismatch: boolean, sharedDevice: boolean, reusedUserId: boolean, sessionLapsed: boolean, };
+export type NotificationsForm = { secured: boolean, verificationFailed: boolean, identityMismatch: boolean, sharedDevice: boolean, reusedUserId: boolean, sessionLapsed: boolean, lookalikeUserId: boolean, };
 
 export type SettingsForm = { feedUrl: string, 
 /**
@@ -61,6 +61,18 @@ export type FeedStatus = { "state": "not_configured" } | { "state": "disconnecte
 export type AuthStateName = "anonymous" | "secured" | "lapsed" | "failed" | "mismatch" | "unsupported" | "closed";
 
 export type VisitorSource = "web" | "app";
+
+export type LookAlike = { 
+/**
+ * The other identity the desk knows whose userId looks the same (equal UTS #39 skeleton,
+ * different string); `erased` when that identity was erased; `null` when there is none
+ * (the userId only mixes scripts).
+ */
+imitates: string | null, 
+/**
+ * The userId mixes scripts (`сust-48151623` with a Cyrillic `с`).
+ */
+mixedScript: boolean, };
 
 export type ConversationRow = { 
 /**
@@ -110,7 +122,12 @@ alertCount: number,
 /**
  * When anything in this row last changed (the list's default order is newest first).
  */
-updatedAtMs: number, };
+updatedAtMs: number, 
+/**
+ * The verified userId looks like another identity the desk knows, or mixes scripts
+ * (alert `lookalike_user_id`); `null` when neither.
+ */
+lookAlike: LookAlike | null, };
 
 export type SignedField = { key: string, value: string, };
 
@@ -149,7 +166,11 @@ keyThumbprint: string,
  * When the authenticated session lapses without a new valid token (`null` once lapsed or
  * closed).
  */
-sessionLapsesAtMs: number | null, };
+sessionLapsesAtMs: number | null, 
+/**
+ * The userId looks like another identity the desk knows, or mixes scripts.
+ */
+lookAlike: LookAlike | null, };
 
 export type PresentationVerdict = "valid" | "rejected";
 
@@ -180,7 +201,7 @@ userId: string | null,
  */
 beforeLogin: boolean, };
 
-export type AlertKind = "verification_failed" | "identity_switched" | "shared_device" | "reused_user_id" | "session_lapsed" | "platform_mismatch";
+export type AlertKind = "verification_failed" | "identity_switched" | "shared_device" | "reused_user_id" | "session_lapsed" | "platform_mismatch" | "lookalike_user_id";
 
 export type EvidenceItem = { label: string, value: string, };
 

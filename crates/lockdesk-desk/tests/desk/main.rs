@@ -2,6 +2,7 @@
 //! entries (real tokens minted by `lockdesk-sim`'s keys, verified by the real engine), applied to
 //! real SQLite files in temp folders.
 
+mod lookalike;
 mod scenarios;
 mod store;
 

@@ -19,6 +19,7 @@ export function row(over: Partial<ConversationRow> = {}): ConversationRow {
     reasonCode: null,
     alertCount: 0,
     updatedAtMs: T0,
+    lookAlike: null,
     ...over,
   };
 }
@@ -37,6 +38,7 @@ export function identity(over: Partial<IdentityCard> = {}): IdentityCard {
     issuer: 'https://brand.example',
     keyThumbprint: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs',
     sessionLapsesAtMs: T0 + 30 * 60_000,
+    lookAlike: null,
     ...over,
   };
 }

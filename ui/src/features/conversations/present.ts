@@ -85,6 +85,7 @@ const ALERT_KEYS: Record<AlertKind, StringKey> = {
   reused_user_id: 'alertReusedUserId',
   session_lapsed: 'alertSessionLapsed',
   platform_mismatch: 'alertPlatformMismatch',
+  lookalike_user_id: 'alertLookalikeUserId',
 };
 
 export function alertLabel(kind: AlertKind, t: T): string {

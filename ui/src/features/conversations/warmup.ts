@@ -29,6 +29,7 @@ function samples(now: number): Row[] {
     reasonCode: null,
     alertCount: 0,
     updatedAtMs: now,
+    lookAlike: null,
   };
   return [
     base,

@@ -88,7 +88,7 @@ describe('Settings', () => {
   });
 
   it('mutes a notification kind and saves the choice', async () => {
-    const all = { secured: true, verificationFailed: true, identityMismatch: true, sharedDevice: true, reusedUserId: true, sessionLapsed: true };
+    const all = { secured: true, verificationFailed: true, identityMismatch: true, sharedDevice: true, reusedUserId: true, sessionLapsed: true, lookalikeUserId: true };
     mockIPC((cmd, args) => {
       calls.push(cmd);
       const form = (args as { form?: SettingsForm } | undefined)?.form;

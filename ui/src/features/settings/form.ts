@@ -10,6 +10,7 @@ export const NOTIFICATION_KINDS: readonly { key: keyof NotificationsForm; label:
   { key: 'sharedDevice', label: 'notifySharedDevice' },
   { key: 'reusedUserId', label: 'notifyReusedUserId' },
   { key: 'sessionLapsed', label: 'notifySessionLapsed' },
+  { key: 'lookalikeUserId', label: 'notifyLookalikeUserId' },
 ];
 
 /** Field path -> message, first message wins (the Rust side reports one problem per field). */
