@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the verifier's front with cargo-fuzz (libFuzzer).
+# Coverage-guided fuzzing with cargo-fuzz (libFuzzer) of everything that parses bytes from
+# outside: the verifier, the gateway's webhook and evidence bodies, the desk's apply, the feed
+# client's frame handling.
 #
-#   bash fuzz/run.sh SECONDS [TARGET]   # CI: bash fuzz/run.sh 30   long run: bash fuzz/run.sh 3600
+#   bash fuzz/run.sh SECONDS [TARGET|all] [libFuzzer flags...]
+#   CI: bash fuzz/run.sh 20 all      long run: bash fuzz/run.sh 600 all
 #
-# TARGET: verify_front (default: any bytes as a token) or signed_claims (claims signed with the
-# trusted key, to reach the post-signature checks); `all` runs both, SECONDS each.
+# TARGET (default verify_front):
+#   verify_front      any bytes as a token
+#   signed_claims     header + claims signed with the trusted key (post-signature checks)
+#   gateway_webhook   webhook deliveries: any body or a structured JSON/form one, valid HMAC or not
+#   gateway_evidence  evidence bodies: any bytes or structured, tokens built from segments
+#   desk_apply        batches of arbitrary entries applied to a real desk store, invariants checked
+#   feed_frames       arbitrary frames over a loopback WebSocket to the real feed client + desk
+# `all` runs every target, SECONDS each, and fails if any found something. Extra arguments go to
+# libFuzzer (e.g. -fork=1 -ignore_crashes=1 to carry on past a known crash on a long run).
 # Only stable Rust is available here: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
 # cargo-fuzz is installed (cargo install --locked) when missing. Seeds in fuzz/seeds/ are
 # committed; the working corpus (fuzz/corpus-run/) and crashes (fuzz/artifacts/) are not.
 # Exit status is non-zero when libFuzzer finds a crash; the input is then in fuzz/artifacts/.
 set -euo pipefail
 
-SECONDS_ARG="${1:?usage: fuzz/run.sh SECONDS [verify_front|signed_claims|all]}"
+ALL=(verify_front signed_claims gateway_webhook gateway_evidence desk_apply feed_frames)
+SECONDS_ARG="${1:?usage: fuzz/run.sh SECONDS [$(IFS='|'; echo "${ALL[*]}")|all] [libFuzzer flags...]}"
 TARGET="${2:-verify_front}"
+shift $(($# < 2 ? $# : 2))
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
 
@@ -23,22 +35,37 @@ fi
 export RUSTC_BOOTSTRAP=1
 # A target dir of our own: never contend with the workspace's build lock.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HERE/target}"
+# Sanitizer off: the code under test is safe Rust over OpenSSL and SQLite (not instrumented
+# either way); panics, overflows (debug assertions on) and timeouts are what we look for, at
+# full speed.
+FLAGS=(--sanitizer none --debug-assertions)
 
 run_one() {
   local t="$1"
+  shift
+  # The structure-aware targets do real work per input (SQLite commits, RSA, a WebSocket):
+  # their inputs stay small.
+  local max_len=20000
+  case "$t" in desk_apply | feed_frames) max_len=4096 ;; esac
   mkdir -p "corpus-run/$t" "artifacts/$t"
   cp -n seeds/"$t"/* "corpus-run/$t/" 2>/dev/null || true
   echo "fuzz: $t for ${SECONDS_ARG}s" >&2
-  # Sanitizer off: the code under test is safe Rust over OpenSSL (not instrumented either way);
-  # panics, overflows (debug assertions on) and timeouts are what we look for, at full speed.
-  cargo fuzz run --sanitizer none --debug-assertions "$t" "corpus-run/$t" -- \
-    -max_total_time="$SECONDS_ARG" -max_len=20000 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$t/"
+  cargo fuzz run "${FLAGS[@]}" "$t" "corpus-run/$t" -- \
+    -max_total_time="$SECONDS_ARG" -max_len="$max_len" -timeout=20 -print_final_stats=1 \
+    -artifact_prefix="artifacts/$t/" "$@"
 }
 
 if [ "$TARGET" = all ]; then
-  run_one verify_front
-  run_one signed_claims
+  # One build of every target (shared dependencies, one cargo invocation), then the runs.
+  cargo fuzz build "${FLAGS[@]}"
+  failed=()
+  for t in "${ALL[@]}"; do
+    run_one "$t" "$@" || failed+=("$t")
+  done
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz: findings in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+    exit 1
+  fi
 else
-  run_one "$TARGET"
+  run_one "$TARGET" "$@"
 fi

@@ -23,14 +23,39 @@ command -v WebKitWebDriver >/dev/null || die "WebKitWebDriver not found (package
 build_ui
 set +e
 
-# --- hermeticity: no test may touch the real Lockdesk folders ----------------------------------
+# --- hermeticity: no test may touch the user's Lockdesk folders ------------------------------
+# Every step below runs with HOME and the XDG folders in a fresh, empty temporary folder, and
+# nothing named *lockdesk* may be in it afterwards. The verdict does not depend on what the
+# machine had before: a test that creates ~/.local/share/app.lockdesk.desktop fails the run even
+# where the real folder already exists (creating an existing folder leaves no trace on it). The
+# tools keep their real homes (cargo, rustup, npm, pyenv, git), set explicitly before the switch.
+# The real folders are also compared before and after, for a test that would ignore HOME.
 real_state() {
   local d
-  for d in "${XDG_CONFIG_HOME:-$HOME/.config}" "${XDG_DATA_HOME:-$HOME/.local/share}" "${XDG_CACHE_HOME:-$HOME/.cache}"; do
+  for d in "$REAL_CONFIG_HOME" "$REAL_DATA_HOME" "$REAL_CACHE_HOME" "$REAL_STATE_HOME"; do
     [ -d "$d" ] && find "$d" -maxdepth 2 -iname '*lockdesk*' -printf '%p %T@\n' 2>/dev/null
   done | sort
 }
+REAL_CONFIG_HOME="${XDG_CONFIG_HOME:-$HOME/.config}"
+REAL_DATA_HOME="${XDG_DATA_HOME:-$HOME/.local/share}"
+REAL_CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
+REAL_STATE_HOME="${XDG_STATE_HOME:-$HOME/.local/state}"
 before_state="$(real_state)"
+
+export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
+export npm_config_cache="${npm_config_cache:-$HOME/.npm}"
+export NPM_CONFIG_USERCONFIG="${NPM_CONFIG_USERCONFIG:-$HOME/.npmrc}"
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$REAL_CACHE_HOME/pip}"
+[ -d "${PYENV_ROOT:-$HOME/.pyenv}" ] && export PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
+[ -f "$HOME/.gitconfig" ] && export GIT_CONFIG_GLOBAL="${GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}"
+TEST_HOME="$(mktemp -d "${TMPDIR:-/tmp}/lockdesk-test-home.XXXXXX")"
+trap 'rm -rf "$TEST_HOME"' EXIT
+export HOME="$TEST_HOME"
+export XDG_CONFIG_HOME="$TEST_HOME/.config" XDG_DATA_HOME="$TEST_HOME/.local/share"
+export XDG_CACHE_HOME="$TEST_HOME/.cache" XDG_STATE_HOME="$TEST_HOME/.local/state"
+# What a test left in the fresh home under a Lockdesk name (any depth, folders included).
+test_home_state() { find "$TEST_HOME" -iname '*lockdesk*' 2>/dev/null | sed "s|^$TEST_HOME|~|" | sort; }
 
 passed=0
 failed=0
@@ -76,19 +101,25 @@ if [ -f tests/interop/run.sh ]; then
   step "interoperability (node jose, python jwcrypto)" bash tests/interop/run.sh
 fi
 if [ -f fuzz/run.sh ]; then
-  step "fuzz the verifier (short run)" bash fuzz/run.sh "${LOCKDESK_FUZZ_SECONDS:-30}"
+  # Every target (verifier, gateway bodies, desk apply, feed frames), 20 s each: about 2 min.
+  step "fuzz every target (short run)" bash fuzz/run.sh "${LOCKDESK_FUZZ_SECONDS:-20}" all
 fi
 step "end to end: the real window under Xvfb" e2e
 
 after_state="$(real_state)"
-if [ "$before_state" = "$after_state" ]; then
+home_state="$(test_home_state)"
+if [ "$before_state" = "$after_state" ] && [ -z "$home_state" ]; then
   passed=$((passed + 1))
-  printf '    ok: no test touched the real Lockdesk folders\n' >&2
+  printf '    ok: no test touched the Lockdesk folders of HOME (a fresh one) or the real ones\n' >&2
 else
   failed=$((failed + 1))
   failures+=("hermeticity")
-  printf '    FAILED: tests touched the real Lockdesk folders:\n%s\n' \
-    "$(diff <(echo "$before_state") <(echo "$after_state"))" >&2
+  [ -n "$home_state" ] &&
+    printf '    FAILED: tests created Lockdesk files or folders in HOME (a fresh, empty one):\n%s\n' \
+      "$home_state" >&2
+  [ "$before_state" != "$after_state" ] &&
+    printf '    FAILED: tests touched the real Lockdesk folders:\n%s\n' \
+      "$(diff <(echo "$before_state") <(echo "$after_state"))" >&2
 fi
 
 echo

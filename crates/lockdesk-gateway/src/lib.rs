@@ -34,10 +34,25 @@ mod webhook;
 pub use config::{ConfigError, FieldError, GatewayConfig, Role, Secret};
 pub use feed::{FeedOptions, MAX_CLIENT_FRAME};
 pub use server::{
-    start, start_with, start_with_store, Gateway, ServerOptions, DATABASE_FILE, MAX_BODY_BYTES,
+    default_max_connections, open_files_limit, start, start_with, start_with_store, Gateway,
+    ServerOptions, DATABASE_FILE, MAX_BODY_BYTES,
 };
 pub use store::{EventStore, SqliteStore, StoreError};
 pub use webhook::SIGNATURE_HEADER;
+
+/// The request path's pure steps (signature check, body parsing), exactly as the server calls
+/// them; public for the fuzz targets in `fuzz/` only, not a stable API.
+#[doc(hidden)]
+pub mod parsing {
+    pub use crate::auth::WebhookKeys;
+    pub use crate::evidence::{
+        check_token_syntax, parse as parse_evidence, EvidenceError, Parsed, MAX_TOKEN_LEN,
+    };
+    pub use crate::webhook::{
+        header_text, parse as parse_webhook, verify_signature, BodyFormat, DeliveryHeaders,
+        Rejection,
+    };
+}
 
 /// Why the gateway could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
