@@ -788,4 +788,52 @@ mod tests {
         assert_eq!(names.len(), 3);
         assert!(names.iter().all(|n| !n.ends_with(".part")));
     }
+
+    /// The window's CSV export is the same routine as `lockdesk-cli audit export`: a userId a
+    /// spreadsheet would run as a formula gets a leading `'`, a bidi control shows as a marker.
+    #[test]
+    fn the_windows_csv_export_neutralises_formulas_and_shows_hazards() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            Connection::open(dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME)).unwrap();
+        lockdesk_audit::migrate(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let users = ["=cmd|' /C calc'!A0", "+1", "-1", "@SUM(1+1)", "u\u{202e}1"];
+        for (i, u) in users.iter().enumerate() {
+            lockdesk_audit::append(
+                &tx,
+                &lockdesk_audit::Record {
+                    at_ms: T0 + i as i64,
+                    kind: lockdesk_audit::Kind::Verdict,
+                    conversation_id: Some("c-1".into()),
+                    visitor_id: Some("v-1".into()),
+                    user_id: Some((*u).into()),
+                    operator_id: Some(7),
+                    data: serde_json::json!({"verdict": "verified"}),
+                },
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        drop(conn);
+        let r = export_audit(dir.path(), ExportFormat::Csv, false, T0).unwrap();
+        let mut rd = csv::Reader::from_path(&r.path).unwrap();
+        let col = rd
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "user_id")
+            .unwrap();
+        let cells: Vec<String> = rd.records().map(|r| r.unwrap()[col].to_owned()).collect();
+        assert_eq!(
+            cells,
+            [
+                "'=cmd|' /C calc'!A0",
+                "'+1",
+                "'-1",
+                "'@SUM(1+1)",
+                "u⟨U+202E⟩1"
+            ]
+        );
+    }
 }

@@ -1,6 +1,14 @@
 //! Exports (CSV for spreadsheets, JSON Lines for re-verification), redaction, and re-checking
 //! an exported JSON Lines file.
 //!
+//! CSV is for people and spreadsheets: every cell holding text from outside (ids, userIds, the
+//! `data` and `visitorData` JSON, the kind) goes through [`csv_cell`]: its hazardous characters
+//! (controls, bidi, invisibles...) become visible `⟨U+XXXX⟩` markers and a cell a spreadsheet
+//! would read as a formula (`=`, `+`, `-`, `@`, tab, CR...) gets a leading `'` (OWASP's CSV
+//! injection rule); the csv writer then quotes as needed. So a CSV cell is not always the logged
+//! value byte for byte, and a CSV export cannot be re-verified. JSON Lines is the exact, machine
+//! format (values as logged, JSON's own escaping only) that [`verify_export`] re-checks.
+//!
 //! Both formats stream: one entry in memory at a time, whatever the log's size.
 //!
 //! JSON Lines layout: a `header` line (format, redaction, date filter, the anchor and the head
@@ -302,6 +310,15 @@ fn raw<'a>(seq: u64, name: &str, text: &'a str) -> Result<&'a RawValue, ExportEr
     })
 }
 
+/// A CSV cell for untrusted text: [`lockdesk_text::visible`], then [`lockdesk_text::csv_field`]
+/// (see the module header). Cells we write ourselves (numbers, hashes, dates) need neither.
+pub fn csv_cell(s: &str) -> Cow<'_, str> {
+    match lockdesk_text::visible(s) {
+        Cow::Borrowed(b) => lockdesk_text::csv_field(b),
+        Cow::Owned(o) => Cow::Owned(lockdesk_text::csv_field(&o).into_owned()),
+    }
+}
+
 /// Stream the entries selected by `opts` to `out`, in one read transaction; `progress` gets the
 /// number of entries written every 4,096 entries and at the end.
 pub fn export(
@@ -409,13 +426,13 @@ pub fn export(
                     e.seq.to_string().as_str(),
                     &rfc3339(e.at_ms),
                     &e.at_ms.to_string(),
-                    &e.kind,
-                    e.conversation_id.as_deref().unwrap_or(""),
+                    &csv_cell(&e.kind),
+                    &csv_cell(e.conversation_id.as_deref().unwrap_or("")),
                     &e.operator_id.map(|o| o.to_string()).unwrap_or_default(),
-                    user_id.as_deref().unwrap_or(""),
-                    visitor_id.as_deref().unwrap_or(""),
-                    data.get(),
-                    visitor_data.as_ref().map_or("", |v| v.get()),
+                    &csv_cell(user_id.as_deref().unwrap_or("")),
+                    &csv_cell(visitor_id.as_deref().unwrap_or("")),
+                    &csv_cell(data.get()),
+                    &csv_cell(visitor_data.as_ref().map_or("", |v| v.get())),
                     &e.erased_by.map(|o| o.to_string()).unwrap_or_default(),
                     &hex::encode(e.commitment),
                     &hex::encode(e.prev_hash),
