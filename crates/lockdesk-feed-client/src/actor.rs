@@ -148,9 +148,12 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self) {
-        let reason = self.reconnect_loop().await;
-        tracing::info!(url = %self.target.display, %reason, "feed client stopped");
+        let mut reason = self.reconnect_loop().await;
         self.sink.stop().await;
+        if let (StopReason::SinkGone, Some(message)) = (&reason, self.sink.panic_message()) {
+            reason = StopReason::SinkPanicked(message);
+        }
+        tracing::info!(url = %self.target.display, %reason, "feed client stopped");
         self.publish(State::Stopped { reason });
     }
 
@@ -292,7 +295,7 @@ async fn connect(
 impl Actor {
     async fn session(&mut self, mut ws: Ws, s: &mut Session) -> End {
         let mut dead_after = self.config.hello_timeout;
-        let deadline = tokio::time::sleep(dead_after);
+        let deadline = tokio::time::sleep_until(after(dead_after));
         tokio::pin!(deadline);
         let mut was_paused = false;
         let end = loop {
@@ -307,7 +310,7 @@ impl Actor {
             } else if was_paused {
                 // The peer could not be heard while we were not reading.
                 was_paused = false;
-                deadline.as_mut().reset(Instant::now() + dead_after);
+                deadline.as_mut().reset(after(dead_after));
             }
             tokio::select! {
                 _ = next_command(&mut self.commands, &mut self.stopping) => {
@@ -331,7 +334,7 @@ impl Actor {
                     }
                 }
                 frame = ws.next(), if reading => {
-                    deadline.as_mut().reset(Instant::now() + dead_after);
+                    deadline.as_mut().reset(after(dead_after));
                     match frame {
                         None => break lost("the connection ended without a close frame".into()),
                         Some(Err(e)) => break lost(e.to_string()),
@@ -339,7 +342,7 @@ impl Actor {
                             if let Some(end) = self.on_text(text.as_str(), s, &mut dead_after) {
                                 break end;
                             }
-                            deadline.as_mut().reset(Instant::now() + dead_after);
+                            deadline.as_mut().reset(after(dead_after));
                         }
                         Some(Ok(Message::Binary(_))) => {
                             Counters::bump(&self.counters.malformed_frames);
@@ -380,12 +383,26 @@ impl Actor {
                 return None;
             }
         };
+        // Every number is checked before it is acted on. An entry's `seq` out of bounds cannot be
+        // stored or resumed after, and a bad hello, heartbeat or resume leaves the session
+        // without a sane deadline or cursor: the connection ends (what came before it is still
+        // applied) and the client reconnects with backoff, showing why.
+        let checked = match &message {
+            ServerMessage::Entry(entry) => entry.check_seq(),
+            other => other.check_bounds(),
+        };
+        if let Err(e) = checked {
+            tracing::warn!(error = %e, "a feed message is out of bounds: dropping the connection");
+            return Some(End::Reconnect {
+                reason: DisconnectReason::ProtocolError(e.to_string()),
+                immediate: false,
+            });
+        }
         match message {
             ServerMessage::Hello(hello) => {
                 s.got_hello = true;
-                if hello.heartbeat_secs > 0 {
-                    *dead_after = Duration::from_secs(hello.heartbeat_secs.saturating_mul(3));
-                }
+                // Within 1..=3600 s (checked above).
+                *dead_after = Duration::from_secs(hello.heartbeat_secs.saturating_mul(3));
                 if hello.after != s.cursor {
                     tracing::warn!(
                         asked = s.cursor,
@@ -415,6 +432,12 @@ impl Actor {
                         "skipping an entry already received"
                     );
                 } else {
+                    if let Err(e) = entry.check_fields() {
+                        // Its seq is valid: the sink skips and records it, and the cursor moves
+                        // past it (dropping the connection would stall every later entry).
+                        Counters::bump(&self.counters.out_of_bounds_entries);
+                        tracing::warn!(error = %e, "a feed entry is out of bounds: the store skips it");
+                    }
                     s.high = entry.seq;
                     s.pending.push_back(Pending::Entry(entry));
                 }
@@ -547,6 +570,14 @@ struct Session {
 
 fn lost(message: String) -> End {
     End::Reconnect {
+/// `d` from now; a duration too long for the clock means "never" (about 30 years).
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
         reason: DisconnectReason::ConnectionLost(message),
         immediate: false,
     }

@@ -19,6 +19,12 @@
 //! - Must not: panic on anything the network sends, or when a channel closes (a dropped handle
 //!   means shutdown).
 //! - Must not: restart from 0 on its own (close code 4004 stops the client and says why).
+//! - Must not: act on a number outside its bound (`lockdesk_feed::BoundError`): a `hello`,
+//!   `heartbeat`, `resume` or entry `seq` out of bounds ends the connection as a protocol error
+//!   (what was received before it is still applied); an entry with a valid `seq` and another field
+//!   out of bounds is handed to the sink, which skips and records it ([`Sink::apply`]).
+//! - Must not: die silently: a panic in the actor or in the sink ends in [`State::Stopped`] with
+//!   the panic's message, and [`State::Connected`] is published only after a valid `hello`.
 
 mod actor;
 mod sink;
@@ -144,7 +150,10 @@ pub trait Sink: Send + 'static {
     fn cursor(&mut self) -> Result<u64, Self::Error>;
 
     /// Commit these entries' effects and the new cursor (the last entry's `seq`) in one
-    /// transaction. `entries` is non-empty and in increasing `seq` order. On error nothing of this
+    /// transaction. `entries` is non-empty and in increasing `seq` order; every `seq` is within
+    /// `1..=lockdesk_feed::MAX_SEQ`. An entry whose other fields are out of bounds
+    /// ([`Entry::check_fields`] fails) is handed over too: the sink must not apply its content but
+    /// skip it and record why (the cursor still moves past it, so nothing later is held back). On error nothing of this
     /// call may be committed: the client reconnects (with backoff) and asks [`Sink::cursor`] again.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Self::Error>;
 
@@ -191,6 +200,9 @@ pub enum DisconnectReason {
     SinkFailed(String),
 }
 
+    /// A message with a number outside its bound (`lockdesk_feed::BoundError`'s text).
+    #[error("the gateway broke the feed protocol: {0}")]
+    ProtocolError(String),
 /// Why the client stopped for good.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StopReason {
@@ -202,10 +214,29 @@ pub enum StopReason {
     Unauthorized,
     #[error("the local cursor ({after}) is beyond the gateway's log (its data was reset?): the local store and the gateway disagree; not restarting from 0 on our own")]
     AfterBeyondEnd { after: u64 },
-    #[error("the local store stopped (it panicked or was dropped)")]
+    #[error("the local store stopped (it was dropped)")]
     SinkGone,
 }
 
+    #[error("the local store panicked: {0}")]
+    SinkPanicked(String),
+    /// A bug stopped the client or the service around it (a panic in the feed client's task, or
+    /// in a task of the desk it feeds): the text says which and why.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a format string), for a status line.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    };
+    // Shown to the user: keep it to a line.
+    text.chars().take(300).collect()
 /// Why [`FeedClient::spawn`] refused the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -233,6 +264,7 @@ pub(crate) struct Counters {
     duplicate_entries: AtomicU64,
     entries_applied: AtomicU64,
     batches_applied: AtomicU64,
+    out_of_bounds_entries: AtomicU64,
     heartbeats: AtomicU64,
     connections: AtomicU64,
     applied_seq: AtomicU64,
@@ -255,6 +287,9 @@ pub struct CounterSnapshot {
     pub duplicate_entries: u64,
     pub entries_applied: u64,
     pub batches_applied: u64,
+    /// Entries with a valid `seq` and another number out of bounds: handed to the sink to be
+    /// skipped and recorded.
+    pub out_of_bounds_entries: u64,
     pub heartbeats: u64,
     /// Successful WebSocket upgrades.
     pub connections: u64,
@@ -302,11 +337,26 @@ impl FeedClient {
             config,
             target,
             sink,
-            state_tx,
+            state_tx.clone(),
             counters.clone(),
             commands_rx,
         );
-        let task = tokio::spawn(actor.run()).abort_handle();
+        // A panic in the actor (a bug: nothing from the network may cause one) must not leave
+        // the last state, e.g. "Connected", standing while nothing is received any more.
+        let task = tokio::spawn(async move {
+            use futures_util::FutureExt;
+            if let Err(panic) = std::panic::AssertUnwindSafe(actor.run())
+                .catch_unwind()
+                .await
+            {
+                let message = panic_message(&*panic);
+                tracing::error!(%message, "the feed client panicked");
+                state_tx.send_replace(State::Stopped {
+                    reason: StopReason::Failed(format!("the feed client panicked: {message}")),
+                });
+            }
+        })
+        .abort_handle();
         Ok(FeedClient {
             commands,
             state,
@@ -330,6 +380,7 @@ impl FeedClient {
             duplicate_entries: get(&c.duplicate_entries),
             entries_applied: get(&c.entries_applied),
             batches_applied: get(&c.batches_applied),
+            out_of_bounds_entries: get(&c.out_of_bounds_entries),
             heartbeats: get(&c.heartbeats),
             connections: get(&c.connections),
             applied_seq: get(&c.applied_seq),

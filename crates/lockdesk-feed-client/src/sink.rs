@@ -3,6 +3,8 @@
 //!
 //! Must not: be blocked by the actor (the actor awaits replies; this thread blocks on its queue).
 
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Entry, Sink};
@@ -22,51 +24,57 @@ pub(crate) enum Request {
 pub(crate) enum SinkError {
     /// It returned an error (its `Display`).
     Failed(String),
-    /// Its thread is gone (it panicked).
+    /// Its thread is gone (it panicked: [`SinkThread::panic_message`] says why once it ended).
     Gone,
 }
 
 pub(crate) struct SinkThread {
     requests: Option<mpsc::Sender<Request>>,
     finished: Option<oneshot::Receiver<()>>,
+    /// The message of the panic that ended the thread, if one did.
+    panicked: Arc<Mutex<Option<String>>>,
 }
 
 impl SinkThread {
     pub(crate) fn start<S: Sink>(mut sink: S) -> std::io::Result<SinkThread> {
         let (requests, mut rx) = mpsc::channel::<Request>(1);
         let (done, finished) = oneshot::channel();
+        let panicked: Arc<Mutex<Option<String>>> = Arc::default();
+        let panic_slot = panicked.clone();
         std::thread::Builder::new()
             .name("feed-sink".into())
             .spawn(move || {
                 while let Some(request) = rx.blocking_recv() {
-                    match request {
-                        Request::Cursor(reply) => {
-                            let _ = reply.send(sink.cursor().map_err(|e| e.to_string()));
-                        }
-                        Request::Apply {
-                            entries,
-                            seen,
-                            reply,
-                        } => {
-                            let result = if entries.is_empty() {
-                                Ok(())
-                            } else {
-                                sink.apply(entries).map_err(|e| e.to_string())
-                            };
-                            if let (Ok(()), Some(seq)) = (&result, seen) {
-                                sink.seen(seq);
-                            }
-                            let _ = reply.send(result);
-                        }
+                    // A panicking sink is a bug in the caller's store: its state is unknown, so
+                    // it is called no more; the panic's message reaches the client's state. The
+                    // request's reply is dropped while unwinding, which the actor sees first.
+                    let call = std::panic::AssertUnwindSafe(|| handle(&mut sink, request));
+                    if let Err(panic) = std::panic::catch_unwind(call) {
+                        let message = crate::panic_message(&*panic);
+                        tracing::error!(%message, "the feed client's sink panicked");
+                        *panic_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+                        break;
                     }
                 }
-                drop(sink);
+                drop(rx);
+                // Dropping a sink that panicked may panic again: contain it too.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(sink)));
                 let _ = done.send(());
             })?;
         Ok(SinkThread {
             requests: Some(requests),
             finished: Some(finished),
+            panicked,
         })
+    }
+
+    /// The message of the panic that ended the sink's thread (known once [`SinkThread::stop`]
+    /// returned).
+    pub(crate) fn panic_message(&self) -> Option<String> {
+        self.panicked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) async fn cursor(&self) -> Result<u64, SinkError> {
@@ -107,6 +115,29 @@ impl SinkThread {
         self.requests = None;
         if let Some(finished) = self.finished.take() {
             let _ = finished.await;
+        }
+    }
+}
+
+fn handle<S: Sink>(sink: &mut S, request: Request) {
+    match request {
+        Request::Cursor(reply) => {
+            let _ = reply.send(sink.cursor().map_err(|e| e.to_string()));
+        }
+        Request::Apply {
+            entries,
+            seen,
+            reply,
+        } => {
+            let result = if entries.is_empty() {
+                Ok(())
+            } else {
+                sink.apply(entries).map_err(|e| e.to_string())
+            };
+            if let (Ok(()), Some(seq)) = (&result, seen) {
+                sink.seen(seq);
+            }
+            let _ = reply.send(result);
         }
     }
 }

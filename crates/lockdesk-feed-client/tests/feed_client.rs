@@ -16,3 +16,6 @@ mod in_test_server;
 
 #[path = "cases/gateway.rs"]
 mod gateway;
+
+#[path = "cases/bounds.rs"]
+mod bounds;

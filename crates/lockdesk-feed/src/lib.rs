@@ -7,8 +7,17 @@
 //! does not know parse as [`ServerMessage::Unknown`] / [`ClientMessage::Unknown`] (changes
 //! within v1 are additive: receivers ignore what they do not know).
 //!
+//! Parsing checks types only; [`ServerMessage::check_bounds`] (module `bounds`) checks that every
+//! number is within its documented bound, which a desk does before acting on a message.
+//!
 //! Must not: put a token in a `Debug` string (evidence payloads hold tokens).
 
+mod bounds;
+
+pub use bounds::{
+    BoundError, MAX_HEARTBEAT_SECS, MAX_OPERATOR_ID, MAX_SEQ, MAX_TIME_MS, MIN_HEARTBEAT_SECS,
+    MIN_TIME_MS,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -534,7 +534,11 @@ async fn a_panicking_sink_stops_the_client_without_panicking_it() {
     let server = healthy_server(3, Arc::default()).await;
     let client = FeedClient::spawn(config(&server.url()), Boom).unwrap();
     let mut state = client.state();
-    assert_eq!(wait_stopped(&mut state).await, StopReason::SinkGone);
+    // The panic's message is in the state (and so on screen), not only "the store stopped".
+    assert_eq!(
+        wait_stopped(&mut state).await,
+        StopReason::SinkPanicked("the caller's store has a bug (test)".into())
+    );
 }
 
 #[tokio::test]
