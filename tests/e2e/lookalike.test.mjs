@@ -1,0 +1,309 @@
+// Issue 12 §1 in the real window, fed through a real gateway (`lockdesk-cli gateway` on
+// 127.0.0.1) with tokens the brand really signed (`lockdesk-cli token mint`): the genuine
+// `cust-48151623`, then `сust-48151623` with a Cyrillic с (a look-alike, and its signed first name
+// carries a zero-width space), then `cust-4815<U+200B>1623` (refused by the verifier). The
+// look-alike's row carries a rendered, visible badge naming the identity it imitates, so it does
+// not look like the genuine row; the identity card and the alert say it too; the zero-width space
+// shows as its ⟨U+200B⟩ marker in the list and in the refused token's reason. Screenshots in
+// tests/output/e2e/3*.png.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { By, appPath, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+
+// The CLI next to the app (scripts/test.sh builds both), unless LOCKDESK_CLI names one.
+const cliPath = process.env.LOCKDESK_CLI ?? join(dirname(appPath), 'lockdesk-cli');
+const dirs = freshDirs();
+const ISSUER = 'https://brand.example';
+const WEBHOOK_SECRET = 'e2e-webhook-secret-0123456789abcdef';
+const PROVIDER = 'e2e-provider-credential-0123456789abcdef';
+const SUBSCRIBER = 'e2e-subscriber-credential-0123456789abcdef';
+
+const GENUINE = 'cust-48151623';
+const CYRILLIC = '\u0441ust-48151623';
+const ZERO_WIDTH = 'cust-4815\u200B1623';
+
+let gateway;
+let gatewayUrl;
+/** The conversation ids of the three visitors. */
+const ids = {};
+let driver;
+let tauriDriver;
+
+function cli(args) {
+  const r = spawnSync(cliPath, args, { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `lockdesk-cli ${args[0]} ${args[1] ?? ''}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Starts the gateway on a free port and resolves to its base URL once it listens. */
+async function startGateway(dir) {
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  const config = join(dir, 'data', 'gateway.toml');
+  writeFileSync(
+    config,
+    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
+      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
+      `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n`,
+    { mode: 0o600 },
+  );
+  gateway = spawn(cliPath, ['gateway', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, RUST_LOG: 'warn' },
+  });
+  const lines = createInterface({ input: gateway.stdout });
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error('the gateway did not listen within 30 s')), 30_000);
+    gateway.once('exit', (code) => fail(new Error(`the gateway exited with ${code}`)));
+    lines.on('line', (line) => {
+      const m = /^listening on (\S+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        ok(`http://${m[1]}`);
+      }
+    });
+  });
+}
+
+async function post(path, body, headers) {
+  const raw = JSON.stringify(body);
+  const res = await fetch(`${gatewayUrl}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
+  assert.ok(res.ok, `${path}: ${res.status} ${await res.text()}`);
+}
+
+/** iAdvize pushes a conversation to an advisor, then the brand's token provider reports the
+ * token the visitor presented (minted now, signed by the brand, encrypted to the desk). */
+async function conversation(userId, visitorData, device) {
+  const conversationId = randomUUID();
+  const visitorId = randomUUID();
+  await post(
+    '/webhooks/iadvize',
+    { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
+      conversationId, operatorId: 101, channel: 'CHAT', visitorId, visitorExternalId: null,
+      createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
+    (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` }),
+  );
+  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, 'brand', 'private.pem'),
+    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', userId,
+    '--visitor-data', JSON.stringify(visitorData), '--lifetime', '600']);
+  await post(
+    '/v1/evidence',
+    { visitorId, conversationId, token, presentedAt: new Date().toISOString(), source: { domain: 'shop.example', device } },
+    () => ({ authorization: `Bearer ${PROVIDER}` }),
+  );
+  return conversationId;
+}
+
+before(async () => {
+  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
+  assert.ok(existsSync(cliPath), `the CLI ${cliPath} must be built first (cargo build -p lockdesk-cli)`);
+  cli(['keys', 'generate', '--out', join(dirs.base, 'brand')]);
+  cli(['keys', 'generate', '--out', join(dirs.base, 'desk')]);
+  gatewayUrl = await startGateway(join(dirs.base, 'gw'));
+  writeFileSync(
+    join(dirs.config, 'config.toml'),
+    `[feed]\nurl = "${gatewayUrl.replace('http://', 'ws://')}/v1/feed"\ncredential = "${SUBSCRIBER}"\n\n` +
+      `[[trust]]\nissuer = "${ISSUER}"\nkey = "${join(dirs.base, 'brand', 'public.pem')}"\n\n` +
+      `[decryption]\nkeys = ["${join(dirs.base, 'desk', 'private.pem')}"]\n`,
+    { mode: 0o600 },
+  );
+  // The genuine customer first, then the look-alike (the newer, mixed-script one is the
+  // imitation), then the zero-width forgery.
+  ids.genuine = await conversation(GENUINE, { firstName: 'Alice', lastName: 'Martin' }, 'laptop');
+  ids.cyrillic = await conversation(CYRILLIC, { firstName: 'Ali\u200Bce', lastName: 'Martin' }, 'phone');
+  ids.zeroWidth = await conversation(ZERO_WIDTH, { firstName: 'Alice', lastName: 'Martin' }, 'tablet');
+  tauriDriver = await startDriver(dirs);
+  driver = await launch();
+  await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 60_000);
+  await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(3 /.test(t), 60_000);
+});
+
+after(async () => {
+  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
+  await tauriDriver?.stop();
+  if (gateway && gateway.exitCode === null) gateway.kill('SIGTERM');
+});
+
+/**
+ * Scrolls the virtualized list from the top and returns every row rendered on the way, as
+ * {key, user (the row's userId text), badge (the look-alike badge's text), imitates (the id the
+ * badge names), chips (the ⟨U+XXXX⟩ markers in the row)}. (The page's CSP forbids building
+ * functions from strings, so the collecting is spelled out here.)
+ */
+async function scanRows() {
+  return driver.executeAsyncScript(`
+    const done = arguments[arguments.length - 1];
+    const list = document.querySelector('[data-testid="conversation-list"]');
+    const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const seen = new Map();
+    (async () => {
+      if (!list) return done([]);
+      for (let top = 0; top <= list.scrollHeight; top += Math.max(40, list.clientHeight / 2)) {
+        list.scrollTop = top;
+        await frame();
+        for (const row of list.querySelectorAll('[role="option"]')) {
+          const badge = row.querySelector('[data-testid="look-alike"]');
+          seen.set(row.dataset.key, {
+            key: row.dataset.key,
+            user: row.querySelector('[data-testid="row-user-id"]')?.textContent ?? null,
+            badge: badge?.textContent.replace(/\\s+/g, ' ').trim() ?? null,
+            imitates: badge?.querySelector('bdi')?.textContent ?? null,
+            chips: [...row.querySelectorAll('.hazard')].map((c) => c.textContent),
+          });
+        }
+      }
+      done([...seen.values()]);
+    })().catch(() => done([]));`);
+}
+
+/** Brings a row to the middle of the list and measures how its look-alike badge is drawn. */
+async function measureBadge(key) {
+  return driver.executeAsyncScript(
+    `const done = arguments[arguments.length - 1];
+     const key = arguments[0];
+     const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+     (async () => {
+       const list = document.querySelector('[data-testid="conversation-list"]');
+       const row = [...list.querySelectorAll('[role="option"]')].find((r) => r.dataset.key === key);
+       if (!row) return done(null);
+       row.scrollIntoView({ block: 'center' });
+       await frame();
+       const body = row.querySelector('[data-testid="conversation-row-body"]');
+       const badge = row.querySelector('[data-testid="look-alike"]');
+       const icon = row.querySelector('svg[role="img"]');
+       const box = (e) => { const b = e.getBoundingClientRect(); return { left: b.left, right: b.right, top: b.top, bottom: b.bottom, width: b.width, height: b.height }; };
+       const style = (e) => { const c = getComputedStyle(e); return { visibility: c.visibility, display: c.display, opacity: c.opacity, color: c.color, background: c.backgroundColor, borderLeft: c.borderLeftStyle + ' ' + c.borderLeftColor }; };
+       const out = { row: box(row), list: box(list), body: style(body), icon: icon.getAttribute('aria-label') };
+       if (badge) {
+         const b = box(badge);
+         const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+         Object.assign(out, { badge: b, badgeStyle: style(badge), badgeText: badge.textContent.replace(/\\s+/g, ' ').trim(),
+           onTop: badge.contains(hit), clipped: badge.scrollWidth > badge.clientWidth + 1 });
+       }
+       done(out);
+     })().catch((e) => done({ error: String(e) }));`,
+    key,
+  );
+}
+
+/** WCAG relative luminance of a computed CSS colour. */
+function luminance(css) {
+  const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(css);
+  assert.ok(m, `a colour: ${css}`);
+  const lin = (v) => {
+    const c = Number(v) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(m[1]) + 0.7152 * lin(m[2]) + 0.0722 * lin(m[3]);
+}
+const contrast = (a, b) => {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+};
+
+const textAt = (css) =>
+  driver.executeScript('const e = document.querySelector(arguments[0]); return e ? e.textContent : null;', css);
+
+async function openRow(key) {
+  const row = await el(driver, `[role="option"][data-key="${key}"]`);
+  await driver.executeScript('arguments[0].scrollIntoView({ block: "center" });', row);
+  await row.click();
+  await driver.wait(
+    async () => (await driver.findElement(By.css('[data-testid="detail"]')).getAttribute('data-id')) === key,
+    15_000,
+    `the detail of ${key}`,
+  );
+}
+
+test("the look-alike's row shows a visible badge naming the identity it imitates, unlike the genuine row", async () => {
+  let rows = [];
+  await driver.wait(
+    async () => {
+      rows = await scanRows();
+      return rows.some((r) => r.key === ids.cyrillic && r.badge) && rows.some((r) => r.key === ids.genuine);
+    },
+    30_000,
+    'the look-alike row with its badge, and the genuine one',
+  );
+  const imitator = rows.find((r) => r.key === ids.cyrillic);
+  const genuine = rows.find((r) => r.key === ids.genuine);
+  assert.equal(imitator.user, CYRILLIC);
+  assert.equal(genuine.user, GENUINE);
+  assert.match(imitator.badge, new RegExp(`^⚠ ?Look-alike of ${GENUINE} · Mixed scripts$`));
+  assert.equal(imitator.imitates, GENUINE);
+
+  const m = await measureBadge(ids.cyrillic);
+  assert.ok(m && m.badge, `the badge is in the row: ${JSON.stringify(m)}`);
+  // Rendered: a box of its own, drawn, not covered, not cut, inside its row and the list.
+  assert.ok(m.badge.width > 40 && m.badge.height > 8, `badge box ${JSON.stringify(m.badge)}`);
+  assert.equal(m.badgeStyle.visibility, 'visible');
+  assert.notEqual(m.badgeStyle.display, 'none');
+  assert.equal(m.badgeStyle.opacity, '1');
+  assert.equal(m.onTop, true, 'nothing covers the badge');
+  assert.equal(m.clipped, false, 'the badge text is not cut off');
+  assert.ok(m.badge.left >= m.row.left - 1 && m.badge.right <= m.row.right + 1, 'inside its row, across');
+  assert.ok(m.badge.top >= m.row.top - 1 && m.badge.bottom <= m.row.bottom + 1, 'inside its row, down');
+  assert.ok(m.badge.top >= m.list.top && m.badge.bottom <= m.list.bottom, 'inside the visible list');
+  assert.ok(contrast(m.badgeStyle.color, m.badgeStyle.background) >= 4.5, `badge contrast (${m.badgeStyle.color} on ${m.badgeStyle.background})`);
+  // The padlock's spoken name says it too.
+  assert.equal(m.icon, `Secured (Look-alike of ${GENUINE})`);
+  await screenshot(driver, '30-lookalike-row');
+
+  // The genuine row does not look like it: no "Mixed scripts" badge (the desk may mark it as
+  // having a look-alike), a padlock named differently, and a different edge.
+  const g = await measureBadge(ids.genuine);
+  assert.ok(g, 'the genuine row');
+  assert.doesNotMatch(g.badgeText ?? '', /Mixed scripts/);
+  assert.notEqual(g.badgeText ?? null, m.badgeText);
+  assert.notEqual(g.icon, m.icon, 'the two padlocks are not named alike');
+});
+
+test('a zero-width space shows as its marker: in the signed name on the list, and in the refused id', async () => {
+  const rows = await scanRows();
+  const imitator = rows.find((r) => r.key === ids.cyrillic);
+  assert.deepEqual(imitator.chips, ['⟨U+200B⟩'], 'the signed first name Ali<U+200B>ce');
+  const chip = await driver.executeScript(
+    `const row = document.querySelector('[role="option"][data-key="' + arguments[0] + '"]');
+     const c = row.querySelector('.conv-name .hazard'); if (!c) return null;
+     const b = c.getBoundingClientRect(); const s = getComputedStyle(c);
+     return { width: b.width, height: b.height, label: c.getAttribute('aria-label'), name: row.querySelector('.conv-name').textContent,
+              border: s.borderTopStyle, visibility: s.visibility };`,
+    ids.cyrillic,
+  );
+  assert.ok(chip, 'the marker is in the name');
+  assert.equal(chip.name, 'Ali⟨U+200B⟩ce Martin');
+  assert.equal(chip.label, 'Invisible character U+200B');
+  assert.ok(chip.width > 10 && chip.height > 5, `the marker has a box: ${JSON.stringify(chip)}`);
+  assert.equal(chip.border, 'solid');
+  assert.equal(chip.visibility, 'visible');
+
+  // The verifier refused the zero-width userId: its row is a failure with no verified id, and its
+  // timeline names the character.
+  const forged = rows.find((r) => r.key === ids.zeroWidth);
+  assert.ok(forged, 'the zero-width forgery has a row');
+  assert.equal(forged.user, null, 'no verified userId is shown for it');
+  await openRow(ids.zeroWidth);
+  await el(driver, '[data-testid="presentation-reason"]', 15_000);
+  const reason = await textAt('[data-testid="presentation-reason"]');
+  assert.match(reason, /invalid userId/);
+  assert.match(reason, /⟨U\+200B⟩/);
+  assert.doesNotMatch(reason, /\u200B/);
+  await screenshot(driver, '31-zero-width-refused');
+});
+
+test('the identity card and the alert name the imitated identity, in words', async () => {
+  await openRow(ids.cyrillic);
+  await el(driver, '[data-testid="identity-user-id"] [data-testid="look-alike"]', 15_000);
+  assert.match(await textAt('[data-testid="identity-user-id"] [data-testid="look-alike"]'), new RegExp(`Look-alike of ${GENUINE}`));
+  assert.match(await textAt('[data-testid="signed-fields"]'), /Ali⟨U\+200B⟩ce/);
+  await el(driver, '[data-testid="alert"][data-kind="lookalike_user_id"] [data-testid="alert-summary"]', 15_000);
+  assert.equal(
+    (await textAt('[data-testid="alert"][data-kind="lookalike_user_id"] [data-testid="alert-summary"]')).replace(/\s+/g, ' ').trim(),
+    `${CYRILLIC} looks like ${GENUINE}, an identity this desk already knows.`,
+  );
+  await screenshot(driver, '32-lookalike-detail');
+});
