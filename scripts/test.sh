@@ -78,7 +78,8 @@ step() {
 ui() { (cd "$ROOT/ui" && npm run --silent "$@"); }
 
 e2e() {
-  cargo build -q -p lockdesk || return 1
+  # lookalike.test.mjs runs a real gateway and mints tokens with the CLI.
+  cargo build -q -p lockdesk -p lockdesk-cli || return 1
   # A virtual display, a private session bus (notifications, single-instance) and a
   # notification daemon, all torn down with the run.
   xvfb-run -a -s '-screen 0 1400x900x24' dbus-run-session -- bash -c '
