@@ -64,9 +64,11 @@ pub mod verify;
 
 pub use chain::canonical_json;
 pub use entry::Entry;
-pub use retention::{erase_user, purge, ErasureReport, PurgeReport, RetentionError};
+pub use retention::{
+    erase_user, purge, purge_recording, ErasureReport, PurgeReport, RetentionError,
+};
 pub use store::{append, head, migrate, SCHEMA_VERSION};
-pub use verify::{verify, Broken, Report, VerifyError};
+pub use verify::{verify, verify_visiting, Broken, Report, VerifyError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

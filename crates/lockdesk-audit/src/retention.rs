@@ -106,6 +106,27 @@ pub fn purge(
     cutoff_ms: i64,
     now_ms: i64,
 ) -> Result<PurgeReport, RetentionError> {
+    purge_with(conn, cutoff_ms, now_ms, false)
+}
+
+/// [`purge`], but a purge entry (with `cutoff_ms`) is recorded even when no entry is old enough
+/// to go: the desk calls this when it removed rows of its own tables at that cutoff, so the
+/// chained record says why conversations the log still names are gone from the store (the
+/// desk's check against the log, `lockdesk_desk::Desk::check_against_audit`, relies on it).
+pub fn purge_recording(
+    conn: &Connection,
+    cutoff_ms: i64,
+    now_ms: i64,
+) -> Result<PurgeReport, RetentionError> {
+    purge_with(conn, cutoff_ms, now_ms, true)
+}
+
+fn purge_with(
+    conn: &Connection,
+    cutoff_ms: i64,
+    now_ms: i64,
+    always_record: bool,
+) -> Result<PurgeReport, RetentionError> {
     if !conn.is_autocommit() {
         return Err(RetentionError::InTransaction("purge"));
     }
@@ -125,19 +146,25 @@ pub fn purge(
             Some(s) => u64::try_from(s).unwrap_or(0).saturating_sub(1),
             None => head_seq,
         };
-        if through < anchor.start_seq {
+        if through < anchor.start_seq && !always_record {
             return Ok(None);
         }
+        // Nothing old enough: the entry records the cutoff and the unchanged anchor.
+        let through = through.max(anchor.start_seq - 1);
         let through_i = i64::try_from(through).unwrap_or(i64::MAX);
-        let last_hash: Vec<u8> = conn.query_row(
-            "SELECT hash FROM audit_log WHERE seq = ?1",
-            [through_i],
-            |r| r.get(0),
-        )?;
-        let last_hash: [u8; 32] = last_hash.try_into().map_err(|_| AuditError::Damaged {
-            seq: through,
-            what: "hash is not 32 bytes".into(),
-        })?;
+        let last_hash: [u8; 32] = if through < anchor.start_seq {
+            anchor.prev_hash
+        } else {
+            let last_hash: Vec<u8> = conn.query_row(
+                "SELECT hash FROM audit_log WHERE seq = ?1",
+                [through_i],
+                |r| r.get(0),
+            )?;
+            last_hash.try_into().map_err(|_| AuditError::Damaged {
+                seq: through,
+                what: "hash is not 32 bytes".into(),
+            })?
+        };
         let mut purged: BTreeMap<u64, u64> = anchor.purged_tombstones.clone();
         {
             let mut stmt = conn.prepare(

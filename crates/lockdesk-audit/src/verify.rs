@@ -139,6 +139,19 @@ pub fn verify_with_progress(
     conn: &Connection,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, VerifyError> {
+    verify_visiting(conn, progress, &mut |_| {})
+}
+
+/// [`verify_with_progress`], handing each entry to `visit` once it has passed every check on
+/// it (in seq order, one at a time), so a caller can derive its own state from the chained
+/// record in the same pass and the same read transaction (the desk checks its tables against
+/// it: `lockdesk_desk::Desk::check_against_audit`). The chain's end checks (tombstone counts,
+/// the anchor) run after the last entry: act on what `visit` saw only when this returns `Ok`.
+pub fn verify_visiting(
+    conn: &Connection,
+    progress: &mut dyn FnMut(u64),
+    visit: &mut dyn FnMut(&Entry),
+) -> Result<Report, VerifyError> {
     check_initialised(conn)?;
     // A consistent snapshot even while the desk appends. Nested in the caller's transaction
     // if it has one.
@@ -162,6 +175,7 @@ pub fn verify_with_progress(
             )
         })?;
         checker.check(&e)?;
+        visit(&e);
         if checker.entries & 0xFFFF == 0 {
             progress(checker.entries);
         }

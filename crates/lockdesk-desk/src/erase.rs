@@ -435,7 +435,13 @@ impl Desk {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let desk = purge_desk(&tx, cutoff_ms)?;
         tx.commit()?;
-        let audit = lockdesk_audit::purge(&self.conn, cutoff_ms, now_ms)?;
+        // When the desk removed rows, the log records the cutoff even if none of its entries
+        // is old enough to go: the check against the log then knows why they are gone.
+        let audit = if desk.total() > 0 {
+            lockdesk_audit::purge_recording(&self.conn, cutoff_ms, now_ms)?
+        } else {
+            lockdesk_audit::purge(&self.conn, cutoff_ms, now_ms)?
+        };
         let file_scrubbed = if audit.purged_entries == 0 && desk.total() > 0 {
             scrub(&self.conn)?
         } else {

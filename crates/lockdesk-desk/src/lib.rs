@@ -38,6 +38,7 @@
 mod apply;
 mod audit;
 pub mod bench;
+mod check;
 mod erase;
 mod lookalike;
 mod model;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 use lockdesk_verify::Verdict;
 use rusqlite::Connection;
 
+pub use check::{check_store, CheckError, Disagreement, StoreCheck, MAX_REPORTED};
 pub use erase::{DeskErasure, DeskPurge, ErasureReport, PurgeReport, TOMBSTONE};
 pub use model::{
     format_rfc3339, AlertRecord, Applied, Change, ClosedConversation, ConversationDetail,
@@ -265,6 +267,20 @@ impl Desk {
     /// One alert by id ([`Change::alert_id`]).
     pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, DeskError> {
         query::alert(&self.conn, id)
+    }
+
+    /// Verifies the audit chain and checks the desk's tables against it, in one read
+    /// transaction: each conversation's state, kept state, reason and userId against its
+    /// latest transition entry and its stored state machine, a secured session against the
+    /// log's valid tokens, display names against signed visitorData, alerts against alert
+    /// entries, and rows the log lacks or entries whose rows are gone (purges and erasures are
+    /// accounted for). Linear in the log and the tables. `progress` gets the number of log
+    /// entries checked every 65,536. A broken chain is [`CheckError::Chain`].
+    pub fn check_against_audit(
+        &self,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<StoreCheck, CheckError> {
+        check::check_store(&self.conn, self.config.session_lifetime_secs, progress)
     }
 
     /// Counts (cursor, rows, malformed and ignored entries).

@@ -153,6 +153,12 @@ fn check_all(desk: &Desk, steps: &[Step]) {
         .presentations
         .iter()
         .all(|p| p.verdict == "verified"));
+
+    // What the store shows is what the audit log says (evidence before its push, bundled or
+    // not, included): no false alarm.
+    let agreed = desk.check_against_audit(&mut |_| {}).unwrap();
+    assert!(agreed.agrees(), "{:#?}", agreed.disagreements);
+    assert!(agreed.conversations > 0 && agreed.alerts > 0);
 }
 
 #[test]

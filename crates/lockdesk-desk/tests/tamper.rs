@@ -1,0 +1,442 @@
+//! The desk's tables edited offline (as someone with write access to the file would: plain
+//! rusqlite, the audit chain untouched) are caught by `Desk::check_against_audit`, naming the
+//! conversation or alert; an untouched store, and one after erasure and purge, raises nothing.
+//! The simulator's scenarios (real tokens minted by `lockdesk-sim`'s keys, verified by the real
+//! engine) are applied to a real SQLite file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lockdesk_desk::{Desk, DeskConfig, StoreCheck};
+use lockdesk_feed::{Entry, EntryKind};
+use lockdesk_keys::{Engine, Setup, Source};
+use lockdesk_sim::plan::ISSUER;
+use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step};
+use serde_json::{json, Value};
+
+/// 2026-01-01T10:00:00Z: the simulated feed starts here.
+const T0_MS: i64 = 1_767_261_600_000;
+const LIFETIME_SECS: i64 = 60;
+
+fn verify_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lockdesk-verify/tests/data")
+        .join(name)
+}
+
+struct World {
+    keys: SimKeys,
+    setup: Setup,
+}
+
+impl World {
+    fn new(dir: &Path) -> World {
+        let desk_public = lockdesk_sim::read_desk_public(&verify_data("desk.pub.pem")).unwrap();
+        let keys = SimKeys::generate(&desk_public).unwrap();
+        let jwks = dir.join("brand.jwks.json");
+        std::fs::write(&jwks, &keys.brand_public_jwks).unwrap();
+        World {
+            keys,
+            setup: Setup {
+                trust: vec![(ISSUER.to_owned(), Source::File(jwks))],
+                decryption: vec![verify_data("desk.key.pkcs1.pem")],
+                ..Setup::default()
+            },
+        }
+    }
+
+    fn desk(&self, db: &Path) -> Desk {
+        Desk::open(
+            db,
+            Arc::new(Engine::load(&self.setup).unwrap()),
+            DeskConfig {
+                session_lifetime_secs: LIFETIME_SECS,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Every step as a feed entry, in order (as a supervisor's desk gets them), numbered from
+    /// `first_seq` and received `offset_ms` after T0 + the step's time.
+    fn entries(&self, steps: &[Step], first_seq: u64, offset_ms: i64) -> Vec<Entry> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let seq = first_seq + i as u64;
+                let received = T0_MS + offset_ms + step.at_ms as i64;
+                match &step.action {
+                    Action::Webhook { body, .. } => {
+                        let mut body = body.clone();
+                        body.insert(
+                            "createdAt".into(),
+                            lockdesk_desk::format_rfc3339(received).into(),
+                        );
+                        Entry {
+                            seq,
+                            kind: EntryKind::Webhook,
+                            received_at_ms: received,
+                            event_type: body["eventType"].as_str().map(str::to_owned),
+                            payload: Value::Object(body),
+                            related: vec![],
+                        }
+                    }
+                    Action::Evidence(e) => {
+                        let token = self.keys.mint(&e.token, received / 1000).unwrap();
+                        let mut payload = json!({
+                            "visitorId": e.visitor_id,
+                            "token": token,
+                            "presentedAt": lockdesk_desk::format_rfc3339(received),
+                            "source": {"domain": e.source.domain, "device": e.source.device,
+                                       "app": e.source.app},
+                        });
+                        if let Some(c) = &e.conversation_id {
+                            payload["conversationId"] = c.clone().into();
+                        }
+                        Entry {
+                            seq,
+                            kind: EntryKind::Evidence,
+                            received_at_ms: received,
+                            event_type: None,
+                            payload,
+                            related: vec![],
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn apply_all(desk: &mut Desk, feed: &[Entry]) {
+    for chunk in feed.chunks(7) {
+        let applied = desk
+            .apply(chunk, chunk[chunk.len() - 1].received_at_ms)
+            .unwrap();
+        assert!(applied.skipped.is_empty(), "{:?}", applied.skipped);
+    }
+}
+
+fn check(db: &Path, world: &World) -> StoreCheck {
+    world.desk(db).check_against_audit(&mut |_| {}).unwrap()
+}
+
+fn agrees(c: &StoreCheck) {
+    assert!(c.agrees(), "false alarm: {:#?}", c.disagreements);
+    assert_eq!(c.disagreements.len(), 0);
+}
+
+/// A copy of the (closed) store to tamper with.
+fn copy(db: &Path, dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(db, &to).unwrap();
+    to
+}
+
+fn sql(db: &Path, statements: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(statements).unwrap();
+}
+
+fn one<T: rusqlite::types::FromSql>(db: &Path, query: &str) -> T {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(query, [], |r| r.get(0)).unwrap()
+}
+
+/// The full run of every scenario, applied and closed (no WAL left beside the file).
+fn full_store(dir: &Path, world: &World) -> PathBuf {
+    let db = dir.join("desk.sqlite3");
+    let steps = plan(7, &Scenario::ALL, &[101, 102], 3_000);
+    let mut desk = world.desk(&db);
+    apply_all(&mut desk, &world.entries(&steps, 1, 0));
+    drop(desk);
+    db
+}
+
+#[test]
+fn an_untouched_store_agrees_and_every_offline_edit_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = full_store(dir.path(), &world);
+    let c = check(&db, &world);
+    agrees(&c);
+    assert!(c.conversations >= 8 && c.alerts >= 3, "{c:?}");
+    assert!(c.chain.entries > 50, "{c:?}");
+
+    // The victim: a userId a valid token proved elsewhere.
+    let victim: String = one(
+        &db,
+        "SELECT user_id FROM conversations WHERE auth_state = 'secured' AND user_id IS NOT NULL LIMIT 1",
+    );
+    let failed: String = one(
+        &db,
+        "SELECT conversation_id FROM conversations WHERE auth_state = 'failed' LIMIT 1",
+    );
+    let failed_state: String = one(
+        &db,
+        &format!("SELECT state FROM conversations WHERE conversation_id = '{failed}'"),
+    );
+
+    // 1. The failed conversation shows a padlock with the victim's userId: row and state
+    //    machine edited consistently, so only the log can tell.
+    let t = copy(&db, dir.path(), "flip.sqlite3");
+    let machine = json!({
+        "state": {"state": "secured", "user_id": victim, "since": T0_MS / 1000,
+                  "until": T0_MS / 1000 + 10 * 86_400},
+        "verified_user_id": victim,
+        "session_lifetime": LIFETIME_SECS,
+    });
+    sql(
+        &t,
+        &format!(
+            "UPDATE conversations SET state = 'secured', auth_state = 'secured', reason = NULL,
+               user_id = '{victim}', since_ms = {s}, until_ms = {u}, machine = '{machine}'
+             WHERE conversation_id = '{failed}'",
+            s = T0_MS,
+            u = T0_MS + 10 * 86_400_000,
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(c.chain.entries > 50, "the chain itself is intact");
+    let d = c
+        .disagreements
+        .iter()
+        .find(|d| d.conversation_id.as_deref() == Some(failed.as_str()))
+        .unwrap_or_else(|| panic!("{failed} not named: {:#?}", c.disagreements));
+    assert!(
+        d.message.contains(&format!("shows secured/{victim}"))
+            && d.message.contains("but the audit log says")
+            && d.message.contains("failed")
+            && d.entry_seq.is_some(),
+        "{d:?} (was {failed_state})"
+    );
+    assert!(d
+        .message
+        .contains(&format!("(entry #{})", d.entry_seq.unwrap())));
+
+    // 2. Only the kept state and userId of a closed failed conversation (the row keeps
+    //    "closed" but shows the padlock it ended with).
+    let closed_failed: Option<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT conversation_id FROM conversations WHERE state = 'closed' AND auth_state = 'failed' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if let Some(cf) = closed_failed {
+        let t = copy(&db, dir.path(), "kept.sqlite3");
+        sql(
+            &t,
+            &format!(
+                "UPDATE conversations SET auth_state = 'secured', reason = NULL, user_id = '{victim}'
+                 WHERE conversation_id = '{cf}'"
+            ),
+        );
+        let c = check(&t, &world);
+        assert!(
+            c.disagreements
+                .iter()
+                .any(|d| d.conversation_id.as_deref() == Some(cf.as_str())
+                    && d.message.contains("closed, failed")),
+            "{:#?}",
+            c.disagreements
+        );
+    }
+
+    // 3. An alert edited away.
+    let t = copy(&db, dir.path(), "alert.sqlite3");
+    let (alert_id, alert_conv): (i64, String) = rusqlite::Connection::open(&t)
+        .unwrap()
+        .query_row(
+            "SELECT a.id, c.conversation_id FROM alerts a JOIN conversations c ON c.id = a.conversation
+             WHERE a.code = 'verification_failed' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    sql(&t, &format!("DELETE FROM alerts WHERE id = {alert_id}"));
+    let c = check(&t, &world);
+    assert_eq!(c.disagreement_count, 1, "{:#?}", c.disagreements);
+    let d = &c.disagreements[0];
+    assert_eq!(d.alert_id, Some(alert_id));
+    assert_eq!(d.conversation_id.as_deref(), Some(alert_conv.as_str()));
+    assert!(
+        d.message.contains("verification_failed") && d.message.contains("removed"),
+        "{d:?}"
+    );
+
+    // 4. An alert's code softened.
+    let t = copy(&db, dir.path(), "code.sqlite3");
+    sql(
+        &t,
+        &format!("UPDATE alerts SET code = 'session_lapsed' WHERE id = {alert_id}"),
+    );
+    let c = check(&t, &world);
+    assert_eq!(c.disagreements[0].alert_id, Some(alert_id), "{c:?}");
+
+    // 5. A failed conversation deleted with its alerts.
+    let t = copy(&db, dir.path(), "gone.sqlite3");
+    sql(
+        &t,
+        &format!(
+            "DELETE FROM alerts WHERE conversation = (SELECT id FROM conversations WHERE conversation_id = '{failed}');
+             DELETE FROM transitions WHERE conversation = (SELECT id FROM conversations WHERE conversation_id = '{failed}');
+             UPDATE presentations SET conversation = NULL WHERE conversation = (SELECT id FROM conversations WHERE conversation_id = '{failed}');
+             DELETE FROM conversations WHERE conversation_id = '{failed}';"
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(
+        c.disagreements
+            .iter()
+            .any(|d| d.conversation_id.as_deref() == Some(failed.as_str())
+                && d.message.contains("missing from the store")),
+        "{:#?}",
+        c.disagreements
+    );
+
+    // 6. A conversation inserted by hand, secured for the victim.
+    let t = copy(&db, dir.path(), "insert.sqlite3");
+    sql(
+        &t,
+        &format!(
+            "INSERT INTO conversations (conversation_id, visitor, channel, opened_ms, state,
+               auth_state, user_id, since_ms, until_ms, machine)
+             SELECT 'forged-conv', visitor, channel, {now}, 'secured', 'secured', '{victim}',
+               {now}, {until}, '{machine}'
+             FROM conversations LIMIT 1",
+            now = T0_MS,
+            until = T0_MS + 60_000,
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(
+        c.disagreements
+            .iter()
+            .any(|d| d.conversation_id.as_deref() == Some("forged-conv")
+                && d.message.contains("has no record")),
+        "{:#?}",
+        c.disagreements
+    );
+
+    // 7. The stored state machine alone (the next event would continue from it).
+    let t = copy(&db, dir.path(), "machine.sqlite3");
+    sql(
+        &t,
+        &format!(
+            "UPDATE conversations SET machine = '{machine}' WHERE conversation_id = '{failed}'"
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(
+        c.disagreements
+            .iter()
+            .any(|d| d.conversation_id.as_deref() == Some(failed.as_str())
+                && d.message.contains("stored state machine")),
+        "{:#?}",
+        c.disagreements
+    );
+
+    // 8. A verified person's display name replaced.
+    let t = copy(&db, dir.path(), "name.sqlite3");
+    let named: String = one(
+        &t,
+        "SELECT conversation_id FROM conversations WHERE name IS NOT NULL LIMIT 1",
+    );
+    sql(
+        &t,
+        &format!(
+            "UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{named}'"
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(
+        c.disagreements
+            .iter()
+            .any(|d| d.conversation_id.as_deref() == Some(named.as_str())
+                && d.message.contains("Somebody Else")),
+        "{:#?}",
+        c.disagreements
+    );
+}
+
+#[test]
+fn a_secured_session_extended_by_hand_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = dir.path().join("desk.sqlite3");
+    let steps = plan(7, &Scenario::ALL, &[101, 102], 3_000);
+    let feed = world.entries(&steps, 1, 0);
+    // Applied one entry at a time up to the first moment a conversation is secured.
+    let mut desk = world.desk(&db);
+    let mut secured = None;
+    for e in &feed {
+        desk.apply(std::slice::from_ref(e), e.received_at_ms)
+            .unwrap();
+        let rows = desk
+            .conversations(&lockdesk_desk::ConversationQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        if let Some(r) = rows.iter().find(|r| r.state == "secured") {
+            secured = Some(r.conversation_id.clone());
+            break;
+        }
+    }
+    drop(desk);
+    let secured = secured.expect("a secured conversation");
+    agrees(&check(&db, &world));
+    sql(
+        &db,
+        &format!(
+            "UPDATE conversations SET until_ms = until_ms + 10 * 86400000 WHERE conversation_id = '{secured}'"
+        ),
+    );
+    let c = check(&db, &world);
+    assert_eq!(c.disagreement_count, 1, "{:#?}", c.disagreements);
+    assert_eq!(
+        c.disagreements[0].conversation_id.as_deref(),
+        Some(secured.as_str())
+    );
+    assert!(
+        c.disagreements[0].message.contains("secured until"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn erasure_and_purge_raise_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = dir.path().join("desk.sqlite3");
+    // Scenarios 30 s apart: the first ones are closed long before the last ones start.
+    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let mut desk = world.desk(&db);
+    apply_all(&mut desk, &world.entries(&steps, 1, 0));
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    let users: BTreeSet<String> = steps
+        .iter()
+        .filter_map(|st| match &st.action {
+            Action::Evidence(e) => Some(e.token.user_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let first = users.iter().next().unwrap().clone();
+    desk.erase_user(&first, T0_MS + 3_000_000).unwrap();
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    // The desk removes old closed conversations; the log, only its oldest run of entries (a
+    // newer entry at its start keeps everything): the purge entry's cutoff accounts for them.
+    let r = desk
+        .purge_before(T0_MS + 150_000, T0_MS + 3_600_000)
+        .unwrap();
+    assert!(r.desk.conversations > 0, "{r:?}");
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    let r = desk
+        .purge_before(T0_MS + 400_000, T0_MS + 3_700_000)
+        .unwrap();
+    let _ = r;
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+}
