@@ -27,10 +27,13 @@ pub enum Scenario {
     SharedDevice,
     /// One userId presented for two clearly different people (the reused-id failure).
     ReusedUserId,
+    /// The brand signs a userId built to look like another person's (`сust-…` with a Cyrillic
+    /// `с`, beside the genuine `cust-…`): the desk's look-alike alert.
+    LookAlike,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Anonymous,
         Scenario::LoginMidConversation,
         Scenario::TokenEveryPage,
@@ -42,6 +45,7 @@ impl Scenario {
         Scenario::ThirdPartyChannel,
         Scenario::SharedDevice,
         Scenario::ReusedUserId,
+        Scenario::LookAlike,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Scenario {
             Scenario::ThirdPartyChannel => "third-party-channel",
             Scenario::SharedDevice => "shared-device",
             Scenario::ReusedUserId => "reused-user-id",
+            Scenario::LookAlike => "look-alike",
         }
     }
 
@@ -406,8 +411,33 @@ impl Gen {
                 self.closed(sec(25), s, &conv, &visitor, "CHAT", op);
                 self.closed(sec(26), s, &conv2, &visitor2, "CHAT", op2);
             }
+            Scenario::LookAlike => {
+                // The genuine customer signs in; then, on another device, the brand signs a
+                // userId a customer chose to look like theirs: a Cyrillic с (U+0441) for the c.
+                let mut imitator = self.person();
+                imitator.0 = lookalike_of(&person.0);
+                let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
+                self.signed_in(sec(2), s, &visitor, Some(&conv), &person, laptop);
+                let (conv2, visitor2) = (self.uuid(), self.uuid());
+                let op2 = self.pushed(sec(5), s, &conv2, &visitor2, "CHAT");
+                self.signed_in(
+                    sec(7),
+                    s,
+                    &visitor2,
+                    Some(&conv2),
+                    &imitator,
+                    web(DOMAINS[1], "phone"),
+                );
+                self.closed(sec(25), s, &conv, &visitor, "CHAT", op);
+                self.closed(sec(26), s, &conv2, &visitor2, "CHAT", op2);
+            }
         }
     }
+}
+
+/// `cust-…` with its Latin `c` replaced by the Cyrillic `с` (U+0441) that looks the same.
+pub fn lookalike_of(user_id: &str) -> String {
+    user_id.replacen('c', "\u{441}", 1)
 }
 
 fn ascii(name: &str) -> String {

@@ -114,6 +114,23 @@ fn check_all(desk: &Desk, steps: &[Step]) {
             ("secured", None, &["reused_user_id"]),
         ],
     );
+    check(
+        desk,
+        steps,
+        S::LookAlike,
+        &[
+            ("secured", None, &[]),
+            ("secured", None, &["lookalike_user_id"]),
+        ],
+    );
+    let lookalike = conversations_of(steps, S::LookAlike);
+    let people = users_of(steps, S::LookAlike);
+    let fake = detail(desk, &lookalike[1]);
+    assert_eq!(fake.row.user_id.as_deref(), Some(&*people[1]));
+    assert_eq!(fake.alerts[0].evidence["imitates"], people[0].as_str());
+    let marker = fake.row.look_alike.as_ref().unwrap();
+    assert_eq!(marker.imitates.as_deref(), Some(&*people[0]));
+    assert!(marker.mixed_script);
 
     // The right people in the right conversations.
     let shared = conversations_of(steps, S::SharedDevice);
@@ -250,7 +267,11 @@ fn cross_device_history_and_the_identity_card() {
 
     // The list shows every conversation, most recent first.
     let rows = desk.conversations(&ConversationQuery::default()).unwrap();
-    assert_eq!(rows.len(), 15);
+    assert_eq!(
+        rows.len(),
+        17,
+        "two per two-person scenario (shared device, reused id, look-alike)"
+    );
     assert!(rows.windows(2).all(|w| w[0].opened_ms >= w[1].opened_ms));
 }
 

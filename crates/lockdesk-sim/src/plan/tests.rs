@@ -226,3 +226,29 @@ fn minted_tokens_get_the_intended_verdicts() {
         expect(s, "verified");
     }
 }
+
+#[test]
+fn the_lookalike_scenario_signs_a_confusable_mixed_script_id_beside_the_genuine_one() {
+    let steps = plan(3, &[Scenario::LookAlike], &[1], 0);
+    let users: Vec<(String, Signer)> = steps
+        .iter()
+        .filter_map(|st| match &st.action {
+            Action::Evidence(e) => Some((e.token.user_id.clone(), e.token.signer)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users.len(), 2);
+    let (genuine, fake) = (&users[0].0, &users[1].0);
+    assert!(users.iter().all(|(_, s)| *s == Signer::Brand));
+    assert!(
+        genuine.starts_with("cust-") && genuine.is_ascii(),
+        "{genuine}"
+    );
+    assert!(fake.starts_with('\u{441}'), "{fake}");
+    assert!(lockdesk_text::confusable(genuine, fake));
+    assert!(lockdesk_text::mixes_scripts(fake) && !lockdesk_text::mixes_scripts(genuine));
+    assert!(
+        lockdesk_text::hazards(fake).is_empty(),
+        "nothing for the verifier to refuse"
+    );
+}
