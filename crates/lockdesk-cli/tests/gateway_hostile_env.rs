@@ -177,7 +177,11 @@ fn a_closed_stderr_and_a_full_disk_never_take_requests_or_the_writer_down() {
     // The disk is full: a commit fails (and logs an error, to the closed pipe).
     set_limit_of(gateway.child.id(), libc::RLIMIT_FSIZE, 1);
     assert_eq!(deliver(addr, "full-1"), 503);
-    assert_eq!(healthz(addr), 503, "/healthz must say the store cannot store");
+    assert_eq!(
+        healthz(addr),
+        503,
+        "/healthz must say the store cannot store"
+    );
     assert_eq!(deliver(addr, "full-2"), 503);
 
     // Room again: the writer is still there and stores.
@@ -188,5 +192,96 @@ fn a_closed_stderr_and_a_full_disk_never_take_requests_or_the_writer_down() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(deliver(addr, "after"), 200);
+    assert_eq!(healthz(addr), 200);
+}
+
+/// The test process itself holds hundreds of connections: its soft limit up to its hard one.
+fn raise_own_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a valid struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+/// `Max open files` (soft, hard) of a running process, from /proc.
+fn open_files_limit_of(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut words = line["Max open files".len()..].split_whitespace();
+    (
+        words.next().unwrap().to_owned(),
+        words.next().unwrap().to_owned(),
+    )
+}
+
+/// Idle connections: connected, never sending a byte.
+fn idle_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect()
+}
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    raise_own_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = spawn(dir.path(), Stdio::null(), &[], || {
+        set_limit(libc::RLIMIT_NOFILE, 256, 2048)
+    });
+    assert_eq!(
+        open_files_limit_of(gateway.child.id()),
+        ("2048".to_owned(), "2048".to_owned())
+    );
+    // More idle connections than the original soft limit: a client is still served.
+    let idle = idle_connections(gateway.addr, 600);
+    assert_eq!(deliver(gateway.addr, "served"), 200);
+    assert_eq!(healthz(gateway.addr), 200);
+    drop(idle);
+}
+
+/// With a low open-files limit it cannot raise (soft = hard = 256), the gateway caps its
+/// connections below it: a client already connected keeps being served, a new connection over
+/// the cap is refused at once (503, or closed) instead of waiting in the backlog, and new
+/// connections are served again once the idle ones are gone.
+#[test]
+fn over_the_connection_cap_new_connections_are_refused_and_those_under_it_served() {
+    raise_own_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = spawn(dir.path(), Stdio::null(), &[], || {
+        set_limit(libc::RLIMIT_NOFILE, 256, 256)
+    });
+    let addr = gateway.addr;
+    let mut client = TcpStream::connect(addr).unwrap();
+    assert_eq!(deliver_on(&mut client, "k0"), 200);
+
+    let idle = idle_connections(addr, 400);
+    for i in 1..=5 {
+        assert_eq!(deliver_on(&mut client, &format!("k{i}")), 200, "k{i}");
+    }
+    // Accepted after the 400 idle ones (the backlog is in order), so over the cap.
+    let mut late = TcpStream::connect(addr).unwrap();
+    let status = deliver_on(&mut late, "late");
+    assert!(
+        matches!(status, 503 | 0),
+        "a connection over the cap got {status} instead of being refused"
+    );
+    drop(idle);
+    let start = Instant::now();
+    loop {
+        let mut s = TcpStream::connect(addr).unwrap();
+        if deliver_on(&mut s, "late") == 200 {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "never served again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(deliver_on(&mut client, "k6"), 200);
     assert_eq!(healthz(addr), 200);
 }

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +43,8 @@ struct AppState {
     /// Feed connections are spawned here, so shutdown waits for them too.
     tracker: TaskTracker,
     shutdown: watch::Receiver<bool>,
+    /// Open connections: HTTP connections, and feed connections after their upgrade.
+    open: Arc<AtomicUsize>,
 }
 
 /// A running gateway. Dropping it also stops the server (gracefully, in the background);
@@ -138,6 +141,11 @@ pub struct ServerOptions {
     pub body_read_timeout: Duration,
     /// The feed's queue size and heartbeat.
     pub feed: FeedOptions,
+    /// Open connections (HTTP and feed) at most. One more is answered `503 over_capacity` and
+    /// closed at once, so the gateway never runs out of file descriptors (which would leave
+    /// new connections hanging in the backlog and the database unable to open its files).
+    /// The default, [`default_max_connections`], follows the process's open-files limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerOptions {
@@ -146,9 +154,70 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             feed: FeedOptions::default(),
+            max_connections: default_max_connections(),
         }
     }
 }
+
+/// File descriptors kept for everything but connections: the database (its file, WAL and
+/// shared memory, for each of its connections), the listener, the runtime, stdio, logs.
+const RESERVED_FDS: u64 = 64;
+/// The default cap never goes above this (an idle connection costs 4 to 8 KiB).
+const MAX_DEFAULT_CONNECTIONS: u64 = 50_000;
+
+/// The process's open-files limit (soft), if it can be read.
+pub fn open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            // rlim_t is u64 on Linux and macOS, but not by definition.
+            #[allow(clippy::unnecessary_cast)]
+            return Some(limit.rlim_cur as u64);
+        }
+    }
+    None
+}
+
+/// The default connection cap: the open-files limit less [`RESERVED_FDS`] and a sixteenth,
+/// at most 50,000 (896 for the common soft limit of 1,024; 176 for 256). 1,024 when the limit
+/// cannot be read.
+pub fn default_max_connections() -> usize {
+    let cap = match open_files_limit() {
+        Some(limit) => limit
+            .saturating_sub(RESERVED_FDS + limit / 16)
+            .clamp(1, MAX_DEFAULT_CONNECTIONS),
+        None => 1024,
+    };
+    usize::try_from(cap).unwrap_or(1024)
+}
+
+/// One open connection, counted until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Slot {
+        open.fetch_add(1, Ordering::AcqRel);
+        Slot(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The whole answer to a connection over the cap, written without waiting (a socket's send
+/// buffer always takes it) before closing.
+const OVER_CAPACITY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 5\r\nconnection: close\r\ncontent-length: 76\r\n\r\n\
+{\"error\":\"over_capacity\",\"message\":\"too many open connections; retry later\"}";
 
 /// As [`start`], with explicit [`ServerOptions`].
 pub async fn start_with(
@@ -186,19 +255,31 @@ pub async fn start_with_store(
     let (shutdown_tx, shutdown) = watch::channel(false);
     let tracker = TaskTracker::new();
     let access = Arc::new(watch::Sender::new(Arc::new(Access::new(config))));
+    let open = Arc::new(AtomicUsize::new(0));
     let state = Arc::new(AppState {
         access: access.clone(),
         store,
-        metrics,
+        metrics: metrics.clone(),
         hub: hub.clone(),
         options,
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
+        open: open.clone(),
     });
     tracker.spawn(feed::tail(hub, shutdown.clone()));
     let app = router(state);
-    let task = tokio::spawn(serve(listener, app, options, tracker, shutdown));
-    tracing::info!(%local_addr, "gateway listening");
+    let limits = Limits {
+        open,
+        metrics,
+        full: AtomicBool::new(false),
+    };
+    let task = tokio::spawn(serve(listener, app, options, limits, tracker, shutdown));
+    tracing::info!(
+        %local_addr,
+        max_connections = options.max_connections,
+        open_files_limit = open_files_limit(),
+        "gateway listening"
+    );
     Ok(Gateway {
         local_addr,
         access,
@@ -207,12 +288,61 @@ pub async fn start_with_store(
     })
 }
 
+/// The connection cap's state.
+struct Limits {
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+    /// Over the cap since the last warning (one warning per episode, not per connection).
+    full: AtomicBool,
+}
+
+impl Limits {
+    /// Takes a slot for a new connection, or answers it 503 and closes it when the cap is
+    /// reached (without waiting on it: a flood costs one accept and one write per connection).
+    fn admit(
+        &self,
+        stream: tokio::net::TcpStream,
+        cap: usize,
+    ) -> Option<(tokio::net::TcpStream, Slot)> {
+        let open = self.open.load(Ordering::Acquire);
+        if open < cap {
+            if self.full.swap(false, Ordering::Relaxed) {
+                tracing::info!(
+                    open,
+                    max_connections = cap,
+                    "connections under the cap again"
+                );
+            }
+            return Some((stream, Slot::take(&self.open)));
+        }
+        if !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                open,
+                max_connections = cap,
+                "connection cap reached: new connections get 503 until some close"
+            );
+        }
+        self.metrics.rejected("connection", "over_capacity");
+        let _ = stream.try_write(OVER_CAPACITY);
+        // Read what the client already sent: closing with unread data would reset the
+        // connection, and the client might lose the answer.
+        let mut sink = [0u8; 4096];
+        for _ in 0..4 {
+            if !matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+        None
+    }
+}
+
 /// Accepts connections until `shutdown` fires, then waits for open connections (HTTP requests
 /// in flight, feed connections closing) to finish.
 async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     options: ServerOptions,
+    limits: Limits,
     tracker: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -232,6 +362,9 @@ async fn serve(
             },
             _ = crate::feed::stopped(&mut shutdown) => break,
         };
+        let Some((stream, slot)) = limits.admit(stream, options.max_connections) else {
+            continue;
+        };
         // Feed latency: do not hold small frames back (Nagle).
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
@@ -240,6 +373,7 @@ async fn serve(
             .with_upgrades();
         let mut stop = shutdown.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -615,7 +749,10 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
     let watch = access::Watch::new(access_rx, digest, subscriber.clone());
+    // The upgraded connection outlives its HTTP connection's task: it counts on its own.
+    let slot = Slot::take(&state.open);
     state.tracker.spawn(async move {
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -649,4 +786,17 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_over_capacity_answer_is_well_formed() {
+        let text = std::str::from_utf8(super::OVER_CAPACITY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"], "over_capacity");
+    }
 }

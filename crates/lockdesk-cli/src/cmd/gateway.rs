@@ -22,10 +22,15 @@ pub struct Args {
     /// The gateway's configuration file (default: DIR/gateway.toml).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Open connections at most (HTTP and feed); more get 503 and are closed at once. Default:
+    /// the open-files limit (raised to its hard limit at start) less a reserve, at most 50,000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     ignore_sigpipe();
+    raise_open_files_limit();
     let config_path = args
         .config
         .clone()
@@ -41,7 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Before `listening on`: a signal sent once that line is out is never the default
         // action (SIGHUP would kill the process).
         let signals = Signals::install()?;
-        let gateway = lockdesk_gateway::start(config, &args.data, args.listen)
+        let mut options = lockdesk_gateway::ServerOptions::default();
+        if let Some(n) = args.max_connections {
+            options.max_connections = n as usize;
+        }
+        let gateway = lockdesk_gateway::start_with(config, &args.data, args.listen, options)
             .await
             .context("--listen/--data")?;
         let mut out = std::io::stdout().lock();
@@ -64,6 +73,46 @@ fn ignore_sigpipe() {
     // signal has no other effect on the process's state.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit: every connection is a file descriptor,
+/// and the common soft limit of 1,024 would cap the gateway at about a thousand desks and
+/// webhook deliveries in flight. The figure is logged; the connection cap follows it.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-files limit");
+            return;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+                tracing::warn!(
+                    error = %std::io::Error::last_os_error(),
+                    soft = before,
+                    hard = limit.rlim_max,
+                    "cannot raise the open-files limit to its hard limit"
+                );
+                return;
+            }
+        }
+        tracing::info!(
+            open_files_limit = lockdesk_gateway::open_files_limit(),
+            raised_from = before,
+            "open-files limit"
+        );
     }
 }
 
