@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod out;
 
 #[derive(Parser)]
 #[command(
@@ -79,7 +80,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lockdesk-cli: {e:#}");
+            // The chain of causes can quote what came from outside (a file, a server).
+            eprintln!("lockdesk-cli: {}", out::Shown(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -450,6 +450,8 @@ impl Actor {
                 }
             }
             ServerMessage::Resume { after, reason } => {
+                // The reason is the gateway's text: through the terminal escaping routine.
+                let reason = lockdesk_text::Shown(&reason);
                 tracing::info!(after, %reason, "the gateway asks us to resume (overflow: it could not keep up; reconfigured: our subscriber changed)");
             }
             ServerMessage::Unknown => {

@@ -190,7 +190,9 @@ pub enum DisconnectReason {
     ConnectFailed(String),
     #[error("the gateway refused the upgrade with HTTP {0}")]
     HttpStatus(u16),
-    #[error("the gateway closed the connection (code {code}{})", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    /// `reason` is the gateway's text, kept as received: its Display shows it through
+    /// `lockdesk_text::visible` (a close reason cannot drive a terminal or a log viewer).
+    #[error("the gateway closed the connection (code {code}{})", if reason.is_empty() { String::new() } else { format!(": {}", lockdesk_text::Shown(reason)) })]
     Closed { code: u16, reason: String },
     #[error("the connection was lost: {0}")]
     ConnectionLost(String),

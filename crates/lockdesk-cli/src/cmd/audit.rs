@@ -19,6 +19,10 @@ use lockdesk_audit::{RetentionError, VerifyError};
 use lockdesk_desk::{Desk, DeskConfig, DeskError};
 use rusqlite::{Connection, OpenFlags};
 
+// Problems name entries, ids and lines of a file that may have been tampered with: printed
+// through the terminal escaping routine.
+use crate::out::Shown;
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -318,7 +322,7 @@ fn verify(data: &DataArg) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(VerifyError::Broken(b)) => {
-            println!("BROKEN at entry {}: {}", b.seq, b.problem);
+            println!("BROKEN at entry {}: {}", b.seq, Shown(&b.problem));
             Ok(ExitCode::from(1))
         }
         Err(VerifyError::Store(e)) => Err(e.into()),
@@ -330,11 +334,11 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
     let report = match export::verify_export(&mut BufReader::with_capacity(1 << 16, f)) {
         Ok(r) => r,
         Err(ExportCheckError::Broken(b)) => {
-            println!("BROKEN export at entry {}: {}", b.seq, b.problem);
+            println!("BROKEN export at entry {}: {}", b.seq, Shown(&b.problem));
             return Ok(ExitCode::from(1));
         }
         Err(ExportCheckError::Format { line, what }) => {
-            println!("BROKEN export at line {line}: {what}");
+            println!("BROKEN export at line {line}: {}", Shown(&what));
             return Ok(ExitCode::from(1));
         }
         Err(ExportCheckError::Io(e)) => {
@@ -355,12 +359,14 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
         } else {
             ", personal data checked"
         },
+        // The header's head is the file's text (a tampered file can put anything there).
         report
             .head_at_export
             .as_ref()
             .map_or("(empty log)".into(), |h| format!(
                 "{} {}",
-                h.seq, h.hash_hex
+                h.seq,
+                Shown(&h.hash_hex)
             )),
     );
     // Against the live log: explicitly named (--data), or the default one if it exists.
@@ -384,7 +390,7 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
         Ok(true) => println!("live log agrees: entry {} has the same hash", head.seq),
         Ok(false) => println!("live log: entry {} has been purged since", head.seq),
         Err(ExportError::Broken(b)) => {
-            println!("BROKEN at entry {}: {}", b.seq, b.problem);
+            println!("BROKEN at entry {}: {}", b.seq, Shown(&b.problem));
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e.into()),
@@ -442,11 +448,11 @@ fn run_export(
             Ok(ExitCode::SUCCESS)
         }
         Err(ExportError::Broken(b)) => {
-            println!("BROKEN at entry {}: {}", b.seq, b.problem);
+            println!("BROKEN at entry {}: {}", b.seq, Shown(&b.problem));
             Ok(ExitCode::from(1))
         }
         Err(ExportError::Unreadable { seq, what }) => {
-            eprintln!("BROKEN at entry {seq}: {what}");
+            eprintln!("BROKEN at entry {seq}: {}", Shown(&what));
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
@@ -458,7 +464,8 @@ fn retention_failed(e: RetentionError) -> anyhow::Result<ExitCode> {
         RetentionError::Broken(b) => {
             println!(
                 "BROKEN at entry {}: {} (nothing changed: fix or keep the evidence first)",
-                b.seq, b.problem
+                b.seq,
+                Shown(&b.problem)
             );
             Ok(ExitCode::from(1))
         }

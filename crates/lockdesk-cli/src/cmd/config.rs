@@ -44,7 +44,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             for e in &errors {
-                println!("{}: {}: {}", path.display(), e.field, e.message);
+                println!(
+                    "{}: {}: {}",
+                    path.display(),
+                    crate::out::Shown(&e.field),
+                    crate::out::Shown(&e.message)
+                );
             }
             Ok(ExitCode::from(1))
         }

@@ -16,6 +16,8 @@ use lockdesk_feed_client::{Credential, State};
 use lockdesk_keys::{Setup, Source};
 use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent, DESK_FILE};
 
+use crate::out::{visible, Shown};
+
 #[derive(clap::Args)]
 pub struct WatchArgs {
     /// The gateway's feed, e.g. wss://gateway.example.com/v1/feed (ws:// only to this machine).
@@ -107,31 +109,36 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// One change as a line. Every string in it came from the feed (a webhook's channel, a token's
+/// userId, ids): each is printed through [`Shown`], so none can drive the terminal or reorder
+/// the line.
 fn human_line(c: &Change) -> String {
     let mut line = format!(
         "{} seq {:>6}  {:<36}  {:<12}",
         lockdesk_desk::format_rfc3339(c.at_ms),
         c.seq,
-        c.conversation_id.as_deref().unwrap_or("-"),
-        c.state.as_deref().unwrap_or("-"),
+        Shown(c.conversation_id.as_deref().unwrap_or("-")),
+        Shown(c.state.as_deref().unwrap_or("-")),
     );
     if let Some(ch) = &c.channel {
-        line.push_str(&format!("  {ch}"));
+        line.push_str(&format!("  {}", Shown(ch)));
     }
     if let Some(u) = &c.user_id {
-        line.push_str(&format!("  user {u:?}"));
+        line.push_str(&format!("  user {:?}", Shown(u)));
     }
     if let Some(r) = &c.reason {
-        line.push_str(&format!("  reason {r}"));
+        line.push_str(&format!("  reason {}", Shown(r)));
     }
     if let Some(a) = &c.alert {
-        line.push_str(&format!("  ALERT {a}"));
+        line.push_str(&format!("  ALERT {}", Shown(a)));
     }
     line
 }
 
+/// The feed client's state for stderr, through [`Shown`]: the URL, and a gateway's close reason
+/// inside `reason`, are text from outside.
 fn state_line(status: &State) -> String {
-    match status {
+    let line = match status {
         State::Connecting { url } => format!("connecting to {url}"),
         State::Connected {
             url,
@@ -145,7 +152,8 @@ fn state_line(status: &State) -> String {
             )
         }
         State::Stopped { reason } => format!("stopped: {reason}"),
-    }
+    };
+    visible(&line).into_owned()
 }
 
 fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
@@ -155,7 +163,8 @@ fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
             let mut out = std::io::stdout().lock();
             for c in changes.iter() {
                 let line = if json {
-                    c.to_json_line()
+                    // The documented JSON line, hazards as \u escapes (crate::out::json).
+                    crate::out::json(c)
                 } else {
                     human_line(c)
                 };
@@ -165,7 +174,7 @@ fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
         }
         ServiceEvent::Skipped(skipped) => {
             for s in skipped.iter() {
-                eprintln!("lockdesk-cli: entry {} skipped: {}", s.seq, s.error);
+                eprintln!("lockdesk-cli: entry {} skipped: {}", s.seq, Shown(&s.error));
             }
             Ok(())
         }
@@ -263,7 +272,10 @@ async fn follow(
     }
     match stopped {
         Some(reason) => {
-            eprintln!("lockdesk-cli: the feed client stopped: {reason}");
+            eprintln!(
+                "lockdesk-cli: the feed client stopped: {}",
+                Shown(&reason.to_string())
+            );
             Ok(ExitCode::from(1))
         }
         None => Ok(ExitCode::SUCCESS),
@@ -343,7 +355,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| path.display().to_string())?;
     let history = desk.history(&args.user_id)?;
     if args.json {
-        println!("{}", serde_json::to_string(&history)?);
+        println!("{}", crate::out::json(&history));
         return Ok(ExitCode::SUCCESS);
     }
     let value = serde_json::to_value(&history)?;
@@ -351,18 +363,20 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A readable rendering of the history's JSON (its shape is the desk core's `History`).
+/// A readable rendering of the history's JSON (its shape is the desk core's `History`). Every
+/// value is text from outside (ids, channels, domains, devices, userIds): `s` passes each
+/// through [`visible`].
 fn print_history(user_id: &str, v: &serde_json::Value) {
     let s = |v: &serde_json::Value, k: &str| -> String {
         match v.get(k) {
-            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::String(s)) => visible(s).into_owned(),
             Some(serde_json::Value::Null) | None => "-".into(),
-            Some(other) => other.to_string(),
+            Some(other) => visible(&other.to_string()).into_owned(),
         }
     };
     let visitors = v.get("visitors").and_then(|x| x.as_array());
     let conversations = v.get("conversations").and_then(|x| x.as_array());
-    println!("History of {user_id:?}");
+    println!("History of {:?}", Shown(user_id));
     match visitors {
         Some(vs) if !vs.is_empty() => {
             println!("Devices (visitor ids linked by a valid token):");
@@ -399,7 +413,7 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
                 state
             });
             if let Some(u) = c.get("platformUserId").and_then(|x| x.as_str()) {
-                fields.push(format!("platform says {u:?}"));
+                fields.push(format!("platform says {:?}", Shown(u)));
             }
             let before = c
                 .get("anonymousBeforeLogin")

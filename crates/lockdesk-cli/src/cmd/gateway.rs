@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+// Names and errors can quote the configuration file's text: printed and logged through the
+// terminal escaping routine (tracing's own sanitising leaves bidi controls and line breaks).
+use crate::out::Shown;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
@@ -152,8 +156,8 @@ fn reload(gateway: &lockdesk_gateway::Gateway, path: &Path) {
                         out,
                         "configuration reloaded: {} subscribers; revoked: [{}]; reconfigured: [{}]",
                         r.subscribers,
-                        r.revoked.join(", "),
-                        r.changed.join(", ")
+                        Shown(&r.revoked.join(", ")),
+                        Shown(&r.changed.join(", "))
                     );
                     let _ = out.flush();
                 }
@@ -161,14 +165,14 @@ fn reload(gateway: &lockdesk_gateway::Gateway, path: &Path) {
                     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     tracing::error!(
                         "SIGHUP: the configuration was not reloaded (the running one stays in force): {}",
-                        errors.join("; ")
+                        Shown(&errors.join("; "))
                     );
                 }
             }
         }
         Err(e) => tracing::error!(
-            "SIGHUP: the configuration was not reloaded (the running one stays in force): {:#}",
-            anyhow::Error::new(e)
+            "SIGHUP: the configuration was not reloaded (the running one stays in force): {}",
+            Shown(&format!("{:#}", anyhow::Error::new(e)))
         ),
     }
 }

@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 
+use crate::out::Shown;
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -129,9 +131,10 @@ fn inspect(arg: &str, json: bool) -> anyhow::Result<ExitCode> {
     for info in &infos {
         any_warning |= !info.warnings.is_empty();
         if json {
+            // Exact JSON, hazards escaped (a JWKS's kid and alg are the publisher's text).
             println!(
                 "{}",
-                serde_json::json!({
+                crate::out::json(&serde_json::json!({
                     "kind": info.form.describe(),
                     "private": info.private,
                     "bits": info.bits,
@@ -140,7 +143,7 @@ fn inspect(arg: &str, json: bool) -> anyhow::Result<ExitCode> {
                     "kid": info.kid,
                     "alg": info.alg,
                     "warnings": info.warnings,
-                })
+                }))
             );
         } else {
             println!("kind:       {}", info.form.describe());
@@ -156,13 +159,13 @@ fn inspect(arg: &str, json: bool) -> anyhow::Result<ExitCode> {
             println!("exponent:   {}", info.exponent);
             println!("thumbprint: {}", info.thumbprint);
             if let Some(kid) = &info.kid {
-                println!("kid:        {kid:?}");
+                println!("kid:        {:?}", Shown(kid));
             }
             if let Some(alg) = &info.alg {
-                println!("alg:        {alg:?}");
+                println!("alg:        {:?}", Shown(alg));
             }
             for w in &info.warnings {
-                println!("warning:    {w}");
+                println!("warning:    {}", Shown(w));
             }
             if infos.len() > 1 {
                 println!();

@@ -10,6 +10,8 @@ use lockdesk_sim::plan::{plan, Action, Scenario};
 use lockdesk_sim::tokens::read_desk_public;
 use lockdesk_sim::{SimKeys, Target};
 
+use crate::out::Shown;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The gateway's base URL, e.g. http://127.0.0.1:8080.
@@ -128,18 +130,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         "ok {}",
                         v.get("seq").map(|s| format!("seq {s}")).unwrap_or_default()
                     ),
+                    // A refusal quotes the gateway's answer: text from outside.
                     Err(e) => format!("error: {e}"),
                 };
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"at": at, "scenario": step.scenario.name(), "kind": kind,
-                            "what": what, "ok": result.is_ok(), "outcome": outcome})
+                        crate::out::json(&serde_json::json!({"at": at,
+                            "scenario": step.scenario.name(), "kind": kind, "what": what,
+                            "ok": result.is_ok(), "outcome": outcome}))
                     );
                 } else {
                     println!(
-                        "{at:8.2}s  {:<22} {kind:<8} {what}  {outcome}",
-                        step.scenario.name()
+                        "{at:8.2}s  {:<22} {kind:<8} {}  {}",
+                        step.scenario.name(),
+                        Shown(&what),
+                        Shown(&outcome)
                     );
                 }
             })

@@ -11,6 +11,8 @@ use lockdesk_keys::{Engine, Setup, Source};
 use lockdesk_verify::{Verdict, Verified};
 use rayon::prelude::*;
 
+use crate::out::Shown;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Lockdesk's configuration file: trusted issuers, decryption keys and policy.
@@ -77,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         all_ok &= verdict.is_verified();
         tracing::debug!(token = %lockdesk_verify::token_label(token.as_bytes()), reason = ?verdict.reason(), "verdict");
         if args.json {
-            writeln!(out, "{}", verdict.to_json())?;
+            writeln!(out, "{}", crate::out::json(&verdict.to_json()))?;
         } else {
             write_human(&mut out, verdict, now)?;
         }
@@ -202,39 +204,47 @@ pub fn unix_now() -> anyhow::Result<i64> {
 
 fn write_human(out: &mut impl Write, verdict: &Verdict, now: i64) -> std::io::Result<()> {
     match verdict {
-        Verdict::Rejected(r) => writeln!(out, "rejected: {}: {}", r.reason, r.detail),
+        Verdict::Rejected(r) => writeln!(out, "rejected: {}: {}", r.reason, Shown(&r.detail)),
         Verdict::Verified(v) => write_verified(out, v, now),
     }
 }
 
-/// Untrusted strings are printed escaped (`{:?}`), so a userId cannot drive the terminal.
+/// Every string from the token is printed through [`Shown`] (`{:?}` quotes it): a claim cannot
+/// drive the terminal (C0, DEL, C1) or reorder the line (bidi controls); the characters show as
+/// `⟨U+XXXX⟩` markers.
 fn write_verified(out: &mut impl Write, v: &Verified, now: i64) -> std::io::Result<()> {
     writeln!(
         out,
         "verified ({}): userId {:?}, issuer {:?}, expires at {} (in {}s)",
         v.format.code(),
-        v.user_id,
-        v.issuer,
+        Shown(&v.user_id),
+        Shown(&v.issuer),
         v.expires_at,
         v.expires_at - now
     )?;
     if let Some(vd) = &v.visitor_data {
         for (k, val) in &vd.fields {
-            writeln!(out, "  visitorData.{k}: {val:?}")?;
+            writeln!(out, "  visitorData.{k}: {:?}", Shown(val))?;
         }
         for (k, val) in &vd.extras {
-            writeln!(out, "  visitorData.{k:?} (unverified extra): {val}")?;
+            write!(out, "  visitorData.{:?} (unverified extra): ", Shown(k))?;
+            match val {
+                serde_json::Value::String(s) => writeln!(out, "{:?}", Shown(s))?,
+                // Any other type as JSON (C0 controls in it already JSON-escaped), the rest of
+                // its strings' hazards made visible.
+                other => writeln!(out, "{}", Shown(&other.to_string()))?,
+            }
         }
     }
     if let Some(iat) = v.issued_at {
         writeln!(out, "  issued at: {iat}")?;
     }
-    writeln!(out, "  signing key: {}", v.signing_key)?;
+    writeln!(out, "  signing key: {}", Shown(&v.signing_key))?;
     if let Some(d) = &v.decryption_key {
-        writeln!(out, "  decryption key: {d}")?;
+        writeln!(out, "  decryption key: {}", Shown(d))?;
     }
     for w in &v.warnings {
-        writeln!(out, "  warning: {w}")?;
+        writeln!(out, "  warning: {}", Shown(w))?;
     }
     Ok(())
 }
