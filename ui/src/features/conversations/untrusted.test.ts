@@ -12,8 +12,7 @@ import Timeline from './Timeline.svelte';
 import HistoryView from './HistoryView.svelte';
 import Supervisor from '../supervisor/Supervisor.svelte';
 import { setLanguage } from '../../i18n/index.svelte';
-import type { AlertKind, DeskAlert, IdentityCard as Card, SupervisorOverview } from '../../ipc';
-import type { LookAlike } from './lookalike';
+import type { DeskAlert, SupervisorOverview } from '../../ipc';
 import { identity, row, T0 } from './fixtures';
 
 afterEach(() => {
@@ -29,8 +28,6 @@ const FORGERIES: [string, string][] = [
 ];
 /** Characters that draw nothing or reorder text: none may reach the screen from outside. */
 const HIDDEN = /[\p{Cc}\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
-
-const withLookAlike = <T extends object>(x: T, lookAlike: LookAlike | null): T => ({ ...x, lookAlike }) as T;
 
 /** The text of an element outside any marker chip, and whether it sits in a <bdi>. */
 function isolatedText(e: Element): { text: string; isolated: boolean } {
@@ -65,7 +62,7 @@ describe('the list row', () => {
   });
 
   it('marks a look-alike userId with a badge naming the identity it imitates, in English and French', () => {
-    const lookAlike = withLookAlike(row({ id: 'c-fake', userId: '\u0441ust-48151623' }), { imitates: GENUINE, mixedScript: true });
+    const lookAlike = row({ id: 'c-fake', userId: '\u0441ust-48151623', lookAlike: { imitates: GENUINE, mixedScript: true } });
     const { unmount } = render(ConversationRow, { props: { row: lookAlike, now: T0 } });
     expect(screen.getByTestId('look-alike')).toHaveTextContent(`Look-alike of ${GENUINE} · Mixed scripts`);
     expect(screen.getByTestId('conversation-row-body')).toHaveClass('lookalike');
@@ -81,11 +78,11 @@ describe('the list row', () => {
 
   it('says "Mixed scripts" when no known identity is imitated, and nothing for an ordinary userId', () => {
     const { unmount } = render(ConversationRow, {
-      props: { row: withLookAlike(row({ userId: 'p\u0430ypal-1' }), { imitates: null, mixedScript: true }), now: T0 },
+      props: { row: row({ userId: 'p\u0430ypal-1', lookAlike: { imitates: null, mixedScript: true } }), now: T0 },
     });
     expect(screen.getByTestId('look-alike')).toHaveTextContent(/^\W*Mixed scripts$/);
     unmount();
-    render(ConversationRow, { props: { row: withLookAlike(row({ userId: GENUINE }), null), now: T0 } });
+    render(ConversationRow, { props: { row: row({ userId: GENUINE, lookAlike: null }), now: T0 } });
     expect(screen.queryByTestId('look-alike')).toBeNull();
     expect(screen.getByTestId('conversation-row-body')).not.toHaveClass('lookalike');
     expect(screen.getByRole('img', { name: 'Secured' })).toBeInTheDocument();
@@ -94,18 +91,16 @@ describe('the list row', () => {
 
 describe('the identity card', () => {
   it('marks a look-alike userId, names the imitated identity, and shows invisible characters in signed data', () => {
-    const card: Card = withLookAlike(
-      identity({
-        userId: '\u0441ust-48151623',
-        signedVisitorData: [
-          { key: 'email', value: 'alice\u200B@example.com' },
-          { key: 'x\u202Ekey', value: 'v' },
-        ],
-        platformProfile: [{ key: 'externalUserId', value: 'cust-4815\u200B1623', differs: true }],
-        issuer: 'https://brand.example\u2066',
-      }),
-      { imitates: GENUINE, mixedScript: true },
-    );
+    const card = identity({
+      userId: '\u0441ust-48151623',
+      signedVisitorData: [
+        { key: 'email', value: 'alice\u200B@example.com' },
+        { key: 'x\u202Ekey', value: 'v' },
+      ],
+      platformProfile: [{ key: 'externalUserId', value: 'cust-4815\u200B1623', differs: true }],
+      issuer: 'https://brand.example\u2066',
+      lookAlike: { imitates: GENUINE, mixedScript: true },
+    });
     const { container } = render(IdentityCard, { props: { identity: card, now: T0 } });
     const user = screen.getByTestId('identity-user-id');
     expect(user).toHaveClass('lookalike');
@@ -120,7 +115,7 @@ describe('the identity card', () => {
   });
 
   it('shows no badge for an ordinary userId', () => {
-    render(IdentityCard, { props: { identity: withLookAlike(identity(), null), now: T0 } });
+    render(IdentityCard, { props: { identity: identity({ lookAlike: null }), now: T0 } });
     expect(screen.queryByTestId('look-alike')).toBeNull();
     expect(screen.getByTestId('identity-user-id')).not.toHaveClass('lookalike');
   });
@@ -130,7 +125,7 @@ describe('the look-alike alert', () => {
   const alert = (evidence: { label: string; value: string }[]): DeskAlert => ({
     id: 'a-9',
     conversationId: 'c-fake',
-    kind: 'lookalike_user_id' as AlertKind,
+    kind: 'lookalike_user_id',
     atMs: T0,
     evidence,
   });

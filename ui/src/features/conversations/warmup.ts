@@ -11,8 +11,8 @@ import type { ConversationRow as Row } from '../../ipc';
 import ConversationRow from './ConversationRow.svelte';
 
 /** One sample of each text style a row can use: verified (monospace userId, name, "verified
- * ago"), alarm (badge, reason, alert count, a hazard's ⟨U+200B⟩ chip) and anonymous (italic
- * placeholder). */
+ * ago", a look-alike badge), alarm (badge, reason, alert count, a hazard's ⟨U+200B⟩ chip) and
+ * anonymous (italic placeholder). */
 function samples(now: number): Row[] {
   const base: Row = {
     id: 'warm-up',
@@ -32,7 +32,7 @@ function samples(now: number): Row[] {
     lookAlike: null,
   };
   return [
-    base,
+    { ...base, lookAlike: { imitates: 'user-1', mixedScript: true } },
     { ...base, state: 'failed', reasonCode: 'bad_signature', alertCount: 2, displayName: 'Sample\u200B' },
     { ...base, state: 'anonymous', userId: null, displayName: null, lastVerifiedAtMs: null },
   ];
