@@ -16,7 +16,7 @@ use lockdesk_audit::export::{
     self, ExportCheckError, ExportError, ExportOptions, Format, RedactKey,
 };
 use lockdesk_audit::{RetentionError, VerifyError};
-use lockdesk_desk::{Desk, DeskConfig, DeskError};
+use lockdesk_desk::{CheckError, Desk, DeskConfig, DeskError};
 use rusqlite::{Connection, OpenFlags};
 
 // Problems name entries, ids and lines of a file that may have been tampered with: printed
@@ -44,7 +44,8 @@ enum FormatArg {
 
 #[derive(clap::Subcommand)]
 enum What {
-    /// Check the whole chain (exit 1 naming the first bad entry), or re-check an exported file.
+    /// Check the whole chain and the desk's tables against it (exit 1 naming the first bad
+    /// entry, or each conversation or alert the store shows otherwise), or re-check an export.
     Verify {
         #[command(flatten)]
         data: DataArg,
@@ -298,35 +299,61 @@ fn verify(data: &DataArg) -> anyhow::Result<ExitCode> {
         .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
         .unwrap_or(0);
     let pb = bar(u64::try_from(total).unwrap_or(0), "verifying");
-    let result = lockdesk_audit::verify::verify_with_progress(&conn, &mut |n| pb.set_position(n));
+    // The chain, and the desk's tables against it (what the window shows must be what the
+    // log says), in one pass and one read transaction.
+    // Lifetime 0: each conversation's session is bounded by its own stored lifetime (the
+    // configuration's when it was created; at most 24 hours). The desktop app also applies the
+    // configured one.
+    let result = lockdesk_desk::check_store(&conn, 0, &mut |n| pb.set_position(n));
     pb.finish_and_clear();
-    match result {
-        Ok(r) => {
-            match &r.head {
-                Some(h) => println!(
-                    "ok: {} entries (seq {} to {}), {} tombstones{}; head {} {}",
-                    r.entries,
-                    r.first_seq,
-                    h.seq,
-                    r.tombstones,
-                    if r.purged_through > 0 {
-                        format!(", entries 1 to {} purged", r.purged_through)
-                    } else {
-                        String::new()
-                    },
-                    h.seq,
-                    h.hash_hex
-                ),
-                None => println!("ok: the audit log is empty"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(VerifyError::Broken(b)) => {
+    let check = match result {
+        Ok(c) => c,
+        Err(CheckError::Chain(VerifyError::Broken(b))) => {
             println!("BROKEN at entry {}: {}", b.seq, Shown(&b.problem));
-            Ok(ExitCode::from(1))
+            return Ok(ExitCode::from(1));
         }
-        Err(VerifyError::Store(e)) => Err(e.into()),
+        Err(CheckError::Chain(VerifyError::Store(e))) => return Err(e.into()),
+        Err(CheckError::Store(e)) => return Err(e.into()),
+    };
+    let r = &check.chain;
+    let chain = match &r.head {
+        Some(h) => format!(
+            "{} entries (seq {} to {}), {} tombstones{}; head {} {}",
+            r.entries,
+            r.first_seq,
+            h.seq,
+            r.tombstones,
+            if r.purged_through > 0 {
+                format!(", entries 1 to {} purged", r.purged_through)
+            } else {
+                String::new()
+            },
+            h.seq,
+            h.hash_hex
+        ),
+        None => "the audit log is empty".into(),
+    };
+    if check.agrees() {
+        println!("ok: {chain}");
+        println!(
+            "the store agrees with the audit log: {} conversations, {} alerts",
+            check.conversations, check.alerts
+        );
+        return Ok(ExitCode::SUCCESS);
     }
+    println!(
+        "BROKEN: the store disagrees with the audit log ({} problem{}; the chain itself is intact: {chain})",
+        check.disagreement_count,
+        if check.disagreement_count == 1 { "" } else { "s" }
+    );
+    const SHOWN: usize = 50;
+    for d in check.disagreements.iter().take(SHOWN) {
+        println!("  {}", Shown(&d.message));
+    }
+    if check.disagreement_count > SHOWN as u64 {
+        println!("  ... and {} more", check.disagreement_count - SHOWN as u64);
+    }
+    Ok(ExitCode::from(1))
 }
 
 fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
