@@ -25,6 +25,11 @@ use tauri::{Manager, Runtime};
 /// Label of the one main window.
 pub const MAIN_WINDOW: &str = "main";
 
+/// The web view's own storage (cache, local storage), a folder of the data folder. Every web view
+/// must be given it (`data_directory`): without one, Tauri creates and uses its app local data
+/// folder under the real home, which `LOCKDESK_DATA_DIR` cannot redirect.
+pub const WEBVIEW_DATA_DIR: &str = "webview";
+
 /// What every command can reach.
 pub struct AppState {
     pub settings: SettingsService,

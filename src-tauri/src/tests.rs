@@ -37,7 +37,11 @@ pub(crate) fn harness() -> Harness {
     let app = builder(tauri::test::mock_builder(), state)
         .build(context)
         .expect("app builds");
+    // Like the real window (window_state.rs), the web view's storage goes into the data folder:
+    // without it Tauri creates its app local data folder (~/.local/share/<identifier>) in the
+    // real home, even on the mock runtime.
     let window = WebviewWindowBuilder::new(&app, MAIN_WINDOW, Default::default())
+        .data_directory(dir.path().join("data").join(WEBVIEW_DATA_DIR))
         .build()
         .expect("window builds");
     Harness { app, window, dir }
@@ -58,6 +62,18 @@ fn invoke_from(h: &Harness, origin: &str, cmd: &str, args: Value) -> Result<Valu
         invoke_key: INVOKE_KEY.to_string(),
     };
     get_ipc_response(&h.window, request).map(|b| b.deserialize::<Value>().unwrap())
+}
+
+/// The harness keeps the web view's storage in its own folder: nothing lands in Tauri's app
+/// local data folder, which is under the real home (scripts/test.sh checks that from the
+/// outside with a fresh HOME; this checks it from the inside).
+#[test]
+fn the_webview_data_stays_in_the_test_folder() {
+    let h = harness();
+    assert!(
+        h.dir.path().join("data").join(WEBVIEW_DATA_DIR).is_dir(),
+        "the web view's data folder is not the harness's"
+    );
 }
 
 #[test]

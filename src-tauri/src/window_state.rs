@@ -77,7 +77,7 @@ pub fn open_main_window<R: Runtime>(
             // capability's `core:webview:allow-set-webview-zoom` on macOS and Linux.
             .zoom_hotkeys_enabled(true)
             // The web view's own storage (cache, local storage) stays inside Lockdesk's data folder.
-            .data_directory(data_dir.join("webview"));
+            .data_directory(data_dir.join(crate::WEBVIEW_DATA_DIR));
     let g = saved.unwrap_or(Geometry {
         width: DEFAULT_SIZE.0,
         height: DEFAULT_SIZE.1,
