@@ -1,13 +1,15 @@
 //! iAdvize's GraphQL API for the desk's cross-device history: closed conversations of a list of
 //! visitors over an interval (`closedConversations` with its required `interval` and
-//! `conversationVisitorIds`), each with its visitor's `externalUserId` (what the platform believes
-//! the authenticated user is, compared by the desk core with the verified userId).
+//! `conversationVisitorIds`, one visitor per query), each with its visitor's `externalUserId`
+//! (what the platform believes the authenticated user is, compared by the desk core with the
+//! verified userId). Only live schema fields are asked for (see [`QUERY`]).
 //!
 //! [`Client`] gets a password-grant token (`POST /oauth2/token`, valid 24 h; logins are limited to
 //! 10/min/user, so the token is cached for its lifetime and renewed shortly before it expires or
 //! when the API says it is no longer valid), follows the cursor pagination (at most 100 per page),
 //! and waits and retries on `429` (honouring `Retry-After`, bounded). With the `standin` feature,
-//! [`standin`] is a local server answering in the same shapes from an in-memory dataset.
+//! [`standin`] is a local server answering in the same shapes from an in-memory dataset, which
+//! validates each query against iAdvize's schema (an excerpt with its deprecations, in `schema/`).
 //!
 //! Architecture invariants:
 //! - Must not: put the password or a token in a log line, an error message or `Debug` output.
@@ -137,7 +139,8 @@ pub struct Interval {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosedConversation {
     pub conversation_id: String,
-    /// The conversation's visitor (iAdvize's cross-channel visitor id).
+    /// The conversation's visitor (iAdvize's cross-channel visitor id): the one the query asked
+    /// for, since iAdvize's live fields do not carry it (see [`QUERY`]).
     pub visitor_id: Option<String>,
     pub channel: String,
     pub created_at: String,
@@ -202,12 +205,20 @@ impl fmt::Debug for Client {
     }
 }
 
-const QUERY: &str = "query Backfill($from: DateTime!, $to: DateTime!, $visitorIds: [UUID!], $first: Int, $after: String) {
-  closedConversations(filters: {interval: {from: $from, to: $to}, conversationVisitorIds: $visitorIds}, first: $first, after: $after) {
+/// The backfill's query: one visitor's closed conversations over an interval, one page.
+///
+/// Only live fields (none that iAdvize deprecated: `Visitor.visitorId`, `legacyVisitorId` and
+/// `externalId`, `Conversation.conversationVisitors` and `visitors` were maintained only until
+/// 2025-04-07). No live field of `Visitor` carries its id, so the visitor id is not read from the
+/// answer but inferred from the filter: the query names exactly one visitor in
+/// `conversationVisitorIds`, so every conversation it returns is that visitor's (a conversation
+/// has one `visitor`).
+pub const QUERY: &str = "query Backfill($from: DateTime!, $to: DateTime!, $visitorId: UUID!, $first: Int, $after: String) {
+  closedConversations(filters: {interval: {from: $from, to: $to}, conversationVisitorIds: [$visitorId]}, first: $first, after: $after) {
     pageInfo { hasNextPage endCursor }
     edges { node {
       id channel createdAt closedAt
-      visitor { visitorId externalUserId }
+      visitor { externalUserId }
       users { __typename ... on Professional { id email firstName lastName } }
     } }
   }
@@ -247,19 +258,34 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Every conversation of these visitors closed within `interval`, all pages.
+    /// Every conversation of these visitors closed within `interval`, all pages: one query per
+    /// visitor (see [`QUERY`]: the visitor id of each conversation is the one asked for).
     pub async fn closed_conversations(
         &self,
         visitor_ids: &[String],
         interval: &Interval,
     ) -> Result<Vec<ClosedConversation>, Error> {
         let mut out = Vec::new();
+        for visitor_id in visitor_ids {
+            self.closed_conversations_of(visitor_id, interval, &mut out)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// One visitor's closed conversations within `interval`, all pages, appended to `out`.
+    async fn closed_conversations_of(
+        &self,
+        visitor_id: &str,
+        interval: &Interval,
+        out: &mut Vec<ClosedConversation>,
+    ) -> Result<(), Error> {
         let mut after: Option<String> = None;
         loop {
             let variables = json!({
                 "from": interval.from,
                 "to": interval.to,
-                "visitorIds": visitor_ids,
+                "visitorId": visitor_id,
                 "first": self.options.page_size.clamp(1, MAX_PAGE_SIZE),
                 "after": after,
             });
@@ -271,7 +297,7 @@ impl Client {
             )
             .map_err(|e| malformed("closedConversations", &e))?;
             for edge in page.edges {
-                out.push(edge.node.into_conversation());
+                out.push(edge.node.into_conversation(visitor_id));
             }
             match (page.page_info.has_next_page, page.page_info.end_cursor) {
                 (true, Some(cursor)) if after.as_deref() != Some(cursor.as_str()) => {
@@ -283,7 +309,7 @@ impl Client {
                         detail: "hasNextPage without a new endCursor".into(),
                     })
                 }
-                (false, _) => return Ok(out),
+                (false, _) => return Ok(()),
             }
         }
     }
@@ -552,7 +578,6 @@ struct Node {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct VisitorNode {
-    visitor_id: Option<String>,
     external_user_id: Option<String>,
 }
 
@@ -568,7 +593,8 @@ struct UserNode {
 }
 
 impl Node {
-    fn into_conversation(self) -> ClosedConversation {
+    /// `visitor_id`: the one visitor the query asked for (see [`QUERY`]).
+    fn into_conversation(self, visitor_id: &str) -> ClosedConversation {
         let operator = self
             .users
             .unwrap_or_default()
@@ -590,18 +616,14 @@ impl Node {
                     name,
                 })
             });
-        let (visitor_id, external_user_id) = match self.visitor {
-            Some(v) => (v.visitor_id, v.external_user_id),
-            None => (None, None),
-        };
         ClosedConversation {
             conversation_id: self.id,
-            visitor_id,
+            visitor_id: Some(visitor_id.to_owned()),
             channel: self.channel,
             created_at: self.created_at,
             closed_at: self.closed_at,
             operator,
-            external_user_id,
+            external_user_id: self.visitor.and_then(|v| v.external_user_id),
         }
     }
 }

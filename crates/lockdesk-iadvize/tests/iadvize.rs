@@ -88,10 +88,22 @@ async fn pages_are_followed_to_the_end_and_the_token_is_asked_once() {
         assert_eq!(got.len(), 250, "round {round}");
         let ids: BTreeSet<_> = got.iter().map(|c| c.conversation_id.clone()).collect();
         assert_eq!(ids.len(), 250, "a conversation came twice");
+        // The visitor id is the one each query asked for: v1 has the even n, v2 the odd ones.
+        for conv in &got {
+            let n: usize = conv.conversation_id[24..].parse().unwrap();
+            let want = if n.is_multiple_of(2) { "v1" } else { "v2" };
+            assert_eq!(
+                conv.visitor_id.as_deref(),
+                Some(want),
+                "{}",
+                conv.conversation_id
+            );
+        }
     }
-    // 250 at 100 per page: 3 pages per query.
-    assert_eq!(c.graphql_requests(), 9);
-    assert_eq!(s.graphql_requests(), 9);
+    // One query per visitor (the visitor id is inferred from the filter), 125 each at 100 per
+    // page: 2 pages per visitor, 4 per round.
+    assert_eq!(c.graphql_requests(), 12);
+    assert_eq!(s.graphql_requests(), 12);
     assert_eq!(c.token_requests(), 1);
     assert_eq!(s.token_requests(), 1);
 }
@@ -132,7 +144,8 @@ async fn small_pages_are_complete_and_filters_apply() {
             .len(),
         270
     );
-    assert_eq!(big.graphql_requests(), 3);
+    // v1 and v2: 125 each (2 pages of 100), v3: 20 (1 page).
+    assert_eq!(big.graphql_requests(), 5);
 }
 
 #[tokio::test]
@@ -398,4 +411,145 @@ async fn an_unreachable_api_is_a_transport_error() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
+}
+
+/// A GraphQL request as the client sends it, with a fresh token.
+async fn post_query(s: &StandIn, query: &str, variables: serde_json::Value) -> serde_json::Value {
+    // reqwest is built without a default crypto provider (as in the client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(s.endpoints().token)
+        .form(&[
+            ("username", USER),
+            ("password", PASSWORD),
+            ("grant_type", "password"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(s.endpoints().graphql)
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The query this client sent until iAdvize retired `Visitor.visitorId` (2025-04-07).
+const OLD_QUERY: &str = "query Backfill($from: DateTime!, $to: DateTime!, $visitorIds: [UUID!], $first: Int, $after: String) {
+  closedConversations(filters: {interval: {from: $from, to: $to}, conversationVisitorIds: $visitorIds}, first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges { node {
+      id channel createdAt closedAt
+      visitor { visitorId externalUserId }
+      users { __typename ... on Professional { id email firstName lastName } }
+    } }
+  }
+}";
+
+#[tokio::test]
+async fn the_standin_refuses_retired_fields_as_iadvize_does() {
+    let s = standin(DAY).await;
+    let vars = serde_json::json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-31T23:59:59Z",
+                                  "visitorIds": ["v1"], "first": 10});
+    let answer = post_query(&s, OLD_QUERY, vars).await;
+    assert!(answer.get("data").is_none(), "{answer}");
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{answer}");
+    assert_eq!(
+        errors[0]["message"],
+        "Cannot query field \"visitorId\" on type \"Visitor\"."
+    );
+    assert_eq!(errors[0]["locations"][0]["line"], 6, "{answer}");
+    assert_eq!(errors[0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+
+    // Every field iAdvize retired, through an alias and a fragment too.
+    for (query, field) in [
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { v: visitor { legacyVisitorId } } } } }", "legacyVisitorId"),
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { visitor { ...V } } } } } fragment V on Visitor { externalId }", "externalId"),
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { conversationVisitors { visitorId } } } } }", "conversationVisitors"),
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { visitors { edges { node { visitorId } } } } } } }", "visitors"),
+    ] {
+        let answer = post_query(&s, query, serde_json::json!({})).await;
+        let messages: Vec<&str> = answer["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field}: {answer}"))
+            .iter()
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert!(
+            messages.iter().any(|m| m.contains(&format!("\"{field}\""))),
+            "{field}: {answer}"
+        );
+        assert!(answer.get("data").is_none(), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_standin_refuses_what_the_schema_does_not_have_and_bad_syntax() {
+    let s = standin(DAY).await;
+    for (query, expect) in [
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { colour } } } }", "colour"),
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}, sort: ASC) { edges { node { id } } } }", "sort"),
+        ("{ closedConversations(filters: {}) { edges { node { id } } } }", "interval"),
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { id } } }", "syntax"),
+        ("{ closedConversations(filters: {interval: {from: \"a\", to: \"b\"}}) { edges { node { visitor } } } }", "visitor"),
+    ] {
+        let answer = post_query(&s, query, serde_json::json!({})).await;
+        let errors = answer["errors"].as_array().unwrap_or_else(|| panic!("{expect}: {answer}"));
+        assert!(!errors.is_empty(), "{expect}: {answer}");
+        assert!(answer.get("data").is_none(), "{expect}: {answer}");
+    }
+    // The schema excerpt itself is valid GraphQL (the stand-in would not start otherwise).
+    lockdesk_iadvize::standin::schema().unwrap();
+}
+
+#[tokio::test]
+async fn the_standin_answers_the_clients_query_with_exactly_the_selected_fields() {
+    let s = standin(DAY).await;
+    let vars = serde_json::json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-31T23:59:59Z",
+                                  "visitorId": "v3", "first": 1});
+    let answer = post_query(&s, lockdesk_iadvize::QUERY, vars).await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let page = &answer["data"]["closedConversations"];
+    assert_eq!(
+        page["pageInfo"],
+        serde_json::json!({"hasNextPage": true, "endCursor": "cursor:1"})
+    );
+    let node = &page["edges"][0]["node"];
+    let keys: BTreeSet<&str> = node
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let asked = BTreeSet::from(["id", "channel", "createdAt", "closedAt", "visitor", "users"]);
+    assert_eq!(keys, asked);
+    assert_eq!(
+        node["visitor"],
+        serde_json::json!({"externalUserId": "user-0"})
+    );
+    assert_eq!(
+        node["users"][0],
+        serde_json::json!({"__typename": "Professional", "id": 350, "email": "op250@brand.example",
+                           "firstName": null, "lastName": null})
+    );
+    // Aliases are answered under their name.
+    let answer = post_query(
+        &s,
+        "query($v: UUID!) { a: closedConversations(filters: {interval: {from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\"}, conversationVisitorIds: [$v]}, first: 2) { edges { cursor } } }",
+        serde_json::json!({"v": "v3"}),
+    )
+    .await;
+    assert_eq!(
+        answer["data"]["a"]["edges"],
+        serde_json::json!([{"cursor": "cursor:1"}, {"cursor": "cursor:2"}])
+    );
 }

@@ -11,7 +11,8 @@
 //!                                                              │
 //!   backfill task: per userId debounce, ≤ 1 request in flight ─┘
 //!     ├─ reader Desk: history(userId).visitors              (spawn_blocking)
-//!     ├─ Client::closed_conversations(visitors, interval)    (async, paginated, 429-aware)
+//!     ├─ Client::closed_conversations(visitors, interval)    (async, one query per visitor,
+//!     │                                                        paginated, 429-aware)
 //!     └─ writer Desk: backfill(records) ──▶ broadcast       (spawn_blocking)
 //! ```
 //!
@@ -62,13 +63,11 @@ pub struct BackfillConfig {
     pub max_retry: Duration,
     /// Backfills running at once (different userIds).
     pub max_in_flight: usize,
-    /// Visitor ids per `closedConversations` request (`conversationVisitorIds`).
-    pub visitors_per_request: usize,
 }
 
 impl BackfillConfig {
     /// Defaults: 90 days back, one backfill per userId per 10 minutes, retries from 1 minute
-    /// up to 30 minutes, 4 at once, 100 visitor ids per request.
+    /// up to 30 minutes, 4 at once.
     pub fn new(endpoints: Endpoints, credentials: Credentials) -> BackfillConfig {
         BackfillConfig {
             endpoints,
@@ -79,7 +78,6 @@ impl BackfillConfig {
             first_retry: Duration::from_secs(60),
             max_retry: Duration::from_secs(1800),
             max_in_flight: 4,
-            visitors_per_request: 100,
         }
     }
 
@@ -359,17 +357,17 @@ async fn backfill_one(
     let interval = interval_ending(SystemTime::now(), config.lookback);
     let mut records = Vec::new();
     let mut unusable = 0u64;
-    for chunk in visitors.chunks(config.visitors_per_request.max(1)) {
-        for c in client.closed_conversations(chunk, &interval).await? {
-            match to_desk(&c) {
-                Ok(r) => records.push(r),
-                Err(why) => {
-                    unusable += 1;
-                    tracing::warn!(
-                        conversation_id = %c.conversation_id,
-                        "iAdvize backfill: a closed conversation cannot be used: {why}"
-                    );
-                }
+    // One query per visitor: iAdvize's live fields do not carry a conversation's visitor id, so
+    // the client takes it from the query's one-visitor filter (see lockdesk_iadvize::QUERY).
+    for c in client.closed_conversations(&visitors, &interval).await? {
+        match to_desk(&c) {
+            Ok(r) => records.push(r),
+            Err(why) => {
+                unusable += 1;
+                tracing::warn!(
+                    conversation_id = %c.conversation_id,
+                    "iAdvize backfill: a closed conversation cannot be used: {why}"
+                );
             }
         }
     }
