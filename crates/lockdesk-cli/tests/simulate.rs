@@ -97,7 +97,8 @@ fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
         .iter()
         .map(|l| l["scenario"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(scenarios.len(), 11);
+    assert_eq!(scenarios.len(), 12);
+    assert!(scenarios.contains("look-alike"), "{scenarios:?}");
     // The brand's key set the desk should trust was written.
     let jwks: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("brand.jwks")).unwrap()).unwrap();

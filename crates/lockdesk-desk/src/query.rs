@@ -275,33 +275,26 @@ pub(crate) fn conversation(
         .prepare_cached(&sql)?
         .query_map([id], alert_row)?
         .collect::<Result<_, _>>()?;
-    let identity = presentations
-        .iter()
-        .rev()
-        .find(|p| p.verdict == "verified")
-        .and_then(|p| {
-            let marker = match &p.user_id {
-                Some(u) if row.user_id.as_ref() == Some(u) => Ok(row.look_alike.clone()),
-                Some(u) => identity_look_alike(conn, u),
-                None => Ok(None),
-            };
-            Some((p, marker))
+    let latest = presentations.iter().rev().find(|p| p.verdict == "verified");
+    // The card's marker: the row's when the card proves the row's userId, else its own.
+    let look_alike = match latest.and_then(|p| p.user_id.as_ref()) {
+        Some(u) if row.user_id.as_ref() == Some(u) => row.look_alike.clone(),
+        Some(u) => identity_look_alike(conn, u)?,
+        None => None,
+    };
+    let identity = latest.and_then(|p| {
+        Some(IdentityCard {
+            look_alike,
+            user_id: p.user_id.clone()?,
+            visitor_data: p.visitor_data.clone(),
+            issuer: p.issuer.clone()?,
+            signing_key: p.signing_key.clone()?,
+            decryption_key: p.decryption_key.clone(),
+            expires_ms: p.expires_ms?,
+            verified_ms: p.received_ms,
+            session_until_ms: row.until_ms,
         })
-        .map(|(p, marker)| marker.map(|m| (p, m)))
-        .transpose()?
-        .and_then(|(p, look_alike)| {
-            Some(IdentityCard {
-                look_alike,
-                user_id: p.user_id.clone()?,
-                visitor_data: p.visitor_data.clone(),
-                issuer: p.issuer.clone()?,
-                signing_key: p.signing_key.clone()?,
-                decryption_key: p.decryption_key.clone(),
-                expires_ms: p.expires_ms?,
-                verified_ms: p.received_ms,
-                session_until_ms: row.until_ms,
-            })
-        });
+    });
     Ok(Some(ConversationDetail {
         row,
         identity,
