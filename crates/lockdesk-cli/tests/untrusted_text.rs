@@ -42,6 +42,9 @@ const ISSUER: &str = "https://brand.example";
 const USER: &str = "cust-48151623";
 /// A title change (OSC 0), a screen clear (CSI 2J), the 8-bit CSI, DEL and a right-to-left
 /// override: what a hostile webhook can put in `channel`.
+/// `cust-48151623` with a Cyrillic `с`, on another device.
+const LOOK_ALIKE: &str = "\u{441}ust-48151623";
+const OTHER_VISITOR: &str = "4f0c2a1e-0000-4000-8000-000000000002";
 const CHANNEL: &str = "CHAT\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}2J\u{7f}\u{202e}tahc";
 const CHANNEL_SHOWN: &str = "CHAT⟨U+001B⟩]0;pwned⟨U+0007⟩⟨U+001B⟩[2J⟨U+009B⟩2J⟨U+007F⟩⟨U+202E⟩tahc";
 /// Bidi controls pass the gateway's evidence checks (they are not control characters).
@@ -235,6 +238,34 @@ fn watch_and_history_show_a_relayed_channel_domain_and_device_as_markers() {
         ),
     );
 
+    // A look-alike of the same person on another device: a Cyrillic с.
+    send(
+        &mut sender,
+        webhook(
+            "v2.conversation.pushed",
+            json!({"conversationId": "conv-c", "operatorId": 7, "channel": "CHAT",
+                   "visitorId": OTHER_VISITOR}),
+        ),
+    );
+    send(
+        &mut sender,
+        Action::Evidence(Evidence {
+            visitor_id: OTHER_VISITOR.into(),
+            conversation_id: Some("conv-c".into()),
+            token: TokenSpec {
+                signer: lockdesk_sim::Signer::Brand,
+                user_id: LOOK_ALIKE.into(),
+                visitor_data: None,
+                expires_in: 60,
+            },
+            source: Source {
+                domain: Some("shop.brand.example".into()),
+                device: "laptop".into(),
+                app: None,
+            },
+        }),
+    );
+
     let feed = format!("ws://{}/v1/feed", gw.addr);
     let watch = |data: &Path, json: bool| -> Output {
         let mut c = cli();
@@ -265,6 +296,13 @@ fn watch_and_history_show_a_relayed_channel_domain_and_device_as_markers() {
     let shown = text(&out.stdout);
     assert!(shown.contains(CHANNEL_SHOWN), "{shown}");
     assert!(shown.contains("secured"), "{shown}");
+    // The desk's look-alike marker on the look-alike's line.
+    assert!(
+        shown.contains(&format!(
+            "user \"{LOOK_ALIKE}\"  [look-alike of cust-48151623, mixes scripts]"
+        )),
+        "{shown}"
+    );
 
     let json_data = dir.path().join("desk-json");
     let out = watch(&json_data, true);
@@ -294,6 +332,18 @@ fn watch_and_history_show_a_relayed_channel_domain_and_device_as_markers() {
     assert!(shown.contains(DOMAIN_SHOWN), "{shown}");
     assert!(shown.contains(DEVICE_SHOWN), "{shown}");
     assert!(shown.contains(CHANNEL_SHOWN), "{shown}");
+
+    let out = cli()
+        .args(["history", LOOK_ALIKE, "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("[look-alike of cust-48151623, mixes scripts]"),
+        "{shown}"
+    );
 
     let out = history(true);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lockdesk_desk::{Change, Desk, DeskConfig};
+use lockdesk_desk::{Change, Desk, DeskConfig, LookAlike};
 use lockdesk_feed_client::{Credential, State};
 use lockdesk_keys::{Setup, Source};
 use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent, DESK_FILE};
@@ -112,7 +112,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// One change as a line. Every string in it came from the feed (a webhook's channel, a token's
 /// userId, ids): each is printed through [`Shown`], so none can drive the terminal or reorder
 /// the line.
-fn human_line(c: &Change) -> String {
+fn human_line(c: &Change, look_alike: Option<&LookAlike>) -> String {
     let mut line = format!(
         "{} seq {:>6}  {:<36}  {:<12}",
         lockdesk_desk::format_rfc3339(c.at_ms),
@@ -125,6 +125,9 @@ fn human_line(c: &Change) -> String {
     }
     if let Some(u) = &c.user_id {
         line.push_str(&format!("  user {:?}", Shown(u)));
+        if let Some(l) = look_alike {
+            line.push_str(&format!("  {}", look_alike_marker(l)));
+        }
     }
     if let Some(r) = &c.reason {
         line.push_str(&format!("  reason {}", Shown(r)));
@@ -156,7 +159,29 @@ fn state_line(status: &State) -> String {
     visible(&line).into_owned()
 }
 
-fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
+/// `[look-alike of cust-48151623]` (the imitated userId through [`Shown`]), `[mixes scripts]`,
+/// or both: the desk's look-alike marker of a verified userId (issue 12).
+fn look_alike_marker(l: &LookAlike) -> String {
+    match (&l.imitates, l.mixed_script) {
+        (Some(of), true) => format!("[look-alike of {}, mixes scripts]", Shown(of)),
+        (Some(of), false) => format!("[look-alike of {}]", Shown(of)),
+        (None, _) => "[mixes scripts]".into(),
+    }
+}
+
+/// The look-alike marker of the userId a change names, from the store (the change itself does
+/// not carry it): the conversation's identity card, or its row, for that userId.
+fn look_alike_of(service: &DeskService, c: &Change) -> Option<LookAlike> {
+    let (cid, user) = (c.conversation_id.as_deref()?, c.user_id.as_deref()?);
+    let detail = service.read(|d| d.conversation(cid)).ok().flatten()?;
+    match detail.identity {
+        Some(card) if card.user_id == user => card.look_alike,
+        _ if detail.row.user_id.as_deref() == Some(user) => detail.row.look_alike,
+        _ => None,
+    }
+}
+
+fn print_event(ev: &ServiceEvent, json: bool, service: &DeskService) -> std::io::Result<()> {
     use std::io::Write;
     match ev {
         ServiceEvent::Changes(changes) => {
@@ -166,7 +191,7 @@ fn print_event(ev: &ServiceEvent, json: bool) -> std::io::Result<()> {
                     // The documented JSON line, hazards as \u escapes (crate::out::json).
                     crate::out::json(c)
                 } else {
-                    human_line(c)
+                    human_line(c, look_alike_of(service, c).as_ref())
                 };
                 writeln!(out, "{line}")?;
             }
@@ -239,7 +264,7 @@ async fn follow(
             _ = interrupt.recv() => break,
             _ = &mut sleep_until => break,
             ev = events.recv() => match ev {
-                Ok(ev) => print_event(&ev, json)?,
+                Ok(ev) => print_event(&ev, json, &service)?,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     eprintln!("lockdesk-cli: {n} changes were not printed (output too slow); they are in the store");
                 }
@@ -262,7 +287,7 @@ async fn follow(
     // --duration can win the race against the last batch's event): print it now, so a graceful
     // stop never leaves a committed change unprinted.
     while let Ok(ev) = events.try_recv() {
-        print_event(&ev, json)?;
+        print_event(&ev, json, &service)?;
     }
     if counters.malformed_frames > 0 {
         eprintln!(
@@ -363,6 +388,15 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A history row's `lookAlike` as serialised by the desk core.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LookAlikeJson {
+    imitates: Option<String>,
+    #[serde(default)]
+    mixed_script: bool,
+}
+
 /// A readable rendering of the history's JSON (its shape is the desk core's `History`). Every
 /// value is text from outside (ids, channels, domains, devices, userIds): `s` passes each
 /// through [`visible`].
@@ -412,6 +446,19 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
             } else {
                 state
             });
+            if let Some(l) = c
+                .get("lookAlike")
+                .and_then(|l| serde_json::from_value::<LookAlikeJson>(l.clone()).ok())
+            {
+                fields.push(format!(
+                    "user {:?} {}",
+                    Shown(&s(c, "userId")),
+                    look_alike_marker(&LookAlike {
+                        imitates: l.imitates,
+                        mixed_script: l.mixed_script,
+                    })
+                ));
+            }
             if let Some(u) = c.get("platformUserId").and_then(|x| x.as_str()) {
                 fields.push(format!("platform says {:?}", Shown(u)));
             }
