@@ -1,7 +1,8 @@
 // The desk end to end, in the real window on the embedded demo (a real in-process gateway and
 // the simulator, keys generated at first start): the padlock and verified userId of a secured
 // conversation, the forged token's "Verification failed" with its reason, WhatsApp's "Not
-// available on this channel", the multi-device person's history with its three devices, a
+// available on this channel", the multi-device person's history with its three devices, the
+// platform mismatch with its reason in words (never its code), a
 // desktop notification in dunst's history, and hostile signed visitorData shown as literal text.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -189,6 +190,22 @@ test("the multi-device person's history lists all three devices, and hostile vis
   );
   assert.deepEqual(ran, [null, 0]);
   await screenshot(driver, '14-desk-hostile-visitor-data');
+});
+
+test("a platform mismatch's reason is worded, never shown as its code", async () => {
+  // The demo's iAdvize stand-in names another userId than the verified one for one closed
+  // conversation; the backfill (asking iAdvize's live GraphQL fields only, validated by the
+  // stand-in against iAdvize's schema) brings it in once the simulator closes it.
+  const key = await waitRow({ shown: 'mismatch', reason: 'names another userId' }, 'the platform mismatch row', 240_000);
+  const text = await rowText(key);
+  assert.match(text, /iAdvize’s profile names another userId/);
+  assert.doesNotMatch(text, /_differs|user_id/);
+  await openRow(key);
+  await el(driver, '[data-testid="detail-reason"]');
+  const reason = await textAt('[data-testid="detail-reason"]');
+  assert.match(reason, /iAdvize’s profile names another userId/);
+  assert.doesNotMatch(reason, /_differs/);
+  await screenshot(driver, '17-desk-platform-mismatch');
 });
 
 test('a desktop notification was shown (dunst history)', async () => {

@@ -34,6 +34,7 @@ pub fn typescript() -> String {
     decl::<AppInfo>(&cfg, &mut out);
     decl::<FeedStatus>(&cfg, &mut out);
     decl::<AuthStateName>(&cfg, &mut out);
+    decl::<ReasonCode>(&cfg, &mut out);
     decl::<VisitorSource>(&cfg, &mut out);
     decl::<LookAlike>(&cfg, &mut out);
     decl::<ConversationRow>(&cfg, &mut out);

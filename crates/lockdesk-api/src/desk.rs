@@ -65,6 +65,87 @@ impl AuthStateName {
     }
 }
 
+/// Why a conversation is `failed` or in `mismatch`, or why a presentation was rejected: the
+/// verifier's 16 reason codes and the desk's 2 mismatch reasons. The UI has a label for each
+/// (its table is typed over this enum, so a new variant without a label does not compile).
+///
+/// A code this build does not know (a store written by a newer or older Lockdesk) crosses IPC as
+/// `unknown`, shown with a generic label: never as the raw text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    Malformed,
+    TooLarge,
+    UnsupportedAlgorithm,
+    ForbiddenHeader,
+    DuplicateMember,
+    EncryptionRequired,
+    DecryptionFailed,
+    UnknownKey,
+    BadSignature,
+    UntrustedIssuer,
+    Expired,
+    NotYetValid,
+    LifetimeTooLong,
+    InvalidClaims,
+    InvalidUserId,
+    InvalidVisitorData,
+    /// Mismatch: a valid token proved another userId than the one verified earlier.
+    TokenUserIdDiffers,
+    /// Mismatch: the platform's profile (`externalUserId`) names someone else.
+    PlatformUserIdDiffers,
+    /// A code this build does not know.
+    Unknown,
+}
+
+/// Read as [`ReasonCode::from_code`] does: a code this build does not know is `unknown`.
+impl<'de> Deserialize<'de> for ReasonCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ReasonCode, D::Error> {
+        let code = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(ReasonCode::from_code(&code))
+    }
+}
+
+/// The desk core's mismatch reasons (`lockdesk-desk`'s apply.rs writes these into the store).
+pub const TOKEN_USER_ID_DIFFERS: &str = "token_user_id_differs";
+/// See [`TOKEN_USER_ID_DIFFERS`].
+pub const PLATFORM_USER_ID_DIFFERS: &str = "platform_user_id_differs";
+
+impl ReasonCode {
+    /// A code from the desk's store: a verifier reason, a mismatch reason, or [`Unknown`].
+    ///
+    /// [`Unknown`]: ReasonCode::Unknown
+    pub fn from_code(code: &str) -> ReasonCode {
+        use lockdesk_verify::Reason as R;
+        match code {
+            TOKEN_USER_ID_DIFFERS => return ReasonCode::TokenUserIdDiffers,
+            PLATFORM_USER_ID_DIFFERS => return ReasonCode::PlatformUserIdDiffers,
+            _ => {}
+        }
+        // Exhaustive over the verifier's reasons: a new one does not compile until it has a
+        // variant here (and so, through the bindings, a label in the UI).
+        match R::from_code(code) {
+            Some(R::Malformed) => ReasonCode::Malformed,
+            Some(R::TooLarge) => ReasonCode::TooLarge,
+            Some(R::UnsupportedAlgorithm) => ReasonCode::UnsupportedAlgorithm,
+            Some(R::ForbiddenHeader) => ReasonCode::ForbiddenHeader,
+            Some(R::DuplicateMember) => ReasonCode::DuplicateMember,
+            Some(R::EncryptionRequired) => ReasonCode::EncryptionRequired,
+            Some(R::DecryptionFailed) => ReasonCode::DecryptionFailed,
+            Some(R::UnknownKey) => ReasonCode::UnknownKey,
+            Some(R::BadSignature) => ReasonCode::BadSignature,
+            Some(R::UntrustedIssuer) => ReasonCode::UntrustedIssuer,
+            Some(R::Expired) => ReasonCode::Expired,
+            Some(R::NotYetValid) => ReasonCode::NotYetValid,
+            Some(R::LifetimeTooLong) => ReasonCode::LifetimeTooLong,
+            Some(R::InvalidClaims) => ReasonCode::InvalidClaims,
+            Some(R::InvalidUserId) => ReasonCode::InvalidUserId,
+            Some(R::InvalidVisitorData) => ReasonCode::InvalidVisitorData,
+            None => ReasonCode::Unknown,
+        }
+    }
+}
+
 /// Where the visitor came from: a web page (chat, call, video on site) or the brand's mobile app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
@@ -98,8 +179,8 @@ pub struct ConversationRow {
     /// When the last valid token was verified.
     #[ts(type = "number | null")]
     pub last_verified_at_ms: Option<i64>,
-    /// For `failed` (and a `closed` that was failed): the verifier's stable reason code.
-    pub reason_code: Option<String>,
+    /// For `failed` and `mismatch` (and a `closed` that was either): why.
+    pub reason_code: Option<ReasonCode>,
     /// Alerts raised in this conversation so far.
     pub alert_count: u32,
     /// When anything in this row last changed (the list's default order is newest first).
@@ -179,8 +260,8 @@ pub struct Presentation {
     #[ts(type = "number")]
     pub at_ms: i64,
     pub verdict: PresentationVerdict,
-    /// For `rejected`: the verifier's stable reason code (`bad_signature`, ...).
-    pub reason_code: Option<String>,
+    /// For `rejected`: the verifier's reason (`bad_signature`, ...).
+    pub reason_code: Option<ReasonCode>,
     /// For `rejected`: the verifier's sentence (untrusted parts already escaped and cut).
     pub reason_text: Option<String>,
     /// The token's `iss` when it could be read.
@@ -406,7 +487,7 @@ mod tests {
             device: None,
             domain: Some("shop.example".into()),
             last_verified_at_ms: None,
-            reason_code: Some("bad_signature".into()),
+            reason_code: Some(ReasonCode::BadSignature),
             alert_count: 1,
             updated_at_ms: 1_700_000_000_000,
             look_alike: None,
@@ -460,5 +541,39 @@ mod tests {
         assert_eq!(v["alert"]["kind"], json!("reused_user_id"));
         assert_eq!(v["alert"]["conversationId"], json!("c1"));
         assert_eq!(a.revision(), Some(9));
+    #[test]
+    fn every_reason_crosses_ipc_typed_and_an_unknown_one_as_unknown() {
+        // Each verifier reason and each mismatch reason has its own variant, serialised as the
+        // code itself.
+        let mut seen = std::collections::BTreeSet::new();
+        let codes = lockdesk_verify::Reason::ALL
+            .iter()
+            .map(|r| r.code())
+            .chain([TOKEN_USER_ID_DIFFERS, PLATFORM_USER_ID_DIFFERS]);
+        for code in codes {
+            let r = ReasonCode::from_code(code);
+            assert_ne!(r, ReasonCode::Unknown, "{code}");
+            assert!(seen.insert(r), "{code} shares a variant");
+            assert_eq!(serde_json::to_value(r).unwrap(), json!(code));
+            let back: ReasonCode = serde_json::from_value(json!(code)).unwrap();
+            assert_eq!(back, r);
+        }
+        assert_eq!(seen.len(), 18);
+        assert_eq!(
+            ReasonCode::from_code(TOKEN_USER_ID_DIFFERS),
+            ReasonCode::TokenUserIdDiffers
+        );
+        // A code from a newer or older store is `unknown`, never passed on as it is.
+        for code in ["signature_invalid", "", "BAD_SIGNATURE", "<b>x</b>"] {
+            assert_eq!(ReasonCode::from_code(code), ReasonCode::Unknown, "{code}");
+            let back: ReasonCode = serde_json::from_value(json!(code)).unwrap();
+            assert_eq!(back, ReasonCode::Unknown);
+        }
+        assert_eq!(
+            serde_json::to_value(ReasonCode::Unknown).unwrap(),
+            json!("unknown")
+        );
+    }
+
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::desk::{
     AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskStatus,
     EvidenceItem, History, HistoryConversation, HistoryGroup, IdentityCard, LookAlike,
-    PlatformField, Presentation, PresentationVerdict, SignedField, VisitorSource,
+    PlatformField, Presentation, PresentationVerdict, ReasonCode, SignedField, VisitorSource,
 };
 use crate::FeedStatus;
 
@@ -81,7 +81,7 @@ pub fn row(r: &dc::ConversationRow, alert_count: u32) -> ConversationRow {
         device: r.device.clone().or_else(|| r.app.clone()),
         domain: r.domain.clone(),
         last_verified_at_ms: r.last_verified_ms,
-        reason_code: r.reason.clone(),
+        reason_code: r.reason.as_deref().map(ReasonCode::from_code),
         alert_count,
         updated_at_ms: updated,
         look_alike: r.look_alike.as_ref().map(look_alike),
@@ -193,7 +193,7 @@ pub fn detail(d: &dc::ConversationDetail) -> ConversationDetail {
                 } else {
                     PresentationVerdict::Rejected
                 },
-                reason_code: p.reason.clone(),
+                reason_code: p.reason.as_deref().map(ReasonCode::from_code),
                 reason_text: p.detail.clone(),
                 issuer: p.issuer.clone(),
                 expires_at_ms: p.expires_ms,

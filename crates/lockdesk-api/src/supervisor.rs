@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::desk_map::state_name;
-use crate::{AuthStateName, IpcError, IpcErrorCode};
+use crate::{AuthStateName, IpcError, IpcErrorCode, ReasonCode};
 
 /// The supervisor table shows at most this many rows (the aggregates cover every match).
 pub const ROW_LIMIT: usize = 2_000;
@@ -35,8 +35,9 @@ pub const EXPORTS_DIR: &str = "exports";
 pub struct SupervisorFilters {
     /// The conversation's state; a closed conversation also matches the state it kept.
     pub state: Option<AuthStateName>,
-    /// The reason code of the conversation's last rejection (e.g. `expired`).
-    pub reason: Option<String>,
+    /// The conversation's reason (e.g. `expired`; `unknown` matches every code this build does
+    /// not know).
+    pub reason: Option<ReasonCode>,
     /// The advisor (iAdvize operator id).
     #[ts(type = "number | null")]
     pub operator_id: Option<i64>,
@@ -60,7 +61,7 @@ pub struct SupervisorRow {
     pub state: AuthStateName,
     /// For a closed conversation, the state it kept.
     pub closed_from: Option<AuthStateName>,
-    pub reason_code: Option<String>,
+    pub reason_code: Option<ReasonCode>,
     #[ts(type = "number | null")]
     pub operator_id: Option<i64>,
     pub channel: String,
@@ -89,7 +90,7 @@ pub struct DayShare {
 #[serde(rename_all = "camelCase")]
 pub struct ReasonCount {
     /// `null`: failed without a recorded reason code.
-    pub reason: Option<String>,
+    pub reason: Option<ReasonCode>,
     pub conversations: u32,
 }
 
@@ -110,7 +111,7 @@ pub struct AdvisorCount {
 #[serde(rename_all = "camelCase")]
 pub struct FilterChoices {
     pub states: Vec<AuthStateName>,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<ReasonCode>,
     #[ts(type = "Array<number>")]
     pub operator_ids: Vec<i64>,
     pub channels: Vec<String>,
@@ -187,7 +188,12 @@ fn row_matches(r: &dc::ConversationRow, f: &SupervisorFilters) -> bool {
             return false;
         }
     }
-    if f.reason.is_some() && r.reason != f.reason {
+/// A row's reason as the UI gets it (an unknown code is [`ReasonCode::Unknown`]).
+fn reason(r: &dc::ConversationRow) -> Option<ReasonCode> {
+    r.reason.as_deref().map(ReasonCode::from_code)
+}
+
+    if f.reason.is_some() && reason(r) != f.reason {
         return false;
     }
     if f.operator_id.is_some() && r.operator_id != f.operator_id {
@@ -250,8 +256,8 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
     for r in rows {
         choices_states.insert(state_name(&r.state).code());
         choices_states.insert(state_name(&r.auth_state).code());
-        if let Some(x) = &r.reason {
-            reasons.insert(x.clone());
+        if let Some(x) = reason(r) {
+            reasons.insert(x);
         }
         if let Some(o) = r.operator_id {
             operators.insert(o);
@@ -268,7 +274,7 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
     });
 
     let mut days: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-    let mut reasons_n: BTreeMap<Option<String>, u32> = BTreeMap::new();
+    let mut reasons_n: BTreeMap<Option<ReasonCode>, u32> = BTreeMap::new();
     let mut advisors: BTreeMap<Option<i64>, (u32, u32, u32)> = BTreeMap::new();
     let (mut secured, mut failed) = (0u32, 0u32);
     for r in &matching {
@@ -284,7 +290,7 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
             d.1 += u32::from(was_secured);
         }
         if fail {
-            *reasons_n.entry(r.reason.clone()).or_default() += 1;
+            *reasons_n.entry(reason(r)).or_default() += 1;
         }
         let a = advisors.entry(r.operator_id).or_default();
         a.0 += 1;
@@ -327,7 +333,7 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
                     state,
                     closed_from: (state == AuthStateName::Closed)
                         .then(|| state_name(&r.auth_state)),
-                    reason_code: r.reason.clone(),
+                    reason_code: reason(r),
                     operator_id: r.operator_id,
                     channel: r.channel.clone(),
                     user_id: r.user_id.clone(),
@@ -592,12 +598,15 @@ mod tests {
         let mut reasons: Vec<_> = o
             .failures_by_reason
             .iter()
-            .map(|r| (r.reason.clone().unwrap_or_default(), r.conversations))
+            .map(|r| (r.reason, r.conversations))
             .collect();
         reasons.sort();
         assert_eq!(
             reasons,
-            [("bad_signature".to_string(), 1), ("expired".to_string(), 1)]
+            [
+                (Some(ReasonCode::BadSignature), 1),
+                (Some(ReasonCode::Expired), 1)
+            ]
         );
         assert_eq!(
             o.per_advisor[0],
@@ -611,7 +620,10 @@ mod tests {
         assert_eq!(o.per_advisor.len(), 3);
         assert_eq!(o.choices.channels, ["CHAT", "WHATSAPP"]);
         assert_eq!(o.choices.operator_ids, [7, 9]);
-        assert_eq!(o.choices.reasons, ["bad_signature", "expired"]);
+        assert_eq!(
+            o.choices.reasons,
+            [ReasonCode::BadSignature, ReasonCode::Expired]
+        );
         assert_eq!(
             o.choices.states,
             [
@@ -641,7 +653,7 @@ mod tests {
         );
         assert_eq!(
             ids(SupervisorFilters {
-                reason: Some("expired".into()),
+                reason: Some(ReasonCode::Expired),
                 ..Default::default()
             }),
             ["b"]

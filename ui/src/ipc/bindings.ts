@@ -60,6 +60,8 @@ export type FeedStatus = { "state": "not_configured" } | { "state": "disconnecte
 
 export type AuthStateName = "anonymous" | "secured" | "lapsed" | "failed" | "mismatch" | "unsupported" | "closed";
 
+export type ReasonCode = "malformed" | "too_large" | "unsupported_algorithm" | "forbidden_header" | "duplicate_member" | "encryption_required" | "decryption_failed" | "unknown_key" | "bad_signature" | "untrusted_issuer" | "expired" | "not_yet_valid" | "lifetime_too_long" | "invalid_claims" | "invalid_user_id" | "invalid_visitor_data" | "token_user_id_differs" | "platform_user_id_differs" | "unknown";
+
 export type VisitorSource = "web" | "app";
 
 export type LookAlike = { 
@@ -112,9 +114,9 @@ domain: string | null,
  */
 lastVerifiedAtMs: number | null, 
 /**
- * For `failed` (and a `closed` that was failed): the verifier's stable reason code.
+ * For `failed` and `mismatch` (and a `closed` that was either): why.
  */
-reasonCode: string | null, 
+reasonCode: ReasonCode | null, 
 /**
  * Alerts raised in this conversation so far.
  */
@@ -176,9 +178,9 @@ export type PresentationVerdict = "valid" | "rejected";
 
 export type Presentation = { atMs: number, verdict: PresentationVerdict, 
 /**
- * For `rejected`: the verifier's stable reason code (`bad_signature`, ...).
+ * For `rejected`: the verifier's reason (`bad_signature`, ...).
  */
-reasonCode: string | null, 
+reasonCode: ReasonCode | null, 
 /**
  * For `rejected`: the verifier's sentence (untrusted parts already escaped and cut).
  */
@@ -282,9 +284,10 @@ export type SupervisorFilters = {
  */
 state: AuthStateName | null, 
 /**
- * The reason code of the conversation's last rejection (e.g. `expired`).
+ * The conversation's reason (e.g. `expired`; `unknown` matches every code this build does
+ * not know).
  */
-reason: string | null, 
+reason: ReasonCode | null, 
 /**
  * The advisor (iAdvize operator id).
  */
@@ -310,7 +313,7 @@ export type SupervisorRow = { id: string, state: AuthStateName,
 /**
  * For a closed conversation, the state it kept.
  */
-closedFrom: AuthStateName | null, reasonCode: string | null, operatorId: number | null, channel: string, userId: string | null, openedAtMs: number | null, closedAtMs: number | null, 
+closedFrom: AuthStateName | null, reasonCode: ReasonCode | null, operatorId: number | null, channel: string, userId: string | null, openedAtMs: number | null, closedAtMs: number | null, 
 /**
  * The first valid token in the conversation (`null`: never secured).
  */
@@ -326,7 +329,7 @@ export type ReasonCount = {
 /**
  * `null`: failed without a recorded reason code.
  */
-reason: string | null, conversations: number, };
+reason: ReasonCode | null, conversations: number, };
 
 export type AdvisorCount = { 
 /**
@@ -334,7 +337,7 @@ export type AdvisorCount = {
  */
 operatorId: number | null, conversations: number, secured: number, failed: number, };
 
-export type FilterChoices = { states: Array<AuthStateName>, reasons: Array<string>, operatorIds: Array<number>, channels: Array<string>, };
+export type FilterChoices = { states: Array<AuthStateName>, reasons: Array<ReasonCode>, operatorIds: Array<number>, channels: Array<string>, };
 
 export type SupervisorOverview = { 
 /**

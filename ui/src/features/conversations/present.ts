@@ -1,6 +1,6 @@
 // How desk data is worded: state names, reasons, channels, alert kinds, field labels and
 // relative times, in the UI's language. Pure functions of their inputs (and the `t` given).
-import type { AlertKind, AuthStateName, ConversationRow, VisitorSource } from '../../ipc';
+import type { AlertKind, AuthStateName, ConversationRow, ReasonCode, VisitorSource } from '../../ipc';
 import type { StringKey } from '../../i18n/strings';
 
 type T = (key: StringKey) => string;
@@ -25,7 +25,9 @@ export function isAlarm(state: AuthStateName): boolean {
   return state === 'failed' || state === 'mismatch';
 }
 
-const REASON_KEYS: Record<string, StringKey> = {
+// Typed over every reason the desk can send (generated from Rust): a reason without a label
+// is a type error, in both languages (a missing French string is one too).
+const REASON_KEYS: Record<ReasonCode, StringKey> = {
   malformed: 'reasonMalformed',
   too_large: 'reasonTooLarge',
   unsupported_algorithm: 'reasonUnsupportedAlgorithm',
@@ -42,12 +44,25 @@ const REASON_KEYS: Record<string, StringKey> = {
   invalid_claims: 'reasonInvalidClaims',
   invalid_user_id: 'reasonInvalidUserId',
   invalid_visitor_data: 'reasonInvalidVisitorData',
+  token_user_id_differs: 'reasonTokenUserIdDiffers',
+  platform_user_id_differs: 'reasonPlatformUserIdDiffers',
+  unknown: 'reasonUnknown',
 };
 
-/** A reason code in words; an unknown code is shown as it is. */
-export function reasonLabel(code: string, t: T): string {
+/** Every reason the desk can send, `unknown` included (for tests and pickers). */
+export const REASON_CODES = Object.keys(REASON_KEYS) as ReasonCode[];
+
+/** A reason in words. Anything else (a code from a newer or older desk that reached the window
+ * despite the typing) gets the generic label: a raw code is never shown. */
+export function reasonLabel(code: ReasonCode, t: T): string {
   const key = Object.hasOwn(REASON_KEYS, code) ? REASON_KEYS[code] : undefined;
-  return key ? t(key) : code;
+  return t(key ?? 'reasonUnknown');
+}
+
+/** The reason's code as the timeline shows it beside its label, for support: `null` for a code
+ * this build does not know (never shown raw). */
+export function reasonCode(code: ReasonCode): string | null {
+  return code !== 'unknown' && Object.hasOwn(REASON_KEYS, code) ? code : null;
 }
 
 const CHANNEL_KEYS: Record<string, StringKey> = {

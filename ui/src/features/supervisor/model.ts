@@ -1,11 +1,11 @@
 // Pure helpers of the supervisor screen: the filters form to the command's filters, and the
 // charts' numbers (shares and bar lengths). No IPC, no DOM.
-import type { AuthStateName, SupervisorFilters } from '../../ipc';
+import type { AuthStateName, ReasonCode, SupervisorFilters } from '../../ipc';
 
 /** The filters as the form holds them: '' means "any". */
 export interface FilterForm {
   state: '' | AuthStateName;
-  reason: string;
+  reason: '' | ReasonCode;
   operatorId: string;
   channel: string;
   /** `YYYY-MM-DD` from a date input, in the viewer's time zone. */
