@@ -49,13 +49,13 @@ export NPM_CONFIG_USERCONFIG="${NPM_CONFIG_USERCONFIG:-$HOME/.npmrc}"
 export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$REAL_CACHE_HOME/pip}"
 [ -d "${PYENV_ROOT:-$HOME/.pyenv}" ] && export PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
 [ -f "$HOME/.gitconfig" ] && export GIT_CONFIG_GLOBAL="${GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}"
-TEST_HOME="$(mktemp -d "${TMPDIR:-/tmp}/lockdesk-test-home.XXXXXX")"
+TEST_HOME="$(mktemp -d "${TMPDIR:-/tmp}/test-home.XXXXXX")"
 trap 'rm -rf "$TEST_HOME"' EXIT
 export HOME="$TEST_HOME"
 export XDG_CONFIG_HOME="$TEST_HOME/.config" XDG_DATA_HOME="$TEST_HOME/.local/share"
 export XDG_CACHE_HOME="$TEST_HOME/.cache" XDG_STATE_HOME="$TEST_HOME/.local/state"
 # What a test left in the fresh home under a Lockdesk name (any depth, folders included).
-test_home_state() { find "$TEST_HOME" -iname '*lockdesk*' 2>/dev/null | sed "s|^$TEST_HOME|~|" | sort; }
+test_home_state() { find "$TEST_HOME" -mindepth 1 -iname '*lockdesk*' 2>/dev/null | sed "s|^$TEST_HOME|~|" | sort; }
 
 passed=0
 failed=0
