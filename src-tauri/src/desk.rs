@@ -258,6 +258,7 @@ fn notice_for(change: &Change, previous: Option<&str>) -> Option<NoticeKind> {
             SHARED_DEVICE => NoticeKind::SharedDevice,
             REUSED_USER_ID => NoticeKind::ReusedUserId,
             SESSION_LAPSED => NoticeKind::SessionLapsed,
+            LOOKALIKE_USER_ID => NoticeKind::LookalikeUserId,
             _ => return None,
         });
     }
@@ -485,6 +486,7 @@ mod tests {
             (SHARED_DEVICE, NoticeKind::SharedDevice),
             (REUSED_USER_ID, NoticeKind::ReusedUserId),
             (SESSION_LAPSED, NoticeKind::SessionLapsed),
+            (LOOKALIKE_USER_ID, NoticeKind::LookalikeUserId),
         ] {
             assert_eq!(
                 notice_for(&change("failed", Some(code)), Some("secured")),

@@ -23,6 +23,8 @@ pub enum NoticeKind {
     ReusedUserId,
     /// A secured conversation's session lapsed.
     SessionLapsed,
+    /// A new verified userId looks like another identity the desk knows, or mixes scripts.
+    LookalikeUserId,
 }
 
 impl NoticeKind {
@@ -35,6 +37,7 @@ impl NoticeKind {
             NoticeKind::SharedDevice => settings.shared_device,
             NoticeKind::ReusedUserId => settings.reused_user_id,
             NoticeKind::SessionLapsed => settings.session_lapsed,
+            NoticeKind::LookalikeUserId => settings.lookalike_user_id,
         }
     }
 
@@ -45,6 +48,7 @@ impl NoticeKind {
                 | NoticeKind::IdentityMismatch
                 | NoticeKind::SharedDevice
                 | NoticeKind::ReusedUserId
+                | NoticeKind::LookalikeUserId
         )
     }
 }
@@ -114,6 +118,8 @@ pub fn text(notice: &Notice, lang: Language) -> (String, String) {
         (Language::Fr, NoticeKind::ReusedUserId) => ("Identifiant réutilisé", format!("{who} a été présenté avec des identités signées différentes.")),
         (Language::En, NoticeKind::SessionLapsed) => ("Session lapsed", format!("The authenticated session of {who} lapsed.")),
         (Language::Fr, NoticeKind::SessionLapsed) => ("Session expirée", format!("La session authentifiée de {who} a expiré.")),
+        (Language::En, NoticeKind::LookalikeUserId) => ("Look-alike userId", format!("{who} looks like another identity this desk knows, or mixes scripts. Check who you are talking to before trusting the padlock.")),
+        (Language::Fr, NoticeKind::LookalikeUserId) => ("userId sosie", format!("{who} ressemble à une autre identité connue de ce poste, ou mélange des écritures. Vérifiez à qui vous parlez avant de vous fier au cadenas.")),
     };
     (title.to_owned(), format!("{body}\n{conv}"))
 }
@@ -248,6 +254,10 @@ impl Backlog {
                     (Language::Fr, NoticeKind::SessionLapsed) => {
                         ("session expirée", "sessions expirées")
                     }
+                    (Language::En, NoticeKind::LookalikeUserId) => {
+                        ("look-alike userId", "look-alike userIds")
+                    }
+                    (Language::Fr, NoticeKind::LookalikeUserId) => ("userId sosie", "userIds sosies"),
                 };
                 // English: singular for 1; French: for 0 and 1.
                 let singular = n == 1 || (lang == Language::Fr && n == 0);
@@ -304,6 +314,7 @@ mod tests {
             NoticeKind::SharedDevice,
             NoticeKind::ReusedUserId,
             NoticeKind::SessionLapsed,
+            NoticeKind::LookalikeUserId,
         ];
         for kind in kinds {
             for lang in [Language::En, Language::Fr] {
@@ -348,6 +359,9 @@ mod tests {
         assert!(NoticeKind::VerificationFailed.critical());
         assert!(!NoticeKind::Secured.critical());
         assert!(!NoticeKind::SessionLapsed.critical());
+        assert!(NoticeKind::LookalikeUserId.critical());
+        s.lookalike_user_id = false;
+        assert!(!NoticeKind::LookalikeUserId.enabled(&s));
     }
 
     #[test]
