@@ -1,10 +1,13 @@
 //! Desktop notifications (notify-rust): which desk changes become a notification, their text in
 //! the UI's language, and showing them.
 //!
-//! Must not: put untrusted text (userIds, names, reasons) into a notification unescaped. The
-//! freedesktop notification body may carry markup that servers such as dunst render, so every
-//! piece of untrusted text is escaped ([`escape_markup`]) and cut to a bounded length. A token never
-//! reaches a notification.
+//! Must not: put untrusted text (userIds, names, reasons) into a notification unescaped. Every
+//! piece of untrusted text goes through [`field`]: cut to a bounded length, then
+//! [`lockdesk_text::isolated`] (controls, bidi controls and invisibles become visible `⟨U+XXXX⟩`
+//! markers, and the whole is wrapped in FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE, so a
+//! right-to-left override in a userId cannot reverse the rest of our sentence), then
+//! [`escape_markup`], because the freedesktop notification body may carry markup that servers
+//! such as dunst render. A token never reaches a notification.
 
 use lockdesk_config::{Language, Notifications};
 
@@ -67,22 +70,29 @@ pub struct Notice {
 /// Longest piece of untrusted text put in a notification.
 const MAX_FIELD_CHARS: usize = 80;
 
-/// Escapes the five characters the notification markup gives a meaning to, drops control
-/// characters and cuts the text to [`MAX_FIELD_CHARS`] characters (with an ellipsis).
+/// One piece of untrusted text as it goes into a notification: its first [`MAX_FIELD_CHARS`]
+/// characters (an ellipsis marks a cut), made visible and direction-isolated by
+/// [`lockdesk_text::isolated`], then markup-escaped.
+pub fn field(text: &str) -> String {
+    let mut cut: String = text.chars().take(MAX_FIELD_CHARS).collect();
+    if text.chars().nth(MAX_FIELD_CHARS).is_some() {
+        cut.push('…');
+    }
+    escape_markup(&lockdesk_text::isolated(&cut))
+}
+
+/// Escapes the five characters the notification markup gives a meaning to. Only the markup:
+/// the character-level treatment (controls, bidi, invisibles) is [`field`]'s, through
+/// `lockdesk-text`.
 pub fn escape_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_FIELD_CHARS * 6));
-    for (count, c) in text.chars().enumerate() {
-        if count == MAX_FIELD_CHARS {
-            out.push('…');
-            break;
-        }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
     }
@@ -94,17 +104,13 @@ pub fn text(notice: &Notice, lang: Language) -> (String, String) {
     let who = notice
         .user_id
         .as_deref()
-        .map(escape_markup)
+        .map(field)
         .unwrap_or_else(|| match lang {
             Language::En => "an unknown visitor".into(),
             Language::Fr => "un visiteur inconnu".into(),
         });
-    let reason = notice
-        .reason
-        .as_deref()
-        .map(escape_markup)
-        .unwrap_or_default();
-    let conv = escape_markup(&notice.conversation_id);
+    let reason = notice.reason.as_deref().map(field).unwrap_or_default();
+    let conv = field(&notice.conversation_id);
     let (title, body) = match (lang, notice.kind) {
         (Language::En, NoticeKind::Secured) => ("Conversation secured", format!("{who} is verified by the brand's signature.")),
         (Language::Fr, NoticeKind::Secured) => ("Conversation sécurisée", format!("{who} est vérifié par la signature de la marque.")),
@@ -257,7 +263,9 @@ impl Backlog {
                     (Language::En, NoticeKind::LookalikeUserId) => {
                         ("look-alike userId", "look-alike userIds")
                     }
-                    (Language::Fr, NoticeKind::LookalikeUserId) => ("userId sosie", "userIds sosies"),
+                    (Language::Fr, NoticeKind::LookalikeUserId) => {
+                        ("userId sosie", "userIds sosies")
+                    }
                 };
                 // English: singular for 1; French: for 0 and 1.
                 let singular = n == 1 || (lang == Language::Fr && n == 0);
@@ -292,17 +300,66 @@ pub fn show_summary(backlog: &Backlog, lang: Language, on_click: impl FnOnce() +
 mod tests {
     use super::*;
 
+    const FSI: char = lockdesk_text::FSI;
+    const PDI: char = lockdesk_text::PDI;
+
     #[test]
     fn untrusted_text_is_escaped_and_bounded() {
         assert_eq!(
             escape_markup("<b>x</b> & 'y' \"z\""),
             "&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39; &quot;z&quot;"
         );
-        assert_eq!(escape_markup("a\nb\u{7}"), "a b ");
+        assert_eq!(
+            field("<b>x</b> & 'y' \"z\""),
+            format!("{FSI}&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39; &quot;z&quot;{PDI}")
+        );
+        // Controls never reach the notification: each shows as its marker.
+        assert_eq!(field("a\nb\u{7}"), format!("{FSI}a⟨U+000A⟩b⟨U+0007⟩{PDI}"));
         let long = "é".repeat(500);
-        let cut = escape_markup(&long);
-        assert_eq!(cut.chars().count(), MAX_FIELD_CHARS + 1);
-        assert!(cut.ends_with('…'));
+        let cut = field(&long);
+        assert_eq!(cut.chars().count(), MAX_FIELD_CHARS + 1 + 2);
+        assert!(cut.ends_with(&format!("…{PDI}")));
+    }
+
+    /// A right-to-left override in a userId would reverse everything after it on the line, our
+    /// words included: it is shown as a marker, and the userId sits in its own isolate.
+    #[test]
+    fn a_right_to_left_override_in_a_user_id_is_visible_and_isolated() {
+        let user = "cust-1\u{202E}gnp.exe\u{200B}";
+        for kind in [NoticeKind::Secured, NoticeKind::SharedDevice] {
+            for lang in [Language::En, Language::Fr] {
+                let n = Notice {
+                    kind,
+                    conversation_id: "c-\u{2067}9".into(),
+                    user_id: Some(user.into()),
+                    reason: None,
+                };
+                let (title, body) = text(&n, lang);
+                // The line break before the conversation id is ours.
+                for c in title.chars().chain(body.chars()).filter(|c| *c != '\n') {
+                    assert!(
+                        !lockdesk_text::is_bidi_control(c) || c == FSI || c == PDI,
+                        "{c:?} raw in {body:?}"
+                    );
+                    assert!(
+                        lockdesk_text::hazard_of(c).is_none() || c == FSI || c == PDI,
+                        "{c:?} raw in {body:?}"
+                    );
+                }
+                let shown = format!("{FSI}cust-1⟨U+202E⟩gnp.exe⟨U+200B⟩{PDI}");
+                assert!(body.contains(&shown), "{kind:?} {lang:?}: {body:?}");
+                assert!(
+                    body.ends_with(&format!("\n{FSI}c-⟨U+2067⟩9{PDI}")),
+                    "{body:?}"
+                );
+                // Every isolate we open is closed: nothing leaks into the next line or text.
+                assert_eq!(
+                    body.matches(FSI).count(),
+                    body.matches(PDI).count(),
+                    "{body:?}"
+                );
+            }
+        }
     }
 
     #[test]

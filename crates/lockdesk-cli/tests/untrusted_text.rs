@@ -378,7 +378,9 @@ fn closing_server(reason: &'static str) -> std::net::SocketAddr {
         rt.block_on(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    // Select the feed's subprotocol, as the gateway does.
+                    // Select the feed's subprotocol, as the gateway does (tungstenite's
+                    // callback type returns its large error response by value).
+                    #[allow(clippy::result_large_err)]
                     let select = |_: &Request, mut response: Response| {
                         response.headers_mut().insert(
                             "sec-websocket-protocol",

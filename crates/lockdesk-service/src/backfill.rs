@@ -306,11 +306,12 @@ async fn run(
                         paused_until = Some(until);
                         state.wanted = true;
                         state.not_before = Some(until);
+                        // The userId and iAdvize's answer are text from outside.
                         tracing::warn!(
-                            user_id = %user,
+                            user_id = %lockdesk_text::Shown(&user),
                             retry_in = ?wait,
                             "iAdvize backfill failed (will retry): {}",
-                            f.message
+                            lockdesk_text::Shown(&f.message)
                         );
                         status.send_modify(|s| {
                             s.failed += 1;
@@ -365,8 +366,9 @@ async fn backfill_one(
             Err(why) => {
                 unusable += 1;
                 tracing::warn!(
-                    conversation_id = %c.conversation_id,
-                    "iAdvize backfill: a closed conversation cannot be used: {why}"
+                    conversation_id = %lockdesk_text::Shown(&c.conversation_id),
+                    "iAdvize backfill: a closed conversation cannot be used: {}",
+                    lockdesk_text::Shown(&why)
                 );
             }
         }

@@ -233,7 +233,8 @@ impl Sink for DeskSink {
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), DeskError> {
         let applied = self.0.lock().apply(&entries, now_ms())?;
         for s in &applied.skipped {
-            tracing::warn!(seq = s.seq, error = %s.error, "feed entry skipped");
+            let error = lockdesk_text::Shown(&s.error);
+            tracing::warn!(seq = s.seq, %error, "feed entry skipped");
         }
         if !applied.skipped.is_empty() {
             let _ = self
