@@ -40,6 +40,7 @@ mod audit;
 pub mod bench;
 mod check;
 mod erase;
+mod log;
 mod lookalike;
 mod model;
 mod query;
@@ -53,6 +54,7 @@ use rusqlite::Connection;
 
 pub use check::{check_store, CheckError, Disagreement, StoreCheck, MAX_REPORTED};
 pub use erase::{DeskErasure, DeskPurge, ErasureReport, PurgeReport, TOMBSTONE};
+pub use log::LogBinding;
 pub use model::{
     format_rfc3339, AlertRecord, Applied, Change, ClosedConversation, ConversationDetail,
     ConversationQuery, ConversationRow, History, HistoryConversation, IdentityCard, LinkedVisitor,
@@ -198,6 +200,19 @@ impl Desk {
     /// transitions are applied up to it, not up to the desk's clock.
     pub fn feed_clock_ms(&self) -> Option<i64> {
         self.feed_clock_ms
+    }
+
+    /// The identity of the gateway log the cursor belongs to (`hello.logId`), once known.
+    pub fn log_id(&self) -> Result<Option<String>, DeskError> {
+        log::known(&self.conn)
+    }
+
+    /// The gateway announced its log's identity: is it the log the cursor belongs to? The
+    /// first one announced is remembered ([`LogBinding::Adopted`]); another one later is
+    /// [`LogBinding::Different`], and the desk must not resume on it (its seqs mean other
+    /// entries). Starting on another log takes a new store.
+    pub fn bind_log(&mut self, log_id: &str) -> Result<LogBinding, DeskError> {
+        log::bind(&mut self.conn, log_id)
     }
 
     /// A heartbeat: everything visible to this desk up to `seq` has been received. Advances the

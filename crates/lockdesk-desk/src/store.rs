@@ -140,6 +140,14 @@ ALTER TABLE identities ADD COLUMN lookalike_of TEXT;
 ALTER TABLE identities ADD COLUMN mixed_script INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX identities_skeleton ON identities(skeleton);
 "#,
+    // 3: the identity of the gateway log the cursor belongs to (`hello.logId`), remembered on
+    // the first connection that announces one; a store from before it adopts the first one seen.
+    r#"
+CREATE TABLE feed_log (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL
+);
+"#,
 ];
 
 /// Opens (creating if needed) and migrates the store.

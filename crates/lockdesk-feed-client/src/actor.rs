@@ -112,6 +112,8 @@ enum End {
 enum Pending {
     Entry(Entry),
     Heartbeat(u64),
+    /// `hello.logId`: checked by the sink before anything after it is applied.
+    Log(String),
 }
 
 /// The work the sink is doing now: its reply and the `seq` it brings the cursor to.
@@ -415,8 +417,24 @@ impl Actor {
                     after = hello.after,
                     last_seq = hello.last_seq,
                     heartbeat_secs = hello.heartbeat_secs,
+                    log_id = hello.log_id.as_deref(),
                     "feed connected"
                 );
+                if let Some(log_id) = hello.log_id {
+                    let valid = !log_id.is_empty()
+                        && log_id.len() <= lockdesk_feed::MAX_LOG_ID_BYTES
+                        && log_id.bytes().all(|b| b.is_ascii_graphic());
+                    if !valid {
+                        return Some(End::Reconnect {
+                            reason: DisconnectReason::ProtocolError(format!(
+                                "hello: logId must be 1 to {} printable ASCII characters",
+                                lockdesk_feed::MAX_LOG_ID_BYTES
+                            )),
+                            immediate: false,
+                        });
+                    }
+                    s.pending.push_back(Pending::Log(log_id));
+                }
                 self.publish(State::Connected {
                     url: self.target.display.clone(),
                     after: s.cursor,
@@ -463,6 +481,15 @@ impl Actor {
 
     /// Hands the next batch to the sink if there is one.
     async fn dispatch(&mut self, s: &mut Session) -> Result<(), End> {
+        if let Some(Pending::Log(_)) = s.pending.front() {
+            if let Some(Pending::Log(found)) = s.pending.pop_front() {
+                if let Err(end) = self.check_log(found).await {
+                    // Nothing of this connection may be applied: it is not our log.
+                    s.pending.clear();
+                    return Err(end);
+                }
+            }
+        }
         let mut entries = Vec::new();
         let mut seen = None;
         while let Some(front) = s.pending.front() {
@@ -479,6 +506,8 @@ impl Actor {
                     seen = Some(*seq);
                     s.pending.pop_front();
                 }
+                // Only ever first (hello's), checked above.
+                Pending::Log(_) => break,
             }
         }
         if entries.is_empty() && seen.is_none() {
@@ -500,6 +529,29 @@ impl Actor {
                 Ok(())
             }
             Err(_) => Err(End::Stop(StopReason::SinkGone)),
+        }
+    }
+
+    /// Stops the client when the gateway's log is not the one the sink's cursor belongs to.
+    async fn check_log(&mut self, found: String) -> Result<(), End> {
+        match self.sink.log(found.clone()).await {
+            Ok(crate::LogCheck::Same) => Ok(()),
+            Ok(crate::LogCheck::Adopted) => {
+                tracing::info!(
+                    log_id = found,
+                    "the gateway's log is remembered with the cursor"
+                );
+                Ok(())
+            }
+            Ok(crate::LogCheck::Different { known }) => {
+                tracing::error!(known, found, "the gateway serves another log: not resuming");
+                Err(End::Stop(StopReason::LogChanged { known, found }))
+            }
+            Err(SinkError::Failed(e)) => Err(End::Reconnect {
+                reason: DisconnectReason::SinkFailed(e),
+                immediate: false,
+            }),
+            Err(SinkError::Gone) => Err(End::Stop(StopReason::SinkGone)),
         }
     }
 
@@ -570,6 +622,8 @@ struct Session {
     got_hello: bool,
 }
 
+fn lost(message: String) -> End {
+    End::Reconnect {
 /// `d` from now; a duration too long for the clock means "never" (about 30 years).
 fn after(d: Duration) -> Instant {
     let now = Instant::now();
@@ -578,8 +632,6 @@ fn after(d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-fn lost(message: String) -> End {
-    End::Reconnect {
         reason: DisconnectReason::ConnectionLost(message),
         immediate: false,
     }

@@ -161,6 +161,27 @@ pub trait Sink: Send + 'static {
     /// since the calls are in order, applied). Saving it as the cursor avoids rescanning other
     /// advisors' entries on resume; doing nothing is also correct.
     fn seen(&mut self, seq: u64);
+
+    /// The gateway announced its log's identity (`hello.logId`); called before any entry of
+    /// the connection is applied. A sink that keeps a cursor remembers the first one with it
+    /// and answers [`LogCheck::Different`] for another: the client then stops
+    /// ([`StopReason::LogChanged`]) rather than resume a cursor on a log whose seqs mean other
+    /// entries. The default remembers nothing and accepts every log.
+    fn log(&mut self, log_id: &str) -> Result<LogCheck, Self::Error> {
+        let _ = log_id;
+        Ok(LogCheck::Same)
+    }
+}
+
+/// How the gateway's log compares with the one the sink's cursor belongs to ([`Sink::log`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogCheck {
+    /// The same log.
+    Same,
+    /// The sink knew no log yet and remembers this one.
+    Adopted,
+    /// Another log than `known`: the client stops.
+    Different { known: String },
 }
 
 /// The client's connection state, published on [`FeedClient::state`].
@@ -200,11 +221,11 @@ pub enum DisconnectReason {
     HeartbeatTimeout(Duration),
     #[error("the local store failed: {0}")]
     SinkFailed(String),
+}
+
     /// A message with a number outside its bound (`lockdesk_feed::BoundError`'s text).
     #[error("the gateway broke the feed protocol: {0}")]
     ProtocolError(String),
-}
-
 /// Why the client stopped for good.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StopReason {
@@ -216,6 +237,8 @@ pub enum StopReason {
     Unauthorized,
     #[error("the local cursor ({after}) is beyond the gateway's log (its data was reset?): the local store and the gateway disagree; not restarting from 0 on our own")]
     AfterBeyondEnd { after: u64 },
+    #[error("the gateway serves another log (id {found}) than the one this desk's data belongs to (id {known}): its database was reset or replaced, and its entry numbers now mean other entries; not resuming on it. To follow the new log, start this desk on a new local store (docs/feed-protocol.md, \"Log identity\")")]
+    LogChanged { known: String, found: String },
     #[error("the local store stopped (it was dropped)")]
     SinkGone,
     #[error("the local store panicked: {0}")]
@@ -237,8 +260,6 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     };
     // Shown to the user: keep it to a line.
     text.chars().take(300).collect()
-}
-
 /// Why [`FeedClient::spawn`] refused the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -264,9 +285,9 @@ pub(crate) struct Counters {
     malformed_frames: AtomicU64,
     unknown_messages: AtomicU64,
     duplicate_entries: AtomicU64,
-    out_of_bounds_entries: AtomicU64,
     entries_applied: AtomicU64,
     batches_applied: AtomicU64,
+    out_of_bounds_entries: AtomicU64,
     heartbeats: AtomicU64,
     connections: AtomicU64,
     applied_seq: AtomicU64,
@@ -287,11 +308,11 @@ pub struct CounterSnapshot {
     pub unknown_messages: u64,
     /// Entries whose `seq` was not above what we already had: skipped.
     pub duplicate_entries: u64,
+    pub entries_applied: u64,
+    pub batches_applied: u64,
     /// Entries with a valid `seq` and another number out of bounds: handed to the sink to be
     /// skipped and recorded.
     pub out_of_bounds_entries: u64,
-    pub entries_applied: u64,
-    pub batches_applied: u64,
     pub heartbeats: u64,
     /// Successful WebSocket upgrades.
     pub connections: u64,
@@ -380,9 +401,9 @@ impl FeedClient {
             malformed_frames: get(&c.malformed_frames),
             unknown_messages: get(&c.unknown_messages),
             duplicate_entries: get(&c.duplicate_entries),
-            out_of_bounds_entries: get(&c.out_of_bounds_entries),
             entries_applied: get(&c.entries_applied),
             batches_applied: get(&c.batches_applied),
+            out_of_bounds_entries: get(&c.out_of_bounds_entries),
             heartbeats: get(&c.heartbeats),
             connections: get(&c.connections),
             applied_seq: get(&c.applied_seq),

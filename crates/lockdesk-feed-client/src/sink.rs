@@ -12,6 +12,7 @@ use crate::{Entry, Sink};
 /// What the actor asks of the sink.
 pub(crate) enum Request {
     Cursor(oneshot::Sender<Result<u64, String>>),
+    Log(String, oneshot::Sender<Result<crate::LogCheck, String>>),
     /// Apply `entries` (if any), then, if that succeeded, report `seen`.
     Apply {
         entries: Vec<Entry>,
@@ -87,6 +88,17 @@ impl SinkThread {
         }
     }
 
+    /// Asks the sink whether `log_id` is the log its cursor belongs to ([`crate::Sink::log`]).
+    pub(crate) async fn log(&self, log_id: String) -> Result<crate::LogCheck, SinkError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Log(log_id, reply)).await?;
+        match rx.await {
+            Ok(Ok(check)) => Ok(check),
+            Ok(Err(e)) => Err(SinkError::Failed(e)),
+            Err(_) => Err(SinkError::Gone),
+        }
+    }
+
     /// Queues an apply; the returned receiver answers when it is done.
     pub(crate) async fn apply(
         &self,
@@ -123,6 +135,9 @@ fn handle<S: Sink>(sink: &mut S, request: Request) {
     match request {
         Request::Cursor(reply) => {
             let _ = reply.send(sink.cursor().map_err(|e| e.to_string()));
+        }
+        Request::Log(log_id, reply) => {
+            let _ = reply.send(sink.log(&log_id).map_err(|e| e.to_string()));
         }
         Request::Apply {
             entries,

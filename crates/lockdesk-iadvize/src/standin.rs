@@ -635,25 +635,17 @@ async fn graphql(
             &doc.sources,
         )]);
     }
+    // Fragments are reached through their spreads (validation refuses unused ones), each once.
     let mut retired = Vec::new();
+    let today = today();
     retired_fields(
         &doc,
         &operation.selection_set,
-        &today(),
+        &today,
         &mut Vec::new(),
         &mut retired,
     );
-    for fragment in doc.fragments.values() {
-        retired_fields(
-            &doc,
-            &fragment.selection_set,
-            &today(),
-            &mut Vec::new(),
-            &mut retired,
-        );
-    }
     if !retired.is_empty() {
-        retired.dedup_by(|a, b| a.message == b.message && a.locations == b.locations);
         return request_errors(retired);
     }
     let vars = body.get("variables").cloned().unwrap_or(Value::Null);
