@@ -622,8 +622,6 @@ struct Session {
     got_hello: bool,
 }
 
-fn lost(message: String) -> End {
-    End::Reconnect {
 /// `d` from now; a duration too long for the clock means "never" (about 30 years).
 fn after(d: Duration) -> Instant {
     let now = Instant::now();
@@ -632,6 +630,8 @@ fn after(d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+fn lost(message: String) -> End {
+    End::Reconnect {
         reason: DisconnectReason::ConnectionLost(message),
         immediate: false,
     }

@@ -221,11 +221,11 @@ pub enum DisconnectReason {
     HeartbeatTimeout(Duration),
     #[error("the local store failed: {0}")]
     SinkFailed(String),
-}
-
     /// A message with a number outside its bound (`lockdesk_feed::BoundError`'s text).
     #[error("the gateway broke the feed protocol: {0}")]
     ProtocolError(String),
+}
+
 /// Why the client stopped for good.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StopReason {
@@ -260,6 +260,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     };
     // Shown to the user: keep it to a line.
     text.chars().take(300).collect()
+}
+
 /// Why [`FeedClient::spawn`] refused the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -285,9 +287,9 @@ pub(crate) struct Counters {
     malformed_frames: AtomicU64,
     unknown_messages: AtomicU64,
     duplicate_entries: AtomicU64,
+    out_of_bounds_entries: AtomicU64,
     entries_applied: AtomicU64,
     batches_applied: AtomicU64,
-    out_of_bounds_entries: AtomicU64,
     heartbeats: AtomicU64,
     connections: AtomicU64,
     applied_seq: AtomicU64,
@@ -308,11 +310,11 @@ pub struct CounterSnapshot {
     pub unknown_messages: u64,
     /// Entries whose `seq` was not above what we already had: skipped.
     pub duplicate_entries: u64,
-    pub entries_applied: u64,
-    pub batches_applied: u64,
     /// Entries with a valid `seq` and another number out of bounds: handed to the sink to be
     /// skipped and recorded.
     pub out_of_bounds_entries: u64,
+    pub entries_applied: u64,
+    pub batches_applied: u64,
     pub heartbeats: u64,
     /// Successful WebSocket upgrades.
     pub connections: u64,
@@ -401,9 +403,9 @@ impl FeedClient {
             malformed_frames: get(&c.malformed_frames),
             unknown_messages: get(&c.unknown_messages),
             duplicate_entries: get(&c.duplicate_entries),
+            out_of_bounds_entries: get(&c.out_of_bounds_entries),
             entries_applied: get(&c.entries_applied),
             batches_applied: get(&c.batches_applied),
-            out_of_bounds_entries: get(&c.out_of_bounds_entries),
             heartbeats: get(&c.heartbeats),
             connections: get(&c.connections),
             applied_seq: get(&c.applied_seq),
