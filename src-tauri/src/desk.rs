@@ -75,8 +75,9 @@ impl DeskHolder {
     pub fn status(&self) -> DeskStatus {
         match self.current() {
             Some(s) => {
-                let st = s.status().borrow().clone();
-                desk_map::status(&st.feed, st.demo, st.cursor)
+                let rx = s.status();
+                let st = rx.borrow().clone();
+                status_of(&st, rx.has_changed().is_err())
             }
             None => DeskStatus {
                 feed: FeedStatus::Disconnected {
@@ -239,13 +240,31 @@ async fn forward_status<R: Runtime>(
             break;
         }
         let s = status.borrow_and_update().clone();
-        let dto = desk_map::status(&s.feed, s.demo, s.cursor);
+        let dto = status_of(&s, false);
         crate::tray::set_status(&app, &dto);
         let _ = app.emit(DESK_CHANGED, DeskEvent::Status { status: dto });
         if status.changed().await.is_err() {
+            // The service's status ended: its last value ("Connected"...) is no longer true.
+            if holder.generation.load(Ordering::SeqCst) == generation {
+                let dto = status_of(&s, true);
+                crate::tray::set_status(&app, &dto);
+                let _ = app.emit(DESK_CHANGED, DeskEvent::Status { status: dto });
+            }
             break;
         }
     }
+}
+
+/// The header's status from the service's; `ended`: the service's status channel is closed (its
+/// status task is gone), so its last value says nothing about now.
+fn status_of(s: &lockdesk_service::ServiceStatus, ended: bool) -> DeskStatus {
+    if ended {
+        let stopped = lockdesk_service::State::Stopped {
+            reason: lockdesk_service::StopReason::Failed("the desk has stopped".into()),
+        };
+        return desk_map::status(&stopped, s.demo, s.cursor);
+    }
+    desk_map::status(&s.feed, s.demo, s.cursor)
 }
 
 /// Which notification a change calls for, given the conversation's previous state.

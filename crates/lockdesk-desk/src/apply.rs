@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use lockdesk_audit::Kind;
 use lockdesk_conversation::{Alert, AuthState, Conversation, Event, MismatchSource};
-use lockdesk_feed::{Entry, EntryKind, Evidence};
+use lockdesk_feed::{Entry, EntryKind, Evidence, MAX_TIME_MS, MIN_TIME_MS};
 use lockdesk_verify::{Verdict, Verified};
 use rayon::prelude::*;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -187,6 +187,10 @@ fn verify_batch(desk: &Desk, entries: &[Entry]) -> Result<HashMap<u64, Verdict>,
             continue;
         }
         cursor = e.seq;
+        if e.check_bounds().is_err() {
+            // Skipped by `apply`: no token of it is verified.
+            continue;
+        }
         let token = |p: &Value| p.get("token").and_then(Value::as_str).map(str::to_owned);
         match e.kind {
             EntryKind::Evidence => {
@@ -229,12 +233,24 @@ pub(crate) fn apply(desk: &mut Desk, entries: &[Entry], now_ms: i64) -> Result<A
         change_seq: cursor,
     };
     for e in entries {
+        // A seq the store cannot hold (SQLite integers are signed 64-bit) cannot become the
+        // cursor: refuse the whole batch rather than save a cursor that reads back negative.
+        // (The feed client never hands one over: it drops such a connection.)
+        e.check_seq()
+            .map_err(|b| DeskError::Store(format!("refused: {b}")))?;
         if e.seq <= cursor {
             ctx.out.duplicates += 1;
             continue;
         }
         cursor = e.seq;
         ctx.change_seq = e.seq;
+        // Any other number out of bounds (reception times, related items, operator ids): the
+        // entry is recorded as skipped and the cursor moves past it.
+        if let Err(b) = e.check_fields() {
+            let received = e.received_at_ms.clamp(MIN_TIME_MS, MAX_TIME_MS);
+            ctx.skip(e.seq, received, b.to_string())?;
+            continue;
+        }
         ctx.entry(e, &mut verdicts, &*desk.verifier)?;
     }
     add_meta(&tx, "ignored", ctx.out.ignored)?;

@@ -189,7 +189,13 @@ impl Desk {
     ) -> Result<Applied, DeskError> {
         let applied = apply::apply(self, entries, now_ms)?;
         self.cursor = applied.cursor;
-        if let Some(latest) = entries.iter().map(|e| e.received_at_ms).max() {
+        // Only entries within the bounds were applied (the others were skipped).
+        let latest = entries
+            .iter()
+            .filter(|e| e.check_bounds().is_ok())
+            .map(|e| e.received_at_ms)
+            .max();
+        if let Some(latest) = latest {
             self.feed_clock_ms = Some(self.feed_clock_ms.map_or(latest, |c| c.max(latest)));
         }
         Ok(applied)

@@ -40,9 +40,12 @@ fn rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339(*ms))
 }
 
-/// `1767261600123` → `2026-01-01T10:00:00.123Z` (times before 1970 print as 1970).
+/// `1767261600123` → `2026-01-01T10:00:00.123Z`. Total: a time outside the feed's bounds
+/// (years 1970 to 9999, which RFC 3339 can write) prints as the nearest bound, never panics
+/// (the desk stores no such time from the feed; a store written by an older version might).
 pub fn format_rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let ms = ms.clamp(lockdesk_feed::MIN_TIME_MS, lockdesk_feed::MAX_TIME_MS);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
     humantime::format_rfc3339_millis(t).to_string()
 }
 

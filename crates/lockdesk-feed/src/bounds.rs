@@ -79,7 +79,7 @@ fn time(message: &str, field: &str, ms: i64) -> Result<(), BoundError> {
 fn operator_id(message: &str, field: &str, id: &Value) -> Result<(), BoundError> {
     // Only numbers are checked: a string or null is read as "no operator id", as before.
     if let Value::Number(n) = id {
-        if !n.as_u64().is_some_and(|v| v <= MAX_OPERATOR_ID) {
+        if n.as_u64().is_none_or(|v| v > MAX_OPERATOR_ID) {
             return Err(err(
                 message,
                 field,

@@ -21,7 +21,12 @@
 //! - a change is published only after the transaction that made it is committed;
 //! - the demo never mixes with real data: it lives in its own folder (`<data>/demo` by default),
 //!   which it resets at every start, and says it is a demo ([`ServiceStatus::demo`]);
-//! - secrets (credentials, the demo's generated secrets) never reach logs or `Debug` output.
+//! - secrets (credentials, the demo's generated secrets) never reach logs or `Debug` output;
+//! - no background task dies silently: each one (the clock, the status task, the backfill) is
+//!   watched through its `JoinHandle`; one that panics or ends stops the feed client and the
+//!   status becomes [`State::Stopped`] with [`StopReason::Failed`] naming the task and the
+//!   panic's message (the feed client reports its own and its sink's panics the same way). The
+//!   status says `Connected` only while the feed client does.
 //!
 //! Must not: block the async executor on SQLite or RSA; panic on anything the feed sends.
 
@@ -34,7 +39,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lockdesk_desk::{Change, Desk, DeskConfig, DeskError};
 use lockdesk_feed::Entry;
-use lockdesk_feed_client::{Credential, FeedClient, Sink, State, StopReason};
+use lockdesk_feed_client::{Credential, FeedClient, Sink};
+/// The feed client's state and stop reasons, which [`ServiceStatus::feed`] carries.
+pub use lockdesk_feed_client::{State, StopReason};
 use tokio::sync::{broadcast, watch};
 
 /// The desk store's file name in its data folder (the audit log lives in the same file).
@@ -220,6 +227,38 @@ fn clock(input: ClockInput<'_>) -> ClockDecision {
     }
 }
 
+/// Watches a background task: if it panics or ends (they all run until the service shuts down,
+/// which aborts them), the first such failure is recorded in `failure` ("the desk clock
+/// panicked: ..."), which the status task turns into [`State::Stopped`] and a stopped feed client.
+fn supervise(
+    name: &'static str,
+    task: tokio::task::JoinHandle<()>,
+    failure: &watch::Sender<Option<String>>,
+    tasks: &mut Vec<tokio::task::AbortHandle>,
+) {
+    tasks.push(task.abort_handle());
+    let failure = failure.clone();
+    let watcher = tokio::spawn(async move {
+        let why = match task.await {
+            Ok(()) => format!("{name} stopped unexpectedly"),
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => format!(
+                "{name} panicked: {}",
+                lockdesk_feed_client::panic_message(&*e.into_panic())
+            ),
+        };
+        tracing::error!("{why}");
+        failure.send_if_modified(|f| {
+            let first = f.is_none();
+            if first {
+                *f = Some(why);
+            }
+            first
+        });
+    });
+    tasks.push(watcher.abort_handle());
+}
+
 /// The feed client's sink: applies batches to the writer desk.
 struct DeskSink(Arc<Writer>);
 
@@ -263,7 +302,8 @@ pub struct DeskService {
     client: FeedClient,
     backfill: Option<watch::Receiver<backfill::BackfillStatus>>,
     status: watch::Receiver<ServiceStatus>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The background tasks and their watchers, aborted by [`DeskService::shutdown`].
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     demo: Mutex<Option<demo::Demo>>,
     demo_facts: Option<demo::DemoFacts>,
     data_dir: PathBuf,
@@ -341,6 +381,8 @@ impl DeskService {
             cursor: writer.lock().cursor(),
         });
         let mut tasks = Vec::new();
+        // The first background task to fail, for the status (see `supervise`).
+        let (failure_tx, mut failure_rx) = watch::channel::<Option<String>>(None);
 
         // The iAdvize backfill, when configured; a client that cannot be built is logged and
         // the desk runs without it.
@@ -349,7 +391,7 @@ impl DeskService {
             let (tx, rx) = watch::channel(backfill::BackfillStatus::default());
             match backfill::spawn(config, writer.clone(), reader.clone(), triggers, tx) {
                 Ok(task) => {
-                    tasks.push(task);
+                    supervise("the iAdvize backfill", task, &failure_tx, &mut tasks);
                     backfill_status = Some(rx);
                 }
                 Err(e) => tracing::error!("the iAdvize backfill cannot start: {e}"),
@@ -361,7 +403,7 @@ impl DeskService {
         let ticker = writer.clone();
         let every = options.tick_every.max(Duration::from_millis(50));
         let feed_for_clock = client.state();
-        tasks.push(tokio::spawn(async move {
+        let ticker_task = tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let started = tokio::time::Instant::now();
@@ -407,17 +449,37 @@ impl DeskService {
                             (false, _) => None,
                         };
                     }
+                    // A panic in `tick` (a bug) is the clock's failure, not a quiet stop.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(_) => break,
                 }
             }
-        }));
+        });
+        supervise("the desk clock", ticker_task, &failure_tx, &mut tasks);
 
         // The status: the feed state plus the cursor.
         let mut feed_state = client.state();
         let cursor_of = writer.clone();
-        tasks.push(tokio::spawn(async move {
+        let failed_client = client.clone();
+        let status_task = tokio::spawn(async move {
+            let mut stopping = false;
             loop {
-                let feed = feed_state.borrow_and_update().clone();
+                let failure = failure_rx.borrow_and_update().clone();
+                let feed = match failure {
+                    // A failed task stops the desk: nothing more is applied, and the status
+                    // says why instead of the feed's last state.
+                    Some(why) => {
+                        if !stopping {
+                            stopping = true;
+                            let client = failed_client.clone();
+                            tokio::spawn(async move { client.shutdown().await });
+                        }
+                        State::Stopped {
+                            reason: StopReason::Failed(why),
+                        }
+                    }
+                    None => feed_state.borrow_and_update().clone(),
+                };
                 let w = cursor_of.clone();
                 let cursor = tokio::task::spawn_blocking(move || w.lock().cursor())
                     .await
@@ -432,11 +494,17 @@ impl DeskService {
                 {
                     break;
                 }
-                if feed_state.changed().await.is_err() {
-                    break;
+                if stopping {
+                    // Final: keep the sender (and the status) alive until the service is dropped.
+                    std::future::pending::<()>().await;
+                }
+                tokio::select! {
+                    changed = feed_state.changed() => if changed.is_err() { break },
+                    changed = failure_rx.changed() => if changed.is_err() { break },
                 }
             }
-        }));
+        });
+        supervise("the status task", status_task, &failure_tx, &mut tasks);
 
         Ok(DeskService {
             writer,
@@ -526,6 +594,53 @@ mod tests {
             since_start: Duration::from_secs(1),
             behind_for: None,
         }
+    }
+
+    /// Waits until `watcher` records a failure, and returns it.
+    async fn failure_of(failed: &mut watch::Receiver<Option<String>>) -> Option<String> {
+        failed.wait_for(Option::is_some).await.unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_background_task_that_panics_or_ends_is_recorded_and_an_aborted_one_is_not() {
+        let (failure, mut failed) = watch::channel::<Option<String>>(None);
+        let mut tasks = Vec::new();
+        // Before the fix the clock's loop ended quietly when `tick` panicked on its blocking
+        // thread: nothing watched it, and the status kept its last value.
+        let ticker = tokio::spawn(async {
+            let r = tokio::task::spawn_blocking(|| panic!("tick failed (test)")).await;
+            if let Err(e) = r {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        });
+        supervise("the desk clock", ticker, &failure, &mut tasks);
+        assert_eq!(
+            failure_of(&mut failed).await.as_deref(),
+            Some("the desk clock panicked: tick failed (test)")
+        );
+
+        // An aborted task (the service shutting down) is no failure; one that ends on its own
+        // is. (The aborted task's watcher runs first: this runtime runs tasks in order.)
+        let (failure, mut failed) = watch::channel::<Option<String>>(None);
+        let mut tasks = Vec::new();
+        supervise(
+            "the desk clock",
+            tokio::spawn(std::future::pending::<()>()),
+            &failure,
+            &mut tasks,
+        );
+        tasks[0].abort();
+        tokio::task::yield_now().await;
+        supervise(
+            "the iAdvize backfill",
+            tokio::spawn(async {}),
+            &failure,
+            &mut tasks,
+        );
+        assert_eq!(
+            failure_of(&mut failed).await.as_deref(),
+            Some("the iAdvize backfill stopped unexpectedly")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockdesk_desk::{Change, Desk, DeskConfig, LookAlike};
-use lockdesk_feed_client::{Credential, State};
+use lockdesk_feed_client::{Credential, State, StopReason};
 use lockdesk_keys::{Setup, Source};
 use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent, DESK_FILE};
 
@@ -271,7 +271,11 @@ async fn follow(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             changed = status.changed() => {
-                if changed.is_err() { break; }
+                if changed.is_err() {
+                    // The service's status task is gone: never a quiet success.
+                    stopped = Some(StopReason::Failed("the desk's status task ended".into()));
+                    break;
+                }
                 let s = status.borrow_and_update().clone();
                 eprintln!("lockdesk-cli: {}", state_line(&s.feed));
                 if let State::Stopped { reason } = s.feed {
