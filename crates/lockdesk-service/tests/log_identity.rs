@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lockdesk_service::{DeskService, State, StopReason};
+use lockdesk_feed_client::{State, StopReason};
+use lockdesk_service::DeskService;
 use lockdesk_sim::SimKeys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
