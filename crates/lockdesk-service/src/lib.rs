@@ -37,9 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockdesk_desk::{Change, Desk, DeskConfig, DeskError};
+use lockdesk_desk::{Change, Desk, DeskConfig, DeskError, LogBinding};
 use lockdesk_feed::Entry;
-use lockdesk_feed_client::{Credential, FeedClient, Sink};
+use lockdesk_feed_client::{Credential, FeedClient, LogCheck, Sink};
 /// The feed client's state and stop reasons, which [`ServiceStatus::feed`] carries.
 pub use lockdesk_feed_client::{State, StopReason};
 use tokio::sync::{broadcast, watch};
@@ -292,6 +292,14 @@ impl Sink for DeskSink {
         if let Err(e) = self.0.lock().note_seen(seq) {
             tracing::warn!("cannot save the heartbeat's cursor: {e}");
         }
+    }
+
+    fn log(&mut self, log_id: &str) -> Result<LogCheck, DeskError> {
+        Ok(match self.0.lock().bind_log(log_id)? {
+            LogBinding::Same => LogCheck::Same,
+            LogBinding::Adopted => LogCheck::Adopted,
+            LogBinding::Different { known } => LogCheck::Different { known },
+        })
     }
 }
 
