@@ -474,6 +474,40 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_crosses_ipc_typed_and_an_unknown_one_as_unknown() {
+        // Each verifier reason and each mismatch reason has its own variant, serialised as the
+        // code itself.
+        let mut seen = std::collections::BTreeSet::new();
+        let codes = lockdesk_verify::Reason::ALL
+            .iter()
+            .map(|r| r.code())
+            .chain([TOKEN_USER_ID_DIFFERS, PLATFORM_USER_ID_DIFFERS]);
+        for code in codes {
+            let r = ReasonCode::from_code(code);
+            assert_ne!(r, ReasonCode::Unknown, "{code}");
+            assert!(seen.insert(r), "{code} shares a variant");
+            assert_eq!(serde_json::to_value(r).unwrap(), json!(code));
+            let back: ReasonCode = serde_json::from_value(json!(code)).unwrap();
+            assert_eq!(back, r);
+        }
+        assert_eq!(seen.len(), 18);
+        assert_eq!(
+            ReasonCode::from_code(TOKEN_USER_ID_DIFFERS),
+            ReasonCode::TokenUserIdDiffers
+        );
+        // A code from a newer or older store is `unknown`, never passed on as it is.
+        for code in ["signature_invalid", "", "BAD_SIGNATURE", "<b>x</b>"] {
+            assert_eq!(ReasonCode::from_code(code), ReasonCode::Unknown, "{code}");
+            let back: ReasonCode = serde_json::from_value(json!(code)).unwrap();
+            assert_eq!(back, ReasonCode::Unknown);
+        }
+        assert_eq!(
+            serde_json::to_value(ReasonCode::Unknown).unwrap(),
+            json!("unknown")
+        );
+    }
+
+    #[test]
     fn a_row_serialises_in_camel_case_with_nulls() {
         let row = ConversationRow {
             id: "c1".into(),
@@ -541,39 +575,5 @@ mod tests {
         assert_eq!(v["alert"]["kind"], json!("reused_user_id"));
         assert_eq!(v["alert"]["conversationId"], json!("c1"));
         assert_eq!(a.revision(), Some(9));
-    #[test]
-    fn every_reason_crosses_ipc_typed_and_an_unknown_one_as_unknown() {
-        // Each verifier reason and each mismatch reason has its own variant, serialised as the
-        // code itself.
-        let mut seen = std::collections::BTreeSet::new();
-        let codes = lockdesk_verify::Reason::ALL
-            .iter()
-            .map(|r| r.code())
-            .chain([TOKEN_USER_ID_DIFFERS, PLATFORM_USER_ID_DIFFERS]);
-        for code in codes {
-            let r = ReasonCode::from_code(code);
-            assert_ne!(r, ReasonCode::Unknown, "{code}");
-            assert!(seen.insert(r), "{code} shares a variant");
-            assert_eq!(serde_json::to_value(r).unwrap(), json!(code));
-            let back: ReasonCode = serde_json::from_value(json!(code)).unwrap();
-            assert_eq!(back, r);
-        }
-        assert_eq!(seen.len(), 18);
-        assert_eq!(
-            ReasonCode::from_code(TOKEN_USER_ID_DIFFERS),
-            ReasonCode::TokenUserIdDiffers
-        );
-        // A code from a newer or older store is `unknown`, never passed on as it is.
-        for code in ["signature_invalid", "", "BAD_SIGNATURE", "<b>x</b>"] {
-            assert_eq!(ReasonCode::from_code(code), ReasonCode::Unknown, "{code}");
-            let back: ReasonCode = serde_json::from_value(json!(code)).unwrap();
-            assert_eq!(back, ReasonCode::Unknown);
-        }
-        assert_eq!(
-            serde_json::to_value(ReasonCode::Unknown).unwrap(),
-            json!("unknown")
-        );
-    }
-
     }
 }

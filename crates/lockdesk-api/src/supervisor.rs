@@ -182,17 +182,17 @@ pub struct ExportResult {
     pub head_hash: Option<String>,
 }
 
+/// A row's reason as the UI gets it (an unknown code is [`ReasonCode::Unknown`]).
+fn reason(r: &dc::ConversationRow) -> Option<ReasonCode> {
+    r.reason.as_deref().map(ReasonCode::from_code)
+}
+
 fn row_matches(r: &dc::ConversationRow, f: &SupervisorFilters) -> bool {
     if let Some(s) = f.state {
         if state_name(&r.state) != s && state_name(&r.auth_state) != s {
             return false;
         }
     }
-/// A row's reason as the UI gets it (an unknown code is [`ReasonCode::Unknown`]).
-fn reason(r: &dc::ConversationRow) -> Option<ReasonCode> {
-    r.reason.as_deref().map(ReasonCode::from_code)
-}
-
     if f.reason.is_some() && reason(r) != f.reason {
         return false;
     }
