@@ -152,6 +152,7 @@ async function scanRows() {
             user: row.querySelector('[data-testid="row-user-id"]')?.textContent ?? null,
             badge: badge?.textContent.replace(/\\s+/g, ' ').trim() ?? null,
             imitates: badge?.querySelector('bdi')?.textContent ?? null,
+            mixed: row.querySelector('[data-testid="mixed-script"]')?.textContent ?? null,
             chips: [...row.querySelectorAll('.hazard')].map((c) => c.textContent),
           });
         }
@@ -174,15 +175,30 @@ async function measureBadge(key) {
        await frame();
        const body = row.querySelector('[data-testid="conversation-row-body"]');
        const badge = row.querySelector('[data-testid="look-alike"]');
+       const mixed = row.querySelector('[data-testid="mixed-script"]');
        const icon = row.querySelector('svg[role="img"]');
        const box = (e) => { const b = e.getBoundingClientRect(); return { left: b.left, right: b.right, top: b.top, bottom: b.bottom, width: b.width, height: b.height }; };
        const style = (e) => { const c = getComputedStyle(e); return { visibility: c.visibility, display: c.display, opacity: c.opacity, color: c.color, background: c.backgroundColor, borderLeft: c.borderLeftStyle + ' ' + c.borderLeftColor }; };
-       const out = { row: box(row), list: box(list), body: style(body), icon: icon.getAttribute('aria-label') };
+       // Text cut by the ellipsis: an inline box wider than its container's content box.
+       const cut = (outer, inner) => {
+         if (!outer || !inner) return null;
+         const c = getComputedStyle(outer);
+         return inner.getBoundingClientRect().right > outer.getBoundingClientRect().right - parseFloat(c.paddingRight) - parseFloat(c.borderRightWidth) + 0.5;
+       };
+       const user = row.querySelector('[data-testid="row-user-id"]');
+       const out = { row: box(row), list: box(list), body: style(body), icon: icon.getAttribute('aria-label'),
+         userCut: cut(user, user?.querySelector('bdi')) };
        if (badge) {
          const b = box(badge);
          const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
          Object.assign(out, { badge: b, badgeStyle: style(badge), badgeText: badge.textContent.replace(/\\s+/g, ' ').trim(),
-           onTop: badge.contains(hit), clipped: badge.scrollWidth > badge.clientWidth + 1 });
+           onTop: badge.contains(hit), clipped: badge.scrollWidth > badge.clientWidth || cut(badge, badge.querySelector('.mono')) });
+       }
+       if (mixed) {
+         const b = box(mixed);
+         const hit = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+         Object.assign(out, { mixed: b, mixedStyle: style(mixed), mixedText: mixed.textContent.trim(),
+           mixedOnTop: mixed.contains(hit), mixedClipped: mixed.scrollWidth > mixed.clientWidth });
        }
        done(out);
      })().catch((e) => done({ error: String(e) }));`,
@@ -233,7 +249,8 @@ test("the look-alike's row shows a visible badge naming the identity it imitates
   const genuine = rows.find((r) => r.key === ids.genuine);
   assert.equal(imitator.user, CYRILLIC);
   assert.equal(genuine.user, GENUINE);
-  assert.match(imitator.badge, new RegExp(`^⚠ ?Look-alike of ${GENUINE} · Mixed scripts$`));
+  assert.match(imitator.badge, new RegExp(`^⚠ ?Look-alike of ${GENUINE}$`));
+  assert.equal(imitator.mixed, 'Mixed scripts');
   assert.equal(imitator.imitates, GENUINE);
 
   const m = await measureBadge(ids.cyrillic);
@@ -244,22 +261,30 @@ test("the look-alike's row shows a visible badge naming the identity it imitates
   assert.notEqual(m.badgeStyle.display, 'none');
   assert.equal(m.badgeStyle.opacity, '1');
   assert.equal(m.onTop, true, 'nothing covers the badge');
-  assert.equal(m.clipped, false, 'the badge text is not cut off');
+  assert.equal(m.clipped, false, 'the badge text (the imitated id) is not cut off');
+  assert.equal(m.userCut, false, "the look-alike's userId is not cut off");
   assert.ok(m.badge.left >= m.row.left - 1 && m.badge.right <= m.row.right + 1, 'inside its row, across');
   assert.ok(m.badge.top >= m.row.top - 1 && m.badge.bottom <= m.row.bottom + 1, 'inside its row, down');
   assert.ok(m.badge.top >= m.list.top && m.badge.bottom <= m.list.bottom, 'inside the visible list');
   assert.ok(contrast(m.badgeStyle.color, m.badgeStyle.background) >= 4.5, `badge contrast (${m.badgeStyle.color} on ${m.badgeStyle.background})`);
+  // "Mixed scripts" beside the userId: drawn, uncovered, uncut, inside the row.
+  assert.ok(m.mixed && m.mixed.width > 30 && m.mixed.height > 8, `mixed-scripts tag ${JSON.stringify(m.mixed)}`);
+  assert.equal(m.mixedStyle.visibility, 'visible');
+  assert.equal(m.mixedOnTop, true, 'nothing covers the mixed-scripts tag');
+  assert.equal(m.mixedClipped, false, 'the mixed-scripts tag is not cut off');
+  assert.ok(m.mixed.left >= m.row.left - 1 && m.mixed.right <= m.row.right + 1, 'the tag is inside its row');
   // The padlock's spoken name says it too.
   assert.equal(m.icon, `Secured (Look-alike of ${GENUINE})`);
   await screenshot(driver, '30-lookalike-row');
 
-  // The genuine row does not look like it: no "Mixed scripts" badge (the desk may mark it as
-  // having a look-alike), a padlock named differently, and a different edge.
+  // The genuine row does not look like it: the desk marks it as having a look-alike (its badge
+  // names the Cyrillic one, which reads the same), but only the imitation carries the
+  // "Mixed scripts" tag.
   const g = await measureBadge(ids.genuine);
   assert.ok(g, 'the genuine row');
-  assert.doesNotMatch(g.badgeText ?? '', /Mixed scripts/);
-  assert.notEqual(g.badgeText ?? null, m.badgeText);
-  assert.notEqual(g.icon, m.icon, 'the two padlocks are not named alike');
+  assert.equal(g.mixed, undefined, 'no mixed-scripts tag on the genuine row');
+  assert.equal(g.userCut, false, "the genuine userId is not cut off");
+  assert.equal(genuine.mixed, null);
 });
 
 test('a zero-width space shows as its marker: in the signed name on the list, and in the refused id', async () => {

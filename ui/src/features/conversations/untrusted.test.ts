@@ -64,7 +64,10 @@ describe('the list row', () => {
   it('marks a look-alike userId with a badge naming the identity it imitates, in English and French', () => {
     const lookAlike = row({ id: 'c-fake', userId: '\u0441ust-48151623', lookAlike: { imitates: GENUINE, mixedScript: true } });
     const { unmount } = render(ConversationRow, { props: { row: lookAlike, now: T0 } });
-    expect(screen.getByTestId('look-alike')).toHaveTextContent(`Look-alike of ${GENUINE} · Mixed scripts`);
+    // The badge names the imitated identity; "Mixed scripts" is a tag beside the userId.
+    expect(screen.getByTestId('look-alike')).toHaveTextContent(new RegExp(`^\\W*Look-alike of ${GENUINE}$`));
+    expect(screen.getByTestId('mixed-script')).toHaveTextContent('Mixed scripts');
+    expect(screen.getByTestId('row-user-id').nextElementSibling).toBe(screen.getByTestId('mixed-script'));
     expect(screen.getByTestId('conversation-row-body')).toHaveClass('lookalike');
     // The padlock's spoken name says it too.
     expect(screen.getByRole('img', { name: `Secured (Look-alike of ${GENUINE})` })).toBeInTheDocument();
@@ -72,7 +75,8 @@ describe('the list row', () => {
 
     setLanguage('fr');
     render(ConversationRow, { props: { row: lookAlike, now: T0 } });
-    expect(screen.getByTestId('look-alike')).toHaveTextContent(`Sosie de ${GENUINE} · Écritures mélangées`);
+    expect(screen.getByTestId('look-alike')).toHaveTextContent(`Sosie de ${GENUINE}`);
+    expect(screen.getByTestId('mixed-script')).toHaveTextContent('Écritures mélangées');
     expect(screen.getByTestId('look-alike')).toHaveAttribute('title', expect.stringContaining('ressemble à une autre identité'));
   });
 
@@ -81,9 +85,11 @@ describe('the list row', () => {
       props: { row: row({ userId: 'p\u0430ypal-1', lookAlike: { imitates: null, mixedScript: true } }), now: T0 },
     });
     expect(screen.getByTestId('look-alike')).toHaveTextContent(/^\W*Mixed scripts$/);
+    expect(screen.queryByTestId('mixed-script')).toBeNull(); // said once
     unmount();
     render(ConversationRow, { props: { row: row({ userId: GENUINE, lookAlike: null }), now: T0 } });
     expect(screen.queryByTestId('look-alike')).toBeNull();
+    expect(screen.queryByTestId('mixed-script')).toBeNull();
     expect(screen.getByTestId('conversation-row-body')).not.toHaveClass('lookalike');
     expect(screen.getByRole('img', { name: 'Secured' })).toBeInTheDocument();
   });
@@ -104,7 +110,8 @@ describe('the identity card', () => {
     const { container } = render(IdentityCard, { props: { identity: card, now: T0 } });
     const user = screen.getByTestId('identity-user-id');
     expect(user).toHaveClass('lookalike');
-    expect(within(user).getByTestId('look-alike')).toHaveTextContent(`Look-alike of ${GENUINE}`);
+    // On the card, one badge says both.
+    expect(within(user).getByTestId('look-alike')).toHaveTextContent(`Look-alike of ${GENUINE} · Mixed scripts`);
     const signed = screen.getAllByTestId('signed-field');
     expect(signed[0]).toHaveTextContent('alice⟨U+200B⟩@example.com');
     expect(within(signed[0]!).getByRole('img', { name: 'Invisible character U+200B' })).toBeInTheDocument();
