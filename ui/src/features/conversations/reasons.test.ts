@@ -12,7 +12,7 @@ import { row, T0 } from './fixtures';
 
 afterEach(() => setLanguage('en'));
 
-const MISMATCH: Record<'en' | 'fr', Record<string, string>> = {
+const MISMATCH: Record<'en' | 'fr', Record<'token_user_id_differs' | 'platform_user_id_differs', string>> = {
   en: {
     token_user_id_differs: 'a valid token proved another userId',
     platform_user_id_differs: 'iAdvize’s profile names another userId',
