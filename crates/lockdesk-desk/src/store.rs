@@ -150,8 +150,53 @@ CREATE TABLE feed_log (
 "#,
 ];
 
+/// The store holds personal data (names, e-mails): owner-only (0600) on Unix. SQLite creates the
+/// `-wal` and `-shm` files with the main file's mode, so the main file is created 0600 before
+/// SQLite opens it; an older store (or its `-wal`/`-shm`) readable by others is tightened.
+fn make_private(path: &std::path::Path) -> Result<(), DeskError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let err = |what: &std::path::Path, e: std::io::Error| {
+            DeskError::Store(format!("cannot make {} owner-only: {e}", what.display()))
+        };
+        if !path.exists() {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                // Another handle created it meanwhile: tightened below like any existing file.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(path, e)),
+            }
+        }
+        let mut names = vec![path.to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name.into());
+        }
+        for file in names {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| err(&file, e))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Opens (creating if needed) and migrates the store.
 pub(crate) fn open(path: &std::path::Path) -> Result<Connection, DeskError> {
+    make_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

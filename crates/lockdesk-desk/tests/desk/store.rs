@@ -271,6 +271,34 @@ fn migrations_create_reopen_and_refuse_a_newer_schema() {
     assert!(err.to_string().contains("newer than this program"), "{err}");
 }
 
+/// The store holds names and e-mails: the file and its `-wal`/`-shm` are owner-only, whatever
+/// the umask; an older store readable by others is tightened when opened.
+#[cfg(unix)]
+#[test]
+fn the_store_and_its_wal_and_shm_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = dir.path().join("desk.sqlite3");
+    let mut desk = world.desk(&db);
+    desk.apply(&[push(1, T0_MS, "c1", "v1")], T0_MS).unwrap();
+    let wal = dir.path().join("desk.sqlite3-wal");
+    let shm = dir.path().join("desk.sqlite3-shm");
+    for p in [&db, &wal, &shm] {
+        assert!(p.exists(), "{}", p.display());
+        assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
+    drop(desk);
+    // A store left 0644 by an older version.
+    let old = dir.path().join("old.sqlite3");
+    drop(world.desk(&old));
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let desk = world.desk(&old);
+    assert_eq!(mode(&old), 0o600);
+    drop(desk);
+}
+
 #[test]
 fn backfill_compares_the_platform_user_id_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
