@@ -115,12 +115,14 @@ pub async fn supervisor_overview(
     crate::supervisor::overview(holder.inner().clone(), filters).await
 }
 
-/// Verifies the audit log's whole chain (what `lockdesk-cli audit verify` does).
+/// Verifies the audit log's whole chain and checks the store against it (what `lockdesk-cli
+/// audit verify` does).
 #[tauri::command]
-pub async fn audit_status(
+pub async fn audit_status<R: Runtime>(
+    app: AppHandle<R>,
     holder: State<'_, Arc<DeskHolder>>,
 ) -> Result<lockdesk_api::AuditStatus, IpcError> {
-    crate::supervisor::audit_status(holder.inner().clone()).await
+    crate::supervisor::audit_status(app, holder.inner().clone()).await
 }
 
 /// Writes the audit log to a new file in the desk's `exports/` folder.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use lockdesk_api::desk_map;
 use lockdesk_api::{
     ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, DeskStatus, FeedStatus, History,
-    IpcError, IpcErrorCode,
+    IpcError, IpcErrorCode, StoreIntegrity,
 };
 use lockdesk_config::{Config, Language};
 use lockdesk_desk::{Change, ConversationQuery};
@@ -37,6 +37,12 @@ pub struct DeskHolder {
     revision: AtomicU64,
     /// Bumped at each (re)start: a forwarder of an older service stops emitting.
     generation: AtomicU64,
+    /// `config.toml` could not be read or parsed: nothing was started (not even the demo).
+    config_error: Mutex<Option<String>>,
+    /// The latest check of the store against the audit chain (at start, then "Verify again").
+    integrity: Mutex<Option<StoreIntegrity>>,
+    /// The running desk's configured session lifetime, for that check.
+    lifetime_secs: std::sync::atomic::AtomicI64,
 }
 
 impl DeskHolder {
@@ -55,6 +61,29 @@ impl DeskHolder {
     /// True once [`start`] has run (the app starts the desk in its setup).
     pub fn started(&self) -> bool {
         self.generation.load(Ordering::SeqCst) > 0
+    }
+
+    /// Records a check of the store against the audit chain (what the list shows with it).
+    pub(crate) fn set_integrity(&self, integrity: StoreIntegrity) {
+        *self.integrity.lock().unwrap_or_else(|p| p.into_inner()) = Some(integrity);
+    }
+
+    pub(crate) fn integrity(&self) -> Option<StoreIntegrity> {
+        self.integrity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn lifetime_secs(&self) -> i64 {
+        self.lifetime_secs.load(Ordering::SeqCst)
+    }
+
+    /// A new revision, announced as `reset`: the window lists again (after a check of the
+    /// store, whose result comes with the list).
+    pub(crate) fn announce_reset<R: Runtime>(&self, app: &AppHandle<R>) {
+        let revision = self.next_revision();
+        let _ = app.emit(DESK_CHANGED, DeskEvent::Reset { revision });
     }
 
     fn next_revision(&self) -> u64 {
@@ -80,13 +109,21 @@ impl DeskHolder {
                 status_of(&st, rx.has_changed().is_err())
             }
             None => DeskStatus {
-                feed: FeedStatus::Disconnected {
-                    reason: self
-                        .failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                        .unwrap_or_else(|| "the desk is starting".into()),
+                feed: match self
+                    .config_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                {
+                    Some(reason) => FeedStatus::ConfigUnreadable { reason },
+                    None => FeedStatus::Disconnected {
+                        reason: self
+                            .failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone()
+                            .unwrap_or_else(|| "the desk is starting".into()),
+                    },
                 },
                 demo: false,
                 last_seq: None,
@@ -113,12 +150,14 @@ pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
     // one emitted before it is already reflected in the rows (see ui/src/ipc/desk.ts).
     let revision = holder.revision.load(Ordering::SeqCst);
     let status = holder.status();
+    let integrity = holder.integrity();
     if holder.current().is_none() {
         // Starting (or failed to start: the status says why). The UI lists again on `reset`.
         return Ok(DeskSnapshot {
             status,
             conversations: Vec::new(),
             revision,
+            integrity: None,
         });
     }
     let mut conversations = with_service(holder, |s| {
@@ -142,6 +181,7 @@ pub async fn list(holder: Arc<DeskHolder>) -> Result<DeskSnapshot, IpcError> {
         status,
         conversations,
         revision,
+        integrity,
     })
 }
 
@@ -186,12 +226,52 @@ pub async fn start<R: Runtime>(app: AppHandle<R>) {
         old.shutdown().await;
     }
 
-    let config = tauri::async_runtime::spawn_blocking(move || settings.load())
+    *holder.integrity.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let loaded = tauri::async_runtime::spawn_blocking(move || settings.load())
         .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let started = if config.has_feed() {
+        .unwrap_or_else(|e| {
+            Err(IpcError::new(
+                IpcErrorCode::Internal,
+                format!("reading the configuration: {e}"),
+            ))
+        });
+    // A configuration that exists but cannot be read is never taken for "nothing configured":
+    // no demo, the file left untouched, the reason on the first screen.
+    let config = match loaded {
+        Ok(c) => {
+            *holder
+                .config_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            c
+        }
+        Err(e) => {
+            tracing::error!("the configuration could not be read: {}", e.message);
+            *holder
+                .config_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e.message);
+            let _ = app.emit(
+                DESK_CHANGED,
+                DeskEvent::Status {
+                    status: holder.status(),
+                },
+            );
+            crate::tray::set_status(&app, &holder.status());
+            holder.announce_reset(&app);
+            return;
+        }
+    };
+    let demo = !config.has_feed();
+    holder.lifetime_secs.store(
+        if demo {
+            DemoSettings::default().session_lifetime_secs
+        } else {
+            i64::from(config.verification.session_lifetime_mins) * 60
+        },
+        Ordering::SeqCst,
+    );
+    let started = if !demo {
         tracing::info!("starting the desk on the configured gateway");
         DeskService::start(Options::from_config(&config, &data_dir)).await
     } else {
@@ -225,7 +305,71 @@ pub async fn start<R: Runtime>(app: AppHandle<R>) {
         service.clone(),
         generation,
     ));
+    tauri::async_runtime::spawn(check_store(
+        app.clone(),
+        holder.clone(),
+        service.clone(),
+        generation,
+    ));
     tauri::async_runtime::spawn(forward_changes(app, holder, service, config, generation));
+}
+
+/// At desk start: the store checked against the audit chain (linear in the log: about 2 s per
+/// million entries on the development machine), off the UI thread. Until it ends the list
+/// shows no verdict on it; then the window lists again with the result, so a row edited
+/// offline is shown as unverifiable and a banner says what disagrees.
+async fn check_store<R: Runtime>(
+    app: AppHandle<R>,
+    holder: Arc<DeskHolder>,
+    service: Arc<DeskService>,
+    generation: u64,
+) {
+    let dir = service.data_dir().to_owned();
+    let lifetime = holder.lifetime_secs();
+    let started = std::time::Instant::now();
+    let result = crate::commands::blocking(move || {
+        lockdesk_api::supervisor::audit_check(&dir, lifetime, lockdesk_service::now_ms())
+    })
+    .await;
+    if holder.generation.load(Ordering::SeqCst) != generation {
+        return;
+    }
+    match result {
+        Ok((status, integrity)) => {
+            if integrity.ok {
+                tracing::info!(
+                    entries = status.entries,
+                    ms = started.elapsed().as_millis() as u64,
+                    "the store agrees with the audit log"
+                );
+            } else {
+                tracing::error!(
+                    problems = integrity.problem_count,
+                    first = integrity.problems.first().map(String::as_str).unwrap_or(""),
+                    "the store disagrees with the audit log"
+                );
+            }
+            holder.set_integrity(integrity);
+        }
+        Err(e) => {
+            tracing::error!(
+                "the store could not be checked against the audit log: {}",
+                e.message
+            );
+            holder.set_integrity(StoreIntegrity {
+                ok: false,
+                problem_count: 1,
+                problems: vec![format!(
+                    "the store could not be checked against the audit log: {}",
+                    e.message
+                )],
+                conversation_ids: Vec::new(),
+                chain_broken: false,
+                checked_at_ms: lockdesk_service::now_ms(),
+            });
+        }
+    }
+    holder.announce_reset(&app);
 }
 
 async fn forward_status<R: Runtime>(

@@ -43,9 +43,24 @@ pub async fn overview(
     .await
 }
 
-pub async fn audit_status(holder: Arc<DeskHolder>) -> Result<AuditStatus, IpcError> {
+/// The chain and the store checked against it ("Verify again"); the list's verdict on the
+/// store (rows shown as unverifiable, the banner) follows this latest check.
+pub async fn audit_status<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    holder: Arc<DeskHolder>,
+) -> Result<AuditStatus, IpcError> {
     let dir = store_dir(&holder)?;
-    blocking(move || supervisor::audit_status(&dir)).await
+    let lifetime = holder.lifetime_secs();
+    let (status, integrity) =
+        blocking(move || supervisor::audit_check(&dir, lifetime, lockdesk_service::now_ms()))
+            .await?;
+    let changed = holder.integrity().as_ref().map(|i| (i.ok, &i.problems))
+        != Some((integrity.ok, &integrity.problems));
+    holder.set_integrity(integrity);
+    if changed {
+        holder.announce_reset(&app);
+    }
+    Ok(status)
 }
 
 pub async fn export(
@@ -168,6 +183,107 @@ mod tests {
         assert!(text.starts_with("seq,"), "a CSV header first");
         assert!(text.lines().count() as u64 > exported["entries"].as_u64().unwrap());
         assert!(!path.with_extension("csv.part").exists());
+
+        let service = h
+            .app
+            .state::<std::sync::Arc<crate::desk::DeskHolder>>()
+            .running()
+            .unwrap();
+        tauri::async_runtime::block_on(service.shutdown());
+    }
+
+    /// The store edited offline while the desk runs (a failed conversation flipped to secured
+    /// with someone else's userId): "Verify again" names it, and the list then carries it as
+    /// unverifiable. Before the edit, the check at desk start found the live demo's store in
+    /// agreement.
+    #[test]
+    fn a_row_edited_behind_the_desks_back_is_named_and_shown_unverifiable() {
+        let h = harness();
+        tauri::async_runtime::block_on(crate::desk::start(h.app.handle().clone()));
+        let db = h.dir.path().join("data/demo/desk.sqlite3");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        // A closed failed conversation (nothing changes it any more) and a verified person.
+        let (failed, victim) = loop {
+            let found = (|| {
+                let conn = rusqlite::Connection::open(&db).ok()?;
+                conn.busy_timeout(Duration::from_secs(10)).ok()?;
+                let failed: String = conn
+                    .query_row(
+                        "SELECT conversation_id FROM conversations
+                         WHERE state = 'closed' AND auth_state = 'failed' LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .ok()?;
+                let victim: String = conn
+                    .query_row(
+                        "SELECT user_id FROM conversations WHERE user_id IS NOT NULL LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .ok()?;
+                Some((failed, victim))
+            })();
+            if let Some(f) = found {
+                break f;
+            }
+            assert!(Instant::now() < deadline, "no failed demo conversation");
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        // The check at start has run and found nothing wrong.
+        let snapshot = loop {
+            let s = invoke(&h, "list_conversations", json!({})).unwrap();
+            if !s["integrity"].is_null() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no check at desk start: {s}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(
+            snapshot["integrity"]["ok"],
+            json!(true),
+            "{}",
+            snapshot["integrity"]
+        );
+
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.execute(
+            "UPDATE conversations SET auth_state = 'secured', reason = NULL, user_id = ?1
+             WHERE conversation_id = ?2",
+            [&victim, &failed],
+        )
+        .unwrap();
+        drop(conn);
+
+        let status = invoke(&h, "audit_status", json!({})).unwrap();
+        assert_eq!(status["ok"], json!(false), "{status}");
+        assert_eq!(
+            status["brokenAt"],
+            json!(null),
+            "the chain itself is intact"
+        );
+        assert!(
+            status["storeProblemCount"].as_u64().unwrap() >= 1,
+            "{status}"
+        );
+        let problems = status["storeProblems"].to_string();
+        assert!(
+            problems.contains(&format!(
+                "conversation {failed} shows closed, secured/{victim}"
+            )) && problems.contains("but the audit log says closed, failed"),
+            "{problems}"
+        );
+        let s = invoke(&h, "list_conversations", json!({})).unwrap();
+        assert_eq!(s["integrity"]["ok"], json!(false));
+        assert!(
+            s["integrity"]["conversationIds"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(failed)),
+            "{}",
+            s["integrity"]
+        );
 
         let service = h
             .app

@@ -184,3 +184,60 @@ fn commands_the_ui_does_not_use_do_not_exist() {
         "{err}"
     );
 }
+
+/// A config.toml that exists but cannot be read (a directory in its place; invalid UTF-8; a
+/// syntax error) never starts the demo as if nothing were configured: the first screen's
+/// commands say the configuration could not be read, and why, and the file stays as it was.
+#[test]
+fn an_unreadable_configuration_is_reported_on_the_first_screen_and_starts_nothing() {
+    let secret = "sk-live-0a1b2c3d4e5f";
+    let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, &str)> = vec![
+        (
+            "a directory",
+            Box::new(|p| std::fs::create_dir_all(p).unwrap()),
+            "config.toml",
+        ),
+        (
+            "invalid UTF-8",
+            Box::new(|p| std::fs::write(p, b"[feed]\nurl = \"wss://gw\xff\xfe\"\n").unwrap()),
+            "UTF-8",
+        ),
+        (
+            "a syntax error on the credential line",
+            Box::new(move |p| {
+                std::fs::write(p, format!("[feed]\ncredential = \"{secret}\n")).unwrap()
+            }),
+            "line 2",
+        ),
+    ];
+    for (what, make, reason_has) in cases {
+        let h = harness();
+        let path = h.dir.path().join("config/config.toml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        make(&path);
+        let before = std::fs::read(&path).ok();
+        tauri::async_runtime::block_on(crate::desk::start(h.app.handle().clone()));
+
+        let feed = invoke(&h, "feed_status", json!({})).unwrap();
+        assert_eq!(feed["state"], json!("config_unreadable"), "{what}: {feed}");
+        let reason = feed["reason"].as_str().unwrap();
+        assert!(reason.contains(reason_has), "{what}: {reason}");
+        assert!(!reason.contains(secret), "{what}: {reason}");
+        let list = invoke(&h, "list_conversations", json!({})).unwrap();
+        assert_eq!(list["status"]["demo"], json!(false), "{what}: {list}");
+        assert_eq!(list["status"]["feed"]["state"], json!("config_unreadable"));
+        assert_eq!(list["conversations"], json!([]));
+        assert!(!list.to_string().contains(secret));
+        // Nothing started: no demo folder, and the file is as it was.
+        assert!(
+            !h.dir.path().join("data/demo").exists(),
+            "{what}: the demo started"
+        );
+        assert_eq!(std::fs::read(&path).ok(), before, "{what}");
+        assert_eq!(path.is_dir(), what == "a directory");
+        // Settings says so too, without the secret.
+        let view = invoke(&h, "get_settings", json!({})).unwrap();
+        assert!(!view["loadError"].is_null(), "{what}");
+        assert!(!view.to_string().contains(secret), "{what}");
+    }
+}

@@ -17,6 +17,7 @@ pub fn status_text(status: &DeskStatus) -> String {
         FeedStatus::NotConfigured => "No gateway configured".to_owned(),
         FeedStatus::Connecting { .. } => "Connecting…".to_owned(),
         FeedStatus::Connected { .. } => "Connected".to_owned(),
+        FeedStatus::ConfigUnreadable { .. } => "Configuration unreadable".to_owned(),
         FeedStatus::Disconnected { reason } => {
             let mut r: String = reason.chars().take(80).collect();
             if reason.chars().count() > 80 {

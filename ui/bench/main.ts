@@ -19,6 +19,7 @@ mockIPC((cmd, args) => {
         status: { feed: { state: 'connected', url: 'ws://127.0.0.1:1/v1/feed' }, demo: true, lastSeq: n },
         conversations: rows,
         revision: 1,
+        integrity: null,
       };
       // Through JSON, as the real IPC delivers it.
       return JSON.parse(JSON.stringify(snap)) as DeskSnapshot;

@@ -51,6 +51,7 @@ pub fn typescript() -> String {
     decl::<HistoryGroup>(&cfg, &mut out);
     decl::<History>(&cfg, &mut out);
     decl::<DeskStatus>(&cfg, &mut out);
+    decl::<StoreIntegrity>(&cfg, &mut out);
     decl::<DeskSnapshot>(&cfg, &mut out);
     decl::<DeskEvent>(&cfg, &mut out);
     decl::<FocusConversation>(&cfg, &mut out);

@@ -407,6 +407,74 @@ pub struct DeskSnapshot {
     /// below it (it subscribes before asking, so nothing falls between the two).
     #[ts(type = "number")]
     pub revision: u64,
+    /// The store checked against the audit log (at desk start and at each "Verify again"):
+    /// `null` until the first check ends.
+    pub integrity: Option<StoreIntegrity>,
+}
+
+/// What the latest check of the store against the audit chain found
+/// (`lockdesk_desk::Desk::check_against_audit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreIntegrity {
+    /// The chain verified and every row agrees with it.
+    pub ok: bool,
+    /// Problems found (the chain broken counts as one).
+    #[ts(type = "number")]
+    pub problem_count: u64,
+    /// The first problems, as sentences ("conversation X shows secured/cust-1 but the audit log
+    /// says failed (entry #N)"), at most [`StoreIntegrity::SHOWN`].
+    pub problems: Vec<String>,
+    /// Conversations whose rows cannot be trusted: the list shows them as unverifiable (no
+    /// padlock). Every conversation when the chain itself is broken is not listed here: see
+    /// `chain_broken`.
+    pub conversation_ids: Vec<String>,
+    /// The chain itself is broken (then no row can be checked).
+    pub chain_broken: bool,
+    /// When the check ended (Unix ms).
+    #[ts(type = "number")]
+    pub checked_at_ms: i64,
+}
+
+impl StoreIntegrity {
+    pub const SHOWN: usize = 20;
+
+    /// From the desk's check (`Ok`), or a broken chain / unreadable store (`Err`, its text).
+    pub fn of(
+        check: &Result<lockdesk_desk::StoreCheck, lockdesk_desk::CheckError>,
+        checked_at_ms: i64,
+    ) -> StoreIntegrity {
+        match check {
+            Ok(c) => StoreIntegrity {
+                ok: c.agrees(),
+                problem_count: c.disagreement_count,
+                problems: c
+                    .disagreements
+                    .iter()
+                    .take(Self::SHOWN)
+                    .map(|d| d.message.clone())
+                    .collect(),
+                conversation_ids: {
+                    let mut ids: Vec<String> = c.conversations_in_doubt().into_iter().collect();
+                    ids.sort();
+                    ids
+                },
+                chain_broken: false,
+                checked_at_ms,
+            },
+            Err(e) => StoreIntegrity {
+                ok: false,
+                problem_count: 1,
+                problems: vec![e.to_string()],
+                conversation_ids: Vec::new(),
+                chain_broken: matches!(
+                    e,
+                    lockdesk_desk::CheckError::Chain(lockdesk_audit::VerifyError::Broken(_))
+                ),
+                checked_at_ms,
+            },
+        }
+    }
 }
 
 /// A live update, emitted as the payload of the `desk://changed` event.

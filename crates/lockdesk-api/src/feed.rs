@@ -20,4 +20,10 @@ pub enum FeedStatus {
     Connected {
         url: String,
     },
+    /// `config.toml` exists but could not be read or parsed: the desk did not start (not even
+    /// the demo) and the file is left as it is. `reason` names the file and line, never its
+    /// content.
+    ConfigUnreadable {
+        reason: String,
+    },
 }

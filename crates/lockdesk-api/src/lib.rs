@@ -22,7 +22,8 @@ pub use desk::{
     AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskEvent,
     DeskSnapshot, DeskStatus, EvidenceItem, FocusConversation, History, HistoryConversation,
     HistoryGroup, IdentityCard, LookAlike, PlatformField, Presentation, PresentationVerdict,
-    ReasonCode, SignedField, VisitorSource, PLATFORM_USER_ID_DIFFERS, TOKEN_USER_ID_DIFFERS,
+    ReasonCode, SignedField, StoreIntegrity, VisitorSource, PLATFORM_USER_ID_DIFFERS,
+    TOKEN_USER_ID_DIFFERS,
 };
 pub use error::{IpcError, IpcErrorCode};
 pub use feed::FeedStatus;

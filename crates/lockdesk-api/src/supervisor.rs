@@ -160,6 +160,12 @@ pub struct AuditStatus {
     pub problem: Option<String>,
     /// The SQLite file checked.
     pub file: String,
+    /// Places where the desk's tables disagree with the (intact) chain: a row edited offline
+    /// shows what the audit log does not say. Counted in full; `store_problems` holds the
+    /// first sentences.
+    #[ts(type = "number")]
+    pub store_problem_count: u64,
+    pub store_problems: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -386,26 +392,44 @@ fn open_store(dir: &Path) -> Result<(PathBuf, Connection), IpcError> {
     Ok((path, conn))
 }
 
-/// Verifies the whole audit chain in `dir`'s desk store (what `lockdesk-cli audit verify` does).
-/// A broken chain is a status (`ok: false`, the first bad entry), not an error; an unreadable
-/// file is an error.
+/// Verifies the whole audit chain in `dir`'s desk store and checks the desk's tables against
+/// it (what `lockdesk-cli audit verify` does). A broken chain or a disagreeing store is a
+/// status (`ok: false`, the first bad entry or the rows named), not an error; an unreadable
+/// file is an error. `lifetime_secs`: the configured session lifetime (0: each conversation's
+/// own).
 pub fn audit_status(dir: &Path) -> Result<AuditStatus, IpcError> {
+    audit_check(dir, 0, 0).map(|(status, _)| status)
+}
+
+/// [`audit_status`], with the [`crate::StoreIntegrity`] the list shows (checked at `now_ms`).
+pub fn audit_check(
+    dir: &Path,
+    lifetime_secs: i64,
+    now_ms: i64,
+) -> Result<(AuditStatus, crate::StoreIntegrity), IpcError> {
     let (path, conn) = open_store(dir)?;
     let file = path.display().to_string();
-    match lockdesk_audit::verify(&conn) {
-        Ok(report) => Ok(AuditStatus {
-            ok: true,
-            entries: report.entries,
-            head_seq: report.head.as_ref().map(|h| h.seq),
-            head_hash: report.head.map(|h| h.hash_hex),
-            broken_at: None,
-            problem: None,
-            file,
-        }),
-        Err(VerifyError::Broken(b)) => {
+    let check = lockdesk_desk::check_store(&conn, lifetime_secs, &mut |_| {});
+    let integrity = crate::StoreIntegrity::of(&check, now_ms);
+    let status = match check {
+        Ok(c) => {
+            let report = &c.chain;
+            AuditStatus {
+                ok: c.agrees(),
+                entries: report.entries,
+                head_seq: report.head.as_ref().map(|h| h.seq),
+                head_hash: report.head.as_ref().map(|h| h.hash_hex.clone()),
+                broken_at: None,
+                problem: None,
+                file,
+                store_problem_count: c.disagreement_count,
+                store_problems: integrity.problems.clone(),
+            }
+        }
+        Err(lockdesk_desk::CheckError::Chain(VerifyError::Broken(b))) => {
             // The stored head, for the record (it is what the file claims, not a verified one).
             let head = lockdesk_audit::head(&conn).ok().flatten();
-            Ok(AuditStatus {
+            AuditStatus {
                 ok: false,
                 entries: 0,
                 head_seq: head.as_ref().map(|h| h.seq),
@@ -413,10 +437,13 @@ pub fn audit_status(dir: &Path) -> Result<AuditStatus, IpcError> {
                 broken_at: Some(b.seq),
                 problem: Some(b.problem),
                 file,
-            })
+                store_problem_count: 0,
+                store_problems: Vec::new(),
+            }
         }
-        Err(VerifyError::Store(e)) => Err(internal(format!("audit log in {file}: {e}"))),
-    }
+        Err(e) => return Err(internal(format!("audit log in {file}: {e}"))),
+    };
+    Ok((status, integrity))
 }
 
 /// `audit-2026-03-01T10-20-30Z[-redacted].csv` for an export taken at `now_ms`.

@@ -56,7 +56,7 @@ export type AppInfo = { version: string, configPath: string, dataDir: string, lo
  */
 feedConfigured: boolean, };
 
-export type FeedStatus = { "state": "not_configured" } | { "state": "disconnected", reason: string, } | { "state": "connecting", url: string, } | { "state": "connected", url: string, };
+export type FeedStatus = { "state": "not_configured" } | { "state": "disconnected", reason: string, } | { "state": "connecting", url: string, } | { "state": "connected", url: string, } | { "state": "config_unreadable", reason: string, };
 
 export type AuthStateName = "anonymous" | "secured" | "lapsed" | "failed" | "mismatch" | "unsupported" | "closed";
 
@@ -263,6 +263,35 @@ demo: boolean,
  */
 lastSeq: number | null, };
 
+export type StoreIntegrity = { 
+/**
+ * The chain verified and every row agrees with it.
+ */
+ok: boolean, 
+/**
+ * Problems found (the chain broken counts as one).
+ */
+problemCount: number, 
+/**
+ * The first problems, as sentences ("conversation X shows secured/cust-1 but the audit log
+ * says failed (entry #N)"), at most [`StoreIntegrity::SHOWN`].
+ */
+problems: Array<string>, 
+/**
+ * Conversations whose rows cannot be trusted: the list shows them as unverifiable (no
+ * padlock). Every conversation when the chain itself is broken is not listed here: see
+ * `chain_broken`.
+ */
+conversationIds: Array<string>, 
+/**
+ * The chain itself is broken (then no row can be checked).
+ */
+chainBroken: boolean, 
+/**
+ * When the check ended (Unix ms).
+ */
+checkedAtMs: number, };
+
 export type DeskSnapshot = { status: DeskStatus, 
 /**
  * Every conversation, newest `updatedAtMs` first.
@@ -272,7 +301,12 @@ conversations: Array<ConversationRow>,
  * The revision this snapshot reflects; the UI drops [`DeskEvent`]s with a revision at or
  * below it (it subscribes before asking, so nothing falls between the two).
  */
-revision: number, };
+revision: number, 
+/**
+ * The store checked against the audit log (at desk start and at each "Verify again"):
+ * `null` until the first check ends.
+ */
+integrity: StoreIntegrity | null, };
 
 export type DeskEvent = { "kind": "row", revision: number, row: ConversationRow, } | { "kind": "alert", revision: number, alert: DeskAlert, } | { "kind": "status", status: DeskStatus, } | { "kind": "reset", revision: number, };
 
@@ -397,7 +431,13 @@ problem: string | null,
 /**
  * The SQLite file checked.
  */
-file: string, };
+file: string, 
+/**
+ * Places where the desk's tables disagree with the (intact) chain: a row edited offline
+ * shows what the audit log does not say. Counted in full; `store_problems` holds the
+ * first sentences.
+ */
+storeProblemCount: number, storeProblems: Array<string>, };
 
 export type ExportFormat = "csv" | "jsonl";
 

@@ -8,14 +8,18 @@ import { emit } from '@tauri-apps/api/event';
 import { tick } from 'svelte';
 import ConversationsPane from './ConversationsPane.svelte';
 import { DeskStore } from './desk.svelte';
-import type { ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, History } from '../../ipc';
+import type { ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, History, StoreIntegrity } from '../../ipc';
 import { identity, manyRows, row, T0 } from './fixtures';
 
 const snapshot = (rows: ConversationRow[], revision = 1): DeskSnapshot => ({
   status: { feed: { state: 'connected', url: 'ws://127.0.0.1:9/v1/feed' }, demo: false, lastSeq: 3 },
   conversations: rows,
   revision,
+  integrity,
 });
+
+/** What the desk's latest check of its store against the audit log found (null: not yet). */
+let integrity: StoreIntegrity | null = null;
 
 let calls: { cmd: string; args: unknown }[] = [];
 
@@ -54,9 +58,36 @@ async function mount(rows: ConversationRow[]): Promise<DeskStore> {
   return desk;
 }
 
-afterEach(() => clearMocks());
+afterEach(() => {
+  clearMocks();
+  integrity = null;
+});
 
 describe('conversation list', () => {
+  it('shows a row that disagrees with the audit log as unverifiable, without its padlock', async () => {
+    integrity = {
+      ok: false,
+      problemCount: 1,
+      problems: ['conversation b shows secured/user-42 but the audit log says failed (bad_signature) (entry #7)'],
+      conversationIds: ['b'],
+      chainBroken: false,
+      checkedAtMs: T0,
+    };
+    const desk = await mount([row({ id: 'a', updatedAtMs: T0 }), row({ id: 'b', updatedAtMs: T0 - 1 })]);
+    const list = await screen.findByRole('listbox', { name: 'Conversations, newest first' });
+    const bodies = within(list).getAllByTestId('conversation-row-body');
+    expect(bodies).toHaveLength(2);
+    const [a, b] = bodies as [HTMLElement, HTMLElement];
+    expect(b).toHaveAttribute('data-unverifiable', 'true');
+    expect(within(b).getByTestId('row-unverifiable')).toHaveTextContent('Unverifiable');
+    expect(within(b).getByRole('img', { name: 'Unverifiable' })).toBeInTheDocument();
+    expect(b.querySelector('svg.state-icon')).toBeNull();
+    // The untouched row keeps its state icon.
+    expect(a).not.toHaveAttribute('data-unverifiable');
+    expect(a.querySelector('svg.state-icon[data-state="secured"]')).not.toBeNull();
+    desk.stop();
+  });
+
   it('renders only a window of 10,000 rows and says how many there are', async () => {
     const desk = await mount(manyRows(10_000));
     const list = await screen.findByRole('listbox', { name: 'Conversations, newest first' });

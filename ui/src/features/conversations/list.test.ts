@@ -9,7 +9,7 @@ import { row, T0 } from './fixtures';
 
 const status: DeskStatus = { feed: { state: 'connected', url: 'ws://127.0.0.1:1/v1/feed' }, demo: false, lastSeq: 10 };
 const snap = (rows = [row({ id: 'a', updatedAtMs: T0 - 10 }), row({ id: 'b', updatedAtMs: T0 })], revision = 5): DeskSnapshot => ({
-  status, conversations: rows, revision,
+  status, conversations: rows, revision, integrity: null,
 });
 
 describe('visible window', () => {

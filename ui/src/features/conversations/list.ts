@@ -1,6 +1,6 @@
 // The conversation list as data: rows newest first, an id → index map, and how live events
 // change it. Pure functions, so ordering and the revision rule are tested without Svelte.
-import type { ConversationRow, DeskAlert, DeskEvent, DeskSnapshot, DeskStatus } from '../../ipc';
+import type { ConversationRow, DeskAlert, DeskEvent, DeskSnapshot, DeskStatus, StoreIntegrity } from '../../ipc';
 
 export interface ListState {
   rows: readonly ConversationRow[];
@@ -9,6 +9,10 @@ export interface ListState {
   status: DeskStatus;
   /** Set when a `reset` event says the whole list must be asked for again. */
   stale: boolean;
+  /** The store checked against the audit log (null until the check at desk start ends). */
+  integrity: StoreIntegrity | null;
+  /** Conversations whose rows disagree with the audit log. */
+  unverifiable: ReadonlySet<string>;
 }
 
 /** Newest `updatedAtMs` first; ties by id so the order is stable. */
@@ -25,7 +29,15 @@ export function indexRows(rows: readonly ConversationRow[]): Map<string, number>
 
 export function fromSnapshot(s: DeskSnapshot): ListState {
   const rows = [...s.conversations].sort(compareRows);
-  return { rows, index: indexRows(rows), revision: s.revision, status: s.status, stale: false };
+  return {
+    rows,
+    index: indexRows(rows),
+    revision: s.revision,
+    status: s.status,
+    stale: false,
+    integrity: s.integrity,
+    unverifiable: new Set(s.integrity?.conversationIds ?? []),
+  };
 }
 
 /**
@@ -49,6 +61,7 @@ export function applyEvents(state: ListState, events: readonly DeskEvent[]): { s
     else stale = true;
   }
   if (changed.size === 0) return { state: { ...state, revision, status, stale }, alerts };
+  const { integrity, unverifiable } = state;
   const rows = state.rows.filter((r) => !changed.has(r.id));
   for (const row of [...changed.values()].sort(compareRows)) {
     // Binary search for the insertion point keeps a burst on 10,000 rows cheap.
@@ -62,5 +75,5 @@ export function applyEvents(state: ListState, events: readonly DeskEvent[]): { s
     }
     rows.splice(lo, 0, row);
   }
-  return { state: { rows, index: indexRows(rows), revision, status, stale }, alerts };
+  return { state: { rows, index: indexRows(rows), revision, status, stale, integrity, unverifiable }, alerts };
 }

@@ -240,7 +240,7 @@ describe('the supervisor table', () => {
     };
     mockIPC((cmd) => {
       if (cmd === 'supervisor_overview') return overview;
-      if (cmd === 'audit_status') return { ok: true, entries: 0, headSeq: null, headHash: null, brokenAt: null, problem: null, file: '/tmp/x' };
+      if (cmd === 'audit_status') return { ok: true, entries: 0, headSeq: null, headHash: null, brokenAt: null, problem: null, file: '/tmp/x', storeProblemCount: 0, storeProblems: [] };
       throw { code: 'internal', message: cmd };
     });
     render(Supervisor, { props: { refreshDelayMs: 10 } });

@@ -11,6 +11,10 @@ describe('feed label', () => {
       detail: 'gateway refused the credential',
     });
     expect(feedLabel({ state: 'not_configured' }, t)).toEqual({ title: 'Not configured', detail: null });
+    expect(feedLabel({ state: 'config_unreadable', reason: 'cannot read /c/config.toml: Is a directory (os error 21)' }, t)).toEqual({
+      title: 'Configuration unreadable',
+      detail: 'cannot read /c/config.toml: Is a directory (os error 21)',
+    });
     expect(feedLabel({ state: 'connected', url: 'wss://gw/v1/feed' }, t).title).toBe('Connected');
   });
 });

@@ -15,5 +15,7 @@ export function feedLabel(
       return { title: t('feedConnecting'), detail: feed.url };
     case 'connected':
       return { title: t('feedConnected'), detail: feed.url };
+    case 'config_unreadable':
+      return { title: t('feedConfigUnreadable'), detail: feed.reason };
   }
 }

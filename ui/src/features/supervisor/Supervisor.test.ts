@@ -78,7 +78,7 @@ function serve(audit: AuditStatus): void {
   });
 }
 
-const okAudit: AuditStatus = { ok: true, entries: 12, headSeq: 12, headHash: HASH, brokenAt: null, problem: null, file: '/data/demo/desk.sqlite3' };
+const okAudit: AuditStatus = { ok: true, entries: 12, headSeq: 12, headHash: HASH, brokenAt: null, problem: null, file: '/data/demo/desk.sqlite3', storeProblemCount: 0, storeProblems: [] };
 
 afterEach(() => clearMocks());
 
@@ -135,13 +135,26 @@ describe('Supervisor', () => {
   });
 
   it('shows a broken log distinctly, naming the entry', async () => {
-    serve({ ok: false, entries: 0, headSeq: 12, headHash: HASH, brokenAt: 3, problem: 'the stored hash does not match its fields', file: '/d/desk.sqlite3' });
+    serve({ ok: false, entries: 0, headSeq: 12, headHash: HASH, brokenAt: 3, problem: 'the stored hash does not match its fields', file: '/d/desk.sqlite3', storeProblemCount: 0, storeProblems: [] });
     render(Supervisor);
     const status = await screen.findByTestId('audit-status');
     await waitFor(() => expect(status).toHaveAttribute('data-ok', 'false'));
     expect(status).toHaveTextContent('BROKEN at entry 3: the stored hash does not match its fields');
     expect(status).not.toHaveTextContent('Intact');
     expect(screen.getByTestId('audit-broken-at')).toHaveTextContent('3');
+  });
+
+  it('names the rows of a store that disagrees with an intact chain', async () => {
+    serve({
+      ok: false, entries: 12, headSeq: 12, headHash: HASH, brokenAt: null, problem: null, file: '/d/desk.sqlite3',
+      storeProblemCount: 1, storeProblems: ['conversation c-9 shows secured/user-42 but the audit log says failed (entry #7)'],
+    });
+    render(Supervisor);
+    const status = await screen.findByTestId('audit-status');
+    await waitFor(() => expect(status).toHaveAttribute('data-ok', 'false'));
+    expect(screen.getByTestId('audit-store-disagrees')).toHaveTextContent('The store disagrees with the audit log');
+    expect(status).toHaveTextContent('conversation c-9 shows secured/user-42 but the audit log says failed (entry #7)');
+    expect(status).not.toHaveTextContent('Intact:');
   });
 
   it('exports redacted by default and shows where the file was written', async () => {
