@@ -179,7 +179,7 @@ impl Demo {
     pub async fn start(dir: &Path, settings: DemoSettings) -> Result<Demo, ServiceError> {
         let dir = dir.to_owned();
         let keys_dir = dir.join("keys");
-        std::fs::create_dir_all(&keys_dir).map_err(|source| ServiceError::Dir {
+        lockdesk_config::create_private_dir(&keys_dir).map_err(|source| ServiceError::Dir {
             path: keys_dir.clone(),
             source,
         })?;
@@ -215,7 +215,7 @@ impl Demo {
         let config = lockdesk_gateway::GatewayConfig::from_toml(&toml)
             .map_err(|e| demo_err("gateway configuration", e))?;
         let gateway_dir = dir.join("gateway");
-        std::fs::create_dir_all(&gateway_dir).map_err(|source| ServiceError::Dir {
+        lockdesk_config::create_private_dir(&gateway_dir).map_err(|source| ServiceError::Dir {
             path: gateway_dir.clone(),
             source,
         })?;

@@ -350,7 +350,8 @@ impl DeskService {
         tune: impl FnOnce(&mut lockdesk_feed_client::Config),
     ) -> Result<DeskService, ServiceError> {
         let data_dir = options.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| ServiceError::Dir {
+        // Owner-only (0700): the desk store holds personal data.
+        lockdesk_config::create_private_dir(&data_dir).map_err(|source| ServiceError::Dir {
             path: data_dir.clone(),
             source,
         })?;
@@ -649,6 +650,26 @@ mod tests {
             failure_of(&mut failed).await.as_deref(),
             Some("the iAdvize backfill stopped unexpectedly")
         );
+    }
+
+    /// The data folders and the desk store hold personal data: owner-only, whatever the umask.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_data_folders_and_the_store_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("demo");
+        let settings = demo::DemoSettings {
+            passes: Some(1),
+            ..demo::DemoSettings::default()
+        };
+        let service = DeskService::start_demo(&dir, settings).await.unwrap();
+        for d in [dir.clone(), dir.join("keys"), dir.join("gateway")] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        assert_eq!(mode(&dir.join(DESK_FILE)), 0o600);
+        service.shutdown().await;
     }
 
     #[test]
