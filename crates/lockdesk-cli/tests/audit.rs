@@ -119,6 +119,13 @@ fn export_then_reverification_round_trips_and_an_edited_export_is_caught() {
         dir.path(),
     );
     assert!(o.status.success(), "{o:?}");
+    // Personal data: the export is owner-only, whatever the umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the export's mode");
+    }
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.starts_with("exported 200 entries; head 200 "),

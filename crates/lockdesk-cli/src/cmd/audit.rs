@@ -425,6 +425,19 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Creates (or truncates) an export file, owner-only (0600) on Unix when it is created: an
+/// export holds personal data (names, e-mails).
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
 fn run_export(
     conn: &Connection,
     format: Format,
@@ -436,7 +449,7 @@ fn run_export(
     let mut progress = |n| pb.set_position(n);
     let result = match out {
         Some(path) => {
-            let file = File::create(path).with_context(|| format!("--out {}", path.display()))?;
+            let file = create_private(path).with_context(|| format!("--out {}", path.display()))?;
             let mut w = BufWriter::with_capacity(1 << 16, file);
             let r = export::export(conn, &mut w, format, opts, &mut progress);
             let r = r.and_then(|s| {
