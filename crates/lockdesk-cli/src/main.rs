@@ -100,12 +100,16 @@ fn restore_sigpipe() {
 }
 
 /// Logs go to stderr only, so stdout stays machine-readable; the level comes from `RUST_LOG`
-/// (default: warnings).
+/// (default: warnings); ANSI colours only when stderr is a terminal.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal: a redirected log (a file, journald, a pipe)
+        // gets plain text, not escape sequences.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| LogSink)
         .try_init();
 }

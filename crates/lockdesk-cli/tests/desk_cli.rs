@@ -166,6 +166,27 @@ fn the_demo_ends_every_scenario_in_its_state_and_alerts() {
         text.contains("MOBILE_APP") && text.contains("laptop"),
         "{text}"
     );
+    // Every column is labelled and each conversation shows its dates: no bare `-  -`.
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("conversation "))
+        .collect();
+    assert!(!lines.is_empty(), "{text}");
+    for l in &lines {
+        for label in [
+            "  opened 20",
+            "  channel ",
+            "  source ",
+            "  domain ",
+            "  device ",
+            "  state ",
+        ] {
+            assert!(l.contains(label), "{label:?} in {l}");
+        }
+    }
+    assert!(text.contains("device laptop"), "{text}");
+    assert!(!text.contains("  -  -"), "{text}");
+    assert!(text.contains("  visitor "), "{text}");
 
     // Someone nobody verified has no history (and that is said, not an error).
     let nobody = history(&data, "nobody-at-all");
@@ -308,4 +329,6 @@ fn watch_follows_a_real_gateway_and_stops_on_a_refused_credential() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("401"), "{err}");
     assert!(!err.contains("not-the-credential-000"), "{err}");
+    // Said once: the stop is the last line, not also a state line before it.
+    assert_eq!(err.matches("401").count(), 1, "{err}");
 }

@@ -49,6 +49,12 @@ pub struct WatchArgs {
     /// Stop after this many seconds (default: until interrupted).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+    /// After the desk stopped with "the gateway serves another log": follow the gateway's
+    /// current log. The local store is moved aside (kept, with its history and audit log, as
+    /// desk.log-<its log id>.sqlite3 in the data folder) and a new one starts from the
+    /// beginning of the new log. Stop the app and any other desk on this folder first.
+    #[arg(long)]
+    accept_new_log: bool,
 }
 
 #[derive(clap::Args)]
@@ -277,11 +283,12 @@ async fn follow(
                     break;
                 }
                 let s = status.borrow_and_update().clone();
-                eprintln!("lockdesk-cli: {}", state_line(&s.feed));
                 if let State::Stopped { reason } = s.feed {
+                    // Said once, after the loop ("the feed client stopped: ...").
                     stopped = Some(reason);
                     break;
                 }
+                eprintln!("lockdesk-cli: {}", state_line(&s.feed));
             }
         }
     }
@@ -323,6 +330,18 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         None => lockdesk_config::Config::default(),
     };
     let data = data_dir(&args.data)?;
+    if args.accept_new_log {
+        match lockdesk_desk::archive_store(&data.join(DESK_FILE)).context("--accept-new-log")? {
+            Some(moved) => eprintln!(
+                "lockdesk-cli: the desk store was moved to {}; a new one follows the gateway's current log",
+                moved.display()
+            ),
+            None => eprintln!(
+                "lockdesk-cli: --accept-new-log: no desk store in {} yet",
+                data.display()
+            ),
+        }
+    }
     let mut options = Options::from_config(&config, &data);
     if let Some(feed) = args.feed {
         options.feed_url = feed;
@@ -426,7 +445,7 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
                         .unwrap_or_else(|| "-".into())
                 };
                 println!(
-                    "  {}  first seen {}  last seen {}",
+                    "  visitor {}  first seen {}  last seen {}",
                     s(vis, "visitorId"),
                     t("firstSeenMs"),
                     t("lastSeenMs")
@@ -438,17 +457,33 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
     if let Some(cs) = conversations {
         println!("Conversations ({}):", cs.len());
         for c in cs {
-            let fields: Vec<String> = ["conversationId", "channel", "source", "domain", "device"]
-                .iter()
-                .map(|k| s(c, k))
-                .collect();
+            // Every column is labelled; the dates are the conversation's own (opened, closed),
+            // RFC 3339 UTC like the device lines; an absent value is `-`.
+            let date = |k: &str| {
+                c.get(k)
+                    .and_then(|x| x.as_i64())
+                    .map(lockdesk_desk::format_rfc3339)
+                    .unwrap_or_else(|| "-".into())
+            };
+            let mut fields: Vec<String> = vec![
+                format!("conversation {}", s(c, "conversationId")),
+                format!("opened {}", date("openedMs")),
+                format!("closed {}", date("closedMs")),
+            ];
+            for (label, k) in [
+                ("channel", "channel"),
+                ("source", "source"),
+                ("domain", "domain"),
+                ("device", "device"),
+            ] {
+                fields.push(format!("{label} {}", s(c, k)));
+            }
             // A closed conversation keeps the state it ended in (secured, failed, mismatch...).
-            let mut fields = fields;
             let (state, kept) = (s(c, "state"), s(c, "authState"));
             fields.push(if state == "closed" && kept != "-" && kept != "closed" {
-                format!("closed (was {kept})")
+                format!("state closed (was {kept})")
             } else {
-                state
+                format!("state {state}")
             });
             if let Some(l) = c
                 .get("lookAlike")
