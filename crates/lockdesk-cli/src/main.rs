@@ -41,6 +41,11 @@ enum Command {
     /// Run the gateway: iAdvize webhooks and token evidence in, stored durably.
     Gateway(cmd::gateway::Args),
     /// Play iAdvize and a brand's token provider against a gateway (signed webhooks, evidence).
+    ///
+    /// Tokens are signed by the brand with issuer (`iss`) https://brand.example: a desk trusts
+    /// them with `--trust https://brand.example=<the brand's JWKS>` (see --write-brand-jwks).
+    /// Without --brand-key the brand key is kept in <data>/simulator/brand-private.pem (created
+    /// on the first run, owner-only, reused after), so every run signs with the same key.
     Simulate(cmd::simulate::Args),
     /// Check, export, purge and erase the supervisor audit log (exit 1 on a broken chain).
     Audit(cmd::audit::Args),

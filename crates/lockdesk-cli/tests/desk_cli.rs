@@ -253,6 +253,8 @@ fn watch_follows_a_real_gateway_and_stops_on_a_refused_credential() {
     let sim = cli()
         .args(["simulate", "--gateway", &gw.url(), "--desk-key"])
         .arg(keys.join("public.pem"))
+        // The simulator keeps its brand key in the data folder: this test's own.
+        .env("LOCKDESK_DATA_DIR", dir.path().join("sim-data"))
         .arg("--write-brand-jwks")
         .arg(&jwks)
         .args(["--webhook-secret", "webhook-secret-0123456789"])

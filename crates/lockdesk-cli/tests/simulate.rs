@@ -70,6 +70,8 @@ fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
             .arg(dir.path().join("desk/public.pem"))
             .arg("--write-brand-jwks")
             .arg(dir.path().join("brand.jwks"))
+            // The brand key is kept in the data folder: this test's own.
+            .env("LOCKDESK_DATA_DIR", dir.path().join("data"))
             .env("LOCKDESK_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN)
             .output()
@@ -103,6 +105,19 @@ fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
     let jwks: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("brand.jwks")).unwrap()).unwrap();
     assert_eq!(jwks["keys"][0]["kid"], "brand-2025");
+    // The brand key the first run made is kept, owner-only, and said where.
+    let key = dir.path().join("data/simulator/brand-private.pem");
+    let first_err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        first_err.contains(&format!("brand key {} (created)", key.display())),
+        "{first_err}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     // The same seed replays the same deliveries (same eventIds and correlation ids): the
     // gateway answers them all and stores each once; evidence is new every time.
@@ -112,6 +127,13 @@ fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
+    // Without --brand-key the second run signs with the first run's key: a desk that trusted
+    // the first key set verifies the second run's tokens (before: a new key, all unknown_key).
+    let second_err = String::from_utf8_lossy(&second.stderr);
+    assert!(second_err.contains("(reused)"), "{second_err}");
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("brand.jwks")).unwrap()).unwrap();
+    assert_eq!(again, jwks, "the same brand public key both runs");
     let stored = metric(&url, "lockdesk_gateway_ingested_total");
     assert_eq!(
         stored as usize,

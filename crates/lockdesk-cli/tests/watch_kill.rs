@@ -280,6 +280,8 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     .arg(root.join("desk/public.pem"))
     .arg("--write-brand-jwks")
     .arg(root.join("brand.jwks"))
+    // The simulator keeps its brand key in the data folder: this test's own.
+    .env("LOCKDESK_DATA_DIR", root.join("sim-data"))
     .env("LOCKDESK_WEBHOOK_SECRET", WEBHOOK_SECRET)
     .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN);
     let sim = Collected::spawn(sim);
