@@ -54,7 +54,7 @@ use rusqlite::Connection;
 
 pub use check::{check_store, CheckError, Disagreement, StoreCheck, MAX_REPORTED};
 pub use erase::{DeskErasure, DeskPurge, ErasureReport, PurgeReport, TOMBSTONE};
-pub use log::LogBinding;
+pub use log::{archive_store, LogBinding};
 pub use model::{
     format_rfc3339, AlertRecord, Applied, Change, ClosedConversation, ConversationDetail,
     ConversationQuery, ConversationRow, History, HistoryConversation, IdentityCard, LinkedVisitor,

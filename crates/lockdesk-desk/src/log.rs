@@ -43,6 +43,58 @@ pub(crate) fn bind(conn: &mut Connection, log_id: &str) -> Result<LogBinding, De
     Ok(binding)
 }
 
+/// Moves the desk store at `path` aside, beside it, as `desk.log-<its log id>.sqlite3` (a
+/// number added if that name is taken), so that the desk starts on a new, empty store: what a
+/// user does to follow a new gateway log ([`LogBinding::Different`]). The old store keeps its
+/// history and audit chain. Nothing may have the store open. `None` when there is no store.
+pub fn archive_store(path: &std::path::Path) -> Result<Option<std::path::PathBuf>, DeskError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let log_id = {
+        let conn = crate::store::open(path)?;
+        // Everything into the main file, so that the file alone is the whole store.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        known(&conn)?
+    };
+    let name = |n: u32| {
+        let id: String = log_id
+            .as_deref()
+            .unwrap_or("unknown")
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(32)
+            .collect();
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        path.with_file_name(format!("desk.log-{id}{suffix}.sqlite3"))
+    };
+    let mut n = 0;
+    let target = loop {
+        let candidate = name(n);
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+    };
+    std::fs::rename(path, &target).map_err(|e| {
+        DeskError::Store(format!(
+            "cannot move {} to {}: {e}",
+            path.display(),
+            target.display()
+        ))
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(side));
+    }
+    Ok(Some(target))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +119,19 @@ mod tests {
         );
         // Refusing changes nothing.
         assert_eq!(known(&conn).unwrap().as_deref(), Some("log-a"));
+        drop(conn);
+        // Following the new log: the store moves aside, a new one adopts it.
+        let archived = archive_store(&path).unwrap().unwrap();
+        assert_eq!(archived, dir.path().join("desk.log-loga.sqlite3"));
+        assert!(!path.exists());
+        let old = crate::store::open(&archived).unwrap();
+        assert_eq!(known(&old).unwrap().as_deref(), Some("log-a"));
+        let mut conn = crate::store::open(&path).unwrap();
+        assert_eq!(bind(&mut conn, "log-b").unwrap(), LogBinding::Adopted);
+        drop(conn);
+        assert_eq!(
+            archive_store(&dir.path().join("none.sqlite3")).unwrap(),
+            None
+        );
     }
 }

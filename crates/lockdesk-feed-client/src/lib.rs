@@ -237,7 +237,7 @@ pub enum StopReason {
     Unauthorized,
     #[error("the local cursor ({after}) is beyond the gateway's log (its data was reset?): the local store and the gateway disagree; not restarting from 0 on our own")]
     AfterBeyondEnd { after: u64 },
-    #[error("the gateway serves another log (id {found}) than the one this desk's data belongs to (id {known}): its database was reset or replaced, and its entry numbers now mean other entries; not resuming on it. To follow the new log, start this desk on a new local store (docs/feed-protocol.md, \"Log identity\")")]
+    #[error("the gateway serves another log (id {found}) than the one this desk's data belongs to (id {known}): its database was reset or replaced, and its entry numbers now mean other entries; not resuming on it. To follow the new log, start this desk on a new local store (lockdesk-cli watch --accept-new-log; docs/feed-protocol.md, \"Log identity\")")]
     LogChanged { known: String, found: String },
     #[error("the local store stopped (it was dropped)")]
     SinkGone,

@@ -91,13 +91,14 @@ async fn a_desk_refuses_to_resume_on_a_new_gateway_log() {
     let service = DeskService::start(options(&desk_dir, &feed, &private, &jwks))
         .await
         .unwrap();
-    match stopped(&service).await {
+    let found = match stopped(&service).await {
         StopReason::LogChanged { known: k, found } => {
             assert_eq!(k, known);
             assert_ne!(found, known);
+            found
         }
         other => panic!("stopped for another reason: {other}"),
-    }
+    };
     // Nothing of the other log was applied; the desk still remembers its own.
     let (cursor, remembered) = service.read(|d| (d.stats().unwrap().cursor, d.log_id().unwrap()));
     assert_eq!(cursor, first_end);
@@ -109,5 +110,26 @@ async fn a_desk_refuses_to_resume_on_a_new_gateway_log() {
     .to_string();
     assert!(text.contains("another log"), "{text}");
     service.shutdown().await;
+
+    // The user follows the new log (`lockdesk-cli watch --accept-new-log`): the old store is
+    // kept aside with its log, a new one reads the new log from its beginning.
+    let archived = lockdesk_desk::archive_store(&desk_dir.join(lockdesk_service::DESK_FILE))
+        .unwrap()
+        .unwrap();
+    let service = DeskService::start(options(&desk_dir, &feed, &private, &jwks))
+        .await
+        .unwrap();
+    wait_cursor(&service, second_end, "the new log").await;
+    assert_eq!(service.read(|d| d.log_id().unwrap()), Some(found));
+    service.shutdown().await;
+    let old = rusqlite::Connection::open(&archived).unwrap();
+    let (cursor, log): (i64, String) = old
+        .query_row(
+            "SELECT (SELECT value FROM desk_meta WHERE key = 'cursor'), log_id FROM feed_log",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((cursor as u64, log), (first_end, known));
     gateway.shutdown().await.unwrap();
 }
