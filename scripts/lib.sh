@@ -54,19 +54,40 @@ ensure_tools() {
   [ "$major" -ge 20 ] || die "Node.js 20 or newer is required (found $(node --version))"
 }
 
-# npm packages from the committed lockfile. `npm ci` can refuse lockfiles that name optional
-# packages for other platforms on some registry mirrors; `npm install` with the lockfile works.
+# npm packages from the committed lockfile, with `npm ci` (the lockfile lists every platform's
+# optional packages, e.g. @tauri-apps/cli-darwin-arm64: a lockfile without them is "not in sync"
+# for `npm ci`). Should a mirror still refuse it, `npm install --no-save` installs from the
+# lockfile without rewriting it, so the checkout stays clean. Skipped when node_modules was
+# installed after the lockfile last changed.
 ensure_npm() {
   local dir="$1"
   if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
     return 0
   fi
   say "installing npm packages in ${dir#"$ROOT"/}"
-  (cd "$dir" && { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; }) >&2
+  (cd "$dir" && { npm ci --no-audit --no-fund --loglevel=error ||
+    { say "npm ci failed; installing from the lockfile without changing it"; npm install --no-save --no-audit --no-fund --loglevel=error; }; }) >&2
 }
 
+# Prints the first UI input newer than the built ui/dist/index.html (nothing when the build is
+# current): sources, public files, index.html, the package and build configuration.
+ui_changed_since_build() {
+  local built="$ROOT/ui/dist/index.html"
+  [ -f "$built" ] || { echo "ui/dist/index.html"; return 0; }
+  (cd "$ROOT/ui" && find src public index.html package.json package-lock.json vite.config.ts \
+    svelte.config.js tsconfig.json -newer "$built" -print 2>/dev/null | head -n 1) || true
+}
+
+# Builds the UI unless ui/dist is newer than every input (LOCKDESK_FORCE_UI_BUILD=1 forces it).
+# An unchanged dist also keeps cargo's build of the app a no-op (tauri embeds ui/dist).
 build_ui() {
-  say "building the UI"
+  local changed
+  changed="$(ui_changed_since_build)"
+  if [ -z "$changed" ] && [ "${LOCKDESK_FORCE_UI_BUILD:-0}" != 1 ]; then
+    say "the UI is up to date (ui/dist is newer than its sources)"
+    return 0
+  fi
+  say "building the UI (${changed:-forced}: newer than the last build, or no build yet)"
   (cd "$ROOT/ui" && npm run --silent build) >&2
 }
 
