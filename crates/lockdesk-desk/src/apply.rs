@@ -646,8 +646,13 @@ impl Ctx<'_> {
             let mut personal = serde_json::Map::new();
             for (k, v) in obj {
                 if OTHER_PERSON.contains(&k.as_str()) {
+                    // A refused userId (no identity: the entry has no user) stays with the
+                    // entry, erasable with its device.
+                    let own = |other: &str| {
+                        Some(other) == user_id || (user_id.is_none() && k == "imitator")
+                    };
                     match v.as_str() {
-                        Some(other) if Some(other) != user_id => {
+                        Some(other) if !own(other) => {
                             if !others.contains(&other) {
                                 others.push(other);
                             }
@@ -1102,9 +1107,26 @@ impl Ctx<'_> {
             device: src.device.clone(),
             app: src.app.clone(),
         };
-        let mut device_alerts = Vec::new();
+        let mut device_alerts: Vec<(&'static str, Option<String>, Value)> = Vec::new();
         if let Some(v) = verified {
-            device_alerts = self.identity(visitor, &ev.visitor_id, v, &visitor_data, &facts)?;
+            device_alerts = self
+                .identity(visitor, &ev.visitor_id, v, &visitor_data, &facts)?
+                .into_iter()
+                .map(|(code, user, evidence)| (code, Some(user), evidence))
+                .collect();
+        }
+        // A refused userId the brand signed (bidi controls, invisible characters) that would
+        // show as a known identity: an attempt to pass for it, named though it got no padlock.
+        if let Verdict::Rejected(r) = &verdict {
+            if let Some(claim) = r.signed_user_id.as_deref() {
+                if let Some(known) = lookalike::known_lookalike(self.conn, claim)? {
+                    let mut evidence = lookalike::refused_evidence(claim, &known);
+                    evidence["visitorId"] = ev.visitor_id.clone().into();
+                    evidence["presentationSeq"] = seq.into();
+                    evidence["tokenSha256"] = token_sha256.clone().into();
+                    device_alerts.push((codes::LOOKALIKE_USER_ID, None, evidence));
+                }
+            }
         }
         for conv in &mut targets {
             self.present(conv, &facts)?;
@@ -1118,7 +1140,7 @@ impl Ctx<'_> {
                 conv,
                 visitor,
                 &ev.visitor_id,
-                Some(&user_id),
+                user_id.as_deref(),
                 evidence,
             )?;
             match conv {
@@ -1133,7 +1155,7 @@ impl Ctx<'_> {
                     visitor_id: ev.visitor_id.clone(),
                     channel: None,
                     state: None,
-                    user_id: Some(user_id),
+                    user_id,
                     reason: None,
                     alert: Some(code.to_owned()),
                     alert_id: Some(id),

@@ -12,8 +12,11 @@
 //! hazardous characters, else the one that mixes scripts, when only one does; else the newer.
 //!
 //! Hazardous characters (bidi controls, zero-width characters) never reach an identity: the
-//! verifier refuses such a userId. Rows stored before that rule are back-filled at migration with
-//! skeletons that drop those characters, so they are compared too.
+//! verifier refuses such a userId. When the identity it would show as is known, the refused
+//! token still raises the alert (`refused: invalid_user_id`, the id shown with visible markers):
+//! an attempt to pass for that person. Rows stored before that rule are back-filled at migration
+//! with skeletons that drop those characters (and read bidi controls in display order), so they
+//! are compared too.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
@@ -21,9 +24,43 @@ use unicode_script::{Script, UnicodeScript};
 
 use crate::DeskError;
 
-/// The key identities are compared on: equal for userIds that look the same.
+/// The key identities are compared on: equal for userIds that look the same. A string with
+/// bidi controls is compared as it is displayed (its line in visual order: `cust-<U+202E>32615184`
+/// shows, and compares, as `cust-48151623`).
 pub(crate) fn skeleton(user_id: &str) -> String {
-    lockdesk_text::skeleton(user_id)
+    if !lockdesk_text::hazards(user_id).contains(lockdesk_text::Hazard::Bidi) {
+        return lockdesk_text::skeleton(user_id);
+    }
+    let info = unicode_bidi::BidiInfo::new(user_id, None);
+    let shown: String = info
+        .paragraphs
+        .iter()
+        .map(|p| info.reorder_line(p, p.range.clone()))
+        .collect();
+    lockdesk_text::skeleton(&shown)
+}
+
+/// A known identity that `s` (a refused userId) would show as, if any: one indexed lookup.
+pub(crate) fn known_lookalike(conn: &Connection, s: &str) -> Result<Option<String>, DeskError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT user_id FROM identities WHERE skeleton = ?1 AND user_id <> ?2
+             ORDER BY first_seen_ms, id LIMIT 1",
+        )?
+        .query_row(params![skeleton(s), s], |r| r.get(0))
+        .optional()?)
+}
+
+/// The evidence of a `lookalike_user_id` alert for a refused userId: shown with its hazardous
+/// characters as visible markers (it is no identity, and its raw form is hostile).
+pub(crate) fn refused_evidence(claim: &str, known: &str) -> Value {
+    json!({
+        "imitator": lockdesk_text::visible(claim),
+        "imitates": known,
+        "mixedScript": lockdesk_text::mixes_scripts(claim),
+        "scripts": scripts(claim),
+        "refused": "invalid_user_id",
+    })
 }
 
 /// The scripts of `s`'s letters (not Common or Inherited), by name, in order of appearance.
@@ -149,4 +186,71 @@ pub(crate) fn backfill(conn: &Connection) -> Result<(), DeskError> {
         [],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Identities stored before the verifier refused hazardous userIds (a zero-width space, a
+    /// right-to-left override) get their skeleton at migration 2, so they are compared too.
+    #[test]
+    fn identities_from_before_the_rule_are_backfilled_at_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("desk.sqlite3")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE desk_schema (version INTEGER NOT NULL);
+             INSERT INTO desk_schema (version) VALUES (1);",
+        )
+        .unwrap();
+        conn.execute_batch(crate::store::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO identities (user_id, first_seen_ms, last_seen_ms) VALUES
+               ('cust-0000000\u{200B}1', 1, 1), ('cust-00000001', 2, 2),
+               ('cust-4815\u{200B}1623', 3, 3), ('other', 4, 4),
+               ('cust-\u{202E}32615184', 5, 5);",
+        )
+        .unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let marks: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT user_id, lookalike_of FROM identities ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let s = |x: &str| x.to_owned();
+        assert_eq!(
+            marks,
+            vec![
+                (s("cust-0000000\u{200B}1"), Some(s("cust-00000001"))),
+                (s("cust-00000001"), Some(s("cust-0000000\u{200B}1"))),
+                // The override displays (and compares as) cust-48151623 too.
+                (s("cust-4815\u{200B}1623"), Some(s("cust-\u{202E}32615184"))),
+                (s("other"), None),
+                (s("cust-\u{202E}32615184"), Some(s("cust-4815\u{200B}1623"))),
+            ]
+        );
+        // The real id now arrives: the old twin is named, as the imitator.
+        let found = check(&conn, "cust-48151623").unwrap();
+        let ev = found.evidence("cust-48151623").unwrap();
+        assert_eq!(ev["imitator"], "cust-4815\u{200B}1623");
+        assert_eq!(ev["imitates"], "cust-48151623");
+        assert_eq!(ev["mixedScript"], false);
+        // A genuinely different id finds nothing.
+        assert!(check(&conn, "cust-48151624")
+            .unwrap()
+            .evidence("cust-48151624")
+            .is_none());
+    }
+
+    #[test]
+    fn skeletons_compare_what_is_displayed() {
+        assert_eq!(skeleton("cust-\u{202E}32615184"), skeleton("cust-48151623"));
+        assert_eq!(skeleton("cust-4815\u{200B}1623"), skeleton("cust-48151623"));
+        assert_eq!(skeleton("\u{441}ust-48151623"), skeleton("cust-48151623"));
+        assert_eq!(skeleton("cust-4815l623"), skeleton("cust-48151623"));
+        assert_ne!(skeleton("cust-48151624"), skeleton("cust-48151623"));
+        assert_eq!(scripts("\u{441}ust-48151623"), vec!["Cyrillic", "Latin"]);
+    }
 }

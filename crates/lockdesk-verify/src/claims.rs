@@ -176,7 +176,8 @@ fn check_user_id(v: Option<&Value>, warnings: &mut Vec<String>) -> Result<String
         return Err(bad(format!(
             "{USER_ID_CLAIM} contains {found}; received {}",
             shown_excerpt(s)
-        )));
+        ))
+        .with_signed_user_id(s.clone()));
     }
     if s.trim() != s {
         warnings.push("the userId has leading or trailing spaces".into());

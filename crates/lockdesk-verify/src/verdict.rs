@@ -102,6 +102,11 @@ pub struct Rejection {
     pub reason: Reason,
     /// Lowercase, says what was expected; never contains the token.
     pub detail: String,
+    /// For `invalid_user_id` on a token whose signature verified: the userId the brand signed,
+    /// refused because it cannot be shown as it is (bidi controls, invisible characters...).
+    /// The desk compares it with the identities it knows (an attempt to pass for one). Raw
+    /// and hostile: show it only through `lockdesk_text::visible`. `None` otherwise.
+    pub signed_user_id: Option<String>,
 }
 
 impl Rejection {
@@ -109,7 +114,14 @@ impl Rejection {
         Rejection {
             reason,
             detail: detail.into(),
+            signed_user_id: None,
         }
+    }
+
+    /// The same rejection, carrying the signed userId it refused.
+    pub fn with_signed_user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.signed_user_id = Some(user_id.into());
+        self
     }
 
     /// `{"verdict":"rejected","reason":..,"detail":..}`

@@ -371,6 +371,12 @@ fn user_id_hazards_are_refused_naming_class_and_code_points() {
         for p in points {
             assert!(r.detail.contains(p), "{label}: {p} not in {}", r.detail);
         }
+        // The desk gets the signed userId to compare with the identities it knows.
+        assert_eq!(
+            r.signed_user_id.as_deref(),
+            Some(user_id.as_str()),
+            "{label}"
+        );
         // The detail itself shows no hazardous character.
         assert!(
             lockdesk_text::hazards(&r.detail).is_empty(),
