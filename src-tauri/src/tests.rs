@@ -99,7 +99,7 @@ fn save_settings_reports_field_errors_then_saves() {
     let h = harness();
     let mut form = json!({
         "feedUrl": "ftp://nope",
-        "credential": "desk-credential",
+        "credential": "desk-credential-0123",
         "trust": [],
         "decryptionKeys": [],
         "leewaySecs": "60",

@@ -79,6 +79,16 @@ fn credential_rules() {
         |c| c.feed.credential = Some("short".into()),
         &["feed.credential"],
     );
+    // The gateway's rule: at least 16 characters, printable ASCII.
+    check(
+        |c| c.feed.credential = Some("0123456789abcde".into()),
+        &["feed.credential"],
+    );
+    check(|c| c.feed.credential = Some("0123456789abcdef".into()), &[]);
+    check(
+        |c| c.feed.credential = Some("crédential-0123456789".into()),
+        &["feed.credential"],
+    );
     check(
         |c| c.feed.credential = Some("has a space".into()),
         &["feed.credential"],

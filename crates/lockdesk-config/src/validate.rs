@@ -44,6 +44,11 @@ impl KeyFileCheck for FilePresence {}
 
 const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
 
+/// The shortest subscriber credential: the gateway's own minimum
+/// (`lockdesk_gateway::config::MIN_CREDENTIAL_LEN`), so Settings never accepts a credential no
+/// gateway could have issued.
+pub const MIN_CREDENTIAL_LEN: usize = 16;
+
 fn check_readable(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_owned(),
@@ -199,11 +204,6 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
             "feed.credential",
             "enter the subscriber credential the gateway issued to this desk",
         ));
-    } else if credential.len() < 8 || credential.len() > 512 {
-        errors.push(FieldError::new(
-            "feed.credential",
-            "expected between 8 and 512 characters",
-        ));
     } else if credential
         .chars()
         .any(|c| c.is_whitespace() || c.is_control())
@@ -211,6 +211,20 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new(
             "feed.credential",
             "the credential cannot contain spaces or control characters (was it pasted with a line break?)",
+        ));
+    } else if !credential.bytes().all(|b| b.is_ascii_graphic()) {
+        // The gateway's rule (lockdesk-gateway's check_credential): it travels in an HTTP
+        // header, so a credential the gateway could issue is printable ASCII.
+        errors.push(FieldError::new(
+            "feed.credential",
+            "expected printable ASCII characters only (the gateway issues no other)",
+        ));
+    } else if credential.len() < MIN_CREDENTIAL_LEN || credential.len() > 512 {
+        // The gateway refuses a credential shorter than 16 characters
+        // (lockdesk_gateway::config::MIN_CREDENTIAL_LEN): a shorter one can never connect.
+        errors.push(FieldError::new(
+            "feed.credential",
+            "expected between 16 and 512 characters (the gateway issues at least 16)",
         ));
     }
 }

@@ -19,3 +19,11 @@ export function language(): Lang {
 export function t(key: StringKey): string {
   return dictionaries[state.lang][key];
 }
+
+/**
+ * `one` or `other` for a count, by the language's plural rules (Intl.PluralRules): "1 device",
+ * "2 devices"; in French 0 and 1 are singular ("1 appareil").
+ */
+export function plural(n: number, one: StringKey, other: StringKey): string {
+  return new Intl.PluralRules(state.lang).select(n) === 'one' ? t(one) : t(other);
+}

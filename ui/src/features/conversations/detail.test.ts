@@ -181,3 +181,19 @@ describe('cross-device history', () => {
     expect(within(old!).getByRole('img', { name: 'Closed' })).toBeInTheDocument();
   });
 });
+
+describe('the device count of the history', () => {
+  it('says "1 device", "2 devices" (and "1 appareil" in French), never "1 devices"', () => {
+    const one: History = { ...history, groups: history.groups.slice(0, 1) };
+    const two: History = { ...history, groups: history.groups.slice(0, 2) };
+    const { unmount } = render(HistoryView, { props: { history: one } });
+    expect(screen.getByTestId('history').querySelector('p')).toHaveTextContent(/· 1 device$/);
+    unmount();
+    const again = render(HistoryView, { props: { history: two } });
+    expect(screen.getByTestId('history').querySelector('p')).toHaveTextContent(/· 2 devices$/);
+    again.unmount();
+    setLanguage('fr');
+    render(HistoryView, { props: { history: one } });
+    expect(screen.getByTestId('history').querySelector('p')).toHaveTextContent(/· 1 appareil$/);
+  });
+});

@@ -114,4 +114,28 @@ describe('Settings', () => {
     await waitFor(() => expect(saved).not.toBeNull());
     expect(saved!.notifications).toEqual({ ...all, secured: false });
   });
+
+  it('Save with errors focuses the first invalid field in document order, not the first reported', async () => {
+    // The Rust side reports the leeway (lower on the form) before the feed address.
+    const errors: FieldError[] = [
+      { field: 'verification.leeway_secs', message: 'expected a whole number of seconds' },
+      { field: 'feed.url', message: 'expected a ws:// or wss:// address' },
+    ];
+    mockIPC((cmd) => {
+      switch (cmd) {
+        case 'get_settings':
+          return view(baseForm);
+        case 'validate_settings':
+          return errors;
+        case 'save_settings':
+          return { saved: false, errors, keptUnreadableCopy: null, settings: view(baseForm) } satisfies SaveOutcome;
+        default:
+          throw { code: 'internal', message: `unexpected command ${cmd}` };
+      }
+    });
+    render(Settings);
+    await fireEvent.click(await screen.findByRole('button', { name: 'Save' }));
+    await screen.findByText('expected a ws:// or wss:// address');
+    await waitFor(() => expect(document.activeElement?.id).toBe('field-feed-url'));
+  });
 });

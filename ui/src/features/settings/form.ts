@@ -41,6 +41,18 @@ export function fieldId(field: string): string {
   return 'field-' + field.replace(/[^A-Za-z0-9]+/g, '-');
 }
 
+/**
+ * The input of the first field with an error, in document order (the order the user reads the
+ * form, not the order the Rust side reports the errors in); null when none is on the page.
+ */
+export function firstInvalidInput(root: ParentNode, errors: readonly FieldError[]): HTMLElement | null {
+  const ids = new Set(errors.map((e) => fieldId(e.field)));
+  for (const el of root.querySelectorAll<HTMLElement>('[id^="field-"]')) {
+    if (ids.has(el.id)) return el;
+  }
+  return null;
+}
+
 export function errorId(field: string): string {
   return 'error-' + field.replace(/[^A-Za-z0-9]+/g, '-');
 }
