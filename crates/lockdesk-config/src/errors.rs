@@ -36,6 +36,7 @@ const NAMES: &[&str] = &[
     "shared_device",
     "reused_user_id",
     "session_lapsed",
+    "lookalike_user_id",
     "base_url",
     "platform",
     "username",

@@ -412,4 +412,8 @@ fn the_lookalike_notification_can_be_muted_and_defaults_on_in_older_files() {
     let old = crate::load(&path).unwrap().notifications;
     assert!(!old.reused_user_id);
     assert!(old.lookalike_user_id);
+    // A mistyped value: the error names the field (a schema name), never the value.
+    let err = parse("[notifications]\nlookalike_user_id = \"sure\"\n").unwrap_err();
+    assert!(err.contains("lookalike_user_id"), "{err}");
+    assert!(!err.contains("sure"), "{err}");
 }
