@@ -15,7 +15,7 @@ use lockdesk_api::{
     ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, DeskStatus, FeedStatus, History,
     IpcError, IpcErrorCode, StoreIntegrity,
 };
-use lockdesk_config::{Config, Language};
+use lockdesk_config::Config;
 use lockdesk_desk::{Change, ConversationQuery};
 use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
@@ -439,6 +439,22 @@ async fn forward_changes<R: Runtime>(
     let mut events = service.events();
     let mut last_state: HashMap<String, String> = HashMap::new();
     let language = config.ui.language;
+    // Groups bursts and shows them in order on its own thread; a click opens the conversation
+    // (or, for a group or summary about several, the window).
+    let click_app = app.clone();
+    let notifier = notify::Notifier::new(
+        language,
+        config.notifications,
+        Arc::new(move |conversation_id: Option<String>| {
+            crate::focus_main_window(&click_app);
+            if let Some(conversation_id) = conversation_id {
+                let _ = click_app.emit(
+                    DESK_FOCUS,
+                    lockdesk_api::FocusConversation { conversation_id },
+                );
+            }
+        }),
+    );
     // Notices of a backlog, shown as one summary once the desk is live again (or quiet).
     let mut backlog = BacklogGate::default();
     loop {
@@ -447,7 +463,7 @@ async fn forward_changes<R: Runtime>(
             Some(until) => match tokio::time::timeout_at(until, events.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    show_backlog(&app, backlog.take(), language);
+                    notifier.summary(&backlog.take());
                     continue;
                 }
             },
@@ -462,12 +478,12 @@ async fn forward_changes<R: Runtime>(
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                show_backlog(&app, backlog.take(), language);
+                notifier.summary(&backlog.take());
                 break;
             }
         };
         if holder.generation.load(Ordering::SeqCst) != generation {
-            show_backlog(&app, backlog.take(), language);
+            notifier.summary(&backlog.take());
             break;
         }
         // Notifications first (they need only the change), then the rows and alerts as stored.
@@ -481,10 +497,11 @@ async fn forward_changes<R: Runtime>(
             if let Some(id) = &c.conversation_id {
                 let previous = last_state.get(id).map(String::as_str);
                 if let Some(kind) = notice_for(c, previous) {
+                    let notice = notice_of(c, id, kind);
                     if live {
-                        notify_change(&app, c, kind, language, &config.notifications);
+                        notifier.show(&notice, std::time::Instant::now());
                     } else {
-                        backlog.add(kind, &config.notifications, tokio::time::Instant::now());
+                        backlog.add(&notice, &config.notifications, tokio::time::Instant::now());
                     }
                 }
                 if let Some(st) = &c.state {
@@ -499,7 +516,7 @@ async fn forward_changes<R: Runtime>(
             }
         }
         if !behind {
-            show_backlog(&app, backlog.take(), language);
+            notifier.summary(&backlog.take());
         }
         let read = service.clone();
         let fetched = tauri::async_runtime::spawn_blocking(move || {
@@ -555,11 +572,11 @@ struct BacklogGate {
 impl BacklogGate {
     fn add(
         &mut self,
-        kind: NoticeKind,
+        notice: &Notice,
         settings: &lockdesk_config::Notifications,
         now: tokio::time::Instant,
     ) {
-        self.backlog.add(kind, settings);
+        self.backlog.add(notice, settings);
         if !self.backlog.is_empty() && self.due.is_none() {
             self.due = Some(now + BACKLOG_LONGEST);
         }
@@ -578,40 +595,24 @@ impl BacklogGate {
     }
 }
 
-fn show_backlog<R: Runtime>(app: &AppHandle<R>, summary: notify::Backlog, language: Language) {
-    let app = app.clone();
-    notify::show_summary(&summary, language, move || crate::focus_main_window(&app));
-}
-
-fn notify_change<R: Runtime>(
-    app: &AppHandle<R>,
-    change: &Change,
-    kind: NoticeKind,
-    language: Language,
-    settings: &lockdesk_config::Notifications,
-) {
-    let Some(conversation_id) = change.conversation_id.clone() else {
-        return;
-    };
-    let notice = Notice {
+/// The notice a change calls for: its conversation named by its verified userId (never its id),
+/// its reason as a typed code (worded by `notify`, never shown raw).
+fn notice_of(change: &Change, conversation_id: &str, kind: NoticeKind) -> Notice {
+    Notice {
         kind,
-        conversation_id: conversation_id.clone(),
+        conversation_id: conversation_id.to_owned(),
         user_id: change.user_id.clone(),
-        reason: change.reason.clone(),
-    };
-    let app = app.clone();
-    notify::show(&notice, language, settings, move || {
-        crate::focus_main_window(&app);
-        let _ = app.emit(
-            DESK_FOCUS,
-            lockdesk_api::FocusConversation { conversation_id },
-        );
-    });
+        reason: change
+            .reason
+            .as_deref()
+            .map(lockdesk_api::ReasonCode::from_code),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockdesk_config::Language;
 
     fn change(state: &str, alert: Option<&str>) -> Change {
         Change {
@@ -676,16 +677,27 @@ mod tests {
     #[test]
     fn a_backlog_summary_is_due_after_a_quiet_spell_or_at_the_latest_ten_seconds_after_its_first_notice(
     ) {
-        let settings = lockdesk_config::Notifications::default();
+        // Secured is off by default: on here, to count it.
+        let settings = lockdesk_config::Notifications {
+            secured: true,
+            ..Default::default()
+        };
+        let secured = notice_of(&change("secured", None), "c", NoticeKind::Secured);
+        let mut failed = change(
+            "failed",
+            Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
+        );
+        failed.reason = Some("bad_signature".into());
+        let failed = notice_of(&failed, "c", NoticeKind::VerificationFailed);
         let t0 = tokio::time::Instant::now();
         let mut gate = BacklogGate::default();
         assert_eq!(gate.wait_until(t0), None, "nothing pending: no deadline");
-        gate.add(NoticeKind::Secured, &settings, t0);
+        gate.add(&secured, &settings, t0);
         // Quiet for 3 s: due.
         assert_eq!(gate.wait_until(t0), Some(t0 + BACKLOG_QUIET));
         // A steady stream of old changes does not postpone it past 10 s after the first notice.
         let t9 = t0 + std::time::Duration::from_secs(9);
-        gate.add(NoticeKind::VerificationFailed, &settings, t9);
+        gate.add(&failed, &settings, t9);
         assert_eq!(gate.wait_until(t9), Some(t0 + BACKLOG_LONGEST));
         let summary = gate.take();
         assert!(summary
@@ -699,7 +711,27 @@ mod tests {
             secured: false,
             ..Default::default()
         };
-        gate.add(NoticeKind::Secured, &muted, t9);
+        gate.add(&secured, &muted, t9);
         assert_eq!(gate.wait_until(t9), None);
+    }
+
+    /// The notice names the conversation by its userId and carries the reason as a typed code
+    /// (worded by `notify`), never the stored text.
+    #[test]
+    fn a_notice_carries_the_typed_reason_and_the_user_id() {
+        let mut c = change(
+            "failed",
+            Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
+        );
+        c.reason = Some("bad_signature".into());
+        c.user_id = Some("cust-7".into());
+        let n = notice_of(&c, "c", NoticeKind::VerificationFailed);
+        assert_eq!(n.reason, Some(lockdesk_api::ReasonCode::BadSignature));
+        assert_eq!(n.user_id.as_deref(), Some("cust-7"));
+        c.reason = Some("a_code_from_the_future".into());
+        assert_eq!(
+            notice_of(&c, "c", NoticeKind::VerificationFailed).reason,
+            Some(lockdesk_api::ReasonCode::Unknown)
+        );
     }
 }

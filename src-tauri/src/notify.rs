@@ -1,22 +1,36 @@
-//! Desktop notifications (notify-rust): which desk changes become a notification, their text in
-//! the UI's language, and showing them.
+//! Desktop notifications (notify-rust): which desk changes interrupt the advisor, how urgently
+//! and for how long, how bursts are grouped, their words in the UI's language, and showing them.
+//! The policy is docs/notifications.md; everything that decides it is a pure function here
+//! ([`urgency`], [`Urgency::expiry`], [`Grouper`], [`text`]), shown by [`Notifier`].
 //!
-//! Must not: put untrusted text (userIds, names, reasons) into a notification unescaped. Every
-//! piece of untrusted text goes through [`field`]: cut to a bounded length, then
-//! [`lockdesk_text::isolated`] (controls, bidi controls and invisibles become visible `⟨U+XXXX⟩`
-//! markers, and the whole is wrapped in FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE, so a
-//! right-to-left override in a userId cannot reverse the rest of our sentence), then
-//! [`escape_markup`], because the freedesktop notification body may carry markup that servers
-//! such as dunst render. A token never reaches a notification.
+//! Must not: put untrusted text (userIds) into a notification unescaped. Every piece of untrusted
+//! text goes through [`field`]: cut to a bounded length, then [`lockdesk_text::isolated`]
+//! (controls, bidi controls and invisibles become visible `⟨U+XXXX⟩` markers, and the whole is
+//! wrapped in FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE, so a right-to-left override in a
+//! userId cannot reverse the rest of our sentence), then [`escape_markup`], because the
+//! freedesktop notification body may carry markup that servers such as dunst render. A token, a
+//! raw reason code or a conversation id never reaches a notification: reasons are words
+//! ([`reason_words`]), conversations are named by what the advisor sees (the userId, or "an
+//! anonymous visitor").
+//!
+//! Must not: interrupt for what needs no action now. Only alarms (critical urgency) stay until
+//! dismissed; everything else expires. Where notifications appear on screen is the notification
+//! server's choice (dunst, GNOME Shell, KDE…): the app cannot move them off its own buttons, so it
+//! keeps their number low instead (one notification per group, replaced in place).
 
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lockdesk_api::ReasonCode;
 use lockdesk_config::{Language, Notifications};
 
 /// The kinds of notification, each of which can be muted in Settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NoticeKind {
-    /// A conversation became secured.
+    /// A conversation became secured (off by default: the list shows it).
     Secured,
-    /// A token was rejected (critical urgency).
+    /// A token was rejected.
     VerificationFailed,
     /// Another identity inside one conversation, or the platform names someone else.
     IdentityMismatch,
@@ -43,28 +57,148 @@ impl NoticeKind {
             NoticeKind::LookalikeUserId => settings.lookalike_user_id,
         }
     }
-
-    pub fn critical(self) -> bool {
-        matches!(
-            self,
-            NoticeKind::VerificationFailed
-                | NoticeKind::IdentityMismatch
-                | NoticeKind::SharedDevice
-                | NoticeKind::ReusedUserId
-                | NoticeKind::LookalikeUserId
-        )
-    }
 }
 
 /// One notification to show, about one conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
     pub kind: NoticeKind,
+    /// Which conversation a click opens; never shown.
     pub conversation_id: String,
-    /// The verified userId concerned, when there is one (untrusted text: escaped when shown).
+    /// The verified userId concerned, when there is one (untrusted text: isolated and escaped).
     pub user_id: Option<String>,
-    /// The reason code of a rejection (e.g. `signature_invalid`).
-    pub reason: Option<String>,
+    /// Why a token was rejected or an identity mismatches.
+    pub reason: Option<ReasonCode>,
+}
+
+/// How strongly a notification interrupts. Ordered: `Low < Normal < Critical`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Urgency {
+    /// Routine news the list already shows (a conversation secured, a session lapsed).
+    Low,
+    /// Worth knowing, no action needed now (an expired token, a shared device).
+    Normal,
+    /// An alarm: the advisor must act on the conversation now (forgery, another identity, a
+    /// look-alike or reused userId). Stays on screen until dismissed.
+    Critical,
+}
+
+/// How long a normal notification stays on screen.
+pub const NORMAL_EXPIRY: Duration = Duration::from_secs(10);
+/// How long a low-urgency notification stays on screen.
+pub const LOW_EXPIRY: Duration = Duration::from_secs(6);
+/// A notice joins its group's notification when the previous one came at most this long before
+/// (and that notification is still on screen, as far as the server told us).
+pub const GROUP_WINDOW: Duration = Duration::from_secs(60);
+/// The same for alarms, which stay on screen until dismissed: a new alarm updates the one still
+/// shown rather than adding another.
+pub const ALARM_GROUP_WINDOW: Duration = Duration::from_secs(600);
+
+impl Urgency {
+    /// How long the notification stays on screen: `None` (until dismissed) only for alarms.
+    pub fn expiry(self) -> Option<Duration> {
+        match self {
+            Urgency::Critical => None,
+            Urgency::Normal => Some(NORMAL_EXPIRY),
+            Urgency::Low => Some(LOW_EXPIRY),
+        }
+    }
+
+    fn group_window(self) -> Duration {
+        match self {
+            Urgency::Critical => ALARM_GROUP_WINDOW,
+            Urgency::Normal | Urgency::Low => GROUP_WINDOW,
+        }
+    }
+}
+
+/// Whether a rejection reason points at forgery or tampering (an alarm), rather than at a stale
+/// page, a clock or a broken integration (informational: the list shows the conversation as
+/// failed, and no identity is trusted either way). Exhaustive: a new reason must be placed here.
+pub fn reason_is_alarm(reason: ReasonCode) -> bool {
+    match reason {
+        ReasonCode::BadSignature
+        | ReasonCode::UnknownKey
+        | ReasonCode::UntrustedIssuer
+        | ReasonCode::UnsupportedAlgorithm
+        | ReasonCode::ForbiddenHeader
+        | ReasonCode::DuplicateMember
+        | ReasonCode::EncryptionRequired
+        | ReasonCode::DecryptionFailed
+        | ReasonCode::InvalidUserId
+        | ReasonCode::TokenUserIdDiffers
+        | ReasonCode::PlatformUserIdDiffers
+        | ReasonCode::Unknown => true,
+        ReasonCode::Malformed
+        | ReasonCode::TooLarge
+        | ReasonCode::Expired
+        | ReasonCode::NotYetValid
+        | ReasonCode::LifetimeTooLong
+        | ReasonCode::InvalidClaims
+        | ReasonCode::InvalidVisitorData => false,
+    }
+}
+
+/// How strongly `notice` interrupts (docs/notifications.md's table).
+pub fn urgency(notice: &Notice) -> Urgency {
+    match notice.kind {
+        NoticeKind::Secured | NoticeKind::SessionLapsed => Urgency::Low,
+        NoticeKind::SharedDevice => Urgency::Normal,
+        NoticeKind::IdentityMismatch | NoticeKind::ReusedUserId | NoticeKind::LookalikeUserId => {
+            Urgency::Critical
+        }
+        // No reason recorded: treated as the worst case.
+        NoticeKind::VerificationFailed => match notice.reason {
+            Some(r) if !reason_is_alarm(r) => Urgency::Normal,
+            _ => Urgency::Critical,
+        },
+    }
+}
+
+/// A reason in the advisor's words (the UI's labels, ui/src/i18n/strings.ts). Exhaustive.
+pub fn reason_words(reason: ReasonCode, lang: Language) -> &'static str {
+    use Language::{En, Fr};
+    use ReasonCode as R;
+    match (reason, lang) {
+        (R::Malformed, En) => "malformed token",
+        (R::Malformed, Fr) => "jeton mal formé",
+        (R::TooLarge, En) => "token too large",
+        (R::TooLarge, Fr) => "jeton trop grand",
+        (R::UnsupportedAlgorithm, En) => "unsupported algorithm",
+        (R::UnsupportedAlgorithm, Fr) => "algorithme non pris en charge",
+        (R::ForbiddenHeader, En) => "forbidden header member",
+        (R::ForbiddenHeader, Fr) => "membre d’en-tête interdit",
+        (R::DuplicateMember, En) => "duplicate JSON member",
+        (R::DuplicateMember, Fr) => "membre JSON en double",
+        (R::EncryptionRequired, En) => "unencrypted token refused",
+        (R::EncryptionRequired, Fr) => "jeton non chiffré refusé",
+        (R::DecryptionFailed, En) => "cannot be decrypted with this desk’s keys",
+        (R::DecryptionFailed, Fr) => "indéchiffrable avec les clés de ce poste",
+        (R::UnknownKey, En) => "signed with an unknown key",
+        (R::UnknownKey, Fr) => "signé avec une clé inconnue",
+        (R::BadSignature, En) => "bad signature (forged or altered)",
+        (R::BadSignature, Fr) => "signature invalide (falsifié ou modifié)",
+        (R::UntrustedIssuer, En) => "untrusted issuer",
+        (R::UntrustedIssuer, Fr) => "émetteur non approuvé",
+        (R::Expired, En) => "expired",
+        (R::Expired, Fr) => "expiré",
+        (R::NotYetValid, En) => "not yet valid",
+        (R::NotYetValid, Fr) => "pas encore valide",
+        (R::LifetimeTooLong, En) => "lifetime too long",
+        (R::LifetimeTooLong, Fr) => "durée de vie trop longue",
+        (R::InvalidClaims, En) => "invalid claims",
+        (R::InvalidClaims, Fr) => "revendications invalides",
+        (R::InvalidUserId, En) => "invalid userId",
+        (R::InvalidUserId, Fr) => "userId invalide",
+        (R::InvalidVisitorData, En) => "invalid visitor data",
+        (R::InvalidVisitorData, Fr) => "données visiteur invalides",
+        (R::TokenUserIdDiffers, En) => "a valid token proved another userId",
+        (R::TokenUserIdDiffers, Fr) => "un jeton valide a prouvé un autre userId",
+        (R::PlatformUserIdDiffers, En) => "iAdvize’s profile names another userId",
+        (R::PlatformUserIdDiffers, Fr) => "le profil iAdvize désigne un autre userId",
+        (R::Unknown, En) => "a reason this version does not know",
+        (R::Unknown, Fr) => "une raison que cette version ne connaît pas",
+    }
 }
 
 /// Longest piece of untrusted text put in a notification.
@@ -99,91 +233,270 @@ pub fn escape_markup(text: &str) -> String {
     out
 }
 
-/// The notification's title and body (body already escaped), in `lang`.
+/// The conversation as the advisor sees it in the list: its verified userId (isolated, escaped),
+/// or an anonymous visitor. `capital`: at the start of a sentence.
+fn who(user_id: Option<&str>, lang: Language, capital: bool) -> String {
+    match (user_id, lang, capital) {
+        (Some(u), _, _) => field(u),
+        (None, Language::En, false) => "an anonymous visitor".into(),
+        (None, Language::En, true) => "An anonymous visitor".into(),
+        (None, Language::Fr, false) => "un visiteur anonyme".into(),
+        (None, Language::Fr, true) => "Un visiteur anonyme".into(),
+    }
+}
+
+fn title(kind: NoticeKind, lang: Language) -> &'static str {
+    match (kind, lang) {
+        (NoticeKind::Secured, Language::En) => "Conversation secured",
+        (NoticeKind::Secured, Language::Fr) => "Conversation sécurisée",
+        (NoticeKind::VerificationFailed, Language::En) => "Verification failed",
+        (NoticeKind::VerificationFailed, Language::Fr) => "Échec de la vérification",
+        (NoticeKind::IdentityMismatch, Language::En) => "Identity mismatch",
+        (NoticeKind::IdentityMismatch, Language::Fr) => "Identité incohérente",
+        (NoticeKind::SharedDevice, Language::En) => "Shared device",
+        (NoticeKind::SharedDevice, Language::Fr) => "Appareil partagé",
+        (NoticeKind::ReusedUserId, Language::En) => "Reused userId",
+        (NoticeKind::ReusedUserId, Language::Fr) => "userId réutilisé",
+        (NoticeKind::SessionLapsed, Language::En) => "Session lapsed",
+        (NoticeKind::SessionLapsed, Language::Fr) => "Session expirée",
+        (NoticeKind::LookalikeUserId, Language::En) => "Look-alike userId",
+        (NoticeKind::LookalikeUserId, Language::Fr) => "userId sosie",
+    }
+}
+
+/// The notification's title and body (body already escaped) for one notice, in `lang`.
 pub fn text(notice: &Notice, lang: Language) -> (String, String) {
-    let who = notice
-        .user_id
-        .as_deref()
-        .map(field)
-        .unwrap_or_else(|| match lang {
-            Language::En => "an unknown visitor".into(),
-            Language::Fr => "un visiteur inconnu".into(),
-        });
-    let reason = notice.reason.as_deref().map(field).unwrap_or_default();
-    let conv = field(&notice.conversation_id);
-    let (title, body) = match (lang, notice.kind) {
-        (Language::En, NoticeKind::Secured) => ("Conversation secured", format!("{who} is verified by the brand's signature.")),
-        (Language::Fr, NoticeKind::Secured) => ("Conversation sécurisée", format!("{who} est vérifié par la signature de la marque.")),
-        (Language::En, NoticeKind::VerificationFailed) => ("Verification failed", format!("A token was rejected ({reason}). Do not treat this visitor as authenticated.")),
-        (Language::Fr, NoticeKind::VerificationFailed) => ("Échec de la vérification", format!("Un jeton a été rejeté ({reason}). Ne considérez pas ce visiteur comme authentifié.")),
-        (Language::En, NoticeKind::IdentityMismatch) => ("Identity mismatch", format!("Another identity appeared in a conversation verified as {who}.")),
-        (Language::Fr, NoticeKind::IdentityMismatch) => ("Identité incohérente", format!("Une autre identité est apparue dans une conversation vérifiée pour {who}.")),
-        (Language::En, NoticeKind::SharedDevice) => ("Shared device", format!("A device that carried another verified person now carries {who}.")),
-        (Language::Fr, NoticeKind::SharedDevice) => ("Appareil partagé", format!("Un appareil utilisé par une autre personne vérifiée est maintenant utilisé par {who}.")),
-        (Language::En, NoticeKind::ReusedUserId) => ("User id reused", format!("{who} was presented with different signed identities.")),
-        (Language::Fr, NoticeKind::ReusedUserId) => ("Identifiant réutilisé", format!("{who} a été présenté avec des identités signées différentes.")),
-        (Language::En, NoticeKind::SessionLapsed) => ("Session lapsed", format!("The authenticated session of {who} lapsed.")),
-        (Language::Fr, NoticeKind::SessionLapsed) => ("Session expirée", format!("La session authentifiée de {who} a expiré.")),
-        (Language::En, NoticeKind::LookalikeUserId) => ("Look-alike userId", format!("{who} looks like another identity this desk knows, or mixes scripts. Check who you are talking to before trusting the padlock.")),
-        (Language::Fr, NoticeKind::LookalikeUserId) => ("userId sosie", format!("{who} ressemble à une autre identité connue de ce poste, ou mélange des écritures. Vérifiez à qui vous parlez avant de vous fier au cadenas.")),
-    };
-    (title.to_owned(), format!("{body}\n{conv}"))
-}
-
-/// Shows `notice` unless muted. `on_click` runs (on a background thread) when the user clicks it,
-/// where the platform reports clicks (freedesktop servers); elsewhere it never runs.
-pub fn show(
-    notice: &Notice,
-    lang: Language,
-    settings: &Notifications,
-    on_click: impl FnOnce() + Send + 'static,
-) {
-    if !notice.kind.enabled(settings) {
-        return;
-    }
-    let (title, body) = text(notice, lang);
-    display(title, body, notice.kind.critical(), notice.kind, on_click);
-}
-
-/// Hands one notification to the platform's server, on its own thread.
-fn display(
-    title: String,
-    body: String,
-    critical: bool,
-    kind: impl std::fmt::Debug + Send + 'static,
-    on_click: impl FnOnce() + Send + 'static,
-) {
-    let mut n = notify_rust::Notification::new();
-    n.appname("Lockdesk").summary(&title).body(&body);
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        use notify_rust::{Hint, Urgency};
-        n.urgency(if critical {
-            Urgency::Critical
-        } else {
-            Urgency::Normal
-        });
-        n.hint(Hint::Category("im".into()));
-        n.action("default", "Open");
-    }
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    let _ = critical;
-    // Showing talks to the notification server over D-Bus and, on Linux, waits for a click:
-    // never on the async executor or the UI thread.
-    std::thread::spawn(move || match n.show() {
-        Ok(_handle) => {
-            tracing::debug!(?kind, "notification shown");
-            #[cfg(all(unix, not(target_os = "macos")))]
-            _handle.wait_for_action(|action| {
-                if action == "default" {
-                    on_click();
-                }
-            });
-            #[cfg(not(all(unix, not(target_os = "macos"))))]
-            drop(on_click);
+    let user = notice.user_id.as_deref();
+    let who_ = who(user, lang, false);
+    let who_cap = who(user, lang, true);
+    let reason = reason_words(notice.reason.unwrap_or(ReasonCode::Unknown), lang);
+    // What appeared in a mismatching conversation: the mismatch reason when it is one.
+    let other = match (notice.reason, lang) {
+        (Some(r @ (ReasonCode::TokenUserIdDiffers | ReasonCode::PlatformUserIdDiffers)), _) => {
+            reason_words(r, lang)
         }
-        Err(e) => tracing::warn!(?kind, "cannot show a notification: {e}"),
-    });
+        (_, Language::En) => "another identity appeared",
+        (_, Language::Fr) => "une autre identité est apparue",
+    };
+    let body = match (notice.kind, lang) {
+        (NoticeKind::Secured, Language::En) => format!("{who_cap} is verified by the brand’s signature."),
+        (NoticeKind::Secured, Language::Fr) => format!("{who_cap} est vérifié par la signature de la marque."),
+        (NoticeKind::VerificationFailed, Language::En) => format!("Token refused for {who_}: {reason}. Do not treat this visitor as authenticated."),
+        (NoticeKind::VerificationFailed, Language::Fr) => format!("Jeton refusé pour {who_}\u{a0}: {reason}. Ne considérez pas ce visiteur comme authentifié."),
+        (NoticeKind::IdentityMismatch, Language::En) => format!("In the conversation with {who_}, {other}. Check who you are talking to before going on."),
+        (NoticeKind::IdentityMismatch, Language::Fr) => format!("Dans la conversation avec {who_}, {other}. Vérifiez à qui vous parlez avant de continuer."),
+        (NoticeKind::SharedDevice, Language::En) => format!("A device that carried another verified person now carries {who_}."),
+        (NoticeKind::SharedDevice, Language::Fr) => format!("Un appareil utilisé par une autre personne vérifiée est maintenant utilisé par {who_}."),
+        (NoticeKind::ReusedUserId, Language::En) => format!("{who_cap} was presented with different signed identities. Check who you are talking to before going on."),
+        (NoticeKind::ReusedUserId, Language::Fr) => format!("{who_cap} a été présenté avec des identités signées différentes. Vérifiez à qui vous parlez avant de continuer."),
+        (NoticeKind::SessionLapsed, Language::En) => format!("The verified session of {who_} ended: the conversation is no longer secured."),
+        (NoticeKind::SessionLapsed, Language::Fr) => format!("La session vérifiée de {who_} a pris fin\u{a0}: la conversation n’est plus sécurisée."),
+        (NoticeKind::LookalikeUserId, Language::En) => format!("{who_cap} looks like another identity this desk knows, or mixes scripts. Check who you are talking to before trusting the padlock."),
+        (NoticeKind::LookalikeUserId, Language::Fr) => format!("{who_cap} ressemble à une autre identité connue de ce poste, ou mélange des écritures. Vérifiez à qui vous parlez avant de vous fier au cadenas."),
+    };
+    (title(notice.kind, lang).to_owned(), body)
+}
+
+/// "1 failed verification", "5 failed verifications" (French: singular for 0 and 1).
+fn count_phrase(kind: NoticeKind, n: u32, lang: Language) -> String {
+    let (one, many) = match (lang, kind) {
+        (Language::En, NoticeKind::Secured) => ("conversation secured", "conversations secured"),
+        (Language::Fr, NoticeKind::Secured) => {
+            ("conversation sécurisée", "conversations sécurisées")
+        }
+        (Language::En, NoticeKind::VerificationFailed) => {
+            ("failed verification", "failed verifications")
+        }
+        (Language::Fr, NoticeKind::VerificationFailed) => {
+            ("échec de vérification", "échecs de vérification")
+        }
+        (Language::En, NoticeKind::IdentityMismatch) => {
+            ("identity mismatch", "identity mismatches")
+        }
+        (Language::Fr, NoticeKind::IdentityMismatch) => {
+            ("identité incohérente", "identités incohérentes")
+        }
+        (Language::En, NoticeKind::SharedDevice) => ("shared device", "shared devices"),
+        (Language::Fr, NoticeKind::SharedDevice) => ("appareil partagé", "appareils partagés"),
+        (Language::En, NoticeKind::ReusedUserId) => ("reused userId", "reused userIds"),
+        (Language::Fr, NoticeKind::ReusedUserId) => ("userId réutilisé", "userIds réutilisés"),
+        (Language::En, NoticeKind::SessionLapsed) => ("session lapsed", "sessions lapsed"),
+        (Language::Fr, NoticeKind::SessionLapsed) => ("session expirée", "sessions expirées"),
+        (Language::En, NoticeKind::LookalikeUserId) => ("look-alike userId", "look-alike userIds"),
+        (Language::Fr, NoticeKind::LookalikeUserId) => ("userId sosie", "userIds sosies"),
+    };
+    let singular = n == 1 || (lang == Language::Fr && n == 0);
+    format!("{n} {}", if singular { one } else { many })
+}
+
+/// A group of notices shares one notification: same kind, same urgency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub kind: NoticeKind,
+    pub urgency: Urgency,
+}
+
+/// How many of a group's latest conversations its notification names.
+const NAMED: usize = 3;
+
+struct Group {
+    key: GroupKey,
+    count: u32,
+    /// The latest distinct conversations (id, userId), newest first, at most [`NAMED`].
+    latest: Vec<(String, Option<String>)>,
+    /// Every notice so far was about this one conversation (a click opens it).
+    only: Option<String>,
+    last_at: Instant,
+    /// Which showing of the group is on screen (a click or close of an older one is ignored).
+    generation: u64,
+    /// The server has not reported the notification closed (dismissed or expired).
+    open: bool,
+}
+
+/// One notification to hand to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub key: GroupKey,
+    pub generation: u64,
+    /// Replaces the group's notification on screen (freedesktop `replaces_id`) rather than adding
+    /// one.
+    pub replaces: bool,
+    pub title: String,
+    pub body: String,
+    pub urgency: Urgency,
+    /// `None`: stays until dismissed.
+    pub expiry: Option<Duration>,
+    /// The conversation a click opens (`None`: a group about several; the click shows the list).
+    pub conversation_id: Option<String>,
+}
+
+/// Groups bursts: a notice of the same kind and urgency as a notification still on screen, and
+/// within [`GROUP_WINDOW`] (alarms: [`ALARM_GROUP_WINDOW`]) of the previous one, updates that
+/// notification ("5 failed verifications", the latest conversations named) instead of adding
+/// one. So the screen holds at most one notification per kind and urgency.
+#[derive(Default)]
+pub struct Grouper {
+    groups: Vec<Group>,
+    generation: u64,
+}
+
+impl Grouper {
+    /// What to show for `notice` at `now` (`None`: muted).
+    pub fn add(
+        &mut self,
+        notice: &Notice,
+        lang: Language,
+        settings: &Notifications,
+        now: Instant,
+    ) -> Option<Shown> {
+        if !notice.kind.enabled(settings) {
+            return None;
+        }
+        let urgency = urgency(notice);
+        let key = GroupKey {
+            kind: notice.kind,
+            urgency,
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let entry = (notice.conversation_id.clone(), notice.user_id.clone());
+        let joined = match self.groups.iter_mut().find(|g| g.key == key) {
+            Some(g)
+                if g.open && now.saturating_duration_since(g.last_at) <= urgency.group_window() =>
+            {
+                g.count = g.count.saturating_add(1);
+                g.latest.retain(|(c, _)| *c != notice.conversation_id);
+                g.latest.insert(0, entry.clone());
+                g.latest.truncate(NAMED);
+                if g.only.as_deref() != Some(notice.conversation_id.as_str()) {
+                    g.only = None;
+                }
+                g.last_at = now;
+                g.generation = generation;
+                Some((g.count, g.latest.clone(), g.only.clone()))
+            }
+            _ => None,
+        };
+        let (replaces, (title, body), conversation_id) = match joined {
+            Some((count, latest, only)) => (true, group_text(key, count, &latest, lang), only),
+            None => {
+                let fresh = Group {
+                    key,
+                    count: 1,
+                    latest: vec![entry],
+                    only: Some(notice.conversation_id.clone()),
+                    last_at: now,
+                    generation,
+                    open: true,
+                };
+                match self.groups.iter_mut().find(|g| g.key == key) {
+                    Some(g) => *g = fresh,
+                    None => self.groups.push(fresh),
+                }
+                (
+                    false,
+                    text(notice, lang),
+                    Some(notice.conversation_id.clone()),
+                )
+            }
+        };
+        Some(Shown {
+            key,
+            generation,
+            replaces,
+            title,
+            body,
+            urgency,
+            expiry: urgency.expiry(),
+            conversation_id,
+        })
+    }
+
+    /// The server closed the notification shown as `generation` (dismissed or expired): the next
+    /// notice of its group starts a new notification.
+    pub fn closed(&mut self, key: GroupKey, generation: u64) {
+        if let Some(g) = self
+            .groups
+            .iter_mut()
+            .find(|g| g.key == key && g.generation == generation)
+        {
+            g.open = false;
+        }
+    }
+
+    /// Whether `generation` is what the group's notification shows now.
+    pub fn is_current(&self, key: GroupKey, generation: u64) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.key == key && g.generation == generation)
+    }
+}
+
+/// The text of a group's notification: the kind's title with the count, the count in words, the
+/// latest conversations named.
+fn group_text(
+    key: GroupKey,
+    count: u32,
+    latest: &[(String, Option<String>)],
+    lang: Language,
+) -> (String, String) {
+    let names: Vec<String> = latest
+        .iter()
+        .map(|(_, u)| who(u.as_deref(), lang, false))
+        .collect();
+    let title = format!("{} ({count})", title(key.kind, lang));
+    let counted = count_phrase(key.kind, count, lang);
+    let body = match lang {
+        Language::En => format!(
+            "{counted}. Latest: {}.\nOpen Lockdesk to review them.",
+            names.join(", ")
+        ),
+        Language::Fr => format!(
+            "{counted}. Derniers\u{a0}: {}.\nOuvrez Lockdesk pour les examiner.",
+            names.join(", ")
+        ),
+    };
+    (title, body)
 }
 
 /// A change older than this when it reaches the desk (a backlog applied after downtime or a
@@ -196,81 +509,40 @@ pub const LIVE_WINDOW_MS: i64 = 120_000;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Backlog {
     counts: Vec<(NoticeKind, u32)>,
+    /// The most urgent notice counted.
+    urgency: Option<Urgency>,
 }
 
 impl Backlog {
-    /// Counts one change of `kind`, unless Settings mute that kind.
-    pub fn add(&mut self, kind: NoticeKind, settings: &Notifications) {
+    /// Counts one notice, unless Settings mute its kind.
+    pub fn add(&mut self, notice: &Notice, settings: &Notifications) {
+        let kind = notice.kind;
         if !kind.enabled(settings) {
             return;
         }
         match self.counts.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, n)) => *n += 1,
+            Some((_, n)) => *n = n.saturating_add(1),
             None => self.counts.push((kind, 1)),
         }
+        self.urgency = self.urgency.max(Some(urgency(notice)));
     }
 
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }
 
-    fn critical(&self) -> bool {
-        self.counts.iter().any(|(k, _)| k.critical())
+    /// The summary's urgency: that of the most urgent notice it counts.
+    pub fn urgency(&self) -> Urgency {
+        self.urgency.unwrap_or(Urgency::Low)
     }
 
     /// Title and body in `lang`: the counts, alarms first. No untrusted text is involved.
     pub fn text(&self, lang: Language) -> (String, String) {
         let mut counts = self.counts.clone();
-        counts.sort_by_key(|(k, _)| !k.critical());
+        counts.sort_by_key(|(k, _)| !kind_can_alarm(*k));
         let parts: Vec<String> = counts
             .iter()
-            .map(|&(kind, n)| {
-                let (one, many) = match (lang, kind) {
-                    (Language::En, NoticeKind::Secured) => {
-                        ("conversation secured", "conversations secured")
-                    }
-                    (Language::Fr, NoticeKind::Secured) => {
-                        ("conversation sécurisée", "conversations sécurisées")
-                    }
-                    (Language::En, NoticeKind::VerificationFailed) => {
-                        ("failed verification", "failed verifications")
-                    }
-                    (Language::Fr, NoticeKind::VerificationFailed) => {
-                        ("échec de vérification", "échecs de vérification")
-                    }
-                    (Language::En, NoticeKind::IdentityMismatch) => {
-                        ("identity mismatch", "identity mismatches")
-                    }
-                    (Language::Fr, NoticeKind::IdentityMismatch) => {
-                        ("identité incohérente", "identités incohérentes")
-                    }
-                    (Language::En, NoticeKind::SharedDevice) => ("shared device", "shared devices"),
-                    (Language::Fr, NoticeKind::SharedDevice) => {
-                        ("appareil partagé", "appareils partagés")
-                    }
-                    (Language::En, NoticeKind::ReusedUserId) => {
-                        ("reused user id", "reused user ids")
-                    }
-                    (Language::Fr, NoticeKind::ReusedUserId) => {
-                        ("identifiant réutilisé", "identifiants réutilisés")
-                    }
-                    (Language::En, NoticeKind::SessionLapsed) => {
-                        ("session lapsed", "sessions lapsed")
-                    }
-                    (Language::Fr, NoticeKind::SessionLapsed) => {
-                        ("session expirée", "sessions expirées")
-                    }
-                    (Language::En, NoticeKind::LookalikeUserId) => {
-                        ("look-alike userId", "look-alike userIds")
-                    }
-                    (Language::Fr, NoticeKind::LookalikeUserId) => {
-                        ("userId sosie", "userIds sosies")
-                    }
-                };
-                // English: singular for 1; French: for 0 and 1.
-                let singular = n == 1 || (lang == Language::Fr && n == 0);
-                format!("{n} {}", if singular { one } else { many })
-            })
+            .map(|&(kind, n)| count_phrase(kind, n, lang))
             .collect();
         let (title, tail) = match lang {
             Language::En => (
@@ -286,14 +558,187 @@ impl Backlog {
     }
 }
 
-/// Shows the backlog's summary (critical urgency when it counts an alarm). `on_click` as for
-/// [`show`]. Nothing is shown for an empty backlog.
-pub fn show_summary(backlog: &Backlog, lang: Language, on_click: impl FnOnce() + Send + 'static) {
-    if backlog.is_empty() {
-        return;
+/// Kinds whose notices can be alarms (listed first in a summary).
+fn kind_can_alarm(kind: NoticeKind) -> bool {
+    match kind {
+        NoticeKind::VerificationFailed
+        | NoticeKind::IdentityMismatch
+        | NoticeKind::ReusedUserId
+        | NoticeKind::LookalikeUserId => true,
+        NoticeKind::Secured | NoticeKind::SharedDevice | NoticeKind::SessionLapsed => false,
     }
-    let (title, body) = backlog.text(lang);
-    display(title, body, backlog.critical(), "summary", on_click);
+}
+
+/// What a click on a notification does: `Some(id)` opens that conversation, `None` shows the
+/// window (a group or summary about several).
+pub type OnClick = Arc<dyn Fn(Option<String>) + Send + Sync>;
+
+/// One notification for the display thread.
+struct Job {
+    /// `None` for a backlog summary (never grouped, never replaced).
+    key: Option<GroupKey>,
+    generation: u64,
+    replaces: bool,
+    title: String,
+    body: String,
+    urgency: Urgency,
+    expiry: Option<Duration>,
+    conversation_id: Option<String>,
+}
+
+/// Shows notifications: groups them ([`Grouper`]) and hands them, in order, to one display
+/// thread that talks to the notification server (D-Bus on Linux: never on the async executor or
+/// the UI thread). The thread ends when the `Notifier` is dropped.
+pub struct Notifier {
+    grouper: Arc<Mutex<Grouper>>,
+    tx: mpsc::Sender<Job>,
+    lang: Language,
+    settings: Notifications,
+}
+
+impl Notifier {
+    pub fn new(lang: Language, settings: Notifications, on_click: OnClick) -> Notifier {
+        let grouper = Arc::new(Mutex::new(Grouper::default()));
+        let (tx, rx) = mpsc::channel();
+        let g = grouper.clone();
+        let spawned = std::thread::Builder::new()
+            .name("notifications".into())
+            .spawn(move || display_loop(rx, g, on_click));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the notification thread: {e}");
+        }
+        Notifier {
+            grouper,
+            tx,
+            lang,
+            settings,
+        }
+    }
+
+    /// Shows `notice` (grouped with a burst of its kind) unless muted.
+    pub fn show(&self, notice: &Notice, now: Instant) {
+        let shown = self.grouper.lock().unwrap_or_else(|p| p.into_inner()).add(
+            notice,
+            self.lang,
+            &self.settings,
+            now,
+        );
+        if let Some(s) = shown {
+            self.send(Job {
+                key: Some(s.key),
+                generation: s.generation,
+                replaces: s.replaces,
+                title: s.title,
+                body: s.body,
+                urgency: s.urgency,
+                expiry: s.expiry,
+                conversation_id: s.conversation_id,
+            });
+        }
+    }
+
+    /// Shows the backlog's summary, as urgent as its most urgent notice. Nothing for an empty
+    /// backlog.
+    pub fn summary(&self, backlog: &Backlog) {
+        if backlog.is_empty() {
+            return;
+        }
+        let (title, body) = backlog.text(self.lang);
+        let urgency = backlog.urgency();
+        self.send(Job {
+            key: None,
+            generation: 0,
+            replaces: false,
+            title,
+            body,
+            urgency,
+            expiry: urgency.expiry(),
+            conversation_id: None,
+        });
+    }
+
+    fn send(&self, job: Job) {
+        if self.tx.send(job).is_err() {
+            tracing::warn!("the notification thread has stopped: a notification was not shown");
+        }
+    }
+}
+
+fn display_loop(rx: mpsc::Receiver<Job>, grouper: Arc<Mutex<Grouper>>, on_click: OnClick) {
+    // The server's id of each group's notification, for replacing it.
+    let mut ids: HashMap<GroupKey, u32> = HashMap::new();
+    while let Ok(job) = rx.recv() {
+        let mut n = notify_rust::Notification::new();
+        n.appname("Lockdesk").summary(&job.title).body(&job.body);
+        n.timeout(match job.expiry {
+            None => notify_rust::Timeout::Never,
+            Some(d) => {
+                notify_rust::Timeout::Milliseconds(u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
+            }
+        });
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            use notify_rust::{Hint, Urgency as U};
+            n.urgency(match job.urgency {
+                Urgency::Critical => U::Critical,
+                Urgency::Normal => U::Normal,
+                Urgency::Low => U::Low,
+            });
+            n.hint(Hint::Category("im".into()));
+            n.action("default", "Open");
+            if let (true, Some(key)) = (job.replaces, job.key) {
+                if let Some(id) = ids.get(&key) {
+                    n.id(*id);
+                }
+            }
+        }
+        let kind = job.key.map(|k| k.kind);
+        match n.show() {
+            Ok(_handle) => {
+                tracing::debug!(?kind, urgency = ?job.urgency, "notification shown");
+                #[cfg(all(unix, not(target_os = "macos")))]
+                {
+                    if let Some(key) = job.key {
+                        ids.insert(key, _handle.id());
+                    }
+                    let grouper = grouper.clone();
+                    let on_click = on_click.clone();
+                    let (generation, conversation_id) = (job.generation, job.conversation_id);
+                    // Waits for a click or the close; a replaced notification's waiter sees the
+                    // group moved on and does nothing.
+                    let waiter = std::thread::Builder::new()
+                        .name("notification-wait".into())
+                        .spawn(move || {
+                            _handle.wait_for_action(|action| {
+                                let current = |g: &Grouper| match job.key {
+                                    Some(key) => g.is_current(key, generation),
+                                    None => true,
+                                };
+                                let mut g = grouper.lock().unwrap_or_else(|p| p.into_inner());
+                                match action {
+                                    "default" if current(&g) => {
+                                        drop(g);
+                                        on_click(conversation_id.clone());
+                                    }
+                                    "__closed" => {
+                                        if let Some(key) = job.key {
+                                            g.closed(key, generation);
+                                        }
+                                    }
+                                    _ => {}
+                                }
+                            })
+                        });
+                    if let Err(e) = waiter {
+                        tracing::warn!("cannot wait for a notification's click: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(?kind, "cannot show a notification: {e}"),
+        }
+    }
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    drop((grouper, on_click));
 }
 
 #[cfg(test)]
@@ -302,6 +747,57 @@ mod tests {
 
     const FSI: char = lockdesk_text::FSI;
     const PDI: char = lockdesk_text::PDI;
+
+    const KINDS: [NoticeKind; 7] = [
+        NoticeKind::Secured,
+        NoticeKind::VerificationFailed,
+        NoticeKind::IdentityMismatch,
+        NoticeKind::SharedDevice,
+        NoticeKind::ReusedUserId,
+        NoticeKind::SessionLapsed,
+        NoticeKind::LookalikeUserId,
+    ];
+
+    const REASONS: [ReasonCode; 19] = [
+        ReasonCode::Malformed,
+        ReasonCode::TooLarge,
+        ReasonCode::UnsupportedAlgorithm,
+        ReasonCode::ForbiddenHeader,
+        ReasonCode::DuplicateMember,
+        ReasonCode::EncryptionRequired,
+        ReasonCode::DecryptionFailed,
+        ReasonCode::UnknownKey,
+        ReasonCode::BadSignature,
+        ReasonCode::UntrustedIssuer,
+        ReasonCode::Expired,
+        ReasonCode::NotYetValid,
+        ReasonCode::LifetimeTooLong,
+        ReasonCode::InvalidClaims,
+        ReasonCode::InvalidUserId,
+        ReasonCode::InvalidVisitorData,
+        ReasonCode::TokenUserIdDiffers,
+        ReasonCode::PlatformUserIdDiffers,
+        ReasonCode::Unknown,
+    ];
+
+    /// A conversation id as the gateway hands them out.
+    const UUID: &str = "3f2a9c1e-7b4d-4e8a-9f10-2c3d4e5f6a7b";
+
+    fn notice(kind: NoticeKind, user: Option<&str>, reason: Option<ReasonCode>) -> Notice {
+        Notice {
+            kind,
+            conversation_id: UUID.into(),
+            user_id: user.map(str::to_owned),
+            reason,
+        }
+    }
+
+    fn everything_on() -> Notifications {
+        Notifications {
+            secured: true,
+            ..Notifications::default()
+        }
+    }
 
     #[test]
     fn untrusted_text_is_escaped_and_bounded() {
@@ -326,17 +822,16 @@ mod tests {
     #[test]
     fn a_right_to_left_override_in_a_user_id_is_visible_and_isolated() {
         let user = "cust-1\u{202E}gnp.exe\u{200B}";
-        for kind in [NoticeKind::Secured, NoticeKind::SharedDevice] {
+        for kind in KINDS {
             for lang in [Language::En, Language::Fr] {
                 let n = Notice {
                     kind,
                     conversation_id: "c-\u{2067}9".into(),
                     user_id: Some(user.into()),
-                    reason: None,
+                    reason: Some(ReasonCode::BadSignature),
                 };
                 let (title, body) = text(&n, lang);
-                // The line break before the conversation id is ours.
-                for c in title.chars().chain(body.chars()).filter(|c| *c != '\n') {
+                for c in title.chars().chain(body.chars()) {
                     assert!(
                         !lockdesk_text::is_bidi_control(c) || c == FSI || c == PDI,
                         "{c:?} raw in {body:?}"
@@ -348,10 +843,8 @@ mod tests {
                 }
                 let shown = format!("{FSI}cust-1⟨U+202E⟩gnp.exe⟨U+200B⟩{PDI}");
                 assert!(body.contains(&shown), "{kind:?} {lang:?}: {body:?}");
-                assert!(
-                    body.ends_with(&format!("\n{FSI}c-⟨U+2067⟩9{PDI}")),
-                    "{body:?}"
-                );
+                // The conversation id is not shown at all (the userId names the conversation).
+                assert!(!body.contains("c-"), "{body:?}");
                 // Every isolate we open is closed: nothing leaks into the next line or text.
                 assert_eq!(
                     body.matches(FSI).count(),
@@ -362,81 +855,311 @@ mod tests {
         }
     }
 
+    /// The issue's example, "A token was rejected (bad_signature)": reasons are words in the
+    /// advisor's language, and no conversation UUID or raw code reaches the screen.
     #[test]
-    fn every_kind_has_text_in_both_languages_with_the_user_escaped() {
-        let kinds = [
-            NoticeKind::Secured,
+    fn texts_carry_words_not_codes_or_uuids_in_the_advisor_language() {
+        let n = notice(
             NoticeKind::VerificationFailed,
-            NoticeKind::IdentityMismatch,
-            NoticeKind::SharedDevice,
-            NoticeKind::ReusedUserId,
-            NoticeKind::SessionLapsed,
-            NoticeKind::LookalikeUserId,
-        ];
-        for kind in kinds {
-            for lang in [Language::En, Language::Fr] {
-                let n = Notice {
-                    kind,
-                    conversation_id: "c-1".into(),
-                    user_id: Some("<img src=x onerror=alert(1)>".into()),
-                    reason: Some("signature_invalid".into()),
-                };
-                let (title, body) = text(&n, lang);
-                assert!(!title.is_empty());
-                assert!(!body.contains('<'), "{body}");
-                assert!(body.contains("c-1"));
-                if kind != NoticeKind::VerificationFailed {
-                    assert!(body.contains("&lt;img"), "{kind:?} {lang:?}: {body}");
-                } else {
-                    assert!(body.contains("signature_invalid"));
+            None,
+            Some(ReasonCode::BadSignature),
+        );
+        let (title, body) = text(&n, Language::Fr);
+        assert_eq!(title, "Échec de la vérification");
+        assert_eq!(
+            body,
+            "Jeton refusé pour un visiteur anonyme\u{a0}: signature invalide (falsifié ou \
+             modifié). Ne considérez pas ce visiteur comme authentifié."
+        );
+        let (_, en) = text(&n, Language::En);
+        assert_eq!(
+            en,
+            "Token refused for an anonymous visitor: bad signature (forged or altered). Do not \
+             treat this visitor as authenticated."
+        );
+        for kind in KINDS {
+            for reason in REASONS.map(Some).into_iter().chain([None]) {
+                for lang in [Language::En, Language::Fr] {
+                    for user in [None, Some("cust-42")] {
+                        let (title, body) = text(&notice(kind, user, reason), lang);
+                        let all = format!("{title}\n{body}");
+                        assert!(!all.contains('_'), "a raw code in {all:?}");
+                        assert!(!all.contains(UUID), "the conversation id in {all:?}");
+                        assert!(!all.contains("3f2a9c1e"), "{all:?}");
+                        if let Some(u) = user {
+                            assert!(all.contains(u), "{kind:?}: {all:?}");
+                        }
+                    }
                 }
             }
         }
-        let en = text(
-            &Notice {
-                kind: NoticeKind::Secured,
-                conversation_id: "c".into(),
-                user_id: None,
-                reason: None,
-            },
-            Language::Fr,
+        // Every reason has words of its own in both languages, and they differ between them
+        // (no English left in the French table), except where the word is the same.
+        for r in REASONS {
+            let (en, fr) = (reason_words(r, Language::En), reason_words(r, Language::Fr));
+            assert!(!en.is_empty() && !fr.is_empty());
+            assert_ne!(en, fr, "{r:?}");
+        }
+        // A mismatch names what appeared.
+        let (_, body) = text(
+            &notice(
+                NoticeKind::IdentityMismatch,
+                Some("cust-1"),
+                Some(ReasonCode::PlatformUserIdDiffers),
+            ),
+            Language::En,
         );
-        assert!(en.0.contains("sécurisée"));
+        assert!(
+            body.contains("iAdvize’s profile names another userId"),
+            "{body}"
+        );
     }
 
     #[test]
-    fn mutes_follow_settings_and_failures_are_critical() {
-        let mut s = Notifications::default();
-        assert!(NoticeKind::Secured.enabled(&s));
-        s.secured = false;
-        s.reused_user_id = false;
-        assert!(!NoticeKind::Secured.enabled(&s));
-        assert!(!NoticeKind::ReusedUserId.enabled(&s));
-        assert!(NoticeKind::VerificationFailed.enabled(&s));
-        assert!(NoticeKind::VerificationFailed.critical());
-        assert!(!NoticeKind::Secured.critical());
-        assert!(!NoticeKind::SessionLapsed.critical());
-        assert!(NoticeKind::LookalikeUserId.critical());
-        s.lookalike_user_id = false;
-        assert!(!NoticeKind::LookalikeUserId.enabled(&s));
+    fn every_kind_has_text_in_both_languages_with_the_user_escaped() {
+        for kind in KINDS {
+            for lang in [Language::En, Language::Fr] {
+                let n = notice(
+                    kind,
+                    Some("<img src=x onerror=alert(1)>"),
+                    Some(ReasonCode::BadSignature),
+                );
+                let (title, body) = text(&n, lang);
+                assert!(!title.is_empty());
+                assert!(!body.contains('<'), "{body}");
+                assert!(body.contains("&lt;img"), "{kind:?} {lang:?}: {body}");
+            }
+        }
+        assert!(
+            text(&notice(NoticeKind::Secured, Some("u"), None), Language::Fr)
+                .0
+                .contains("sécurisée")
+        );
+    }
+
+    /// Only what needs the advisor's action now is critical, and only that stays until
+    /// dismissed; routine news (secured, a lapse) is low urgency and off or expiring.
+    #[test]
+    fn only_alarms_are_critical_and_only_they_never_expire() {
+        let u = |kind, reason| urgency(&notice(kind, Some("u"), reason));
+        assert_eq!(u(NoticeKind::SessionLapsed, None), Urgency::Low);
+        assert_eq!(u(NoticeKind::Secured, None), Urgency::Low);
+        assert_eq!(u(NoticeKind::SharedDevice, None), Urgency::Normal);
+        for kind in [
+            NoticeKind::IdentityMismatch,
+            NoticeKind::ReusedUserId,
+            NoticeKind::LookalikeUserId,
+        ] {
+            assert_eq!(u(kind, None), Urgency::Critical, "{kind:?}");
+        }
+        let failed = |r| u(NoticeKind::VerificationFailed, Some(r));
+        assert_eq!(failed(ReasonCode::BadSignature), Urgency::Critical);
+        assert_eq!(failed(ReasonCode::UnknownKey), Urgency::Critical);
+        assert_eq!(failed(ReasonCode::Unknown), Urgency::Critical);
+        assert_eq!(failed(ReasonCode::Expired), Urgency::Normal);
+        assert_eq!(failed(ReasonCode::NotYetValid), Urgency::Normal);
+        assert_eq!(
+            u(NoticeKind::VerificationFailed, None),
+            Urgency::Critical,
+            "no reason recorded: the worst case"
+        );
+        assert_eq!(Urgency::Critical.expiry(), None);
+        assert_eq!(Urgency::Normal.expiry(), Some(NORMAL_EXPIRY));
+        assert_eq!(Urgency::Low.expiry(), Some(LOW_EXPIRY));
+        // Whatever it is, a shown notification expires unless it is an alarm.
+        let mut g = Grouper::default();
+        let t0 = Instant::now();
+        for kind in KINDS {
+            for reason in REASONS.map(Some).into_iter().chain([None]) {
+                let s = g
+                    .add(
+                        &notice(kind, None, reason),
+                        Language::En,
+                        &everything_on(),
+                        t0,
+                    )
+                    .unwrap();
+                assert_eq!(s.expiry.is_none(), s.urgency == Urgency::Critical, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn secured_does_not_notify_by_default_and_mutes_follow_settings() {
+        let defaults = Notifications::default();
+        assert!(!NoticeKind::Secured.enabled(&defaults));
+        let mut g = Grouper::default();
+        let t0 = Instant::now();
+        let secured = notice(NoticeKind::Secured, Some("cust-1"), None);
+        assert_eq!(g.add(&secured, Language::En, &defaults, t0), None);
+        // Unless configured.
+        let shown = g.add(&secured, Language::En, &everything_on(), t0).unwrap();
+        assert_eq!(shown.urgency, Urgency::Low);
+        for kind in KINDS.into_iter().filter(|k| *k != NoticeKind::Secured) {
+            assert!(kind.enabled(&defaults), "{kind:?} on by default");
+        }
+        let muted = Notifications {
+            reused_user_id: false,
+            lookalike_user_id: false,
+            ..defaults
+        };
+        assert!(!NoticeKind::ReusedUserId.enabled(&muted));
+        assert!(!NoticeKind::LookalikeUserId.enabled(&muted));
+        assert!(NoticeKind::VerificationFailed.enabled(&muted));
+        let lookalike = notice(NoticeKind::LookalikeUserId, Some("u"), None);
+        assert_eq!(g.add(&lookalike, Language::En, &muted, t0), None);
+    }
+
+    /// A burst of five failed verifications within the window is one notification, replaced in
+    /// place, that names five; a click on it shows the list.
+    #[test]
+    fn a_burst_within_the_window_is_one_notification_naming_the_count() {
+        let settings = Notifications::default();
+        let mut g = Grouper::default();
+        let t0 = Instant::now();
+        let users = ["cust-1", "cust-2", "cust-3", "cust-4"];
+        let mut shown = Vec::new();
+        for i in 0..5u64 {
+            let mut n = notice(
+                NoticeKind::VerificationFailed,
+                users.get(i as usize).copied(),
+                Some(ReasonCode::BadSignature),
+            );
+            n.conversation_id = format!("conv-{i}");
+            shown.push(
+                g.add(&n, Language::En, &settings, t0 + Duration::from_secs(5 * i))
+                    .unwrap(),
+            );
+        }
+        assert!(
+            !shown[0].replaces,
+            "the first of a burst is a notification of its own"
+        );
+        assert_eq!(shown[0].conversation_id.as_deref(), Some("conv-0"));
+        assert!(shown[1..]
+            .iter()
+            .all(|s| s.replaces && s.key == shown[0].key));
+        let last = shown.last().unwrap();
+        assert_eq!(last.title, "Verification failed (5)");
+        assert_eq!(
+            last.body,
+            format!(
+                "5 failed verifications. Latest: an anonymous visitor, {FSI}cust-4{PDI}, \
+                 {FSI}cust-3{PDI}.\nOpen Lockdesk to review them."
+            )
+        );
+        assert_eq!(
+            last.conversation_id, None,
+            "several conversations: the list"
+        );
+        assert_eq!(last.urgency, Urgency::Critical);
+        assert!(g.is_current(last.key, last.generation));
+        assert!(!g.is_current(last.key, shown[0].generation));
+
+        // In French.
+        let mut fr = Grouper::default();
+        let mut s = None;
+        for _ in 0..3 {
+            let n = notice(NoticeKind::SharedDevice, Some("cust-9"), None);
+            s = fr.add(&n, Language::Fr, &settings, t0);
+        }
+        let s = s.unwrap();
+        assert_eq!(s.title, "Appareil partagé (3)");
+        assert!(
+            s.body.starts_with("3 appareils partagés. Derniers\u{a0}: "),
+            "{}",
+            s.body
+        );
+        // The same conversation three times: a click still opens it.
+        assert_eq!(s.conversation_id.as_deref(), Some(UUID));
+    }
+
+    #[test]
+    fn a_group_ends_when_closed_or_after_its_window_and_kinds_or_urgencies_do_not_mix() {
+        let settings = Notifications::default();
+        let mut g = Grouper::default();
+        let t0 = Instant::now();
+        let forged = notice(
+            NoticeKind::VerificationFailed,
+            None,
+            Some(ReasonCode::BadSignature),
+        );
+        let expired = notice(
+            NoticeKind::VerificationFailed,
+            None,
+            Some(ReasonCode::Expired),
+        );
+        let first = g.add(&forged, Language::En, &settings, t0).unwrap();
+        // Another urgency or kind: a notification of its own (an alarm is never folded into an
+        // expiring notification).
+        let e = g.add(&expired, Language::En, &settings, t0).unwrap();
+        assert!(!e.replaces);
+        assert_eq!(e.urgency, Urgency::Normal);
+        let s = g
+            .add(
+                &notice(NoticeKind::SharedDevice, Some("u"), None),
+                Language::En,
+                &settings,
+                t0,
+            )
+            .unwrap();
+        assert!(!s.replaces);
+        // The advisor dismissed the alarm: the next one is new again.
+        g.closed(first.key, first.generation);
+        let again = g.add(&forged, Language::En, &settings, t0).unwrap();
+        assert!(!again.replaces);
+        assert_eq!(again.title, "Verification failed");
+        // A close reported for an older showing does not end the current group.
+        g.closed(first.key, first.generation);
+        let joined = g.add(&forged, Language::En, &settings, t0).unwrap();
+        assert!(joined.replaces);
+        // Past the window: new.
+        let later = t0 + ALARM_GROUP_WINDOW + Duration::from_secs(1);
+        assert!(
+            !g.add(&forged, Language::En, &settings, later)
+                .unwrap()
+                .replaces
+        );
+        let later = later + GROUP_WINDOW + Duration::from_secs(1);
+        assert!(
+            !g.add(&expired, Language::En, &settings, later)
+                .unwrap()
+                .replaces
+        );
     }
 
     #[test]
     fn a_backlog_is_one_summary_with_alarms_first_and_muted_kinds_left_out() {
         let settings = Notifications {
             session_lapsed: false,
-            ..Notifications::default()
+            ..everything_on()
         };
         let mut b = Backlog::default();
         assert!(b.is_empty());
         for _ in 0..12 {
-            b.add(NoticeKind::Secured, &settings);
+            b.add(&notice(NoticeKind::Secured, Some("u"), None), &settings);
         }
-        b.add(NoticeKind::VerificationFailed, &settings);
-        b.add(NoticeKind::SessionLapsed, &settings); // muted
-        b.add(NoticeKind::IdentityMismatch, &settings);
-        b.add(NoticeKind::IdentityMismatch, &settings);
-        assert!(b.critical());
+        b.add(
+            &notice(
+                NoticeKind::VerificationFailed,
+                None,
+                Some(ReasonCode::BadSignature),
+            ),
+            &settings,
+        );
+        b.add(
+            &notice(NoticeKind::SessionLapsed, Some("u"), None),
+            &settings,
+        ); // muted
+        b.add(
+            &notice(NoticeKind::IdentityMismatch, Some("u"), None),
+            &settings,
+        );
+        b.add(
+            &notice(NoticeKind::IdentityMismatch, Some("u"), None),
+            &settings,
+        );
+        assert_eq!(b.urgency(), Urgency::Critical);
         assert_eq!(
             b.text(Language::En),
             (
@@ -454,14 +1177,32 @@ mod tests {
         );
 
         let mut only_secured = Backlog::default();
-        only_secured.add(NoticeKind::Secured, &settings);
-        assert!(!only_secured.critical());
+        only_secured.add(&notice(NoticeKind::Secured, Some("u"), None), &settings);
+        assert_eq!(only_secured.urgency(), Urgency::Low);
         assert!(only_secured
             .text(Language::En)
             .1
             .starts_with("1 conversation secured."));
+        // Expired tokens only: not an alarm.
+        let mut expired = Backlog::default();
+        expired.add(
+            &notice(
+                NoticeKind::VerificationFailed,
+                None,
+                Some(ReasonCode::Expired),
+            ),
+            &settings,
+        );
+        assert_eq!(expired.urgency(), Urgency::Normal);
         let mut all_muted = Backlog::default();
-        all_muted.add(NoticeKind::SessionLapsed, &settings);
+        all_muted.add(
+            &notice(NoticeKind::SessionLapsed, Some("u"), None),
+            &settings,
+        );
+        all_muted.add(
+            &notice(NoticeKind::Secured, Some("u"), None),
+            &Notifications::default(),
+        );
         assert!(all_muted.is_empty());
     }
 }
