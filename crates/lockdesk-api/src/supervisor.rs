@@ -480,7 +480,8 @@ pub fn export_audit(
         None
     };
     let out_dir = dir.join(EXPORTS_DIR);
-    std::fs::create_dir_all(&out_dir)
+    // Exports hold personal data: the folder is owner-only (0700), each file 0600.
+    lockdesk_config::create_private_dir(&out_dir)
         .map_err(|e| internal(format!("cannot create {}: {e}", out_dir.display())))?;
     let base = export_file_name(now_ms, format, redact);
     let mut path = out_dir.join(&base);
@@ -495,7 +496,14 @@ pub fn export_audit(
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
     let io = |what: &Path, e: std::io::Error| internal(format!("{}: {e}", what.display()));
-    let file = std::fs::File::create(&part).map_err(|e| io(&part, e))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(&part).map_err(|e| io(&part, e))?;
     let mut w = BufWriter::with_capacity(1 << 16, file);
     let opts = ExportOptions {
         redact: redact_key,
@@ -803,6 +811,14 @@ mod tests {
         assert!(r.redacted);
         let path = PathBuf::from(&r.path);
         assert_eq!(path.parent(), Some(dir.path().join(EXPORTS_DIR).as_path()));
+        // Personal data: owner-only, whatever the umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.path().join(EXPORTS_DIR)), 0o700);
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("user-42") && !text.contains("secret@b.example"));
         assert!(dir.path().join(audit_export::REDACTION_KEY_FILE).is_file());
