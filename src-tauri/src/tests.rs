@@ -191,7 +191,9 @@ fn commands_the_ui_does_not_use_do_not_exist() {
 #[test]
 fn an_unreadable_configuration_is_reported_on_the_first_screen_and_starts_nothing() {
     let secret = "sk-live-0a1b2c3d4e5f";
-    let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, &str)> = vec![
+    /// What is in place of the file, how to make it, what the reason names.
+    type Case = (&'static str, Box<dyn Fn(&std::path::Path)>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "a directory",
             Box::new(|p| std::fs::create_dir_all(p).unwrap()),
