@@ -96,6 +96,8 @@ pub(crate) struct Actor {
     commands: mpsc::Receiver<Command>,
     stopping: bool,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Failed attempts since the last healthy connection (the backoff's exponent).
+    attempt: u32,
 }
 
 /// How a connection ended.
@@ -141,6 +143,7 @@ impl Actor {
             commands,
             stopping: false,
             tls: None,
+            attempt: 0,
         }
     }
 
@@ -159,29 +162,44 @@ impl Actor {
         self.publish(State::Stopped { reason });
     }
 
+    /// The wait before the next attempt (the attempt count restarts after a healthy connection).
+    fn retry_delay(&mut self, immediate: bool, healthy: bool) -> Duration {
+        if healthy {
+            self.attempt = 0;
+        }
+        if immediate {
+            return Duration::ZERO;
+        }
+        let d = self.config.backoff.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
     async fn reconnect_loop(&mut self) -> StopReason {
-        let mut attempt: u32 = 0;
         loop {
             if self.stopping {
                 return StopReason::Shutdown;
             }
-            let (end, healthy) = self.connect_once().await;
+            let (end, healthy, decided) = self.connect_once().await;
             let (reason, immediate) = match end {
                 End::Stop(reason) => return reason,
                 End::Reconnect { reason, immediate } => (reason, immediate),
             };
-            if healthy {
-                attempt = 0;
-            }
-            let retry_in = if immediate {
-                Duration::ZERO
-            } else {
-                let d = self.config.backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                d
+            let retry_in = match decided {
+                Some(d) => d,
+                None => self.retry_delay(immediate, healthy),
             };
             tracing::info!(url = %self.target.display, %reason, ?retry_in, "feed disconnected");
-            self.publish(State::Disconnected { reason, retry_in });
+            let state = State::Disconnected { reason, retry_in };
+            // Already published when the connection ended (before applying what it delivered),
+            // unless applying it failed since.
+            self.state.send_if_modified(|current| {
+                let changed = *current != state;
+                if changed {
+                    *current = state;
+                }
+                changed
+            });
             let sleep = tokio::time::sleep(retry_in);
             tokio::select! {
                 _ = sleep => {}
@@ -190,9 +208,10 @@ impl Actor {
         }
     }
 
-    /// One connection: asks the cursor, connects, runs the session. Returns how it ended and
-    /// whether it was healthy (hello received and up for `healthy_after`).
-    async fn connect_once(&mut self) -> (End, bool) {
+    /// One connection: asks the cursor, connects, runs the session. Returns how it ended, whether
+    /// it was healthy (hello received and up for `healthy_after`), and the wait before the next
+    /// attempt if the session already decided and published it.
+    async fn connect_once(&mut self) -> (End, bool, Option<Duration>) {
         let cursor = match self.sink.cursor().await {
             Ok(c) => c,
             Err(SinkError::Failed(e)) => {
@@ -202,33 +221,38 @@ impl Actor {
                         immediate: false,
                     },
                     false,
+                    None,
                 )
             }
-            Err(SinkError::Gone) => return (End::Stop(StopReason::SinkGone), false),
+            Err(SinkError::Gone) => return (End::Stop(StopReason::SinkGone), false, None),
         };
         self.publish(State::Connecting {
             url: self.target.display.clone(),
         });
         let connected = tokio::select! {
             r = connect(&self.config, &self.target, &mut self.tls, cursor) => r,
-            _ = next_command(&mut self.commands, &mut self.stopping) => return (End::Stop(StopReason::Shutdown), false),
+            _ = next_command(&mut self.commands, &mut self.stopping) => return (End::Stop(StopReason::Shutdown), false, None),
         };
         let ws = match connected {
             Ok(ws) => ws,
-            Err(end) => return (end, false),
+            Err(end) => return (end, false, None),
         };
         Counters::bump(&self.counters.connections);
-        let started = Instant::now();
         let mut session = Session {
             high: cursor,
             cursor,
             pending: VecDeque::new(),
             in_flight: None,
             got_hello: false,
+            started: Instant::now(),
+            retry_in: None,
         };
         let end = self.session(ws, &mut session).await;
-        let healthy = session.got_hello && started.elapsed() >= self.config.backoff.healthy_after;
-        (end, healthy)
+        (end, self.healthy(&session), session.retry_in)
+    }
+
+    fn healthy(&self, s: &Session) -> bool {
+        s.got_hello && s.started.elapsed() >= self.config.backoff.healthy_after
     }
 }
 
@@ -364,6 +388,18 @@ impl Actor {
             }
         };
         drop(ws);
+        // The connection is gone: the state stops saying "Connected" now, not once what it
+        // delivered is applied (which may take a while).
+        if let End::Reconnect { reason, immediate } = &end {
+            if s.in_flight.is_some() || !s.pending.is_empty() {
+                let retry_in = self.retry_delay(*immediate, self.healthy(s));
+                s.retry_in = Some(retry_in);
+                self.publish(State::Disconnected {
+                    reason: reason.clone(),
+                    retry_in,
+                });
+            }
+        }
         // What arrived before the end is valid: apply it, so the next resume starts after it.
         match self.drain(s).await {
             Ok(()) => end,
@@ -620,6 +656,9 @@ struct Session {
     pending: VecDeque<Pending>,
     in_flight: Option<InFlight>,
     got_hello: bool,
+    started: Instant,
+    /// The wait before the next attempt, when decided (and published) as the connection ended.
+    retry_in: Option<Duration>,
 }
 
 /// `d` from now; a duration too long for the clock means "never" (about 30 years).

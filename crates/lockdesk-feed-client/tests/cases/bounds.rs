@@ -2,6 +2,7 @@
 //! server: a hostile or damaged gateway. Nothing panics, nothing already accepted is lost, and the
 //! state says what happened.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -162,4 +163,100 @@ async fn an_entry_received_after_year_9999_goes_to_the_sink_to_be_skipped_and_la
     assert_eq!(client.counters().out_of_bounds_entries, 1);
     assert!(protocol_errors(&recorder.all()).is_empty());
     assert_eq!(server.upgrades().len(), 1);
+}
+
+/// A sink that records the client's state at each apply, and holds its first apply until told.
+struct Watching {
+    state: Arc<Mutex<Option<tokio::sync::watch::Receiver<State>>>>,
+    seen: Arc<Mutex<Vec<(u64, State)>>>,
+    release: std::sync::mpsc::Receiver<()>,
+    held: bool,
+}
+
+impl lockdesk_feed_client::Sink for Watching {
+    type Error = String;
+    fn cursor(&mut self) -> Result<u64, String> {
+        Ok(self.seen.lock().unwrap().last().map_or(0, |(seq, _)| *seq))
+    }
+    fn apply(&mut self, entries: Vec<lockdesk_feed_client::Entry>) -> Result<(), String> {
+        if !self.held {
+            self.held = true;
+            let _ = self.release.recv_timeout(PATIENCE);
+        }
+        let state = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .borrow()
+            .clone();
+        for e in entries {
+            self.seen.lock().unwrap().push((e.seq, state.clone()));
+        }
+        Ok(())
+    }
+    fn seen(&mut self, _: u64) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_is_not_shown_while_a_closed_connections_entries_are_still_being_applied() {
+    capture_logs();
+    // The gateway sends 1..=20 and closes (1000) while the store is still busy with entry 1:
+    // entries 2..=20 are applied after the connection is gone, and the state must say so (the
+    // old client kept "Connected" until the last of them was applied).
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+    let closed_tx = Arc::new(Mutex::new(Some(closed_tx)));
+    let server = TestServer::start(None, move |mut c: Conn| {
+        let closed_tx = closed_tx.clone();
+        async move {
+            if c.index == 0 {
+                serve_range(&mut c.ws, c.after, 20, 20, 15).await;
+                close(&mut c.ws, 1000, "bye").await;
+                if let Some(tx) = closed_tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+            } else {
+                serve_range(&mut c.ws, c.after, 20, 20, 15).await;
+                hold(&mut c).await;
+            }
+        }
+    })
+    .await;
+    let state = Arc::new(Mutex::new(None));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Watching {
+        state: state.clone(),
+        seen: seen.clone(),
+        release: closed_rx,
+        held: false,
+    };
+    let mut cfg = config(&server.url());
+    cfg.max_batch = 1;
+    let client = FeedClient::spawn(cfg, sink).unwrap();
+    *state.lock().unwrap() = Some(client.state());
+    tokio::time::timeout(PATIENCE, async {
+        while seen.lock().unwrap().len() < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("never applied 20 entries");
+    client.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    let (_, last) = &seen[19];
+    assert!(
+        matches!(
+            last,
+            State::Disconnected {
+                reason: DisconnectReason::Closed { code: 1000, .. },
+                ..
+            }
+        ),
+        "entry 20 was applied after the close under {last:?}"
+    );
 }
