@@ -18,7 +18,8 @@ pub fn init(log_dir: &Path) -> Option<WorkerGuard> {
     let stderr = fmt::layer()
         // Colours only at a terminal: redirected logs stay plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        // Never std::io::stderr itself: a failed write there panics (see LogSink).
+        .with_writer(|| lockdesk_service::log_sink::LogSink)
         .with_filter(filter());
     let file = file_appender(log_dir);
     match file {

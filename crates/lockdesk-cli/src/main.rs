@@ -115,24 +115,6 @@ fn init_logging() {
         // Colours only for a person at a terminal: a redirected log (a file, journald, a pipe)
         // gets plain text, not escape sequences.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(|| LogSink)
+        .with_writer(|| lockdesk_service::log_sink::LogSink)
         .try_init();
-}
-
-/// stderr for the logs, whose writes never fail. tracing-subscriber reports a failed write with
-/// `eprintln!`, which panics when stderr is a closed pipe (EPIPE) or a file on a full disk
-/// (ENOSPC): a log line would then take down the request, or the gateway's writer thread, that
-/// logged it. A log line that cannot be written is lost, and only that.
-struct LogSink;
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::Write::flush(&mut std::io::stderr());
-        Ok(())
-    }
 }

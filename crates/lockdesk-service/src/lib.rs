@@ -32,6 +32,7 @@
 
 pub mod backfill;
 pub mod demo;
+pub mod log_sink;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
