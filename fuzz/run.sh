@@ -44,14 +44,16 @@ run_one() {
   local t="$1"
   shift
   # The structure-aware targets do real work per input (SQLite commits, RSA, a WebSocket):
-  # their inputs stay small.
-  local max_len=20000
-  case "$t" in desk_apply | feed_frames) max_len=4096 ;; esac
+  # their inputs stay small, and are tried at every size from the start (-len_control=0: a
+  # few bytes make no entry at all; with libFuzzer's slow growth of sizes a 60 s run missed the
+  # heartbeat overflow that this finds in seconds).
+  local sizes=(-max_len=20000)
+  case "$t" in desk_apply | feed_frames) sizes=(-max_len=4096 -len_control=0) ;; esac
   mkdir -p "corpus-run/$t" "artifacts/$t"
   cp -n seeds/"$t"/* "corpus-run/$t/" 2>/dev/null || true
   echo "fuzz: $t for ${SECONDS_ARG}s" >&2
   cargo fuzz run "${FLAGS[@]}" "$t" "corpus-run/$t" -- \
-    -max_total_time="$SECONDS_ARG" -max_len="$max_len" -timeout=20 -print_final_stats=1 \
+    -max_total_time="$SECONDS_ARG" "${sizes[@]}" -timeout=20 -print_final_stats=1 \
     -artifact_prefix="artifacts/$t/" "$@"
 }
 
