@@ -305,15 +305,19 @@ fn notifications_default_on_and_round_trip_muted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     assert!(crate::Notifications::default().verification_failed);
+    // Secured is off by default (docs/notifications.md: the list shows it).
+    assert!(!crate::Notifications::default().secured);
     let mut c = Config::default();
-    c.notifications.secured = false;
+    c.notifications.secured = true;
+    c.notifications.session_lapsed = false;
     c.iadvize.password = Some("hunter2-secret".into());
     crate::save(&path, &c).unwrap();
     let back = crate::load(&path).unwrap();
-    assert!(!back.notifications.secured);
-    assert!(back.notifications.session_lapsed);
+    assert!(back.notifications.secured);
+    assert!(!back.notifications.session_lapsed);
+    assert!(back.notifications.verification_failed);
     assert!(!format!("{back:?}").contains("hunter2"));
-    // An older file without the section reads as everything on.
+    // An older file without the section reads as the defaults.
     std::fs::write(&path, "[ui]\nlanguage = \"fr\"\n").unwrap();
     assert_eq!(
         crate::load(&path).unwrap().notifications,
