@@ -18,7 +18,7 @@
 //! server's choice (dunst, GNOME Shell, KDE…): the app cannot move them off its own buttons, so it
 //! keeps their number low instead (one notification per group, replaced in place).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -346,6 +346,8 @@ struct Group {
     latest: Vec<(String, Option<String>)>,
     /// Every notice so far was about this one conversation (a click opens it).
     only: Option<String>,
+    /// What a click on the notification as now shown opens.
+    target: Option<String>,
     last_at: Instant,
     /// Which showing of the group is on screen (a click or close of an older one is ignored).
     generation: u64,
@@ -413,6 +415,7 @@ impl Grouper {
                 }
                 g.last_at = now;
                 g.generation = generation;
+                g.target = g.only.clone();
                 Some((g.count, g.latest.clone(), g.only.clone()))
             }
             _ => None,
@@ -425,6 +428,7 @@ impl Grouper {
                     count: 1,
                     latest: vec![entry],
                     only: Some(notice.conversation_id.clone()),
+                    target: Some(notice.conversation_id.clone()),
                     last_at: now,
                     generation,
                     open: true,
@@ -464,11 +468,12 @@ impl Grouper {
         }
     }
 
-    /// Whether `generation` is what the group's notification shows now.
-    pub fn is_current(&self, key: GroupKey, generation: u64) -> bool {
+    /// The group's current showing: its generation and what a click on it opens.
+    fn current(&self, key: GroupKey) -> Option<(u64, Option<String>)> {
         self.groups
             .iter()
-            .any(|g| g.key == key && g.generation == generation)
+            .find(|g| g.key == key)
+            .map(|g| (g.generation, g.target.clone()))
     }
 }
 
@@ -574,10 +579,10 @@ fn kind_can_alarm(kind: NoticeKind) -> bool {
 pub type OnClick = Arc<dyn Fn(Option<String>) + Send + Sync>;
 
 /// One notification for the display thread.
+#[cfg_attr(not(all(unix, not(target_os = "macos"))), allow(dead_code))]
 struct Job {
     /// `None` for a backlog summary (never grouped, never replaced).
     key: Option<GroupKey>,
-    generation: u64,
     replaces: bool,
     title: String,
     body: String,
@@ -626,7 +631,6 @@ impl Notifier {
         if let Some(s) = shown {
             self.send(Job {
                 key: Some(s.key),
-                generation: s.generation,
                 replaces: s.replaces,
                 title: s.title,
                 body: s.body,
@@ -647,7 +651,6 @@ impl Notifier {
         let urgency = backlog.urgency();
         self.send(Job {
             key: None,
-            generation: 0,
             replaces: false,
             title,
             body,
@@ -664,9 +667,21 @@ impl Notifier {
     }
 }
 
+/// What the display thread and the threads waiting for clicks share: which notification (the
+/// server's id) shows each group now, and which ids already have a waiting thread (one per
+/// notification on screen, however often it is replaced: a burst does not pile up threads).
+#[derive(Default)]
+struct Screen {
+    ids: HashMap<GroupKey, u32>,
+    waiting: HashSet<u32>,
+}
+
+#[cfg_attr(
+    not(all(unix, not(target_os = "macos"))),
+    allow(unused_variables, unused_mut)
+)]
 fn display_loop(rx: mpsc::Receiver<Job>, grouper: Arc<Mutex<Grouper>>, on_click: OnClick) {
-    // The server's id of each group's notification, for replacing it.
-    let mut ids: HashMap<GroupKey, u32> = HashMap::new();
+    let screen = Arc::new(Mutex::new(Screen::default()));
     while let Ok(job) = rx.recv() {
         let mut n = notify_rust::Notification::new();
         n.appname("Lockdesk").summary(&job.title).body(&job.body);
@@ -687,7 +702,7 @@ fn display_loop(rx: mpsc::Receiver<Job>, grouper: Arc<Mutex<Grouper>>, on_click:
             n.hint(Hint::Category("im".into()));
             n.action("default", "Open");
             if let (true, Some(key)) = (job.replaces, job.key) {
-                if let Some(id) = ids.get(&key) {
+                if let Some(id) = lock(&screen).ids.get(&key) {
                     n.id(*id);
                 }
             }
@@ -697,48 +712,77 @@ fn display_loop(rx: mpsc::Receiver<Job>, grouper: Arc<Mutex<Grouper>>, on_click:
             Ok(_handle) => {
                 tracing::debug!(?kind, urgency = ?job.urgency, "notification shown");
                 #[cfg(all(unix, not(target_os = "macos")))]
-                {
-                    if let Some(key) = job.key {
-                        ids.insert(key, _handle.id());
-                    }
-                    let grouper = grouper.clone();
-                    let on_click = on_click.clone();
-                    let (generation, conversation_id) = (job.generation, job.conversation_id);
-                    // Waits for a click or the close; a replaced notification's waiter sees the
-                    // group moved on and does nothing.
-                    let waiter = std::thread::Builder::new()
-                        .name("notification-wait".into())
-                        .spawn(move || {
-                            _handle.wait_for_action(|action| {
-                                let current = |g: &Grouper| match job.key {
-                                    Some(key) => g.is_current(key, generation),
-                                    None => true,
-                                };
-                                let mut g = grouper.lock().unwrap_or_else(|p| p.into_inner());
-                                match action {
-                                    "default" if current(&g) => {
-                                        drop(g);
-                                        on_click(conversation_id.clone());
-                                    }
-                                    "__closed" => {
-                                        if let Some(key) = job.key {
-                                            g.closed(key, generation);
-                                        }
-                                    }
-                                    _ => {}
-                                }
-                            })
-                        });
-                    if let Err(e) = waiter {
-                        tracing::warn!("cannot wait for a notification's click: {e}");
-                    }
-                }
+                wait_for_click(_handle, &job, &screen, &grouper, &on_click);
             }
             Err(e) => tracing::warn!(?kind, "cannot show a notification: {e}"),
         }
     }
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    drop((grouper, on_click));
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits (on a thread of its own) for a click on the notification, or its close, unless a thread
+/// already waits for that notification (a group's notification replaced in place). A click opens
+/// what the notification shows now; a close ends its group.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn wait_for_click(
+    handle: notify_rust::NotificationHandle,
+    job: &Job,
+    screen: &Arc<Mutex<Screen>>,
+    grouper: &Arc<Mutex<Grouper>>,
+    on_click: &OnClick,
+) {
+    let id = handle.id();
+    {
+        let mut s = lock(screen);
+        if let Some(key) = job.key {
+            s.ids.insert(key, id);
+        }
+        if !s.waiting.insert(id) {
+            return;
+        }
+    }
+    let (key, summary_target) = (job.key, job.conversation_id.clone());
+    let (shared, grouper, on_click) = (screen.clone(), grouper.clone(), on_click.clone());
+    let spawned = std::thread::Builder::new()
+        .name("notification-wait".into())
+        .spawn(move || {
+            handle.wait_for_action(|action| {
+                // Whether `id` still shows its group (not replaced by a notification of another id).
+                let shows = |key| lock(&shared).ids.get(&key) == Some(&id);
+                match (action, key) {
+                    ("default", None) => on_click(summary_target),
+                    // A click also ends the group (the advisor saw it; the server closes it).
+                    ("default", Some(key)) if shows(key) => {
+                        let current = {
+                            let mut g = lock(&grouper);
+                            let current = g.current(key);
+                            if let Some((generation, _)) = &current {
+                                g.closed(key, *generation);
+                            }
+                            current
+                        };
+                        if let Some((_, target)) = current {
+                            on_click(target);
+                        }
+                    }
+                    ("__closed", Some(key)) if shows(key) => {
+                        let mut g = lock(&grouper);
+                        if let Some((generation, _)) = g.current(key) {
+                            g.closed(key, generation);
+                        }
+                    }
+                    _ => {}
+                }
+            });
+            lock(&shared).waiting.remove(&id);
+        });
+    if let Err(e) = spawned {
+        lock(screen).waiting.remove(&id);
+        tracing::warn!("cannot wait for a notification's click: {e}");
+    }
 }
 
 #[cfg(test)]
@@ -1053,8 +1097,8 @@ mod tests {
             "several conversations: the list"
         );
         assert_eq!(last.urgency, Urgency::Critical);
-        assert!(g.is_current(last.key, last.generation));
-        assert!(!g.is_current(last.key, shown[0].generation));
+        // A click on the notification as now shown shows the list.
+        assert_eq!(g.current(last.key), Some((last.generation, None)));
 
         // In French.
         let mut fr = Grouper::default();
@@ -1204,5 +1248,53 @@ mod tests {
             &Notifications::default(),
         );
         assert!(all_muted.is_empty());
+    }
+
+    /// Through the real notification server: a burst of five alarms is one notification on
+    /// screen, replaced in place, naming five. Needs dunst on a private session bus, and an
+    /// explicit opt-in (it shows notifications):
+    /// `LOCKDESK_NOTIFY_SERVER_TEST=1 xvfb-run -a dbus-run-session -- sh -c 'dunst & sleep 1; cargo test -p
+    /// lockdesk-app --lib -- --ignored a_burst_is_one_notification_on_the_real_server'`
+    #[test]
+    #[ignore = "needs dunst on a private session bus (see the doc comment)"]
+    fn a_burst_is_one_notification_on_the_real_server() {
+        assert!(
+            std::env::var_os("LOCKDESK_NOTIFY_SERVER_TEST").is_some()
+                && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+            "run under dbus-run-session with dunst and LOCKDESK_NOTIFY_SERVER_TEST=1"
+        );
+        let dunstctl = |args: &[&str]| {
+            let out = std::process::Command::new("dunstctl")
+                .args(args)
+                .output()
+                .expect("dunstctl");
+            assert!(out.status.success(), "dunstctl {args:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        dunstctl(&["close-all"]);
+        let before = dunstctl(&["history"]).matches("\"Lockdesk\"").count();
+        let notifier = Notifier::new(Language::En, Notifications::default(), Arc::new(|_| {}));
+        let t0 = Instant::now();
+        for i in 0..5 {
+            let mut n = notice(
+                NoticeKind::VerificationFailed,
+                None,
+                Some(ReasonCode::BadSignature),
+            );
+            n.conversation_id = format!("conv-{i}");
+            notifier.show(&n, t0);
+        }
+        // The display thread talks to the server in order; give it a moment.
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(dunstctl(&["count", "displayed"]).trim(), "1");
+        dunstctl(&["close-all"]);
+        let history = dunstctl(&["history"]);
+        assert_eq!(
+            history.matches("\"Lockdesk\"").count(),
+            before + 1,
+            "{history}"
+        );
+        assert!(history.contains("Verification failed (5)"), "{history}");
+        assert!(history.contains("5 failed verifications"), "{history}");
     }
 }
