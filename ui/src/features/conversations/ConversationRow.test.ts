@@ -112,6 +112,37 @@ describe('conversation row', () => {
     expect(screen.getByTestId('row-verified')).toHaveTextContent('dernière vérification il y a 5 minutes');
   });
 
+  it('says every state in words in the row, and what a closed conversation was (issue 13)', () => {
+    const said = (over: Parameters<typeof row>[0]) => {
+      const { unmount } = render(ConversationRow, { props: { row: row(over), now: T0 } });
+      const text = screen.getByTestId('row-state').textContent;
+      unmount();
+      return text;
+    };
+    expect(said({ state: 'secured' })).toBe('Secured');
+    expect(said({ state: 'lapsed' })).toBe('Session lapsed');
+    expect(said({ state: 'anonymous', userId: null })).toBe('Anonymous');
+    expect(said({ state: 'closed', closedFrom: 'secured' })).toBe('Closed · was secured');
+    expect(said({ state: 'closed', closedFrom: 'lapsed' })).toBe('Closed · was session lapsed');
+    expect(said({ state: 'closed', closedFrom: null })).toBe('Closed');
+    setLanguage('fr');
+    expect(said({ state: 'lapsed' })).toBe('Session expirée');
+    expect(said({ state: 'closed', closedFrom: 'secured' })).toBe('Fermée · était sécurisée');
+  });
+
+  it('marks a stale row: greyed dashed padlock, and its words say as of when', () => {
+    render(ConversationRow, { props: { row: row(), now: T0, stale: { asOf: '14:02' } } });
+    expect(screen.getByTestId('row-state')).toHaveTextContent('Secured · as of 14:02');
+    const icon = screen.getByRole('img', { name: 'Secured, stale: the feed is not live' });
+    expect(icon).toHaveAttribute('data-stale', 'true');
+    expect(icon.querySelector('rect[fill="currentColor"]')).toBeNull();
+    cleanup();
+    // An alarm row keeps its red badge and says its age too; never live since opening: "not current".
+    render(ConversationRow, { props: { row: row({ state: 'failed', reasonCode: 'bad_signature' }), now: T0, stale: { asOf: null } } });
+    expect(screen.getByTestId('row-alarm')).toHaveTextContent('Verification failed');
+    expect(screen.getByTestId('row-state')).toHaveTextContent(/^not current$/);
+  });
+
   it('shows a userId full of markup as text', () => {
     const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
     const { container } = render(ConversationRow, {

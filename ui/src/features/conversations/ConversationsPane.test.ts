@@ -10,6 +10,7 @@ import ConversationsPane from './ConversationsPane.svelte';
 import { DeskStore } from './desk.svelte';
 import type { ConversationDetail, ConversationRow, DeskEvent, DeskSnapshot, History, StoreIntegrity } from '../../ipc';
 import { identity, manyRows, row, T0 } from './fixtures';
+import { clockTime, lastLive } from '../header/receiving.svelte';
 
 const snapshot = (rows: ConversationRow[], revision = 1): DeskSnapshot => ({
   status: { feed: { state: 'connected', url: 'ws://127.0.0.1:9/v1/feed' }, demo: false, lastSeq: 3 },
@@ -59,6 +60,7 @@ async function mount(rows: ConversationRow[]): Promise<DeskStore> {
 }
 
 afterEach(() => {
+  lastLive.forget();
   clearMocks();
   integrity = null;
 });
@@ -171,6 +173,39 @@ describe('conversation list', () => {
     await emit('desk://changed', { kind: 'row', revision: 1, row: row({ id: 'old' }) } satisfies DeskEvent);
     await new Promise((r) => setTimeout(r, 50));
     expect(screen.getAllByRole('option')).toHaveLength(2);
+    desk.stop();
+  });
+
+  it('draws every padlock stale, with its time, while the feed is not receiving, and current again once live', async () => {
+    const desk = await mount([row({ id: 'a' }), row({ id: 'b', state: 'lapsed' })]);
+    await screen.findByRole('listbox');
+    await emit('desk://focus', { conversationId: 'a' });
+    await waitFor(() => expect(screen.getByTestId('detail-state')).toHaveTextContent('Secured'));
+    const padlock = () => within(screen.getAllByRole('option')[0]!).getByRole('img');
+    expect(padlock()).not.toHaveAttribute('data-stale');
+    expect(screen.queryByTestId('detail-stale')).toBeNull();
+
+    const revoked: DeskEvent = {
+      kind: 'status',
+      status: { feed: { state: 'disconnected', reason: 'the gateway no longer accepts this credential (revoked)' }, demo: false, lastSeq: 3 },
+    };
+    const before = Date.now();
+    await emit('desk://changed', revoked);
+    await waitFor(() => expect(padlock()).toHaveAttribute('data-stale', 'true'));
+    const after = Date.now();
+    // The time the feed stopped, as the window saw it (between the two reads of the clock).
+    const asOf = within(screen.getAllByRole('option')[0]!).getByTestId('row-state').textContent ?? '';
+    expect([clockTime(before, 'en'), clockTime(after, 'en')].map((h) => `Secured · as of ${h}`)).toContain(asOf);
+    expect(padlock()).toHaveAccessibleName('Secured, stale: the feed is not live');
+    expect(padlock().querySelector('rect[fill="currentColor"]')).toBeNull(); // outlined, not solid
+    expect(within(screen.getAllByRole('option')[1]!).getByTestId('row-state')).toHaveTextContent(/^Session lapsed · as of/);
+    expect(screen.getByTestId('detail-stale')).toHaveTextContent('as of');
+    expect(within(screen.getByTestId('detail')).getByRole('img', { name: 'Secured, stale: the feed is not live' })).toHaveAttribute('data-stale', 'true');
+
+    await emit('desk://changed', { kind: 'status', status: snapshot([]).status } satisfies DeskEvent);
+    await waitFor(() => expect(padlock()).not.toHaveAttribute('data-stale'));
+    expect(within(screen.getAllByRole('option')[0]!).getByTestId('row-state')).toHaveTextContent(/^Secured$/);
+    expect(screen.queryByTestId('detail-stale')).toBeNull();
     desk.stop();
   });
 

@@ -20,6 +20,23 @@ export function stateName(state: AuthStateName, t: T): string {
   return t(STATE_KEYS[state]);
 }
 
+/** A state in the row's words: "Session lapsed"; a closed conversation says what it was
+ * ("Closed · was secured"). */
+export function stateWords(row: Pick<ConversationRow, 'state' | 'closedFrom'>, t: T, lang: string): string {
+  if (row.state === 'lapsed') return t('rowLapsed');
+  if (row.state === 'closed' && row.closedFrom && row.closedFrom !== 'closed') {
+    const was = row.closedFrom === 'lapsed' ? t('rowLapsed') : stateName(row.closedFrom, t);
+    return `${t('stateClosed')} · ${t('closedWas')} ${was.toLocaleLowerCase(lang)}`;
+  }
+  return stateName(row.state, t);
+}
+
+/** The words a stale row or detail adds: "as of 14:02", or "not current" when the feed was not
+ * live since the window opened. */
+export function staleWords(stale: { asOf: string | null }, t: T): string {
+  return stale.asOf !== null ? `${t('staleAsOf')} ${stale.asOf}` : t('staleMark');
+}
+
 /** Failed and mismatch are alarms: never styled like anything else. */
 export function isAlarm(state: AuthStateName): boolean {
   return state === 'failed' || state === 'mismatch';
@@ -159,6 +176,18 @@ export function dateTime(atMs: number, lang: string): string {
   if (!f) {
     f = new Intl.DateTimeFormat(lang, { dateStyle: 'short', timeStyle: 'medium' });
     dateFormats.set(lang, f);
+  }
+  return f.format(new Date(atMs));
+}
+
+const timeFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** "14:02": a time of day, in the UI's language (when the feed was last live). */
+export function clockTime(atMs: number, lang: string): string {
+  let f = timeFormats.get(lang);
+  if (!f) {
+    f = new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' });
+    timeFormats.set(lang, f);
   }
   return f.format(new Date(atMs));
 }
