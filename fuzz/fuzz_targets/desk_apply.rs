@@ -163,10 +163,10 @@ fuzz_target!(|batches: Vec<Batch>| {
                 }
             }
         }
-        // A seq beyond i64::MAX cannot be stored (SQLite integers are signed): refusing the
-        // batch, or skipping the entry, are both correct; a cursor that is not what was
-        // committed is not.
-        let over = batch_entries.iter().any(|e| e.seq > MAX_SEQ);
+        // A seq outside 1..=i64::MAX cannot be stored (SQLite integers are signed) nor resumed
+        // after: refusing the batch, or skipping the entry, are both correct; a cursor that is
+        // not what was committed is not.
+        let over = batch_entries.iter().any(|e| e.seq == 0 || e.seq > MAX_SEQ);
         let applied = match desk.apply(&batch_entries, now_ms) {
             Ok(a) => a,
             Err(_) if over => {

@@ -59,6 +59,7 @@ enum Frame {
         after: entries::Seq,
         last_seq: entries::Seq,
         heartbeat: Heartbeat,
+        log_id: Option<String>,
     },
     Entry(entries::EntrySpec),
     Heartbeat(entries::Seq),
@@ -105,11 +106,12 @@ const MEMBERS: &[&str] = &[
     "reason",
 ];
 
-/// What the sink was handed: each call, in order.
+/// What the sink was handed: each call, in order, and whether the desk failed it.
 #[derive(Debug)]
 enum Call {
     Apply(Vec<u64>),
     Seen(u64),
+    Failed(String),
 }
 
 struct Recorder {
@@ -128,7 +130,11 @@ impl Sink for Recorder {
             .unwrap()
             .push(Call::Apply(entries.iter().map(|e| e.seq).collect()));
         // The desk's clock: the shipped sink passes the wall clock, a fixed time is the same.
-        self.desk.apply(&entries, common::NOW * 1000).map(|_| ())
+        let result = self.desk.apply(&entries, common::NOW * 1000).map(|_| ());
+        if let Err(e) = &result {
+            self.calls.lock().unwrap().push(Call::Failed(e.to_string()));
+        }
+        result
     }
     fn seen(&mut self, seq: u64) {
         self.calls.lock().unwrap().push(Call::Seen(seq));
@@ -173,6 +179,7 @@ fn render(frames: &[Frame], tokens: &[String]) -> Vec<Message> {
                 after,
                 last_seq,
                 heartbeat,
+                log_id,
             } => {
                 let heartbeat_secs = match heartbeat {
                     Heartbeat::Small(n) => u64::from(*n),
@@ -182,8 +189,7 @@ fn render(frames: &[Frame], tokens: &[String]) -> Vec<Message> {
                     Heartbeat::Third => u64::MAX / 3 + 1,
                 };
                 let ids: Vec<Value> = operator_ids.iter().take(8).map(json::Num::value).collect();
-                Message::text(
-                    json!({
+                let mut hello = json!({
                         "type": "hello",
                         "protocol": protocol.unwrap_or(lockdesk_feed::PROTOCOL_VERSION),
                         "subscriber": subscriber,
@@ -192,9 +198,11 @@ fn render(frames: &[Frame], tokens: &[String]) -> Vec<Message> {
                         "after": seq_value(*after, prev),
                         "lastSeq": seq_value(*last_seq, prev),
                         "heartbeatSecs": heartbeat_secs,
-                    })
-                    .to_string(),
-                )
+                });
+                if let Some(id) = log_id {
+                    hello["logId"] = Value::String(id.clone());
+                }
+                Message::text(hello.to_string())
             }
             Frame::Entry(spec) => {
                 let e = spec.entry(prev, tokens);
@@ -247,6 +255,9 @@ fn in_bounds(m: &ServerMessage) -> bool {
                 && h.after <= MAX_SEQ
                 && h.last_seq <= MAX_SEQ
                 && h.operator_ids.iter().all(|&id| id <= MAX_SEQ)
+                && h.log_id.as_ref().is_none_or(|id| {
+                    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+                })
         }
         ServerMessage::Entry(e) => {
             (1..=MAX_SEQ).contains(&e.seq)
@@ -397,9 +408,10 @@ fuzz_target!(|input: Input| {
             Ok(st) => st,
             Err(_) => panic!("the client did not notice the end of the connection"),
         };
-        let counters = client.counters();
+        // Shutting down waits for what the connection delivered to be applied (the state says
+        // Disconnected as soon as the connection ends, before that).
         let stop = client.shutdown().await;
-        (st, counters, stop)
+        (st, client.counters(), stop)
     });
     let (state, counters, stop) = final_state;
 
@@ -449,6 +461,7 @@ fuzz_target!(|input: Input| {
                 assert!(*q > last, "heartbeat {q} handed after {last}");
                 last = *q;
             }
+            Call::Failed(e) => panic!("the desk failed a batch: {e}"),
         }
     }
     for q in &applied {
