@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Interoperability with two independent JOSE implementations, in both directions:
 #   Node's `jose` and Python's `jwcrypto` mint tokens that lockdesk-cli must verify (or reject
-#   with the right code), and lockdesk-cli mints tokens both must verify.
+#   with the right code), and lockdesk-cli mints tokens both must verify; then the integration
+#   guide's brand samples (brand_evidence.mjs, brand_evidence.py) post evidence to a real gateway
+#   and a real desk must show it secured (brand_samples.sh).
 # Installs what it needs (npm, a venv with the pinned PyPI packages) and FAILS, never skips, when
 # node, python or the packages are unavailable. Last line: `interop: N passed, M failed`.
 #
@@ -128,6 +130,9 @@ for who in jose jwcrypto; do
   other_expect "lockdesk token by another signer -> $who refuses" "$who" "$T4" "$W/brand/public.pem" fail
 done
 lockdesk_expect "lockdesk round trip" "$T1" verified:jwe
+
+# docs/integration.md's brand samples against the real gateway and desk.
+source "$HERE/brand_samples.sh"
 
 echo "interop: $pass passed, $failed failed"
 [ "$failed" -eq 0 ]
