@@ -6,7 +6,8 @@
 # and brand_evidence.py (jwcrypto) exactly as a brand backend runs them, and checks with
 # `lockdesk-cli watch` (the desk core, the desk's private key) that each conversation turns
 # secured with the userId the sample signed; a token signed by another key turns failed, never
-# secured; a wrong provider credential is refused and the sample says so.
+# secured; evidence naming the conversation secures it even under another visitor id; a wrong
+# provider credential is refused and the sample says so.
 
 BS_SECRET="integration-app-secret"
 BS_PROVIDER="provider-credential-integration-0001"
@@ -107,6 +108,11 @@ bs_pushed conv-node visitor-node || ko "webhook conv-node" "refused"
 bs_pushed conv-py visitor-py || ko "webhook conv-py" "refused"
 out="$(bs_sample jwcrypto "$W/brand/private.pem" "$BS_PROVIDER" visitor-py user-py conv-py 2>&1)"
 if printf '%s' "$out" | grep -q '^{"seq": [0-9]*}$'; then ok "jwcrypto sample: evidence accepted ($out)"; else ko "jwcrypto sample posts evidence" "$out"; fi
+# The page's visitor id differs from the webhook's (docs/integration.md, section 2): the evidence
+# naming the conversation still secures it.
+bs_pushed conv-vuid visitor-from-webhook || ko "webhook conv-vuid" "refused"
+out="$(bs_sample jose "$W/brand/private.pem" "$BS_PROVIDER" vuid-from-page user-vuid conv-vuid 2>&1)"
+printf '%s' "$out" | grep -q '^{"seq":' || ko "evidence for conv-vuid posted" "$out"
 # A token signed with a key the desk does not trust: relayed by the gateway, refused by the desk.
 bs_pushed conv-forged visitor-forged || ko "webhook conv-forged" "refused"
 out="$(bs_sample jose "$W/other/private.pem" "$BS_PROVIDER" visitor-forged user-node conv-forged 2>&1)"
@@ -115,23 +121,25 @@ printf '%s' "$out" | grep -q '^{"seq":' || ko "forged evidence posted" "$out"
 out="$(bs_sample jwcrypto "$W/brand/private.pem" "not-the-provider-credential" visitor-py user-py 2>&1)"; rc=$?
 if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q 'gateway answered 401'; then ok "wrong credential refused (401)"; else ko "wrong credential refused" "rc=$rc $out"; fi
 
-for conv in conv-node conv-py conv-forged; do
+for conv in conv-node conv-py conv-vuid conv-forged; do
   bs_wait_for "$W/watch.out" "\"conversationId\":\"$conv\".*\"state\":\"\(secured\|failed\)\"" || true
 done
 got="$(bs_desk_state conv-node)"
 [ "$got" = "secured:user-node" ] && ok "desk: jose evidence secures conv-node" || ko "desk: jose evidence secures conv-node" "got $got; $(tail -3 "$W/watch.err")"
 got="$(bs_desk_state conv-py)"
 [ "$got" = "secured:user-py" ] && ok "desk: jwcrypto evidence secures conv-py" || ko "desk: jwcrypto evidence secures conv-py" "got $got"
+got="$(bs_desk_state conv-vuid)"
+[ "$got" = "secured:user-vuid" ] && ok "desk: evidence naming the conversation secures it (other visitor id)" || ko "desk: evidence naming conv-vuid" "got $got"
 got="$(bs_desk_state conv-forged never-secured)"; rc=$?
 case "$got" in
   failed:*) [ $rc -eq 0 ] && ok "desk: evidence signed by another key fails ($got)" || ko "desk: forged evidence" "was secured at some point" ;;
   *) ko "desk: evidence signed by another key fails" "got $got" ;;
 esac
-# The evidence reached the log: 3 accepted (the 401 stored nothing), 3 webhooks.
+# The evidence reached the log: 4 accepted (the 401 stored nothing).
 metrics="$(node -e 'fetch(process.argv[1] + "/metrics").then(r => r.text()).then(t => console.log(t))' "$BS_URL")"
-if printf '%s\n' "$metrics" | grep -q '^lockdesk_gateway_ingested_total{kind="evidence"} 3$'; then
-  ok "gateway stored exactly the 3 accepted presentations"
+if printf '%s\n' "$metrics" | grep -q '^lockdesk_gateway_ingested_total{kind="evidence"} 4$'; then
+  ok "gateway stored exactly the 4 accepted presentations"
 else
-  ko "gateway stored exactly the 3 accepted presentations" "$(printf '%s\n' "$metrics" | grep ingested)"
+  ko "gateway stored exactly the 4 accepted presentations" "$(printf '%s\n' "$metrics" | grep ingested)"
 fi
 bs_stop
