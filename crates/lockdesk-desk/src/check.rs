@@ -321,15 +321,16 @@ impl Findings {
         conversation_id: Option<&str>,
         alert_id: Option<i64>,
         entry_seq: Option<u64>,
-        message: String,
+        message: impl FnOnce() -> String,
     ) {
         self.count += 1;
+        // Past the first MAX_REPORTED, only counted (no sentence is built).
         if self.list.len() < MAX_REPORTED {
             self.list.push(Disagreement {
                 conversation_id: conversation_id.map(str::to_owned),
                 alert_id,
                 entry_seq,
-                message,
+                message: message(),
             });
         }
     }
@@ -399,14 +400,11 @@ pub fn check_store(
                 if !(replay.purged || replay.purge_cutoff_ms.is_some())
                     || !replay.before_cutoff(opened_ms)
                 {
-                    found.add(
-                        cid_ref,
-                        None,
-                        None,
+                    found.add(cid_ref, None, None, || {
                         format!(
                             "conversation {cid} shows {shows} but the audit log has no record of it"
-                        ),
-                    );
+                        )
+                    });
                 }
                 continue;
             };
@@ -436,7 +434,7 @@ pub fn check_store(
                     cid_ref,
                     None,
                     Some(last.seq),
-                    format!(
+                    || format!(
                         "conversation {cid} shows {shows} but the audit log says {says} (entry #{})",
                         last.seq
                     ),
@@ -455,7 +453,7 @@ pub fn check_store(
                             cid_ref,
                             None,
                             None,
-                            format!(
+                            || format!(
                                 "conversation {cid} shows {shows} but its stored state machine says {}",
                                 describe(m_state, Some(m_kept), None, m_user)
                             ),
@@ -465,12 +463,9 @@ pub fn check_store(
                     m.session_lifetime()
                 }
                 Err(_) => {
-                    found.add(
-                        cid_ref,
-                        None,
-                        None,
-                        format!("conversation {cid}: its stored state machine is unreadable"),
-                    );
+                    found.add(cid_ref, None, None, || {
+                        format!("conversation {cid}: its stored state machine is unreadable")
+                    });
                     continue;
                 }
             };
@@ -497,7 +492,7 @@ pub fn check_store(
                         cid_ref,
                         None,
                         Some(last.seq),
-                        format!(
+                        || format!(
                             "conversation {cid} shows a session secured until {} but the audit log's latest valid token for it allows {}",
                             until_ms.map_or("(none)".into(), crate::model::format_rfc3339),
                             last_valid.map_or("none".into(), |v| crate::model::format_rfc3339(
@@ -518,7 +513,7 @@ pub fn check_store(
                         cid_ref,
                         None,
                         None,
-                        format!(
+                        || format!(
                             "conversation {cid} shows the name \"{n}\" but no valid token in the audit log carries it"
                         ),
                     );
@@ -548,7 +543,7 @@ pub fn check_store(
             Some(cid),
             None,
             Some(last.seq),
-            format!(
+            || format!(
                 "conversation {cid} is missing from the store but the audit log says {} (entry #{})",
                 describe(
                     &last.state,
@@ -584,7 +579,7 @@ pub fn check_store(
                             logged_cid.as_deref().or(cid.as_deref()),
                             Some(id),
                             Some(*seq),
-                            format!(
+                            || format!(
                                 "alert {id} shows {code}{} but the audit log says {logged_code}{} (entry #{seq})",
                                 cid.as_deref().map_or(String::new(), |c| format!(" on conversation {c}")),
                                 logged_cid.as_deref().map_or(String::new(), |c| format!(" on conversation {c}")),
@@ -593,16 +588,13 @@ pub fn check_store(
                     }
                 }
                 None if replay.before_cutoff(Some(at_ms)) => {}
-                None => found.add(
-                    cid.as_deref(),
-                    Some(id),
-                    None,
+                None => found.add(cid.as_deref(), Some(id), None, || {
                     format!(
                         "alert {id} ({code}{}) has no record in the audit log",
                         cid.as_deref()
                             .map_or(String::new(), |c| format!(" on conversation {c}"))
-                    ),
-                ),
+                    )
+                }),
             }
         }
     }
@@ -626,7 +618,7 @@ pub fn check_store(
             cid.as_deref(),
             Some(*id),
             Some(*seq),
-            format!(
+            || format!(
                 "alert {id} ({code}{}) was removed from the store but the audit log records it (entry #{seq})",
                 cid.as_deref()
                     .map_or(String::new(), |c| format!(" on conversation {c}"))
