@@ -101,6 +101,7 @@ step "ui unit tests (vitest)" ui test
 if [ -f tests/interop/run.sh ]; then
   step "interoperability (node jose, python jwcrypto)" bash tests/interop/run.sh
 fi
+step "README examples run as written" bash tests/readme/run.sh
 if [ -f fuzz/run.sh ]; then
   # Every target (verifier, gateway bodies, desk apply, feed frames), 20 s each: about 2 min.
   step "fuzz every target (short run)" bash fuzz/run.sh "${LOCKDESK_FUZZ_SECONDS:-20}" all
