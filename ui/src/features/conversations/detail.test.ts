@@ -182,6 +182,23 @@ describe('cross-device history', () => {
   });
 });
 
+describe('history states (issue 13)', () => {
+  it('says each state in words, and marks them stale with their time when the feed is not live', () => {
+    const { unmount } = render(HistoryView, { props: { history, currentId: 'c-3' } });
+    const items = screen.getAllByTestId('history-conversation');
+    const closed = items.find((i) => i.dataset.id === 'c-1')!;
+    expect(within(closed).getByTestId('history-state')).toHaveTextContent('Closed');
+    expect(screen.queryByTestId('history-stale')).toBeNull();
+    unmount();
+    render(HistoryView, { props: { history, currentId: 'c-3', stale: { asOf: '14:02' } } });
+    const again = screen.getAllByTestId('history-conversation');
+    for (const item of again) {
+      expect(within(item).getByTestId('history-stale')).toHaveTextContent('as of 14:02');
+      expect(within(item).getByRole('img')).toHaveAttribute('data-stale', 'true');
+    }
+  });
+});
+
 describe('the device count of the history', () => {
   it('says "1 device", "2 devices" (and "1 appareil" in French), never "1 devices"', () => {
     const one: History = { ...history, groups: history.groups.slice(0, 1) };
