@@ -11,10 +11,19 @@
 //! naming another userId than the verified one, so the desk shows a platform mismatch. The
 //! desk's backfill ([`crate::backfill`]) is configured against it.
 //!
-//! The folder (`<data>/demo` by default) holds `keys/` (the demo desk's key pair, kept between
-//! runs; the brand's public key set, new each run), `gateway/` (the gateway's log) and the desk
-//! store. The gateway log and the desk store are reset at every start, so a run never resumes
-//! against a log it does not match.
+//! The folder (`<data>/demo` by default) holds `keys/` (the demo desk's key pair and the brand's
+//! signing key, both kept between runs), `gateway/` (the gateway's log), `demo-passes.json` (how
+//! many passes were played on that log) and the desk store. A restart resumes: the gateway
+//! reopens its log, the desk resumes from its cursor on it (what the advisor saw, and the audit
+//! chain, stay), and the simulator goes on with the next pass's seed, so no conversation is played
+//! twice. Only when the log is gone or another one (the desk store names another `logId`) is the
+//! store set aside, never deleted ([`lockdesk_desk::archive_store`]), and [`DemoFacts::archived`]
+//! says so.
+//!
+//! One process at a time: [`Demo::start`] takes an exclusive lock on `<folder>/demo.lock`
+//! (`flock`, released when the process ends, even by a crash) and a second demo on the same
+//! folder (`lockdesk-cli demo` while the app runs its demo) is refused with
+//! [`crate::ServiceError::DemoInUse`], naming the holder's pid; the first keeps running.
 //!
 //! Must not: write outside its folder; log its generated secrets.
 
@@ -30,7 +39,13 @@ use lockdesk_iadvize::Credentials;
 use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
 
 use crate::backfill::{rfc3339, BackfillConfig};
-use crate::{Options, ServiceError, DESK_FILE};
+use crate::{Options, ServiceError};
+
+/// The lock file that makes a demo folder one process's at a time.
+pub const LOCK_FILE: &str = "demo.lock";
+
+/// How many passes were played on which gateway log (the next run's seeds follow on).
+const PASSES_FILE: &str = "demo-passes.json";
 
 /// The demo's iAdvize API user (its password is generated at every start).
 pub const DEMO_IADVIZE_USER: &str = "demo-backfill@brand.example";
@@ -83,6 +98,9 @@ pub struct DemoFacts {
     pub gateway: Option<std::net::SocketAddr>,
     /// The iAdvize API stand-in's address, when the demo backfills.
     pub iadvize: Option<std::net::SocketAddr>,
+    /// The demo's gateway log was gone or another one than the desk store's: the previous
+    /// store was set aside here (with its history and audit chain) and a new one started.
+    pub archived: Option<PathBuf>,
 }
 
 /// A running demo: the gateway and the simulator thread.
@@ -98,6 +116,12 @@ pub struct Demo {
     brand_jwks: PathBuf,
     /// iAdvize's API and the password of [`DEMO_IADVIZE_USER`].
     iadvize: Option<(StandIn, String)>,
+    /// The gateway log's identity (`hello.logId`): the desk store must belong to it.
+    log_id: String,
+    /// The simulator's failure (it could not start, or panicked), once.
+    engine: Option<tokio::sync::oneshot::Receiver<String>>,
+    /// Held while the demo runs: the folder's exclusive lock.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Demo {
@@ -133,22 +157,63 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Removes the previous run's gateway log and desk store (not the keys).
-fn reset(dir: &Path) -> Result<(), ServiceError> {
-    let gateway = dir.join("gateway");
-    if gateway.exists() {
-        std::fs::remove_dir_all(&gateway)
-            .map_err(|e| demo_err("cannot reset the demo gateway", e))?;
+/// Takes the folder's exclusive lock (`flock` through std's `File::try_lock`), writing this
+/// process's id in the file; another holder is refused with its pid (read from the file).
+fn lock(dir: &Path) -> Result<std::fs::File, ServiceError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let p = dir.join(format!("{DESK_FILE}{suffix}"));
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(demo_err(&format!("cannot reset {}", p.display()), e)),
+    let mut file = options
+        .open(&path)
+        .map_err(|e| demo_err(&format!("cannot open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            // At most a line: the holder's pid.
+            let _ = (&mut file).take(32).read_to_string(&mut text);
+            return Err(ServiceError::DemoInUse {
+                dir: dir.to_owned(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(demo_err(&format!("cannot lock {}", path.display()), e))
         }
     }
-    Ok(())
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| demo_err(&format!("cannot write {}", path.display()), e))?;
+    Ok(file)
+}
+
+/// The passes already played on the log `log_id` (0 for another log or an unreadable file).
+fn passes_played(dir: &Path, log_id: &str) -> u64 {
+    let Ok(text) = std::fs::read_to_string(dir.join(PASSES_FILE)) else {
+        return 0;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return 0;
+    };
+    if v.get("logId").and_then(|l| l.as_str()) != Some(log_id) {
+        return 0;
+    }
+    v.get("passes").and_then(|p| p.as_u64()).unwrap_or(0)
+}
+
+fn save_passes(dir: &Path, log_id: &str, passes: u64) {
+    let text = serde_json::json!({ "logId": log_id, "passes": passes }).to_string();
+    if let Err(e) = write_private(&dir.join(PASSES_FILE), text.as_bytes()) {
+        tracing::warn!("demo: cannot record the passes played: {e}");
+    }
 }
 
 /// The demo desk's key pair (generated once, kept), returning the private key's path.
@@ -175,27 +240,69 @@ fn desk_key(keys: &Path) -> Result<(PathBuf, lockdesk_verify::PublicKey), Servic
 }
 
 impl Demo {
-    /// Prepares `dir` (reset, keys) and starts the gateway and the simulator.
+    /// Locks `dir`, prepares it (keys; the gateway log reopened) and starts the gateway and the
+    /// simulator, which goes on from the passes already played on that log.
     pub async fn start(dir: &Path, settings: DemoSettings) -> Result<Demo, ServiceError> {
         let dir = dir.to_owned();
+        lockdesk_config::create_private_dir(&dir).map_err(|source| ServiceError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock_dir = dir.clone();
+        let lock_file = tokio::task::spawn_blocking(move || lock(&lock_dir))
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))??;
         let keys_dir = dir.join("keys");
         lockdesk_config::create_private_dir(&keys_dir).map_err(|source| ServiceError::Dir {
             path: keys_dir.clone(),
             source,
         })?;
+        let gateway_dir = dir.join("gateway");
+        lockdesk_config::create_private_dir(&gateway_dir).map_err(|source| ServiceError::Dir {
+            path: gateway_dir.clone(),
+            source,
+        })?;
         let prep_dir = dir.clone();
-        let (desk_private, brand_jwks, sim_keys) = tokio::task::spawn_blocking(move || {
-            reset(&prep_dir)?;
-            let (desk_private, desk_public) = desk_key(&keys_dir)?;
-            let sim_keys =
-                SimKeys::generate(&desk_public).map_err(|e| demo_err("brand keys", e))?;
-            let brand_jwks = keys_dir.join("brand.jwks.json");
-            std::fs::write(&brand_jwks, &sim_keys.brand_public_jwks)
-                .map_err(|e| demo_err("cannot write the brand's key set", e))?;
-            Ok::<_, ServiceError>((desk_private, brand_jwks, sim_keys))
-        })
-        .await
-        .map_err(|e| ServiceError::Task(e.to_string()))??;
+        let db = gateway_dir.join(lockdesk_gateway::DATABASE_FILE);
+        let (desk_private, brand_jwks, sim_keys, store, played) =
+            tokio::task::spawn_blocking(move || {
+                let store = lockdesk_gateway::SqliteStore::open(&db)
+                    .map_err(|e| demo_err("the demo gateway's log", e))?;
+                let played = {
+                    use lockdesk_gateway::EventStore;
+                    passes_played(&prep_dir, store.log_id())
+                };
+                let (desk_private, desk_public) = desk_key(&keys_dir)?;
+                // The brand's key is kept too: entries still to apply after a restart carry
+                // tokens it signed.
+                let brand_private = keys_dir.join("brand-private.pem");
+                if !brand_private.exists() {
+                    let rsa = openssl::rsa::Rsa::generate(2048)
+                        .map_err(|e| demo_err("RSA key generation", e))?;
+                    let pem = rsa
+                        .private_key_to_pem()
+                        .map_err(|e| demo_err("PEM encoding", e))?;
+                    write_private(&brand_private, &pem)
+                        .map_err(|e| demo_err("cannot write the demo brand key", e))?;
+                }
+                let sim_keys = SimKeys::with_brand_key(&brand_private, &desk_public)
+                    .map_err(|e| demo_err("brand keys", e))?;
+                let brand_jwks = keys_dir.join("brand.jwks.json");
+                std::fs::write(&brand_jwks, &sim_keys.brand_public_jwks)
+                    .map_err(|e| demo_err("cannot write the brand's key set", e))?;
+                Ok::<_, ServiceError>((desk_private, brand_jwks, sim_keys, store, played))
+            })
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))??;
+        let log_id = {
+            use lockdesk_gateway::EventStore;
+            store.log_id().to_owned()
+        };
+        // This run's passes follow the ones already on the log (their conversation ids differ).
+        let settings = DemoSettings {
+            seed: settings.seed.saturating_add(played),
+            ..settings
+        };
 
         let webhook_secret = secret()?;
         let provider = secret()?;
@@ -214,15 +321,15 @@ impl Demo {
         );
         let config = lockdesk_gateway::GatewayConfig::from_toml(&toml)
             .map_err(|e| demo_err("gateway configuration", e))?;
-        let gateway_dir = dir.join("gateway");
-        lockdesk_config::create_private_dir(&gateway_dir).map_err(|source| ServiceError::Dir {
-            path: gateway_dir.clone(),
-            source,
-        })?;
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let gateway = lockdesk_gateway::start(config, &gateway_dir, listen)
-            .await
-            .map_err(|e| demo_err("gateway", e))?;
+        let gateway = lockdesk_gateway::start_with_store(
+            config,
+            Arc::new(store),
+            listen,
+            lockdesk_gateway::ServerOptions::default(),
+        )
+        .await
+        .map_err(|e| demo_err("gateway", e))?;
         let target = Target {
             gateway: format!("http://{}", gateway.local_addr()),
             webhook_secret: webhook_secret.into_bytes(),
@@ -250,9 +357,27 @@ impl Demo {
         let stop = Arc::new(AtomicBool::new(false));
         let sim_stop = stop.clone();
         let sim_settings = settings.clone();
+        let (engine_tx, engine) = tokio::sync::oneshot::channel();
+        let passes_dir = dir.clone();
+        let passes_log = log_id.clone();
         let sim = std::thread::Builder::new()
             .name("lockdesk-demo-sim".into())
-            .spawn(move || play(target, sim_keys, sim_settings, sim_stop))
+            .spawn(move || {
+                let on_pass = |n: u64| save_passes(&passes_dir, &passes_log, played + n);
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    play(target, sim_keys, sim_settings, sim_stop, on_pass)
+                }));
+                let failure = match run {
+                    Ok(Ok(())) => return,
+                    Ok(Err(why)) => why,
+                    Err(panic) => format!(
+                        "the demo simulator panicked: {}",
+                        lockdesk_feed_client::panic_message(&*panic)
+                    ),
+                };
+                tracing::error!("{failure}");
+                let _ = engine_tx.send(failure);
+            })
             .map_err(|e| demo_err("cannot start the simulator thread", e))?;
         tracing::info!(gateway = %gateway.local_addr(), dir = %dir.display(), "demo started");
         Ok(Demo {
@@ -266,7 +391,21 @@ impl Demo {
             desk_private,
             brand_jwks,
             iadvize,
+            log_id,
+            engine: Some(engine),
+            _lock: lock_file,
         })
+    }
+
+    /// The identity of the demo gateway's log (the desk store must belong to it).
+    pub fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    /// Resolves with why the simulator stopped, if it fails (it could not start, or panicked);
+    /// never resolves otherwise. Taken once (by the service, which then stops and says so).
+    pub fn engine_failure(&mut self) -> Option<tokio::sync::oneshot::Receiver<String>> {
+        self.engine.take()
     }
 
     /// The gateway's address.
@@ -279,6 +418,7 @@ impl Demo {
             dir: self.dir.clone(),
             gateway: self.gateway_addr(),
             iadvize: self.iadvize.as_ref().map(|(s, _)| s.addr()),
+            archived: None,
         }
     }
 
@@ -346,14 +486,16 @@ impl Demo {
 
 /// The simulator's thread: pass `k` (seed + k) starts at `k × pass_every`, each step at its own
 /// time within the pass; passes overlap, so every state is on screen at any moment.
-fn play(target: Target, keys: SimKeys, settings: DemoSettings, stop: Arc<AtomicBool>) {
-    let mut sender = match lockdesk_sim::Sender::new(target, keys) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("demo simulator cannot start: {e}");
-            return;
-        }
-    };
+/// `on_pass(n)`: `n` passes of this run have started. An error: the simulator could not start.
+fn play(
+    target: Target,
+    keys: SimKeys,
+    settings: DemoSettings,
+    stop: Arc<AtomicBool>,
+    on_pass: impl Fn(u64),
+) -> Result<(), String> {
+    let mut sender = lockdesk_sim::Sender::new(target, keys)
+        .map_err(|e| format!("the demo simulator cannot start: {e}"))?;
     let start = Instant::now();
     let mut pending: Vec<(Duration, Step)> = Vec::new();
     let mut next_pass = Duration::ZERO;
@@ -375,6 +517,7 @@ fn play(target: Target, keys: SimKeys, settings: DemoSettings, stop: Arc<AtomicB
             );
             pending.sort_by_key(|(at, _)| *at);
             pass += 1;
+            on_pass(pass);
             next_pass += settings.pass_every;
         }
         if pending.first().is_some_and(|(at, _)| *at <= elapsed) {
@@ -395,6 +538,7 @@ fn play(target: Target, keys: SimKeys, settings: DemoSettings, stop: Arc<AtomicB
             .saturating_sub(elapsed);
         std::thread::sleep(next.min(Duration::from_millis(100)));
     }
+    Ok(())
 }
 
 /// The scenarios whose person has older conversations on iAdvize (a few people, including the

@@ -20,7 +20,9 @@
 //!   ticker's `spawn_blocking`), behind one mutex; readers use their own connection;
 //! - a change is published only after the transaction that made it is committed;
 //! - the demo never mixes with real data: it lives in its own folder (`<data>/demo` by default),
-//!   which it resets at every start, and says it is a demo ([`ServiceStatus::demo`]);
+//!   which it keeps between runs (a restart resumes on the same gateway log; a store of another
+//!   log is set aside, never deleted), locks against a second process, and says it is a demo
+//!   ([`ServiceStatus::demo`]);
 //! - secrets (credentials, the demo's generated secrets) never reach logs or `Debug` output;
 //! - no background task dies silently: each one (the clock, the status task, the backfill) is
 //!   watched through its `JoinHandle`; one that panics or ends stops the feed client and the
@@ -87,6 +89,9 @@ pub enum ServiceError {
     Feed(#[from] lockdesk_feed_client::ConfigError),
     #[error("the demo could not start: {0}")]
     Demo(String),
+    /// Another process (or another demo in this one) runs the demo on this folder.
+    #[error("the demo folder {} is in use by another Lockdesk{}", dir.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    DemoInUse { dir: PathBuf, pid: Option<u32> },
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -335,7 +340,8 @@ impl DeskService {
         DeskService::start_inner(options, None, tune).await
     }
 
-    /// The embedded demo in `dir` (reset first): gateway and simulator in this process.
+    /// The embedded demo in `dir` (locked, resumed when it holds the same log; see [`demo`]):
+    /// gateway and simulator in this process.
     pub async fn start_demo(
         dir: &Path,
         settings: demo::DemoSettings,
@@ -351,6 +357,7 @@ impl DeskService {
         tune: impl FnOnce(&mut lockdesk_feed_client::Config),
     ) -> Result<DeskService, ServiceError> {
         let data_dir = options.data_dir.clone();
+        let demo_log = demo.as_ref().map(|d| d.log_id().to_owned());
         // Owner-only (0700): the desk store holds personal data.
         lockdesk_config::create_private_dir(&data_dir).map_err(|source| ServiceError::Dir {
             path: data_dir.clone(),
@@ -359,11 +366,32 @@ impl DeskService {
         let path = data_dir.join(DESK_FILE);
         let keys = options.keys.clone();
         let desk_config = options.desk.clone();
-        let (writer_desk, reader_desk) = tokio::task::spawn_blocking(move || {
+        let (writer_desk, reader_desk, archived) = tokio::task::spawn_blocking(move || {
             let engine = Arc::new(lockdesk_keys::Engine::load(&keys)?);
+            // The demo's store resumes only on its own log: one of another log (the gateway's
+            // was deleted), or with a cursor but no log named, is set aside, never deleted.
+            let mut archived = None;
+            if let Some(expected) = &demo_log {
+                let stale = {
+                    let desk = Desk::open(&path, engine.clone(), desk_config.clone())?;
+                    match desk.log_id()? {
+                        Some(known) => known != *expected,
+                        None => desk.cursor() > 0,
+                    }
+                };
+                if stale {
+                    archived = lockdesk_desk::archive_store(&path)?;
+                    if let Some(a) = &archived {
+                        tracing::warn!(
+                            kept = %a.display(),
+                            "the demo's gateway log is new: the previous demo store was set aside and a new one started"
+                        );
+                    }
+                }
+            }
             let writer = Desk::open(&path, engine.clone(), desk_config.clone())?;
             let reader = Desk::open(&path, engine, desk_config)?;
-            Ok::<_, ServiceError>((writer, reader))
+            Ok::<_, ServiceError>((writer, reader, archived))
         })
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))??;
@@ -467,6 +495,25 @@ impl DeskService {
         });
         supervise("the desk clock", ticker_task, &failure_tx, &mut tasks);
 
+        // The demo's simulator: if it cannot start or panics, the desk stops and says so (the
+        // feed would stay connected to a gateway nobody writes to).
+        let mut demo = demo;
+        if let Some(engine) = demo.as_mut().and_then(demo::Demo::engine_failure) {
+            let failure = failure_tx.clone();
+            let watcher = tokio::spawn(async move {
+                if let Ok(why) = engine.await {
+                    failure.send_if_modified(|f| {
+                        let first = f.is_none();
+                        if first {
+                            *f = Some(format!("the demo engine stopped: {why}"));
+                        }
+                        first
+                    });
+                }
+            });
+            tasks.push(watcher.abort_handle());
+        }
+
         // The status: the feed state plus the cursor.
         let mut feed_state = client.state();
         let cursor_of = writer.clone();
@@ -523,7 +570,10 @@ impl DeskService {
             backfill: backfill_status,
             status,
             tasks: Mutex::new(tasks),
-            demo_facts: demo.as_ref().map(demo::Demo::facts),
+            demo_facts: demo.as_ref().map(|d| demo::DemoFacts {
+                archived,
+                ..d.facts()
+            }),
             demo: Mutex::new(demo),
             data_dir,
         })
