@@ -7,10 +7,11 @@
 //! Checked after every batch, beyond "no panic": the batch is applied (a malformed entry is
 //! skipped, never fails it; only a `seq` SQLite cannot store may refuse it, moving nothing);
 //! the cursor is the highest `seq` seen, committed (a second handle on the file reads it back)
-//! and the duplicate count is right; every change and every query
-//! answer serialises; every change's conversation and alert can be read back; the audit chain
-//! verifies; applying the same batch again changes nothing (idempotence); a tick works. At the
-//! end, no token is anywhere in the store's files (only their SHA-256 is kept).
+//! and the duplicate count is right; every change and every query answer serialises; every
+//! change's conversation and alert can be read back; the audit chain verifies and the tables
+//! agree with it (`Desk::check_against_audit`); applying the same batch again changes nothing
+//! (idempotence); a tick works. At the end, no token is anywhere in the store's files (only
+//! their SHA-256 is kept).
 
 use std::sync::{Arc, OnceLock};
 
@@ -111,6 +112,15 @@ pub fn check_desk(desk: &Desk, path: &std::path::Path, changes: &[lockdesk_desk:
     let conn = rusqlite::Connection::open(path).expect("audit connection");
     if let Err(e) = lockdesk_audit::verify(&conn) {
         panic!("the audit chain does not verify: {e}");
+    }
+    // The desk's tables agree with its audit log (states, sessions, names, alerts).
+    match desk.check_against_audit(&mut |_| {}) {
+        Ok(c) => assert!(
+            c.agrees(),
+            "tables and audit log disagree: {:?}",
+            c.disagreements
+        ),
+        Err(e) => panic!("the store check failed: {e}"),
     }
 }
 
