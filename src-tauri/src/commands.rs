@@ -41,8 +41,9 @@ pub async fn validate_settings(
     blocking(move || Ok(svc.validate(&form))).await
 }
 
-/// Saves; when something was saved, the desk restarts on the new configuration (a feed now
-/// configured replaces the demo, new keys are loaded, mutes apply).
+/// Saves; when something was saved, the desk restarts if a setting it depends on changed (a feed
+/// now configured replaces the demo, new keys are loaded); the language and mutes apply live
+/// (`desk::after_save`).
 #[tauri::command]
 pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
@@ -53,7 +54,7 @@ pub async fn save_settings<R: Runtime>(
     let outcome = blocking(move || svc.save(&form)).await?;
     // Only once the app has started the desk (not in the command tests, which have no desk).
     if outcome.saved && app.state::<Arc<DeskHolder>>().started() {
-        tauri::async_runtime::spawn(crate::desk::start(app.clone()));
+        tauri::async_runtime::spawn(crate::desk::apply_saved(app.clone()));
     }
     Ok(outcome)
 }

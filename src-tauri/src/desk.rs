@@ -1,7 +1,8 @@
 //! The desk behind the window: starts the desk service (the configured gateway, or the embedded
 //! demo when no feed is configured), forwards its committed changes to the UI as `desk://changed`
 //! events, raises desktop notifications, keeps the tray's status line current, and restarts it
-//! when Settings change.
+//! when a saved setting it depends on changed ([`after_save`]; the language and notification
+//! mutes apply live, without a restart).
 //!
 //! Must not: query SQLite on the async executor (every read is `spawn_blocking`); emit a row the
 //! store has not committed; notify for a muted kind.
@@ -43,6 +44,80 @@ pub struct DeskHolder {
     integrity: Mutex<Option<StoreIntegrity>>,
     /// The running desk's configured session lifetime, for that check.
     lifetime_secs: std::sync::atomic::AtomicI64,
+    /// The configuration the running desk started with, and where its live preferences
+    /// (language, notification mutes) go (see [`apply_saved`]).
+    running: Mutex<Option<(Config, tokio::sync::watch::Sender<Config>)>>,
+}
+
+/// What a saved configuration asks of the running desk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterSave {
+    /// Nothing the desk uses changed.
+    Nothing,
+    /// Only preferences applied on the fly (language, notification mutes).
+    Live,
+    /// The service depends on what changed: restart it (the store, and the demo's, are kept).
+    Restart,
+}
+
+/// Which saved change needs a restart. The service (feed client, keys, desk, backfill) is built
+/// from the feed (URL, credential), the trusted issuers, the decryption keys, the verification
+/// policy (leeway, session lifetime, token lifetime, encryption) and iAdvize's API: any change
+/// there restarts it. The embedded demo (no feed before nor after) uses its own keys, gateway,
+/// policy and iAdvize stand-in, so only configuring a feed restarts it. The language and the
+/// notification mutes are the UI's and the notifier's: applied live.
+pub(crate) fn after_save(running: &Config, saved: &Config) -> AfterSave {
+    let demo = !running.has_feed() && !saved.has_feed();
+    let service_changed = if demo {
+        running.feed != saved.feed
+    } else {
+        running.feed != saved.feed
+            || running.trust != saved.trust
+            || running.decryption != saved.decryption
+            || running.verification != saved.verification
+            || running.iadvize != saved.iadvize
+    };
+    if service_changed {
+        AfterSave::Restart
+    } else if running.ui != saved.ui || running.notifications != saved.notifications {
+        AfterSave::Live
+    } else {
+        AfterSave::Nothing
+    }
+}
+
+/// After Settings saved: restarts the desk when a setting it depends on changed (or it is not
+/// running), applies the language and mutes live otherwise ([`after_save`]).
+pub async fn apply_saved<R: Runtime>(app: AppHandle<R>) {
+    let holder = app.state::<Arc<DeskHolder>>().inner().clone();
+    let settings = app.state::<crate::AppState>().settings.clone();
+    let saved = tauri::async_runtime::spawn_blocking(move || settings.load()).await;
+    let decision = {
+        let running = holder.running.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*running, &saved) {
+            (Some((config, prefs)), Ok(Ok(saved))) if holder.current().is_some() => {
+                let decision = after_save(config, saved);
+                if decision == AfterSave::Live {
+                    prefs.send_replace(saved.clone());
+                }
+                decision
+            }
+            _ => AfterSave::Restart,
+        }
+    };
+    match decision {
+        AfterSave::Restart => start(app).await,
+        AfterSave::Live => {
+            if let (Some((config, _)), Ok(Ok(saved))) = (
+                &mut *holder.running.lock().unwrap_or_else(|p| p.into_inner()),
+                saved,
+            ) {
+                *config = saved;
+            }
+            tracing::info!("settings saved: applied without restarting the desk");
+        }
+        AfterSave::Nothing => {}
+    }
 }
 
 impl DeskHolder {
@@ -217,6 +292,7 @@ pub async fn start<R: Runtime>(app: AppHandle<R>) {
     let data_dir = state.data_dir.clone();
     let generation = holder.generation.fetch_add(1, Ordering::SeqCst) + 1;
 
+    *holder.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let old = holder
         .service
         .lock()
@@ -311,7 +387,9 @@ pub async fn start<R: Runtime>(app: AppHandle<R>) {
         service.clone(),
         generation,
     ));
-    tauri::async_runtime::spawn(forward_changes(app, holder, service, config, generation));
+    let (prefs, prefs_rx) = tokio::sync::watch::channel(config.clone());
+    *holder.running.lock().unwrap_or_else(|p| p.into_inner()) = Some((config, prefs));
+    tauri::async_runtime::spawn(forward_changes(app, holder, service, prefs_rx, generation));
 }
 
 /// At desk start: the store checked against the audit chain (linear in the log: about 2 s per
@@ -433,16 +511,19 @@ async fn forward_changes<R: Runtime>(
     app: AppHandle<R>,
     holder: Arc<DeskHolder>,
     service: Arc<DeskService>,
-    config: Config,
+    mut prefs: tokio::sync::watch::Receiver<Config>,
     generation: u64,
 ) {
     let mut events = service.events();
     let mut last_state: HashMap<String, String> = HashMap::new();
+    let config = prefs.borrow_and_update().clone();
     let language = config.ui.language;
+    let mut mutes = config.notifications;
+    let mut prefs_open = true;
     // Groups bursts and shows them in order on its own thread; a click opens the conversation
     // (or, for a group or summary about several, the window).
     let click_app = app.clone();
-    let notifier = notify::Notifier::new(
+    let mut notifier = notify::Notifier::new(
         language,
         config.notifications,
         Arc::new(move |conversation_id: Option<String>| {
@@ -458,15 +539,30 @@ async fn forward_changes<R: Runtime>(
     // Notices of a backlog, shown as one summary once the desk is live again (or quiet).
     let mut backlog = BacklogGate::default();
     loop {
-        let next = match backlog.wait_until(tokio::time::Instant::now()) {
-            None => events.recv().await,
-            Some(until) => match tokio::time::timeout_at(until, events.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    notifier.summary(&backlog.take());
-                    continue;
+        let until = backlog.wait_until(tokio::time::Instant::now());
+        let next = tokio::select! {
+            changed = prefs.changed(), if prefs_open => {
+                // Settings saved with a new language or mutes: applied from the next notice.
+                match changed {
+                    Ok(()) => {
+                        let saved = prefs.borrow_and_update().clone();
+                        mutes = saved.notifications;
+                        notifier.set_preferences(saved.ui.language, saved.notifications);
+                    }
+                    Err(_) => prefs_open = false,
                 }
-            },
+                continue;
+            }
+            next = async {
+                match until {
+                    None => Some(events.recv().await),
+                    Some(until) => tokio::time::timeout_at(until, events.recv()).await.ok(),
+                }
+            } => next,
+        };
+        let Some(next) = next else {
+            notifier.summary(&backlog.take());
+            continue;
         };
         let changes = match next {
             Ok(ServiceEvent::Changes(c)) => c,
@@ -501,7 +597,7 @@ async fn forward_changes<R: Runtime>(
                     if live {
                         notifier.show(&notice, std::time::Instant::now());
                     } else {
-                        backlog.add(&notice, &config.notifications, tokio::time::Instant::now());
+                        backlog.add(&notice, &mutes, tokio::time::Instant::now());
                     }
                 }
                 if let Some(st) = &c.state {
@@ -613,6 +709,65 @@ fn notice_of(change: &Change, conversation_id: &str, kind: NoticeKind) -> Notice
 mod tests {
     use super::*;
     use lockdesk_config::Language;
+
+    /// Issue 13: saving the language restarted the desk (and the demo lost its conversations).
+    #[test]
+    fn only_settings_the_service_depends_on_restart_it() {
+        let mut gateway = Config::default();
+        gateway.feed.url = Some("wss://gateway.example/v1/feed".into());
+        gateway.feed.credential = Some("credential-1".into());
+        let edited = |f: &dyn Fn(&mut Config)| {
+            let mut c = gateway.clone();
+            f(&mut c);
+            c
+        };
+        assert_eq!(after_save(&gateway, &gateway), AfterSave::Nothing);
+        // Applied live: the language, the notification mutes.
+        let french = edited(&|c| c.ui.language = Language::Fr);
+        assert_eq!(after_save(&gateway, &french), AfterSave::Live);
+        let muted = edited(&|c| c.notifications.verification_failed = false);
+        assert_eq!(after_save(&gateway, &muted), AfterSave::Live);
+        // What the service is built from: restart.
+        let restarts: [&dyn Fn(&mut Config); 7] = [
+            &|c| c.feed.url = Some("wss://other.example/v1/feed".into()),
+            &|c| c.feed.credential = Some("credential-2".into()),
+            &|c| c.decryption.keys.push("/keys/desk.pem".into()),
+            &|c| {
+                c.trust.push(lockdesk_config::TrustedIssuer {
+                    issuer: "brand".into(),
+                    key: "/keys/brand.pem".into(),
+                })
+            },
+            &|c| c.verification.session_lifetime_mins += 1,
+            &|c| c.verification.require_encryption = !c.verification.require_encryption,
+            &|c| c.iadvize.base_url = Some("https://api.iadvize.example".into()),
+        ];
+        for (i, f) in restarts.iter().enumerate() {
+            assert_eq!(
+                after_save(&gateway, &edited(*f)),
+                AfterSave::Restart,
+                "#{i}"
+            );
+        }
+        // A restart wins over a live change saved with it.
+        let both = edited(&|c| {
+            c.ui.language = Language::Fr;
+            c.feed.credential = Some("credential-2".into());
+        });
+        assert_eq!(after_save(&gateway, &both), AfterSave::Restart);
+
+        // The demo uses none of the keys, policy or iAdvize settings: only a feed restarts it.
+        let demo = Config::default();
+        let mut keys_for_later = demo.clone();
+        keys_for_later.decryption.keys.push("/keys/desk.pem".into());
+        keys_for_later.verification.session_lifetime_mins += 1;
+        assert_eq!(after_save(&demo, &keys_for_later), AfterSave::Nothing);
+        let mut french_demo = demo.clone();
+        french_demo.ui.language = Language::Fr;
+        assert_eq!(after_save(&demo, &french_demo), AfterSave::Live);
+        assert_eq!(after_save(&demo, &gateway), AfterSave::Restart);
+        assert_eq!(after_save(&gateway, &demo), AfterSave::Restart);
+    }
 
     fn change(state: &str, alert: Option<&str>) -> Change {
         Change {

@@ -620,6 +620,12 @@ impl Notifier {
         }
     }
 
+    /// Settings saved: the language and mutes of the notices from now on.
+    pub fn set_preferences(&mut self, lang: Language, settings: Notifications) {
+        self.lang = lang;
+        self.settings = settings;
+    }
+
     /// Shows `notice` (grouped with a burst of its kind) unless muted.
     pub fn show(&self, notice: &Notice, now: Instant) {
         let shown = self.grouper.lock().unwrap_or_else(|p| p.into_inner()).add(
