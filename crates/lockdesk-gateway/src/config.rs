@@ -127,13 +127,76 @@ fn join(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// The names gateway.toml's schema has: the only backticked words an error may show.
+const SCHEMA_NAMES: &[&str] = &[
+    "webhook",
+    "provider",
+    "subscriber",
+    "name",
+    "secret",
+    "credential",
+    "role",
+    "operator_ids",
+    "advisor",
+    "supervisor",
+];
+
+/// `msg` without any value from the file: serde quotes a mistyped string in full (`invalid
+/// type: string "…"`) and an unknown enum value in backticks (`unknown variant `…``), and in
+/// gateway.toml that value may be a secret. Double-quoted strings are always masked; a
+/// backticked word stays only when it is a schema name or the key an `unknown field` message
+/// names (a key, which the user needs to see to fix the file).
+fn mask_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        let before = &rest[..open];
+        out.push_str(before);
+        let after = &rest[open + 1..];
+        // serde writes strings with Debug escaping: skip escaped quotes to the closing one.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped && quote == '"' => escaped = true,
+                c if c == quote && !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let inner = &after[..close.unwrap_or(after.len())];
+        let keep = quote == '`'
+            && (SCHEMA_NAMES.contains(&inner)
+                || (out.ends_with("unknown field ") && inner.len() <= 64 && !inner.contains('`')));
+        if keep {
+            out.push('`');
+            out.push_str(inner);
+            out.push('`');
+        } else {
+            out.push(quote);
+            out.push_str("(value not shown)");
+            out.push(quote);
+        }
+        match close {
+            Some(i) => rest = &after[i + 1..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl GatewayConfig {
     /// Parses TOML text (no validation; see [`validate`]).
     pub fn from_toml(text: &str) -> Result<GatewayConfig, String> {
-        // toml's messages quote the offending line, which may hold a secret: keep only the
-        // first line of the message (what was expected, and where).
+        // toml's Display quotes the offending line, which may hold a secret: only its
+        // `message()` is used, and serde's type errors inside it quote the value
+        // (`invalid type: string "…", expected …`), so quoted strings are masked too.
         toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_owned();
+            let msg = mask_quoted(e.message());
             match e.span() {
                 Some(span) => {
                     let line = text.as_bytes()[..span.start.min(text.len())]
@@ -365,6 +428,35 @@ role = "supervisor"
         assert!(e.contains("sekret"), "{e}");
         assert!(e.starts_with("line 4"), "{e}");
         assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    #[test]
+    fn mistyped_values_are_never_quoted() {
+        // A credential pasted where a list of operator ids belongs, and one where a role
+        // belongs: serde's message would quote the string in full.
+        for text in [
+            "[[subscriber]]\nname = \"a\"\ncredential = \"0123456789abcdef\"\nrole = \"advisor\"\noperator_ids = \"s3cr3t-\\\"quoted\\\"-credential\"\n",
+            "[[subscriber]]\nname = \"a\"\ncredential = \"0123456789abcdef\"\nrole = \"s3cr3t-credential\"\n",
+            "[[provider]]\nname = \"p\"\ncredential = 12345\n[[webhook]]\nname = \"w\"\nsecret = [\"s3cr3t-credential\"]\n",
+        ] {
+            let e = GatewayConfig::from_toml(text).unwrap_err();
+            assert!(!e.contains("s3cr3t"), "{e}");
+            assert!(e.starts_with("line "), "{e}");
+        }
+        assert_eq!(
+            mask_quoted(r#"invalid type: string "a\"b", expected a sequence"#),
+            r#"invalid type: string "(value not shown)", expected a sequence"#
+        );
+        assert_eq!(mask_quoted("no quotes"), "no quotes");
+        assert_eq!(
+            mask_quoted("unknown variant `s3cr3t`, expected `advisor` or `supervisor`"),
+            "unknown variant `(value not shown)`, expected `advisor` or `supervisor`"
+        );
+        assert_eq!(
+            mask_quoted("unknown field `sekret`, expected `name` or `secret`"),
+            "unknown field `sekret`, expected `name` or `secret`"
+        );
+        assert_eq!(mask_quoted(r#"open "quote"#), r#"open "(value not shown)""#);
     }
 
     fn field_errors(text: &str) -> Vec<String> {
