@@ -334,3 +334,55 @@ fn watch_follows_a_real_gateway_and_stops_on_a_refused_credential() {
     // Said once: the stop is the last line, not also a state line before it.
     assert_eq!(err.matches("401").count(), 1, "{err}");
 }
+
+/// Issue 13: `lockdesk-cli demo` while another Lockdesk runs the demo on the same folder reset
+/// it under the other. Now the second one is refused, naming the holder, and the first goes on.
+#[test]
+fn a_second_demo_on_a_folder_in_use_is_refused_with_the_holders_pid() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut first = cli()
+        .args(["demo", "--passes", "1", "--duration", "120", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Started (the folder is locked before the gateway starts) once it names its gateway.
+    let mut first_err = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("demo: gateway on") {
+        line.clear();
+        assert!(
+            first_err.read_line(&mut line).unwrap() > 0,
+            "first demo ended"
+        );
+    }
+
+    let second = cli()
+        .args(["demo", "--passes", "1", "--duration", "5", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the demo folder {} is in use by another Lockdesk (pid {})",
+            data.display(),
+            first.id()
+        )),
+        "{stderr}"
+    );
+    // The first one is still running on its store.
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first demo stopped"
+    );
+    assert!(data.join(lockdesk_service::DESK_FILE).exists());
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -540,10 +540,17 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let service = DeskService::start_demo(&dir, settings).await?;
         if let Some(d) = service.demo() {
             eprintln!(
-                "lockdesk-cli: demo: gateway on {}, data in {} (reset at every start)",
+                "lockdesk-cli: demo: gateway on {}, data in {} (kept between runs; locked while this runs)",
                 d.gateway.map(|a| a.to_string()).unwrap_or_default(),
                 d.dir.display()
             );
+            if let Some(kept) = &d.archived {
+                eprintln!(
+                    "lockdesk-cli: demo: its gateway log was gone or another one: the previous \
+                     desk store was set aside as {} and a new one started",
+                    kept.display()
+                );
+            }
         }
         follow(service, args.json, limit, interrupt).await
     })
