@@ -520,6 +520,7 @@ impl DeskService {
         let failed_client = client.clone();
         let status_task = tokio::spawn(async move {
             let mut stopping = false;
+            let (mut feed_ended, mut failures_ended) = (false, false);
             loop {
                 let failure = failure_rx.borrow_and_update().clone();
                 let feed = match failure {
@@ -555,9 +556,13 @@ impl DeskService {
                     // Final: keep the sender (and the status) alive until the service is dropped.
                     std::future::pending::<()>().await;
                 }
+                // The feed client's state ends with the client (stopped for good): its last
+                // state, just sent, stays true; only a task's failure can change it now. Ending
+                // here would be reported as this task's failure.
                 tokio::select! {
-                    changed = feed_state.changed() => if changed.is_err() { break },
-                    changed = failure_rx.changed() => if changed.is_err() { break },
+                    changed = feed_state.changed(), if !feed_ended => feed_ended = changed.is_err(),
+                    changed = failure_rx.changed(), if !failures_ended => failures_ended = changed.is_err(),
+                    else => std::future::pending::<()>().await,
                 }
             }
         });
