@@ -218,6 +218,28 @@ describe('conversation list', () => {
     desk.stop();
   });
 
+  it('drops the selection of a conversation the new source does not have after a reset (issue 13)', async () => {
+    const served = manyRows(10);
+    const desk = await mount(served);
+    await screen.findByRole('listbox');
+    await emit('desk://focus', { conversationId: 'c-4' });
+    await waitFor(() => expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'c-4'));
+    // Settings now name a real gateway: the desk restarts on it and says `reset`.
+    served.splice(0, served.length, row({ id: 'real-1' }));
+    await emit('desk://changed', { kind: 'reset', revision: 7 } satisfies DeskEvent);
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(1));
+    await tick();
+    expect(screen.queryByTestId('detail')).toBeNull();
+    expect(screen.queryByText(/could not be loaded/)).toBeNull();
+    // A conversation still in the list stays selected across a reset.
+    await emit('desk://focus', { conversationId: 'real-1' });
+    await waitFor(() => expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'real-1'));
+    await emit('desk://changed', { kind: 'reset', revision: 8 } satisfies DeskEvent);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'real-1');
+    desk.stop();
+  });
+
   it('shows the honest not-connected state when the shell has no desk commands', async () => {
     mockIPC(() => {
       throw 'Command list_conversations not found';

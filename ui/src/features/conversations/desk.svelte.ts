@@ -23,6 +23,9 @@ const nextFrame = (f: () => void): void => {
 export class DeskStore {
   /** The list, once `list_conversations` answered; `null` before, or when it cannot. */
   list = $state.raw<ListState | null>(null);
+  /** Counts the list's answers (each reload after a `reset`): a selection no longer in the new
+   *  list (the previous source's conversation, after a switch of gateway) is dropped. */
+  reloads = $state(0);
   /** Why the list is unavailable (the command failed), for the record; not shown as data. */
   unavailable = $state<string | null>(null);
   /** Alerts that arrived live, newest last (the detail pane refreshes on them). */
@@ -85,6 +88,7 @@ export class DeskStore {
       if (early.length) state = applyEvents(state, early).state;
       const measure = this.#firstRender && state.rows.length > 0 ? measureFirstRender(this.perf, state.rows.length) : null;
       this.list = state;
+      this.reloads += 1;
       this.unavailable = null;
       if (measure) {
         this.#firstRender = false;
