@@ -70,7 +70,8 @@ pub struct HistoryArgs {
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// The demo's folder (default: `demo` in Lockdesk's data folder). Reset at every start.
+    /// The demo's folder (default: `demo` in Lockdesk's data folder). Kept between runs; one demo at
+    /// a time (locked: a second one on the folder is refused).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// One JSON line per state change or alert.
