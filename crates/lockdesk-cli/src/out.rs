@@ -30,17 +30,29 @@ impl serde_json::ser::Formatter for HazardEscaping {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // The same walk as `visible()`, so runs of combining marks are escaped too. serde_json
+        // splits a string into fragments only around characters it escapes itself (never a
+        // combining mark), so a run never straddles two fragments.
         let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if lockdesk_text::hazard_of(c).is_some() {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(writer, "\\u{unit:04x}")?;
-                }
-                start = i + c.len_utf8();
+        let mut at = 0;
+        let mut result: io::Result<()> = Ok(());
+        lockdesk_text::walk(fragment, |c, hazard| {
+            let i = at;
+            at += c.len_utf8();
+            if hazard.is_none() || result.is_err() {
+                return;
             }
-        }
+            result = writer
+                .write_all(&fragment.as_bytes()[start..i])
+                .and_then(|()| {
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .try_for_each(|unit| write!(writer, "\\u{unit:04x}"))
+                });
+            start = at;
+        });
+        result?;
         writer.write_all(&fragment.as_bytes()[start..])
     }
 }
@@ -75,6 +87,14 @@ mod tests {
         assert!(line.contains("\\u007f\\u0085\\u009b\\u202e\\u2066\\u200b\\u2028"));
         assert!(line.contains("\\udb40\\udc41"), "surrogate pair: {line}");
         assert!(line.contains("é中"), "other text stays as it is: {line}");
+        // A run of combining marks (Zalgo text) keeps its first four marks, like visible().
+        let zalgo = json!({ "name": "z\u{300}\u{301}\u{302}\u{303}\u{304}\u{305}" });
+        let zline = json(&zalgo);
+        assert!(
+            zline.contains("z\u{300}\u{301}\u{302}\u{303}\\u0304\\u0305"),
+            "{zline}"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&zline).unwrap(), zalgo);
         let back: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back, v);
         // Clean text is byte for byte what serde_json writes.

@@ -192,7 +192,9 @@ pub fn hazard_of(c: char) -> Option<Hazard> {
 
 /// Walks `s`, calling `each(c, hazard)` for every character with its hazard, if any (a
 /// combining mark beyond [`MAX_COMBINING_RUN`] on one character is [`Hazard::CombiningRun`]).
-fn walk(s: &str, mut each: impl FnMut(char, Option<Hazard>)) {
+/// For escapers of other formats (the CLI's JSON) that must treat exactly what [`visible`]
+/// treats.
+pub fn walk(s: &str, mut each: impl FnMut(char, Option<Hazard>)) {
     let mut run = 0usize;
     for c in s.chars() {
         let mut h = hazard_of(c);
@@ -255,9 +257,19 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// Quoted, with `"` and `\` escaped as Rust's `{:?}` does, so a value cannot fake where it
+/// ends (`x"  ALERT ...`).
 impl fmt::Debug for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", visible(self.0))
+        f.write_char('"')?;
+        for c in visible(self.0).chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
     }
 }
 

@@ -135,6 +135,11 @@ fn shown_pads_and_escapes() {
     assert_eq!(format!("[{:<8}]", Shown("a\u{1B}")), "[a⟨U+001B⟩]");
     assert_eq!(format!("[{:<4}]", Shown("ab")), "[ab  ]");
     assert_eq!(format!("{:?}", Shown("a\nb")), "\"a⟨U+000A⟩b\"");
+    // A quote or backslash in the value cannot end the quoted form early.
+    assert_eq!(
+        format!("{:?}", Shown("x\"  ALERT \\")),
+        "\"x\\\"  ALERT \\\\\""
+    );
 }
 
 #[test]
