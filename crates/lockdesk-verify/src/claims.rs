@@ -121,7 +121,7 @@ pub fn check(claims: &Map<String, Value>, now: i64, policy: &Policy) -> Result<C
     check_time(exp, nbf, iat, now, policy)?;
 
     let mut warnings = Vec::new();
-    let user_id = check_user_id(claims.get(USER_ID_CLAIM), &mut warnings)?;
+    let user_id = check_user_id(claims.get(USER_ID_CLAIM))?;
     let visitor_data = match claims.get(VISITOR_DATA_CLAIM) {
         None => None,
         Some(v) => Some(check_visitor_data(v, &mut warnings)?),
@@ -149,7 +149,7 @@ pub fn check(claims: &Map<String, Value>, now: i64, policy: &Policy) -> Result<C
     })
 }
 
-fn check_user_id(v: Option<&Value>, warnings: &mut Vec<String>) -> Result<String, Rejection> {
+fn check_user_id(v: Option<&Value>) -> Result<String, Rejection> {
     let bad = |d: String| Rejection::new(Reason::InvalidUserId, d);
     let s = match v {
         None => return Err(bad(format!("{USER_ID_CLAIM} is required"))),
@@ -179,8 +179,13 @@ fn check_user_id(v: Option<&Value>, warnings: &mut Vec<String>) -> Result<String
         ))
         .with_signed_user_id(s.clone()));
     }
+    // Whitespace at an end draws nothing: `cust-48151623 ` would show as `cust-48151623`.
     if s.trim() != s {
-        warnings.push("the userId has leading or trailing spaces".into());
+        return Err(bad(format!(
+            "{USER_ID_CLAIM} has leading or trailing whitespace; received {}",
+            shown_excerpt(s)
+        ))
+        .with_signed_user_id(s.clone()));
     }
     Ok(s.clone())
 }
