@@ -246,6 +246,7 @@ impl Actor {
             got_hello: false,
             started: Instant::now(),
             retry_in: None,
+            connected_after_log_check: None,
         };
         let end = self.session(ws, &mut session).await;
         (end, self.healthy(&session), session.retry_in)
@@ -456,6 +457,7 @@ impl Actor {
                     log_id = hello.log_id.as_deref(),
                     "feed connected"
                 );
+                let names_its_log = hello.log_id.is_some();
                 if let Some(log_id) = hello.log_id {
                     let valid = !log_id.is_empty()
                         && log_id.len() <= lockdesk_feed::MAX_LOG_ID_BYTES
@@ -471,11 +473,21 @@ impl Actor {
                     }
                     s.pending.push_back(Pending::Log(log_id));
                 }
-                self.publish(State::Connected {
-                    url: self.target.display.clone(),
-                    after: s.cursor,
-                    last_seq: hello.last_seq,
-                });
+                // "Connected" only when it is true: not for a gateway whose log ends before our
+                // cursor (it closes 4004 next), and, when hello names its log, only once the log
+                // has been checked as ours (`dispatch`).
+                if hello.last_seq >= s.cursor {
+                    let connected = State::Connected {
+                        url: self.target.display.clone(),
+                        after: s.cursor,
+                        last_seq: hello.last_seq,
+                    };
+                    if names_its_log {
+                        s.connected_after_log_check = Some(connected);
+                    } else {
+                        self.publish(connected);
+                    }
+                }
             }
             ServerMessage::Entry(entry) => {
                 if entry.seq <= s.high {
@@ -522,7 +534,11 @@ impl Actor {
                 if let Err(end) = self.check_log(found).await {
                     // Nothing of this connection may be applied: it is not our log.
                     s.pending.clear();
+                    s.connected_after_log_check = None;
                     return Err(end);
+                }
+                if let Some(connected) = s.connected_after_log_check.take() {
+                    self.publish(connected);
                 }
             }
         }
@@ -659,6 +675,9 @@ struct Session {
     started: Instant,
     /// The wait before the next attempt, when decided (and published) as the connection ended.
     retry_in: Option<Duration>,
+    /// "Connected", held back until the hello's log id has been checked against the store's:
+    /// the state is published only once nothing stands between the desk and live entries.
+    connected_after_log_check: Option<State>,
 }
 
 /// `d` from now; a duration too long for the clock means "never" (about 30 years).

@@ -304,6 +304,31 @@ async fn close_4004_stops_and_never_restarts_from_zero() {
     assert_eq!(sink.lock().cursor, 500);
 }
 
+/// The real gateway says hello, then closes 4004 when the desk's cursor is beyond its log's end
+/// (a gateway restored from an older backup): the desk never said "Connected" meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_whose_log_ends_before_our_cursor_is_never_connected() {
+    capture_logs();
+    let server = TestServer::start(None, move |mut c: Conn| async move {
+        c.ws.send(hello(500, 3, 15)).await.unwrap();
+        close(&mut c.ws, 4004, "after is beyond the log's end").await;
+    })
+    .await;
+    let sink = Memory::new(500);
+    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
+    let recorder = Recorder::start(client.state());
+    let mut state = client.state();
+    assert_eq!(
+        wait_stopped(&mut state).await,
+        StopReason::AfterBeyondEnd { after: 500 }
+    );
+    let states = recorder.all();
+    assert!(
+        !states.iter().any(|s| matches!(s, State::Connected { .. })),
+        "{states:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_401_on_the_upgrade_stops_with_unauthorized() {
     capture_logs();
