@@ -9,7 +9,8 @@
 //! Both directions: a new look-alike of a known identity, and a new identity whose look-alike
 //! arrived first; both rows are marked (`lookalike_of` names the other), and the alert raised on
 //! the new one names both (`imitator`, `imitates`). Which one is the imitation: the one with
-//! hazardous characters, else the one that mixes scripts, when only one does; else the newer.
+//! hazardous characters, else the one that mixes scripts, when only one does; else neither can
+//! be told: the evidence says `ambiguous: true` (the two look alike, in no direction).
 //!
 //! Hazardous characters (bidi controls, zero-width characters) never reach an identity: the
 //! verifier refuses such a userId. When the identity it would show as is known, the refused
@@ -26,18 +27,30 @@ use crate::DeskError;
 
 /// The key identities are compared on: equal for userIds that look the same. A string with
 /// bidi controls is compared as it is displayed (its line in visual order: `cust-<U+202E>32615184`
-/// shows, and compares, as `cust-48151623`).
+/// shows, and compares, as `cust-48151623`). Whitespace does not show at the ends of an id and a
+/// run of it reads as one space: the key trims it and collapses runs (after the skeleton, which
+/// maps NBSP and the other spaces to U+0020), so `cust-48151623 ` compares as `cust-48151623`.
+/// Changing this rule needs a migration that recomputes the stored keys (`backfill`).
 pub(crate) fn skeleton(user_id: &str) -> String {
-    if !lockdesk_text::hazards(user_id).contains(lockdesk_text::Hazard::Bidi) {
-        return lockdesk_text::skeleton(user_id);
+    let skel = if !lockdesk_text::hazards(user_id).contains(lockdesk_text::Hazard::Bidi) {
+        lockdesk_text::skeleton(user_id)
+    } else {
+        let info = unicode_bidi::BidiInfo::new(user_id, None);
+        let shown: String = info
+            .paragraphs
+            .iter()
+            .map(|p| info.reorder_line(p, p.range.clone()))
+            .collect();
+        lockdesk_text::skeleton(&shown)
+    };
+    let mut out = String::with_capacity(skel.len());
+    for word in skel.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
     }
-    let info = unicode_bidi::BidiInfo::new(user_id, None);
-    let shown: String = info
-        .paragraphs
-        .iter()
-        .map(|p| info.reorder_line(p, p.range.clone()))
-        .collect();
-    lockdesk_text::skeleton(&shown)
+    out
 }
 
 /// A known identity that `s` (a refused userId) would show as, if any: one indexed lookup.
@@ -129,29 +142,39 @@ impl Found {
         if !self.is_lookalike() {
             return None;
         }
-        let (imitator, imitates) = match &self.counterpart {
-            // The look-alike arrived first: the new identity is the one it passes for.
-            Some(c)
-                if suspicion(&c.user_id, c.mixed_script)
-                    > suspicion(user_id, self.mixed_script) =>
-            {
-                (c.user_id.as_str(), Some(user_id))
+        // `ambiguous`: neither can be told to be the imitation (the same suspicion, e.g. two
+        // plain-Latin ids `cust-4815l623` / `cust-48151623`): the alert only says they look
+        // alike, in no direction; `imitator` / `imitates` then name the new one and the one
+        // known first, for compatibility, and are no verdict.
+        let (imitator, imitates, ambiguous) = match &self.counterpart {
+            Some(c) => {
+                let theirs = suspicion(&c.user_id, c.mixed_script);
+                let ours = suspicion(user_id, self.mixed_script);
+                if theirs > ours {
+                    // The look-alike arrived first: the new identity is the one it passes for.
+                    (c.user_id.as_str(), Some(user_id), false)
+                } else {
+                    (user_id, Some(c.user_id.as_str()), theirs == ours)
+                }
             }
-            Some(c) => (user_id, Some(c.user_id.as_str())),
-            None => (user_id, None),
+            None => (user_id, None, false),
         };
-        Some(json!({
+        let mut ev = json!({
             "userId": user_id,
             "imitator": imitator,
             "imitates": imitates,
             "mixedScript": self.mixed_script,
             "scripts": scripts(user_id),
-        }))
+        });
+        if ambiguous {
+            ev["ambiguous"] = true.into();
+        }
+        Some(ev)
     }
 }
 
 /// Which of two look-alikes is the imitation: one with hazardous characters (stored before the
-/// verifier refused them), else one that mixes scripts; on a tie, the newer one.
+/// verifier refused them), else one that mixes scripts; on a tie, neither (`ambiguous`).
 fn suspicion(user_id: &str, mixed_script: bool) -> u8 {
     if !lockdesk_text::hazards(user_id).is_empty() {
         2
@@ -160,7 +183,7 @@ fn suspicion(user_id: &str, mixed_script: bool) -> u8 {
     }
 }
 
-/// Migration 2's back-fill: the skeleton and mixed-script flag of every stored identity, then
+/// Migrations 2 and 4's back-fill (4: the key trims and collapses whitespace): the skeleton and mixed-script flag of every stored identity, then
 /// the marks of those that already look like one another (no alert: they were not new).
 pub(crate) fn backfill(conn: &Connection) -> Result<(), DeskError> {
     let rows: Vec<(i64, String)> = conn
@@ -244,6 +267,37 @@ mod tests {
             .is_none());
     }
 
+    /// Migration 4 recomputes the stored keys with the whitespace rule: an identity stored
+    /// with a trailing space (before the verifier refused it) is compared with the real one.
+    #[test]
+    fn keys_from_before_the_whitespace_rule_are_recomputed_at_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("desk.sqlite3")).unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        // The store as version 3 left it: the skeleton kept the space.
+        conn.execute_batch(
+            "INSERT INTO identities (user_id, first_seen_ms, last_seen_ms, skeleton) VALUES
+               ('cust-48151623 ', 1, 1, 'cust-48151623 '), ('other', 2, 2, 'other');
+             DELETE FROM desk_schema WHERE version > 3;",
+        )
+        .unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let key: String = conn
+            .query_row(
+                "SELECT skeleton FROM identities WHERE user_id = 'cust-48151623 '",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(key, skeleton("cust-48151623"));
+        let ev = check(&conn, "cust-48151623")
+            .unwrap()
+            .evidence("cust-48151623")
+            .unwrap();
+        assert_eq!(ev["imitates"], "cust-48151623 ");
+        assert!(check(&conn, "other2").unwrap().evidence("other2").is_none());
+    }
+
     #[test]
     fn skeletons_compare_what_is_displayed() {
         assert_eq!(skeleton("cust-\u{202E}32615184"), skeleton("cust-48151623"));
@@ -251,6 +305,11 @@ mod tests {
         assert_eq!(skeleton("\u{441}ust-48151623"), skeleton("cust-48151623"));
         assert_eq!(skeleton("cust-4815l623"), skeleton("cust-48151623"));
         assert_ne!(skeleton("cust-48151624"), skeleton("cust-48151623"));
+        // Whitespace: none at the ends, a run reads as one space (NBSP, ideographic space).
+        assert_eq!(skeleton("cust-48151623 "), skeleton("cust-48151623"));
+        assert_eq!(skeleton("\u{A0} cust-48151623"), skeleton("cust-48151623"));
+        assert_eq!(skeleton("cust \u{3000}\u{A0}1"), skeleton("cust 1"));
+        assert_ne!(skeleton("cust 1"), skeleton("cust1"));
         assert_eq!(scripts("\u{441}ust-48151623"), vec!["Cyrillic", "Latin"]);
     }
 }

@@ -148,6 +148,9 @@ CREATE TABLE feed_log (
     log_id TEXT NOT NULL
 );
 "#,
+    // 4: the look-alike key trims and collapses whitespace (`lookalike::skeleton`): every
+    // stored skeleton is recomputed in Rust after this (empty) script, `lookalike::backfill`.
+    "",
 ];
 
 /// The store holds personal data (names, e-mails): owner-only (0600) on Unix. SQLite creates the
@@ -236,7 +239,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DeskError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql)?;
-        if i + 1 == 2 {
+        if i + 1 == 2 || i + 1 == 4 {
             crate::lookalike::backfill(&tx)?;
         }
         tx.execute(

@@ -152,6 +152,8 @@ fn a_cyrillic_lookalike_is_marked_and_alerted_in_both_orders() {
             assert_eq!(a[0].evidence["imitates"], REAL, "{ctx}");
             assert_eq!(a[0].evidence["mixedScript"], true);
             assert_eq!(a[0].evidence["scripts"], json!(["Cyrillic", "Latin"]));
+            // The one that mixes scripts is the imitation: no doubt about the direction.
+            assert_eq!(a[0].evidence.get("ambiguous"), None, "{ctx}");
         } else {
             // Mixed scripts with no counterpart yet: marked and alerted, naming the scripts.
             let a = lookalike_alerts(&fake_d);
@@ -223,6 +225,42 @@ fn hazardous_lookalikes_get_no_padlock_and_no_identity_in_both_orders() {
     }
 }
 
+/// Whitespace at an end draws nothing: `cust-48151623 ` shows as `cust-48151623`. The verifier
+/// refuses it (no padlock, no identity), and the look-alike key ignores it, so when the real
+/// one is known the refused attempt is named by a look-alike alert, like the hidden characters.
+#[test]
+fn a_userid_padded_with_whitespace_is_refused_and_named_as_a_lookalike() {
+    for fake in [
+        "cust-48151623 ",
+        " cust-48151623",
+        "cust-48151623\u{A0}\u{A0}",
+    ] {
+        both_orders(fake, |real_first, desk| {
+            let ctx = format!("{fake:?}, real first: {real_first}");
+            let fake_d = detail(desk, "conv-fake");
+            assert_eq!(fake_d.row.state, "failed", "{ctx}");
+            assert_eq!(
+                fake_d.row.reason.as_deref(),
+                Some("invalid_user_id"),
+                "{ctx}"
+            );
+            assert!(fake_d.identity.is_none(), "{ctx}");
+            assert_eq!(desk.stats().unwrap().identities, 1, "{ctx}");
+            let real = detail(desk, "conv-real");
+            assert_eq!(real.row.state, "secured", "{ctx}");
+            assert!(lookalike_alerts(&real).is_empty(), "{ctx}");
+            let a = lookalike_alerts(&fake_d);
+            if real_first {
+                assert_eq!(a.len(), 1, "{ctx}: {:?}", fake_d.alerts);
+                assert_eq!(a[0].evidence["imitates"], REAL, "{ctx}");
+                assert_eq!(a[0].evidence["refused"], "invalid_user_id", "{ctx}");
+            } else {
+                assert!(a.is_empty(), "{ctx}: {a:?}");
+            }
+        });
+    }
+}
+
 #[test]
 fn a_same_script_lookalike_names_the_identity_known_first() {
     let fake = "cust-4815l623"; // a small L for the 1
@@ -241,6 +279,9 @@ fn a_same_script_lookalike_names_the_identity_known_first() {
         assert_eq!(a[0].evidence["imitator"], newer, "{ctx}");
         assert_eq!(a[0].evidence["imitates"], older, "{ctx}");
         assert_eq!(a[0].evidence["mixedScript"], false, "{ctx}");
+        // Neither mixes scripts nor hides characters: neither can be told to be the imitation
+        // (the genuine id may be the newer one), so the alert says only that they look alike.
+        assert_eq!(a[0].evidence["ambiguous"], true, "{ctx}");
         assert!(lookalike_alerts(&detail(desk, older_conv)).is_empty());
         assert_eq!(a_new.row.look_alike, marker(Some(older), false), "{ctx}");
         assert_eq!(
