@@ -129,22 +129,23 @@ struct DeviceLog {
     names: Vec<Box<str>>,
 }
 
-/// An alert entry: (its seq, the code, the conversation).
-type LoggedAlert = (u64, Box<str>, Option<Box<str>>);
+/// An alert entry: (its seq, the code, the conversation, the entry's time).
+type LoggedAlert = (u64, Box<str>, Option<Box<str>>, i64);
 
 #[derive(Default)]
 struct Replay {
     conversations: HashMap<Box<str>, ConvLog>,
     devices: HashMap<Box<str>, DeviceLog>,
-    /// alertId -> (entry seq, code, conversation).
+    /// alertId -> (entry seq, code, conversation, entry time).
     alerts: HashMap<i64, LoggedAlert>,
     /// The latest cutoff of a purge the log records (rows gone before it are expected).
     purge_cutoff_ms: Option<i64>,
     /// The log starts after a purge.
     purged: bool,
-    /// Some verdict entries are tombstones (an erasure): names and session ends cannot all be
-    /// traced back to a device any more.
-    erased_verdicts: bool,
+    /// Conversations some of whose verdict or transition entries are tombstones (an erasure):
+    /// their names and session ends cannot all be traced back to a device any more. Tombstones
+    /// keep `conversation_id`, so only these conversations skip those two comparisons.
+    erased_verdicts: HashSet<Box<str>>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +199,9 @@ impl Replay {
                     return;
                 };
                 let Some(state) = d.state else { return };
+                if e.is_tombstone() {
+                    self.erased_verdicts.insert(cid.into());
+                }
                 let c = self.conversations.entry(cid.into()).or_default();
                 if state == "closed" {
                     c.closed_at_ms = Some(e.at_ms);
@@ -220,7 +224,11 @@ impl Replay {
                 if d.verdict.as_deref() != Some("verified") {
                     return;
                 }
-                self.erased_verdicts |= e.is_tombstone();
+                if e.is_tombstone() {
+                    if let Some(cid) = e.conversation_id.as_deref() {
+                        self.erased_verdicts.insert(cid.into());
+                    }
+                }
                 let name = e
                     .visitor_data
                     .as_deref()
@@ -249,6 +257,7 @@ impl Replay {
                             e.seq,
                             code.into(),
                             e.conversation_id.as_deref().map(Into::into),
+                            e.at_ms,
                         ),
                     );
                 }
@@ -394,43 +403,52 @@ pub fn check_store(
             seen.insert(cid.as_str().into());
             let cid_ref = Some(cid.as_str());
 
-            let Some(last) = log.and_then(|l| l.last.as_ref()) else {
+            let last = log.and_then(|l| l.last.as_ref());
+            if last.is_none() {
                 // Every conversation the desk creates has a transition entry; after a purge
-                // its entries may all be gone.
-                if !(replay.purged || replay.purge_cutoff_ms.is_some())
-                    || !replay.before_cutoff(opened_ms)
-                {
+                // its entries may all be gone. `opened_ms` is the row's own (editable) column,
+                // so it only excuses a row that shows nothing verified: a padlock or a userId
+                // with no record is always reported.
+                let shows_verified = [state.as_str(), auth_state.as_str()]
+                    .iter()
+                    .any(|s| matches!(*s, "secured" | "lapsed"))
+                    || user_id.as_deref().is_some_and(|u| u != TOMBSTONE);
+                let excused = (replay.purged || replay.purge_cutoff_ms.is_some())
+                    && replay.before_cutoff(opened_ms)
+                    && !shows_verified;
+                if !excused {
                     found.add(cid_ref, None, None, || {
                         format!(
                             "conversation {cid} shows {shows} but the audit log has no record of it"
                         )
                     });
+                    continue;
                 }
-                continue;
-            };
-            let log = log.expect("checked above");
-            let user_agrees = match &last.user_id {
-                // Erased: the userId cannot be compared (the row holds "erased", or another
-                // person's userId on a shared device).
-                None => true,
-                Some(logged) => logged.as_deref() == user_id.as_deref(),
-            };
-            let auth_agrees = last
-                .auth_state
-                .as_deref()
-                .is_none_or(|a| a == auth_state.as_str());
-            if *last.state != *state
-                || !auth_agrees
-                || last.reason.as_deref() != reason.as_deref()
-                || !user_agrees
-            {
-                let says = describe(
-                    &last.state,
-                    last.auth_state.as_deref(),
-                    last.reason.as_deref(),
-                    last.user_id.as_ref().and_then(|u| u.as_deref()),
-                );
-                found.add(
+                // Excused: the state machine and name are still compared below.
+            }
+            if let Some(last) = last {
+                let user_agrees = match &last.user_id {
+                    // Erased: the userId cannot be compared (the row holds "erased", or another
+                    // person's userId on a shared device).
+                    None => true,
+                    Some(logged) => logged.as_deref() == user_id.as_deref(),
+                };
+                let auth_agrees = last
+                    .auth_state
+                    .as_deref()
+                    .is_none_or(|a| a == auth_state.as_str());
+                if *last.state != *state
+                    || !auth_agrees
+                    || last.reason.as_deref() != reason.as_deref()
+                    || !user_agrees
+                {
+                    let says = describe(
+                        &last.state,
+                        last.auth_state.as_deref(),
+                        last.reason.as_deref(),
+                        last.user_id.as_ref().and_then(|u| u.as_deref()),
+                    );
+                    found.add(
                     cid_ref,
                     None,
                     Some(last.seq),
@@ -439,7 +457,8 @@ pub fn check_store(
                         last.seq
                     ),
                 );
-                continue;
+                    continue;
+                }
             }
 
             // The stored state machine: the next event continues from it.
@@ -471,7 +490,10 @@ pub fn check_store(
             };
 
             let device = visitor_id.as_deref().and_then(|v| replay.devices.get(v));
-            let last_valid = match (log.last_valid_ms, device.and_then(|d| d.last_valid_ms)) {
+            let last_valid = match (
+                log.and_then(|l| l.last_valid_ms),
+                device.and_then(|d| d.last_valid_ms),
+            ) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
@@ -487,11 +509,11 @@ pub fn check_store(
                 };
                 // Erased verdicts no longer say which device they were on: a session they
                 // extended cannot be bounded.
-                if bad_session && !replay.erased_verdicts {
+                if bad_session && !replay.erased_verdicts.contains(cid.as_str()) {
                     found.add(
                         cid_ref,
                         None,
-                        Some(last.seq),
+                        last.map(|l| l.seq),
                         || format!(
                             "conversation {cid} shows a session secured until {} but the audit log's latest valid token for it allows {}",
                             until_ms.map_or("(none)".into(), crate::model::format_rfc3339),
@@ -505,10 +527,11 @@ pub fn check_store(
             }
             if let Some(n) = name.as_deref() {
                 // After an erasure, the erased tokens' names are gone from the log.
-                let comparable = !replay.erased_verdicts;
-                let known = log.names.iter().any(|x| **x == *n)
+                let comparable = !replay.erased_verdicts.contains(cid.as_str());
+                let log_names: &[Box<str>] = log.map_or(&[], |l| &l.names);
+                let known = log_names.iter().any(|x| **x == *n)
                     || device.is_some_and(|d| d.names.iter().any(|x| **x == *n));
-                if comparable && !known && (device.is_some() || !log.names.is_empty()) {
+                if comparable && !known && (device.is_some() || !log_names.is_empty()) {
                     found.add(
                         cid_ref,
                         None,
@@ -573,7 +596,7 @@ pub fn check_store(
             let cid: Option<String> = r.get(3)?;
             seen_alerts.insert(id);
             match replay.alerts.get(&id) {
-                Some((seq, logged_code, logged_cid)) => {
+                Some((seq, logged_code, logged_cid, _)) => {
                     if **logged_code != *code || logged_cid.as_deref() != cid.as_deref() {
                         found.add(
                             logged_cid.as_deref().or(cid.as_deref()),
@@ -603,13 +626,13 @@ pub fn check_store(
         .iter()
         .filter(|(id, _)| !seen_alerts.contains(*id))
         .collect();
-    gone.sort_by_key(|(_, (seq, _, _))| *seq);
-    for (id, (seq, code, cid)) in gone {
+    gone.sort_by_key(|(_, (seq, _, _, _))| *seq);
+    for (id, (seq, code, cid, at_ms)) in gone {
         let expected_gone = match cid.as_deref() {
             Some(c) => purged_away.contains(c),
-            // A conversation-less alert: purged with everything before the cutoff; its
-            // entry's time is not kept here, so any recorded purge accounts for it.
-            None => replay.purge_cutoff_ms.is_some(),
+            // A conversation-less alert: the purge deletes it only when it is older than the
+            // cutoff (its entry's time: the row's own is editable).
+            None => replay.before_cutoff(Some(*at_ms)),
         };
         if expected_gone {
             continue;

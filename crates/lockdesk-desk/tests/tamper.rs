@@ -440,3 +440,204 @@ fn erasure_and_purge_raise_nothing() {
     let _ = r;
     agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
 }
+
+/// A store after an erasure (of the first user) and a purge, closed: the state an offline
+/// attacker finds once retention has run.
+fn erased_and_purged(dir: &Path, world: &World) -> (PathBuf, String) {
+    let db = dir.join("retained.sqlite3");
+    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let mut desk = world.desk(&db);
+    apply_all(&mut desk, &world.entries(&steps, 1, 0));
+    let first = steps
+        .iter()
+        .filter_map(|st| match &st.action {
+            Action::Evidence(e) => Some(e.token.user_id.clone()),
+            _ => None,
+        })
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .next()
+        .unwrap();
+    desk.erase_user(&first, T0_MS + 3_000_000).unwrap();
+    let r = desk
+        .purge_before(T0_MS + 150_000, T0_MS + 3_600_000)
+        .unwrap();
+    assert!(r.desk.conversations > 0, "{r:?}");
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    drop(desk);
+    (db, first)
+}
+
+fn names(c: &StoreCheck, cid: &str, text: &str) -> bool {
+    c.disagreements
+        .iter()
+        .any(|d| d.conversation_id.as_deref() == Some(cid) && d.message.contains(text))
+}
+
+#[test]
+fn after_a_purge_a_forged_secured_row_with_an_old_or_no_opening_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let (db, erased) = erased_and_purged(dir.path(), &world);
+    let victim: String = one(
+        &db,
+        &format!(
+            "SELECT user_id FROM conversations WHERE user_id IS NOT NULL AND user_id != 'erased'
+               AND user_id != '{erased}' LIMIT 1"
+        ),
+    );
+    for (i, opened) in ["0", "NULL"].into_iter().enumerate() {
+        let t = copy(&db, dir.path(), &format!("forged-{i}.sqlite3"));
+        let machine = json!({
+            "state": {"state": "secured", "user_id": victim, "since": T0_MS / 1000,
+                      "until": T0_MS / 1000 + 60},
+            "verified_user_id": victim,
+            "session_lifetime": LIFETIME_SECS,
+        });
+        sql(
+            &t,
+            &format!(
+                "INSERT INTO conversations (conversation_id, visitor, channel, opened_ms, state,
+                   auth_state, user_id, since_ms, until_ms, machine)
+                 SELECT 'forged-conv', visitor, channel, {opened}, 'secured', 'secured',
+                   '{victim}', {now}, {until}, '{machine}'
+                 FROM conversations LIMIT 1",
+                now = T0_MS,
+                until = T0_MS + 60_000,
+            ),
+        );
+        let c = check(&t, &world);
+        assert!(
+            names(&c, "forged-conv", "has no record"),
+            "opened_ms = {opened}: {:#?}",
+            c.disagreements
+        );
+    }
+}
+
+#[test]
+fn one_erasure_leaves_other_conversations_sessions_and_names_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = dir.path().join("desk.sqlite3");
+    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let feed = world.entries(&steps, 1, 0);
+    // Applied one entry at a time until a conversation is secured while another person's, on
+    // another device (closed, after the cutoff below), is in the log too.
+    let mut desk = world.desk(&db);
+    let mut found = None;
+    for e in &feed {
+        desk.apply(std::slice::from_ref(e), e.received_at_ms)
+            .unwrap();
+        let rows = desk
+            .conversations(&lockdesk_desk::ConversationQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        let secured = rows.iter().find(|r| r.state == "secured");
+        let other = rows.iter().find(|r| {
+            r.state == "closed"
+                && r.opened_ms.is_some_and(|o| o > T0_MS + 150_000)
+                && r.user_id.is_some()
+                && secured.is_some_and(|s| s.user_id != r.user_id && s.visitor_id != r.visitor_id)
+        });
+        if let (Some(s), Some(o)) = (secured, other) {
+            found = Some((s.conversation_id.clone(), o.user_id.clone().unwrap()));
+            break;
+        }
+    }
+    let (secured, erased) = found.expect("a secured conversation beside another person's");
+    let r = desk.erase_user(&erased, T0_MS + 3_000_000).unwrap();
+    assert!(r.audit.erased_entries > 0, "{r:?}");
+    let r = desk
+        .purge_before(T0_MS + 150_000, T0_MS + 3_600_000)
+        .unwrap();
+    assert!(r.desk.conversations > 0, "{r:?}");
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    drop(desk);
+
+    // The session extended by hand on a conversation the erasure did not touch.
+    let t = copy(&db, dir.path(), "extended.sqlite3");
+    sql(
+        &t,
+        &format!(
+            "UPDATE conversations SET until_ms = until_ms + 10 * 86400000 WHERE conversation_id = '{secured}'"
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(
+        names(&c, &secured, "secured until"),
+        "{:#?}",
+        c.disagreements
+    );
+
+    // A name set by hand on it.
+    let t = copy(&db, dir.path(), "renamed.sqlite3");
+    sql(
+        &t,
+        &format!(
+            "UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{secured}'"
+        ),
+    );
+    let c = check(&t, &world);
+    assert!(
+        names(&c, &secured, "Somebody Else"),
+        "{:#?}",
+        c.disagreements
+    );
+}
+
+#[test]
+fn after_a_purge_a_device_alert_newer_than_the_cutoff_removed_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = dir.path().join("desk.sqlite3");
+    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let mut feed = world.entries(&steps, 1, 0);
+    // Later, outside any conversation (every one is closed by then), the second person's
+    // token on the first person's device: a device-level alert.
+    let evidence: Vec<&Step> = steps
+        .iter()
+        .filter(|st| matches!(st.action, Action::Evidence(_)))
+        .collect();
+    let Action::Evidence(first) = &evidence[0].action else {
+        unreachable!()
+    };
+    let mut again = evidence
+        .iter()
+        .find(|st| match &st.action {
+            Action::Evidence(e) => {
+                e.token.user_id != first.token.user_id && e.visitor_id != first.visitor_id
+            }
+            _ => false,
+        })
+        .map(|st| (*st).clone())
+        .unwrap();
+    if let Action::Evidence(e) = &mut again.action {
+        e.conversation_id = None;
+        e.visitor_id = first.visitor_id.clone();
+    }
+    feed.extend(world.entries(&[again], feed.len() as u64 + 1, 600_000));
+    let mut desk = world.desk(&db);
+    apply_all(&mut desk, &feed);
+    let cutoff = T0_MS + 150_000;
+    let r = desk.purge_before(cutoff, T0_MS + 3_600_000).unwrap();
+    assert!(r.desk.conversations > 0, "{r:?}");
+    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    drop(desk);
+    let id: i64 = one(
+        &db,
+        &format!("SELECT id FROM alerts WHERE conversation IS NULL AND at_ms >= {cutoff} LIMIT 1"),
+    );
+    let t = copy(&db, dir.path(), "device-alert.sqlite3");
+    sql(&t, &format!("DELETE FROM alerts WHERE id = {id}"));
+    let c = check(&t, &world);
+    assert!(
+        c.disagreements
+            .iter()
+            .any(|d| d.alert_id == Some(id) && d.message.contains("removed")),
+        "{:#?}",
+        c.disagreements
+    );
+}
