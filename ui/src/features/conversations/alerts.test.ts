@@ -46,6 +46,27 @@ function visibleText(el: HTMLElement): string {
 afterEach(() => setLanguage('en'));
 
 describe('alert cards', () => {
+  it('name no imitator when two look-alikes cannot be told apart, and one when they can', () => {
+    const tie = alert('lookalike_user_id', [
+      { label: 'imitator', value: 'cust-48151623' },
+      { label: 'imitates', value: 'cust-4815l623' },
+      { label: 'mixedScript', value: 'false' },
+      { label: 'ambiguous', value: 'true' },
+    ]);
+    const { unmount } = render(Alerts, { props: { alerts: [tie] } });
+    const summary = screen.getByTestId('alert-summary');
+    expect(summary).toHaveTextContent('cust-48151623 and cust-4815l623 look alike; either may be the genuine one.');
+    expect(summary).not.toHaveTextContent('looks like');
+    unmount();
+    const directed = alert('lookalike_user_id', [
+      { label: 'imitator', value: 'сust-48151623' },
+      { label: 'imitates', value: 'cust-48151623' },
+      { label: 'mixedScript', value: 'true' },
+    ]);
+    render(Alerts, { props: { alerts: [directed] } });
+    expect(screen.getByTestId('alert-summary')).toHaveTextContent('сust-48151623 looks like cust-48151623, an identity this desk already knows.');
+  });
+
   it('word the evidence and keep codes, hashes, sequence numbers and raw times behind the disclosure', () => {
     render(Alerts, { props: { alerts: [forged] } });
     const card = screen.getByTestId('alert');

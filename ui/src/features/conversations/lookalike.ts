@@ -8,9 +8,12 @@
 export interface LookAlikeEvidence {
   imitator: string | null;
   imitates: string | null;
+  /** Neither can be told to be the imitation (`ambiguous: true`: the same kind of look-alike,
+   * e.g. `cust-4815l623` / `cust-48151623`): the two only look alike, in no direction. */
+  ambiguous: boolean;
 }
 
 export function lookAlikeEvidence(evidence: readonly { label: string; value: string }[]): LookAlikeEvidence {
   const get = (label: string): string | null => evidence.find((e) => e.label === label)?.value || null;
-  return { imitator: get('imitator') ?? get('userId'), imitates: get('imitates') };
+  return { imitator: get('imitator') ?? get('userId'), imitates: get('imitates'), ambiguous: get('ambiguous') === 'true' };
 }
