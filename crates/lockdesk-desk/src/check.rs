@@ -12,8 +12,8 @@
 //!   or its device, and ends at most one session lifetime after it;
 //! - the row's display name: it comes from the signed visitorData of a valid token the log
 //!   records for the conversation or its device;
-//! - alerts: every `alert` entry's row (by `alertId`) exists with the same code and
-//!   conversation, and every alert row has its entry;
+//! - alerts: every `alert` entry's row (by `alertId`) exists with the same code, conversation
+//!   and userId (unless erased), and every alert row has its entry;
 //! - rows the log never recorded (a conversation inserted by hand), and conversations the log
 //!   records that are missing from the table.
 //!
@@ -129,14 +129,21 @@ struct DeviceLog {
     names: Vec<Box<str>>,
 }
 
-/// An alert entry: (its seq, the code, the conversation, the entry's time).
-type LoggedAlert = (u64, Box<str>, Option<Box<str>>, i64);
+/// An alert entry: (its seq, the code, the conversation, the entry's time, its userId: `None`
+/// on a tombstone, whose userId was erased and cannot be compared).
+type LoggedAlert = (
+    u64,
+    Box<str>,
+    Option<Box<str>>,
+    i64,
+    Option<Option<Box<str>>>,
+);
 
 #[derive(Default)]
 struct Replay {
     conversations: HashMap<Box<str>, ConvLog>,
     devices: HashMap<Box<str>, DeviceLog>,
-    /// alertId -> (entry seq, code, conversation, entry time).
+    /// alertId -> (entry seq, code, conversation, entry time, userId).
     alerts: HashMap<i64, LoggedAlert>,
     /// The latest cutoff of a purge the log records (rows gone before it are expected).
     purge_cutoff_ms: Option<i64>,
@@ -258,6 +265,7 @@ impl Replay {
                             code.into(),
                             e.conversation_id.as_deref().map(Into::into),
                             e.at_ms,
+                            (!e.is_tombstone()).then(|| e.user_id.as_deref().map(Into::into)),
                         ),
                     );
                 }
@@ -584,7 +592,7 @@ pub fn check_store(
     let mut seen_alerts: HashSet<i64> = HashSet::new();
     if desk_tables {
         let mut stmt = conn.prepare(
-            "SELECT a.id, a.code, a.at_ms, c.conversation_id
+            "SELECT a.id, a.code, a.at_ms, c.conversation_id, a.user_id
              FROM alerts a LEFT JOIN conversations c ON c.id = a.conversation ORDER BY a.id",
         )?;
         let mut rows = stmt.query([])?;
@@ -594,16 +602,27 @@ pub fn check_store(
             let code: String = r.get(1)?;
             let at_ms: i64 = r.get(2)?;
             let cid: Option<String> = r.get(3)?;
+            let user_id: Option<String> = r.get(4)?;
             seen_alerts.insert(id);
             match replay.alerts.get(&id) {
-                Some((seq, logged_code, logged_cid, _)) => {
-                    if **logged_code != *code || logged_cid.as_deref() != cid.as_deref() {
+                Some((seq, logged_code, logged_cid, _, logged_user)) => {
+                    let user_agrees = logged_user
+                        .as_ref()
+                        .is_none_or(|u| u.as_deref() == user_id.as_deref());
+                    if **logged_code != *code
+                        || logged_cid.as_deref() != cid.as_deref()
+                        || !user_agrees
+                    {
+                        let for_user =
+                            |u: Option<&str>| u.map_or(String::new(), |u| format!(" for {u}"));
+                        let shows_user = for_user(user_id.as_deref());
+                        let says_user = for_user(logged_user.as_ref().and_then(|u| u.as_deref()));
                         found.add(
                             logged_cid.as_deref().or(cid.as_deref()),
                             Some(id),
                             Some(*seq),
                             || format!(
-                                "alert {id} shows {code}{} but the audit log says {logged_code}{} (entry #{seq})",
+                                "alert {id} shows {code}{}{shows_user} but the audit log says {logged_code}{}{says_user} (entry #{seq})",
                                 cid.as_deref().map_or(String::new(), |c| format!(" on conversation {c}")),
                                 logged_cid.as_deref().map_or(String::new(), |c| format!(" on conversation {c}")),
                             ),
@@ -626,8 +645,8 @@ pub fn check_store(
         .iter()
         .filter(|(id, _)| !seen_alerts.contains(*id))
         .collect();
-    gone.sort_by_key(|(_, (seq, _, _, _))| *seq);
-    for (id, (seq, code, cid, at_ms)) in gone {
+    gone.sort_by_key(|(_, (seq, _, _, _, _))| *seq);
+    for (id, (seq, code, cid, at_ms, _)) in gone {
         let expected_gone = match cid.as_deref() {
             Some(c) => purged_away.contains(c),
             // A conversation-less alert: the purge deletes it only when it is older than the

@@ -641,3 +641,32 @@ fn after_a_purge_a_device_alert_newer_than_the_cutoff_removed_is_named() {
         c.disagreements
     );
 }
+
+#[test]
+fn an_alert_moved_to_another_user_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let db = full_store(dir.path(), &world);
+    agrees(&check(&db, &world));
+    let (id, user): (i64, String) = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT id, user_id FROM alerts WHERE user_id IS NOT NULL LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let t = copy(&db, dir.path(), "alert-user.sqlite3");
+    sql(
+        &t,
+        &format!("UPDATE alerts SET user_id = 'cust-someone-else' WHERE id = {id}"),
+    );
+    let c = check(&t, &world);
+    assert!(
+        c.disagreements.iter().any(|d| d.alert_id == Some(id)
+            && d.message.contains("for cust-someone-else")
+            && d.message.contains(&format!("for {user}"))),
+        "{:#?}",
+        c.disagreements
+    );
+}
