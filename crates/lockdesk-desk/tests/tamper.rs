@@ -389,6 +389,7 @@ fn a_secured_session_extended_by_hand_is_named() {
     drop(desk);
     let secured = secured.expect("a secured conversation");
     agrees(&check(&db, &world));
+    let t = copy(&db, dir.path(), "lifetime.sqlite3");
     sql(
         &db,
         &format!(
@@ -401,6 +402,35 @@ fn a_secured_session_extended_by_hand_is_named() {
         c.disagreements[0].conversation_id.as_deref(),
         Some(secured.as_str())
     );
+    assert!(
+        c.disagreements[0].message.contains("secured until"),
+        "{c:?}"
+    );
+
+    // The stored state machine's own lifetime raised to match (the session then ends exactly
+    // one stored lifetime after the token): never trusted beyond the configuration's 24-hour
+    // maximum.
+    sql(
+        &t,
+        &format!(
+            "UPDATE conversations SET until_ms = until_ms + 10 * 86400000 - {LIFETIME_SECS} * 1000,
+               machine = json_set(machine, '$.session_lifetime', 10 * 86400,
+                                  '$.state.until', json_extract(machine, '$.state.until') + 10 * 86400)
+             WHERE conversation_id = '{secured}'"
+        ),
+    );
+    assert_eq!(
+        one::<i64>(
+            &t,
+            &format!(
+                "SELECT json_extract(machine, '$.session_lifetime') FROM conversations
+                 WHERE conversation_id = '{secured}'"
+            )
+        ),
+        10 * 86_400
+    );
+    let c = check(&t, &world);
+    assert_eq!(c.disagreement_count, 1, "{:#?}", c.disagreements);
     assert!(
         c.disagreements[0].message.contains("secured until"),
         "{c:?}"
