@@ -505,47 +505,6 @@ fn names(c: &StoreCheck, cid: &str, text: &str) -> bool {
 }
 
 #[test]
-fn after_a_purge_a_forged_secured_row_with_an_old_or_no_opening_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let (db, erased) = erased_and_purged(dir.path(), &world);
-    let victim: String = one(
-        &db,
-        &format!(
-            "SELECT user_id FROM conversations WHERE user_id IS NOT NULL AND user_id != 'erased'
-               AND user_id != '{erased}' LIMIT 1"
-        ),
-    );
-    for (i, opened) in ["0", "NULL"].into_iter().enumerate() {
-        let t = copy(&db, dir.path(), &format!("forged-{i}.sqlite3"));
-        let machine = json!({
-            "state": {"state": "secured", "user_id": victim, "since": T0_MS / 1000,
-                      "until": T0_MS / 1000 + 60},
-            "verified_user_id": victim,
-            "session_lifetime": LIFETIME_SECS,
-        });
-        sql(
-            &t,
-            &format!(
-                "INSERT INTO conversations (conversation_id, visitor, channel, opened_ms, state,
-                   auth_state, user_id, since_ms, until_ms, machine)
-                 SELECT 'forged-conv', visitor, channel, {opened}, 'secured', 'secured',
-                   '{victim}', {now}, {until}, '{machine}'
-                 FROM conversations LIMIT 1",
-                now = T0_MS,
-                until = T0_MS + 60_000,
-            ),
-        );
-        let c = check(&t, &world);
-        assert!(
-            names(&c, "forged-conv", "has no record"),
-            "opened_ms = {opened}: {:#?}",
-            c.disagreements
-        );
-    }
-}
-
-#[test]
 fn one_erasure_leaves_other_conversations_sessions_and_names_checked() {
     let dir = tempfile::tempdir().unwrap();
     let world = World::new(dir.path());
