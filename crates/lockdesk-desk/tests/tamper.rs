@@ -504,6 +504,47 @@ fn names(c: &StoreCheck, cid: &str, text: &str) -> bool {
         .any(|d| d.conversation_id.as_deref() == Some(cid) && d.message.contains(text))
 }
 
+/// After an erasure and a purge, a secured row forged with an opening after the purge's cutoff
+/// (no record can have been purged for it) is named. (One forged with an opening before the
+/// cutoff is a documented limit: docs/audit.md.)
+#[test]
+fn after_a_purge_a_forged_secured_row_opened_after_the_cutoff_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let (db, erased) = erased_and_purged(dir.path(), &world);
+    let victim: String = one(
+        &db,
+        &format!(
+            "SELECT user_id FROM conversations WHERE user_id IS NOT NULL AND user_id != 'erased'
+               AND user_id != '{erased}' LIMIT 1"
+        ),
+    );
+    let opened = T0_MS + 3_000_000;
+    let machine = json!({
+        "state": {"state": "secured", "user_id": victim, "since": opened / 1000,
+                  "until": opened / 1000 + 60},
+        "verified_user_id": victim,
+        "session_lifetime": LIFETIME_SECS,
+    });
+    sql(
+        &db,
+        &format!(
+            "INSERT INTO conversations (conversation_id, visitor, channel, opened_ms, state,
+               auth_state, user_id, since_ms, until_ms, machine)
+             SELECT 'forged-conv', visitor, channel, {opened}, 'secured', 'secured',
+               '{victim}', {opened}, {until}, '{machine}'
+             FROM conversations LIMIT 1",
+            until = opened + 60_000,
+        ),
+    );
+    let c = check(&db, &world);
+    assert!(
+        names(&c, "forged-conv", "has no record"),
+        "{:#?}",
+        c.disagreements
+    );
+}
+
 #[test]
 fn one_erasure_leaves_other_conversations_sessions_and_names_checked() {
     let dir = tempfile::tempdir().unwrap();
