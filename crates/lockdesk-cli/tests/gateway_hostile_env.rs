@@ -2,7 +2,9 @@
 //! refuses writes, a low open-files limit, more connections than it can hold.
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -53,16 +55,7 @@ fn spawn(
     // SAFETY: `before_exec` only calls async-signal-safe functions (setrlimit, signal).
     unsafe { command.pre_exec(before_exec) };
     let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("the gateway did not start: first line {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = support::listening_on(&mut child);
     Gateway { child, addr }
 }
 

@@ -1,7 +1,9 @@
 //! Logs redirected to a file (or a pipe, journald) are plain text: ANSI colours only when
 //! stderr is a terminal.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
@@ -26,17 +28,9 @@ fn redirected_logs_have_no_ansi_escapes() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("the gateway did not start: first line {line:?}"))
-        .to_owned();
+    let addr = support::listening_on(&mut child);
     // One request, so the HTTP stack logs something too.
-    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: lockdesk\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = Vec::new();

@@ -29,6 +29,8 @@ impl Drop for RunningGateway {
 /// Writes `config` to `dir/gateway.toml` and starts the gateway on a free port of 127.0.0.1 with
 /// its data in `dir/data` and its log in `dir/gateway.err`; returns once it printed
 /// `listening on ADDR`.
+// Each test binary compiles this module and uses only part of it.
+#[allow(dead_code)]
 pub fn start_gateway(dir: &Path, config: &str) -> RunningGateway {
     let config_path = dir.join("gateway.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -41,15 +43,20 @@ pub fn start_gateway(dir: &Path, config: &str) -> RunningGateway {
         .stderr(std::fs::File::create(dir.join("gateway.err")).unwrap())
         .spawn()
         .unwrap();
+    let addr = listening_on(&mut child);
+    RunningGateway { child, addr }
+}
+
+/// The address a `lockdesk-cli gateway` child prints on its first stdout line
+/// (`listening on ADDR`), read from its piped stdout.
+pub fn listening_on(child: &mut Child) -> SocketAddr {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.stdout.take().expect("stdout piped"))
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .unwrap_or_else(|| panic!("the gateway did not start: first line {line:?}"))
         .parse()
-        .unwrap();
-    RunningGateway { child, addr }
+        .unwrap()
 }
