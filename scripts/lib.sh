@@ -8,8 +8,10 @@ RUN_PACKAGES=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev li
   libssl-dev libxdo-dev build-essential pkg-config file)
 # What the tests add: a virtual display, the WebKit WebDriver, a session bus and a notification
 # daemon (notifications are observed through dunst's history); python3-venv for the interop
-# tests' pinned jwcrypto.
-TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick python3-venv)
+# tests' pinned jwcrypto; postgresql-15 for the gateway's PostgreSQL store tests (the tests start
+# their own server in a temporary folder, as nobody when run as root).
+TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick python3-venv
+  postgresql-15)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }

@@ -1,0 +1,5 @@
+//! Test-only support shared by the test binaries of several crates: real servers that a test
+//! starts itself in a temporary folder and that go away with it. Never a dependency of a
+//! shipped crate (dev-dependencies only).
+
+pub mod pg;

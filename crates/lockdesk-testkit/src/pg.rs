@@ -1,0 +1,402 @@
+//! A real PostgreSQL server for one test: Debian's `postgresql-15` binaries, a fresh cluster in a
+//! temporary folder (`initdb`), on a free port of 127.0.0.1 and a unix socket inside the folder,
+//! stopped (`pg_ctl stop -m immediate`) and removed when the [`PgServer`] is dropped.
+//!
+//! PostgreSQL refuses to run as root: when the tests run as root (CI, the shared machine) the
+//! folder is handed to `nobody` (uid/gid 65534) and every server command runs through
+//! `setpriv --reuid=65534 --regid=65534 --clear-groups` (util-linux); no system user is created.
+//!
+//! Authentication: `trust` on the unix socket (for the test's own administration, through
+//! `psql`), `scram-sha-256` with a password on 127.0.0.1, so clients exercise the password path
+//! exactly as in production.
+//!
+//! Must not: leave a server running after the test (Drop stops it even when the test panicked);
+//! depend on anything outside its folder (no ~/.pgpass, no PG* environment: they are cleared).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// The role the tests connect as (the cluster's superuser).
+pub const USER: &str = "lockdesk";
+/// The unprivileged uid/gid PostgreSQL runs as when the tests run as root (`nobody:nogroup`).
+const NOBODY: u32 = 65534;
+
+/// A running PostgreSQL cluster owned by one test.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bindir: PathBuf,
+    port: u16,
+    password: String,
+    as_nobody: bool,
+}
+
+/// Where the PostgreSQL server binaries are: `pg_config --bindir` when it names a folder with
+/// `initdb`, else the newest `/usr/lib/postgresql/*/bin` (Debian installs them there, off PATH).
+pub fn bindir() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        if out.status.success() {
+            candidates.push(PathBuf::from(
+                String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            ));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<(u32, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+                Some((v, e.path().join("bin")))
+            })
+            .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev().map(|(_, p)| p));
+    }
+    candidates
+        .into_iter()
+        .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+fn chown_tree(path: &Path) {
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY))
+        .unwrap_or_else(|e| panic!("chown {} to nobody: {e}", path.display()));
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&entry.path());
+        }
+    }
+}
+
+impl PgServer {
+    /// Creates and starts a cluster. Panics with the server's log when it cannot (a test
+    /// helper: the test cannot run without it). Needs `postgresql-15` (scripts/lib.sh installs
+    /// it with the other test packages).
+    pub fn start() -> PgServer {
+        let bindir = bindir().expect(
+            "PostgreSQL's server binaries (initdb, pg_ctl) were not found: install Debian's \
+             postgresql-15 (scripts/test.sh and .ci/run install it with the test packages)",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("lockdesk-pg-")
+            .tempdir()
+            .expect("temporary folder");
+        let as_nobody = is_root();
+        // A random password: nothing outside the test knows it.
+        let password = format!("pw-{:016x}-{:016x}", seed(), seed().rotate_left(17));
+        std::fs::create_dir(dir.path().join("sock")).unwrap();
+        std::fs::write(dir.path().join("pwfile"), format!("{password}\n")).unwrap();
+        if as_nobody {
+            chown_tree(dir.path());
+        }
+        let server = PgServer {
+            dir,
+            bindir,
+            port: 0,
+            password,
+            as_nobody,
+        };
+        let out = server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data().display().to_string(),
+                "-U",
+                USER,
+                "--pwfile",
+                &server.dir.path().join("pwfile").display().to_string(),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                // The tests kill processes, never the machine: no fsync needed, much faster.
+                "--no-sync",
+                "--no-instructions",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut server = server;
+        // The port is free when chosen but another process may take it before the server
+        // binds it: try a few.
+        for attempt in 0..5 {
+            server.port = free_port();
+            if server.try_start() {
+                return server;
+            }
+            if attempt == 4 {
+                panic!(
+                    "PostgreSQL did not start (port {}): {}",
+                    server.port,
+                    server.log_tail()
+                );
+            }
+        }
+        unreachable!()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The end of the server's log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let start = text.len().saturating_sub(4000);
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text[start..].to_owned()
+    }
+
+    /// Runs one of the server's binaries, as `nobody` when we are root, with a clean
+    /// environment (no PG* variable or ~/.pgpass of the caller's reaches it).
+    fn command(&self, program: &str) -> Command {
+        let path = self.bindir.join(program);
+        let mut cmd = if self.as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".to_owned(),
+            ])
+            .arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+    }
+
+    fn try_start(&self) -> bool {
+        let options = format!(
+            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c fsync=off -c full_page_writes=off -c max_connections=200 \
+             -c log_min_messages=warning",
+            self.port,
+            self.socket_dir().display()
+        );
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                &self.data().display().to_string(),
+                "-l",
+                &self.log_path().display().to_string(),
+                "-o",
+                &options,
+            ],
+        );
+        out.status.success()
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The password of [`USER`] (scram-sha-256 over TCP).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// A URL for `database` over TCP, without the password (as the gateway takes it).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs SQL as the superuser over the unix socket (trust); panics with psql's message when
+    /// it fails.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = self.run(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &self.socket_dir().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Creates a new, empty database and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "plain database names only: {name}"
+        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(name)
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`): clients see
+    /// their connections drop; the next [`PgServer::restart`] recovers from the WAL.
+    pub fn kill(&self) {
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "stop",
+                "-w",
+                "-m",
+                "immediate",
+                "-D",
+                &self.data().display().to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server again on the same port after [`PgServer::kill`].
+    pub fn restart(&self) {
+        for _ in 0..20 {
+            if self.try_start() {
+                return;
+            }
+            // The port may linger a moment after an immediate stop.
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("PostgreSQL did not start again: {}", self.log_tail());
+    }
+
+    /// Whether the server answers (`pg_isready` on the TCP port).
+    pub fn is_ready(&self) -> bool {
+        self.run(
+            "pg_isready",
+            &["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()],
+        )
+        .status
+        .success()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let stopped = self
+            .command("pg_ctl")
+            .args(["stop", "-w", "-m", "immediate", "-D"])
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            // Already stopped (kill() without restart), or pg_ctl failed: signal the
+            // postmaster named in its pid file, if any.
+            if let Ok(text) = std::fs::read_to_string(self.data().join("postmaster.pid")) {
+                if let Some(pid) = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+                {
+                    // SAFETY: kill(2) with a pid read from the server's own pid file.
+                    unsafe {
+                        libc::kill(pid, libc::SIGQUIT);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 64 bits that differ between calls and processes (a password nobody else knows; not a key).
+fn seed() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_stops_and_restarts() {
+        let pg = PgServer::start();
+        assert!(pg.is_ready());
+        let url = pg.create_database("kit");
+        assert!(url.ends_with("/kit"), "{url}");
+        assert_eq!(pg.psql("kit", "SELECT 40 + 2"), "42");
+        pg.psql("kit", "CREATE TABLE t (x int); INSERT INTO t VALUES (7)");
+        pg.kill();
+        assert!(!pg.is_ready());
+        pg.restart();
+        assert_eq!(pg.psql("kit", "SELECT x FROM t"), "7");
+        let data = pg.data();
+        drop(pg);
+        assert!(!data.exists(), "the cluster's folder outlived the server");
+    }
+}
