@@ -240,6 +240,107 @@ describe('conversation list', () => {
     desk.stop();
   });
 
+  const keys = () => screen.getAllByRole('option').map((o) => o.getAttribute('data-key'));
+  const rowEvents = (revision: number, ...rows: ConversationRow[]) =>
+    Promise.all(rows.map((r, i) => emit('desk://changed', { kind: 'row', revision: revision + i, row: r } satisfies DeskEvent)));
+
+  it('holds the order under the pointer: held rows change in place, new ones wait behind an announced bar (issue 13)', async () => {
+    const desk = await mount([row({ id: 'a', updatedAtMs: T0 }), row({ id: 'b', updatedAtMs: T0 - 1 }), row({ id: 'c', updatedAtMs: T0 - 2 })]);
+    const list = await screen.findByRole('listbox');
+    const section = list.closest('section')!;
+    const news = screen.getByTestId('list-news');
+    expect(news).toHaveAttribute('aria-live', 'polite');
+    expect(news).toBeEmptyDOMElement();
+    await fireEvent.pointerEnter(section);
+    await rowEvents(2,
+      row({ id: 'n', state: 'failed', userId: null, reasonCode: 'bad_signature', updatedAtMs: T0 + 1 }),
+      row({ id: 'c', state: 'failed', reasonCode: 'bad_signature', updatedAtMs: T0 + 2 }));
+    await waitFor(() => expect(within(news).getByTestId('held-text')).toHaveTextContent('1 new conversation (1 with an alarm)'));
+    // The row under the pointer is the same conversation at the same place; c's padlock turned
+    // red where it is, at once.
+    expect(keys()).toEqual(['a', 'b', 'c']);
+    expect(document.getElementById('conv-2')).toHaveAttribute('data-key', 'c');
+    expect(within(document.getElementById('conv-2')!).getByRole('img', { name: 'Verification failed' })).toBeInTheDocument();
+    expect(screen.getByTestId('conversation-count')).toHaveTextContent('4 conversations');
+    expect(within(news).getByRole('button', { name: 'Show' })).toBeInTheDocument();
+    // The pointer leaves: the live order, the bar gone.
+    await fireEvent.pointerLeave(section);
+    await waitFor(() => expect(keys()).toEqual(['c', 'n', 'a', 'b']));
+    expect(news).toBeEmptyDOMElement();
+    desk.stop();
+  });
+
+  it('holds the order while the keyboard is in the list, so Enter opens the row the arrows reached (issue 13)', async () => {
+    const desk = await mount(manyRows(50));
+    const list = await screen.findByRole('listbox');
+    list.focus();
+    await tick();
+    await fireEvent.keyDown(list, { key: 'ArrowDown' });
+    await fireEvent.keyDown(list, { key: 'ArrowDown' });
+    expect(list).toHaveAttribute('aria-activedescendant', 'conv-2');
+    await rowEvents(60, ...[1, 2, 3].map((i) => row({ id: `new-${i}`, updatedAtMs: T0 + i })));
+    await waitFor(() => expect(screen.getByTestId('held-text')).toHaveTextContent('3 new conversations'));
+    expect(document.getElementById('conv-2')).toHaveAttribute('data-key', 'c-2');
+    expect(list).toHaveAttribute('aria-activedescendant', 'conv-2');
+    // ↓ moves by what is on screen: to c-3, not to a row that was pushed in.
+    await fireEvent.keyDown(list, { key: 'ArrowDown' });
+    await fireEvent.keyDown(list, { key: 'Enter' });
+    await waitFor(() => expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'c-3'));
+    // The bar's button draws them, at the top, and gives the focus back to the list.
+    await fireEvent.click(screen.getByRole('button', { name: 'Show' }));
+    await waitFor(() => expect(keys().slice(0, 4)).toEqual(['new-3', 'new-2', 'new-1', 'c-0']));
+    await waitFor(() => expect(document.activeElement).toBe(list));
+    expect(screen.getByTestId('list-news')).toBeEmptyDOMElement();
+    // Still in the list: the next one waits too; leaving the list draws it.
+    await rowEvents(70, row({ id: 'new-4', updatedAtMs: T0 + 4 }));
+    await waitFor(() => expect(screen.getByTestId('held-text')).toHaveTextContent('1 new conversation'));
+    expect(keys()[0]).toBe('new-3');
+    list.blur();
+    await waitFor(() => expect(keys()[0]).toBe('new-4'));
+    expect(screen.getByTestId('list-news')).toBeEmptyDOMElement();
+    desk.stop();
+  });
+
+  it('keeps the selected conversation on screen and the rows on screen in place when the list re-sorts (issue 13)', async () => {
+    const desk = await mount(manyRows(100));
+    const list = await screen.findByRole('listbox');
+    await emit('desk://focus', { conversationId: 'c-5' });
+    await waitFor(() => expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'c-5'));
+    await waitFor(() => expect(document.activeElement).toBe(list));
+    list.blur();
+    const rowPx = 4.75 * 16; // jsdom: no layout, the row's height in rem
+    list.scrollTop = 3 * rowPx;
+    await fireEvent.scroll(list);
+    // c-5 (on screen) is updated and goes to the top of the live order: the list follows it.
+    await rowEvents(2, row({ ...manyRows(6)[5]!, state: 'lapsed', updatedAtMs: T0 + 10 }));
+    await waitFor(() => expect(keys()[0]).toBe('c-5'));
+    expect(list.scrollTop).toBe(0);
+    expect(document.getElementById('conv-0')).toHaveAttribute('aria-selected', 'true');
+    // Scrolled down, twenty new conversations arrive above: the rows on screen stay put.
+    list.scrollTop = 3 * rowPx;
+    await fireEvent.scroll(list);
+    expect(document.getElementById('conv-3')).toHaveAttribute('data-key', 'c-2');
+    await rowEvents(3, ...Array.from({ length: 20 }, (_, i) => row({ id: `new-${i}`, updatedAtMs: T0 + 20 + i })));
+    await waitFor(() => expect(screen.getByTestId('conversation-count')).toHaveTextContent('120 conversations'));
+    expect(list.scrollTop).toBe(23 * rowPx);
+    expect(document.getElementById('conv-23')).toHaveAttribute('data-key', 'c-2');
+    desk.stop();
+  });
+
+  it('draws a conversation held back behind the bar when a notification names it', async () => {
+    const desk = await mount(manyRows(10));
+    const list = await screen.findByRole('listbox');
+    await fireEvent.pointerEnter(list.closest('section')!);
+    await rowEvents(2, row({ id: 'late', updatedAtMs: T0 + 1 }));
+    await waitFor(() => expect(screen.getByTestId('held-text')).toHaveTextContent('1 new conversation'));
+    expect(keys()).not.toContain('late');
+    await emit('desk://focus', { conversationId: 'late' });
+    await waitFor(() => expect(screen.getByTestId('detail')).toHaveAttribute('data-id', 'late'));
+    await waitFor(() => expect(document.querySelector('[role="option"][data-key="late"]')).toHaveAttribute('aria-selected', 'true'));
+    expect(screen.getByTestId('list-news')).toBeEmptyDOMElement();
+    desk.stop();
+  });
+
   it('shows the honest not-connected state when the shell has no desk commands', async () => {
     mockIPC(() => {
       throw 'Command list_conversations not found';
