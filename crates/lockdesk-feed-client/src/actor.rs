@@ -28,7 +28,7 @@ use crate::{Command, Config, ConfigError, Counters, DisconnectReason, Entry, Sta
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The feed endpoint, checked once at spawn.
+/// One feed endpoint, checked once at spawn.
 pub(crate) struct Target {
     url: url::Url,
     tls: bool,
@@ -38,9 +38,38 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn parse(config: &Config) -> Result<Target, ConfigError> {
+    /// Every address of `config.urls`, in order; a refused one is named by its position.
+    pub(crate) fn parse_all(config: &Config) -> Result<Vec<Target>, ConfigError> {
+        let count = config.urls.len();
+        if count == 0 {
+            return Err(ConfigError::NoUrl);
+        }
+        if count > crate::MAX_URLS {
+            return Err(ConfigError::TooManyUrls(count));
+        }
+        config
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                Target::parse(url, config).map_err(|e| {
+                    if count == 1 {
+                        e
+                    } else {
+                        ConfigError::InAddress {
+                            index: i + 1,
+                            count,
+                            source: Box::new(e),
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn parse(url: &str, config: &Config) -> Result<Target, ConfigError> {
         let mut url =
-            url::Url::parse(config.url.trim()).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
+            url::Url::parse(url.trim()).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
         let tls = match url.scheme() {
             "wss" | "https" => true,
             "ws" | "http" => false,
@@ -89,7 +118,12 @@ impl Target {
 
 pub(crate) struct Actor {
     config: Config,
-    target: Target,
+    /// The gateway's addresses, in the configured order (at least one).
+    targets: Vec<Target>,
+    /// The address in use or tried next: the last one that worked, or the next after failures.
+    current: usize,
+    /// Addresses that failed in a row since the last `hello` (a full round waits the backoff).
+    failed_in_round: usize,
     sink: SinkThread,
     state: watch::Sender<State>,
     counters: Arc<Counters>,
@@ -98,6 +132,17 @@ pub(crate) struct Actor {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Failed attempts since the last healthy connection (the backoff's exponent).
     attempt: u32,
+}
+
+/// How one connection attempt went.
+struct Attempt {
+    end: End,
+    /// `hello` received and up for `healthy_after`.
+    healthy: bool,
+    /// `hello` received: the address works (a failure after it is retried there first).
+    reached: bool,
+    /// The wait before the next attempt, if the session already decided and published it.
+    decided: Option<Duration>,
 }
 
 /// How a connection ended.
@@ -128,7 +173,7 @@ struct InFlight {
 impl Actor {
     pub(crate) fn new(
         config: Config,
-        target: Target,
+        targets: Vec<Target>,
         sink: SinkThread,
         state: watch::Sender<State>,
         counters: Arc<Counters>,
@@ -136,7 +181,9 @@ impl Actor {
     ) -> Actor {
         Actor {
             config,
-            target,
+            targets,
+            current: 0,
+            failed_in_round: 0,
             sink,
             state,
             counters,
@@ -145,6 +192,11 @@ impl Actor {
             tls: None,
             attempt: 0,
         }
+    }
+
+    /// The address in use or about to be tried.
+    fn target(&self) -> &Target {
+        &self.targets[self.current]
     }
 
     fn publish(&self, state: State) {
@@ -158,14 +210,46 @@ impl Actor {
         if let (StopReason::SinkGone, Some(message)) = (&reason, self.sink.panic_message()) {
             reason = StopReason::SinkPanicked(message);
         }
-        tracing::info!(url = %self.target.display, %reason, "feed client stopped");
+        tracing::info!(url = %self.target().display, %reason, "feed client stopped");
         self.publish(State::Stopped { reason });
     }
 
-    /// The wait before the next attempt (the attempt count restarts after a healthy connection).
-    fn retry_delay(&mut self, immediate: bool, healthy: bool) -> Duration {
+    /// The wait before the next attempt (the attempt count restarts after a healthy connection),
+    /// and the address it goes to. A connection that never got `hello` is the address's
+    /// failure (refused, timed out, TLS, an HTTP status, closed before `hello`): the next
+    /// address is tried at once, until every one failed in this round; then the backoff waits.
+    /// A local store failure says nothing about the address: same address, backoff.
+    fn retry_delay(
+        &mut self,
+        reason: &DisconnectReason,
+        immediate: bool,
+        healthy: bool,
+        reached: bool,
+    ) -> Duration {
         if healthy {
             self.attempt = 0;
+        }
+        if reached {
+            self.failed_in_round = 0;
+        }
+        let address_failed = !reached && !matches!(reason, DisconnectReason::SinkFailed(_));
+        let count = self.targets.len();
+        if address_failed && count > 1 {
+            let failed = self.current;
+            self.current = (self.current + 1) % count;
+            self.failed_in_round += 1;
+            tracing::info!(
+                failed = %self.targets[failed].display,
+                next = %self.target().display,
+                %reason,
+                "feed address unreachable: failing over to the next"
+            );
+            if self.failed_in_round < count {
+                return Duration::ZERO;
+            }
+            // Every address failed in turn: wait before the next round (which starts again at
+            // the address the round started with).
+            self.failed_in_round = 0;
         }
         if immediate {
             return Duration::ZERO;
@@ -180,16 +264,22 @@ impl Actor {
             if self.stopping {
                 return StopReason::Shutdown;
             }
-            let (end, healthy, decided) = self.connect_once().await;
+            let url = self.target().display.clone();
+            let Attempt {
+                end,
+                healthy,
+                reached,
+                decided,
+            } = self.connect_once().await;
             let (reason, immediate) = match end {
                 End::Stop(reason) => return reason,
                 End::Reconnect { reason, immediate } => (reason, immediate),
             };
             let retry_in = match decided {
                 Some(d) => d,
-                None => self.retry_delay(immediate, healthy),
+                None => self.retry_delay(&reason, immediate, healthy, reached),
             };
-            tracing::info!(url = %self.target.display, %reason, ?retry_in, "feed disconnected");
+            tracing::info!(%url, %reason, ?retry_in, "feed disconnected");
             let state = State::Disconnected { reason, retry_in };
             // Already published when the connection ended (before applying what it delivered),
             // unless applying it failed since.
@@ -208,34 +298,34 @@ impl Actor {
         }
     }
 
-    /// One connection: asks the cursor, connects, runs the session. Returns how it ended, whether
-    /// it was healthy (hello received and up for `healthy_after`), and the wait before the next
-    /// attempt if the session already decided and published it.
-    async fn connect_once(&mut self) -> (End, bool, Option<Duration>) {
+    /// One connection to the current address: asks the cursor, connects, runs the session.
+    async fn connect_once(&mut self) -> Attempt {
+        let failed = |end| Attempt {
+            end,
+            healthy: false,
+            reached: false,
+            decided: None,
+        };
         let cursor = match self.sink.cursor().await {
             Ok(c) => c,
             Err(SinkError::Failed(e)) => {
-                return (
-                    End::Reconnect {
-                        reason: DisconnectReason::SinkFailed(e),
-                        immediate: false,
-                    },
-                    false,
-                    None,
-                )
+                return failed(End::Reconnect {
+                    reason: DisconnectReason::SinkFailed(e),
+                    immediate: false,
+                })
             }
-            Err(SinkError::Gone) => return (End::Stop(StopReason::SinkGone), false, None),
+            Err(SinkError::Gone) => return failed(End::Stop(StopReason::SinkGone)),
         };
         self.publish(State::Connecting {
-            url: self.target.display.clone(),
+            url: self.target().display.clone(),
         });
         let connected = tokio::select! {
-            r = connect(&self.config, &self.target, &mut self.tls, cursor) => r,
-            _ = next_command(&mut self.commands, &mut self.stopping) => return (End::Stop(StopReason::Shutdown), false, None),
+            r = connect(&self.config, &self.targets[self.current], &mut self.tls, cursor) => r,
+            _ = next_command(&mut self.commands, &mut self.stopping) => return failed(End::Stop(StopReason::Shutdown)),
         };
         let ws = match connected {
             Ok(ws) => ws,
-            Err(end) => return (end, false, None),
+            Err(end) => return failed(end),
         };
         Counters::bump(&self.counters.connections);
         let mut session = Session {
@@ -249,7 +339,12 @@ impl Actor {
             connected_after_log_check: None,
         };
         let end = self.session(ws, &mut session).await;
-        (end, self.healthy(&session), session.retry_in)
+        Attempt {
+            end,
+            healthy: self.healthy(&session),
+            reached: session.got_hello,
+            decided: session.retry_in,
+        }
     }
 
     fn healthy(&self, s: &Session) -> bool {
@@ -393,7 +488,8 @@ impl Actor {
         // delivered is applied (which may take a while).
         if let End::Reconnect { reason, immediate } = &end {
             if s.in_flight.is_some() || !s.pending.is_empty() {
-                let retry_in = self.retry_delay(*immediate, self.healthy(s));
+                let healthy = self.healthy(s);
+                let retry_in = self.retry_delay(reason, *immediate, healthy, s.got_hello);
                 s.retry_in = Some(retry_in);
                 self.publish(State::Disconnected {
                     reason: reason.clone(),
@@ -450,7 +546,7 @@ impl Actor {
                     );
                 }
                 tracing::info!(
-                    url = %self.target.display,
+                    url = %self.target().display,
                     after = hello.after,
                     last_seq = hello.last_seq,
                     heartbeat_secs = hello.heartbeat_secs,
@@ -478,7 +574,7 @@ impl Actor {
                 // has been checked as ours (`dispatch`).
                 if hello.last_seq >= s.cursor {
                     let connected = State::Connected {
-                        url: self.target.display.clone(),
+                        url: self.target().display.clone(),
                         after: s.cursor,
                         last_seq: hello.last_seq,
                     };

@@ -99,12 +99,25 @@ impl Backoff {
     }
 }
 
+/// The most gateway addresses one client takes ([`Config::urls`]).
+pub const MAX_URLS: usize = 16;
+
 /// How to reach the gateway and how to behave.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The gateway's feed: `wss://host[:port][/v1/feed]` (`ws://` only to a loopback address;
-    /// `http(s)://` is read as `ws(s)://`; an empty path means `/v1/feed`).
-    pub url: String,
+    /// The gateway's feed, one address per instance of the same log, tried in this order:
+    /// `wss://host[:port][/v1/feed]` (`ws://` only to a loopback address; `http(s)://` is read
+    /// as `ws(s)://`; an empty path means `/v1/feed`). 1 to [`MAX_URLS`] addresses.
+    ///
+    /// Failover: the client starts with the first and stays on the address that last worked.
+    /// When an address cannot be reached (connection refused, timeout, TLS error, an upgrade
+    /// answered with another status than 101 or 401, a connection that ends before `hello`),
+    /// the next one is tried at once; when every address failed in turn, the backoff delay
+    /// applies before the next round. A connection that got `hello` and ended is retried on
+    /// the same address first (after the backoff delay). The cursor is the sink's, whichever
+    /// address serves it; a 401, a 4003 or another log's id stops the client as with one
+    /// address (the credential and the log are the same on every instance).
+    pub urls: Vec<String>,
     pub credential: Credential,
     pub backoff: Backoff,
     /// At most this many entries per [`Sink::apply`] call.
@@ -124,9 +137,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// One gateway address.
     pub fn new(url: impl Into<String>, credential: Credential) -> Config {
+        Config::with_urls(vec![url.into()], credential)
+    }
+
+    /// Several addresses of one gateway log, tried in this order ([`Config::urls`]).
+    pub fn with_urls(urls: Vec<String>, credential: Credential) -> Config {
         Config {
-            url: url.into(),
+            urls,
             credential,
             backoff: Backoff::default(),
             max_batch: 500,
@@ -187,9 +206,11 @@ pub enum LogCheck {
 /// The client's connection state, published on [`FeedClient::state`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
-    /// Opening a connection (TCP, TLS, upgrade) to `url` (shown without query).
+    /// Opening a connection (TCP, TLS, upgrade) to `url` (shown without query): with several
+    /// addresses, the one being tried.
     Connecting { url: String },
-    /// `hello` received: resuming after `after`; `last_seq` was the log's end when we connected.
+    /// `hello` received from `url` (the address in use): resuming after `after`; `last_seq` was
+    /// the log's end when we connected.
     Connected {
         url: String,
         after: u64,
@@ -265,6 +286,17 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Why [`FeedClient::spawn`] refused the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("no feed address")]
+    NoUrl,
+    #[error("{0} feed addresses: at most {MAX_URLS} are taken")]
+    TooManyUrls(usize),
+    /// One address of several is refused: `index` is 1-based, in the order given.
+    #[error("feed address {index} of {count}: {source}")]
+    InAddress {
+        index: usize,
+        count: usize,
+        source: Box<ConfigError>,
+    },
     #[error("the feed URL is not a URL: {0}")]
     BadUrl(String),
     #[error("the feed URL must start with wss:// (or ws:// to this machine), not {0}://")]
@@ -348,19 +380,19 @@ impl FeedClient {
     /// Starts the client on the current tokio runtime (panics outside one, like `tokio::spawn`)
     /// and the sink on its own thread.
     pub fn spawn<S: Sink>(config: Config, sink: S) -> Result<FeedClient, ConfigError> {
-        let target = actor::Target::parse(&config)?;
+        let targets = actor::Target::parse_all(&config)?;
         if config.max_batch == 0 || config.max_pending == 0 {
             return Err(ConfigError::BadLimits);
         }
         let sink = sink::SinkThread::start(sink).map_err(ConfigError::Thread)?;
         let (commands, commands_rx) = mpsc::channel(4);
         let (state_tx, state) = watch::channel(State::Connecting {
-            url: target.display.clone(),
+            url: targets[0].display.clone(),
         });
         let counters = Arc::new(Counters::default());
         let actor = actor::Actor::new(
             config,
-            target,
+            targets,
             sink,
             state_tx.clone(),
             counters.clone(),

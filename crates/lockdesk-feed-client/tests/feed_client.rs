@@ -19,3 +19,6 @@ mod gateway;
 
 #[path = "cases/bounds.rs"]
 mod bounds;
+
+#[path = "cases/failover.rs"]
+mod failover;

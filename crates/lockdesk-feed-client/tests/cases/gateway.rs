@@ -67,9 +67,19 @@ impl Harness {
 
     /// (Re)starts the gateway on the same data folder (on a new port: the relay follows).
     async fn restart(&mut self) {
+        self.stop().await;
+        self.start_at("127.0.0.1:0".parse().unwrap()).await;
+    }
+
+    /// Stops the gateway (its feed connections end); its data folder stays.
+    async fn stop(&mut self) {
         if let Some(g) = self.gateway.take() {
             g.shutdown().await.unwrap();
         }
+    }
+
+    /// Starts a gateway on the data folder at `listen` (another instance of the same log).
+    async fn start_at(&mut self, listen: SocketAddr) {
         let config = GatewayConfig::from_toml(CONFIG).unwrap();
         let options = ServerOptions {
             feed: FeedOptions {
@@ -78,14 +88,9 @@ impl Harness {
             },
             ..Default::default()
         };
-        let g = lockdesk_gateway::start_with(
-            config,
-            self.dir.path(),
-            "127.0.0.1:0".parse().unwrap(),
-            options,
-        )
-        .await
-        .unwrap();
+        let g = lockdesk_gateway::start_with(config, self.dir.path(), listen, options)
+            .await
+            .unwrap();
         *self.addr.lock().unwrap() = g.local_addr();
         self.gateway = Some(g);
     }
@@ -388,4 +393,122 @@ async fn a_gateway_reload_that_removes_the_credential_stops_the_client_as_revoke
     assert_exactly(&alice.lock().applied, first);
     assert_eq!(alice_client.shutdown().await, StopReason::CredentialRevoked);
     assert_eq!(sam_client.shutdown().await, StopReason::Shutdown);
+}
+
+/// A loopback address where nothing listens now (the port was just released).
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_first_in_the_list_fails_over_to_the_gateway_at_once() {
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    let mut last = 0;
+    for _ in 0..20 {
+        last = h.push(101).await;
+    }
+    let sink = Memory::new(0);
+    let mut cfg = config(&format!("ws://{}", free_addr()), SAM);
+    cfg.urls.push(h.url());
+    // A backoff of an hour: connecting within the test's patience proves the second address
+    // was tried without waiting for it.
+    cfg.backoff.initial = Duration::from_secs(3600);
+    cfg.backoff.max = Duration::from_secs(3600);
+    let client = FeedClient::spawn(cfg, sink.clone()).unwrap();
+    let mut state = client.state();
+    let connected = wait_state(&mut state, "connected", |s| {
+        matches!(s, State::Connected { .. })
+    })
+    .await;
+    assert_eq!(
+        connected,
+        State::Connected {
+            url: format!("{}/v1/feed", h.url()),
+            after: 0,
+            last_seq: last
+        }
+    );
+    sink.wait_cursor(last).await;
+    client.shutdown().await;
+    assert_exactly(&sink.lock().applied, last);
+}
+
+/// A store that holds one batch (after its cursor reached `hold_at`) until the test releases it.
+struct Held {
+    memory: Memory,
+    hold_at: u64,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl lockdesk_feed_client::Sink for Held {
+    type Error = String;
+    fn cursor(&mut self) -> Result<u64, String> {
+        self.memory.cursor()
+    }
+    fn apply(&mut self, entries: Vec<lockdesk_feed_client::Entry>) -> Result<(), String> {
+        if self.memory.lock().cursor >= self.hold_at {
+            if let Some(gate) = self.gate.take() {
+                let _ = gate.recv();
+            }
+        }
+        self.memory.apply(entries)
+    }
+    fn seen(&mut self, seq: u64) {
+        self.memory.seen(seq)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_stopped_mid_stream_is_followed_on_another_instance_from_the_cursor() {
+    const FIRST: u64 = 400;
+    const SECOND: u64 = 300;
+    const HOLD_AT: u64 = 100;
+    let mut h = Harness::start(Duration::from_secs(15)).await;
+    let a = h.url();
+    // The second instance's address, in the desk's list from the start; nothing listens there
+    // until the first instance is down (one SQLite log has one writer: the instances serve it
+    // one after the other, as two PostgreSQL instances serve one log side by side).
+    let b = free_addr();
+    for _ in 0..FIRST {
+        h.push(101).await;
+    }
+    let memory = Memory::new(0);
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let sink = Held {
+        memory: memory.clone(),
+        hold_at: HOLD_AT,
+        gate: Some(gate),
+    };
+    let mut cfg = config(&a, SAM);
+    cfg.urls.push(format!("ws://{b}"));
+    cfg.max_batch = 25;
+    let client = FeedClient::spawn(cfg, sink).unwrap();
+    let recorder = Recorder::start(client.state());
+    memory.wait_cursor(HOLD_AT).await;
+    // The store is holding a batch: the first instance goes down mid-stream.
+    h.stop().await;
+    release.send(()).unwrap();
+    h.start_at(b).await;
+    let mut last = FIRST;
+    for _ in 0..SECOND {
+        last = h.push(101).await;
+    }
+    assert_eq!(last, FIRST + SECOND);
+    memory.wait_cursor(last).await;
+    client.shutdown().await;
+    // Every entry once, in order: the second instance was asked after the cursor (a resume
+    // from 0 would show as duplicates, one beyond it as a gap).
+    assert_exactly(&memory.lock().applied, last);
+    assert_eq!(client.counters().duplicate_entries, 0);
+    let connected: Vec<String> = recorder
+        .all()
+        .into_iter()
+        .filter_map(|s| match s {
+            State::Connected { url, .. } => Some(url),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(connected.first(), Some(&format!("{a}/v1/feed")));
+    assert_eq!(connected.last(), Some(&format!("ws://{b}/v1/feed")));
 }
