@@ -13,8 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 /// The event types that move a conversation between operators.
-pub const PUSHED: &str = "v2.conversation.pushed";
-pub const CLOSED: &str = "v2.conversation.closed";
+pub use lockdesk_feed::payload::{CLOSED, PUSHED};
 
 /// The routing fields of one entry (the store's routing columns).
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +54,31 @@ impl Visibility {
     /// Open conversations tracked (for metrics and tests).
     pub fn open_conversations(&self) -> usize {
         self.conversations.len()
+    }
+
+    /// A conversation's current operators and visitor, when it is open (a shared store keeps
+    /// the open conversations in a table and writes back the one an entry changed).
+    pub fn conversation(&self, id: &str) -> Option<(&[u64], Option<&str>)> {
+        self.conversations
+            .get(id)
+            .map(|c| (c.owners.as_slice(), c.visitor.as_deref()))
+    }
+
+    /// Rebuilds the state from the open conversations as stored (`owners` sorted, without
+    /// duplicates, as [`Visibility::conversation`] returns them).
+    pub fn restore(open: impl IntoIterator<Item = (String, Vec<u64>, Option<String>)>) -> Self {
+        let mut vis = Visibility::default();
+        for (id, owners, visitor) in open {
+            if let Some(v) = &visitor {
+                vis.visitors
+                    .entry(v.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            vis.conversations
+                .insert(id, Conversation { owners, visitor });
+        }
+        vis
     }
 
     fn owners_of_conversation(&self, id: Option<&str>, into: &mut BTreeSet<u64>) {
@@ -215,6 +239,29 @@ mod tests {
             ops(&vis.route(hook("brand.new", "c9", "v9", &[5]))),
             vec![5]
         );
+    }
+
+    #[test]
+    fn a_state_restored_from_its_open_conversations_routes_alike() {
+        let mut vis = Visibility::default();
+        vis.route(hook(PUSHED, "a", "v", &[1]));
+        vis.route(hook(PUSHED, "b", "v", &[2, 3]));
+        vis.route(hook(PUSHED, "a", "v", &[4]));
+        vis.route(hook(PUSHED, "c", "w", &[5]));
+        vis.route(hook(CLOSED, "c", "w", &[]));
+        let open: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .filter_map(|id| {
+                vis.conversation(id)
+                    .map(|(o, v)| (id.to_string(), o.to_vec(), v.map(str::to_owned)))
+            })
+            .collect();
+        assert_eq!(open.len(), 2);
+        let mut restored = Visibility::restore(open);
+        for e in [evidence("v"), evidence("w"), hook(CLOSED, "b", "v", &[])] {
+            assert_eq!(restored.route(e), vis.route(e));
+        }
+        assert_eq!(ops(&restored.route(evidence("v"))), vec![4]);
     }
 
     #[test]

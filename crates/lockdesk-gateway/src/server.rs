@@ -630,11 +630,15 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         ),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
-            refuse(
+            let mut response = refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
                 format!("the event store cannot store: {e}"),
-            )
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
         }
     }
 }

@@ -11,6 +11,7 @@ use lockdesk_gateway::store::{EntryKind, StoredEntry};
 use lockdesk_gateway::{EventStore, Gateway, GatewayConfig, SqliteStore};
 
 mod feed;
+mod postgres;
 use lockdesk_sim::webhook_signature as signature_header;
 use serde_json::{json, Value};
 

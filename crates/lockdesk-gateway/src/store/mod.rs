@@ -4,8 +4,10 @@
 //!
 //! Must not: return from an append before the item is durable; hand out a sequence number twice.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PgSettings, PostgresStore, APPEND_LOCK};
 pub use sqlite::SqliteStore;
 
 pub use crate::routing::Audience;
@@ -179,6 +181,14 @@ pub enum StoreError {
     Failing,
     #[error("the store is shut down")]
     Closed,
+    #[error("PostgreSQL is unavailable: {0}")]
+    Unavailable(String),
+    #[error("PostgreSQL refused a statement: {0}")]
+    Postgres(String),
+    #[error("the store settings: {0}")]
+    Settings(String),
+    #[error("the item holds a NUL character, which PostgreSQL text cannot store")]
+    Unstorable,
 }
 
 /// The gateway's durable log.
