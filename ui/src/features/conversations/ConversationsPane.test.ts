@@ -327,6 +327,18 @@ describe('conversation list', () => {
     desk.stop();
   });
 
+  it('holds the first rows to arrive under a pointer that was over the empty list', async () => {
+    const desk = await mount([]);
+    await screen.findByText('No conversations yet');
+    await fireEvent.pointerEnter(screen.getByTestId('list-news').closest('section')!);
+    await rowEvents(2, row({ id: 'first', updatedAtMs: T0 }));
+    await waitFor(() => expect(keys()).toEqual(['first']));
+    await rowEvents(3, row({ id: 'second', updatedAtMs: T0 + 1 }));
+    await waitFor(() => expect(screen.getByTestId('held-text')).toHaveTextContent('1 new conversation'));
+    expect(keys()).toEqual(['first']);
+    desk.stop();
+  });
+
   it('draws a conversation held back behind the bar when a notification names it', async () => {
     const desk = await mount(manyRows(10));
     const list = await screen.findByRole('listbox');
