@@ -1,0 +1,252 @@
+// Issue 13 in the real window: the list never moves under the pointer. A real gateway
+// (`lockdesk-cli gateway` on 127.0.0.1) feeds conversations on demand. With the real pointer
+// (WebDriver actions) over a row, new conversations arrive: the row under the pointer is still the
+// same conversation at the same place, and a polite "3 new conversations — Show" bar says they
+// came; the pointer leaves and they are drawn at the top. A selected conversation near the
+// bottom of the screen stays on screen when new ones push the list down.
+// Screenshots in tests/output/e2e/7*.png.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { appPath, By, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+
+const cliPath = process.env.LOCKDESK_CLI ?? join(dirname(appPath), 'lockdesk-cli');
+const dirs = freshDirs();
+const ISSUER = 'https://brand.example';
+const WEBHOOK_SECRET = 'e2e-webhook-secret-0123456789abcdef';
+const PROVIDER = 'e2e-provider-credential-0123456789abcdef';
+const SUBSCRIBER = 'e2e-subscriber-credential-0123456789abcdef';
+
+let gateway;
+let gatewayUrl;
+let driver;
+let tauriDriver;
+let pushed = 0;
+
+function cli(args) {
+  const r = spawnSync(cliPath, args, { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, `lockdesk-cli ${args[0]} ${args[1] ?? ''}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Starts the gateway on a free port and resolves to its base URL once it listens. */
+async function startGateway(dir) {
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  const config = join(dir, 'data', 'gateway.toml');
+  writeFileSync(
+    config,
+    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
+      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
+      `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n`,
+    { mode: 0o600 },
+  );
+  gateway = spawn(cliPath, ['gateway', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, RUST_LOG: 'warn' },
+  });
+  const lines = createInterface({ input: gateway.stdout });
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error('the gateway did not listen within 30 s')), 30_000);
+    gateway.once('exit', (code) => fail(new Error(`the gateway exited with ${code}`)));
+    lines.on('line', (line) => {
+      const m = /^listening on (\S+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        ok(`http://${m[1]}`);
+      }
+    });
+  });
+}
+
+async function post(path, body, headers) {
+  const raw = JSON.stringify(body);
+  const res = await fetch(`${gatewayUrl}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
+  assert.ok(res.ok, `${path}: ${res.status} ${await res.text()}`);
+}
+
+/** iAdvize pushes a conversation to an advisor, then the brand's token provider reports the
+ * token the visitor presented (minted now, signed by the brand, encrypted to the desk). */
+async function conversation() {
+  pushed += 1;
+  const conversationId = randomUUID();
+  const visitorId = randomUUID();
+  await post(
+    '/webhooks/iadvize',
+    { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
+      conversationId, operatorId: 101, channel: 'CHAT', visitorId, visitorExternalId: null,
+      createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
+    (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` }),
+  );
+  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, 'brand', 'private.pem'),
+    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', `cust-${2000 + pushed}`,
+    '--visitor-data', JSON.stringify({ firstName: 'Visitor', lastName: String(pushed) }), '--lifetime', '600']);
+  await post(
+    '/v1/evidence',
+    { visitorId, conversationId, token, presentedAt: new Date().toISOString(), source: { domain: 'shop.example', device: 'laptop' } },
+    () => ({ authorization: `Bearer ${PROVIDER}` }),
+  );
+  return conversationId;
+}
+
+async function conversations(n) {
+  const ids = [];
+  for (let i = 0; i < n; i++) ids.push(await conversation());
+  return ids;
+}
+
+before(async () => {
+  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
+  assert.ok(existsSync(cliPath), `the CLI ${cliPath} must be built first (cargo build -p lockdesk-cli)`);
+  cli(['keys', 'generate', '--out', join(dirs.base, 'brand')]);
+  cli(['keys', 'generate', '--out', join(dirs.base, 'desk')]);
+  gatewayUrl = await startGateway(join(dirs.base, 'gw'));
+  writeFileSync(
+    join(dirs.config, 'config.toml'),
+    `[feed]\nurl = "${gatewayUrl.replace('http://', 'ws://')}/v1/feed"\ncredential = "${SUBSCRIBER}"\n\n` +
+      `[[trust]]\nissuer = "${ISSUER}"\nkey = "${join(dirs.base, 'brand', 'public.pem')}"\n\n` +
+      `[decryption]\nkeys = ["${join(dirs.base, 'desk', 'private.pem')}"]\n`,
+    { mode: 0o600 },
+  );
+  await conversations(6);
+  tauriDriver = await startDriver(dirs);
+  driver = await launch();
+  await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 60_000);
+  await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(6 /.test(t), 60_000);
+  // The banners above the panes ("Catching up with the gateway", "Not receiving") push the whole
+  // list down while they show: the tests start once the desk has caught up and is live.
+  await driver.wait(
+    async () =>
+      driver.executeScript(
+        'return !document.querySelector(\'[data-testid="catching-up-banner"], [data-testid="not-receiving-banner"]\');',
+      ),
+    60_000,
+    'the desk caught up and live (no banner above the list)',
+  );
+});
+
+after(async () => {
+  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
+  await tauriDriver?.stop();
+  if (gateway && gateway.exitCode === null) gateway.kill('SIGTERM');
+});
+
+/** Waits until the list's title counts `n` conversations (its text content: WebKitWebDriver's
+ * visible-text rules answer '' for an element scrolled out of <main>). */
+const waitCount = (n) =>
+  driver.wait(
+    async () =>
+      new RegExp(`^\\(${n} `).test(
+        await driver.executeScript('return document.querySelector(\'[data-testid="conversation-count"]\')?.textContent ?? ""'),
+      ),
+    30_000,
+    `the list counting ${n} conversations`,
+  );
+
+/** The list as drawn: keys top to bottom, the bar's text, whether the order is held. */
+const drawn = () =>
+  driver.executeScript(
+    `const list = document.querySelector('[data-testid="conversation-list"]');
+     const rows = [...list.querySelectorAll('[role="option"]')].sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+     const news = document.querySelector('[data-testid="list-news"]');
+     return { keys: rows.map((r) => r.dataset.key), news: news.textContent.replace(/\\s+/g, ' ').trim(),
+              live: news.getAttribute('aria-live'), held: list.closest('section').dataset.held ?? null };`,
+  );
+
+/** Where the window's parts are (for a failure's message). */
+const layout = () =>
+  driver.executeScript(
+    `return [...document.querySelectorAll('header, [role="alert"], [role="status"], main, .list h2, [data-testid="list-news"], [data-testid="conversation-list"]')]
+       .map((e) => (e.dataset.testid ?? e.tagName) + '@' + Math.round(e.getBoundingClientRect().top) + '+' + Math.round(e.getBoundingClientRect().height) + (e.scrollTop ? ' scrolled ' + e.scrollTop : '')).join(', ');`,
+  );
+
+/** Which row is at a point of the window, and where a row is. */
+const rowAt = (x, y) =>
+  driver.executeScript(
+    'const e = document.elementFromPoint(arguments[0], arguments[1]); return e?.closest(\'[role="option"]\')?.dataset.key ?? null;',
+    x,
+    y,
+  );
+const rectOf = (key) =>
+  driver.executeScript(
+    `const r = document.querySelector('[role="option"][data-key="' + arguments[0] + '"]')?.getBoundingClientRect();
+     const v = document.querySelector('[data-testid="conversation-list"]').getBoundingClientRect();
+     return r ? { top: r.top, bottom: r.bottom, left: r.left, width: r.width, height: r.height, viewTop: v.top, viewBottom: v.bottom } : null;`,
+    key,
+  );
+
+test('the row under the pointer stays the same conversation at the same place while new ones arrive', async () => {
+  const before = await drawn();
+  assert.equal(before.keys.length, 6);
+  assert.equal(before.news, '');
+  assert.equal(before.live, 'polite');
+  const target = before.keys[2];
+  const row = await el(driver, `[role="option"][data-key="${target}"]`);
+  // The real pointer, over the middle of the third row.
+  await driver.actions().move({ origin: row }).perform();
+  const r0 = await rectOf(target);
+  const x = Math.round(r0.left + r0.width / 2);
+  const y = Math.round(r0.top + r0.height / 2);
+  assert.equal(await rowAt(x, y), target);
+  await driver.wait(async () => (await drawn()).held === 'true', 10_000, 'the order held under the pointer');
+
+  const fresh = await conversations(3);
+  await waitCount(9);
+  let now;
+  await driver.wait(async () => /3 new conversations/.test((now = await drawn()).news), 15_000, 'the bar saying 3 new conversations');
+  assert.match(now.news, /^3 new conversations\s*Show$/);
+  assert.deepEqual(now.keys, before.keys, 'the rows drawn are the ones that were there, in their order');
+  const r1 = await rectOf(target);
+  assert.equal(r1.top, r0.top, `at the same place: before ${JSON.stringify(r0)}, now ${JSON.stringify(r1)}; ${await layout()}`);
+  assert.equal(await rowAt(x, y), target, 'the same conversation under the pointer');
+  for (const id of fresh) assert.ok(!now.keys.includes(id), `${id} held back`);
+  await screenshot(driver, '70-list-held-under-pointer');
+
+  // The pointer leaves the list (over the details pane): the new conversations are drawn on top.
+  await driver.actions().move({ origin: await el(driver, '#detail-title') }).perform();
+  await driver.wait(async () => (now = await drawn()).news === '', 15_000, 'the bar gone once the pointer left');
+  assert.equal(now.held, null);
+  assert.deepEqual(new Set(now.keys.slice(0, 3)), new Set(fresh), 'the new conversations at the top');
+  assert.deepEqual(now.keys.slice(3), before.keys);
+  await screenshot(driver, '71-list-released');
+});
+
+test('the selected conversation stays on screen when new conversations push the list down', async () => {
+  const { keys } = await drawn();
+  // The lowest row wholly on screen.
+  const onScreen = [];
+  for (const k of keys) {
+    const r = await rectOf(k);
+    if (r && r.top >= r.viewTop - 1 && r.bottom <= r.viewBottom + 1) onScreen.push(k);
+  }
+  const target = onScreen[onScreen.length - 1];
+  const row = await el(driver, `[role="option"][data-key="${target}"]`);
+  await driver.actions().move({ origin: row }).click().perform();
+  await driver.wait(
+    async () => (await driver.findElement(By.css('[data-testid="detail"]')).getAttribute('data-id')) === target,
+    15_000,
+    'the detail of the clicked conversation',
+  );
+  // Away from the list: the pointer over the details' title, a click there takes the focus
+  // out of the list, so its order is no longer held.
+  await driver.actions().move({ origin: await el(driver, '#detail-title') }).click().perform();
+  await driver.wait(async () => (await drawn()).held === null, 10_000, 'the list no longer held');
+
+  const more = Math.max(4, onScreen.length);
+  await conversations(more);
+  await waitCount(keys.length + more);
+  let now;
+  await driver.wait(async () => (now = await drawn()).keys.includes(target) && now.keys.length >= onScreen.length, 15_000);
+  const r = await rectOf(target);
+  assert.ok(r, 'the selected row is drawn');
+  assert.ok(r.top >= r.viewTop - 1 && r.bottom <= r.viewBottom + 1, `the selected row on screen: ${JSON.stringify(r)}`);
+  assert.equal(
+    await driver.executeScript(`return document.querySelector('[role="option"][data-key="${target}"]').getAttribute('aria-selected');`),
+    'true',
+  );
+  assert.equal(now.news, '');
+  await screenshot(driver, '72-list-selection-kept');
+});
