@@ -53,6 +53,10 @@ async function findRow(want) {
      const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
      (async () => {
        if (!list) return done(null);
+       // The list holds its order while the pointer or the focus is in it (after a click): a
+       // person looking for a new row uses the bar's Show, as here.
+       document.querySelector('[data-testid="held-show"]')?.click();
+       await frame();
        for (let top = 0; top <= list.scrollHeight; top += Math.max(40, list.clientHeight / 2)) {
          list.scrollTop = top;
          await frame();
