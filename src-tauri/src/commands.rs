@@ -126,14 +126,22 @@ pub async fn audit_status<R: Runtime>(
     crate::supervisor::audit_status(app, holder.inner().clone()).await
 }
 
-/// Writes the audit log to a new file in the desk's `exports/` folder.
+/// Writes the audit log to a new file in the desk's `exports/` folder; a broken chain only with
+/// `confirmBroken` (absent: false), and the file then says it is broken.
 #[tauri::command]
 pub async fn export_audit(
     holder: State<'_, Arc<DeskHolder>>,
     format: lockdesk_api::ExportFormat,
     redact: bool,
+    confirm_broken: Option<bool>,
 ) -> Result<lockdesk_api::ExportResult, IpcError> {
-    crate::supervisor::export(holder.inner().clone(), format, redact).await
+    crate::supervisor::export(
+        holder.inner().clone(),
+        format,
+        redact,
+        confirm_broken.unwrap_or(false),
+    )
+    .await
 }
 
 /// The UI calls this once, after its first frame is on screen; the answer (milliseconds since

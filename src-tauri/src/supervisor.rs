@@ -29,7 +29,9 @@ pub async fn overview(
     filters: SupervisorFilters,
 ) -> Result<SupervisorOverview, IpcError> {
     let service = holder.running()?;
+    let dir = service.data_dir().to_owned();
     blocking(move || {
+        let no_data = supervisor::conversations_without_verification_data(&dir)?;
         let rows = service
             .read(|desk| {
                 desk.conversations(&ConversationQuery {
@@ -38,7 +40,7 @@ pub async fn overview(
                 })
             })
             .map_err(|e| IpcError::new(IpcErrorCode::Internal, e.to_string()))?;
-        Ok(supervisor::overview(&rows, &filters))
+        Ok(supervisor::overview(&rows, &no_data, &filters))
     })
     .await
 }
@@ -67,13 +69,17 @@ pub async fn export(
     holder: Arc<DeskHolder>,
     format: ExportFormat,
     redact: bool,
+    confirm_broken: bool,
 ) -> Result<ExportResult, IpcError> {
     let dir = store_dir(&holder)?;
     let now_ms = lockdesk_service::now_ms();
-    let result = blocking(move || supervisor::export_audit(&dir, format, redact, now_ms)).await?;
+    let result =
+        blocking(move || supervisor::export_audit(&dir, format, redact, confirm_broken, now_ms))
+            .await?;
     tracing::info!(
         entries = result.entries,
         redacted = result.redacted,
+        broken_at = result.broken_at,
         path = %result.path,
         "audit log exported from the supervisor screen"
     );

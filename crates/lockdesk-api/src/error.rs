@@ -11,6 +11,8 @@ pub enum IpcErrorCode {
     ConfigUnreadable,
     /// Writing the configuration failed (disk full, permissions, ...).
     ConfigWriteFailed,
+    /// The audit chain is broken: an export needs the user's explicit confirmation.
+    AuditBroken,
     /// Anything else: shown as is.
     Internal,
 }

@@ -9,7 +9,7 @@
 //! aggregates); write to the store (the audit connection is read-only); leave a half-written
 //! export under its final name (it is written as `.part` and renamed once synced).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -83,6 +83,10 @@ pub struct DayShare {
     pub day: String,
     pub conversations: u32,
     pub secured: u32,
+    /// Of `conversations`, those without verification data (known only from the backfill):
+    /// the day's share is `secured / (conversations - no_data)`, and a day with nothing else
+    /// has no share at all ("no data", never 0%).
+    pub no_data: u32,
 }
 
 /// Conversations whose (kept) state is `failed`, with this reason.
@@ -98,12 +102,14 @@ pub struct ReasonCount {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct AdvisorCount {
-    /// `null`: not (yet) assigned to an advisor.
+    /// `null`: not (yet) assigned to an advisor (only in [`SupervisorOverview::no_advisor`]).
     #[ts(type = "number | null")]
     pub operator_id: Option<i64>,
     pub conversations: u32,
     pub secured: u32,
     pub failed: u32,
+    /// Of `conversations`, those without verification data (known only from the backfill).
+    pub no_data: u32,
 }
 
 /// The values each filter can take (from every conversation, not only the matching ones).
@@ -129,14 +135,20 @@ pub struct SupervisorOverview {
     pub secured: u32,
     /// Matching conversations whose (kept) state is `failed`.
     pub failed: u32,
+    /// Matching conversations without verification data: known to the desk only from the
+    /// backfill (no advisor, no token presented, never secured). Days and rates leave them out.
+    pub no_data: u32,
     /// The matching rows, most recently opened first, at most [`ROW_LIMIT`].
     pub rows: Vec<SupervisorRow>,
     /// Oldest day first.
     pub per_day: Vec<DayShare>,
     /// Most conversations first.
     pub failures_by_reason: Vec<ReasonCount>,
-    /// Most conversations first.
+    /// The advisors (never `operator_id: null`), most conversations first.
     pub per_advisor: Vec<AdvisorCount>,
+    /// Matching conversations not assigned to any advisor: their own bucket, not an advisor's
+    /// rate (`null` when there are none).
+    pub no_advisor: Option<AdvisorCount>,
     pub choices: FilterChoices,
 }
 
@@ -186,6 +198,10 @@ pub struct ExportResult {
     #[ts(type = "number | null")]
     pub head_seq: Option<u64>,
     pub head_hash: Option<String>,
+    /// The chain was broken at this entry when the export was taken (the user confirmed; the
+    /// file itself says so). `null`: the whole chain verified.
+    #[ts(type = "number | null")]
+    pub broken_at: Option<u64>,
 }
 
 /// A row's reason as the UI gets it (an unknown code is [`ReasonCode::Unknown`]).
@@ -254,7 +270,13 @@ fn count(n: usize) -> u32 {
 }
 
 /// The supervisor's view of `rows` (the desk's conversations, any order) under `filters`.
-pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> SupervisorOverview {
+/// `no_data`: the ids of the conversations without verification data
+/// ([`conversations_without_verification_data`]).
+pub fn overview(
+    rows: &[dc::ConversationRow],
+    no_data: &HashSet<String>,
+    filters: &SupervisorFilters,
+) -> SupervisorOverview {
     let mut choices_states = BTreeSet::new();
     let mut reasons = BTreeSet::new();
     let mut operators = BTreeSet::new();
@@ -279,21 +301,24 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
             .then_with(|| b.conversation_id.cmp(&a.conversation_id))
     });
 
-    let mut days: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut days: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
     let mut reasons_n: BTreeMap<Option<ReasonCode>, u32> = BTreeMap::new();
-    let mut advisors: BTreeMap<Option<i64>, (u32, u32, u32)> = BTreeMap::new();
-    let (mut secured, mut failed) = (0u32, 0u32);
+    let mut advisors: BTreeMap<Option<i64>, (u32, u32, u32, u32)> = BTreeMap::new();
+    let (mut secured, mut failed, mut without_data) = (0u32, 0u32, 0u32);
     for r in &matching {
         let was_secured = r.first_verified_ms.is_some();
         let fail = is_failed(r);
+        let blind = !was_secured && no_data.contains(&r.conversation_id);
         secured += u32::from(was_secured);
         failed += u32::from(fail);
+        without_data += u32::from(blind);
         if let Some(at) = r.opened_ms.or(r.closed_ms) {
             let d = days
                 .entry(day_of(at, filters.tz_offset_minutes))
                 .or_default();
             d.0 += 1;
             d.1 += u32::from(was_secured);
+            d.2 += u32::from(blind);
         }
         if fail {
             *reasons_n.entry(reason(r)).or_default() += 1;
@@ -302,6 +327,7 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
         a.0 += 1;
         a.1 += u32::from(was_secured);
         a.2 += u32::from(fail);
+        a.3 += u32::from(blind);
     }
     let mut failures_by_reason: Vec<ReasonCount> = reasons_n
         .into_iter()
@@ -314,21 +340,27 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
     let mut per_advisor: Vec<AdvisorCount> = advisors
         .into_iter()
         .map(
-            |(operator_id, (conversations, secured, failed))| AdvisorCount {
+            |(operator_id, (conversations, secured, failed, no_data))| AdvisorCount {
                 operator_id,
                 conversations,
                 secured,
                 failed,
+                no_data,
             },
         )
         .collect();
     per_advisor.sort_by_key(|a| std::cmp::Reverse(a.conversations));
+    let no_advisor = per_advisor
+        .iter()
+        .position(|a| a.operator_id.is_none())
+        .map(|i| per_advisor.remove(i));
 
     SupervisorOverview {
         total: count(rows.len()),
         matched: count(matching.len()),
         secured,
         failed,
+        no_data: without_data,
         rows: matching
             .iter()
             .take(ROW_LIMIT)
@@ -351,14 +383,16 @@ pub fn overview(rows: &[dc::ConversationRow], filters: &SupervisorFilters) -> Su
             .collect(),
         per_day: days
             .into_iter()
-            .map(|(day, (conversations, secured))| DayShare {
+            .map(|(day, (conversations, secured, no_data))| DayShare {
                 day,
                 conversations,
                 secured,
+                no_data,
             })
             .collect(),
         failures_by_reason,
         per_advisor,
+        no_advisor,
         choices: FilterChoices {
             states: AuthStateName::ALL
                 .into_iter()
@@ -390,6 +424,33 @@ fn open_store(dir: &Path) -> Result<(PathBuf, Connection), IpcError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
     Ok((path, conn))
+}
+
+/// The conversations of `dir`'s desk store without verification data: created by the backfill
+/// (the audit log holds a `backfill` entry for them), never assigned to an advisor, no token ever
+/// presented in them and never secured. The desk did not watch them live, so "not secured" says
+/// nothing about them: the charts show them as "no data" rather than as 0% secured. One scan of
+/// the audit log (the `kind` column is not indexed); a purge that removed their backfill entries
+/// makes them ordinary unsecured conversations again.
+pub fn conversations_without_verification_data(dir: &Path) -> Result<HashSet<String>, IpcError> {
+    let (path, conn) = open_store(dir)?;
+    let err = |e: rusqlite::Error| internal(format!("reading {}: {e}", path.display()));
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.conversation_id FROM conversations c
+             JOIN (SELECT DISTINCT conversation_id AS cid FROM audit_log
+                   WHERE kind = 'backfill' AND conversation_id IS NOT NULL) b
+               ON b.cid = c.conversation_id
+             WHERE c.operator_id IS NULL AND c.first_verified_ms IS NULL
+               AND NOT EXISTS (SELECT 1 FROM presentations p WHERE p.conversation = c.id)",
+        )
+        .map_err(err)?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(err)?
+        .collect::<Result<HashSet<_>, _>>()
+        .map_err(err)?;
+    Ok(ids)
 }
 
 /// Verifies the whole audit chain in `dir`'s desk store and checks the desk's tables against
@@ -463,16 +524,95 @@ pub fn export_file_name(now_ms: i64, format: ExportFormat, redact: bool) -> Stri
     format!("audit-{stamp}{red}.{ext}")
 }
 
+/// The first line of a CSV export of a broken chain (before the column names): a `#` comment,
+/// which spreadsheets show as the first row and `csv` readers can skip (`comment(Some(b'#'))`).
+fn csv_verdict(b: &lockdesk_audit::Broken) -> String {
+    format!(
+        "# AUDIT CHAIN BROKEN at entry {seq}: {problem}. Entries from {seq} on are not proven \
+         by the chain; exported on the user's confirmation.\n",
+        seq = b.seq,
+        problem = audit_export::csv_cell(&b.problem).trim_start_matches('\''),
+    )
+}
+
+/// The `chain` member added to a JSON Lines export's header when the chain is broken
+/// (`audit verify --export` ignores members it does not know, and reports the break itself).
+fn jsonl_verdict(b: &lockdesk_audit::Broken) -> String {
+    serde_json::json!({"verdict": "broken", "broken_at": b.seq, "problem": b.problem}).to_string()
+}
+
+/// Passes bytes through, except that the first line (the JSON Lines header object) gets
+/// `"chain": <verdict>` as its last member.
+struct HeaderVerdict<W: Write> {
+    inner: W,
+    verdict: String,
+    /// The header so far; `None` once written.
+    header: Option<Vec<u8>>,
+}
+
+impl<W: Write> Write for HeaderVerdict<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(head) = self.header.as_mut() else {
+            return self.inner.write(buf);
+        };
+        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+            head.extend_from_slice(buf);
+            return Ok(buf.len());
+        };
+        head.extend_from_slice(&buf[..nl]);
+        let mut line = self.header.take().unwrap_or_default();
+        if line.last() != Some(&b'}') {
+            return Err(std::io::Error::other(
+                "the export header is not a JSON object",
+            ));
+        }
+        line.pop();
+        line.extend_from_slice(b",\"chain\":");
+        line.extend_from_slice(self.verdict.as_bytes());
+        line.extend_from_slice(b"}\n");
+        self.inner.write_all(&line)?;
+        // The rest of this buffer is passed on by the caller's next `write`.
+        Ok(nl + 1)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes the whole audit log of `dir`'s store to a new file in `dir/exports/` (redacted with
 /// the key `lockdesk-cli audit export --redact` uses: `dir/audit-redaction.key`, created if
-/// missing), the same bytes `lockdesk-cli audit export --data dir` writes.
+/// missing). The chain is verified first, in the same read transaction as the export: an intact
+/// chain gives the same bytes `lockdesk-cli audit export --data dir` writes. A broken chain is
+/// refused ([`IpcErrorCode::AuditBroken`], nothing written) unless `confirm_broken`; then the
+/// file states the verdict (CSV: a `# AUDIT CHAIN BROKEN at entry N: ...` first line; JSON
+/// Lines: a `chain` member in the header) and the result carries `broken_at`.
 pub fn export_audit(
     dir: &Path,
     format: ExportFormat,
     redact: bool,
+    confirm_broken: bool,
     now_ms: i64,
 ) -> Result<ExportResult, IpcError> {
-    let (_, conn) = open_store(dir)?;
+    let (path, conn) = open_store(dir)?;
+    // One snapshot for the verification and the export (the desk may append meanwhile).
+    let _snapshot = conn
+        .unchecked_transaction()
+        .map_err(|e| internal(format!("reading {}: {e}", path.display())))?;
+    let broken = match lockdesk_audit::verify(&conn) {
+        Ok(_) => None,
+        Err(VerifyError::Broken(b)) => Some(b),
+        Err(e) => return Err(internal(format!("audit log in {}: {e}", path.display()))),
+    };
+    if let (Some(b), false) = (&broken, confirm_broken) {
+        return Err(IpcError::new(
+            IpcErrorCode::AuditBroken,
+            format!(
+                "the audit log is broken at entry {}: {}; nothing was exported",
+                b.seq, b.problem
+            ),
+        ));
+    }
     let redact_key = if redact {
         let key_path = dir.join(audit_export::REDACTION_KEY_FILE);
         Some(RedactKey::load_or_create(&key_path).map_err(|e| internal(e.to_string()))?)
@@ -505,6 +645,23 @@ pub fn export_audit(
     }
     let file = opts.open(&part).map_err(|e| io(&part, e))?;
     let mut w = BufWriter::with_capacity(1 << 16, file);
+    let mut spliced;
+    let sink: &mut dyn Write = match (&broken, format) {
+        (None, _) => &mut w,
+        (Some(b), ExportFormat::Csv) => {
+            w.write_all(csv_verdict(b).as_bytes())
+                .map_err(|e| io(&part, e))?;
+            &mut w
+        }
+        (Some(b), ExportFormat::Jsonl) => {
+            spliced = HeaderVerdict {
+                inner: &mut w,
+                verdict: jsonl_verdict(b),
+                header: Some(Vec::new()),
+            };
+            &mut spliced
+        }
+    };
     let opts = ExportOptions {
         redact: redact_key,
         ..ExportOptions::default()
@@ -513,7 +670,7 @@ pub fn export_audit(
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
     };
-    let written = audit_export::export(&conn, &mut w, fmt, &opts, &mut |_| {})
+    let written = audit_export::export(&conn, sink, fmt, &opts, &mut |_| {})
         .map_err(|e| internal(e.to_string()))
         .and_then(|summary| {
             w.flush().map_err(|e| io(&part, e))?;
@@ -535,6 +692,7 @@ pub fn export_audit(
         redacted: redact,
         head_seq: summary.head.as_ref().map(|h| h.seq),
         head_hash: summary.head.map(|h| h.hash_hex),
+        broken_at: broken.map(|b| b.seq),
     })
 }
 
@@ -608,7 +766,7 @@ mod tests {
 
     #[test]
     fn no_filter_aggregates_every_conversation() {
-        let o = overview(&sample(), &SupervisorFilters::default());
+        let o = overview(&sample(), &HashSet::new(), &SupervisorFilters::default());
         assert_eq!((o.total, o.matched, o.secured, o.failed), (5, 5, 2, 2));
         // Newest first.
         let ids: Vec<_> = o.rows.iter().map(|r| r.id.as_str()).collect();
@@ -621,12 +779,14 @@ mod tests {
                 DayShare {
                     day: "2026-03-01".into(),
                     conversations: 2,
-                    secured: 1
+                    secured: 1,
+                    no_data: 0
                 },
                 DayShare {
                     day: "2026-03-02".into(),
                     conversations: 3,
-                    secured: 1
+                    secured: 1,
+                    no_data: 0
                 },
             ]
         );
@@ -649,10 +809,23 @@ mod tests {
                 operator_id: Some(7),
                 conversations: 3,
                 secured: 2,
-                failed: 1
+                failed: 1,
+                no_data: 0
             }
         );
-        assert_eq!(o.per_advisor.len(), 3);
+        // #7 and #9; the conversation without advisor is its own bucket, not an advisor.
+        assert_eq!(o.per_advisor.len(), 2);
+        assert!(o.per_advisor.iter().all(|a| a.operator_id.is_some()));
+        assert_eq!(
+            o.no_advisor,
+            Some(AdvisorCount {
+                operator_id: None,
+                conversations: 1,
+                secured: 0,
+                failed: 0,
+                no_data: 0
+            })
+        );
         assert_eq!(o.choices.channels, ["CHAT", "WHATSAPP"]);
         assert_eq!(o.choices.operator_ids, [7, 9]);
         assert_eq!(
@@ -674,7 +847,7 @@ mod tests {
     fn each_filter_narrows_and_choices_stay_complete() {
         let rows = sample();
         let ids = |f: SupervisorFilters| -> Vec<String> {
-            let o = overview(&rows, &f);
+            let o = overview(&rows, &HashSet::new(), &f);
             assert_eq!(o.choices.channels.len(), 2, "choices come from every row");
             o.rows.into_iter().map(|r| r.id).collect()
         };
@@ -717,6 +890,7 @@ mod tests {
         );
         let o = overview(
             &rows,
+            &HashSet::new(),
             &SupervisorFilters {
                 state: Some(AuthStateName::Secured),
                 ..Default::default()
@@ -728,7 +902,7 @@ mod tests {
 
     #[test]
     fn an_empty_desk_gives_empty_aggregates() {
-        let o = overview(&[], &SupervisorFilters::default());
+        let o = overview(&[], &HashSet::new(), &SupervisorFilters::default());
         assert_eq!(o, SupervisorOverview::default());
     }
 
@@ -806,7 +980,7 @@ mod tests {
     fn export_writes_a_redacted_file_in_exports_that_reverifies() {
         let dir = tempfile::tempdir().unwrap();
         store_with_entries(dir.path(), 3);
-        let r = export_audit(dir.path(), ExportFormat::Jsonl, true, T0).unwrap();
+        let r = export_audit(dir.path(), ExportFormat::Jsonl, true, false, T0).unwrap();
         assert_eq!(r.entries, 3);
         assert!(r.redacted);
         let path = PathBuf::from(&r.path);
@@ -828,12 +1002,12 @@ mod tests {
         assert!(report.redacted);
 
         // Same second again: a new file, never an overwrite; not redacted keeps the data.
-        let r2 = export_audit(dir.path(), ExportFormat::Jsonl, false, T0).unwrap();
+        let r2 = export_audit(dir.path(), ExportFormat::Jsonl, false, false, T0).unwrap();
         assert_ne!(r2.path, r.path);
         assert!(std::fs::read_to_string(&r2.path)
             .unwrap()
             .contains("user-42"));
-        let csv = export_audit(dir.path(), ExportFormat::Csv, true, T0).unwrap();
+        let csv = export_audit(dir.path(), ExportFormat::Csv, true, false, T0).unwrap();
         assert!(csv.path.ends_with(".csv"));
         // No leftover part files.
         let names: Vec<_> = std::fs::read_dir(dir.path().join(EXPORTS_DIR))
@@ -871,7 +1045,7 @@ mod tests {
         }
         tx.commit().unwrap();
         drop(conn);
-        let r = export_audit(dir.path(), ExportFormat::Csv, false, T0).unwrap();
+        let r = export_audit(dir.path(), ExportFormat::Csv, false, false, T0).unwrap();
         let mut rd = csv::Reader::from_path(&r.path).unwrap();
         let col = rd
             .headers()
@@ -890,5 +1064,171 @@ mod tests {
                 "u⟨U+202E⟩1"
             ]
         );
+    }
+
+    /// Back-filled conversations the desk never watched are "no data", not 0% secured: a day
+    /// holding only them has no share, a mixed day counts only the others, and the unassigned
+    /// bucket is apart from the advisors.
+    #[test]
+    fn back_filled_conversations_are_no_data_and_unassigned_ones_are_their_own_bucket() {
+        let mut rows = sample();
+        // Two days before the desk's history: the backfill's 3 anonymous closed conversations.
+        let mut no_data = HashSet::new();
+        for (i, id) in ["old-1", "old-2", "old-3"].into_iter().enumerate() {
+            let mut r = conv(id, "closed", "anonymous", T0 - 2 * DAY + i as i64);
+            r.operator_id = None;
+            r.closed_ms = Some(T0 - 2 * DAY + 100);
+            rows.push(r);
+            no_data.insert(id.to_owned());
+        }
+        // And one on the first live day.
+        let mut mixed = conv("old-4", "closed", "anonymous", T0 + 5);
+        mixed.operator_id = None;
+        rows.push(mixed);
+        no_data.insert("old-4".into());
+        let o = overview(&rows, &no_data, &SupervisorFilters::default());
+        assert_eq!((o.matched, o.secured, o.no_data), (9, 2, 4));
+        assert_eq!(
+            o.per_day[0],
+            DayShare {
+                day: "2026-02-27".into(),
+                conversations: 3,
+                secured: 0,
+                no_data: 3
+            }
+        );
+        // 2026-03-01: a (secured), b, and the back-filled one: 1 secured of 2 with data.
+        assert_eq!(
+            o.per_day[1],
+            DayShare {
+                day: "2026-03-01".into(),
+                conversations: 3,
+                secured: 1,
+                no_data: 1
+            }
+        );
+        assert!(o.per_advisor.iter().all(|a| a.operator_id.is_some()));
+        assert_eq!(
+            o.no_advisor,
+            Some(AdvisorCount {
+                operator_id: None,
+                conversations: 5,
+                secured: 0,
+                failed: 0,
+                no_data: 4
+            })
+        );
+        // A secured conversation is never "no data", whatever the set says.
+        let o = overview(
+            &rows,
+            &HashSet::from(["a".to_owned()]),
+            &SupervisorFilters::default(),
+        );
+        assert_eq!(o.no_data, 0);
+    }
+
+    /// The query on a real desk store: a conversation created by the backfill is without data;
+    /// one the desk watched live (pushed to an advisor) and then closed by the backfill is not.
+    #[test]
+    fn the_store_names_the_conversations_known_only_from_the_backfill() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME);
+        let mut desk = dc::Desk::open(
+            &path,
+            std::sync::Arc::new(
+                lockdesk_keys::Engine::load(&lockdesk_keys::Setup::default()).unwrap(),
+            ),
+            dc::DeskConfig::default(),
+        )
+        .unwrap();
+        // The entry as the feed sends it.
+        let pushed: lockdesk_feed::Entry = serde_json::from_value(serde_json::json!({
+            "seq": 1, "kind": "webhook", "receivedAtMs": T0,
+            "eventType": "v2.conversation.pushed",
+            "payload": {"eventType": "v2.conversation.pushed", "conversationId": "live",
+                "visitorId": "v-live", "channel": "CHAT", "operatorId": 7},
+        }))
+        .unwrap();
+        desk.apply(&[pushed], T0).unwrap();
+        let closed = |id: &str, at: i64| dc::ClosedConversation {
+            conversation_id: id.into(),
+            visitor_id: format!("v-{id}"),
+            channel: "CHAT".into(),
+            created_at_ms: at,
+            closed_at_ms: at + 1000,
+            external_user_id: None,
+        };
+        desk.backfill(&[closed("old", T0 - 3 * DAY), closed("live", T0)], T0 + DAY)
+            .unwrap();
+        drop(desk);
+        let ids = conversations_without_verification_data(dir.path()).unwrap();
+        assert_eq!(ids, HashSet::from(["old".to_owned()]));
+    }
+
+    /// A broken chain: no file without confirmation; with it, the file states the verdict in
+    /// both formats, and a JSON Lines export still re-verifies up to the same broken entry.
+    #[test]
+    fn a_broken_chain_is_exported_only_on_confirmation_and_the_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_entries(dir.path(), 5);
+        let conn = Connection::open(dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME)).unwrap();
+        conn.execute(
+            "UPDATE audit_log SET conversation_id = 'conv-x' WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+
+        let err = export_audit(dir.path(), ExportFormat::Csv, true, false, T0).unwrap_err();
+        assert_eq!(err.code, IpcErrorCode::AuditBroken);
+        assert!(
+            err.message
+                .starts_with("the audit log is broken at entry 3: "),
+            "{}",
+            err.message
+        );
+        let exports = dir.path().join(EXPORTS_DIR);
+        let files = || -> usize { std::fs::read_dir(&exports).map(|d| d.count()).unwrap_or(0) };
+        assert_eq!(files(), 0, "nothing written without confirmation");
+
+        let r = export_audit(dir.path(), ExportFormat::Csv, true, true, T0).unwrap();
+        assert_eq!((r.broken_at, r.entries), (Some(3), 5));
+        let text = std::fs::read_to_string(&r.path).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with("# AUDIT CHAIN BROKEN at entry 3: "),
+            "{first}"
+        );
+        assert!(text.lines().nth(1).unwrap().starts_with("seq,"));
+        // A CSV reader told about comments reads the entries as usual.
+        let mut rd = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
+        assert_eq!(rd.records().count(), 5);
+
+        let r = export_audit(dir.path(), ExportFormat::Jsonl, false, true, T0).unwrap();
+        assert_eq!(r.broken_at, Some(3));
+        let text = std::fs::read_to_string(&r.path).unwrap();
+        let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(header["type"], "header");
+        assert_eq!(header["chain"]["verdict"], "broken");
+        assert_eq!(header["chain"]["broken_at"], 3);
+        assert!(header["chain"]["problem"].as_str().unwrap().len() > 5);
+        match audit_export::verify_export(&mut std::io::BufReader::new(text.as_bytes())) {
+            Err(audit_export::ExportCheckError::Broken(b)) => assert_eq!(b.seq, 3),
+            other => panic!("expected the break at entry 3, got {other:?}"),
+        }
+
+        // An intact chain: no verdict line, no `chain` member, `broken_at: null`.
+        let fresh = tempfile::tempdir().unwrap();
+        store_with_entries(fresh.path(), 2);
+        let r = export_audit(fresh.path(), ExportFormat::Jsonl, false, false, T0).unwrap();
+        assert_eq!(r.broken_at, None);
+        let text = std::fs::read_to_string(&r.path).unwrap();
+        assert!(!text.contains("\"chain\""));
+        let r = export_audit(fresh.path(), ExportFormat::Csv, false, false, T0).unwrap();
+        assert!(std::fs::read_to_string(&r.path)
+            .unwrap()
+            .starts_with("seq,"));
     }
 }

@@ -1,7 +1,7 @@
 // Generated from the Rust types in crates/lockdesk-api by
 // `UPDATE_BINDINGS=1 cargo test -p lockdesk-api bindings`. Do not edit by hand.
 
-export type IpcErrorCode = "config_unreadable" | "config_write_failed" | "internal";
+export type IpcErrorCode = "config_unreadable" | "config_write_failed" | "audit_broken" | "internal";
 
 export type IpcError = { code: IpcErrorCode, message: string, };
 
@@ -357,7 +357,13 @@ export type DayShare = {
 /**
  * `YYYY-MM-DD` in the viewer's time zone.
  */
-day: string, conversations: number, secured: number, };
+day: string, conversations: number, secured: number, 
+/**
+ * Of `conversations`, those without verification data (known only from the backfill):
+ * the day's share is `secured / (conversations - no_data)`, and a day with nothing else
+ * has no share at all ("no data", never 0%).
+ */
+noData: number, };
 
 export type ReasonCount = { 
 /**
@@ -367,9 +373,13 @@ reason: ReasonCode | null, conversations: number, };
 
 export type AdvisorCount = { 
 /**
- * `null`: not (yet) assigned to an advisor.
+ * `null`: not (yet) assigned to an advisor (only in [`SupervisorOverview::no_advisor`]).
  */
-operatorId: number | null, conversations: number, secured: number, failed: number, };
+operatorId: number | null, conversations: number, secured: number, failed: number, 
+/**
+ * Of `conversations`, those without verification data (known only from the backfill).
+ */
+noData: number, };
 
 export type FilterChoices = { states: Array<AuthStateName>, reasons: Array<ReasonCode>, operatorIds: Array<number>, channels: Array<string>, };
 
@@ -391,6 +401,11 @@ secured: number,
  */
 failed: number, 
 /**
+ * Matching conversations without verification data: known to the desk only from the
+ * backfill (no advisor, no token presented, never secured). Days and rates leave them out.
+ */
+noData: number, 
+/**
  * The matching rows, most recently opened first, at most [`ROW_LIMIT`].
  */
 rows: Array<SupervisorRow>, 
@@ -403,9 +418,14 @@ perDay: Array<DayShare>,
  */
 failuresByReason: Array<ReasonCount>, 
 /**
- * Most conversations first.
+ * The advisors (never `operator_id: null`), most conversations first.
  */
-perAdvisor: Array<AdvisorCount>, choices: FilterChoices, };
+perAdvisor: Array<AdvisorCount>, 
+/**
+ * Matching conversations not assigned to any advisor: their own bucket, not an advisor's
+ * rate (`null` when there are none).
+ */
+noAdvisor: AdvisorCount | null, choices: FilterChoices, };
 
 export type AuditStatus = { 
 /**
@@ -441,4 +461,9 @@ storeProblemCount: number, storeProblems: Array<string>, };
 
 export type ExportFormat = "csv" | "jsonl";
 
-export type ExportResult = { path: string, entries: number, redacted: boolean, headSeq: number | null, headHash: string | null, };
+export type ExportResult = { path: string, entries: number, redacted: boolean, headSeq: number | null, headHash: string | null, 
+/**
+ * The chain was broken at this entry when the export was taken (the user confirmed; the
+ * file itself says so). `null`: the whole chain verified.
+ */
+brokenAt: number | null, };

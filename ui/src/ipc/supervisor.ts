@@ -8,9 +8,11 @@
 //   audit_status() -> AuditStatus
 //     Runs the audit chain's full verification (`lockdesk-cli audit verify`): ok with the entry
 //     count and head hash, or the first broken entry and what is wrong with it.
-//   export_audit({ format, redact }) -> ExportResult
+//   export_audit({ format, redact, confirmBroken }) -> ExportResult
 //     Writes the whole audit log to a new file in the desk's data folder, `exports/`, and says
-//     where (there is no file dialog).
+//     where (there is no file dialog). The chain is verified first: a broken one is refused
+//     (code `audit_broken`, nothing written) unless `confirmBroken`; the file then states the
+//     break and the result carries `brokenAt`.
 import { call } from './call';
 import type {
   AuditStatus,
@@ -23,5 +25,5 @@ import type {
 export const supervisorOverview = (filters: SupervisorFilters): Promise<SupervisorOverview> =>
   call('supervisor_overview', { filters });
 export const auditStatus = (): Promise<AuditStatus> => call('audit_status');
-export const exportAudit = (format: ExportFormat, redact: boolean): Promise<ExportResult> =>
-  call('export_audit', { format, redact });
+export const exportAudit = (format: ExportFormat, redact: boolean, confirmBroken = false): Promise<ExportResult> =>
+  call('export_audit', { format, redact, confirmBroken });

@@ -232,10 +232,12 @@ describe('the supervisor table', () => {
       matched: 1,
       secured: 1,
       failed: 0,
+      noData: 0,
       rows: [{ id: 'c-\u202E1', state: 'secured', closedFrom: null, reasonCode: null, operatorId: 7, channel: 'NEW\u200B', userId: 'cust-4815\u200B1623', openedAtMs: T0, closedAtMs: null, securedAtMs: T0 }],
       perDay: [],
       failuresByReason: [],
       perAdvisor: [],
+      noAdvisor: null,
       choices: { states: ['secured'], reasons: ['odd\u202Ereason' as ReasonCode], operatorIds: [7], channels: ['NEW\u200B'] },
     };
     mockIPC((cmd) => {
@@ -249,6 +251,10 @@ describe('the supervisor table', () => {
     expect(tr).toHaveTextContent('c-⟨U+202E⟩1');
     expect(tr).toHaveTextContent('NEW⟨U+200B⟩');
     expect(tr.textContent).not.toMatch(HIDDEN);
+    // The titles that hold a cut cell's full value show the hidden characters too.
+    expect(tr.querySelector('[data-col="user"]')).toHaveAttribute('title', 'cust-4815⟨U+200B⟩1623');
+    expect(tr.querySelector('[data-col="id"]')).toHaveAttribute('title', 'c-⟨U+202E⟩1');
+    for (const cell of tr.querySelectorAll('[title]')) expect(cell.getAttribute('title')).not.toMatch(HIDDEN);
     // <option>s hold only text: the choices are isolated with FSI … PDI, their controls visible.
     const channel = screen.getByTestId('filter-channel').querySelector('option[value="NEW\u200B"]');
     expect(channel!.textContent).toBe('\u2068NEW⟨U+200B⟩\u2069');

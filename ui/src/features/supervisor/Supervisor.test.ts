@@ -20,33 +20,42 @@ const rows: SupervisorRow[] = [
   { id: 'c-bad', state: 'failed', closedFrom: null, reasonCode: 'expired', operatorId: 9, channel: 'CHAT', userId: null, openedAtMs: T0 - 1000, closedAtMs: null, securedAtMs: null },
   { id: 'c-wa', state: 'unsupported', closedFrom: null, reasonCode: null, operatorId: null, channel: 'WHATSAPP', userId: null, openedAtMs: T0 - 2000, closedAtMs: null, securedAtMs: null },
 ];
+// Issue 13's cases: a closed conversation says what it was; back-filled days have no data.
+const closedRow: SupervisorRow = { id: 'c-closed', state: 'closed', closedFrom: 'secured', reasonCode: null, operatorId: 7, channel: 'CHAT', userId: 'user-7', openedAtMs: T0 - 3000, closedAtMs: T0, securedAtMs: T0 - 2500 };
+let extraRows: SupervisorRow[] = [];
 
 // A stand-in for the shell that narrows by state only: enough to see the filter cross IPC.
 function overviewFor(f: SupervisorFilters): SupervisorOverview {
-  const matching = rows.filter((r) => f.state === null || r.state === f.state);
+  const all = [...rows, ...extraRows];
+  const matching = all.filter((r) => f.state === null || r.state === f.state);
   return {
-    total: rows.length,
+    total: all.length,
     matched: matching.length,
     secured: matching.filter((r) => r.securedAtMs !== null).length,
     failed: matching.filter((r) => r.state === 'failed').length,
+    noData: 60,
     rows: matching,
-    perDay: [{ day: '2026-11-22', conversations: 3, secured: 1 }],
-    failuresByReason: [{ reason: 'expired', conversations: 1 }],
-    perAdvisor: [
-      { operatorId: 7, conversations: 1, secured: 1, failed: 0 },
-      { operatorId: null, conversations: 1, secured: 0, failed: 0 },
+    perDay: [
+      { day: '2026-11-20', conversations: 60, secured: 0, noData: 60 },
+      { day: '2026-11-21', conversations: 4, secured: 1, noData: 2 },
+      { day: '2026-11-22', conversations: 3, secured: 1, noData: 0 },
     ],
+    failuresByReason: [{ reason: 'expired', conversations: 1 }],
+    perAdvisor: [{ operatorId: 7, conversations: 1, secured: 1, failed: 0, noData: 0 }],
+    noAdvisor: { operatorId: null, conversations: 61, secured: 0, failed: 0, noData: 60 },
     choices: { states: ['secured', 'failed', 'unsupported'], reasons: ['expired'], operatorIds: [7, 9], channels: ['CHAT', 'WHATSAPP'] },
   };
 }
 
 const HASH = 'ab'.repeat(32);
 let sent: SupervisorFilters[] = [];
-let exports: { format: string; redact: boolean }[] = [];
+let exports: { format: string; redact: boolean; confirmBroken: boolean }[] = [];
+let verifications = 0;
 
-function serve(audit: AuditStatus): void {
+function serve(audit: AuditStatus, opts: { refuseBroken?: number } = {}): void {
   sent = [];
   exports = [];
+  verifications = 0;
   mockIPC((cmd, args) => {
     switch (cmd) {
       case 'supervisor_overview': {
@@ -55,6 +64,7 @@ function serve(audit: AuditStatus): void {
         return overviewFor(f);
       }
       case 'audit_status':
+        verifications += 1;
         return audit;
       case 'get_conversation': {
         const id = (args as { id: string }).id;
@@ -67,9 +77,13 @@ function serve(audit: AuditStatus): void {
         return d;
       }
       case 'export_audit': {
-        const a = args as { format: string; redact: boolean };
+        const a = args as { format: string; redact: boolean; confirmBroken: boolean };
         exports.push(a);
-        const r: ExportResult = { path: `/data/demo/exports/audit-2026-11-22T09-00-00Z${a.redact ? '-redacted' : ''}.${a.format}`, entries: 12, redacted: a.redact, headSeq: 12, headHash: HASH };
+        const brokenAt = audit.brokenAt ?? opts.refuseBroken ?? null;
+        if (brokenAt !== null && !a.confirmBroken) {
+          throw { code: 'audit_broken', message: `the audit log is broken at entry ${brokenAt}: the stored hash does not match its fields; nothing was exported` };
+        }
+        const r: ExportResult = { path: `/data/demo/exports/audit-2026-11-22T09-00-00Z${a.redact ? '-redacted' : ''}.${a.format}`, entries: 12, redacted: a.redact, headSeq: 12, headHash: HASH, brokenAt };
         return r;
       }
       default:
@@ -80,7 +94,12 @@ function serve(audit: AuditStatus): void {
 
 const okAudit: AuditStatus = { ok: true, entries: 12, headSeq: 12, headHash: HASH, brokenAt: null, problem: null, file: '/data/demo/desk.sqlite3', storeProblemCount: 0, storeProblems: [] };
 
-afterEach(() => clearMocks());
+const brokenAudit: AuditStatus = { ok: false, entries: 0, headSeq: 12, headHash: HASH, brokenAt: 3, problem: 'the stored hash does not match its fields', file: '/d/desk.sqlite3', storeProblemCount: 0, storeProblems: [] };
+
+afterEach(() => {
+  clearMocks();
+  extraRows = [];
+});
 
 describe('Supervisor', () => {
   it('lists every conversation, and a filter narrows the table through the command', async () => {
@@ -118,7 +137,6 @@ describe('Supervisor', () => {
     expect(screen.getByTestId('chart-reasons')).toHaveTextContent('expired: 1');
     const advisors = screen.getByTestId('chart-advisors');
     expect(advisors).toHaveTextContent('#7: 1 conversation, 1 secured, 0 failed');
-    expect(advisors).toHaveTextContent('No advisor: 1 conversation');
     for (const svg of screen.getByTestId('supervisor').querySelectorAll('svg')) {
       expect(svg).toHaveAttribute('aria-hidden', 'true');
     }
@@ -164,13 +182,14 @@ describe('Supervisor', () => {
     const path = await screen.findByTestId('export-path');
     expect(path).toHaveTextContent('/data/demo/exports/audit-2026-11-22T09-00-00Z-redacted.csv');
     expect(screen.getByTestId('export-result')).toHaveTextContent('12 entries written to');
-    expect(exports).toEqual([{ format: 'csv', redact: true }]);
+    expect(exports).toEqual([{ format: 'csv', redact: true, confirmBroken: false }]);
 
     await fireEvent.change(screen.getByTestId('export-format'), { target: { value: 'jsonl' } });
     await fireEvent.click(screen.getByTestId('export-redact'));
     await fireEvent.click(screen.getByTestId('export-button'));
     await waitFor(() => expect(screen.getByTestId('export-path')).toHaveTextContent('audit-2026-11-22T09-00-00Z.jsonl'));
-    expect(exports.at(-1)).toEqual({ format: 'jsonl', redact: false });
+    expect(exports.at(-1)).toEqual({ format: 'jsonl', redact: false, confirmBroken: false });
+    expect(screen.queryByTestId('export-broken')).toBeNull();
     expect(screen.getByText('Not redacted: this file holds personal data.')).toBeInTheDocument();
   });
 
@@ -184,6 +203,115 @@ describe('Supervisor', () => {
     await waitFor(() => expect(sent).toHaveLength(2));
     await new Promise((r) => setTimeout(r, 50));
     expect(sent).toHaveLength(2);
+  });
+
+  it('says what a closed conversation was, one value per cell with its full text in the title', async () => {
+    extraRows = [closedRow];
+    serve(okAudit);
+    render(Supervisor);
+    const row = await waitFor(() => {
+      const r = screen.getAllByTestId('sup-row').find((e) => e.getAttribute('data-id') === 'c-closed');
+      if (!r) throw new Error('no closed row yet');
+      return r;
+    });
+    const state = row.querySelector('[data-col="state"]');
+    expect(state).toHaveTextContent('Closed · was secured');
+    expect(state?.textContent).not.toMatch(/\(|Closed\(/);
+    expect(state).toHaveAttribute('title', 'Closed · was secured');
+    expect(row.querySelector('[data-col="user"]')).toHaveAttribute('title', 'user-7');
+    expect(row.querySelector('[data-col="id"]')).toHaveAttribute('title', 'c-closed');
+    // Fixed columns: one <col> per header cell.
+    const table = screen.getByTestId('sup-table');
+    expect(table.querySelectorAll('col')).toHaveLength(table.querySelectorAll('thead th').length);
+  });
+
+  it('gives the timeline a heading only once a conversation is selected, naming it', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    const detail = await screen.findByTestId('sup-detail');
+    expect(within(detail).queryByRole('heading')).toBeNull();
+    expect(detail).not.toHaveTextContent('Timeline of');
+    expect(detail).toHaveAttribute('aria-label', 'Timeline');
+    await fireEvent.click(await screen.findByRole('button', { name: 'c-bad' }));
+    expect(within(detail).getByRole('heading')).toHaveTextContent('Timeline of c-bad');
+  });
+
+  it('shows a back-filled day as no data, never 0%, and keeps conversations without advisor apart', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    const daily = await screen.findByTestId('chart-daily-text');
+    const day = (d: string) => daily.querySelector(`[data-day="${d}"]`);
+    expect(day('2026-11-20')).toHaveAttribute('data-share', 'none');
+    expect(day('2026-11-20')).toHaveTextContent('no data');
+    expect(day('2026-11-20')).not.toHaveTextContent('0%');
+    // 1 secured of the 2 with data: 50%, not 25%.
+    expect(day('2026-11-21')).toHaveTextContent('50%');
+    expect(day('2026-11-21')).toHaveTextContent('1 secured of 2 · 2 without verification data');
+    // The drawing: no green column for the no-data day, a dashed outline instead.
+    const svg = screen.getByTestId('chart-daily').querySelector('svg');
+    expect(svg?.querySelector('.sup-col[data-day="2026-11-20"]')).toBeNull();
+    expect(svg?.querySelector('.sup-col-none[data-day="2026-11-20"]')).not.toBeNull();
+    const advisors = screen.getByTestId('chart-advisors');
+    expect(advisors.querySelectorAll('li')).toHaveLength(1);
+    expect(advisors.querySelector('ul')).not.toHaveTextContent('advisor');
+    expect(screen.getByTestId('chart-unassigned')).toHaveTextContent(
+      'Not assigned to an advisor: 61 conversations (60 back-filled without verification data), 0 secured, 0 failed; not counted in any advisor’s figures.',
+    );
+    expect(screen.getByTestId('sup-summary-no-data')).toHaveTextContent('60 back-filled without verification data');
+  });
+
+  it('puts a broken log first in the view, as an alarm', async () => {
+    serve(brokenAudit);
+    render(Supervisor);
+    const alarm = await screen.findByTestId('audit-alarm');
+    expect(alarm).toHaveAttribute('role', 'alert');
+    expect(alarm).toHaveTextContent('The audit log is BROKEN at entry 3.');
+    const view = screen.getByTestId('supervisor');
+    expect(view.firstElementChild).toBe(alarm);
+    // Before the title and the table (document order).
+    expect(alarm.compareDocumentPosition(screen.getByRole('heading', { name: 'Supervisor' })) & Node.DOCUMENT_POSITION_FOLLOWING).toBeTruthy();
+  });
+
+  it('has no alarm while the log is intact', async () => {
+    serve(okAudit);
+    render(Supervisor);
+    await waitFor(() => expect(screen.getByTestId('audit-status')).toHaveAttribute('data-ok', 'true'));
+    expect(screen.queryByTestId('audit-alarm')).toBeNull();
+  });
+
+  it('asks before exporting a broken log, and the result says the file records the break', async () => {
+    serve(brokenAudit);
+    render(Supervisor);
+    await screen.findByTestId('audit-alarm');
+    await fireEvent.click(screen.getByTestId('export-button'));
+    const ask = await screen.findByTestId('export-confirm');
+    expect(ask).toHaveAttribute('role', 'alertdialog');
+    expect(ask).toHaveTextContent('BROKEN at entry 3');
+    expect(exports).toHaveLength(0);
+    await fireEvent.click(screen.getByTestId('export-confirm-no'));
+    expect(screen.queryByTestId('export-confirm')).toBeNull();
+    expect(exports).toHaveLength(0);
+
+    await fireEvent.click(screen.getByTestId('export-button'));
+    await fireEvent.click(await screen.findByTestId('export-confirm-yes'));
+    await screen.findByTestId('export-path');
+    expect(exports).toEqual([{ format: 'csv', redact: true, confirmBroken: true }]);
+    expect(screen.getByTestId('export-broken')).toHaveTextContent('The file states that the chain is broken at entry 3.');
+  });
+
+  it('asks when the shell finds the log broken since the last verification, and verifies again', async () => {
+    serve(okAudit, { refuseBroken: 5 });
+    render(Supervisor);
+    await waitFor(() => expect(screen.getByTestId('audit-status')).toHaveAttribute('data-ok', 'true'));
+    const before = verifications;
+    await fireEvent.click(screen.getByTestId('export-button'));
+    const ask = await screen.findByTestId('export-confirm');
+    expect(ask).toHaveTextContent('the audit log is broken at entry 5');
+    expect(screen.queryByTestId('export-path')).toBeNull();
+    await waitFor(() => expect(verifications).toBe(before + 1));
+    await fireEvent.click(screen.getByTestId('export-confirm-yes'));
+    await screen.findByTestId('export-path');
+    expect(exports.map((e) => e.confirmBroken)).toEqual([false, true]);
   });
 
   it('shows an export error as text', async () => {

@@ -46,3 +46,18 @@ export function percent(part: number, whole: number): number {
 export function barLength(value: number, max: number): number {
   return max > 0 ? (value / max) * 100 : 0;
 }
+
+/** What the per-day chart needs of a day (see `DayShare`). */
+export interface DayCounts {
+  conversations: number;
+  secured: number;
+  noData: number;
+}
+
+/** A day's whole percent of secured conversations among those with verification data, or null
+ * when the day has none (only back-filled conversations the desk never watched): "no data",
+ * never 0%. */
+export function dayShare(d: DayCounts): number | null {
+  const known = d.conversations - d.noData;
+  return known > 0 ? percent(d.secured, known) : null;
+}
