@@ -26,6 +26,8 @@ let gatewayUrl;
 let driver;
 let tauriDriver;
 let pushed = 0;
+/** conversation id → visitor id */
+const visitors = new Map();
 
 function cli(args) {
   const r = spawnSync(cliPath, args, { encoding: 'utf8', timeout: 30_000 });
@@ -74,6 +76,7 @@ async function conversation() {
   pushed += 1;
   const conversationId = randomUUID();
   const visitorId = randomUUID();
+  visitors.set(conversationId, visitorId);
   await post(
     '/webhooks/iadvize',
     { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
@@ -81,15 +84,22 @@ async function conversation() {
       createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
     (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` }),
   );
-  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, 'brand', 'private.pem'),
-    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', `cust-${2000 + pushed}`,
-    '--visitor-data', JSON.stringify({ firstName: 'Visitor', lastName: String(pushed) }), '--lifetime', '600']);
+  await evidence(conversationId, 'brand', `cust-${2000 + pushed}`, String(pushed));
+  return conversationId;
+}
+
+/** The brand's token provider reports a token presented in a conversation, signed with `signer`'s
+ * key ('brand', or 'forger': a key the desk does not trust). */
+async function evidence(conversationId, signer, userId, lastName) {
+  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, signer, 'private.pem'),
+    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', userId,
+    '--visitor-data', JSON.stringify({ firstName: 'Visitor', lastName }), '--lifetime', '600']);
   await post(
     '/v1/evidence',
-    { visitorId, conversationId, token, presentedAt: new Date().toISOString(), source: { domain: 'shop.example', device: 'laptop' } },
+    { visitorId: visitors.get(conversationId), conversationId, token, presentedAt: new Date().toISOString(),
+      source: { domain: 'shop.example', device: 'laptop' } },
     () => ({ authorization: `Bearer ${PROVIDER}` }),
   );
-  return conversationId;
 }
 
 async function conversations(n) {
@@ -103,6 +113,7 @@ before(async () => {
   assert.ok(existsSync(cliPath), `the CLI ${cliPath} must be built first (cargo build -p lockdesk-cli)`);
   cli(['keys', 'generate', '--out', join(dirs.base, 'brand')]);
   cli(['keys', 'generate', '--out', join(dirs.base, 'desk')]);
+  cli(['keys', 'generate', '--out', join(dirs.base, 'forger')]);
   gatewayUrl = await startGateway(join(dirs.base, 'gw'));
   writeFileSync(
     join(dirs.config, 'config.toml'),
@@ -249,4 +260,36 @@ test('the selected conversation stays on screen when new conversations push the 
   );
   assert.equal(now.news, '');
   await screenshot(driver, '72-list-selection-kept');
+});
+
+test('a held row shows its padlock turning red at once, in place; leaving the list draws the live order', async () => {
+  await driver.executeScript('document.querySelector(\'[data-testid="conversation-list"]\').scrollTop = 0;');
+  let now;
+  await driver.wait(async () => (now = await drawn()).held === null && (await rectOf(now.keys[0]))?.top >= (await rectOf(now.keys[0]))?.viewTop - 1, 10_000);
+  const before = now;
+  const target = before.keys[1];
+  await driver.actions().move({ origin: await el(driver, `[role="option"][data-key="${target}"]`) }).perform();
+  await driver.wait(async () => (await drawn()).held === 'true', 10_000, 'the order held under the pointer');
+  const r0 = await rectOf(target);
+
+  // A token signed by a key the desk does not trust: the conversation's padlock turns red.
+  await evidence(target, 'forger', 'cust-9999', 'Forged');
+  const state = () =>
+    driver.executeScript(
+      `const b = document.querySelector('[role="option"][data-key="' + arguments[0] + '"] [data-testid="conversation-row-body"]');
+       return b ? b.dataset.shownState : null;`,
+      target,
+    );
+  await driver.wait(async () => (await state()) === 'failed', 30_000, 'the held row drawn failed');
+  now = await drawn();
+  assert.deepEqual(now.keys, before.keys, 'the order held');
+  assert.equal((await rectOf(target)).top, r0.top, 'the red row where it was');
+  assert.match(now.news, /^Order held while you use the list\s*Newest first$/);
+  await screenshot(driver, '73-list-held-row-turned-red');
+
+  await driver.actions().move({ origin: await el(driver, '#detail-title') }).perform();
+  // The pointer leaves: the live order is drawn (the row goes where its update puts it).
+  await driver.wait(async () => (now = await drawn()).held === null, 15_000, 'the order no longer held');
+  assert.equal(now.news, '');
+  assert.notDeepEqual(now.keys, before.keys, 'the live order drawn');
 });
