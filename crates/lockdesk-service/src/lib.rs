@@ -76,6 +76,53 @@ pub struct ServiceStatus {
     pub demo: bool,
     /// The last applied seq.
     pub cursor: u64,
+    /// The gateway's log end as last known: `hello`'s `lastSeq`, raised by what the desk has
+    /// applied since (heartbeats, entries); 0 before the first connection. Kept while
+    /// disconnected (the last known end).
+    pub head: u64,
+    /// Connected without holding the log's end for longer than [`CATCH_UP_LIMIT`]: the desk's
+    /// clock no longer follows the feed's, and what the list shows is not current.
+    pub behind_too_long: bool,
+}
+
+impl ServiceStatus {
+    /// While connected below the log's end: how many seqs are still to apply (to `head`).
+    /// `None` when caught up or not connected.
+    pub fn to_go(&self) -> Option<u64> {
+        match self.feed {
+            State::Connected { .. } if self.cursor < self.head => Some(self.head - self.cursor),
+            _ => None,
+        }
+    }
+
+    /// Whether `next` says something the window shows differently from `self`: the feed's
+    /// state, the demo flag, how far behind, behind for too long. (A live desk's cursor and
+    /// head move with every entry: no news.)
+    fn news(&self, next: &ServiceStatus) -> bool {
+        self.feed != next.feed
+            || self.demo != next.demo
+            || self.to_go() != next.to_go()
+            || self.behind_too_long != next.behind_too_long
+    }
+}
+
+/// What the clock tells the status task at each tick (sent when it changed): a catch-up's
+/// progress reaches the window about once per tick. The status task notifies only what the
+/// window shows (see [`ServiceStatus::news`]): a live desk's cursor moving is no news.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    cursor: u64,
+    /// Connected below the log's end for longer than [`CATCH_UP_LIMIT`].
+    too_long: bool,
+}
+
+/// The log's end as last known, after `feed` was seen with the desk at `cursor`.
+fn head_after(head: u64, feed: &State, cursor: u64) -> u64 {
+    let announced = match feed {
+        State::Connected { last_seq, .. } => *last_seq,
+        _ => 0,
+    };
+    head.max(announced).max(cursor)
 }
 
 /// Why the service could not start.
@@ -169,8 +216,10 @@ impl Writer {
 /// own (the gateway may be unreachable: then lapsing is the safe answer).
 const STARTUP_GRACE: Duration = Duration::from_secs(15);
 /// The longest a connected desk's clock follows the feed's instead of its own: a gateway that
-/// announces a log end it never delivers must not keep sessions secured.
-const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+/// announces a log end it never delivers must not keep sessions secured. Past it the status
+/// says the desk is behind for too long ([`ServiceStatus::behind_too_long`]): the window draws
+/// the list stale.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// Where the desk stands for its clock at one tick.
 #[derive(Debug)]
@@ -413,11 +462,17 @@ impl DeskService {
         let client = FeedClient::spawn(config, DeskSink(writer.clone()))?;
 
         let is_demo = options.demo;
+        let first_feed = client.state().borrow().clone();
+        let first_cursor = writer.lock().cursor();
         let (status_tx, status) = watch::channel(ServiceStatus {
-            feed: client.state().borrow().clone(),
+            head: head_after(0, &first_feed, first_cursor),
+            feed: first_feed,
             demo: is_demo,
-            cursor: writer.lock().cursor(),
+            cursor: first_cursor,
+            behind_too_long: false,
         });
+        // The catch-up's progress, from the clock to the status task.
+        let (progress_tx, mut progress_rx) = watch::channel(Progress::default());
         let mut tasks = Vec::new();
         // The first background task to fail, for the status (see `supervise`).
         let (failure_tx, mut failure_rx) = watch::channel::<Option<String>>(None);
@@ -466,8 +521,9 @@ impl DeskService {
                         behind_for,
                     });
                     let behind = matches!(feed, State::Connected { .. }) && !decision.caught_up;
+                    let cursor = desk.cursor();
                     let Some(at) = decision.tick_at_ms else {
-                        return (decision.caught_up, behind);
+                        return (decision.caught_up, behind, cursor);
                     };
                     let result = desk.tick(at);
                     drop(desk);
@@ -475,17 +531,26 @@ impl DeskService {
                         Ok(changes) => w.publish(changes),
                         Err(e) => tracing::warn!("cannot apply time-based transitions: {e}"),
                     }
-                    (decision.caught_up, behind)
+                    (decision.caught_up, behind, cursor)
                 })
                 .await;
                 match done {
-                    Ok((caught_up, behind)) => {
+                    Ok((caught_up, behind, cursor)) => {
                         caught_up_once |= caught_up;
                         behind_since = match (behind, behind_since) {
                             (true, None) => Some(tokio::time::Instant::now()),
                             (true, since) => since,
                             (false, _) => None,
                         };
+                        let progress = Progress {
+                            cursor,
+                            too_long: behind && behind_for.is_some_and(|d| d >= CATCH_UP_LIMIT),
+                        };
+                        progress_tx.send_if_modified(|p| {
+                            let changed = *p != progress;
+                            *p = progress;
+                            changed
+                        });
                     }
                     // A panic in `tick` (a bug) is the clock's failure, not a quiet stop.
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -518,9 +583,10 @@ impl DeskService {
         let mut feed_state = client.state();
         let cursor_of = writer.clone();
         let failed_client = client.clone();
+        let mut head = status.borrow().head;
         let status_task = tokio::spawn(async move {
             let mut stopping = false;
-            let (mut feed_ended, mut failures_ended) = (false, false);
+            let (mut feed_ended, mut failures_ended, mut progress_ended) = (false, false, false);
             loop {
                 let failure = failure_rx.borrow_and_update().clone();
                 let feed = match failure {
@@ -542,14 +608,24 @@ impl DeskService {
                 let cursor = tokio::task::spawn_blocking(move || w.lock().cursor())
                     .await
                     .unwrap_or(0);
-                if status_tx
-                    .send(ServiceStatus {
-                        feed,
-                        demo: is_demo,
-                        cursor,
-                    })
-                    .is_err()
-                {
+                head = head_after(head, &feed, cursor);
+                let too_long = progress_rx.borrow_and_update().too_long;
+                let next = ServiceStatus {
+                    behind_too_long: too_long
+                        && matches!(feed, State::Connected { .. })
+                        && cursor < head,
+                    feed,
+                    demo: is_demo,
+                    cursor,
+                    head,
+                };
+                // The cursor and head are always current; watchers wake for news only.
+                status_tx.send_if_modified(|s| {
+                    let news = s.news(&next);
+                    *s = next;
+                    news
+                });
+                if status_tx.is_closed() {
                     break;
                 }
                 if stopping {
@@ -562,6 +638,7 @@ impl DeskService {
                 tokio::select! {
                     changed = feed_state.changed(), if !feed_ended => feed_ended = changed.is_err(),
                     changed = failure_rx.changed(), if !failures_ended => failures_ended = changed.is_err(),
+                    changed = progress_rx.changed(), if !progress_ended => progress_ended = changed.is_err(),
                     else => std::future::pending::<()>().await,
                 }
             }
@@ -726,6 +803,46 @@ mod tests {
         }
         assert_eq!(mode(&dir.join(DESK_FILE)), 0o600);
         service.shutdown().await;
+    }
+
+    /// Issue 13: the status knows the log's end (hello's `lastSeq`, then whatever the desk
+    /// applied past it), keeps it while disconnected, and says how much is to go only while
+    /// connected below it. A live desk's cursor moving is no news for the window; how far
+    /// behind, or behind for too long, is.
+    #[test]
+    fn the_status_knows_the_logs_end_and_what_is_to_go() {
+        let status = |feed: State, cursor, head| ServiceStatus {
+            feed,
+            demo: false,
+            cursor,
+            head,
+            behind_too_long: false,
+        };
+        let head = head_after(0, &connected(1_240), 0);
+        assert_eq!(head, 1_240);
+        assert_eq!(status(connected(1_240), 0, head).to_go(), Some(1_240));
+        assert_eq!(status(connected(1_240), 1_000, head).to_go(), Some(240));
+        // Heartbeats and new entries carry the cursor past hello's end: so does the head.
+        assert_eq!(head_after(head, &connected(1_240), 1_300), 1_300);
+        assert_eq!(status(connected(1_240), 1_300, 1_300).to_go(), None);
+        // Disconnected: the last known end is kept, and nothing is "to go" (not receiving).
+        let down = State::Disconnected {
+            reason: DisconnectReason::ConnectionLost("reset".into()),
+            retry_in: Duration::from_secs(1),
+        };
+        assert_eq!(head_after(1_300, &down, 900), 1_300);
+        assert_eq!(status(down.clone(), 900, 1_300).to_go(), None);
+        // News: progress while behind, caught up, behind too long; not a live cursor moving.
+        let live = status(connected(1_300), 1_300, 1_300);
+        assert!(!live.news(&status(connected(1_300), 1_310, 1_310)));
+        let behind = status(connected(1_240), 1_000, 1_240);
+        assert!(behind.news(&status(connected(1_240), 1_100, 1_240)));
+        assert!(behind.news(&status(connected(1_240), 1_240, 1_240)));
+        assert!(behind.news(&ServiceStatus {
+            behind_too_long: true,
+            ..behind.clone()
+        }));
+        assert!(live.news(&status(down, 1_300, 1_300)));
     }
 
     #[test]

@@ -148,3 +148,92 @@ fn person(seed: u64) -> (Step, Vec<Step>, String) {
     let conversation = body["conversationId"].as_str().unwrap().to_owned();
     (push, tokens, conversation)
 }
+
+/// Issue 13: while a desk catches up on a backlog, its status carries the gateway's log end
+/// (from `hello`) and its own cursor as it moves, so the window can say how far behind it is;
+/// once caught up, a status says so (no "to go" left). Before, the status had no log end, and
+/// its cursor moved only when the connection's state changed: it stayed where the catch-up
+/// began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_how_far_behind_the_desk_is_while_it_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let (private, public) = desk_keys(root.path());
+    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
+    let jwks = root.path().join("brand.jwks.json");
+    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
+    let gateway_dir = root.path().join("gateway");
+    std::fs::create_dir_all(&gateway_dir).unwrap();
+    let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = gateway.local_addr();
+
+    // A backlog written before the desk starts.
+    let steps: Vec<Step> = (0..40)
+        .flat_map(|seed| plan(seed, &[Scenario::Anonymous; 4], &[1001], 0))
+        .take(300)
+        .collect();
+    let last = tokio::task::block_in_place(|| {
+        let mut sender = lockdesk_sim::Sender::new(
+            Target {
+                gateway: format!("http://{addr}"),
+                webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+                provider_token: PROVIDER.to_owned(),
+            },
+            sim_keys,
+        )
+        .unwrap();
+        steps.iter().map(|s| send(&mut sender, s)).max().unwrap()
+    });
+    assert!(last >= 250, "the backlog is long: {last}");
+
+    let mut o = options(
+        &root.path().join("desk"),
+        &format!("ws://{addr}/v1/feed"),
+        &private,
+        &jwks,
+    );
+    o.tick_every = Duration::from_millis(50);
+    // One entry per transaction: a catch-up the status can be seen in.
+    let desk = DeskService::start_with_feed(o, |c| c.max_batch = 1)
+        .await
+        .unwrap();
+    let mut status = desk.status();
+    let mut seen = Vec::new();
+    let caught_up = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = status.borrow_and_update().clone();
+            seen.push(s.clone());
+            if s.cursor == last && s.to_go().is_none() {
+                return s;
+            }
+            status.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never caught up: {seen:#?}"));
+    assert!(matches!(
+        caught_up.feed,
+        lockdesk_service::State::Connected { .. }
+    ));
+    assert_eq!(caught_up.head, last);
+    assert!(!caught_up.behind_too_long);
+    // Connected, the log's end is known from hello on, and what is to go adds up.
+    let connected: Vec<_> = seen
+        .iter()
+        .filter(|s| matches!(s.feed, lockdesk_service::State::Connected { .. }))
+        .collect();
+    assert!(!connected.is_empty());
+    for s in &connected {
+        assert_eq!(s.head, last, "{s:?}");
+        if let Some(n) = s.to_go() {
+            assert_eq!(s.cursor + n, last, "{s:?}");
+        }
+    }
+    // The catch-up was seen under way (the first connected status comes with hello, before
+    // 300 single-entry transactions).
+    assert!(
+        connected.iter().any(|s| s.to_go().is_some()),
+        "no status while behind: {connected:#?}"
+    );
+    desk.shutdown().await;
+    gateway.shutdown().await.unwrap();
+}
