@@ -189,6 +189,37 @@ mod tests {
         assert!(text.starts_with("seq,"), "a CSV header first");
         assert!(text.lines().count() as u64 > exported["entries"].as_u64().unwrap());
         assert!(!path.with_extension("csv.part").exists());
+        assert_eq!(exported["brokenAt"], json!(null));
+        assert!(overview["noData"].is_u64(), "{overview}");
+
+        // Entry 1 edited on disk: the command refuses without the user's confirmation (nothing
+        // written), and with it writes a file that says so.
+        let exports = || std::fs::read_dir(demo_dir.join("exports")).unwrap().count();
+        let before = exports();
+        let conn = rusqlite::Connection::open(demo_dir.join("desk.sqlite3")).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.execute(
+            "UPDATE audit_log SET conversation_id = 'tampered' WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = invoke(&h, "export_audit", json!({"format": "csv", "redact": true})).unwrap_err();
+        assert_eq!(err["code"], json!("audit_broken"), "{err}");
+        assert_eq!(exports(), before);
+        let exported = invoke(
+            &h,
+            "export_audit",
+            json!({"format": "csv", "redact": true, "confirmBroken": true}),
+        )
+        .unwrap();
+        assert_eq!(exported["brokenAt"], json!(1), "{exported}");
+        let text = std::fs::read_to_string(exported["path"].as_str().unwrap()).unwrap();
+        assert!(
+            text.starts_with("# AUDIT CHAIN BROKEN at entry 1: "),
+            "{}",
+            text.lines().next().unwrap_or("")
+        );
 
         let service = h
             .app
