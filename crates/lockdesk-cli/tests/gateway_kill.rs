@@ -3,15 +3,13 @@
 //! the sequence has no gaps, and the feed serves every acknowledged delivery exactly once.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockdesk_gateway::{EventStore, SqliteStore};
-use lockdesk_sim::webhook_signature as signature_header;
 
 const SECRET: &str = "kill-test-webhook-secret";
 const SUPERVISOR: &str = "kill-test-supervisor-credential";
@@ -29,29 +27,8 @@ fn start(dir: &Path) -> Running {
     )
 }
 
-fn body(id: &str) -> String {
-    format!(
-        r#"{{"eventId":"{id}","eventType":"v2.conversation.pushed","platform":"ha","clientId":1,"createdAt":"2026-01-01T00:00:00Z","sentAt":"2026-01-01T00:00:00Z","projectId":1,"conversationId":"c-{id}","operatorId":7,"channel":"CHAT","visitorId":"v-{id}"}}"#
-    )
-}
-
-/// One delivery on its own connection; the status code, or `None` if the connection failed.
 fn deliver(addr: SocketAddr, id: &str) -> Option<(u16, String)> {
-    let body = body(id);
-    let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let request = format!(
-        "POST /webhooks/iadvize HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         x-iadvize-signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(request.as_bytes()).ok()?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
-    let status = reply.get(9..12)?.parse().ok()?;
-    let payload = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((status, payload))
+    support::deliver(addr, SECRET, id)
 }
 
 #[test]
@@ -142,7 +119,7 @@ fn sigkill_mid_burst_loses_no_acknowledged_delivery_and_duplicates_none() {
         sent.len()
     );
     // The feed, read from the beginning by a supervisor: every stored entry once, in order.
-    let served = read_feed(gateway.addr, entries.len() as u64);
+    let served = support::read_feed(gateway.addr, SUPERVISOR, entries.len() as u64);
     assert_eq!(served.iter().map(|(s, _)| *s).collect::<Vec<_>>(), seqs);
     let mut served_ids = HashSet::new();
     for (seq, id) in &served {
@@ -163,50 +140,4 @@ fn sigkill_mid_burst_loses_no_acknowledged_delivery_and_duplicates_none() {
             && answer.contains("\"duplicate\":true"),
         "{answer}"
     );
-}
-
-/// Reads the feed from the beginning until `last_seq`: (seq, eventId) of every entry.
-fn read_feed(addr: SocketAddr, last_seq: u64) -> Vec<(u64, String)> {
-    use futures_util::StreamExt;
-    use lockdesk_feed::ServerMessage;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut req = format!("ws://{addr}/v1/feed?after=0")
-            .into_client_request()
-            .unwrap();
-        let headers = req.headers_mut();
-        headers.insert(
-            "authorization",
-            format!("Bearer {SUPERVISOR}").parse().unwrap(),
-        );
-        headers.insert(
-            "sec-websocket-protocol",
-            lockdesk_feed::SUBPROTOCOL.parse().unwrap(),
-        );
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
-        let mut out: Vec<(u64, String)> = Vec::new();
-        while out.last().map_or(0, |e| e.0) < last_seq {
-            let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                .await
-                .expect("the feed stalled")
-                .expect("the feed closed")
-                .unwrap();
-            let Message::Text(text) = frame else { continue };
-            match ServerMessage::parse(text.as_str()).unwrap() {
-                ServerMessage::Entry(e) => {
-                    let id = e.payload["eventId"].as_str().unwrap().to_owned();
-                    out.push((e.seq, id));
-                }
-                ServerMessage::Hello(_) | ServerMessage::Heartbeat { .. } => {}
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        out
-    })
 }

@@ -49,6 +49,21 @@ pub struct GatewayConfig {
     /// The desks allowed on the feed.
     #[serde(default)]
     pub subscriber: Vec<Subscriber>,
+    /// `[store]`: the log on PostgreSQL instead of the SQLite file in `--data` (read at start;
+    /// a reload does not move the log).
+    #[serde(default)]
+    pub store: Option<StoreSection>,
+}
+
+/// `[store]`: where a multi-instance gateway keeps its log (docs/gateway.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user@host:port/database`, without a password.
+    pub url: Option<String>,
+    /// A file whose first line is the database password (relative paths are from the
+    /// configuration file's folder). Or the `LOCKDESK_PG_PASSWORD` environment variable.
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -325,6 +340,29 @@ pub fn validate(config: &GatewayConfig) -> Vec<FieldError> {
                     err(field, "lists an operator id twice");
                 }
             }
+        }
+    }
+    if let Some(store) = &config.store {
+        if let Some(url) = &store.url {
+            let settings = crate::store::PgSettings {
+                url: url.clone(),
+                password: None,
+            };
+            // The message never quotes the URL (it may hold the password it refuses).
+            if let Err(e) = settings.config() {
+                let message = match e {
+                    crate::StoreError::Settings(m) => m,
+                    other => other.to_string(),
+                };
+                err("store.url".into(), &message);
+            }
+        }
+        if store
+            .password_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            err("store.password_file".into(), "expected a file name");
         }
     }
     errors

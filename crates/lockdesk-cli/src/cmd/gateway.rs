@@ -20,10 +20,15 @@ pub struct Args {
     /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: SocketAddr,
-    /// Folder for the gateway's database (created if missing).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-    /// The gateway's configuration file (default: DIR/gateway.toml).
+    /// Folder for the gateway's SQLite database (created if missing): the default store.
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
+    data: Option<PathBuf>,
+    /// The log on PostgreSQL instead, shared by several gateway instances:
+    /// postgres://user@host:port/database (also `[store] url` in the configuration file). No
+    /// password in the URL: LOCKDESK_PG_PASSWORD or `[store] password_file`.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// The gateway's configuration file (default: DIR/gateway.toml; required without --data).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Open connections at most (HTTP and feed); more get 503 and are closed at once. Default:
@@ -35,12 +40,16 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     ignore_sigpipe();
     raise_open_files_limit();
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| args.data.join("gateway.toml"));
+    let config_path = match (&args.config, &args.data) {
+        (Some(path), _) => path.clone(),
+        (None, Some(data)) => data.join("gateway.toml"),
+        (None, None) => anyhow::bail!(
+            "give --data DIR (the SQLite store) or --config FILE (with --store URL or [store] url)"
+        ),
+    };
     let config = lockdesk_gateway::GatewayConfig::load(&config_path).context("--config")?;
     warn_if_readable_by_others(&config_path);
+    let store = StoreChoice::from_args(&args, &config, &config_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gateway")
@@ -54,9 +63,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(n) = args.max_connections {
             options.max_connections = n as usize;
         }
-        let gateway = lockdesk_gateway::start_with(config, &args.data, args.listen, options)
-            .await
-            .context("--listen/--data")?;
+        let gateway = match store {
+            StoreChoice::Sqlite(data) => {
+                lockdesk_gateway::start_with(config, &data, args.listen, options)
+                    .await
+                    .context("--listen/--data")?
+            }
+            StoreChoice::Postgres(settings) => {
+                let store = tokio::task::spawn_blocking(move || {
+                    lockdesk_gateway::PostgresStore::open(&settings)
+                })
+                .await
+                .context("opening the PostgreSQL store")?
+                .context("--store: cannot open the PostgreSQL store")?;
+                lockdesk_gateway::start_with_store(
+                    config,
+                    std::sync::Arc::new(store),
+                    args.listen,
+                    options,
+                )
+                .await
+                .context("--listen")?
+            }
+        };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", gateway.local_addr());
         let _ = out.flush();
@@ -66,6 +95,87 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         gateway.shutdown().await.context("gateway shutdown")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The environment variable holding the PostgreSQL password (or `[store] password_file`).
+pub const PASSWORD_ENV: &str = "LOCKDESK_PG_PASSWORD";
+/// A password file larger than this is not a password file.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+/// Where the log is: the SQLite file in a folder (the default) or a PostgreSQL database.
+enum StoreChoice {
+    Sqlite(PathBuf),
+    Postgres(lockdesk_gateway::PgSettings),
+}
+
+impl StoreChoice {
+    /// `--store` wins over `[store] url`; `--data` with a `[store] url` is refused (which log
+    /// did the operator mean?). The password comes from the environment or the file, never
+    /// both, never the URL.
+    fn from_args(
+        args: &Args,
+        config: &lockdesk_gateway::GatewayConfig,
+        config_path: &Path,
+    ) -> anyhow::Result<StoreChoice> {
+        let section = config.store.clone().unwrap_or_default();
+        let url = match (&args.store, &section.url, &args.data) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(_), Some(_)) => anyhow::bail!(
+                "{} names a PostgreSQL store ([store] url) but --data names a SQLite folder: \
+                 use one (drop --data to run on PostgreSQL)",
+                Shown(&config_path.display().to_string())
+            ),
+            (None, Some(url), None) => url.clone(),
+            (None, None, Some(data)) => return Ok(StoreChoice::Sqlite(data.clone())),
+            (None, None, None) => anyhow::bail!(
+                "no store: give --data DIR (SQLite), or --store postgres://user@host:port/db \
+                 (or [store] url in the configuration file)"
+            ),
+        };
+        let from_env = std::env::var_os(PASSWORD_ENV);
+        let password = match (from_env, &section.password_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "the PostgreSQL password is given twice ({PASSWORD_ENV} and [store] \
+                 password_file): keep one"
+            ),
+            (Some(value), None) => Some(
+                value
+                    .into_string()
+                    .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?,
+            ),
+            (None, Some(file)) => {
+                let path = match config_path.parent() {
+                    Some(dir) if file.is_relative() => dir.join(file),
+                    _ => file.clone(),
+                };
+                Some(read_password_file(&path)?)
+            }
+            (None, None) => None,
+        };
+        let settings = lockdesk_gateway::PgSettings { url, password };
+        // Refuse a bad URL (or one holding a password) now, with the store's own message.
+        settings.config().context("--store / [store] url")?;
+        Ok(StoreChoice::Postgres(settings))
+    }
+}
+
+/// The first line of `path`, without its line ending.
+fn read_password_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let shown = || Shown(&path.display().to_string()).to_string();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PASSWORD_FILE + 1).read_to_string(&mut text))
+        .with_context(|| format!("cannot read the password file {}", shown()))?;
+    if text.len() as u64 > MAX_PASSWORD_FILE {
+        anyhow::bail!("the password file {} is too large to be one", shown());
+    }
+    let password = text.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        anyhow::bail!("the password file {} is empty", shown());
+    }
+    warn_if_readable_by_others(path);
+    Ok(password)
 }
 
 /// A server must outlive whoever reads its stdout (`listening on`, reload confirmations): the
@@ -130,7 +240,7 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
             if meta.permissions().mode() & 0o077 != 0 {
                 tracing::warn!(
                     path = %path.display(),
-                    "the configuration holds secrets but group/others may read it; chmod 600 it"
+                    "the file holds secrets but group/others may read it; chmod 600 it"
                 );
             }
         }

@@ -1,9 +1,10 @@
 //! Shared by the integration tests that run the real `lockdesk-cli gateway` binary.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// A gateway process; killed when dropped.
 pub struct RunningGateway {
@@ -59,4 +60,81 @@ pub fn listening_on(child: &mut Child) -> SocketAddr {
         .unwrap_or_else(|| panic!("the gateway did not start: first line {line:?}"))
         .parse()
         .unwrap()
+}
+
+/// A `v2.conversation.pushed` delivery's body for `id` (its own conversation and visitor).
+#[allow(dead_code)]
+pub fn pushed_body(id: &str) -> String {
+    format!(
+        r#"{{"eventId":"{id}","eventType":"v2.conversation.pushed","platform":"ha","clientId":1,"createdAt":"2026-01-01T00:00:00Z","sentAt":"2026-01-01T00:00:00Z","projectId":1,"conversationId":"c-{id}","operatorId":7,"channel":"CHAT","visitorId":"v-{id}"}}"#
+    )
+}
+
+/// One signed delivery of [`pushed_body`] on its own connection, as iAdvize sends it: the
+/// status code and body, or `None` if the connection failed (the gateway is gone).
+#[allow(dead_code)]
+pub fn deliver(addr: SocketAddr, secret: &str, id: &str) -> Option<(u16, String)> {
+    let body = pushed_body(id);
+    let sig = lockdesk_sim::webhook_signature(secret.as_bytes(), body.as_bytes());
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let request = format!(
+        "POST /webhooks/iadvize HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         x-iadvize-signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let status = reply.get(9..12)?.parse().ok()?;
+    let payload = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, payload))
+}
+
+/// Reads a supervisor's feed (credential `credential`) from the beginning until `last_seq`:
+/// (seq, eventId) of every entry.
+#[allow(dead_code)]
+pub fn read_feed(addr: SocketAddr, credential: &str, last_seq: u64) -> Vec<(u64, String)> {
+    use futures_util::StreamExt;
+    use lockdesk_feed::ServerMessage;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut req = format!("ws://{addr}/v1/feed?after=0")
+            .into_client_request()
+            .unwrap();
+        let headers = req.headers_mut();
+        headers.insert(
+            "authorization",
+            format!("Bearer {credential}").parse().unwrap(),
+        );
+        headers.insert(
+            "sec-websocket-protocol",
+            lockdesk_feed::SUBPROTOCOL.parse().unwrap(),
+        );
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+        let mut out: Vec<(u64, String)> = Vec::new();
+        while out.last().map_or(0, |e| e.0) < last_seq {
+            let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("the feed stalled")
+                .expect("the feed closed")
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            match ServerMessage::parse(text.as_str()).unwrap() {
+                ServerMessage::Entry(e) => {
+                    let id = e.payload["eventId"].as_str().unwrap().to_owned();
+                    out.push((e.seq, id));
+                }
+                ServerMessage::Hello(_) | ServerMessage::Heartbeat { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    })
 }
