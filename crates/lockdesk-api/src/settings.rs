@@ -81,6 +81,9 @@ impl From<NotificationsForm> for lockdesk_config::Notifications {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsForm {
+    /// The gateway's feed addresses, one per line (several: instances of one gateway, tried in
+    /// order with failover); blank lines are ignored. An error about one of several addresses
+    /// is reported on `feed.url` as `line N: ...` (N counts the text's lines from 1).
     pub feed_url: String,
     /// `null`: keep the saved credential. A string: replace it (empty clears it).
     pub credential: Option<String>,
@@ -186,10 +189,31 @@ impl SettingsService {
     /// once, so a save touches the file and the key files no more than a validation does.
     fn merged_and_checked(&self, form: &SettingsForm) -> (Config, Vec<FieldError>) {
         let (config, mut errors) = self.merge(form);
+        let lines = feed_lines(&form.feed_url);
         // Every field is checked, not only up to the first typo; a field whose text did not
         // parse reports that, not a range error about the placeholder used in its stead.
         for e in lockdesk_config::validate(&config, self.keys.as_ref()) {
-            if !errors.iter().any(|p| p.field == e.field) {
+            // One of several addresses (`feed.url.N`): the form has one text box, so the
+            // problem is said there, with the line it is on; every line's problem is listed.
+            let line = e
+                .field
+                .strip_prefix("feed.url.")
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| lines.get(i))
+                .map(|(line, _)| *line);
+            if let Some(line) = line {
+                let message = format!("line {line}: {}", e.message);
+                match errors.iter_mut().find(|p| p.field == "feed.url") {
+                    Some(p) => {
+                        p.message.push_str("; ");
+                        p.message.push_str(&message);
+                    }
+                    None => errors.push(FieldError {
+                        field: "feed.url".into(),
+                        message,
+                    }),
+                }
+            } else if !errors.iter().any(|p| p.field == e.field) {
                 errors.push(e.into());
             }
         }
@@ -260,7 +284,10 @@ impl SettingsService {
                 message: "expected en or fr".into(),
             });
         }
-        let url = form.feed_url.trim();
+        let urls: Vec<String> = feed_lines(&form.feed_url)
+            .into_iter()
+            .map(|(_, url)| url)
+            .collect();
         let credential = match &form.credential {
             None => saved.feed.credential.clone(),
             Some(c) if c.is_empty() => None,
@@ -268,7 +295,7 @@ impl SettingsService {
         };
         let config = Config {
             feed: lockdesk_config::Feed {
-                url: (!url.is_empty()).then(|| url.to_owned()),
+                url: (!urls.is_empty()).then_some(lockdesk_config::FeedUrls(urls)),
                 credential,
             },
             trust: form
@@ -306,10 +333,26 @@ impl SettingsService {
     }
 }
 
+/// The feed addresses of the form's text: one per line, trimmed, blank lines left out; each
+/// with its line number (from 1).
+fn feed_lines(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(n, line)| (n, line.to_owned()))
+        .collect()
+}
+
 fn form_of(config: &Config) -> SettingsForm {
     let v = &config.verification;
     SettingsForm {
-        feed_url: config.feed.url.clone().unwrap_or_default(),
+        feed_url: config
+            .feed
+            .url
+            .as_ref()
+            .map(|u| u.as_slice().join("\n"))
+            .unwrap_or_default(),
         credential: None,
         trust: config
             .trust

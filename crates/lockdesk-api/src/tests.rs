@@ -166,3 +166,61 @@ fn errors_serialize_as_code_and_message() {
         serde_json::json!({"code": "config_write_failed", "message": "cannot write x: disk full"})
     );
 }
+
+#[test]
+fn several_feed_addresses_one_per_line_are_saved_as_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let mut f = form(dir.path());
+    f.feed_url = "wss://gw-a.example.com/v1/feed\n\n  wss://gw-b.example.com/v1/feed  \n".into();
+    let out = svc.save(&f).unwrap();
+    assert!(out.saved, "{:?}", out.errors);
+    assert_eq!(
+        svc.load().unwrap().feed_urls(),
+        [
+            "wss://gw-a.example.com/v1/feed",
+            "wss://gw-b.example.com/v1/feed"
+        ]
+    );
+    let text = std::fs::read_to_string(svc.path()).unwrap();
+    assert!(text.contains("url = ["), "{text}");
+    // The form shows them one per line.
+    assert_eq!(
+        svc.view().form.feed_url,
+        "wss://gw-a.example.com/v1/feed\nwss://gw-b.example.com/v1/feed"
+    );
+    // One address stays a string in the file.
+    f.feed_url = "wss://gw-a.example.com/v1/feed".into();
+    assert!(svc.save(&f).unwrap().saved);
+    let text = std::fs::read_to_string(svc.path()).unwrap();
+    assert!(
+        text.contains("url = \"wss://gw-a.example.com/v1/feed\"\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_address_among_several_is_named_by_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let before = std::fs::read(svc.path()).ok();
+    let mut f = form(dir.path());
+    // Line 3 is remote ws://, line 4 repeats line 1 (line 2 is blank).
+    f.feed_url = "wss://gw-a.example.com/v1/feed\n\nws://gw-b.example.com/v1/feed\nwss://gw-a.example.com/v1/feed".into();
+    let out = svc.save(&f).unwrap();
+    assert!(!out.saved);
+    assert_eq!(fields(&out.errors), ["feed.url"]);
+    assert_eq!(
+        out.errors[0].message,
+        "line 3: use wss:// for a remote gateway (ws:// is only allowed on this machine); \
+         line 4: this address is listed twice"
+    );
+    assert_eq!(std::fs::read(svc.path()).ok(), before, "nothing written");
+    // One address: its error as before, without a line.
+    f.feed_url = "ws://gw-b.example.com/v1/feed".into();
+    let errors = svc.validate(&f);
+    assert_eq!(
+        errors[0].message,
+        "use wss:// for a remote gateway (ws:// is only allowed on this machine)"
+    );
+}

@@ -20,8 +20,9 @@ pub use dirs::{
     config_dir, config_path, data_dir, log_dir, DirError, CONFIG_DIR_ENV, DATA_DIR_ENV,
 };
 pub use model::{
-    Config, Decryption, Feed, IAdvizeApi, Language, Notifications, TrustedIssuer, Ui, Verification,
-    DEFAULT_LEEWAY_SECS, DEFAULT_MAX_TOKEN_LIFETIME_SECS, DEFAULT_SESSION_LIFETIME_MINS,
+    Config, Decryption, Feed, FeedUrls, IAdvizeApi, Language, Notifications, TrustedIssuer, Ui,
+    Verification, DEFAULT_LEEWAY_SECS, DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+    DEFAULT_SESSION_LIFETIME_MINS, MAX_FEED_URLS,
 };
 pub use validate::{validate, FieldError, FilePresence, KeyFileCheck};
 

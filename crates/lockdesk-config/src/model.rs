@@ -27,9 +27,11 @@ pub struct Config {
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Feed {
-    /// `wss://host/v1/feed` (`ws://` only for loopback addresses).
+    /// `wss://host/v1/feed` (`ws://` only for loopback addresses), or several addresses of one
+    /// gateway log (its instances), tried in order with failover: `url = "wss://a/v1/feed"` or
+    /// `url = ["wss://a/v1/feed", "wss://b/v1/feed"]`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub url: Option<FeedUrls>,
     /// The subscriber credential the gateway issued to this desk. A secret: never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
@@ -44,6 +46,91 @@ impl std::fmt::Debug for Feed {
                 &self.credential.as_ref().map(|_| "<redacted>"),
             )
             .finish()
+    }
+}
+
+/// The most gateway addresses `[feed] url` may list (the feed client's own limit,
+/// `lockdesk_feed_client::MAX_URLS`).
+pub const MAX_FEED_URLS: usize = 16;
+
+/// The gateway's feed addresses, in the order they are tried. In TOML one address is a string
+/// (the form older files have: they stay valid and are written back unchanged), several are an
+/// array of strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedUrls(pub Vec<String>);
+
+impl FeedUrls {
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The addresses that are not blank, trimmed.
+    pub fn addresses(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl From<&str> for FeedUrls {
+    fn from(url: &str) -> Self {
+        FeedUrls(vec![url.to_owned()])
+    }
+}
+
+impl From<String> for FeedUrls {
+    fn from(url: String) -> Self {
+        FeedUrls(vec![url])
+    }
+}
+
+impl From<Vec<String>> for FeedUrls {
+    fn from(urls: Vec<String>) -> Self {
+        FeedUrls(urls)
+    }
+}
+
+impl Serialize for FeedUrls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FeedUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Urls;
+        impl<'de> serde::de::Visitor<'de> for Urls {
+            type Value = FeedUrls;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a gateway address or an array of gateway addresses")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FeedUrls, E> {
+                Ok(FeedUrls(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FeedUrls, A::Error> {
+                let mut urls = Vec::new();
+                // Bounded: a longer list is refused by validation, a much longer one here.
+                while let Some(url) = seq.next_element::<String>()? {
+                    if urls.len() >= 4 * MAX_FEED_URLS {
+                        return Err(serde::de::Error::custom(format!(
+                            "expected at most {MAX_FEED_URLS} gateway addresses"
+                        )));
+                    }
+                    urls.push(url);
+                }
+                Ok(FeedUrls(urls))
+            }
+        }
+        d.deserialize_any(Urls)
     }
 }
 
@@ -196,9 +283,15 @@ impl std::fmt::Debug for IAdvizeApi {
 impl Config {
     /// True when a feed is configured; otherwise the desk runs its embedded demo.
     pub fn has_feed(&self) -> bool {
+        !self.feed_urls().is_empty()
+    }
+
+    /// The gateway addresses configured in `[feed] url`, trimmed, blank ones left out.
+    pub fn feed_urls(&self) -> Vec<String> {
         self.feed
             .url
-            .as_deref()
-            .is_some_and(|u| !u.trim().is_empty())
+            .as_ref()
+            .map(FeedUrls::addresses)
+            .unwrap_or_default()
     }
 }

@@ -70,6 +70,90 @@ fn feed_url_rules() {
     );
     check(|c| c.feed.url = Some("ws://[::1]:8080/v1/feed".into()), &[]);
     check(|c| c.feed.url = None, &["feed.url"]);
+    check(
+        |c| c.feed.url = Some("wss://desk:pw@gw.example.com/v1/feed".into()),
+        &["feed.url"],
+    );
+}
+
+fn urls(list: &[&str]) -> Option<FeedUrls> {
+    Some(FeedUrls(list.iter().map(|u| (*u).to_owned()).collect()))
+}
+
+#[test]
+fn several_feed_addresses_are_each_checked_and_named_by_index() {
+    let a = "wss://gw-a.example.com/v1/feed";
+    let b = "wss://gw-b.example.com/v1/feed";
+    check(|c| c.feed.url = urls(&[a, b]), &[]);
+    check(
+        |c| c.feed.url = urls(&[a, "ws://127.0.0.1:8080/v1/feed"]),
+        &[],
+    );
+    // The wrong one is named by its position (0-based, as trust.N), the others pass.
+    check(
+        |c| c.feed.url = urls(&[a, "ws://gw-b.example.com/v1/feed", b]),
+        &["feed.url.1"],
+    );
+    check(
+        |c| c.feed.url = urls(&["http://gw-a.example.com", "not a url"]),
+        &["feed.url.0", "feed.url.1"],
+    );
+    check(|c| c.feed.url = urls(&[a, " "]), &["feed.url.1"]);
+    check(|c| c.feed.url = urls(&[a, b, a]), &["feed.url.2"]);
+    check(
+        |c| c.feed.url = urls(&[a, "wss://desk:pw@gw-b.example.com"]),
+        &["feed.url.1"],
+    );
+    let many: Vec<String> = (0..=MAX_FEED_URLS)
+        .map(|i| format!("wss://gw-{i}.example.com/v1/feed"))
+        .collect();
+    check(|c| c.feed.url = Some(FeedUrls(many)), &["feed.url"]);
+    // An empty list is no feed: the credential then needs an address.
+    check(|c| c.feed.url = urls(&[]), &["feed.url"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = valid(dir.path());
+    c.feed.url = urls(&[a, "  ", b]);
+    assert_eq!(c.feed_urls(), vec![a.to_owned(), b.to_owned()]);
+    c.feed.url = urls(&[" "]);
+    assert!(!c.has_feed());
+}
+
+#[test]
+fn feed_url_is_a_string_or_an_array_and_one_address_stays_a_string() {
+    // A file written before several addresses were allowed.
+    let old =
+        "[feed]\nurl = \"wss://gw.example.com/v1/feed\"\ncredential = \"s3cret-credential\"\n";
+    let config = parse(old).unwrap();
+    assert_eq!(config.feed.url, urls(&["wss://gw.example.com/v1/feed"]));
+    assert!(to_toml(&config).contains("url = \"wss://gw.example.com/v1/feed\"\n"));
+    assert_eq!(parse(&to_toml(&config)).unwrap(), config);
+
+    let list = "[feed]\nurl = [\"wss://a.example.com/v1/feed\", \"wss://b.example.com/v1/feed\"]\n";
+    let config = parse(list).unwrap();
+    assert_eq!(
+        config.feed_urls(),
+        vec!["wss://a.example.com/v1/feed", "wss://b.example.com/v1/feed"]
+    );
+    let written = to_toml(&config);
+    assert!(written.contains("url = ["), "{written}");
+    assert_eq!(parse(&written).unwrap(), config);
+
+    // Saved and loaded through the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    save(&path, &config).unwrap();
+    assert_eq!(load(&path).unwrap(), config);
+
+    // Not an address: said by line and field, without quoting the file.
+    let err = parse("[feed]\nurl = [\"wss://a.example.com\", 3]\n").unwrap_err();
+    assert!(
+        err.starts_with("line 2") && err.contains("[feed] url"),
+        "{err}"
+    );
+    assert!(!err.contains("a.example.com"), "{err}");
+    let err = parse("[feed]\nurl = { a = 1 }\n").unwrap_err();
+    assert!(err.contains("[feed] url"), "{err}");
+    assert!(err.contains("gateway address"), "{err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::Config;
+use crate::{Config, MAX_FEED_URLS};
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -161,9 +161,9 @@ pub fn validate(config: &Config, keys: &dyn KeyFileCheck) -> Vec<FieldError> {
 }
 
 fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
-    let url = config.feed.url.as_deref().map(str::trim).unwrap_or("");
+    let urls: &[String] = config.feed.url.as_ref().map_or(&[], |u| u.as_slice());
     let credential = config.feed.credential.as_deref().unwrap_or("");
-    if url.is_empty() {
+    if urls.iter().all(|u| u.trim().is_empty()) {
         if !credential.is_empty() {
             errors.push(FieldError::new(
                 "feed.url",
@@ -172,32 +172,35 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
         }
         return;
     }
-    match url::Url::parse(url) {
-        Err(e) => errors.push(FieldError::new(
+    if urls.len() > MAX_FEED_URLS {
+        errors.push(FieldError::new(
             "feed.url",
-            format!("expected an address like wss://gateway.example.com/v1/feed ({e})"),
-        )),
-        Ok(u) => match u.scheme() {
-            "wss" => {}
-            "ws" => {
-                let loopback = match u.host() {
-                    Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                    Some(url::Host::Ipv4(a)) => a.is_loopback(),
-                    Some(url::Host::Ipv6(a)) => a.is_loopback(),
-                    None => false,
-                };
-                if !loopback {
-                    errors.push(FieldError::new(
-                        "feed.url",
-                        "use wss:// for a remote gateway (ws:// is only allowed on this machine)",
-                    ));
-                }
+            format!(
+                "expected at most {MAX_FEED_URLS} gateway addresses (the instances of one gateway)"
+            ),
+        ));
+    } else {
+        // One address is `feed.url`; each of several is `feed.url.N` (0-based, as `trust.N`).
+        let several = urls.len() > 1;
+        let mut seen = std::collections::HashSet::new();
+        for (i, raw) in urls.iter().enumerate() {
+            let field = if several {
+                format!("feed.url.{i}")
+            } else {
+                "feed.url".to_owned()
+            };
+            let url = raw.trim();
+            if url.is_empty() {
+                errors.push(FieldError::new(
+                    field,
+                    "this address is empty: enter a gateway instance's feed address or remove it",
+                ));
+            } else if let Err(message) = check_feed_url(url) {
+                errors.push(FieldError::new(field, message));
+            } else if !seen.insert(url) {
+                errors.push(FieldError::new(field, "this address is listed twice"));
             }
-            other => errors.push(FieldError::new(
-                "feed.url",
-                format!("expected a ws:// or wss:// address, got {other}://"),
-            )),
-        },
+        }
     }
     if credential.is_empty() {
         errors.push(FieldError::new(
@@ -227,6 +230,41 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
             "expected between 16 and 512 characters (the gateway issues at least 16)",
         ));
     }
+}
+
+/// One feed address: `wss://`, or `ws://` to this machine; no user name or password.
+fn check_feed_url(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url)
+        .map_err(|e| format!("expected an address like wss://gateway.example.com/v1/feed ({e})"))?;
+    match u.scheme() {
+        "wss" => {}
+        "ws" => {
+            let loopback = match u.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(
+                    "use wss:// for a remote gateway (ws:// is only allowed on this machine)"
+                        .into(),
+                );
+            }
+        }
+        other => {
+            return Err(format!(
+                "expected a ws:// or wss:// address, got {other}://"
+            ))
+        }
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(
+            "remove the user name or password from the address: the credential has its own field"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn validate_iadvize(config: &Config, errors: &mut Vec<FieldError>) {

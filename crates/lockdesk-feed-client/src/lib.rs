@@ -1,7 +1,8 @@
 //! The desk's feed client: an actor that owns the WebSocket connection to the gateway's
 //! `GET /v1/feed` (docs/feed-protocol.md), resumes from the caller's committed cursor, reconnects
-//! with capped exponential backoff and jitter, detects a dead connection by heartbeat, and
-//! publishes its connection state on a `tokio::sync::watch` channel.
+//! with capped exponential backoff and jitter, fails over between several addresses of one
+//! gateway log ([`Config::urls`]), detects a dead connection by heartbeat, and publishes its
+//! connection state on a `tokio::sync::watch` channel.
 //!
 //! The caller implements [`Sink`] (its store) and calls [`FeedClient::spawn`]; the returned handle
 //! is cheap to clone. The sink runs on a dedicated thread, never on the async executor: it is

@@ -440,7 +440,7 @@ impl Demo {
         keys.decryption.push(self.desk_private.clone());
         Options {
             data_dir: self.dir.clone(),
-            feed_url: format!("ws://{addr}{}", lockdesk_feed::FEED_PATH),
+            feed_urls: vec![format!("ws://{addr}{}", lockdesk_feed::FEED_PATH)],
             credential: if self.settings.supervisor {
                 self.supervisor.clone()
             } else {

@@ -152,8 +152,9 @@ pub enum ServiceError {
 pub struct Options {
     /// The folder holding the desk store (`desk.sqlite3`).
     pub data_dir: PathBuf,
-    /// The gateway's feed address and this desk's subscriber credential.
-    pub feed_url: String,
+    /// The gateway's feed addresses (several: instances of one log, tried in order with
+    /// failover, `lockdesk_feed_client::Config::urls`) and this desk's subscriber credential.
+    pub feed_urls: Vec<String>,
     pub credential: Credential,
     /// The verification keys and policy.
     pub keys: lockdesk_keys::Setup,
@@ -171,7 +172,7 @@ impl Options {
     pub fn from_config(config: &lockdesk_config::Config, data_dir: &Path) -> Options {
         Options {
             data_dir: data_dir.to_owned(),
-            feed_url: config.feed.url.clone().unwrap_or_default(),
+            feed_urls: config.feed_urls(),
             credential: Credential::new(config.feed.credential.clone().unwrap_or_default()),
             keys: lockdesk_keys::Setup::from_config(config),
             desk: DeskConfig {
@@ -457,7 +458,7 @@ impl DeskService {
         });
         let reader = Arc::new(Mutex::new(reader_desk));
         let mut config =
-            lockdesk_feed_client::Config::new(options.feed_url.clone(), options.credential);
+            lockdesk_feed_client::Config::with_urls(options.feed_urls.clone(), options.credential);
         tune(&mut config);
         let client = FeedClient::spawn(config, DeskSink(writer.clone()))?;
 

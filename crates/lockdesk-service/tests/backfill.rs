@@ -120,7 +120,11 @@ impl Rig {
         setup.decryption.push(desk_private);
         let options = Options {
             data_dir: dir.path().join("desk"),
-            feed_url: format!("ws://{}{}", gateway.local_addr(), lockdesk_feed::FEED_PATH),
+            feed_urls: vec![format!(
+                "ws://{}{}",
+                gateway.local_addr(),
+                lockdesk_feed::FEED_PATH
+            )],
             credential: Credential::new("supervisor-credential-1234".to_owned()),
             keys: setup,
             desk: DeskConfig::default(),

@@ -433,3 +433,123 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
         reference_done.as_secs_f64()
     );
 }
+
+/// Issue 15, the desk side: a desk given two addresses of one gateway log. The first instance
+/// stops while the desk is reading; the log's other instance serves the rest at the second
+/// address (the same data folder on another port: one SQLite log has one writer, so here the
+/// instances take turns, where PostgreSQL instances serve one log side by side). The desk must
+/// end in exactly the state of a desk that read the whole log from one address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_given_two_addresses_fails_over_and_ends_as_an_uninterrupted_desk() {
+    const STEPS: usize = 1_500;
+    const FIRST: usize = 900;
+    let root = tempfile::tempdir().unwrap();
+    let keys_dir = root.path().join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    let (private, public) = desk_keys(&keys_dir);
+    // The brand's key in a file: each instance's traffic is sent by its own simulator, both
+    // signing as the one brand the desk trusts.
+    let brand_pem = keys_dir.join("brand-private.pem");
+    let brand = openssl::rsa::Rsa::generate(2048).unwrap();
+    std::fs::write(&brand_pem, brand.private_key_to_pem().unwrap()).unwrap();
+    let desk_public = lockdesk_sim::read_desk_public(&public).unwrap();
+    let sim_keys = || SimKeys::with_brand_key(&brand_pem, &desk_public).unwrap();
+    let jwks = keys_dir.join("brand.jwks.json");
+    std::fs::write(&jwks, &sim_keys().brand_public_jwks).unwrap();
+
+    let gateway_dir = root.path().join("gateway");
+    std::fs::create_dir_all(&gateway_dir).unwrap();
+    let first = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let a = first.local_addr();
+    // The second instance's address: in the desk's list from the start, nothing listens there
+    // until the first instance is down.
+    let b = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (url_a, url_b) = (format!("ws://{a}/v1/feed"), format!("ws://{b}/v1/feed"));
+
+    let steps: Vec<Step> = traffic().into_iter().take(STEPS).collect();
+    let send = |gateway: SocketAddr, steps: Vec<Step>| {
+        let keys = sim_keys();
+        tokio::task::spawn_blocking(move || {
+            let mut sender = lockdesk_sim::Sender::new(
+                Target {
+                    gateway: format!("http://{gateway}"),
+                    webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+                    provider_token: PROVIDER.to_owned(),
+                },
+                keys,
+            )
+            .unwrap();
+            steps
+                .iter()
+                .map(|step| sender.send(step).unwrap()["seq"].as_u64().unwrap())
+                .collect::<Vec<u64>>()
+        })
+    };
+    let mut seqs = send(a, steps[..FIRST].to_vec()).await.unwrap();
+    // The desk starts behind: the first instance stops while it is catching up.
+    let desk_dir = root.path().join("failover");
+    let desk = DeskService::start_with_feed(
+        options_for(&desk_dir, &[&url_a, &url_b], &private, &jwks),
+        |c| {
+            c.backoff = Backoff {
+                initial: Duration::from_millis(5),
+                max: Duration::from_millis(50),
+                healthy_after: Duration::from_millis(500),
+            };
+            c.max_batch = 64;
+        },
+    )
+    .await
+    .unwrap();
+
+    wait_cursor(&desk, 1, "the desk on the first address").await;
+    first.shutdown().await.unwrap();
+    let at_stop = desk.read(|d| d.stats().map(|s| s.cursor).unwrap_or(0));
+    let second = start_gateway(&gateway_dir, b).await;
+    seqs.extend(send(b, steps[FIRST..].to_vec()).await.unwrap());
+    let expected: Vec<u64> = (1..=STEPS as u64).collect();
+    assert_eq!(seqs, expected, "the log's seqs across the two instances");
+    let last = STEPS as u64;
+    wait_cursor(&desk, last, "the desk that failed over").await;
+    let status = desk.status().borrow().clone();
+    assert!(
+        matches!(&status.feed, lockdesk_service::State::Connected { url, .. } if *url == url_b),
+        "the status names the address in use: {:?}",
+        status.feed
+    );
+
+    // The uninterrupted desk: the whole log from the second instance, in one go.
+    let reference_dir = root.path().join("reference");
+    let reference = DeskService::start(options(&reference_dir, &url_b, &private, &jwks))
+        .await
+        .unwrap();
+    wait_cursor(&reference, last, "the uninterrupted desk").await;
+    let counters = desk.counters();
+    desk.shutdown().await;
+    reference.shutdown().await;
+    second.shutdown().await.unwrap();
+
+    assert_eq!(counters.entries_applied, last, "{counters:?}");
+    assert_eq!(counters.duplicate_entries, 0, "{counters:?}");
+    assert!(counters.connections >= 2, "{counters:?}");
+    println!(
+        "{STEPS} events, the first instance stopped with the desk at {at_stop} of {FIRST}: \
+         {} connections, stores equal",
+        counters.connections
+    );
+    let (a_store, b_store) = (desk_dir.join(DESK_FILE), reference_dir.join(DESK_FILE));
+    assert!(count(&b_store, "SELECT COUNT(*) FROM presentations") > 0);
+    for ((name, ra), (_, rb)) in dump(&a_store).iter().zip(&dump(&b_store)) {
+        let first = ra.iter().zip(rb).position(|(x, y)| x != y);
+        assert!(
+            ra == rb,
+            "{name}: the desk that failed over holds {} rows, the uninterrupted one {}; first \
+             difference at row {first:?}",
+            ra.len(),
+            rb.len()
+        );
+    }
+}

@@ -15,7 +15,13 @@ key: string, };
 
 export type NotificationsForm = { secured: boolean, verificationFailed: boolean, identityMismatch: boolean, sharedDevice: boolean, reusedUserId: boolean, sessionLapsed: boolean, lookalikeUserId: boolean, };
 
-export type SettingsForm = { feedUrl: string, 
+export type SettingsForm = { 
+/**
+ * The gateway's feed addresses, one per line (several: instances of one gateway, tried in
+ * order with failover); blank lines are ignored. An error about one of several addresses
+ * is reported on `feed.url` as `line N: ...` (N counts the text's lines from 1).
+ */
+feedUrl: string, 
 /**
  * `null`: keep the saved credential. A string: replace it (empty clears it).
  */

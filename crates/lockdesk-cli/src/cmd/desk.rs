@@ -21,8 +21,10 @@ use crate::out::{visible, Shown};
 #[derive(clap::Args)]
 pub struct WatchArgs {
     /// The gateway's feed, e.g. wss://gateway.example.com/v1/feed (ws:// only to this machine).
+    /// Repeat it for several instances of one gateway: they are tried in the given order and
+    /// the desk fails over to the next when one cannot be reached (replaces `[feed] url`).
     #[arg(long, value_name = "URL")]
-    feed: Option<String>,
+    feed: Vec<String>,
     /// This desk's subscriber credential (prefer the environment variable: command lines are
     /// visible to other users of the machine).
     #[arg(long, env = "LOCKDESK_FEED_CREDENTIAL", hide_env_values = true)]
@@ -344,10 +346,10 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut options = Options::from_config(&config, &data);
-    if let Some(feed) = args.feed {
-        options.feed_url = feed;
+    if !args.feed.is_empty() {
+        options.feed_urls = args.feed;
     }
-    if options.feed_url.is_empty() {
+    if options.feed_urls.is_empty() {
         bail!("no feed: pass --feed URL or --config PATH with [feed] url");
     }
     match args.credential {

@@ -63,6 +63,11 @@ pub fn desk_keys(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 pub fn options(data: &Path, feed: &str, private: &Path, jwks: &Path) -> Options {
+    options_for(data, &[feed], private, jwks)
+}
+
+/// [`options`] with several gateway addresses (instances of one log, with failover).
+pub fn options_for(data: &Path, feed: &[&str], private: &Path, jwks: &Path) -> Options {
     let mut keys = lockdesk_keys::Setup::default();
     keys.trust.push((
         lockdesk_sim::plan::ISSUER.to_owned(),
@@ -71,7 +76,7 @@ pub fn options(data: &Path, feed: &str, private: &Path, jwks: &Path) -> Options 
     keys.decryption.push(private.to_owned());
     Options {
         data_dir: data.to_owned(),
-        feed_url: feed.to_owned(),
+        feed_urls: feed.iter().map(|f| (*f).to_owned()).collect(),
         credential: Credential::new(SUPERVISOR),
         keys,
         // The production default (60 min): no session lapses by the desk's own clock while the

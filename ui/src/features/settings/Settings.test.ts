@@ -115,6 +115,48 @@ describe('Settings', () => {
     expect(saved!.notifications).toEqual({ ...all, secured: false });
   });
 
+  it('takes several gateway addresses, one per line, and shows the error of the line that is wrong', async () => {
+    let sent: SettingsForm | null = null;
+    const error: FieldError = {
+      field: 'feed.url',
+      message: 'line 2: use wss:// for a remote gateway (ws:// is only allowed on this machine)',
+    };
+    mockIPC((cmd, args) => {
+      const form = (args as { form?: SettingsForm } | undefined)?.form;
+      switch (cmd) {
+        case 'get_settings':
+          return view(baseForm);
+        case 'validate_settings':
+          return form!.feedUrl.includes('ws://gw-b') ? [error] : [];
+        case 'save_settings': {
+          sent = form!;
+          const errors = form!.feedUrl.includes('ws://gw-b') ? [error] : [];
+          return { saved: errors.length === 0, errors, keptUnreadableCopy: null, settings: view(form!) } satisfies SaveOutcome;
+        }
+        default:
+          throw { code: 'internal', message: `unexpected command ${cmd}` };
+      }
+    });
+    render(Settings);
+    const box = await screen.findByLabelText('Feed URL');
+    expect(box.tagName).toBe('TEXTAREA');
+    // One address: no failover note.
+    await fireEvent.input(box, { target: { value: 'wss://gw-a.example.com/v1/feed' } });
+    expect(document.querySelector('[data-note="feed.url"]')).toBeNull();
+    await fireEvent.input(box, { target: { value: 'wss://gw-a.example.com/v1/feed\nws://gw-b.example.com/v1/feed' } });
+    expect(await screen.findByText(/^2 addresses: the desk uses the first that answers/)).toBeInTheDocument();
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    const shown = await screen.findByText(error.message);
+    expect(shown.id).toBe('error-feed-url');
+    expect(box).toHaveAttribute('aria-invalid', 'true');
+    // The text travels as typed, one address per line.
+    expect(sent!.feedUrl).toBe('wss://gw-a.example.com/v1/feed\nws://gw-b.example.com/v1/feed');
+    await fireEvent.input(box, { target: { value: 'wss://gw-a.example.com/v1/feed\nwss://gw-b.example.com/v1/feed' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    await waitFor(() => expect(screen.getByRole('status')).toHaveTextContent('Settings saved'));
+    expect(sent!.feedUrl).toBe('wss://gw-a.example.com/v1/feed\nwss://gw-b.example.com/v1/feed');
+  });
+
   it('Save with errors focuses the first invalid field in document order, not the first reported', async () => {
     // The Rust side reports the leeway (lower on the form) before the feed address.
     const errors: FieldError[] = [

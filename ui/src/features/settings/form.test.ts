@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cloneForm, errorId, errorsByField, fieldId, removeRow, visibleErrors } from './form';
+import { cloneForm, errorId, errorsByField, feedAddresses, fieldId, removeRow, visibleErrors } from './form';
 import type { SettingsForm } from '../../ipc';
 
 describe('settings form helpers', () => {
@@ -28,6 +28,14 @@ describe('settings form helpers', () => {
     const touched = new Set(['trust.0.key', 'trust.1.issuer', 'trust.2.key', 'feed.url']);
     expect([...removeRow(touched, 'trust', 1)].sort()).toEqual(['feed.url', 'trust.0.key', 'trust.1.key']);
     expect([...removeRow(new Set(['decryption.keys.3']), 'decryption.keys', 0)]).toEqual(['decryption.keys.2']);
+  });
+
+  it('reads the feed addresses one per line, as the Rust side does', () => {
+    expect(feedAddresses('')).toEqual([]);
+    expect(feedAddresses('wss://a/v1/feed')).toEqual(['wss://a/v1/feed']);
+    expect(feedAddresses('  wss://a/v1/feed \r\n\n\twss://b/v1/feed\n  \n')).toEqual(['wss://a/v1/feed', 'wss://b/v1/feed']);
+    // A comma is not a separator (a URL may hold one): the Rust side names such a line.
+    expect(feedAddresses('wss://a/v1/feed,wss://b/v1/feed')).toEqual(['wss://a/v1/feed,wss://b/v1/feed']);
   });
 
   it('clones deeply', () => {

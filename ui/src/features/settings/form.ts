@@ -13,6 +13,14 @@ export const NOTIFICATION_KINDS: readonly { key: keyof NotificationsForm; label:
   { key: 'lookalikeUserId', label: 'notifyLookalikeUserId' },
 ];
 
+/**
+ * The gateway addresses of the feed field's text, as the Rust side reads them: one per line,
+ * trimmed, blank lines ignored (commas are not separators: a URL may hold one).
+ */
+export function feedAddresses(text: string): string[] {
+  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+}
+
 /** Field path -> message, first message wins (the Rust side reports one problem per field). */
 export function errorsByField(errors: readonly FieldError[]): Record<string, string> {
   const out: Record<string, string> = {};
