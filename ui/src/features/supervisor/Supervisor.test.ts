@@ -287,6 +287,7 @@ describe('Supervisor', () => {
     const ask = await screen.findByTestId('export-confirm');
     expect(ask).toHaveAttribute('role', 'alertdialog');
     expect(ask).toHaveTextContent('BROKEN at entry 3');
+    await waitFor(() => expect(screen.getByTestId('export-confirm-no')).toHaveFocus());
     expect(exports).toHaveLength(0);
     await fireEvent.click(screen.getByTestId('export-confirm-no'));
     expect(screen.queryByTestId('export-confirm')).toBeNull();
