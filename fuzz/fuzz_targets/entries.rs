@@ -259,6 +259,7 @@ impl EntrySpec {
             event_type,
             payload,
             related,
+            routing: Default::default(),
         }
     }
 }

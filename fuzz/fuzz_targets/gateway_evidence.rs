@@ -4,8 +4,8 @@
 //! assembled from segments (count, alphabet and lengths mutated) so the syntax check's edges
 //! are reached.
 //!
-//! Checked beyond "no panic": an accepted body gives a payload that is a JSON object with
-//! exactly the five documented members, the token unchanged and of valid compact syntax, and a
+//! Checked beyond "no panic": an accepted body is stored as sent (a JSON object with only the
+//! five documented members, which the desk's `Evidence::read` accepts alike), the token unchanged and of valid compact syntax, and a
 //! 12-hex-digit fingerprint; a refusal's message never contains a value from the body (they may
 //! be tokens).
 
@@ -127,21 +127,22 @@ fuzz_target!(|body: Body| {
                 sent.get("conversationId").and_then(Value::as_str),
                 e.conversation_id.as_deref()
             );
+            // Stored as sent (never re-serialised), and read by the desk's rules alike.
+            assert_eq!(e.payload.as_bytes(), &bytes[..]);
             let payload: Value = serde_json::from_str(&e.payload).expect("payload is JSON");
             let object = payload.as_object().expect("payload is an object");
-            let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-            keys.sort_unstable();
-            assert_eq!(
-                keys,
-                [
-                    "conversationId",
-                    "presentedAt",
-                    "source",
-                    "token",
-                    "visitorId"
-                ]
-            );
+            assert!(object.keys().all(|k| [
+                "conversationId",
+                "presentedAt",
+                "source",
+                "token",
+                "visitorId"
+            ]
+            .contains(&k.as_str())));
             assert_eq!(object["token"].as_str(), Some(token));
+            let read = lockdesk_feed::Evidence::read(&payload).expect("the desk reads it");
+            assert_eq!(read.visitor_id, e.visitor_id);
+            assert_eq!(read.conversation_id, e.conversation_id);
         }
         Err(err) => {
             let message = err.to_string();

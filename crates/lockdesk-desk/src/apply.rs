@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use lockdesk_audit::Kind;
 use lockdesk_conversation::{Alert, AuthState, Conversation, Event, MismatchSource};
-use lockdesk_feed::{Entry, EntryKind, Evidence, MAX_TIME_MS, MIN_TIME_MS};
+use lockdesk_feed::{payload, Entry, EntryKind, Evidence, MAX_TIME_MS, MIN_TIME_MS};
 use lockdesk_verify::{Verdict, Verified};
 use rayon::prelude::*;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -323,13 +323,64 @@ pub(crate) fn backfill(
     Ok(changes)
 }
 
-fn str_field<'v>(p: &'v Value, name: &str) -> Result<&'v str, String> {
-    match p.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(format!("\"{name}\" is empty")),
-        Some(_) => Err(format!("\"{name}\" is not a string")),
-        None => Err(format!("\"{name}\" is missing")),
-    }
+/// A webhook payload as an object (the shared model reads objects).
+fn object(p: &Value) -> Result<&serde_json::Map<String, Value>, payload::FieldError> {
+    p.as_object()
+        .ok_or_else(|| payload::FieldError("the payload is not an object".into()))
+}
+
+/// A webhook's conversation, visitor and operator, read with the payload model the gateway
+/// shares (`lockdesk_feed::payload`: one id rule, one operator-id rule, so a form-encoded
+/// `operatorId` of "42" is operator 42 here as it was for the gateway's routing). The routing
+/// fields the gateway sent with the entry are preferred; the payload is read for those it did
+/// not send (an older gateway).
+struct WebhookRouting {
+    conversation_id: Option<String>,
+    visitor_id: Option<String>,
+    /// The operator the conversation is with after this event ([`payload::Routing::operator`]).
+    operator: Option<u64>,
+}
+
+fn webhook_routing(
+    e: &Entry,
+    p: &serde_json::Map<String, Value>,
+) -> Result<WebhookRouting, payload::FieldError> {
+    let sent = &e.routing;
+    let read = if sent.conversation_id.is_some()
+        && sent.visitor_id.is_some()
+        && sent.operator_ids.is_some()
+    {
+        None
+    } else {
+        Some(payload::Routing::read(p)?)
+    };
+    let checked = |v: &Option<String>, name: &str| match v {
+        Some(s) => payload::id_text(&Value::from(s.as_str()), name).map(|s| Some(s.to_owned())),
+        None => Ok(None),
+    };
+    let conversation_id = match &sent.conversation_id {
+        Some(_) => checked(&sent.conversation_id, "conversationId")?,
+        None => read.as_ref().and_then(|r| r.conversation_id.clone()),
+    };
+    let visitor_id = match &sent.visitor_id {
+        Some(_) => checked(&sent.visitor_id, "visitorId")?,
+        None => read.as_ref().and_then(|r| r.visitor_id.clone()),
+    };
+    let operator = match (&sent.operator_ids, &read) {
+        // The gateway's list is `operatorId` and `operatorIds` together: one id is the operator;
+        // several need the payload's `operatorId` to tell which.
+        (Some(ids), _) if ids.len() == 1 => Some(ids[0]),
+        (Some(ids), _) if ids.is_empty() => None,
+        (Some(_), Some(r)) => r.operator(),
+        (Some(_), None) => payload::Routing::read(p)?.operator(),
+        (None, Some(r)) => r.operator(),
+        (None, None) => None,
+    };
+    Ok(WebhookRouting {
+        conversation_id,
+        visitor_id,
+        operator,
+    })
 }
 
 /// The display name the desk keeps for a conversation (also recomputed on erasure).
@@ -414,9 +465,16 @@ impl Ctx<'_> {
                     Some("v2.conversation.pushed") => self.pushed(e, verdicts, verifier),
                     Some("v2.conversation.closed") => self.closed(e),
                     Some("visitor.updated") => {
-                        match str_field(&e.payload, "visitorId") {
+                        let visitor_id = match &e.routing.visitor_id {
+                            Some(v) => payload::id_text(&Value::from(v.as_str()), "visitorId")
+                                .map(str::to_owned),
+                            None => object(&e.payload).and_then(|o| {
+                                payload::required_id(o, "visitorId").map(str::to_owned)
+                            }),
+                        };
+                        match visitor_id {
                             Ok(v) => {
-                                self.visitor(v, e.received_at_ms)?;
+                                self.visitor(&v, e.received_at_ms)?;
                             }
                             Err(m) => {
                                 self.skip(e.seq, e.received_at_ms, format!("visitor.updated: {m}"))?
@@ -798,15 +856,20 @@ impl Ctx<'_> {
         verdicts: &mut HashMap<u64, Verdict>,
         verifier: &dyn crate::TokenVerifier,
     ) -> Result<(), DeskError> {
-        let p = &e.payload;
         let fields = (|| {
-            Ok::<_, String>((
-                str_field(p, "conversationId")?,
-                str_field(p, "visitorId")?,
-                str_field(p, "channel")?,
+            let p = object(&e.payload)?;
+            let routing = webhook_routing(e, p)?;
+            let missing = |name: &str| payload::FieldError(format!("{name} is missing"));
+            Ok::<_, payload::FieldError>((
+                routing
+                    .conversation_id
+                    .ok_or_else(|| missing("conversationId"))?,
+                routing.visitor_id.ok_or_else(|| missing("visitorId"))?,
+                payload::required_id(p, "channel")?.to_owned(),
+                routing.operator,
             ))
         })();
-        let (conversation_id, visitor_id, channel) = match fields {
+        let (conversation_id, visitor_id, channel, operator_id) = match fields {
             Ok(f) => f,
             Err(m) => {
                 return self.skip(
@@ -816,7 +879,9 @@ impl Ctx<'_> {
                 )
             }
         };
-        let operator_id = p.get("operatorId").and_then(Value::as_i64);
+        let (conversation_id, visitor_id, channel) = (&*conversation_id, &*visitor_id, &*channel);
+        // Within 0..=i64::MAX (the operator-id rule): stored as SQLite's signed integer.
+        let operator_id = operator_id.map(|id| id as i64);
         // The visitor's earlier evidence first, as if it had arrived before the push.
         for r in &e.related {
             self.evidence(r.seq, r.received_at_ms, &r.payload, verdicts, verifier)?;
@@ -974,17 +1039,8 @@ impl Ctx<'_> {
         if exists {
             return Ok(());
         }
-        if !payload.is_object() {
-            return self.skip(
-                seq,
-                received_ms,
-                "evidence: the payload is not an object".into(),
-            );
-        }
-        let ev = match Evidence::from_payload(payload) {
-            Ok(ev) if ev.visitor_id.is_empty() => {
-                return self.skip(seq, received_ms, "evidence: \"visitorId\" is empty".into())
-            }
+        // The rules the gateway applied when it accepted the evidence (the shared model).
+        let ev = match Evidence::read(payload) {
             Ok(ev) => ev,
             Err(e) => return self.skip(seq, received_ms, format!("evidence: {e}")),
         };
@@ -1297,9 +1353,17 @@ impl Ctx<'_> {
     }
 
     fn closed(&mut self, e: &Entry) -> Result<(), DeskError> {
-        let p = &e.payload;
-        let conversation_id = match str_field(p, "conversationId") {
-            Ok(c) => c,
+        let read = (|| {
+            let p = object(&e.payload)?;
+            let routing = webhook_routing(e, p)?;
+            let conversation_id = routing
+                .conversation_id
+                .clone()
+                .ok_or_else(|| payload::FieldError("conversationId is missing".into()))?;
+            Ok::<_, payload::FieldError>((p, routing, conversation_id))
+        })();
+        let (p, routing, conversation_id) = match read {
+            Ok(r) => r,
             Err(m) => {
                 return self.skip(
                     e.seq,
@@ -1308,21 +1372,29 @@ impl Ctx<'_> {
                 )
             }
         };
+        let conversation_id = conversation_id.as_str();
         let mut conv = match self.load(conversation_id)? {
             Some(c) => c,
             None => {
                 // Closed without a push this desk saw: keep it for history.
-                let (visitor_id, channel) =
-                    match (str_field(p, "visitorId"), str_field(p, "channel")) {
-                        (Ok(v), Ok(c)) => (v, c),
-                        (Err(m), _) | (_, Err(m)) => {
-                            return self.skip(
-                                e.seq,
-                                e.received_at_ms,
-                                format!("v2.conversation.closed of an unknown conversation: {m}"),
-                            )
-                        }
-                    };
+                let fields = (|| {
+                    let visitor_id = routing
+                        .visitor_id
+                        .clone()
+                        .ok_or_else(|| payload::FieldError("visitorId is missing".into()))?;
+                    Ok::<_, payload::FieldError>((visitor_id, payload::required_id(p, "channel")?))
+                })();
+                let (visitor_id, channel) = match fields {
+                    Ok(f) => f,
+                    Err(m) => {
+                        return self.skip(
+                            e.seq,
+                            e.received_at_ms,
+                            format!("v2.conversation.closed of an unknown conversation: {m}"),
+                        )
+                    }
+                };
+                let visitor_id = visitor_id.as_str();
                 let visitor = self.visitor(visitor_id, e.received_at_ms)?;
                 self.create(
                     conversation_id,

@@ -192,6 +192,7 @@ pub fn apply_throughput(
                 event_type: event_type.map(str::to_owned),
                 payload,
                 related: vec![],
+                routing: Default::default(),
             });
         };
         push(

@@ -24,6 +24,7 @@ fn pushed(seq: u64, received_at_ms: i64) -> Entry {
         payload: json!({"eventType": "v2.conversation.pushed", "conversationId": format!("c{seq}"),
             "visitorId": format!("v{seq}"), "channel": "CHAT", "operatorId": 7}),
         related: vec![],
+        routing: Default::default(),
     }
 }
 

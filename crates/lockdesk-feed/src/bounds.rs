@@ -15,6 +15,7 @@
 //! - operator ids (`hello`'s `operatorIds`, a payload's `operatorId` / `operatorIds` when they
 //!   are JSON numbers): integers in `0..=`[`MAX_OPERATOR_ID`] (desks store them as SQLite's
 //!   signed 64-bit integers).
+//! - the entry's own `operatorIds` (its routing fields): integers in `0..=`[`MAX_OPERATOR_ID`].
 //! - `related`: at most [`crate::MAX_RELATED`] items; `protocol`: [`crate::PROTOCOL_VERSION`].
 
 use serde_json::Value;
@@ -157,6 +158,16 @@ impl Entry {
             }
             time(&m, &format!("related[{i}].receivedAtMs"), r.received_at_ms)?;
         }
+        for (i, id) in self.routing.operator_ids.iter().flatten().enumerate() {
+            if *id > MAX_OPERATOR_ID {
+                return Err(err(
+                    &m,
+                    &format!("operatorIds[{i}]"),
+                    id,
+                    format!("0..={MAX_OPERATOR_ID}"),
+                ));
+            }
+        }
         check_payload(&m, "payload", &self.payload)?;
         for (i, r) in self.related.iter().enumerate() {
             check_payload(&m, &format!("related[{i}].payload"), &r.payload)?;
@@ -225,6 +236,7 @@ mod tests {
                 received_at_ms: 1_767_261_500_000,
                 payload: json!({"visitorId": "v"}),
             }],
+            routing: Default::default(),
         }
     }
 
@@ -343,6 +355,11 @@ mod tests {
                 "payload.operatorIds[1]"
             );
         }
+        let mut r = entry(42);
+        r.routing.operator_ids = Some(vec![1, MAX_OPERATOR_ID + 1]);
+        assert_eq!(r.check_fields().unwrap_err().field, "operatorIds[1]");
+        r.routing.operator_ids = Some(vec![1, MAX_OPERATOR_ID]);
+        assert_eq!(r.check_fields(), Ok(()));
         // Not a number: read as absent by the desk, as before.
         let s = Entry {
             payload: json!({"operatorId": "7", "operatorIds": null}),

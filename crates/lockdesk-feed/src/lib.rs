@@ -13,12 +13,14 @@
 //! Must not: put a token in a `Debug` string (evidence payloads hold tokens).
 
 mod bounds;
+pub mod payload;
 
 pub use bounds::{
     BoundError, MAX_HEARTBEAT_SECS, MAX_OPERATOR_ID, MAX_SEQ, MAX_TIME_MS, MIN_HEARTBEAT_SECS,
     MIN_TIME_MS,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The WebSocket subprotocol a client offers and the server selects.
@@ -153,6 +155,88 @@ pub struct Entry {
     /// stored before the push, oldest first, at most [`MAX_RELATED`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<Related>,
+    /// The routing fields the gateway read from the payload (added within v1: absent from older
+    /// gateways, and then read from the payload).
+    #[serde(flatten)]
+    pub routing: EntryRouting,
+}
+
+/// An entry's routing fields as the gateway read them from its payload with
+/// [`payload::Routing::read`] (webhooks) or [`Evidence::read`] (evidence), so a desk need not
+/// read them again. Each is absent when the payload has none (or, for event types that do not
+/// move a conversation, an invalid one: the gateway keeps such events without routing fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryRouting {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<String>,
+    /// `operatorId` and `operatorIds` together, sorted, without duplicates (webhooks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_ids: Option<Vec<u64>>,
+}
+
+/// An entry as the gateway writes it from its log: each payload is the stored JSON text, written
+/// as it is (key order and whitespace inside kept), never parsed and re-serialised. It reads back
+/// as an [`Entry`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawEntry {
+    #[serde(rename = "type")]
+    tag: &'static str,
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub received_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    pub payload: Box<RawValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<RawRelated>,
+    #[serde(flatten)]
+    pub routing: EntryRouting,
+}
+
+/// A [`Related`] item of a [`RawEntry`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawRelated {
+    pub seq: u64,
+    pub received_at_ms: i64,
+    pub payload: Box<RawValue>,
+}
+
+impl RawEntry {
+    pub fn new(
+        seq: u64,
+        kind: EntryKind,
+        received_at_ms: i64,
+        event_type: Option<String>,
+        payload: Box<RawValue>,
+    ) -> RawEntry {
+        RawEntry {
+            tag: "entry",
+            seq,
+            kind,
+            received_at_ms,
+            event_type,
+            payload,
+            related: Vec::new(),
+            routing: EntryRouting::default(),
+        }
+    }
+
+    /// The `entry` message's text.
+    pub fn to_text(&self) -> String {
+        // Cannot fail: string keys, raw values already checked as JSON.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"unknown\"}"))
+    }
+}
+
+/// A stored payload text as a [`RawValue`] for a [`RawEntry`]: checked to be one JSON value
+/// (whitespace around it dropped), otherwise an error saying where (never an excerpt).
+pub fn raw_payload(text: String) -> Result<Box<RawValue>, String> {
+    RawValue::from_string(text).map_err(|e| describe(&e))
 }
 
 impl std::fmt::Debug for Entry {
@@ -163,6 +247,7 @@ impl std::fmt::Debug for Entry {
             .field("received_at_ms", &self.received_at_ms)
             .field("event_type", &self.event_type)
             .field("related", &self.related.len())
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -286,9 +371,51 @@ impl ClientMessage {
 }
 
 impl Evidence {
-    /// Reads an entry's payload as evidence.
+    /// Reads an entry's payload as evidence (types only; [`Evidence::read`] checks the rules).
     pub fn from_payload(payload: &Value) -> Result<Evidence, FrameError> {
         Evidence::deserialize(payload).map_err(|e| FrameError::Malformed(describe(&e)))
+    }
+
+    /// Reads an evidence object under the rules both sides apply (docs/gateway.md,
+    /// `POST /v1/evidence`): `visitorId` required, `conversationId`, `presentedAt` and the
+    /// `source` fields optional, each under the id rule ([`payload::id_text`]); `token` a
+    /// string (its syntax is the gateway's to check, its content the desk's verifier's). Fields
+    /// it does not know are ignored here (the gateway refuses them from providers). Errors name
+    /// the field, never its value.
+    pub fn read(value: &Value) -> Result<Evidence, payload::FieldError> {
+        use payload::{optional_id, required_id, FieldError};
+        let Value::Object(object) = value else {
+            return Err(FieldError("the evidence is not an object".into()));
+        };
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        let token = match object.get("token") {
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err(FieldError("token must be a string".into())),
+            None => return Err(FieldError("token is missing".into())),
+        };
+        let source = match object.get("source") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(s)) => {
+                let field = |name: &str| {
+                    optional_id(s, name)
+                        .map(owned)
+                        .map_err(|e| FieldError(format!("source: {e}")))
+                };
+                Some(Source {
+                    domain: field("domain")?,
+                    device: field("device")?,
+                    app: field("app")?,
+                })
+            }
+            Some(_) => return Err(FieldError("source must be an object".into())),
+        };
+        Ok(Evidence {
+            visitor_id: required_id(object, "visitorId")?.to_owned(),
+            conversation_id: owned(optional_id(object, "conversationId")?),
+            token,
+            presented_at: owned(optional_id(object, "presentedAt")?),
+            source,
+        })
     }
 }
 

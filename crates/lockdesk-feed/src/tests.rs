@@ -117,6 +117,7 @@ fn debug_output_never_holds_a_token() {
             received_at_ms: 0,
             payload: payload.clone(),
         }],
+        routing: Default::default(),
     };
     let ev = Evidence::from_payload(&payload).unwrap();
     for s in [
@@ -126,4 +127,49 @@ fn debug_output_never_holds_a_token() {
     ] {
         assert!(!s.contains("eyJTOKEN"), "{s}");
     }
+}
+
+#[test]
+fn raw_entries_keep_the_stored_payload_text_and_read_back_with_their_routing() {
+    // Key order, inner whitespace and escapes that re-serialising would change.
+    let stored = "{ \"visitorId\" : \"v\\u00e9\",\n  \"eventType\":\"v2.conversation.pushed\", \"operatorId\": \"7\",\"conversationId\":\"c\" }";
+    let evidence = r#"{"token":"a.b.c",   "visitorId":"v"}"#;
+    let mut raw = RawEntry::new(
+        9,
+        EntryKind::Webhook,
+        1_767_261_600_000,
+        Some("v2.conversation.pushed".into()),
+        raw_payload(format!("  {stored}\n")).unwrap(),
+    );
+    raw.related.push(RawRelated {
+        seq: 8,
+        received_at_ms: 1_767_261_500_000,
+        payload: raw_payload(evidence.into()).unwrap(),
+    });
+    raw.routing = EntryRouting {
+        conversation_id: Some("c".into()),
+        visitor_id: Some("vé".into()),
+        operator_ids: Some(vec![7]),
+    };
+    let text = raw.to_text();
+    assert!(text.contains(&format!(r#""payload":{stored}"#)), "{text}");
+    assert!(text.contains(&format!(r#""payload":{evidence}"#)), "{text}");
+    assert!(text.starts_with(r#"{"type":"entry","seq":9,"#), "{text}");
+    let ServerMessage::Entry(e) = ServerMessage::parse(&text).unwrap() else {
+        panic!("not an entry")
+    };
+    assert_eq!(e.routing, raw.routing);
+    assert_eq!(e.payload, serde_json::from_str::<Value>(stored).unwrap());
+    assert_eq!(e.related[0].seq, 8);
+    assert!(text.contains(r#""operatorIds":[7]"#));
+    // Without routing fields (an older gateway): none are written, and none read back.
+    raw.routing = EntryRouting::default();
+    let text = raw.to_text();
+    assert!(!text.contains("operatorIds"), "{text}");
+    let ServerMessage::Entry(e) = ServerMessage::parse(&text).unwrap() else {
+        panic!("not an entry")
+    };
+    assert_eq!(e.routing, EntryRouting::default());
+    assert!(raw_payload("{\"a\":".into()).is_err());
+    assert!(raw_payload("{} {}".into()).is_err());
 }

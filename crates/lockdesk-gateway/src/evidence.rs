@@ -4,7 +4,8 @@
 //! Must not: decrypt, decode or verify a token; put a token (or any part of it) in a log line or
 //! an error message. Error messages name fields, never echo values.
 
-use serde_json::{json, Map, Value};
+use lockdesk_feed::Evidence;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::store::NewEvidence;
@@ -12,7 +13,6 @@ use crate::store::NewEvidence;
 /// The longest token accepted (iAdvize tokens are about 1 KiB; a JWE of a large JWS stays far
 /// below this).
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
-const MAX_FIELD_LEN: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {
@@ -55,99 +55,55 @@ pub struct Parsed {
     pub fingerprint: String,
 }
 
+/// Parses an evidence body under the rules the desk applies too (`lockdesk_feed::Evidence::read`:
+/// the shared id rule for every field), plus this endpoint's own: no field it does not know, and
+/// a token of compact syntax. The body is stored as sent (never re-serialised): every field in
+/// it has been checked.
 pub fn parse(provider: &str, body: &[u8], received_at_ms: i64) -> Result<Parsed, EvidenceError> {
     let text = std::str::from_utf8(body).map_err(|_| EvidenceError::InvalidUtf8)?;
     // serde_json's own messages can quote values (the token); ours never do.
-    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) else {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
         return Err(EvidenceError::MalformedJson);
     };
-    for key in object.keys() {
-        if ![
+    let Some(object) = value.as_object() else {
+        return Err(EvidenceError::MalformedJson);
+    };
+    let known = |object: &Map<String, Value>, fields: &[&str]| {
+        object.keys().all(|k| fields.contains(&k.as_str()))
+    };
+    if !known(
+        object,
+        &[
             "visitorId",
             "conversationId",
             "token",
             "presentedAt",
             "source",
-        ]
-        .contains(&key.as_str())
-        {
+        ],
+    ) {
+        return Err(EvidenceError::InvalidField(
+            "unknown field (expected visitorId, conversationId, token, presentedAt, source)".into(),
+        ));
+    }
+    if let Some(Value::Object(source)) = object.get("source") {
+        if !known(source, &["domain", "device", "app"]) {
             return Err(EvidenceError::InvalidField(
-                "unknown field (expected visitorId, conversationId, token, presentedAt, source)"
-                    .into(),
+                "source: unknown field (expected domain, device, app)".into(),
             ));
         }
     }
-    let visitor_id = text_field(&object, "visitorId", true)?.unwrap_or_default();
-    let conversation_id = text_field(&object, "conversationId", false)?;
-    let presented_at = text_field(&object, "presentedAt", false)?;
-    let token = match object.get("token") {
-        Some(Value::String(t)) => t.as_str(),
-        Some(_) => return Err(EvidenceError::InvalidField("token must be a string".into())),
-        None => return Err(EvidenceError::InvalidField("token is missing".into())),
-    };
-    check_token_syntax(token)?;
-    let source = match object.get("source") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(s)) => {
-            for key in s.keys() {
-                if !["domain", "device", "app"].contains(&key.as_str()) {
-                    return Err(EvidenceError::InvalidField(
-                        "source: unknown field (expected domain, device, app)".into(),
-                    ));
-                }
-            }
-            let mut out = Map::new();
-            for name in ["domain", "device", "app"] {
-                if let Some(v) = text_field(s, name, false)? {
-                    out.insert(name.to_owned(), Value::String(v));
-                }
-            }
-            Some(Value::Object(out))
-        }
-        Some(_) => {
-            return Err(EvidenceError::InvalidField(
-                "source must be an object".into(),
-            ))
-        }
-    };
-    let payload = json!({
-        "visitorId": visitor_id,
-        "conversationId": conversation_id,
-        "token": token,
-        "presentedAt": presented_at,
-        "source": source,
-    });
+    let evidence = Evidence::read(&value).map_err(|e| EvidenceError::InvalidField(e.0))?;
+    check_token_syntax(&evidence.token)?;
     Ok(Parsed {
-        fingerprint: token_fingerprint(token),
+        fingerprint: token_fingerprint(&evidence.token),
         evidence: NewEvidence {
             provider: provider.to_owned(),
-            visitor_id,
-            conversation_id,
-            payload: payload.to_string(),
+            visitor_id: evidence.visitor_id,
+            conversation_id: evidence.conversation_id,
+            payload: text.to_owned(),
             received_at_ms,
         },
     })
-}
-
-fn text_field(
-    object: &Map<String, Value>,
-    name: &str,
-    required: bool,
-) -> Result<Option<String>, EvidenceError> {
-    match object.get(name) {
-        None | Some(Value::Null) if required => {
-            Err(EvidenceError::InvalidField(format!("{name} is missing")))
-        }
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s))
-            if !s.is_empty() && s.len() <= MAX_FIELD_LEN && !s.chars().any(char::is_control) =>
-        {
-            Ok(Some(s.clone()))
-        }
-        Some(_) => Err(EvidenceError::InvalidField(format!(
-            "{name} must be a string of 1 to {MAX_FIELD_LEN} bytes without control characters"
-        ))),
-    }
 }
 
 /// Compact serialisation only: 3 (JWS) or 5 (JWE) dot-separated base64url segments without
@@ -207,6 +163,32 @@ mod tests {
                 Err(EvidenceError::TokenSyntax),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_body_is_stored_as_sent_and_read_with_the_shared_rules() {
+        let body = "{ \"token\": \"aaaa.bbbb.cccc\",\n  \"visitorId\" : \"v\\u00e9\", \"source\": {\"device\":\"laptop\"} }";
+        let parsed = parse("p", body.as_bytes(), 0).unwrap();
+        assert_eq!(parsed.evidence.payload, body);
+        assert_eq!(parsed.evidence.visitor_id, "vé");
+        let desk = Evidence::read(&serde_json::from_str(body).unwrap()).unwrap();
+        assert_eq!(desk.visitor_id, parsed.evidence.visitor_id);
+        for (bad, reason) in [
+            (r#"{"visitorId":"","token":"a.b.c"}"#, "invalid_field"),
+            (
+                r#"{"visitorId":"v","token":"a.b.c","source":{"app":7}}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"visitorId":"v","token":"a.b.c","source":{"os":"x"}}"#,
+                "invalid_field",
+            ),
+            (r#"{"visitorId":"v","token":7}"#, "invalid_field"),
+            (r#"{"visitorId":"v","token":"a.b"}"#, "token_syntax"),
+        ] {
+            let got = parse("p", bad.as_bytes(), 0).map(|_| ());
+            assert_eq!(got.map_err(|e| e.reason()), Err(reason), "{bad}");
         }
     }
 

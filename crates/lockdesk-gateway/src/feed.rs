@@ -22,8 +22,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use lockdesk_feed::{close, ClientMessage, Entry, Hello, Related, Role, ServerMessage};
-use serde_json::Value;
+use lockdesk_feed::{
+    close, ClientMessage, EntryRouting, Hello, RawEntry, RawRelated, Role, ServerMessage,
+};
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -290,38 +292,52 @@ fn offer(id: u64, sub: &Sub, frame: &Frame, overflowed: &mut Vec<u64>, sent: &mu
     }
 }
 
-fn payload_value(entry: &StoredEntry) -> Value {
-    serde_json::from_str(&entry.payload).unwrap_or_else(|e| {
+/// The stored payload text as it is: relayed byte for byte, never parsed and re-serialised
+/// (`RawEntry`). Text that is not one JSON value (a damaged row) goes out as `null`.
+fn raw_payload(entry: &StoredEntry) -> Box<RawValue> {
+    lockdesk_feed::raw_payload(entry.payload.clone()).unwrap_or_else(|e| {
         tracing::error!(seq = entry.seq, error = %e, "stored payload is not JSON; sent as null");
-        Value::Null
+        lockdesk_feed::raw_payload("null".to_owned()).expect("null is JSON")
     })
 }
 
-fn entry_message(entry: &StoredEntry, related: &[StoredEntry]) -> ServerMessage {
-    ServerMessage::Entry(Entry {
-        seq: entry.seq,
-        kind: match entry.kind {
-            EntryKind::Webhook => lockdesk_feed::EntryKind::Webhook,
-            EntryKind::Evidence => lockdesk_feed::EntryKind::Evidence,
+/// The `entry` message of a stored entry, with the routing fields the gateway read when it
+/// accepted the entry (docs/feed-protocol.md, "entry").
+fn entry_text(entry: &StoredEntry, related: &[StoredEntry]) -> String {
+    let kind = match entry.kind {
+        EntryKind::Webhook => lockdesk_feed::EntryKind::Webhook,
+        EntryKind::Evidence => lockdesk_feed::EntryKind::Evidence,
+    };
+    let mut raw = RawEntry::new(
+        entry.seq,
+        kind,
+        entry.received_at_ms,
+        entry.event_type.clone(),
+        raw_payload(entry),
+    );
+    raw.related = related
+        .iter()
+        .map(|r| RawRelated {
+            seq: r.seq,
+            received_at_ms: r.received_at_ms,
+            payload: raw_payload(r),
+        })
+        .collect();
+    raw.routing = EntryRouting {
+        conversation_id: entry.conversation_id.clone(),
+        visitor_id: entry.visitor_id.clone(),
+        operator_ids: match entry.kind {
+            EntryKind::Webhook => Some(entry.operator_ids.clone()),
+            EntryKind::Evidence => None,
         },
-        received_at_ms: entry.received_at_ms,
-        event_type: entry.event_type.clone(),
-        payload: payload_value(entry),
-        related: related
-            .iter()
-            .map(|r| Related {
-                seq: r.seq,
-                received_at_ms: r.received_at_ms,
-                payload: payload_value(r),
-            })
-            .collect(),
-    })
+    };
+    raw.to_text()
 }
 
 fn entry_frame(entry: &StoredEntry, related: &[StoredEntry]) -> Frame {
     Frame {
         seq: entry.seq,
-        text: Utf8Bytes::from(entry_message(entry, related).to_text()),
+        text: Utf8Bytes::from(entry_text(entry, related)),
     }
 }
 
@@ -460,8 +476,8 @@ impl Conn {
             if item.entry.seq <= self.cursor {
                 continue;
             }
-            let msg = entry_message(&item.entry, &item.related);
-            self.send(&msg).await?;
+            let text = entry_text(&item.entry, &item.related);
+            self.write(Message::Text(Utf8Bytes::from(text))).await?;
             self.cursor = item.entry.seq;
             self.hub.metrics.feed_dispatched(1);
         }

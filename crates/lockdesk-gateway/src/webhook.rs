@@ -8,14 +8,16 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use lockdesk_feed::payload::{FieldError, Routing, WebhookHeader, CLOSED, MAX_ID_BYTES, PUSHED};
+
 use crate::store::NewWebhookEvent;
 
 pub const SIGNATURE_HEADER: &str = "x-iadvize-signature";
 pub const CORRELATION_HEADER: &str = "x-iadvize-correlationid";
 pub const DELIVERY_HEADER: &str = "x-iadvize-delivery";
 
-/// Longest `eventId`, `eventType`, ids and header values we store.
-const MAX_ID_LEN: usize = 256;
+/// Longest header value we store (ids in the body follow the shared id rule).
+const MAX_ID_LEN: usize = MAX_ID_BYTES;
 
 /// Why a delivery is refused; `reason()` is the metrics label and the error code in the answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +136,11 @@ pub fn parse(
 /// not one that moves a conversation and a routing field (`conversationId`, `visitorId`,
 /// `operatorId(s)`) is not a valid id, what was wrong: such an event is kept, without routing
 /// fields (event types we do not know are never dropped).
+///
+/// Fields are read with the payload model both sides share (`lockdesk_feed::payload`: the id
+/// rule and the one operator-id rule), so the desk reads the relayed payload as this did. A JSON
+/// body is stored as sent, byte for byte (never re-serialised); a form body as the JSON object
+/// it converts to.
 pub fn parse_noting(
     body: &[u8],
     format: BodyFormat,
@@ -141,29 +148,36 @@ pub fn parse_noting(
     received_at_ms: i64,
 ) -> Result<(NewWebhookEvent, Option<Rejection>), Rejection> {
     let text = std::str::from_utf8(body).map_err(|_| Rejection::InvalidUtf8)?;
-    let object = match format {
+    let (object, payload) = match format {
         BodyFormat::Json => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
+            Ok(Value::Object(map)) => (map, text.to_owned()),
             Ok(_) => return Err(Rejection::MalformedJson("expected an object".into())),
             // serde_json refuses nesting deeper than 128 levels, so deep JSON lands here.
             Err(e) => return Err(Rejection::MalformedJson(e.to_string())),
         },
-        BodyFormat::Form => form_to_object(text)?,
+        BodyFormat::Form => {
+            let map = form_to_object(text)?;
+            let payload = Value::Object(map.clone()).to_string();
+            (map, payload)
+        }
     };
-    let event_id = required_id(&object, "eventId")?;
-    let event_type = required_id(&object, "eventType")?;
-    let (routing, unrouted) = match routing_fields(&object) {
+    if depth(&object) > MAX_PAYLOAD_DEPTH {
+        return Err(Rejection::MalformedJson(format!(
+            "nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+        )));
+    }
+    let header = WebhookHeader::read(&object).map_err(invalid)?;
+    let (routing, unrouted) = match Routing::read(&object).map_err(invalid) {
         Ok(r) => (r, None),
         // The types that move a conversation between operators need their routing fields; any
         // other type is stored and relayed whatever they hold (docs/gateway.md: never dropped),
         // without routing fields (then only supervisors receive it).
-        Err(r) if is_conversation_move(&event_type) => return Err(r),
+        Err(r) if is_conversation_move(&header.event_type) => return Err(r),
         Err(r) => (Routing::default(), Some(r)),
     };
-    let payload = Value::Object(object).to_string();
     let event = NewWebhookEvent {
-        event_id,
-        event_type,
+        event_id: header.event_id,
+        event_type: header.event_type,
         correlation_id: headers.correlation_id,
         delivery_id: headers.delivery_id,
         conversation_id: routing.conversation_id,
@@ -175,43 +189,35 @@ pub fn parse_noting(
     Ok((event, unrouted))
 }
 
+/// The deepest nesting a stored payload may have. The feed wraps a payload in its `entry`
+/// message (one level more), and desks parse frames with serde_json's limit of 128 levels: a
+/// payload this gateway accepted must never make a frame no desk can read (the desk would
+/// reconnect forever on it).
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// How deeply a payload nests (`{}` is 1, `{"a":[]}` is 2). Iterative: no recursion on hostile
+/// input.
+fn depth(object: &Map<String, Value>) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = object.values().map(|v| (v, 1)).collect();
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+fn invalid(e: FieldError) -> Rejection {
+    Rejection::InvalidField(e.0)
+}
+
 fn is_conversation_move(event_type: &str) -> bool {
-    event_type == crate::routing::PUSHED || event_type == crate::routing::CLOSED
-}
-
-/// The fields the feed's routing reads.
-#[derive(Default)]
-struct Routing {
-    conversation_id: Option<String>,
-    visitor_id: Option<String>,
-    operator_ids: Vec<u64>,
-}
-
-/// `conversationId`, `visitorId`, `operatorId` and `operatorIds`, each checked.
-fn routing_fields(object: &Map<String, Value>) -> Result<Routing, Rejection> {
-    let conversation_id = optional_id(object, "conversationId")?;
-    let visitor_id = optional_id(object, "visitorId")?;
-    let mut operator_ids = Vec::new();
-    if let Some(v) = object.get("operatorId") {
-        operator_ids.push(operator_id(v, "operatorId")?);
-    }
-    match object.get("operatorIds") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                operator_ids.push(operator_id(item, "operatorIds")?);
-            }
-        }
-        // A form with a single `operatorIds` key gives a lone string.
-        Some(single) => operator_ids.push(operator_id(single, "operatorIds")?),
-    }
-    operator_ids.sort_unstable();
-    operator_ids.dedup();
-    Ok(Routing {
-        conversation_id,
-        visitor_id,
-        operator_ids,
-    })
+    event_type == PUSHED || event_type == CLOSED
 }
 
 /// A form body: each key is a top-level field of the payload (the JSON payload's fields, one per
@@ -247,50 +253,6 @@ fn form_to_object(text: &str) -> Result<Map<String, Value>, Rejection> {
         }
     }
     Ok(object)
-}
-
-fn id_text<'a>(value: &'a Value, name: &str) -> Result<&'a str, Rejection> {
-    match value {
-        Value::String(s)
-            if !s.is_empty() && s.len() <= MAX_ID_LEN && !s.chars().any(char::is_control) =>
-        {
-            Ok(s)
-        }
-        Value::String(_) => Err(Rejection::InvalidField(format!(
-            "{name} must be 1 to {MAX_ID_LEN} bytes without control characters"
-        ))),
-        _ => Err(Rejection::InvalidField(format!("{name} must be a string"))),
-    }
-}
-
-fn required_id(object: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
-    match object.get(name) {
-        None | Some(Value::Null) => Err(Rejection::InvalidField(format!("{name} is missing"))),
-        Some(v) => id_text(v, name).map(str::to_owned),
-    }
-}
-
-fn optional_id(object: &Map<String, Value>, name: &str) -> Result<Option<String>, Rejection> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => id_text(v, name).map(|s| Some(s.to_owned())),
-    }
-}
-
-/// iAdvize operator ids are integers; a form body carries them as decimal strings.
-fn operator_id(value: &Value, name: &str) -> Result<u64, Rejection> {
-    let parsed = match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) if s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
-        _ => None,
-    };
-    parsed.ok_or_else(|| {
-        Rejection::InvalidField(format!(
-            "{name} must hold non-negative integer operator ids"
-        ))
-    })
 }
 
 #[cfg(test)]
@@ -402,6 +364,70 @@ mod tests {
             let sent: Value = serde_json::from_str(body).unwrap();
             assert_eq!(stored, sent, "the payload is kept whole");
         }
+    }
+
+    #[test]
+    fn a_json_body_is_stored_as_sent() {
+        // Key order, whitespace and escapes that re-serialising would change.
+        let body = "{ \"visitorId\": \"v\\u00e9\",\n \"eventType\" : \"v2.conversation.pushed\",\
+                    \"operatorId\": \"42\", \"eventId\":\"e\", \"conversationId\":\"c\",\"n\":1.50 }\n";
+        let e = parse(
+            body.as_bytes(),
+            BodyFormat::Json,
+            DeliveryHeaders::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(e.payload, body);
+        assert_eq!(
+            (e.visitor_id.as_deref(), e.operator_ids),
+            (Some("vé"), vec![42])
+        );
+    }
+
+    #[test]
+    fn payloads_nested_deeper_than_desks_can_read_are_refused() {
+        let nested = |levels: usize| {
+            let inner = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+            format!(r#"{{"eventId":"e","eventType":"t","x":{inner}}}"#)
+        };
+        let ok = nested(MAX_PAYLOAD_DEPTH);
+        assert!(parse(
+            ok.as_bytes(),
+            BodyFormat::Json,
+            DeliveryHeaders::default(),
+            0
+        )
+        .is_ok());
+        let deep = nested(MAX_PAYLOAD_DEPTH + 1);
+        let refused = parse(
+            deep.as_bytes(),
+            BodyFormat::Json,
+            DeliveryHeaders::default(),
+            0,
+        );
+        assert_eq!(
+            refused.map(|_| ()).map_err(|r| r.reason()),
+            Err("malformed_json")
+        );
+        // The deepest body serde_json parses is refused: wrapped in an entry, no desk could
+        // read the frame (it would reconnect forever on it).
+        let limit = (2..200)
+            .take_while(|n| serde_json::from_str::<Value>(&nested(*n)).is_ok())
+            .last()
+            .unwrap();
+        let at_limit = nested(limit);
+        let frame = format!(
+            r#"{{"type":"entry","seq":1,"kind":"webhook","receivedAtMs":0,"payload":{at_limit}}}"#
+        );
+        assert!(lockdesk_feed::ServerMessage::parse(&frame).is_err());
+        let refused = parse(
+            at_limit.as_bytes(),
+            BodyFormat::Json,
+            DeliveryHeaders::default(),
+            0,
+        );
+        assert!(refused.is_err());
     }
 
     #[test]

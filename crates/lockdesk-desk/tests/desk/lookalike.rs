@@ -54,6 +54,7 @@ impl<'w> Feed<'w> {
             event_type: Some("v2.conversation.pushed".into()),
             payload: body,
             related: vec![],
+            routing: Default::default(),
         });
         let (seq, at) = self.next();
         let spec = TokenSpec {
@@ -72,6 +73,7 @@ impl<'w> Feed<'w> {
             event_type: None,
             payload: json!({"visitorId": visitor, "conversationId": conv, "token": token}),
             related: vec![],
+            routing: Default::default(),
         });
     }
 

@@ -115,6 +115,7 @@ pub fn entries(world: &World, steps: &[Step], role: Role) -> Vec<Entry> {
                     event_type: Some(event_type),
                     payload: Value::Object(body),
                     related,
+                    routing: Default::default(),
                 });
             }
             Action::Evidence(e) => {
@@ -146,6 +147,7 @@ pub fn entries(world: &World, steps: &[Step], role: Role) -> Vec<Entry> {
                     event_type: None,
                     payload,
                     related: vec![],
+                    routing: Default::default(),
                 });
             }
         }

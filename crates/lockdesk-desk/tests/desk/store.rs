@@ -17,6 +17,7 @@ fn webhook(seq: u64, at_ms: i64, payload: Value) -> Entry {
         event_type: payload["eventType"].as_str().map(str::to_owned),
         payload,
         related: vec![],
+        routing: Default::default(),
     }
 }
 
@@ -28,6 +29,7 @@ fn evidence(seq: u64, at_ms: i64, payload: Value) -> Entry {
         event_type: None,
         payload,
         related: vec![],
+        routing: Default::default(),
     }
 }
 

@@ -77,6 +77,7 @@ impl World {
                             event_type: body["eventType"].as_str().map(str::to_owned),
                             payload: Value::Object(body),
                             related: vec![],
+                            routing: Default::default(),
                         }
                     }
                     Action::Evidence(e) => {
@@ -98,6 +99,7 @@ impl World {
                             event_type: None,
                             payload,
                             related: vec![],
+                            routing: Default::default(),
                         }
                     }
                 }

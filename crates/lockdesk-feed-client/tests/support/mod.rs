@@ -424,6 +424,7 @@ pub fn entry(seq: u64) -> Message {
             event_type: Some("v2.conversation.pushed".into()),
             payload: json!({"eventId": format!("evt-{seq}"), "eventType": "v2.conversation.pushed"}),
             related: vec![],
+            routing: Default::default(),
         })
         .to_text(),
     )

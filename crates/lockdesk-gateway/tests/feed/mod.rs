@@ -170,6 +170,7 @@ type Socket = WebSocketStream<TcpStream>;
 
 /// What a desk saw next.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a test's value, moved a few times
 enum Next {
     Msg(ServerMessage),
     /// The server closed the connection (with this close code, if it sent one).
@@ -1047,4 +1048,92 @@ async fn a_reload_reaches_a_desk_in_the_middle_of_a_long_catch_up() {
         last < N,
         "the whole history ({last} entries) went to a revoked desk"
     );
+}
+
+/// The stored payload reaches the desk byte for byte (key order, whitespace and escapes that
+/// re-serialising would change), with the routing fields the gateway read from it; a
+/// form-encoded push (its `operatorId` a digit string) reaches its advisor with the operator in
+/// those fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_are_relayed_as_stored_with_their_routing_fields() {
+    let f = Feed::start(fast()).await;
+    let post = |content_type: &'static str, body: &'static str| {
+        let request = f
+            .http
+            .post(format!("http://{}/webhooks/iadvize", f.addr()))
+            .header("content-type", content_type)
+            .header(
+                "x-iadvize-signature",
+                signature_header(SECRET.as_bytes(), body.as_bytes()),
+            )
+            .body(body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let json_body =
+        "{ \"visitorId\" : \"v-json\\u00e9\",\n  \"eventType\": \"v2.conversation.pushed\", \
+                     \"operatorId\":101, \"eventId\":\"raw-1\", \"conversationId\":\"c-json\", \
+                     \"channel\":\"CHAT\", \"score\": 1.50 }";
+    let json_seq = post("application/json", json_body).await;
+    let form_seq = post(
+        "application/x-www-form-urlencoded",
+        "eventId=raw-2&eventType=v2.conversation.pushed&conversationId=c-form&visitorId=v-form\
+         &channel=CHAT&operatorId=102",
+    )
+    .await;
+
+    let mut alice = connect(f.addr(), ALICE, 0).await;
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        let msg = tokio::time::timeout(PATIENCE, alice.ws.next())
+            .await
+            .expect("the gateway sent nothing for 20 s");
+        if let Some(Ok(Message::Text(t))) = msg {
+            if t.as_str().starts_with(r#"{"type":"entry""#) {
+                texts.push(t.as_str().to_owned());
+            }
+        }
+    }
+    assert!(
+        texts[0].contains(&format!(r#""payload":{json_body}"#)),
+        "{}",
+        texts[0]
+    );
+    let entries: Vec<Entry> = texts
+        .iter()
+        .map(|t| match ServerMessage::parse(t).unwrap() {
+            ServerMessage::Entry(e) => e,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs(&entries), vec![json_seq, form_seq]);
+    let routing = |e: &Entry| {
+        (
+            e.routing.conversation_id.clone(),
+            e.routing.visitor_id.clone(),
+            e.routing.operator_ids.clone(),
+        )
+    };
+    assert_eq!(
+        routing(&entries[0]),
+        (
+            Some("c-json".into()),
+            Some("v-jsoné".into()),
+            Some(vec![101])
+        )
+    );
+    assert_eq!(
+        routing(&entries[1]),
+        (
+            Some("c-form".into()),
+            Some("v-form".into()),
+            Some(vec![102])
+        )
+    );
+    assert_eq!(entries[1].payload["operatorId"], json!("102"));
 }
