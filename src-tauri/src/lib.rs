@@ -13,6 +13,7 @@ mod logging;
 mod notify;
 mod supervisor;
 mod tray;
+mod webkit_env;
 mod window_state;
 
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ pub fn focus_main_window<R: Runtime>(app: &tauri::AppHandle<R>) {
 /// Starts the desktop app.
 pub fn run() {
     let started = Instant::now();
+    // First, while no other thread exists: WebKit's renderer choice (see webkit_env).
+    let dmabuf = webkit_env::apply();
     let state = match AppState::from_env(started) {
         Ok(s) => s,
         Err(e) => {
@@ -100,6 +103,7 @@ pub fn run() {
     };
     let _log_guard = logging::init(&state.log_dir);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "lockdesk starting");
+    webkit_env::log(&dmabuf);
 
     let result = builder(tauri::Builder::<tauri::Wry>::new(), state)
         // Must be the first plugin: a second launch hands over to the running instance and exits.

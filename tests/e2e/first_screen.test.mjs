@@ -6,14 +6,17 @@
 //   step, so 150% lies between the two), the feed's URL never runs under the header's buttons,
 //   and the ids, names and reasons the advisor needs are never cut without a way to read them
 //   in full (the list's rows cut with an ellipsis and name the full value in a title; the detail
-//   shows the userId and the reasons whole, wrapped).
+//   shows the userId and the reasons whole, wrapped);
+// - launched without WEBKIT_DISABLE_DMABUF_RENDERER, the app sets it to 1 for WebKit itself
+//   (areas under closed notifications are repainted; src-tauri/src/webkit_env.rs).
 // Screenshots: tests/output/e2e/5*.png.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Key } from 'selenium-webdriver';
-import { appPath, click, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { appPath, click, el, freshDirs, launch, screenshot, startDriver, textOf, typeInto, waitText } from './harness.mjs';
+import { comm, descendants } from './proc.mjs';
 
 let driver;
 let tauriDriver;
@@ -24,10 +27,10 @@ before(() => {
 
 /** Launches the app on fresh folders (`prepare` may write its configuration first), runs `body`,
  * and always ends the session and the driver, so a failure leaves nothing for the next test. */
-async function withApp(prepare, body) {
+async function withApp(prepare, body, extraEnv = {}) {
   const dirs = freshDirs();
   prepare(dirs);
-  tauriDriver = await startDriver(dirs);
+  tauriDriver = await startDriver(dirs, extraEnv);
   try {
     driver = await launch();
     await driver.manage().setTimeouts({ script: 90_000 });
@@ -206,3 +209,60 @@ test('at 1,200 px and 140% / 160% zoom, the feed URL clears the buttons and no i
     }
     await driver.actions().keyDown(Key.CONTROL).sendKeys('0').keyUp(Key.CONTROL).perform();
   }));
+
+/** A process's environment (NUL-separated in /proc), as a map. */
+function environ(pid) {
+  const env = new Map();
+  for (const kv of readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0')) {
+    const i = kv.indexOf('=');
+    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+  }
+  return env;
+}
+
+test('launched without WEBKIT_DISABLE_DMABUF_RENDERER, the app turns the DMA-BUF renderer off for WebKit', () =>
+  withApp(
+    () => {},
+    async () => {
+      await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 90_000);
+      const tree = descendants(process.pid).map((pid) => ({ pid, name: comm(pid) }));
+      const app = tree.filter((p) => p.name === 'lockdesk');
+      // WebKit's web content process (its name cut to 15 characters by the kernel).
+      const web = tree.filter((p) => p.name?.startsWith('WebKitWebProces'));
+      assert.equal(app.length, 1, `one app: ${JSON.stringify(tree)}`);
+      assert.ok(web.length >= 1, `a WebKit web process: ${JSON.stringify(tree)}`);
+      // The app was started without it (its initial environment) ...
+      assert.equal(environ(app[0].pid).has('WEBKIT_DISABLE_DMABUF_RENDERER'), false);
+      // ... and WebKit's processes, started by the app, have it.
+      for (const p of web) assert.equal(environ(p.pid).get('WEBKIT_DISABLE_DMABUF_RENDERER'), '1', `pid ${p.pid}`);
+    },
+    { WEBKIT_DISABLE_DMABUF_RENDERER: undefined },
+  ));
+
+test('switching from the demo to a gateway never leaves "This conversation could not be loaded"', () =>
+  withApp(
+    () => {},
+    async () => {
+      await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(([3-9]|\d\d+)/.test(t), 90_000);
+      await click(driver, '[role="option"]');
+      await el(driver, '[data-testid="identity-card"], [data-testid="detail"] .detail-head', 30_000);
+      // Every text the window shows from now on is watched for the refusal.
+      await driver.executeScript(`
+        window.__failed = [];
+        const look = () => { const t = document.body.textContent; if (/could not be loaded/.test(t)) window.__failed.push(t.slice(0, 200)); };
+        new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true });`);
+      await click(driver, '#nav-settings');
+      await typeInto(driver, '#field-feed-url', 'ws://127.0.0.1:9/v1/feed');
+      await typeInto(driver, '#field-feed-credential', 'e2e-desk-credential-0123456789abcdef');
+      await click(driver, '#save-settings');
+      await waitText(driver, '#settings-status', (t) => /saved/i.test(t), 30_000);
+      await click(driver, '#nav-conversations');
+      // The desk now follows the gateway (which refuses): its list, empty, replaces the demo's.
+      await waitText(driver, '#feed-state', (t) => /Not connected|Connecting/.test(t), 60_000);
+      await el(driver, '#conversations-empty', 60_000);
+      const detail = await textOf(driver, 'section.detail');
+      assert.doesNotMatch(detail, /could not be loaded/);
+      assert.deepEqual(await driver.executeScript('return window.__failed'), []);
+      await screenshot(driver, '54-after-switch');
+    },
+  ));

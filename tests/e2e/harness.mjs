@@ -31,16 +31,18 @@ export function freshDirs() {
 }
 
 /** Starts tauri-driver with the given Lockdesk folders (and `extraEnv`) in its environment (the
- * app inherits it). */
+ * app inherits it). A variable `extraEnv` sets to `undefined` is removed (the DMA-BUF one
+ * included). */
 export async function startDriver(dirs, extraEnv = {}) {
   const env = {
     ...process.env,
+    WEBKIT_DISABLE_DMABUF_RENDERER: '1',
     ...extraEnv,
     LOCKDESK_CONFIG_DIR: dirs.config,
     LOCKDESK_DATA_DIR: dirs.data,
-    WEBKIT_DISABLE_DMABUF_RENDERER: '1',
     RUST_LOG: process.env.RUST_LOG ?? 'info',
   };
+  for (const [k, v] of Object.entries(extraEnv)) if (v === undefined) delete env[k];
   const child = spawn(
     'tauri-driver',
     ['--port', String(DRIVER_PORT), '--native-port', String(NATIVE_PORT)],

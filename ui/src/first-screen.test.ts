@@ -84,6 +84,17 @@ describe('first screen', () => {
     await waitFor(() => expect(emptyText()).toContain(en.emptyNotConnectedHint));
   });
 
+  it('while the feed’s first connection is under way, says "Connecting…", not "no conversations can arrive"', async () => {
+    shellStarting({ state: 'connecting', url: 'ws://127.0.0.1:9/v1/feed' });
+    render(App);
+    await waitFor(() => expect(document.querySelector('section.list')).toHaveAttribute('data-revision', '1'));
+    expect(feedText()).toContain(en.feedConnecting);
+    expect(emptyText()).toContain(en.feedConnecting);
+    expect(emptyText()).toContain(en.emptyConnectingHint);
+    expect(emptyText()).not.toContain(en.emptyNotConnectedHint);
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
   it('says it in French too', async () => {
     setLanguage('fr');
     shellStarting();
