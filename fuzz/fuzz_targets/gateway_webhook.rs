@@ -8,7 +8,9 @@
 //!
 //! Checked beyond "no panic": a valid MAC is accepted with the right secret's index, no other
 //! header is; an accepted event has bounded ids without control characters, sorted distinct
-//! operator ids, and a payload that is a JSON object carrying the same `eventId`/`eventType`.
+//! operator ids, and a payload that is a JSON object carrying the same `eventId`/`eventType`
+//! (a JSON body: exactly as sent), from which the desk's `Routing::read` reads the routing fields
+//! the gateway stored (or, when it stored none, refuses them).
 
 use std::sync::OnceLock;
 
@@ -204,6 +206,23 @@ fuzz_target!(|input: Input| {
     assert_eq!(event.correlation_id, correlation);
     let payload: Value = serde_json::from_str(&event.payload).expect("the payload is JSON");
     let object = payload.as_object().expect("the payload is an object");
+    if format == BodyFormat::Json {
+        assert_eq!(event.payload.as_bytes(), &body[..], "a JSON body is stored as sent");
+    }
+    // The desk reads the stored payload with the same model: what it reads is what was routed.
+    match lockdesk_feed::payload::Routing::read(object) {
+        Ok(r) => assert_eq!(
+            (&r.conversation_id, &r.visitor_id, &r.operator_ids),
+            (&event.conversation_id, &event.visitor_id, &event.operator_ids),
+            "the desk reads other routing fields than the gateway's"
+        ),
+        Err(_) => assert!(
+            event.conversation_id.is_none()
+                && event.visitor_id.is_none()
+                && event.operator_ids.is_empty(),
+            "routing fields kept that the desk cannot read"
+        ),
+    }
     assert_eq!(object.get("eventId"), Some(&Value::String(event.event_id)));
     assert_eq!(
         object.get("eventType"),
