@@ -2,4 +2,5 @@
 //! starts itself in a temporary folder and that go away with it. Never a dependency of a
 //! shipped crate (dev-dependencies only).
 
+pub mod nginx;
 pub mod pg;
