@@ -358,8 +358,9 @@ async fn connect(
     tls: &mut Option<Arc<rustls::ClientConfig>>,
     cursor: u64,
 ) -> Result<Ws, End> {
+    // Names the address: with several, the status says which one could not be reached.
     let lost = |m: String| End::Reconnect {
-        reason: DisconnectReason::ConnectFailed(m),
+        reason: DisconnectReason::ConnectFailed(format!("{}: {m}", target.display)),
         immediate: false,
     };
     let mut url = target.url.clone();

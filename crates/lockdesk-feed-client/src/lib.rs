@@ -31,6 +31,8 @@ mod actor;
 mod sink;
 mod tls;
 
+pub use tls::{load_ca_file, MAX_CA_CERTS, MAX_CA_FILE_BYTES};
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -229,7 +231,8 @@ pub enum State {
 /// Why a connection failed or ended (the client retries).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DisconnectReason {
-    #[error("cannot connect: {0}")]
+    /// The address (as shown in [`State::Connecting`]) and why.
+    #[error("cannot connect to {0}")]
     ConnectFailed(String),
     #[error("the gateway refused the upgrade with HTTP {0}")]
     HttpStatus(u16),
@@ -312,6 +315,9 @@ pub enum ConfigError {
     BadLimits,
     #[error("cannot start the sink thread: {0}")]
     Thread(std::io::Error),
+    /// Extra trust roots that cannot be read or used ([`load_ca_file`]).
+    #[error("the CA file {path}: {message}")]
+    CaFile { path: String, message: String },
 }
 
 /// Counters for the UI and tests.

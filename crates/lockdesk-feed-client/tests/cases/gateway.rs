@@ -409,7 +409,8 @@ async fn a_closed_port_first_in_the_list_fails_over_to_the_gateway_at_once() {
         last = h.push(101).await;
     }
     let sink = Memory::new(0);
-    let mut cfg = config(&format!("ws://{}", free_addr()), SAM);
+    let closed = format!("ws://{}", free_addr());
+    let mut cfg = config(&closed, SAM);
     cfg.urls.push(h.url());
     // A backoff of an hour: connecting within the test's patience proves the second address
     // was tried without waiting for it.
@@ -432,6 +433,8 @@ async fn a_closed_port_first_in_the_list_fails_over_to_the_gateway_at_once() {
     sink.wait_cursor(last).await;
     client.shutdown().await;
     assert_exactly(&sink.lock().applied, last);
+    // The reason names the address that could not be reached.
+    assert!(logs().contains(&format!("cannot connect to {closed}/v1/feed: ")));
 }
 
 /// A store that holds one batch (after its cursor reached `hold_at`) until the test releases it.
