@@ -202,6 +202,7 @@ impl DeskHolder {
                 },
                 demo: false,
                 last_seq: None,
+                head_seq: None,
             },
         }
     }
@@ -484,9 +485,17 @@ fn status_of(s: &lockdesk_service::ServiceStatus, ended: bool) -> DeskStatus {
         let stopped = lockdesk_service::State::Stopped {
             reason: lockdesk_service::StopReason::Failed("the desk has stopped".into()),
         };
-        return desk_map::status(&stopped, s.demo, s.cursor);
+        return desk_map::status(&stopped, s.demo, progress_of(s));
     }
-    desk_map::status(&s.feed, s.demo, s.cursor)
+    desk_map::status(&s.feed, s.demo, progress_of(s))
+}
+
+fn progress_of(s: &lockdesk_service::ServiceStatus) -> desk_map::Progress {
+    desk_map::Progress {
+        cursor: s.cursor,
+        head: s.head,
+        behind_too_long: s.behind_too_long,
+    }
 }
 
 /// Which notification a change calls for, given the conversation's previous state.
@@ -538,9 +547,33 @@ async fn forward_changes<R: Runtime>(
     );
     // Notices of a backlog, shown as one summary once the desk is live again (or quiet).
     let mut backlog = BacklogGate::default();
+    // A desk that stops receiving for good (credential revoked, ...) says so once, beside the
+    // banner: the advisor may be looking at another window.
+    let mut status = service.status();
+    let mut status_open = true;
+    let mut stop_told = false;
+    let mut tell_stop = |feed: &lockdesk_service::State, notifier: &notify::Notifier| {
+        if let (lockdesk_service::State::Stopped { reason }, false) = (feed, stop_told) {
+            if holder.generation.load(Ordering::SeqCst) == generation {
+                stop_told = true;
+                notifier.stopped(reason);
+            }
+        }
+    };
+    tell_stop(&status.borrow_and_update().feed, &notifier);
     loop {
         let until = backlog.wait_until(tokio::time::Instant::now());
         let next = tokio::select! {
+            changed = status.changed(), if status_open => {
+                match changed {
+                    Ok(()) => {
+                        let feed = status.borrow_and_update().feed.clone();
+                        tell_stop(&feed, &notifier);
+                    }
+                    Err(_) => status_open = false,
+                }
+                continue;
+            }
             changed = prefs.changed(), if prefs_open => {
                 // Settings saved with a new language or mutes: applied from the next notice.
                 match changed {
@@ -582,27 +615,12 @@ async fn forward_changes<R: Runtime>(
             notifier.summary(&backlog.take());
             break;
         }
-        // Notifications first (they need only the change), then the rows and alerts as stored.
+        // The rows and alerts as stored (a look-alike's notice names the identity its alert's
+        // evidence says it imitates), then the notifications, then the window's events.
         let mut ids: Vec<String> = Vec::new();
         let mut alert_ids: Vec<i64> = Vec::new();
-        let now = lockdesk_service::now_ms();
-        let mut behind = false;
         for c in changes.iter() {
-            let live = is_live(c, now);
-            behind |= !live;
             if let Some(id) = &c.conversation_id {
-                let previous = last_state.get(id).map(String::as_str);
-                if let Some(kind) = notice_for(c, previous) {
-                    let notice = notice_of(c, id, kind);
-                    if live {
-                        notifier.show(&notice, std::time::Instant::now());
-                    } else {
-                        backlog.add(&notice, &mutes, tokio::time::Instant::now());
-                    }
-                }
-                if let Some(st) = &c.state {
-                    last_state.insert(id.clone(), st.clone());
-                }
                 if !ids.contains(id) {
                     ids.push(id.clone());
                 }
@@ -610,9 +628,6 @@ async fn forward_changes<R: Runtime>(
             if let Some(a) = c.alert_id {
                 alert_ids.push(a);
             }
-        }
-        if !behind {
-            notifier.summary(&backlog.take());
         }
         let read = service.clone();
         let fetched = tauri::async_runtime::spawn_blocking(move || {
@@ -623,19 +638,50 @@ async fn forward_changes<R: Runtime>(
                         rows.push(desk_map::detail(&d).row);
                     }
                 }
-                let alerts: Vec<_> = alert_ids
+                let records: Vec<lockdesk_desk::AlertRecord> = alert_ids
                     .iter()
                     .filter_map(|a| desk.alert(*a).ok().flatten())
-                    .filter_map(|a| desk_map::alert(&a))
                     .collect();
-                (rows, alerts)
+                (rows, records)
             })
         })
         .await;
-        let Ok((rows, alerts)) = fetched else {
+        let (rows, records) = match fetched {
+            Ok(f) => (Some(f.0), f.1),
+            Err(e) => {
+                tracing::warn!("cannot read the changed rows: {e}");
+                (None, Vec::new())
+            }
+        };
+        let now = lockdesk_service::now_ms();
+        let mut behind = false;
+        for c in changes.iter() {
+            let live = is_live(c, now);
+            behind |= !live;
+            let previous = c
+                .conversation_id
+                .as_ref()
+                .and_then(|id| last_state.get(id))
+                .map(String::as_str);
+            let record = c.alert_id.and_then(|a| records.iter().find(|r| r.id == a));
+            if let Some(notice) = notice_for_change(c, previous, record) {
+                if live {
+                    notifier.show(&notice, std::time::Instant::now());
+                } else {
+                    backlog.add(&notice, &mutes, tokio::time::Instant::now());
+                }
+            }
+            if let (Some(id), Some(st)) = (&c.conversation_id, &c.state) {
+                last_state.insert(id.clone(), st.clone());
+            }
+        }
+        if !behind {
+            notifier.summary(&backlog.take());
+        }
+        let Some(rows) = rows else {
             continue;
         };
-        for alert in alerts {
+        for alert in records.iter().filter_map(desk_map::alert) {
             let revision = holder.next_revision();
             let _ = app.emit(DESK_CHANGED, DeskEvent::Alert { revision, alert });
         }
@@ -693,16 +739,34 @@ impl BacklogGate {
 
 /// The notice a change calls for: its conversation named by its verified userId (never its id),
 /// its reason as a typed code (worded by `notify`, never shown raw).
-fn notice_of(change: &Change, conversation_id: &str, kind: NoticeKind) -> Notice {
+fn notice_of(change: &Change, kind: NoticeKind) -> Notice {
     Notice {
         kind,
-        conversation_id: conversation_id.to_owned(),
+        conversation_id: change.conversation_id.clone(),
         user_id: change.user_id.clone(),
         reason: change
             .reason
             .as_deref()
             .map(lockdesk_api::ReasonCode::from_code),
+        lookalike: None,
     }
+}
+
+/// The notice a change calls for (`None`: none), given its conversation's previous state and its
+/// alert's stored record. Device-level alerts (evidence that names no open conversation) notify
+/// too, with no conversation to open. A look-alike names the identity imitated, from the
+/// alert's evidence (without the record, it says "another identity").
+fn notice_for_change(
+    change: &Change,
+    previous: Option<&str>,
+    alert: Option<&lockdesk_desk::AlertRecord>,
+) -> Option<Notice> {
+    let kind = notice_for(change, previous)?;
+    let mut notice = notice_of(change, kind);
+    if kind == NoticeKind::LookalikeUserId {
+        notice.lookalike = alert.and_then(|a| notify::LookalikePair::from_evidence(&a.evidence));
+    }
+    Some(notice)
 }
 
 #[cfg(test)]
@@ -814,6 +878,84 @@ mod tests {
         }
     }
 
+    /// Issue 13: a device-level alert (evidence naming no open conversation: shared device,
+    /// reused or look-alike userId) notified nothing, because only changes with a conversation
+    /// reached the notifier. Every alert code notifies, with or without a conversation.
+    #[test]
+    fn every_alert_code_notifies_with_or_without_a_conversation() {
+        for kind in lockdesk_api::AlertKind::ALL {
+            // The code the core stores for the kind.
+            let code = serde_json::to_value(kind).unwrap();
+            let code = code.as_str().unwrap();
+            assert_eq!(desk_map::alert_kind(code), Some(kind), "{code}");
+            let mut on_conversation = change("failed", Some(code));
+            on_conversation.user_id = Some("cust-2".into());
+            let n = notice_for_change(&on_conversation, Some("secured"), None)
+                .unwrap_or_else(|| panic!("{code:?}: no notice"));
+            assert_eq!(n.conversation_id.as_deref(), Some("c"), "{code:?}");
+            let device = Change {
+                conversation_id: None,
+                channel: None,
+                state: None,
+                ..on_conversation.clone()
+            };
+            let n = notice_for_change(&device, None, None)
+                .unwrap_or_else(|| panic!("{code:?}: no notice without a conversation"));
+            assert_eq!(n.conversation_id, None, "{code:?}");
+            assert_eq!(n.user_id.as_deref(), Some("cust-2"), "{code:?}");
+            // And it has words, naming the person.
+            let (_, body) = notify::text(&n, lockdesk_config::Language::En);
+            assert!(body.contains("cust-2"), "{code:?}: {body}");
+        }
+    }
+
+    /// Issue 13: the look-alike notice names the identity imitated, read from the alert's
+    /// evidence (before, the notice was built before the alert was read: "looks like another
+    /// identity").
+    #[test]
+    fn a_lookalike_notice_names_the_identity_it_imitates() {
+        let mut c = change(
+            "secured",
+            Some(lockdesk_desk::alert_codes::LOOKALIKE_USER_ID),
+        );
+        c.user_id = Some("cust-4815l623".into());
+        c.alert_id = Some(7);
+        let record = lockdesk_desk::AlertRecord {
+            id: 7,
+            seq: Some(1),
+            at_ms: 0,
+            code: lockdesk_desk::alert_codes::LOOKALIKE_USER_ID.into(),
+            conversation_id: Some("c".into()),
+            visitor_id: Some("v".into()),
+            user_id: Some("cust-4815l623".into()),
+            evidence: serde_json::json!({"userId": "cust-4815l623", "imitator": "cust-4815l623",
+                "imitates": "cust-48151623", "mixedScript": false, "scripts": ["Latin"],
+                "ambiguous": true}),
+        };
+        let n = notice_for_change(&c, Some("anonymous"), Some(&record)).unwrap();
+        let (fsi, pdi) = (lockdesk_text::FSI, lockdesk_text::PDI);
+        let (_, en) = notify::text(&n, lockdesk_config::Language::En);
+        assert!(
+            en.starts_with(&format!(
+                "{fsi}cust-4815l623{pdi} looks like {fsi}cust-48151623{pdi}; either may be the genuine one."
+            )),
+            "{en}"
+        );
+        let (_, fr) = notify::text(&n, lockdesk_config::Language::Fr);
+        assert!(
+            fr.starts_with(&format!(
+                "{fsi}cust-4815l623{pdi} ressemble à {fsi}cust-48151623{pdi}"
+            )),
+            "{fr}"
+        );
+        // Without the record (it could not be read), the notice still goes out, in general words.
+        let n = notice_for_change(&c, Some("anonymous"), None).unwrap();
+        assert_eq!(n.lookalike, None);
+        assert!(notify::text(&n, lockdesk_config::Language::En)
+            .1
+            .contains("looks like another identity"));
+    }
+
     #[test]
     fn changes_older_than_the_live_window_are_counted_not_notified() {
         let now = 1_800_000_000_000;
@@ -837,13 +979,13 @@ mod tests {
             secured: true,
             ..Default::default()
         };
-        let secured = notice_of(&change("secured", None), "c", NoticeKind::Secured);
+        let secured = notice_of(&change("secured", None), NoticeKind::Secured);
         let mut failed = change(
             "failed",
             Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
         );
         failed.reason = Some("bad_signature".into());
-        let failed = notice_of(&failed, "c", NoticeKind::VerificationFailed);
+        let failed = notice_of(&failed, NoticeKind::VerificationFailed);
         let t0 = tokio::time::Instant::now();
         let mut gate = BacklogGate::default();
         assert_eq!(gate.wait_until(t0), None, "nothing pending: no deadline");
@@ -880,12 +1022,12 @@ mod tests {
         );
         c.reason = Some("bad_signature".into());
         c.user_id = Some("cust-7".into());
-        let n = notice_of(&c, "c", NoticeKind::VerificationFailed);
+        let n = notice_of(&c, NoticeKind::VerificationFailed);
         assert_eq!(n.reason, Some(lockdesk_api::ReasonCode::BadSignature));
         assert_eq!(n.user_id.as_deref(), Some("cust-7"));
         c.reason = Some("a_code_from_the_future".into());
         assert_eq!(
-            notice_of(&c, "c", NoticeKind::VerificationFailed).reason,
+            notice_of(&c, NoticeKind::VerificationFailed).reason,
             Some(lockdesk_api::ReasonCode::Unknown)
         );
     }

@@ -59,16 +59,51 @@ impl NoticeKind {
     }
 }
 
-/// One notification to show, about one conversation.
+/// One notification to show, about one conversation or (a device-level alert raised by
+/// evidence that names no open conversation) one device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
     pub kind: NoticeKind,
-    /// Which conversation a click opens; never shown.
-    pub conversation_id: String,
+    /// Which conversation a click opens; never shown. `None`: a device-level alert with no
+    /// conversation (a click shows the window).
+    pub conversation_id: Option<String>,
     /// The verified userId concerned, when there is one (untrusted text: isolated and escaped).
     pub user_id: Option<String>,
     /// Why a token was rejected or an identity mismatches.
     pub reason: Option<ReasonCode>,
+    /// A look-alike alert's pair, from its evidence (`None`: not a look-alike, or its evidence
+    /// could not be read: the notice then says "another identity").
+    pub lookalike: Option<LookalikePair>,
+}
+
+/// Who looks like whom, as the look-alike alert's evidence says (untrusted text, both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookalikePair {
+    /// The look-alike (for a refused userId, already in its visible `⟨U+XXXX⟩` form).
+    pub imitator: String,
+    /// The identity it passes for; `None` for a mixed-script userId with no known counterpart.
+    pub imitates: Option<String>,
+    /// Neither can be told to be the imitation: the notice names both, in no direction.
+    pub ambiguous: bool,
+}
+
+impl LookalikePair {
+    /// From a `lookalike_user_id` alert's evidence (`imitator`, `imitates`, `ambiguous`);
+    /// `None` when it names no imitator.
+    pub fn from_evidence(evidence: &serde_json::Value) -> Option<LookalikePair> {
+        let imitator = evidence.get("imitator")?.as_str()?.to_owned();
+        Some(LookalikePair {
+            imitator,
+            imitates: evidence
+                .get("imitates")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            ambiguous: evidence
+                .get("ambiguous")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        })
+    }
 }
 
 /// How strongly a notification interrupts. Ordered: `Low < Normal < Critical`.
@@ -291,10 +326,70 @@ pub fn text(notice: &Notice, lang: Language) -> (String, String) {
         (NoticeKind::ReusedUserId, Language::Fr) => format!("{who_cap} a été présenté avec des identités signées différentes. Vérifiez à qui vous parlez avant de continuer."),
         (NoticeKind::SessionLapsed, Language::En) => format!("The verified session of {who_} ended: the conversation is no longer secured."),
         (NoticeKind::SessionLapsed, Language::Fr) => format!("La session vérifiée de {who_} a pris fin\u{a0}: la conversation n’est plus sécurisée."),
-        (NoticeKind::LookalikeUserId, Language::En) => format!("{who_cap} looks like another identity this desk knows, or mixes scripts. Check who you are talking to before trusting the padlock."),
-        (NoticeKind::LookalikeUserId, Language::Fr) => format!("{who_cap} ressemble à une autre identité connue de ce poste, ou mélange des écritures. Vérifiez à qui vous parlez avant de vous fier au cadenas."),
+        (NoticeKind::LookalikeUserId, _) => lookalike_text(notice, &who_cap, lang),
     };
     (title(notice.kind, lang).to_owned(), body)
+}
+
+/// A look-alike notice's body: it names the identity imitated when the alert's evidence does
+/// (both userIds through [`field`]), as the window's alert does (ui/src/i18n/strings.ts).
+fn lookalike_text(notice: &Notice, who_cap: &str, lang: Language) -> String {
+    let check = match lang {
+        Language::En => "Check who you are talking to before trusting the padlock.",
+        Language::Fr => "Vérifiez à qui vous parlez avant de vous fier au cadenas.",
+    };
+    let said = match (&notice.lookalike, lang) {
+        (Some(LookalikePair { imitator, imitates: Some(imitates), ambiguous: false }), Language::En) => {
+            format!("{} looks like {}, an identity this desk knows.", field(imitator), field(imitates))
+        }
+        (Some(LookalikePair { imitator, imitates: Some(imitates), ambiguous: false }), Language::Fr) => {
+            format!("{} ressemble à {}, une identité connue de ce poste.", field(imitator), field(imitates))
+        }
+        (Some(LookalikePair { imitator, imitates: Some(imitates), ambiguous: true }), Language::En) => {
+            format!("{} looks like {}; either may be the genuine one.", field(imitator), field(imitates))
+        }
+        (Some(LookalikePair { imitator, imitates: Some(imitates), ambiguous: true }), Language::Fr) => {
+            format!("{} ressemble à {}\u{a0}; l’un ou l’autre peut être l’authentique.", field(imitator), field(imitates))
+        }
+        (Some(LookalikePair { imitator, imitates: None, .. }), Language::En) => {
+            format!("{} mixes letters of several scripts, a way to imitate another identifier.", field(imitator))
+        }
+        (Some(LookalikePair { imitator, imitates: None, .. }), Language::Fr) => {
+            format!("{} mélange des lettres de plusieurs écritures, une façon d’imiter un autre identifiant.", field(imitator))
+        }
+        (None, Language::En) => format!("{who_cap} looks like another identity this desk knows, or mixes scripts."),
+        (None, Language::Fr) => format!("{who_cap} ressemble à une autre identité connue de ce poste, ou mélange des écritures."),
+    };
+    format!("{said} {check}")
+}
+
+/// The notification for a desk that stopped receiving for good (the feed client stopped and
+/// will not retry: the credential was revoked or refused, the gateway's log is another, the
+/// store or a task failed, the demo's engine stopped): title and body, or `None` for a
+/// shutdown (a restart or quit, asked for). Shown once per desk start, as an alarm: every
+/// padlock on screen is from now on a past state until the advisor acts. The stop's text is
+/// not put in it (it may carry what the gateway sent): the window's banner says why.
+pub fn stopped_text(
+    reason: &lockdesk_service::StopReason,
+    lang: Language,
+) -> Option<(String, String)> {
+    use lockdesk_service::StopReason as S;
+    let refused = match reason {
+        S::Shutdown => return None,
+        S::CredentialRevoked | S::Unauthorized => true,
+        S::AfterBeyondEnd { .. }
+        | S::LogChanged { .. }
+        | S::SinkGone
+        | S::SinkPanicked(_)
+        | S::Failed(_) => false,
+    };
+    let (title, body) = match (lang, refused) {
+        (Language::En, true) => ("Not receiving", "The gateway no longer accepts this desk’s credential: conversations and padlocks are no longer updated. Ask your administrator for a new credential (Settings)."),
+        (Language::Fr, true) => ("Réception interrompue", "La passerelle n’accepte plus l’identifiant de ce poste\u{a0}: les conversations et les cadenas ne sont plus mis à jour. Demandez un nouvel identifiant à votre administrateur (Paramètres)."),
+        (Language::En, false) => ("Not receiving", "Lockdesk stopped receiving: conversations and padlocks are no longer updated. Open Lockdesk to see why."),
+        (Language::Fr, false) => ("Réception interrompue", "Lockdesk ne reçoit plus rien\u{a0}: les conversations et les cadenas ne sont plus mis à jour. Ouvrez Lockdesk pour savoir pourquoi."),
+    };
+    Some((title.to_owned(), body.to_owned()))
 }
 
 /// "1 failed verification", "5 failed verifications" (French: singular for 0 and 1).
@@ -342,8 +437,9 @@ const NAMED: usize = 3;
 struct Group {
     key: GroupKey,
     count: u32,
-    /// The latest distinct conversations (id, userId), newest first, at most [`NAMED`].
-    latest: Vec<(String, Option<String>)>,
+    /// The latest distinct conversations (id, userId; a device-level notice has no id),
+    /// newest first, at most [`NAMED`].
+    latest: Vec<(Option<String>, Option<String>)>,
     /// Every notice so far was about this one conversation (a click opens it).
     only: Option<String>,
     /// What a click on the notification as now shown opens.
@@ -407,10 +503,16 @@ impl Grouper {
                 if g.open && now.saturating_duration_since(g.last_at) <= urgency.group_window() =>
             {
                 g.count = g.count.saturating_add(1);
-                g.latest.retain(|(c, _)| *c != notice.conversation_id);
+                // The same conversation, or the same person on a device with no conversation.
+                g.latest
+                    .retain(|(c, u)| match (c, &notice.conversation_id) {
+                        (Some(c), Some(n)) => c != n,
+                        (None, None) => *u != notice.user_id,
+                        _ => true,
+                    });
                 g.latest.insert(0, entry.clone());
                 g.latest.truncate(NAMED);
-                if g.only.as_deref() != Some(notice.conversation_id.as_str()) {
+                if g.only != notice.conversation_id {
                     g.only = None;
                 }
                 g.last_at = now;
@@ -427,8 +529,8 @@ impl Grouper {
                     key,
                     count: 1,
                     latest: vec![entry],
-                    only: Some(notice.conversation_id.clone()),
-                    target: Some(notice.conversation_id.clone()),
+                    only: notice.conversation_id.clone(),
+                    target: notice.conversation_id.clone(),
                     last_at: now,
                     generation,
                     open: true,
@@ -437,11 +539,7 @@ impl Grouper {
                     Some(g) => *g = fresh,
                     None => self.groups.push(fresh),
                 }
-                (
-                    false,
-                    text(notice, lang),
-                    Some(notice.conversation_id.clone()),
-                )
+                (false, text(notice, lang), notice.conversation_id.clone())
             }
         };
         Some(Shown {
@@ -482,7 +580,7 @@ impl Grouper {
 fn group_text(
     key: GroupKey,
     count: u32,
-    latest: &[(String, Option<String>)],
+    latest: &[(Option<String>, Option<String>)],
     lang: Language,
 ) -> (String, String) {
     let names: Vec<String> = latest
@@ -643,6 +741,22 @@ impl Notifier {
                 urgency: s.urgency,
                 expiry: s.expiry,
                 conversation_id: s.conversation_id,
+            });
+        }
+    }
+
+    /// Shows that the desk stopped receiving for good ([`stopped_text`]): an alarm of its own,
+    /// never grouped; a click shows the window (its banner says why). Nothing for a shutdown.
+    pub fn stopped(&self, reason: &lockdesk_service::StopReason) {
+        if let Some((title, body)) = stopped_text(reason, self.lang) {
+            self.send(Job {
+                key: None,
+                replaces: false,
+                title,
+                body,
+                urgency: Urgency::Critical,
+                expiry: Urgency::Critical.expiry(),
+                conversation_id: None,
             });
         }
     }
@@ -836,9 +950,10 @@ mod tests {
     fn notice(kind: NoticeKind, user: Option<&str>, reason: Option<ReasonCode>) -> Notice {
         Notice {
             kind,
-            conversation_id: UUID.into(),
+            conversation_id: Some(UUID.into()),
             user_id: user.map(str::to_owned),
             reason,
+            lookalike: None,
         }
     }
 
@@ -876,9 +991,10 @@ mod tests {
             for lang in [Language::En, Language::Fr] {
                 let n = Notice {
                     kind,
-                    conversation_id: "c-\u{2067}9".into(),
+                    conversation_id: Some("c-\u{2067}9".into()),
                     user_id: Some(user.into()),
                     reason: Some(ReasonCode::BadSignature),
+                    lookalike: None,
                 };
                 let (title, body) = text(&n, lang);
                 for c in title.chars().chain(body.chars()) {
@@ -987,6 +1103,103 @@ mod tests {
         );
     }
 
+    /// Issue 13: a look-alike notice names both userIds (each made visible, isolated and
+    /// escaped), in the direction the alert's evidence gives, or in none for a tie; a
+    /// mixed-script userId with no counterpart is said to mix scripts.
+    #[test]
+    fn a_lookalike_notice_names_both_user_ids_through_lockdesk_text() {
+        let with = |imitator: &str, imitates: Option<&str>, ambiguous| Notice {
+            lookalike: Some(LookalikePair {
+                imitator: imitator.into(),
+                imitates: imitates.map(str::to_owned),
+                ambiguous,
+            }),
+            ..notice(NoticeKind::LookalikeUserId, Some(imitator), None)
+        };
+        let body = |n: &Notice, lang| text(n, lang).1;
+        assert_eq!(
+            body(&with("\u{441}ust-1", Some("cust-1"), false), Language::En),
+            format!("{FSI}\u{441}ust-1{PDI} looks like {FSI}cust-1{PDI}, an identity this desk knows. Check who you are talking to before trusting the padlock.")
+        );
+        assert_eq!(
+            body(&with("\u{441}ust-1", Some("cust-1"), false), Language::Fr),
+            format!("{FSI}\u{441}ust-1{PDI} ressemble à {FSI}cust-1{PDI}, une identité connue de ce poste. Vérifiez à qui vous parlez avant de vous fier au cadenas.")
+        );
+        assert!(body(&with("cust-4815l623", Some("cust-48151623"), true), Language::En)
+            .starts_with(&format!("{FSI}cust-4815l623{PDI} looks like {FSI}cust-48151623{PDI}; either may be the genuine one.")));
+        assert!(
+            body(&with("\u{441}ust-9", None, false), Language::En).starts_with(&format!(
+                "{FSI}\u{441}ust-9{PDI} mixes letters of several scripts"
+            ))
+        );
+        assert!(body(&with("\u{441}ust-9", None, false), Language::Fr)
+            .starts_with(&format!("{FSI}\u{441}ust-9{PDI} mélange des lettres")));
+        // Hostile text in either: markup escaped, bidi controls visible, inside isolates.
+        let hostile = body(
+            &with("<b>x</b>", Some("cust-1\u{202E}gnp.exe"), false),
+            Language::En,
+        );
+        assert!(hostile.contains("&lt;b&gt;x&lt;/b&gt;"), "{hostile}");
+        assert!(!hostile.contains('\u{202E}'), "{hostile}");
+        assert!(hostile.contains("\u{27E8}U+202E\u{27E9}"), "{hostile}");
+        // From the evidence as the desk core writes it.
+        let pair = LookalikePair::from_evidence(&serde_json::json!({
+            "userId": "cust-1", "imitator": "\u{441}ust-1", "imitates": "cust-1",
+            "mixedScript": true, "scripts": ["Cyrillic", "Latin"]
+        }))
+        .unwrap();
+        assert_eq!(pair.imitates.as_deref(), Some("cust-1"));
+        assert!(!pair.ambiguous);
+        let mixed = LookalikePair::from_evidence(&serde_json::json!({
+            "imitator": "\u{441}ust-9", "imitates": null, "mixedScript": true
+        }))
+        .unwrap();
+        assert_eq!(mixed.imitates, None);
+        assert_eq!(LookalikePair::from_evidence(&serde_json::json!({})), None);
+    }
+
+    /// Issue 13: a revoked credential stops the desk for good; it is said once, as an alarm,
+    /// in words (never the stop's text, which may carry what the gateway sent). A shutdown
+    /// (restart, quit) says nothing.
+    #[test]
+    fn a_desk_that_stops_receiving_for_good_says_so_in_words() {
+        use lockdesk_service::StopReason as S;
+        assert_eq!(stopped_text(&S::Shutdown, Language::En), None);
+        for lang in [Language::En, Language::Fr] {
+            let (title, body) = stopped_text(&S::CredentialRevoked, lang).unwrap();
+            assert_eq!(
+                stopped_text(&S::Unauthorized, lang).unwrap(),
+                (title.clone(), body.clone())
+            );
+            match lang {
+                Language::En => {
+                    assert_eq!(title, "Not receiving");
+                    assert!(
+                        body.contains("no longer accepts this desk’s credential"),
+                        "{body}"
+                    );
+                }
+                Language::Fr => {
+                    assert_eq!(title, "Réception interrompue");
+                    assert!(body.contains("n’accepte plus l’identifiant"), "{body}");
+                }
+            }
+            let (_, other) = stopped_text(&S::Failed("<b>gateway text</b>".into()), lang).unwrap();
+            assert!(
+                !other.contains("gateway text") && !other.contains('<'),
+                "{other}"
+            );
+            assert!(stopped_text(
+                &S::LogChanged {
+                    known: "a".into(),
+                    found: "b".into()
+                },
+                lang
+            )
+            .is_some());
+        }
+    }
+
     /// Only what needs the advisor's action now is critical, and only that stays until
     /// dismissed; routine news (secured, a lapse) is low urgency and off or expiring.
     #[test]
@@ -1075,7 +1288,7 @@ mod tests {
                 users.get(i as usize).copied(),
                 Some(ReasonCode::BadSignature),
             );
-            n.conversation_id = format!("conv-{i}");
+            n.conversation_id = Some(format!("conv-{i}"));
             shown.push(
                 g.add(&n, Language::En, &settings, t0 + Duration::from_secs(5 * i))
                     .unwrap(),
@@ -1287,7 +1500,7 @@ mod tests {
                 None,
                 Some(ReasonCode::BadSignature),
             );
-            n.conversation_id = format!("conv-{i}");
+            n.conversation_id = Some(format!("conv-{i}"));
             notifier.show(&n, t0);
         }
         // The display thread talks to the server in order; give it a moment.

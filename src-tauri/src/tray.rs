@@ -90,9 +90,14 @@ mod tests {
             feed,
             demo,
             last_seq: None,
+            head_seq: None,
+        };
+        let connected = FeedStatus::Connected {
+            url: "x".into(),
+            catching_up: None,
         };
         assert_eq!(
-            status_text(&s(FeedStatus::Connected { url: "x".into() }, true)),
+            status_text(&s(connected, true)),
             "Lockdesk (demo): Connected"
         );
         let long = "r".repeat(200);

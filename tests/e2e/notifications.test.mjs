@@ -6,6 +6,7 @@
 //   words, no raw reason code, no conversation id.
 //   Secured conversations: no notification by default.
 //   Everything that is not an alarm carries an expiry.
+//   A look-alike userId: the notice names the identity it imitates ("сust-… looks like cust-…").
 // Run alone: xvfb-run -a dbus-run-session -- bash -c 'dunst & node --test tests/e2e/notifications.test.mjs'
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -104,4 +105,27 @@ test('a forged token is an alarm in words, secured conversations are silent', as
   assert.match(failed.body, /Do not treat this visitor as authenticated\./);
   // Secured is off by default: the list shows it.
   assert.ok(!all.some((n) => n.summary.startsWith('Conversation secured')), 'no "Conversation secured"');
+});
+
+// Issue 13: the look-alike notice names the identity it imitates. The demo's look-alike
+// scenario signs in a customer, then a userId with a Cyrillic с (U+0441) for the c of theirs.
+test('a look-alike notice names the identity it imitates', async () => {
+  const deadline = Date.now() + 240_000;
+  let notice;
+  while (Date.now() < deadline) {
+    spawnSync('dunstctl', ['close-all'], { timeout: 10_000 });
+    notice = lockdesk().find((n) => n.summary === 'Look-alike userId' && / looks like /.test(n.body));
+    if (notice) break;
+    assert.equal(app.exitCode, null, 'the app is running');
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  assert.ok(notice, `a "Look-alike userId" notice (history: ${JSON.stringify(lockdesk())})`);
+  assert.equal(Number(notice.timeout), 0, 'an alarm: until dismissed');
+  // Each userId isolated (FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE).
+  const m = /^\u2068([^\u2069]+)\u2069 looks like \u2068([^\u2069]+)\u2069, an identity this desk knows\. Check who you are talking to before trusting the padlock\.$/u.exec(notice.body);
+  assert.ok(m, `the notice's words: ${JSON.stringify(notice.body)}`);
+  const [, imitator, imitates] = m;
+  assert.notEqual(imitator, imitates);
+  assert.ok(imitator.includes('\u0441'), `the look-alike has the Cyrillic с: ${imitator}`);
+  assert.equal(imitator.replace('\u0441', 'c'), imitates, 'it names the genuine userId');
 });

@@ -2,8 +2,11 @@
 // (`lockdesk-cli gateway` on 127.0.0.1) feeds one secured conversation; the row says "Secured" in
 // words with a solid padlock and no banner. Then the gateway goes away: a banner under the header
 // says the desk is not receiving and that the padlocks show the state when the feed was last live
-// (its time), the padlock is drawn stale (greyed) and the row says "as of" that time.
-// Screenshots in tests/output/e2e/4*.png.
+// (its time), the padlock is drawn stale (greyed) and the row says "as of" that time. Then the
+// gateway's log grows by a large backlog while the desk cannot reach it (the same log served on
+// another port), and the gateway comes back where the desk looks for it: the desk catches up, and
+// the header says how many changes are to go ("Catching up with the gateway: 10,000 changes to
+// go"), until it is live again. Screenshots in tests/output/e2e/4*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,8 +35,9 @@ function cli(args) {
   return r.stdout.trim();
 }
 
-/** Starts the gateway on a free port and resolves to its base URL once it listens. */
-async function startGateway(dir) {
+/** Starts the gateway (on a free port unless `listen` names one) and resolves to its base URL
+ * once it listens. */
+async function startGateway(dir, listen = '127.0.0.1:0') {
   mkdirSync(join(dir, 'data'), { recursive: true });
   const config = join(dir, 'data', 'gateway.toml');
   writeFileSync(
@@ -43,7 +47,7 @@ async function startGateway(dir) {
       `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n`,
     { mode: 0o600 },
   );
-  gateway = spawn(cliPath, ['gateway', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], {
+  gateway = spawn(cliPath, ['gateway', '--listen', listen, '--data', join(dir, 'data')], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: 'warn' },
   });
@@ -61,9 +65,9 @@ async function startGateway(dir) {
   });
 }
 
-async function post(path, body, headers) {
+async function post(path, body, headers, base = gatewayUrl) {
   const raw = JSON.stringify(body);
-  const res = await fetch(`${gatewayUrl}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
+  const res = await fetch(`${base}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
   assert.ok(res.ok, `${path}: ${res.status} ${await res.text()}`);
 }
 
@@ -167,4 +171,72 @@ test('the gateway gone: a banner says so, and the padlock is drawn stale with it
   assert.equal(look.solid, false, 'the padlock only outlined');
   assert.match(look.filter, /grayscale\(1\)/);
   await screenshot(driver, '41-not-receiving');
+});
+
+/** Stops the running gateway and waits for its exit. */
+async function stopGateway() {
+  if (gateway.exitCode !== null) return;
+  const exited = new Promise((r) => gateway.once('exit', r));
+  gateway.kill('SIGTERM');
+  await exited;
+}
+
+/** `n` conversations pushed to advisors through the gateway at `base`, 32 at a time. */
+async function backlog(base, n) {
+  const sign = (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` });
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next += 1;
+      await post(
+        '/webhooks/iadvize',
+        { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
+          conversationId: randomUUID(), operatorId: 101, channel: 'CHAT', visitorId: randomUUID(), visitorExternalId: null,
+          createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
+        sign,
+        base,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+}
+
+test('behind a large backlog: the header says how many changes are to go, until live', async () => {
+  // (The list shows the newest 20,000: the first conversation stays in it.)
+  const BACKLOG = 10_000;
+  const port = new URL(gatewayUrl).port;
+  // The log grows while the desk cannot reach it: the same gateway data, served on another port.
+  await stopGateway();
+  const elsewhere = await startGateway(join(dirs.base, 'gw'));
+  await backlog(elsewhere, BACKLOG);
+  await stopGateway();
+  // Every text the catch-up note shows, recorded by the page as it is drawn (a fast catch-up
+  // shows it for a second or two).
+  await driver.executeScript(
+    `window.__catchingUp = [];
+     const seen = () => { const b = document.querySelector('[data-testid="catching-up-banner"]');
+       if (b) window.__catchingUp.push({ text: b.textContent.replace(/\\s+/g, ' ').trim(), role: b.getAttribute('role') }); };
+     new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, characterData: true });`,
+  );
+  // Back where the desk looks for it (the desk retries with its backoff: up to a minute).
+  gatewayUrl = await startGateway(join(dirs.base, 'gw'), `127.0.0.1:${port}`);
+  let seen = [];
+  await driver.wait(async () => (seen = await driver.executeScript('return window.__catchingUp')).length > 0, 150_000,
+    'the catch-up note');
+  await screenshot(driver, '42-catching-up');
+  const first = seen[0];
+  assert.equal(first.role, 'status');
+  const m = /^Catching up with the gateway: ([\d,]+) changes? to go\.$/.exec(first.text);
+  assert.ok(m, `the note's words: ${first.text}`);
+  const toGo = Number(m[1].replaceAll(',', ''));
+  assert.ok(toGo > 0 && toGo <= BACKLOG, `${toGo} to go, of a ${BACKLOG}-entry backlog`);
+  // Caught up: no note, no banner, live padlocks.
+  await driver.wait(async () => (await driver.executeScript(
+    `return !document.querySelector('[data-testid="catching-up-banner"]') && !document.querySelector('[data-testid="not-receiving-banner"]')`)),
+  120_000, 'live again');
+  await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 30_000);
+  let look;
+  await driver.wait(async () => (look = await rowLook())?.stale === null, 15_000, 'the padlock live again');
+  assert.equal(look.words, 'Secured');
+  console.log(`# catch-up notes: ${JSON.stringify(seen.slice(0, 5))} … (${seen.length})`);
 });

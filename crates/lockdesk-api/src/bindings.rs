@@ -32,6 +32,7 @@ pub fn typescript() -> String {
     decl::<SettingsView>(&cfg, &mut out);
     decl::<SaveOutcome>(&cfg, &mut out);
     decl::<AppInfo>(&cfg, &mut out);
+    decl::<CatchingUp>(&cfg, &mut out);
     decl::<FeedStatus>(&cfg, &mut out);
     decl::<AuthStateName>(&cfg, &mut out);
     decl::<ReasonCode>(&cfg, &mut out);

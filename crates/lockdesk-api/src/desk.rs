@@ -394,6 +394,11 @@ pub struct DeskStatus {
     /// The last feed sequence number whose effects are stored, when any.
     #[ts(type = "number | null")]
     pub last_seq: Option<u64>,
+    /// The gateway's log end as last known (`hello`'s `lastSeq`, or past it what the desk
+    /// applied), kept while disconnected; absent before the first connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
+    pub head_seq: Option<u64>,
 }
 
 /// The whole list at one moment (`list_conversations`).
@@ -619,6 +624,7 @@ mod tests {
                 feed: FeedStatus::NotConfigured,
                 demo: true,
                 last_seq: None,
+                head_seq: None,
             },
         };
         assert_eq!(

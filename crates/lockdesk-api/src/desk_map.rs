@@ -256,7 +256,10 @@ pub fn feed_status(state: &lockdesk_feed_client::State) -> FeedStatus {
     use lockdesk_feed_client::State;
     match state {
         State::Connecting { url } => FeedStatus::Connecting { url: url.clone() },
-        State::Connected { url, .. } => FeedStatus::Connected { url: url.clone() },
+        State::Connected { url, .. } => FeedStatus::Connected {
+            url: url.clone(),
+            catching_up: None,
+        },
         State::Disconnected { reason, retry_in } => FeedStatus::Disconnected {
             reason: format!("{reason}; retrying in {} s", retry_in.as_secs().max(1)),
         },
@@ -266,12 +269,33 @@ pub fn feed_status(state: &lockdesk_feed_client::State) -> FeedStatus {
     }
 }
 
-/// The desk's status.
-pub fn status(feed: &lockdesk_feed_client::State, demo: bool, cursor: u64) -> DeskStatus {
+/// Where the desk's store stands against the gateway's log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The last applied seq.
+    pub cursor: u64,
+    /// The gateway's log end as last known (0: not known yet).
+    pub head: u64,
+    /// Connected below the log's end for longer than the catch-up limit.
+    pub behind_too_long: bool,
+}
+
+/// The desk's status: while connected below the log's end, the feed says how far it has to go.
+pub fn status(feed: &lockdesk_feed_client::State, demo: bool, p: Progress) -> DeskStatus {
+    let mut feed_dto = feed_status(feed);
+    if let FeedStatus::Connected { catching_up, .. } = &mut feed_dto {
+        if p.cursor < p.head {
+            *catching_up = Some(crate::CatchingUp {
+                to_go: p.head - p.cursor,
+                stale: p.behind_too_long,
+            });
+        }
+    }
     DeskStatus {
-        feed: feed_status(feed),
+        feed: feed_dto,
         demo,
-        last_seq: (cursor > 0).then_some(cursor),
+        last_seq: (p.cursor > 0).then_some(p.cursor),
+        head_seq: (p.head > 0).then_some(p.head),
     }
 }
 
@@ -361,6 +385,54 @@ mod tests {
         assert!(labels.contains(&("previousUserId", "u1")));
         assert!(labels.contains(&("seqs", "[1,3]")));
         assert!(labels.contains(&("userId", "u2")));
+    }
+
+    /// Issue 13: connected below the log's end, the feed status says how far the desk has to
+    /// go, and whether it has been behind for too long; caught up or disconnected, nothing is
+    /// "to go" (the last known end stays in `headSeq`).
+    #[test]
+    fn a_desk_behind_the_log_says_how_far_and_whether_for_too_long() {
+        use lockdesk_feed_client::State;
+        let connected = State::Connected {
+            url: "ws://gw/v1/feed".into(),
+            after: 0,
+            last_seq: 1_240,
+        };
+        let p = |cursor, behind_too_long| Progress {
+            cursor,
+            head: 1_240,
+            behind_too_long,
+        };
+        let behind = status(&connected, false, p(0, false));
+        assert_eq!(
+            serde_json::to_value(&behind).unwrap(),
+            serde_json::json!({"feed": {"state": "connected", "url": "ws://gw/v1/feed",
+                "catchingUp": {"toGo": 1240, "stale": false}}, "demo": false, "lastSeq": null,
+                "headSeq": 1240})
+        );
+        let late = status(&connected, false, p(1_000, true));
+        assert_eq!(
+            late.feed,
+            FeedStatus::Connected {
+                url: "ws://gw/v1/feed".into(),
+                catching_up: Some(crate::CatchingUp {
+                    to_go: 240,
+                    stale: true
+                })
+            }
+        );
+        let caught_up = status(&connected, false, p(1_240, false));
+        assert_eq!(
+            serde_json::to_value(&caught_up.feed).unwrap(),
+            serde_json::json!({"state": "connected", "url": "ws://gw/v1/feed"})
+        );
+        let down = State::Stopped {
+            reason: lockdesk_feed_client::StopReason::CredentialRevoked,
+        };
+        let revoked = status(&down, false, p(1_000, false));
+        assert!(matches!(revoked.feed, FeedStatus::Disconnected { .. }));
+        assert_eq!(revoked.head_seq, Some(1_240));
+        assert_eq!(revoked.last_seq, Some(1_000));
     }
 
     #[test]

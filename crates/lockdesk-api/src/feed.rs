@@ -19,6 +19,10 @@ pub enum FeedStatus {
     },
     Connected {
         url: String,
+        /// While the desk has not yet applied the gateway's log to its end (absent when it has).
+        #[serde(rename = "catchingUp", skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        catching_up: Option<CatchingUp>,
     },
     /// `config.toml` exists but could not be read or parsed: the desk did not start (not even
     /// the demo) and the file is left as it is. `reason` names the file and line, never its
@@ -26,4 +30,19 @@ pub enum FeedStatus {
     ConfigUnreadable {
         reason: String,
     },
+}
+
+/// A connected desk still applying the gateway's log (a backlog after downtime): how far it has
+/// to go, and whether it has been behind for too long (then what the list shows is not current,
+/// and the window draws it stale as when disconnected).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct CatchingUp {
+    /// Log entries still to apply: the gateway's log end as last known (`hello`'s `lastSeq`)
+    /// minus the desk's cursor. (An advisor's stream skips other advisors' entries: the count
+    /// reaches 0 at the next heartbeat.)
+    #[ts(type = "number")]
+    pub to_go: u64,
+    /// Behind for longer than the catch-up limit (2 min).
+    pub stale: bool,
 }

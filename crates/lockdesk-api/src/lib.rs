@@ -26,7 +26,7 @@ pub use desk::{
     TOKEN_USER_ID_DIFFERS,
 };
 pub use error::{IpcError, IpcErrorCode};
-pub use feed::FeedStatus;
+pub use feed::{CatchingUp, FeedStatus};
 pub use settings::{
     AppInfo, FieldError, NotificationsForm, SaveOutcome, SettingsForm, SettingsService,
     SettingsView, TrustForm,

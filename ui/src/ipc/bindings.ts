@@ -62,7 +62,23 @@ export type AppInfo = { version: string, configPath: string, dataDir: string, lo
  */
 feedConfigured: boolean, };
 
-export type FeedStatus = { "state": "not_configured" } | { "state": "disconnected", reason: string, } | { "state": "connecting", url: string, } | { "state": "connected", url: string, } | { "state": "config_unreadable", reason: string, };
+export type CatchingUp = { 
+/**
+ * Log entries still to apply: the gateway's log end as last known (`hello`'s `lastSeq`)
+ * minus the desk's cursor. (An advisor's stream skips other advisors' entries: the count
+ * reaches 0 at the next heartbeat.)
+ */
+toGo: number, 
+/**
+ * Behind for longer than the catch-up limit (2 min).
+ */
+stale: boolean, };
+
+export type FeedStatus = { "state": "not_configured" } | { "state": "disconnected", reason: string, } | { "state": "connecting", url: string, } | { "state": "connected", url: string, 
+/**
+ * While the desk has not yet applied the gateway's log to its end (absent when it has).
+ */
+catchingUp?: CatchingUp, } | { "state": "config_unreadable", reason: string, };
 
 export type AuthStateName = "anonymous" | "secured" | "lapsed" | "failed" | "mismatch" | "unsupported" | "closed";
 
@@ -267,7 +283,12 @@ demo: boolean,
 /**
  * The last feed sequence number whose effects are stored, when any.
  */
-lastSeq: number | null, };
+lastSeq: number | null, 
+/**
+ * The gateway's log end as last known (`hello`'s `lastSeq`, or past it what the desk
+ * applied), kept while disconnected; absent before the first connection.
+ */
+headSeq?: number, };
 
 export type StoreIntegrity = { 
 /**

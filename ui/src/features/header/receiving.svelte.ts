@@ -1,20 +1,30 @@
 // Is the desk receiving? Every state of the feed other than "connected" means the list shows
 // what was stored when the feed was last live, not the present: the header's banner says so in
-// words, and the list and detail draw their padlocks stale until the feed is live again.
+// words, and the list and detail draw their padlocks stale until the feed is live again. So does
+// a desk connected but behind the gateway's log for longer than the catch-up limit (2 min: the
+// desk's own clock takes over then); before that, a catch-up is live, and the header says how
+// far it has to go ("Catching up with the gateway: 1,240 changes to go").
 import type { FeedStatus } from '../../ipc';
 import type { StringKey } from '../../i18n/strings';
+import { plural, t } from '../../i18n/index.svelte';
 import { clockTime } from '../conversations/present';
 
 export { clockTime };
 
 export type Receiving =
-  | { live: true }
+  | {
+      live: true;
+      /** Connected, still applying the gateway's log: entries to go (absent when caught up). */
+      catchingUp?: number;
+    }
   | {
       live: false;
       /** Why, in words (never the raw reason, which stays in the header's detail). */
       cause: StringKey;
       /** A fault the advisor should act on or know now (an alert), rather than a passing state. */
       fault: boolean;
+      /** Behind the gateway's log for too long: entries still to go. */
+      toGo?: number;
     };
 
 // The feed client's reasons (lockdesk-feed-client DisconnectReason / StopReason Display texts),
@@ -36,8 +46,12 @@ const CAUSES: [RegExp, StringKey][] = [
 export function receiving(feed: FeedStatus | null, demo: boolean): Receiving {
   if (!feed) return { live: false, cause: 'notReceivingStarting', fault: false };
   switch (feed.state) {
-    case 'connected':
-      return { live: true };
+    case 'connected': {
+      const c = feed.catchingUp;
+      if (!c) return { live: true };
+      if (c.stale) return { live: false, cause: 'notReceivingBehind', fault: true, toGo: c.toGo };
+      return { live: true, catchingUp: c.toGo };
+    }
     case 'connecting':
       return { live: false, cause: 'notReceivingConnecting', fault: false };
     case 'not_configured':
@@ -51,6 +65,18 @@ export function receiving(feed: FeedStatus | null, demo: boolean): Receiving {
       return { live: false, cause, fault: cause !== 'notReceivingStarting' };
     }
   }
+}
+
+/** "1,240 changes to go" / "1 240 changements restants", in the UI's language. */
+export function toGoText(n: number, lang: string): string {
+  const words = plural(n, 'changesToGoOne', 'changesToGoOther');
+  return words.replace('{n}', new Intl.NumberFormat(lang).format(n));
+}
+
+/** The banner's cause in words, with how far behind when the desk is behind for too long. */
+export function causeText(r: Receiving, lang: string): string {
+  if (r.live) return '';
+  return r.toGo !== undefined ? `${t(r.cause)} (${toGoText(r.toGo, lang)})` : t(r.cause);
 }
 
 /**

@@ -91,3 +91,51 @@ describe('not-receiving banner', () => {
     expect(screen.getByTestId('not-receiving-banner')).toHaveAttribute('role', 'status');
   });
 });
+
+// Issue 13: a desk behind the gateway's log says how far; behind for longer than the catch-up
+// limit, it is not receiving (the list drawn stale), as when disconnected.
+describe('catching up', () => {
+  const behind = (toGo: number, stale: boolean): FeedStatus => ({
+    state: 'connected',
+    url: 'wss://gw.example/v1/feed',
+    catchingUp: { toGo, stale },
+  });
+
+  it('is live while the catch-up is recent, and stale once it has lasted too long', () => {
+    expect(receiving(behind(1240, false), false)).toEqual({ live: true, catchingUp: 1240 });
+    expect(staleness(receiving(behind(1240, false), false), null, 'en')).toBeNull();
+    const late = receiving(behind(1240, true), false);
+    expect(late).toEqual({ live: false, cause: 'notReceivingBehind', fault: true, toGo: 1240 });
+    expect(staleness(late, null, 'en')).toEqual({ asOf: null });
+    expect(receiving(live, false)).toEqual({ live: true });
+  });
+
+  it('says how many changes are to go in the header, then that the desk is behind for too long', async () => {
+    const { rerender } = render(Header, { props: { feed: behind(1240, false), view: 'conversations', onnavigate: () => {} } });
+    expect(screen.queryByTestId('not-receiving-banner')).toBeNull();
+    const note = screen.getByTestId('catching-up-banner');
+    expect(note).toHaveAttribute('role', 'status');
+    expect(note).toHaveTextContent('Catching up with the gateway: 1,240 changes to go.');
+    await rerender({ feed: behind(1, false), view: 'conversations', onnavigate: () => {} });
+    expect(screen.getByTestId('catching-up-banner')).toHaveTextContent('Catching up with the gateway: 1 change to go.');
+    await rerender({ feed: behind(1240, true), view: 'conversations', onnavigate: () => {} });
+    expect(screen.queryByTestId('catching-up-banner')).toBeNull();
+    const banner = screen.getByRole('alert');
+    expect(banner).toHaveAttribute('data-cause', 'notReceivingBehind');
+    expect(banner).toHaveTextContent(
+      'Not receiving: this desk has been catching up with the gateway for over 2 minutes (1,240 changes to go).',
+    );
+    await rerender({ feed: live, view: 'conversations', onnavigate: () => {} });
+    expect(screen.queryByTestId('catching-up-banner')).toBeNull();
+    expect(screen.queryByTestId('not-receiving-banner')).toBeNull();
+  });
+
+  it('says it in French, with French digit grouping', () => {
+    setLanguage('fr');
+    render(Header, { props: { feed: behind(1240, false), view: 'conversations', onnavigate: () => {} } });
+    // (French groups digits with a narrow no-break space.)
+    expect(screen.getByTestId('catching-up-banner')).toHaveTextContent(
+      /^Rattrapage de la passerelle : encore 1\s240 changements\.$/u,
+    );
+  });
+});
