@@ -6,7 +6,10 @@
 // gateway's log grows by a large backlog while the desk cannot reach it (the same log served on
 // another port), and the gateway comes back where the desk looks for it: the desk catches up, and
 // the header says how many changes are to go ("Catching up with the gateway: 10,000 changes to
-// go"), until it is live again. Screenshots in tests/output/e2e/4*.png.
+// go"), until it is live again. Last, the gateway revokes the desk's credential (SIGHUP with its
+// subscriber removed): the banner says the credential was refused, and one "Not receiving"
+// desktop notification says so (read from dunst's history, under the private session bus
+// scripts/test.sh starts). Screenshots in tests/output/e2e/4*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -35,18 +38,22 @@ function cli(args) {
   return r.stdout.trim();
 }
 
+/** The gateway's configuration, with or without the desk's subscriber. */
+function writeGatewayConfig(dir, withDesk) {
+  writeFileSync(
+    join(dir, 'data', 'gateway.toml'),
+    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
+      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
+      (withDesk ? `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n` : ''),
+    { mode: 0o600 },
+  );
+}
+
 /** Starts the gateway (on a free port unless `listen` names one) and resolves to its base URL
  * once it listens. */
 async function startGateway(dir, listen = '127.0.0.1:0') {
   mkdirSync(join(dir, 'data'), { recursive: true });
-  const config = join(dir, 'data', 'gateway.toml');
-  writeFileSync(
-    config,
-    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
-      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
-      `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n`,
-    { mode: 0o600 },
-  );
+  writeGatewayConfig(dir, true);
   gateway = spawn(cliPath, ['gateway', '--listen', listen, '--data', join(dir, 'data')], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: 'warn' },
@@ -239,4 +246,34 @@ test('behind a large backlog: the header says how many changes are to go, until 
   await driver.wait(async () => (look = await rowLook())?.stale === null, 15_000, 'the padlock live again');
   assert.equal(look.words, 'Secured');
   console.log(`# catch-up notes: ${JSON.stringify(seen.slice(0, 5))} … (${seen.length})`);
+});
+
+/** dunst's history: Lockdesk's "Not receiving" notifications, as {summary, body, timeout}. */
+function notReceivingNotices() {
+  spawnSync('dunstctl', ['close-all'], { timeout: 10_000 });
+  const r = spawnSync('dunstctl', ['history'], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.status, 0, `dunstctl history: ${r.stderr}`);
+  return (JSON.parse(r.stdout).data?.[0] ?? [])
+    .filter((n) => n.appname?.data === 'Lockdesk' && n.summary?.data === 'Not receiving')
+    .map((n) => ({ body: n.body?.data ?? '', timeout: n.timeout?.data ?? null }));
+}
+
+test('the credential revoked: the banner says so, and one notification', async () => {
+  assert.ok(process.env.DBUS_SESSION_BUS_ADDRESS, 'a private session bus with dunst (scripts/test.sh)');
+  const before = notReceivingNotices().length;
+  writeGatewayConfig(join(dirs.base, 'gw'), false);
+  gateway.kill('SIGHUP');
+  await driver.wait(async () => (await banner())?.text?.includes('refused this desk’s credential'), 30_000,
+    'the banner naming the refused credential');
+  assert.equal((await banner()).role, 'alert');
+  let notices = [];
+  await driver.wait(async () => (notices = notReceivingNotices()).length > before, 30_000, 'the notification');
+  // Said once (the desk stopped for good: no retry, no second notice).
+  await new Promise((r) => setTimeout(r, 5_000));
+  notices = notReceivingNotices();
+  assert.equal(notices.length, before + 1, JSON.stringify(notices));
+  const n = notices[0];
+  assert.match(n.body, /^The gateway no longer accepts this desk’s credential: conversations and padlocks are no longer updated\./);
+  assert.equal(Number(n.timeout), 0, 'an alarm: until dismissed');
+  await screenshot(driver, '43-revoked');
 });
