@@ -297,6 +297,8 @@ impl SettingsService {
             feed: lockdesk_config::Feed {
                 url: (!urls.is_empty()).then_some(lockdesk_config::FeedUrls(urls)),
                 credential,
+                // Not in the form (a file-only setting): kept as saved.
+                ca_file: saved.feed.ca_file.clone(),
             },
             trust: form
                 .trust

@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
 const NAMES: &[&str] = &[
     "url",
     "credential",
+    "ca_file",
     "issuer",
     "key",
     "keys",

@@ -35,6 +35,11 @@ pub struct Feed {
     /// The subscriber credential the gateway issued to this desk. A secret: never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// A PEM file of extra CA certificates trusted for `wss://` besides the system's: the
+    /// private CA of a load balancer in front of the gateway's instances. Adds trust only;
+    /// certificate verification is never turned off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for Feed {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for Feed {
                 "credential",
                 &self.credential.as_ref().map(|_| "<redacted>"),
             )
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -16,6 +16,7 @@ fn valid(dir: &Path) -> Config {
         feed: Feed {
             url: Some("wss://gateway.example.com/v1/feed".into()),
             credential: Some("s3cret-credential".into()),
+            ..Feed::default()
         },
         trust: vec![TrustedIssuer {
             issuer: "https://brand.example".into(),
@@ -154,6 +155,38 @@ fn feed_url_is_a_string_or_an_array_and_one_address_stays_a_string() {
     let err = parse("[feed]\nurl = { a = 1 }\n").unwrap_err();
     assert!(err.contains("[feed] url"), "{err}");
     assert!(err.contains("gateway address"), "{err}");
+}
+
+#[test]
+fn feed_ca_file_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let ca = ca.to_string_lossy().into_owned();
+    check(|c| c.feed.ca_file = Some(ca.clone()), &[]);
+    check(|c| c.feed.ca_file = Some(" ".into()), &["feed.ca_file"]);
+    check(
+        |c| c.feed.ca_file = Some(dir.path().join("none.pem").to_string_lossy().into()),
+        &["feed.ca_file"],
+    );
+    // A key where the CA certificate should be.
+    let key = key_file(dir.path());
+    check(|c| c.feed.ca_file = Some(key.clone()), &["feed.ca_file"]);
+    let mut config = Config::default();
+    config.feed.ca_file = Some(key);
+    let errors = validate(&config, &FilePresence);
+    assert!(
+        errors[0].message.starts_with("expected PEM certificates"),
+        "{errors:?}"
+    );
+    // The TOML key round-trips, and an unknown neighbour is still refused.
+    let parsed: Config = toml::from_str(&format!("[feed]\nca_file = {ca:?}\n")).unwrap();
+    assert_eq!(parsed.feed.ca_file.as_deref(), Some(ca.as_str()));
+    assert!(toml::from_str::<Config>("[feed]\nca_files = \"x\"\n").is_err());
 }
 
 #[test]
@@ -477,7 +510,7 @@ fn parse_errors_on_secret_lines_never_quote_them() {
     // Names from the schema and the file's own keys are still named.
     let err = parse("[feed]\ncredenial = \"x\"\n").unwrap_err();
     assert!(
-        err.contains("unknown field `credenial`, expected `url` or `credential`"),
+        err.contains("unknown field `credenial`, expected one of `url`, `credential`, `ca_file`"),
         "{err}"
     );
 }

@@ -161,6 +161,11 @@ pub fn validate(config: &Config, keys: &dyn KeyFileCheck) -> Vec<FieldError> {
 }
 
 fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
+    if let Some(ca_file) = &config.feed.ca_file {
+        if let Err(message) = check_ca_file(ca_file) {
+            errors.push(FieldError::new("feed.ca_file", message));
+        }
+    }
     let urls: &[String] = config.feed.url.as_ref().map_or(&[], |u| u.as_slice());
     let credential = config.feed.credential.as_deref().unwrap_or("");
     if urls.iter().all(|u| u.trim().is_empty()) {
@@ -230,6 +235,34 @@ fn validate_feed(config: &Config, errors: &mut Vec<FieldError>) {
             "expected between 16 and 512 characters (the gateway issues at least 16)",
         ));
     }
+}
+
+/// `[feed] ca_file`: a readable file of PEM certificates (the feed client parses each one when
+/// it starts: `lockdesk_feed_client::load_ca_file`).
+fn check_ca_file(path: &str) -> Result<(), String> {
+    if path.trim().is_empty() {
+        return Err(
+            "this path is empty: enter the CA certificate file (PEM) or remove the setting"
+                .to_owned(),
+        );
+    }
+    if has_control(path) {
+        return Err("the path contains control characters".to_owned());
+    }
+    let path = Path::new(path);
+    check_readable(path)?;
+    let text = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if !text
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(
+            "expected PEM certificates (-----BEGIN CERTIFICATE-----): the CA that signed the \
+             gateway's or load balancer's certificate"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// One feed address: `wss://`, or `ws://` to this machine; no user name or password.

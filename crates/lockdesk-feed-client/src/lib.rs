@@ -31,6 +31,8 @@ mod actor;
 mod sink;
 mod tls;
 
+pub use tls::{load_ca_file, MAX_CA_CERTS, MAX_CA_FILE_BYTES};
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -313,6 +315,9 @@ pub enum ConfigError {
     BadLimits,
     #[error("cannot start the sink thread: {0}")]
     Thread(std::io::Error),
+    /// Extra trust roots that cannot be read or used ([`load_ca_file`]).
+    #[error("the CA file {path}: {message}")]
+    CaFile { path: String, message: String },
 }
 
 /// Counters for the UI and tests.

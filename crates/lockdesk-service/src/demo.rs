@@ -441,6 +441,7 @@ impl Demo {
         Options {
             data_dir: self.dir.clone(),
             feed_urls: vec![format!("ws://{addr}{}", lockdesk_feed::FEED_PATH)],
+            ca_file: None,
             credential: if self.settings.supervisor {
                 self.supervisor.clone()
             } else {

@@ -156,6 +156,9 @@ pub struct Options {
     /// failover, `lockdesk_feed_client::Config::urls`) and this desk's subscriber credential.
     pub feed_urls: Vec<String>,
     pub credential: Credential,
+    /// Extra CA certificates (PEM) trusted for `wss://` besides the system's (`[feed] ca_file`:
+    /// a load balancer's private CA), read when the desk starts.
+    pub ca_file: Option<PathBuf>,
     /// The verification keys and policy.
     pub keys: lockdesk_keys::Setup,
     pub desk: DeskConfig,
@@ -174,6 +177,7 @@ impl Options {
             data_dir: data_dir.to_owned(),
             feed_urls: config.feed_urls(),
             credential: Credential::new(config.feed.credential.clone().unwrap_or_default()),
+            ca_file: config.feed.ca_file.as_ref().map(PathBuf::from),
             keys: lockdesk_keys::Setup::from_config(config),
             desk: DeskConfig {
                 session_lifetime_secs: i64::from(config.verification.session_lifetime_mins) * 60,
@@ -459,6 +463,12 @@ impl DeskService {
         let reader = Arc::new(Mutex::new(reader_desk));
         let mut config =
             lockdesk_feed_client::Config::with_urls(options.feed_urls.clone(), options.credential);
+        if let Some(path) = options.ca_file.clone() {
+            config.extra_roots =
+                tokio::task::spawn_blocking(move || lockdesk_feed_client::load_ca_file(&path))
+                    .await
+                    .map_err(|e| ServiceError::Task(e.to_string()))??;
+        }
         tune(&mut config);
         let client = FeedClient::spawn(config, DeskSink(writer.clone()))?;
 

@@ -126,6 +126,7 @@ impl Rig {
                 lockdesk_feed::FEED_PATH
             )],
             credential: Credential::new("supervisor-credential-1234".to_owned()),
+            ca_file: None,
             keys: setup,
             desk: DeskConfig::default(),
             tick_every: Duration::from_secs(1),

@@ -29,6 +29,10 @@ pub struct WatchArgs {
     /// visible to other users of the machine).
     #[arg(long, env = "LOCKDESK_FEED_CREDENTIAL", hide_env_values = true)]
     credential: Option<String>,
+    /// Also trust the CA certificates in this PEM file for wss:// (a load balancer's private
+    /// CA; replaces `[feed] ca_file`). Verification stays on.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Lockdesk's configuration file (feed, trusted issuers, decryption keys, session lifetime).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
@@ -351,6 +355,9 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     if options.feed_urls.is_empty() {
         bail!("no feed: pass --feed URL or --config PATH with [feed] url");
+    }
+    if args.ca_file.is_some() {
+        options.ca_file = args.ca_file;
     }
     match args.credential {
         Some(c) => options.credential = Credential::new(c),

@@ -78,6 +78,7 @@ pub fn options_for(data: &Path, feed: &[&str], private: &Path, jwks: &Path) -> O
         data_dir: data.to_owned(),
         feed_urls: feed.iter().map(|f| (*f).to_owned()).collect(),
         credential: Credential::new(SUPERVISOR),
+        ca_file: None,
         keys,
         // The production default (60 min): no session lapses by the desk's own clock while the
         // test runs, so both desks' states depend on the log only.

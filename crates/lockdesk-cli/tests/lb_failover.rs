@@ -1,0 +1,482 @@
+//! Issue 15's end-to-end feed test through a real TLS load balancer: two real
+//! `lockdesk-cli gateway --store postgres://...` instances on one real PostgreSQL 15, a real
+//! nginx in front of them running the shipped deploy/nginx-two-instances.conf (with a
+//! throw-away CA the desk is told to trust through `--ca-file`: verification stays on), and the
+//! real `lockdesk-cli watch` subscribed through `wss://` to the load balancer while
+//! `lockdesk-cli simulate` plays. Instance A, the one the desk's connection went to, is
+//! SIGKILLed mid-stream: the desk reconnects through the same load balancer address, lands on B
+//! and resumes after its cursor. At the end its store equals that of an uninterrupted desk
+//! (the comparison of watch_kill.rs) and it printed every change exactly once.
+//!
+//! The simulator posts to instance B directly (plain HTTP to its own port): the test is about
+//! the desk's side; the gateway's side under kills is gateway_pg.rs.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lockdesk_testkit::nginx::Nginx;
+use lockdesk_testkit::pg::PgServer;
+
+mod support;
+use support::{listening_on, RunningGateway};
+
+const WEBHOOK_SECRET: &str = "lb-failover-webhook-secret-0123";
+const PROVIDER_TOKEN: &str = "lb-failover-provider-credential-0123";
+const SUPERVISOR: &str = "lb-failover-supervisor-credential-0123";
+const ISSUER: &str = "https://brand.example";
+/// Upper bound for any wait (a safety net against hangs, not a timing assertion).
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
+}
+
+/// The shipped load-balancer configuration: what docs/deploy-postgres.md tells to install.
+fn shipped_site() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx-two-instances.conf");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `lockdesk-cli gateway --listen 127.0.0.1:0 --store URL --config DIR/gateway.toml`, the
+/// password in LOCKDESK_PG_PASSWORD, its log in DIR/gateway.err.
+fn start_instance(dir: &Path, pg: &PgServer, url: &str) -> RunningGateway {
+    std::fs::create_dir_all(dir).unwrap();
+    let config_path = dir.join("gateway.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
+             [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n\n\
+             [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = cli()
+        .args([
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            url,
+            "--config",
+        ])
+        .arg(&config_path)
+        .env("LOCKDESK_PG_PASSWORD", pg.password())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("gateway.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = listening_on(&mut child);
+    RunningGateway { child, addr }
+}
+
+/// A child whose stdout and stderr lines are collected by threads.
+struct Collected {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(l) => sink.lock().unwrap().push(l),
+                Err(_) => break,
+            }
+        }
+    });
+    (lines, reader)
+}
+
+impl Collected {
+    fn spawn(mut cmd: Command) -> Collected {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (out, r1) = collect(child.stdout.take().unwrap());
+        let (err, r2) = collect(child.stderr.take().unwrap());
+        Collected {
+            child,
+            out,
+            err,
+            readers: vec![r1, r2],
+        }
+    }
+
+    fn stdout_count(&self) -> usize {
+        self.out.lock().unwrap().len()
+    }
+
+    fn stderr(&self) -> Vec<String> {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to end; returns its status, stdout and stderr lines.
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let out = std::mem::take(&mut *self.out.lock().unwrap());
+        let err = std::mem::take(&mut *self.err.lock().unwrap());
+        (status, out, err)
+    }
+
+    /// SIGINT: the watch stops gracefully.
+    fn interrupt(self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
+        let ok = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        self.finish()
+    }
+}
+
+impl Drop for Collected {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The committed cursor of the desk store in `data` (0 before it exists).
+fn cursor(data: &Path) -> u64 {
+    let path = data.join("desk.sqlite3");
+    if !path.exists() {
+        return 0;
+    }
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    conn.query_row(
+        "SELECT value FROM desk_meta WHERE key = 'cursor'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|v| v as u64)
+    .unwrap_or(0)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The store's content without surrogate ids and the desk's own clock (`applied_at_ms`): the
+/// same tables and columns as watch_kill.rs's comparison.
+fn dump(data: &Path) -> Vec<(&'static str, Vec<String>)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("desk.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let queries: [(&'static str, &str); 8] = [
+        (
+            "desk_meta",
+            "SELECT key, value FROM desk_meta WHERE key <> 'applied_at_ms' ORDER BY key",
+        ),
+        (
+            "conversations",
+            "SELECT c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.state,
+                    c.auth_state, c.reason, c.user_id, c.other_user_id, c.name, c.since_ms,
+                    c.until_ms, c.opened_ms, c.closed_ms, c.machine
+             FROM conversations c JOIN visitors v ON v.id = c.visitor ORDER BY c.conversation_id",
+        ),
+        (
+            "identities",
+            "SELECT user_id, visitor_data, first_seen_ms, last_seen_ms FROM identities ORDER BY user_id",
+        ),
+        (
+            "identity_visitors",
+            "SELECT i.user_id, v.visitor_id, l.first_seen_ms, l.last_seen_ms
+             FROM identity_visitors l JOIN identities i ON i.id = l.identity
+             JOIN visitors v ON v.id = l.visitor ORDER BY i.user_id, v.visitor_id",
+        ),
+        (
+            "presentations",
+            "SELECT p.seq, p.received_ms, v.visitor_id, c.conversation_id, p.verdict, p.reason,
+                    p.user_id, p.token_sha256
+             FROM presentations p JOIN visitors v ON v.id = p.visitor
+             LEFT JOIN conversations c ON c.id = p.conversation ORDER BY p.seq",
+        ),
+        (
+            "transitions",
+            "SELECT c.conversation_id, t.seq, t.at_ms, t.state, t.reason, t.user_id
+             FROM transitions t JOIN conversations c ON c.id = t.conversation
+             ORDER BY c.conversation_id, t.id",
+        ),
+        (
+            "alerts",
+            "SELECT a.seq, a.at_ms, a.code, c.conversation_id, v.visitor_id, a.user_id, a.evidence
+             FROM alerts a LEFT JOIN conversations c ON c.id = a.conversation
+             LEFT JOIN visitors v ON v.id = a.visitor ORDER BY a.seq, a.id",
+        ),
+        (
+            "audit_log",
+            "SELECT seq, at_ms, kind, conversation_id, operator_id, data, user_id, visitor_id
+             FROM audit_log ORDER BY seq",
+        ),
+    ];
+    queries
+        .into_iter()
+        .map(|(name, sql)| {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| Ok(format!("{:?}", r.get::<_, rusqlite::types::Value>(i)?)))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|c| c.join(" | "))
+                })
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            (name, rows)
+        })
+        .collect()
+}
+
+/// The seqs the desk said it resumed after, in order ("connected to FEED (resuming after N;").
+fn resumes(stderr: &[String], feed: &str) -> Vec<u64> {
+    let prefix = format!("connected to {feed} (resuming after ");
+    stderr
+        .iter()
+        .filter_map(|l| {
+            let rest = &l[l.find(&prefix)? + prefix.len()..];
+            rest.split(';').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_lost_or_repeated() {
+    let pg = PgServer::start();
+    let url = pg.create_database("lb");
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().to_owned();
+    let out = cli()
+        .args(["keys", "generate", "--out"])
+        .arg(root.join("desk"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let a = start_instance(&root.join("a"), &pg, &url);
+    let b = start_instance(&root.join("b"), &pg, &url);
+    let lb = Nginx::start(
+        &shipped_site(),
+        &[
+            ("instance A", a.addr.to_string()),
+            ("instance B", b.addr.to_string()),
+            ("evidence from", "127.0.0.1".to_owned()),
+        ],
+    );
+    let feed = format!("wss://127.0.0.1:{}/v1/feed", lb.port());
+    let watch = |data: &Path| {
+        let mut cmd = cli();
+        cmd.args(["watch", "--json", "--feed", &feed, "--ca-file"])
+            .arg(lb.ca_file())
+            .arg("--trust")
+            .arg(format!("{ISSUER}={}", root.join("brand.jwks").display()))
+            .arg("--decrypt-key")
+            .arg(root.join("desk/private.pem"))
+            .arg("--data")
+            .arg(data)
+            .env("LOCKDESK_FEED_CREDENTIAL", SUPERVISOR);
+        Collected::spawn(cmd)
+    };
+
+    // The simulator: every scenario, at a steady rate, for a few seconds, into instance B.
+    let mut sim = cli();
+    sim.args([
+        "simulate",
+        "--gateway",
+        &b.url(),
+        "--rate",
+        "300",
+        "--duration",
+        "6",
+        "--seed",
+        "15",
+        "--operator",
+        "1001",
+        "--operator",
+        "1002",
+        "--json",
+    ])
+    .arg("--desk-key")
+    .arg(root.join("desk/public.pem"))
+    .arg("--write-brand-jwks")
+    .arg(root.join("brand.jwks"))
+    .env("LOCKDESK_DATA_DIR", root.join("sim-data"))
+    .env("LOCKDESK_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN);
+    let sim = Collected::spawn(sim);
+    // The brand's key set is written before the first step is sent.
+    wait_until("the simulator's first step", || sim.stdout_count() > 0);
+
+    // The desk through the load balancer: nginx (one worker, round robin) sends its first
+    // connection to the first upstream, instance A.
+    let data = root.join("failover");
+    let desk = watch(&data);
+    wait_until("the desk's first committed entries", || cursor(&data) > 0);
+    let before_kill = resumes(&desk.stderr(), &feed);
+    assert_eq!(
+        before_kill,
+        [0],
+        "one connection so far: {:?}",
+        desk.stderr()
+    );
+    // SIGKILL instance A mid-stream (Child::kill is SIGKILL on Unix).
+    let committed_before = cursor(&data);
+    let mut a = a;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let at_kill = cursor(&data);
+
+    let (status, sim_lines, sim_err) = sim.finish();
+    assert!(status.success(), "the simulator failed: {sim_err:?}");
+    let mut last = 0u64;
+    for l in &sim_lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["ok"], true, "{l}");
+        let seq = v["outcome"]
+            .as_str()
+            .and_then(|o| o.strip_prefix("ok seq "))
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no seq in {l}"));
+        last = last.max(seq);
+    }
+    assert_eq!(last as usize, sim_lines.len(), "one stored entry per step");
+    assert!(
+        at_kill < last,
+        "the kill fell after the desk had everything ({at_kill} of {last}): not mid-stream"
+    );
+
+    wait_until("the failed-over desk to reach the log's end", || {
+        cursor(&data) >= last
+    });
+    let (status, lines, err) = desk.interrupt();
+    assert!(status.success(), "the desk exited with {status}: {err:?}");
+    // It was on A: A's death closed its connection, and it connected again through the same
+    // load balancer address (to B, the only one left), resuming after what it had committed.
+    let resumed = resumes(&err, &feed);
+    assert!(
+        resumed.len() >= 2 && resumed[0] == 0 && resumed[1] >= committed_before.max(1),
+        "expected a first connection from 0, then one resuming after at least the {committed_before} \
+         entries committed before A was killed: {err:?}"
+    );
+    assert!(
+        err.iter().any(|l| l.contains("disconnected")),
+        "A's death was not seen by the desk: {err:?}"
+    );
+
+    // One uninterrupted desk on another folder, through the load balancer (now B only).
+    let reference_data = root.join("reference");
+    let reference = watch(&reference_data);
+    wait_until("the uninterrupted desk to reach the log's end", || {
+        cursor(&reference_data) >= last
+    });
+    let (status, reference_lines, reference_err) = reference.interrupt();
+    assert!(
+        status.success(),
+        "the reference desk exited with {status}: {reference_err:?}"
+    );
+    assert_eq!(resumes(&reference_err, &feed), [0], "{reference_err:?}");
+
+    // Nothing lost: the stores hold the same state.
+    for ((name, x), (_, y)) in dump(&data).iter().zip(&dump(&reference_data)) {
+        if x != y {
+            let first = x.iter().zip(y).position(|(p, q)| p != q);
+            panic!(
+                "{name}: failed-over desk {} rows, uninterrupted desk {}; first difference at {first:?}:\n  {:?}\n  {:?}",
+                x.len(),
+                y.len(),
+                first.and_then(|i| x.get(i)),
+                first.and_then(|i| y.get(i)),
+            );
+        }
+    }
+    // Nothing repeated: the failed-over desk printed each change once, the same changes as the
+    // uninterrupted one (a line is printed after its batch commits; nothing was killed here).
+    let key = |l: &String| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+        (
+            v["seq"].as_u64().unwrap(),
+            v["conversationId"].to_string(),
+            v["state"].to_string(),
+            v["alert"].to_string(),
+        )
+    };
+    let count = |lines: &[String]| {
+        let mut m: HashMap<_, u32> = HashMap::new();
+        for l in lines {
+            *m.entry(key(l)).or_default() += 1;
+        }
+        m
+    };
+    let (got, want) = (count(&lines), count(&reference_lines));
+    assert!(!want.is_empty());
+    assert!(
+        want.values().all(|&n| n == 1),
+        "the uninterrupted desk printed a change twice"
+    );
+    if let Some((k, n)) = got.iter().find(|(_, &n)| n > 1) {
+        panic!("the failed-over desk printed {k:?} {n} times");
+    }
+    assert_eq!(got, want, "the failed-over desk printed other changes");
+    println!(
+        "{last} entries; A killed at the desk's cursor {at_kill}; the desk resumed after {:?}; \
+         stores equal, {} changes printed once",
+        &resumed[1..],
+        want.len()
+    );
+
+    // Verification stays on: without the CA file the same desk cannot connect.
+    let mut cmd = cli();
+    cmd.args([
+        "watch",
+        "--json",
+        "--duration",
+        "2",
+        "--feed",
+        &feed,
+        "--trust",
+    ])
+    .arg(format!("{ISSUER}={}", root.join("brand.jwks").display()))
+    .arg("--data")
+    .arg(root.join("untrusting"))
+    .env("LOCKDESK_FEED_CREDENTIAL", SUPERVISOR);
+    let (_, _, err) = Collected::spawn(cmd).finish();
+    assert!(resumes(&err, &feed).is_empty(), "{err:?}");
+    assert!(
+        err.iter().any(|l| l.to_lowercase().contains("certificate")),
+        "no certificate error: {err:?}"
+    );
+    drop(lb);
+}
