@@ -17,7 +17,7 @@ use lockdesk_api::{
     IpcError, IpcErrorCode, StoreIntegrity,
 };
 use lockdesk_config::Config;
-use lockdesk_desk::{Change, ConversationQuery};
+use lockdesk_desk::{AlertKind, AuthStateName, Change, ConversationQuery};
 use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 
@@ -499,20 +499,21 @@ fn progress_of(s: &lockdesk_service::ServiceStatus) -> desk_map::Progress {
 }
 
 /// Which notification a change calls for, given the conversation's previous state.
-fn notice_for(change: &Change, previous: Option<&str>) -> Option<NoticeKind> {
-    if let Some(alert) = change.alert.as_deref() {
-        use lockdesk_desk::alert_codes::*;
+fn notice_for(change: &Change, previous: Option<AuthStateName>) -> Option<NoticeKind> {
+    if let Some(alert) = change.alert {
+        // Exhaustive: a new alert kind does not compile until it has its notice.
         return Some(match alert {
-            VERIFICATION_FAILED => NoticeKind::VerificationFailed,
-            IDENTITY_SWITCHED | PLATFORM_MISMATCH => NoticeKind::IdentityMismatch,
-            SHARED_DEVICE => NoticeKind::SharedDevice,
-            REUSED_USER_ID => NoticeKind::ReusedUserId,
-            SESSION_LAPSED => NoticeKind::SessionLapsed,
-            LOOKALIKE_USER_ID => NoticeKind::LookalikeUserId,
-            _ => return None,
+            AlertKind::VerificationFailed => NoticeKind::VerificationFailed,
+            AlertKind::IdentitySwitched | AlertKind::PlatformMismatch => {
+                NoticeKind::IdentityMismatch
+            }
+            AlertKind::SharedDevice => NoticeKind::SharedDevice,
+            AlertKind::ReusedUserId => NoticeKind::ReusedUserId,
+            AlertKind::SessionLapsed => NoticeKind::SessionLapsed,
+            AlertKind::LookalikeUserId => NoticeKind::LookalikeUserId,
         });
     }
-    (change.state.as_deref() == Some("secured") && previous != Some("secured"))
+    (change.state == Some(AuthStateName::Secured) && previous != Some(AuthStateName::Secured))
         .then_some(NoticeKind::Secured)
 }
 
@@ -524,7 +525,7 @@ async fn forward_changes<R: Runtime>(
     generation: u64,
 ) {
     let mut events = service.events();
-    let mut last_state: HashMap<String, String> = HashMap::new();
+    let mut last_state: HashMap<String, AuthStateName> = HashMap::new();
     let config = prefs.borrow_and_update().clone();
     let language = config.ui.language;
     let mut mutes = config.notifications;
@@ -662,7 +663,7 @@ async fn forward_changes<R: Runtime>(
                 .conversation_id
                 .as_ref()
                 .and_then(|id| last_state.get(id))
-                .map(String::as_str);
+                .copied();
             let record = c.alert_id.and_then(|a| records.iter().find(|r| r.id == a));
             if let Some(notice) = notice_for_change(c, previous, record) {
                 if live {
@@ -671,8 +672,8 @@ async fn forward_changes<R: Runtime>(
                     backlog.add(&notice, &mutes, tokio::time::Instant::now());
                 }
             }
-            if let (Some(id), Some(st)) = (&c.conversation_id, &c.state) {
-                last_state.insert(id.clone(), st.clone());
+            if let (Some(id), Some(st)) = (&c.conversation_id, c.state) {
+                last_state.insert(id.clone(), st);
             }
         }
         if !behind {
@@ -744,10 +745,7 @@ fn notice_of(change: &Change, kind: NoticeKind) -> Notice {
         kind,
         conversation_id: change.conversation_id.clone(),
         user_id: change.user_id.clone(),
-        reason: change
-            .reason
-            .as_deref()
-            .map(lockdesk_api::ReasonCode::from_code),
+        reason: change.reason,
         lookalike: None,
     }
 }
@@ -758,7 +756,7 @@ fn notice_of(change: &Change, kind: NoticeKind) -> Notice {
 /// alert's evidence (without the record, it says "another identity").
 fn notice_for_change(
     change: &Change,
-    previous: Option<&str>,
+    previous: Option<AuthStateName>,
     alert: Option<&lockdesk_desk::AlertRecord>,
 ) -> Option<Notice> {
     let kind = notice_for(change, previous)?;
@@ -840,10 +838,10 @@ mod tests {
             conversation_id: Some("c".into()),
             visitor_id: "v".into(),
             channel: Some("CHAT".into()),
-            state: Some(state.into()),
+            state: Some(state.parse().expect("a state name")),
             user_id: None,
             reason: None,
-            alert: alert.map(str::to_owned),
+            alert: alert.map(|a| a.parse().expect("an alert code")),
             alert_id: None,
         }
     }
@@ -855,12 +853,13 @@ mod tests {
             Some(NoticeKind::Secured)
         );
         assert_eq!(
-            notice_for(&change("secured", None), Some("anonymous")),
+            notice_for(&change("secured", None), Some(AuthStateName::Anonymous)),
             Some(NoticeKind::Secured)
         );
-        assert_eq!(notice_for(&change("secured", None), Some("secured")), None);
+        let secured = Some(AuthStateName::Secured);
+        assert_eq!(notice_for(&change("secured", None), secured), None);
         assert_eq!(notice_for(&change("anonymous", None), None), None);
-        assert_eq!(notice_for(&change("closed", None), Some("secured")), None);
+        assert_eq!(notice_for(&change("closed", None), secured), None);
         use lockdesk_desk::alert_codes::*;
         for (code, kind) in [
             (VERIFICATION_FAILED, NoticeKind::VerificationFailed),
@@ -872,7 +871,7 @@ mod tests {
             (LOOKALIKE_USER_ID, NoticeKind::LookalikeUserId),
         ] {
             assert_eq!(
-                notice_for(&change("failed", Some(code)), Some("secured")),
+                notice_for(&change("failed", Some(code)), secured),
                 Some(kind)
             );
         }
@@ -984,7 +983,7 @@ mod tests {
             "failed",
             Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
         );
-        failed.reason = Some("bad_signature".into());
+        failed.reason = Some(lockdesk_api::ReasonCode::BadSignature);
         let failed = notice_of(&failed, NoticeKind::VerificationFailed);
         let t0 = tokio::time::Instant::now();
         let mut gate = BacklogGate::default();
@@ -1020,12 +1019,12 @@ mod tests {
             "failed",
             Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
         );
-        c.reason = Some("bad_signature".into());
+        c.reason = Some(lockdesk_api::ReasonCode::BadSignature);
         c.user_id = Some("cust-7".into());
         let n = notice_of(&c, NoticeKind::VerificationFailed);
         assert_eq!(n.reason, Some(lockdesk_api::ReasonCode::BadSignature));
         assert_eq!(n.user_id.as_deref(), Some("cust-7"));
-        c.reason = Some("a_code_from_the_future".into());
+        c.reason = Some(lockdesk_api::ReasonCode::Unknown);
         assert_eq!(
             notice_of(&c, NoticeKind::VerificationFailed).reason,
             Some(lockdesk_api::ReasonCode::Unknown)

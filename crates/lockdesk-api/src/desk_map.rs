@@ -16,41 +16,19 @@ use crate::desk::{
 };
 use crate::FeedStatus;
 
-/// A state name from the desk core. Unknown names (a newer core) read as `failed`: never as
-/// anonymous or secured.
+/// A state name from the desk core's store (the vocabulary's one rule: an unknown name, a newer
+/// core's, reads as `failed`, never as anonymous or secured).
 pub fn state_name(name: &str) -> AuthStateName {
-    match name {
-        "anonymous" => AuthStateName::Anonymous,
-        "secured" => AuthStateName::Secured,
-        "lapsed" => AuthStateName::Lapsed,
-        "failed" => AuthStateName::Failed,
-        "mismatch" => AuthStateName::Mismatch,
-        "unsupported" => AuthStateName::Unsupported,
-        "closed" => AuthStateName::Closed,
-        _ => AuthStateName::Failed,
-    }
+    AuthStateName::from_stored(name)
 }
 
 /// An alert code from the desk core, `None` when unknown.
 pub fn alert_kind(code: &str) -> Option<AlertKind> {
-    Some(match code {
-        dc::alert_codes::VERIFICATION_FAILED => AlertKind::VerificationFailed,
-        dc::alert_codes::IDENTITY_SWITCHED => AlertKind::IdentitySwitched,
-        dc::alert_codes::SHARED_DEVICE => AlertKind::SharedDevice,
-        dc::alert_codes::REUSED_USER_ID => AlertKind::ReusedUserId,
-        dc::alert_codes::SESSION_LAPSED => AlertKind::SessionLapsed,
-        dc::alert_codes::PLATFORM_MISMATCH => AlertKind::PlatformMismatch,
-        dc::alert_codes::LOOKALIKE_USER_ID => AlertKind::LookalikeUserId,
-        _ => return None,
-    })
+    AlertKind::from_code(code)
 }
 
 fn source(row: &dc::ConversationRow) -> VisitorSource {
-    match row.source.as_deref() {
-        Some("app") => VisitorSource::App,
-        _ if row.channel == "MOBILE_APP" => VisitorSource::App,
-        _ => VisitorSource::Web,
-    }
+    VisitorSource::of_row(row.source.as_deref(), &row.channel)
 }
 
 /// One list row; `alert_count` comes from the caller (the desk core counts alerts separately).

@@ -21,9 +21,8 @@ pub mod supervisor;
 pub use desk::{
     AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskEvent,
     DeskSnapshot, DeskStatus, EvidenceItem, FocusConversation, History, HistoryConversation,
-    HistoryGroup, IdentityCard, LookAlike, PlatformField, Presentation, PresentationVerdict,
-    ReasonCode, SignedField, StoreIntegrity, VisitorSource, PLATFORM_USER_ID_DIFFERS,
-    TOKEN_USER_ID_DIFFERS,
+    HistoryGroup, IdentityCard, LookAlike, OperatorId, PlatformField, Presentation,
+    PresentationVerdict, ReasonCode, SignedField, StoreIntegrity, VisitorSource,
 };
 pub use error::{IpcError, IpcErrorCode};
 pub use feed::{CatchingUp, FeedStatus};

@@ -14,12 +14,18 @@
 //!   close (iAdvize's GraphQL API lists closed conversations), so a platform userId that differs
 //!   from the verified one turns the kept state into a mismatch and alerts, once;
 //! - states round-trip through serde (the desk core stores them): reason codes are read back
-//!   with [`Reason::from_code`].
+//!   with [`Reason::from_code`];
+//! - the vocabulary the rest of Lockdesk names these things with (state names, reasons including
+//!   the mismatch reasons, alert kinds, visitor source, operator id) is defined once, in
+//!   `vocab.rs`, next to the machine whose states and alerts it names.
 //!
 //! The transition table is written out in ARCHITECTURE.md and tested exhaustively here.
 
 use lockdesk_verify::Reason;
 use serde::{Deserialize, Serialize};
+
+mod vocab;
+pub use vocab::{AlertKind, AuthStateName, OperatorId, ReasonCode, UnknownCode, VisitorSource};
 
 /// Channels where Authenticated Messaging exists (iAdvize: chat, video and call onsite, and the
 /// mobile app). Every other channel (WhatsApp, Messenger, SMS, ...) is third-party.
@@ -83,17 +89,9 @@ pub enum AuthState {
 }
 
 impl AuthState {
-    /// The stable name used in the CLI's JSON and by the UI.
+    /// The stable name used in the CLI's JSON and by the UI ([`AuthStateName::code`]).
     pub fn name(&self) -> &'static str {
-        match self {
-            AuthState::Anonymous => "anonymous",
-            AuthState::Secured { .. } => "secured",
-            AuthState::Lapsed { .. } => "lapsed",
-            AuthState::Failed { .. } => "failed",
-            AuthState::Mismatch { .. } => "mismatch",
-            AuthState::Unsupported => "unsupported",
-            AuthState::Closed { .. } => "closed",
-        }
+        self.state_name().code()
     }
 }
 

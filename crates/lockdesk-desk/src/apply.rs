@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use lockdesk_audit::Kind;
-use lockdesk_conversation::{Alert, AuthState, Conversation, Event, MismatchSource};
+use lockdesk_conversation::{
+    AlertKind, AuthState, AuthStateName, Conversation, Event, ReasonCode, VisitorSource,
+};
 use lockdesk_feed::{payload, Entry, EntryKind, Evidence, MAX_TIME_MS, MIN_TIME_MS};
 use lockdesk_verify::{Verdict, Verified};
 use rayon::prelude::*;
@@ -15,7 +17,6 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::alert_codes as codes;
 use crate::audit::{self, AuditEvent};
 use crate::lookalike;
 use crate::model::{Applied, Change, ClosedConversation, Skipped};
@@ -55,9 +56,9 @@ struct Conv {
 
 /// The columns derived from a machine's state.
 struct StateView {
-    state: &'static str,
-    auth_state: &'static str,
-    reason: Option<String>,
+    state: AuthStateName,
+    auth_state: AuthStateName,
+    reason: Option<ReasonCode>,
     user_id: Option<String>,
     other_user_id: Option<String>,
     since_ms: Option<i64>,
@@ -69,16 +70,16 @@ impl StateView {
     fn key(
         &self,
     ) -> (
-        &'static str,
-        &'static str,
-        Option<&str>,
+        AuthStateName,
+        AuthStateName,
+        Option<ReasonCode>,
         Option<&str>,
         Option<&str>,
     ) {
         (
             self.state,
             self.auth_state,
-            self.reason.as_deref(),
+            self.reason,
             self.user_id.as_deref(),
             self.other_user_id.as_deref(),
         )
@@ -91,9 +92,9 @@ impl StateView {
             s => s,
         };
         let mut v = StateView {
-            state: st.name(),
-            auth_state: kept.name(),
-            reason: None,
+            state: st.state_name(),
+            auth_state: kept.state_name(),
+            reason: kept.reason(),
             user_id: m.verified_user_id().map(str::to_owned),
             other_user_id: None,
             since_ms: None,
@@ -113,39 +114,12 @@ impl StateView {
                 v.user_id = Some(user_id.clone());
                 v.until_ms = Some(at.saturating_mul(1000));
             }
-            AuthState::Failed { reason, .. } => v.reason = Some(reason.code().to_owned()),
-            AuthState::Mismatch {
-                other_user_id,
-                source,
-                ..
-            } => {
-                v.reason = Some(
-                    match source {
-                        MismatchSource::Token => "token_user_id_differs",
-                        MismatchSource::Platform => "platform_user_id_differs",
-                    }
-                    .to_owned(),
-                );
+            AuthState::Mismatch { other_user_id, .. } => {
                 v.other_user_id = Some(other_user_id.clone());
             }
             _ => {}
         }
         v
-    }
-}
-
-fn alert_code(a: &Alert) -> &'static str {
-    match a {
-        Alert::VerificationFailed { .. } => codes::VERIFICATION_FAILED,
-        Alert::IdentitySwitched {
-            source: MismatchSource::Token,
-            ..
-        } => codes::IDENTITY_SWITCHED,
-        Alert::IdentitySwitched {
-            source: MismatchSource::Platform,
-            ..
-        } => codes::PLATFORM_MISMATCH,
-        Alert::SessionLapsed { .. } => codes::SESSION_LAPSED,
     }
 }
 
@@ -156,7 +130,7 @@ struct PresentationFacts {
     verified: Option<VerifiedFacts>,
     reason: Option<lockdesk_verify::Reason>,
     token_sha256: String,
-    source: Option<&'static str>,
+    source: Option<VisitorSource>,
     domain: Option<String>,
     device: Option<String>,
     app: Option<String>,
@@ -558,11 +532,7 @@ impl Ctx<'_> {
     ) -> Result<Conv, DeskError> {
         let machine = Conversation::new(channel, self.lifetime);
         let view = StateView::of(&machine);
-        let source = match channel {
-            "MOBILE_APP" => Some("app"),
-            c if lockdesk_conversation::channel_supports_authentication(c) => Some("web"),
-            _ => None,
-        };
+        let source = VisitorSource::of_channel(channel).map(VisitorSource::code);
         let json = serde_json::to_string(&machine).unwrap_or_default();
         let id: i64 = self
             .conn
@@ -579,7 +549,7 @@ impl Ctx<'_> {
                     operator_id,
                     source,
                     opened_ms,
-                    view.state,
+                    view.state.code(),
                     json
                 ],
                 |r| r.get(0),
@@ -609,8 +579,8 @@ impl Ctx<'_> {
                 conv.id,
                 seq,
                 at_ms,
-                view.state,
-                view.reason,
+                view.state.code(),
+                view.reason.map(ReasonCode::code),
                 view.user_id
             ])?;
         audit::append(
@@ -633,7 +603,7 @@ impl Ctx<'_> {
         conv: &Conv,
         view: &StateView,
         at_ms: i64,
-        alert: Option<&'static str>,
+        alert: Option<AlertKind>,
         alert_id: Option<i64>,
     ) {
         self.out.changes.push(Change {
@@ -642,10 +612,10 @@ impl Ctx<'_> {
             conversation_id: Some(conv.conversation_id.clone()),
             visitor_id: conv.visitor_id.clone(),
             channel: Some(conv.channel.clone()),
-            state: Some(view.state.to_owned()),
+            state: Some(view.state),
             user_id: view.user_id.clone(),
-            reason: view.reason.clone(),
-            alert: alert.map(str::to_owned),
+            reason: view.reason,
+            alert,
             alert_id,
         });
     }
@@ -653,7 +623,7 @@ impl Ctx<'_> {
     #[allow(clippy::too_many_arguments)]
     fn alert(
         &mut self,
-        code: &'static str,
+        code: AlertKind,
         at_ms: i64,
         conversation: Option<&Conv>,
         visitor: i64,
@@ -672,7 +642,7 @@ impl Ctx<'_> {
                 params![
                     seq,
                     at_ms,
-                    code,
+                    code.code(),
                     conversation.map(|c| c.id),
                     visitor,
                     user_id,
@@ -787,9 +757,9 @@ impl Ctx<'_> {
                 )?
                 .execute(params![
                     conv.id,
-                    view.state,
-                    view.auth_state,
-                    view.reason,
+                    view.state.code(),
+                    view.auth_state.code(),
+                    view.reason.map(ReasonCode::code),
                     view.user_id,
                     view.other_user_id,
                     view.since_ms,
@@ -805,7 +775,7 @@ impl Ctx<'_> {
         }
         let (code, alert_id) = match &out.alert {
             Some(a) => {
-                let code = alert_code(a);
+                let code = a.kind();
                 let mut ev = serde_json::to_value(a).unwrap_or_else(|_| json!({}));
                 if let (Some(m), Value::Object(extra)) = (ev.as_object_mut(), evidence) {
                     m.extend(extra);
@@ -966,13 +936,7 @@ impl Ctx<'_> {
                         .get::<_, Option<String>>(3)?
                         .and_then(|c| lockdesk_verify::Reason::from_code(&c)),
                     token_sha256: r.get(6)?,
-                    source: if app.is_some() {
-                        Some("app")
-                    } else if domain.is_some() {
-                        Some("web")
-                    } else {
-                        None
-                    },
+                    source: VisitorSource::of_evidence(app.is_some(), domain.is_some()),
                     domain,
                     device: r.get(8)?,
                     app,
@@ -1016,7 +980,7 @@ impl Ctx<'_> {
                 conv.id,
                 f.verified.as_ref().and_then(|v| v.name.clone()),
                 verified_ms,
-                f.source,
+                f.source.map(VisitorSource::code),
                 f.domain,
                 f.device,
                 f.app
@@ -1050,13 +1014,7 @@ impl Ctx<'_> {
         };
         let token_sha256 = hex::encode(Sha256::digest(ev.token.as_bytes()));
         let src = ev.source.clone().unwrap_or_default();
-        let source = if src.app.is_some() {
-            Some("app")
-        } else if src.domain.is_some() {
-            Some("web")
-        } else {
-            None
-        };
+        let source = VisitorSource::of_evidence(src.app.is_some(), src.domain.is_some());
         let visitor = self.visitor(&ev.visitor_id, received_ms)?;
 
         // Which conversations it acts on.
@@ -1163,7 +1121,7 @@ impl Ctx<'_> {
             device: src.device.clone(),
             app: src.app.clone(),
         };
-        let mut device_alerts: Vec<(&'static str, Option<String>, Value)> = Vec::new();
+        let mut device_alerts: Vec<(AlertKind, Option<String>, Value)> = Vec::new();
         if let Some(v) = verified {
             device_alerts = self
                 .identity(visitor, &ev.visitor_id, v, &visitor_data, &facts)?
@@ -1180,7 +1138,7 @@ impl Ctx<'_> {
                     evidence["visitorId"] = ev.visitor_id.clone().into();
                     evidence["presentationSeq"] = seq.into();
                     evidence["tokenSha256"] = token_sha256.clone().into();
-                    device_alerts.push((codes::LOOKALIKE_USER_ID, None, evidence));
+                    device_alerts.push((AlertKind::LookalikeUserId, None, evidence));
                 }
             }
         }
@@ -1213,7 +1171,7 @@ impl Ctx<'_> {
                     state: None,
                     user_id,
                     reason: None,
-                    alert: Some(code.to_owned()),
+                    alert: Some(code),
                     alert_id: Some(id),
                 }),
             }
@@ -1230,7 +1188,7 @@ impl Ctx<'_> {
         v: &Verified,
         visitor_data: &Option<Value>,
         f: &PresentationFacts,
-    ) -> Result<Vec<(&'static str, String, Value)>, DeskError> {
+    ) -> Result<Vec<(AlertKind, String, Value)>, DeskError> {
         let at = f.received_ms;
         let mut alerts = Vec::new();
         let previous_user: Option<String> = self
@@ -1240,7 +1198,7 @@ impl Ctx<'_> {
         let same_user = previous_user.as_deref() == Some(v.user_id.as_str());
         if let Some(prev) = previous_user.filter(|p| *p != v.user_id) {
             alerts.push((
-                codes::SHARED_DEVICE,
+                AlertKind::SharedDevice,
                 v.user_id.clone(),
                 json!({"visitorId": visitor_id, "previousUserId": prev, "userId": v.user_id,
                        "presentationSeq": f.seq, "tokenSha256": f.token_sha256}),
@@ -1265,7 +1223,7 @@ impl Ctx<'_> {
                     let differ = differing_fields(b, a);
                     if !differ.is_empty() {
                         alerts.push((
-                            codes::REUSED_USER_ID,
+                            AlertKind::ReusedUserId,
                             v.user_id.clone(),
                             json!({"userId": v.user_id, "differs": differ, "previous": b,
                                    "current": a, "visitorId": visitor_id,
@@ -1298,7 +1256,7 @@ impl Ctx<'_> {
                     evidence["visitorId"] = visitor_id.into();
                     evidence["presentationSeq"] = f.seq.into();
                     evidence["tokenSha256"] = f.token_sha256.clone().into();
-                    alerts.push((codes::LOOKALIKE_USER_ID, v.user_id.clone(), evidence));
+                    alerts.push((AlertKind::LookalikeUserId, v.user_id.clone(), evidence));
                 }
                 self.conn
                     .prepare_cached(

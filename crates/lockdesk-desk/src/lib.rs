@@ -62,26 +62,28 @@ pub use model::{
 };
 pub use store::SCHEMA_VERSION;
 
-/// The alert codes in [`Change::alert`] and [`AlertRecord::code`].
+/// The alert codes in [`Change::alert`] and [`AlertRecord::code`], as text (the `alerts.code`
+/// column, the change line's `alert`). The kinds are defined once, in [`AlertKind`]
+/// (lockdesk-conversation's vocabulary, where each is described); these are their codes, not a
+/// second spelling.
 pub mod alert_codes {
-    /// A presentation was rejected (the reason code is in the change and the evidence).
-    pub const VERIFICATION_FAILED: &str = "verification_failed";
-    /// A valid token for another userId inside one conversation.
-    pub const IDENTITY_SWITCHED: &str = "identity_switched";
-    /// A device (visitor id) that carried one verified userId now carries another.
-    pub const SHARED_DEVICE: &str = "shared_device";
-    /// One userId presented with clearly different signed identities (email, phone or name).
-    pub const REUSED_USER_ID: &str = "reused_user_id";
-    /// A secured conversation's authenticated session lapsed.
-    pub const SESSION_LAPSED: &str = "session_lapsed";
-    /// The platform's `Visitor.externalUserId` differs from the verified userId.
-    pub const PLATFORM_MISMATCH: &str = "platform_mismatch";
-    /// A new verified userId looks like another identity the desk knows (equal UTS #39
-    /// skeleton, different string), or mixes scripts. Evidence: `userId` (the new identity),
-    /// `imitator` and `imitates` (the look-alike and the identity it passes for; `imitates` is
-    /// `null` for a mixed-script id with no known counterpart), `mixedScript`, `scripts`.
-    pub const LOOKALIKE_USER_ID: &str = "lookalike_user_id";
+    use lockdesk_conversation::AlertKind;
+
+    pub const VERIFICATION_FAILED: &str = AlertKind::VerificationFailed.code();
+    pub const IDENTITY_SWITCHED: &str = AlertKind::IdentitySwitched.code();
+    pub const SHARED_DEVICE: &str = AlertKind::SharedDevice.code();
+    pub const REUSED_USER_ID: &str = AlertKind::ReusedUserId.code();
+    pub const SESSION_LAPSED: &str = AlertKind::SessionLapsed.code();
+    pub const PLATFORM_MISMATCH: &str = AlertKind::PlatformMismatch.code();
+    pub const LOOKALIKE_USER_ID: &str = AlertKind::LookalikeUserId.code();
 }
+
+/// The domain vocabulary, re-exported: defined once in lockdesk-conversation.
+pub use lockdesk_conversation::{AlertKind, AuthStateName, OperatorId, ReasonCode, VisitorSource};
+
+// One bound for operator ids: the feed's (what a payload may carry) is the vocabulary's (what the
+// store holds).
+const _: () = assert!(lockdesk_feed::MAX_OPERATOR_ID == OperatorId::MAX);
 
 /// Verifies a token at a time (Unix seconds). Implemented by [`lockdesk_keys::Engine`] (the
 /// real thing: key files, JWKS refetch, verdict cache) and [`lockdesk_verify::Verifier`].

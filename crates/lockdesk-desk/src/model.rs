@@ -2,6 +2,7 @@
 //! takes. Plain serialisable structs (camelCase JSON); the integrator maps them to UI DTOs.
 //! Times are milliseconds since the Unix epoch (`*_ms`), except in [`Change`]'s JSON line.
 
+use lockdesk_conversation::{AlertKind, AuthStateName, ReasonCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -23,14 +24,14 @@ pub struct Change {
     pub channel: Option<String>,
     /// The conversation's state name after the change (`anonymous`, `secured`, `lapsed`,
     /// `failed`, `mismatch`, `unsupported`, `closed`); `null` without a conversation.
-    pub state: Option<String>,
+    pub state: Option<AuthStateName>,
     /// The userId verified in the conversation (for a device-level alert: the new userId).
     pub user_id: Option<String>,
     /// `failed`: the verification reason code; `mismatch`: `token_user_id_differs` or
     /// `platform_user_id_differs`; otherwise `null`.
-    pub reason: Option<String>,
+    pub reason: Option<ReasonCode>,
     /// An alert code (see [`alert_codes`](crate::alert_codes)) or `null`.
-    pub alert: Option<String>,
+    pub alert: Option<AlertKind>,
     /// The alert's row in the store (its evidence: [`crate::Desk::alert`]). Not in the JSON line.
     #[serde(skip)]
     pub alert_id: Option<i64>,

@@ -35,7 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use lockdesk_desk::{Change, ClosedConversation, Desk};
+use lockdesk_desk::{AuthStateName, Change, ClosedConversation, Desk};
 use lockdesk_iadvize::{Client, Credentials, Endpoints, Interval};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -147,7 +147,10 @@ impl Triggers {
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             for c in changes {
-                let wanted = matches!(c.state.as_deref(), Some("secured") | Some("closed"));
+                let wanted = matches!(
+                    c.state,
+                    Some(AuthStateName::Secured | AuthStateName::Closed)
+                );
                 if let (true, Some(user)) = (wanted, c.user_id.as_ref()) {
                     added |= pending.insert(user.clone());
                 }
@@ -517,24 +520,24 @@ mod tests {
     #[test]
     fn only_secured_and_closed_changes_with_a_user_trigger() {
         let t = Triggers::default();
-        let change = |state: &str, user: Option<&str>| Change {
+        let change = |state: AuthStateName, user: Option<&str>| Change {
             seq: 1,
             at_ms: 0,
             conversation_id: Some("c".into()),
             visitor_id: "v".into(),
             channel: Some("CHAT".into()),
-            state: Some(state.into()),
+            state: Some(state),
             user_id: user.map(str::to_owned),
             reason: None,
             alert: None,
             alert_id: None,
         };
         t.note(&[
-            change("secured", Some("a")),
-            change("closed", Some("b")),
-            change("failed", Some("c")),
-            change("anonymous", None),
-            change("closed", None),
+            change(AuthStateName::Secured, Some("a")),
+            change(AuthStateName::Closed, Some("b")),
+            change(AuthStateName::Failed, Some("c")),
+            change(AuthStateName::Anonymous, None),
+            change(AuthStateName::Closed, None),
         ]);
         let mut got: Vec<_> = t.take().into_iter().collect();
         got.sort();

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use lockdesk_desk::{Change, DeskConfig, History};
+use lockdesk_desk::{AlertKind, AuthStateName, Change, DeskConfig, History, ReasonCode};
 use lockdesk_feed_client::Credential;
 use lockdesk_iadvize::standin::{Conversation, Dataset, StandIn};
 use lockdesk_iadvize::Credentials;
@@ -325,7 +325,7 @@ async fn closed_conversations_of_every_linked_visitor_reach_the_history() {
         .changes_until(|seen| {
             let closed: BTreeSet<&str> = seen
                 .iter()
-                .filter(|c| c.state.as_deref() == Some("closed"))
+                .filter(|c| c.state.map(AuthStateName::code) == Some("closed"))
                 .filter_map(|c| c.conversation_id.as_deref())
                 .collect();
             wanted.is_subset(&closed)
@@ -375,7 +375,7 @@ async fn one_backfill_per_user_id_within_the_window() {
     rig.changes_until(|seen| {
         let secured: BTreeSet<&str> = seen
             .iter()
-            .filter(|c| c.state.as_deref() == Some("secured"))
+            .filter(|c| c.state.map(AuthStateName::code) == Some("secured"))
             .map(|c| c.visitor_id.as_str())
             .collect();
         secured.len() == 3
@@ -400,20 +400,20 @@ async fn a_different_external_user_id_is_a_platform_mismatch() {
     let changes = rig
         .changes_until(|seen| {
             seen.iter()
-                .any(|c| c.alert.as_deref() == Some("platform_mismatch"))
+                .any(|c| c.alert.map(AlertKind::code) == Some("platform_mismatch"))
         })
         .await;
     let alert = changes
         .iter()
-        .find(|c| c.alert.as_deref() == Some("platform_mismatch"))
+        .find(|c| c.alert.map(AlertKind::code) == Some("platform_mismatch"))
         .unwrap();
     assert_eq!(alert.conversation_id.as_deref(), Some(conv.as_str()));
-    assert_eq!(alert.reason.as_deref(), Some("platform_user_id_differs"));
+    assert_eq!(alert.reason, Some(ReasonCode::PlatformUserIdDiffers));
     assert_eq!(alert.user_id.as_deref(), Some(p.user_id.as_str()));
     // Exactly one: the older conversation names the right person.
     let mismatches = changes
         .iter()
-        .filter(|c| c.alert.as_deref() == Some("platform_mismatch"))
+        .filter(|c| c.alert.map(AlertKind::code) == Some("platform_mismatch"))
         .count();
     assert_eq!(mismatches, 1);
     let h = rig.history(&p.user_id).await;
@@ -450,7 +450,8 @@ async fn rate_limits_are_waited_out_and_the_backfill_completes() {
     rig.send(without_closes(&p.steps)).await;
     rig.changes_until(|seen| {
         seen.iter().any(|c| {
-            c.conversation_id.as_deref() == Some(OLD[0]) && c.state.as_deref() == Some("closed")
+            c.conversation_id.as_deref() == Some(OLD[0])
+                && c.state.map(AuthStateName::code) == Some("closed")
         })
     })
     .await;
@@ -473,8 +474,11 @@ async fn bad_credentials_are_logged_and_the_desk_keeps_working() {
     let conversations = vec![closed_days_ago(OLD[0], &visitor, 2, Some(&p.user_id))];
     let mut rig = Rig::start(dataset(conversations), WRONG, |_| {}).await;
     rig.send(without_closes(&p.steps)).await;
-    rig.changes_until(|seen| seen.iter().any(|c| c.state.as_deref() == Some("secured")))
-        .await;
+    rig.changes_until(|seen| {
+        seen.iter()
+            .any(|c| c.state.map(AuthStateName::code) == Some("secured"))
+    })
+    .await;
     // Refused, retried after the backoff, refused again.
     let status = rig.status_until(|s| s.failed >= 2).await;
     assert_eq!(status.completed, 0);
@@ -494,7 +498,7 @@ async fn bad_credentials_are_logged_and_the_desk_keeps_working() {
     rig.changes_until(|seen| {
         seen.iter().any(|c| {
             c.conversation_id.as_deref() == Some(conv.as_str())
-                && c.state.as_deref() == Some("closed")
+                && c.state.map(AuthStateName::code) == Some("closed")
         })
     })
     .await;

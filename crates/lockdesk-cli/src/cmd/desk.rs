@@ -131,7 +131,7 @@ fn human_line(c: &Change, look_alike: Option<&LookAlike>) -> String {
         lockdesk_desk::format_rfc3339(c.at_ms),
         c.seq,
         Shown(c.conversation_id.as_deref().unwrap_or("-")),
-        Shown(c.state.as_deref().unwrap_or("-")),
+        Shown(c.state.map_or("-", |s| s.code())),
     );
     if let Some(ch) = &c.channel {
         line.push_str(&format!("  {}", Shown(ch)));
@@ -142,11 +142,11 @@ fn human_line(c: &Change, look_alike: Option<&LookAlike>) -> String {
             line.push_str(&format!("  {}", look_alike_marker(l)));
         }
     }
-    if let Some(r) = &c.reason {
-        line.push_str(&format!("  reason {}", Shown(r)));
+    if let Some(r) = c.reason {
+        line.push_str(&format!("  reason {}", r.code()));
     }
-    if let Some(a) = &c.alert {
-        line.push_str(&format!("  ALERT {}", Shown(a)));
+    if let Some(a) = c.alert {
+        line.push_str(&format!("  ALERT {}", a.code()));
     }
     line
 }
@@ -272,18 +272,7 @@ async fn follow(
     };
     tokio::pin!(sleep_until);
     let mut stopped = None;
-    // The feed's state as last printed: the status also changes for other news (how far behind
-    // the desk is), which is not a new line. The state at start is printed too ("connecting to").
-    let mut said = None;
-    match status.borrow_and_update().clone().feed {
-        State::Stopped { reason } => stopped = Some(reason),
-        feed => {
-            let line = state_line(&feed);
-            eprintln!("lockdesk-cli: {line}");
-            said = Some(line);
-        }
-    }
-    while stopped.is_none() {
+    loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = &mut sleep_until => break,
@@ -306,11 +295,7 @@ async fn follow(
                     stopped = Some(reason);
                     break;
                 }
-                let line = state_line(&s.feed);
-                if said.as_ref() != Some(&line) {
-                    eprintln!("lockdesk-cli: {line}");
-                    said = Some(line);
-                }
+                eprintln!("lockdesk-cli: {}", state_line(&s.feed));
             }
         }
     }

@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use lockdesk_desk::{ClosedConversation, ConversationQuery, Desk, DeskError};
+use lockdesk_desk::{
+    AlertKind, AuthStateName, ClosedConversation, ConversationQuery, Desk, DeskError, ReasonCode,
+};
 use lockdesk_sim::Scenario;
 use serde_json::json;
 
@@ -154,7 +156,7 @@ fn a_secured_session_lapses_on_tick_without_new_events() {
     let states: Vec<_> = applied
         .changes
         .iter()
-        .map(|c| c.state.clone().unwrap())
+        .map(|c| c.state.unwrap().code())
         .collect();
     assert_eq!(states, ["anonymous", "secured"]);
     let until = t + 1_000 + LIFETIME_SECS * 1000;
@@ -163,8 +165,8 @@ fn a_secured_session_lapses_on_tick_without_new_events() {
     let lapsed = desk.tick(until + 3_600_000).unwrap();
     assert_eq!(lapsed.len(), 1);
     assert_eq!(lapsed[0].at_ms, until);
-    assert_eq!(lapsed[0].state.as_deref(), Some("lapsed"));
-    assert_eq!(lapsed[0].alert.as_deref(), Some("session_lapsed"));
+    assert_eq!(lapsed[0].state.map(AuthStateName::code), Some("lapsed"));
+    assert_eq!(lapsed[0].alert.map(AlertKind::code), Some("session_lapsed"));
     assert_eq!(lapsed[0].user_id.as_deref(), Some("u1"));
     assert_eq!(lapsed[0].seq, 2, "reported under the cursor");
     assert!(
@@ -175,7 +177,10 @@ fn a_secured_session_lapses_on_tick_without_new_events() {
     let again = desk
         .apply(&[present(&world, 3, until + 5_000, "v1", "u1")], until)
         .unwrap();
-    assert_eq!(again.changes[0].state.as_deref(), Some("secured"));
+    assert_eq!(
+        again.changes[0].state.map(AuthStateName::code),
+        Some("secured")
+    );
 }
 
 #[test]
@@ -228,7 +233,7 @@ fn malformed_entries_are_recorded_and_skipped_without_failing_the_batch() {
     assert_eq!(applied.cursor, 9);
     let last = applied.changes.last().unwrap();
     assert_eq!(
-        last.state.as_deref(),
+        last.state.map(AuthStateName::code),
         Some("secured"),
         "later entries still applied"
     );
@@ -331,7 +336,10 @@ fn backfill_compares_the_platform_user_id_and_is_idempotent() {
         rec("old", "v1", None),
     ];
     let changes = desk.backfill(&records, t + 60_000).unwrap();
-    let alerts: Vec<_> = changes.iter().filter_map(|c| c.alert.as_deref()).collect();
+    let alerts: Vec<_> = changes
+        .iter()
+        .filter_map(|c| c.alert.map(AlertKind::code))
+        .collect();
     assert_eq!(alerts, ["platform_mismatch"]);
     let other = desk.conversation("other").unwrap().unwrap();
     assert_eq!(
@@ -341,6 +349,11 @@ fn backfill_compares_the_platform_user_id_and_is_idempotent() {
     assert_eq!(
         other.row.reason.as_deref(),
         Some("platform_user_id_differs")
+    );
+    // The stored reason is one of the vocabulary's (the UI labels every one), never `unknown`.
+    assert_eq!(
+        ReasonCode::from_code(other.row.reason.as_deref().unwrap_or_default()),
+        ReasonCode::PlatformUserIdDiffers
     );
     assert_eq!(other.row.platform_user_id.as_deref(), Some("someone-else"));
     assert_eq!(other.row.other_user_id.as_deref(), Some("someone-else"));
@@ -401,9 +414,9 @@ fn the_change_line_is_exactly_the_documented_json() {
         )
         .unwrap();
     let c = &rejected.changes[0];
-    assert_eq!(c.state.as_deref(), Some("failed"));
-    assert_eq!(c.reason.as_deref(), Some("malformed"));
-    assert_eq!(c.alert.as_deref(), Some("verification_failed"));
+    assert_eq!(c.state.map(AuthStateName::code), Some("failed"));
+    assert_eq!(c.reason.map(ReasonCode::code), Some("malformed"));
+    assert_eq!(c.alert.map(AlertKind::code), Some("verification_failed"));
     let alert = desk.alert(c.alert_id.unwrap()).unwrap().unwrap();
     assert_eq!(alert.evidence["presentationSeq"], 43);
     assert_eq!(alert.evidence["tokenSha256"].as_str().unwrap().len(), 64);
@@ -425,7 +438,7 @@ fn related_evidence_repeated_with_a_later_push_is_stored_once() {
     p.related = vec![related.clone()];
     let first = desk.apply(&[p], t).unwrap();
     assert_eq!(
-        first.changes.last().unwrap().state.as_deref(),
+        first.changes.last().unwrap().state.map(AuthStateName::code),
         Some("secured")
     );
     // Transferred away and back: the same evidence rides along again.
@@ -667,7 +680,10 @@ fn a_newer_token_extends_the_session_without_a_change_line() {
             t,
         )
         .unwrap();
-    assert_eq!(rejected.changes[0].state.as_deref(), Some("failed"));
+    assert_eq!(
+        rejected.changes[0].state.map(AuthStateName::code),
+        Some("failed")
+    );
     let d = desk.conversation("c1").unwrap().unwrap();
     assert_eq!(d.row.last_verified_ms, Some(t + 30_000));
 }
@@ -689,9 +705,12 @@ fn a_device_alert_before_any_conversation_has_no_conversation_id() {
         .unwrap();
     assert_eq!(applied.changes.len(), 1, "{:?}", applied.changes);
     let c = &applied.changes[0];
-    assert_eq!(c.alert.as_deref(), Some("shared_device"));
+    assert_eq!(c.alert.map(AlertKind::code), Some("shared_device"));
     assert_eq!(
-        (c.conversation_id.as_deref(), c.state.as_deref()),
+        (
+            c.conversation_id.as_deref(),
+            c.state.map(AuthStateName::code)
+        ),
         (None, None)
     );
     assert_eq!(c.user_id.as_deref(), Some("bob"));
@@ -702,9 +721,19 @@ fn a_device_alert_before_any_conversation_has_no_conversation_id() {
     let pushed = desk.apply(&[push(3, t + 3_000, "c1", "v1")], t).unwrap();
     let last = pushed.changes.last().unwrap();
     assert_eq!(
-        last.state.as_deref(),
+        last.state.map(AuthStateName::code),
         Some("mismatch"),
         "alice then bob in one conversation"
+    );
+    assert_eq!(last.reason, Some(ReasonCode::TokenUserIdDiffers));
+    let row = desk
+        .conversation(last.conversation_id.as_deref().unwrap_or_default())
+        .unwrap()
+        .unwrap()
+        .row;
+    assert_eq!(
+        ReasonCode::from_code(row.reason.as_deref().unwrap_or_default()),
+        ReasonCode::TokenUserIdDiffers
     );
     assert_eq!(desk.history("alice").unwrap().visitors.len(), 1);
     assert_eq!(desk.history("bob").unwrap().visitors.len(), 1);

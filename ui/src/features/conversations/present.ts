@@ -106,8 +106,15 @@ export function channelLabel(channel: string, t: T): string {
   return Object.hasOwn(CHANNEL_BRANDS, channel) ? (CHANNEL_BRANDS[channel] ?? channel) : channel;
 }
 
+// Typed over every visitor source (generated from Rust): a new source without a label is a type
+// error, not a visitor silently labelled "web".
+const SOURCE_KEYS: Record<VisitorSource, StringKey> = {
+  web: 'sourceWeb',
+  app: 'sourceApp',
+};
+
 export function sourceLabel(source: VisitorSource, t: T): string {
-  return source === 'app' ? t('sourceApp') : t('sourceWeb');
+  return t(Object.hasOwn(SOURCE_KEYS, source) ? SOURCE_KEYS[source] : 'sourceWeb');
 }
 
 const ALERT_KEYS: Record<AlertKind, StringKey> = {

@@ -2,15 +2,36 @@
 // send (ReasonCode, generated from Rust) has a label in English and French, mismatch reasons
 // included, and a code this build does not know gets a generic label.
 import { afterEach, describe, expect, it } from 'vitest';
-import { render, screen } from '@testing-library/svelte';
+import { render, screen, waitFor } from '@testing-library/svelte';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
 import ConversationRow from './ConversationRow.svelte';
+import DetailPane from './DetailPane.svelte';
 import Timeline from './Timeline.svelte';
 import { setLanguage, t } from '../../i18n/index.svelte';
-import type { ReasonCode } from '../../ipc';
+import type { ConversationDetail, ConversationRow as Row, History, ReasonCode } from '../../ipc';
 import { REASON_CODES, reasonCode, reasonLabel } from './present';
-import { row, T0 } from './fixtures';
+import { identity, row, T0 } from './fixtures';
 
-afterEach(() => setLanguage('en'));
+afterEach(() => {
+  setLanguage('en');
+  clearMocks();
+});
+
+/** The desk behind the detail pane, through Tauri's IPC mock: it answers with `detail`. */
+function serveDetail(detail: ConversationDetail): void {
+  mockIPC((cmd, args) => {
+    switch (cmd) {
+      case 'get_conversation':
+        return detail;
+      case 'get_history': {
+        const h: History = { userId: (args as { userId: string }).userId, groups: [] };
+        return h;
+      }
+      default:
+        throw `unknown command ${cmd}`;
+    }
+  });
+}
 
 const MISMATCH: Record<'en' | 'fr', Record<'token_user_id_differs' | 'platform_user_id_differs', string>> = {
   en: {
@@ -55,6 +76,27 @@ describe('reason labels', () => {
         expect(shown).toHaveTextContent(MISMATCH[lang][code]);
         expect(shown.textContent).not.toContain(code);
         unmount();
+      }
+    });
+
+    // Issue 14's visible defect: the detail pane showed a mismatch's reason as its raw code.
+    it(`show a mismatch's reason in words in the detail pane in ${lang}`, async () => {
+      setLanguage(lang);
+      const cases: [string, Partial<Row>, 'token_user_id_differs' | 'platform_user_id_differs'][] = [
+        ['open', { state: 'mismatch' }, 'token_user_id_differs'],
+        // A platform mismatch is found by the backfill, after the close.
+        ['closed', { state: 'closed', closedFrom: 'mismatch' }, 'platform_user_id_differs'],
+      ];
+      for (const [name, over, code] of cases) {
+        const r = row({ id: `c-${name}`, userId: 'user-42', reasonCode: code, ...over });
+        serveDetail({ row: r, identity: identity(), timeline: [], alerts: [] });
+        const { container, unmount } = render(DetailPane, { props: { id: r.id, row: r } });
+        await waitFor(() => expect(screen.getByTestId('identity-user-id')).toBeInTheDocument());
+        const shown = screen.getByTestId('detail-reason');
+        expect(shown, name).toHaveTextContent(MISMATCH[lang][code]);
+        expect(container.textContent, name).not.toContain(code);
+        unmount();
+        clearMocks();
       }
     });
 
