@@ -97,6 +97,9 @@ describe('alert cards', () => {
     const cards = screen.getAllByTestId('alert');
     expect(cards.map((c) => c.dataset.severity)).toEqual(['alarm', 'notice', 'notice', 'warning']);
     expect(cards.map((c) => within(c).getByTestId('alert-severity').textContent)).toEqual(['Alarm', 'Routine', 'Routine', 'Check']);
+    // Each severity's mark is drawn (an SVG of its own shape), never a font glyph that may be missing.
+    expect(cards.map((c) => c.querySelector('svg.alert-mark')?.getAttribute('data-mark'))).toEqual(['alarm', 'notice', 'notice', 'warning']);
+    expect(cards.map((c) => c.querySelector('.alert-mark')?.textContent)).toEqual(['', '', '', '']);
     expect(cards[1]).toHaveClass('severity-notice');
     expect(cards[1]).not.toHaveClass('severity-alarm');
   });
