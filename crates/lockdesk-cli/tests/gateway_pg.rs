@@ -201,6 +201,25 @@ fn the_same_delivery_at_both_instances_at_once_is_stored_once() {
     let a = start(&dir.path().join("a"), &pg, &url);
     let b = start(&dir.path().join("b"), &pg, &url);
     const ROUNDS: usize = 60;
+    // Then a few deliveries to A alone: B learns of them only through its tail.
+    const ONLY_A: usize = 5;
+    // A supervisor connected to B before anything is stored: B's live tail must deliver what
+    // A commits too (NOTIFY, or the poll).
+    let live = std::thread::spawn({
+        let addr = b.addr;
+        move || support::read_feed(addr, SUPERVISOR, (ROUNDS + ONLY_A) as u64)
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while !get(b.addr, "/metrics")
+        .1
+        .contains("lockdesk_gateway_feed_subscribers{role=\"supervisor\"} 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the live supervisor never connected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let barrier = Arc::new(Barrier::new(2));
     let senders: Vec<_> = [a.addr, b.addr]
         .into_iter()
@@ -232,10 +251,29 @@ fn the_same_delivery_at_both_instances_at_once_is_stored_once() {
         );
         acked.insert(format!("same-{i}"), x.0);
     }
+    for i in 0..ONLY_A {
+        let id = format!("only-a-{i}");
+        let (status, answer) = deliver(a.addr, &id).unwrap();
+        assert_eq!(status, 200, "{answer}");
+        acked.insert(id, seq_of(&answer));
+    }
+    let served = live.join().unwrap();
+    assert_eq!(
+        served.len(),
+        ROUNDS + ONLY_A,
+        "the live feed repeated or skipped: {served:?}"
+    );
+    for (seq, id) in served {
+        assert_eq!(
+            acked.get(&id),
+            Some(&seq),
+            "{id} served live at another seq"
+        );
+    }
     let sent: HashSet<String> = acked.keys().cloned().collect();
     assert_eq!(
         check_log(&pg, &url, &sent, &acked, &[a.addr, b.addr]),
-        ROUNDS
+        ROUNDS + ONLY_A
     );
 }
 

@@ -157,7 +157,8 @@ impl PgServer {
         self.dir.path().join("data")
     }
 
-    fn socket_dir(&self) -> PathBuf {
+    /// The folder of the server's unix socket (`trust` authentication there).
+    pub fn socket_dir(&self) -> PathBuf {
         self.dir.path().join("sock")
     }
 

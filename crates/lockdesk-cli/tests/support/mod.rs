@@ -119,10 +119,13 @@ pub fn read_feed(addr: SocketAddr, credential: &str, last_seq: u64) -> Vec<(u64,
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
         let mut out: Vec<(u64, String)> = Vec::new();
+        // Heartbeats keep a stalled feed talking: bound the whole read, not only each frame
+        // (a bound on a hang, not a timing claim).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while out.last().map_or(0, |e| e.0) < last_seq {
-            let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            let frame = tokio::time::timeout_at(deadline, ws.next())
                 .await
-                .expect("the feed stalled")
+                .unwrap_or_else(|_| panic!("the feed stalled after {} entries", out.len()))
                 .expect("the feed closed")
                 .unwrap();
             let Message::Text(text) = frame else { continue };

@@ -105,6 +105,19 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
     // Another database is another log.
     let other = open(&pg, &pg.create_database("two"));
     assert_ne!(other.log_id(), first_id);
+    drop(store);
+    // libpq's URL form with the unix socket's folder as `host` (trust there: no password).
+    let socket = PostgresStore::open(&PgSettings {
+        url: format!(
+            "postgres://lockdesk@localhost:{}/one?host={}",
+            pg.port(),
+            pg.socket_dir().display()
+        ),
+        password: None,
+    })
+    .unwrap();
+    assert_eq!(socket.log_id(), first_id);
+    assert_eq!(socket.counts().unwrap().last_seq, 3);
 }
 
 #[test]
