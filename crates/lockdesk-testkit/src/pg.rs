@@ -71,6 +71,13 @@ fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// Whether every folder from `/` down to `path` lets others through (the `x` bit for others).
+fn traversable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
 fn chown_tree(path: &Path) {
     std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY))
         .unwrap_or_else(|e| panic!("chown {} to nobody: {e}", path.display()));
@@ -90,11 +97,19 @@ impl PgServer {
             "PostgreSQL's server binaries (initdb, pg_ctl) were not found: install Debian's \
              postgresql-15 (scripts/test.sh and .ci/run install it with the test packages)",
         );
+        let as_nobody = is_root();
+        // As nobody, the server must be able to reach its folder: a TMPDIR inside a private
+        // folder (root's home, 0700) would not do; /tmp always does.
+        let parent = std::env::temp_dir();
+        let parent = if as_nobody && !traversable_by_others(&parent) {
+            PathBuf::from("/tmp")
+        } else {
+            parent
+        };
         let dir = tempfile::Builder::new()
             .prefix("lockdesk-pg-")
-            .tempdir()
+            .tempdir_in(&parent)
             .expect("temporary folder");
-        let as_nobody = is_root();
         // A random password: nothing outside the test knows it.
         let password = format!("pw-{:016x}-{:016x}", seed(), seed().rotate_left(17));
         std::fs::create_dir(dir.path().join("sock")).unwrap();
