@@ -73,6 +73,9 @@ pub struct SupervisorRow {
     /// The first valid token in the conversation (`null`: never secured).
     #[ts(type = "number | null")]
     pub secured_at_ms: Option<i64>,
+    /// Back-filled from the platform and never seen by this desk with a token: what it was is
+    /// unknown (not "anonymous"), the same rule as the overview's `no_data` count.
+    pub no_data: bool,
 }
 
 /// Conversations opened on one day, and how many of them were secured at least once.
@@ -378,6 +381,7 @@ pub fn overview(
                     opened_at_ms: r.opened_ms,
                     closed_at_ms: r.closed_ms,
                     secured_at_ms: r.first_verified_ms,
+                    no_data: r.first_verified_ms.is_none() && no_data.contains(&r.conversation_id),
                 }
             })
             .collect(),
@@ -1088,6 +1092,18 @@ mod tests {
         no_data.insert("old-4".into());
         let o = overview(&rows, &no_data, &SupervisorFilters::default());
         assert_eq!((o.matched, o.secured, o.no_data), (9, 2, 4));
+        // Each such row says so itself (the table words it "no verification data", not
+        // "was anonymous"); the others do not.
+        let blind: Vec<_> = o
+            .rows
+            .iter()
+            .filter(|r| r.no_data)
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(blind.len(), 4);
+        assert!(["old-1", "old-2", "old-3", "old-4"]
+            .iter()
+            .all(|id| blind.contains(id)));
         assert_eq!(
             o.per_day[0],
             DayShare {
@@ -1125,6 +1141,7 @@ mod tests {
             &SupervisorFilters::default(),
         );
         assert_eq!(o.no_data, 0);
+        assert!(o.rows.iter().all(|r| !r.no_data));
     }
 
     /// The query on a real desk store: a conversation created by the backfill is without data;

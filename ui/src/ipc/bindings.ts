@@ -378,7 +378,12 @@ closedFrom: AuthStateName | null, reasonCode: ReasonCode | null, operatorId: num
 /**
  * The first valid token in the conversation (`null`: never secured).
  */
-securedAtMs: number | null, };
+securedAtMs: number | null, 
+/**
+ * Back-filled from the platform and never seen by this desk with a token: what it was is
+ * unknown (not "anonymous"), the same rule as the overview's `no_data` count.
+ */
+noData: boolean, };
 
 export type DayShare = { 
 /**

@@ -233,7 +233,7 @@ describe('the supervisor table', () => {
       secured: 1,
       failed: 0,
       noData: 0,
-      rows: [{ id: 'c-\u202E1', state: 'secured', closedFrom: null, reasonCode: null, operatorId: 7, channel: 'NEW\u200B', userId: 'cust-4815\u200B1623', openedAtMs: T0, closedAtMs: null, securedAtMs: T0 }],
+      rows: [{ id: 'c-\u202E1', state: 'secured', closedFrom: null, reasonCode: null, operatorId: 7, channel: 'NEW\u200B', userId: 'cust-4815\u200B1623', openedAtMs: T0, closedAtMs: null, securedAtMs: T0, noData: false }],
       perDay: [],
       failuresByReason: [],
       perAdvisor: [],

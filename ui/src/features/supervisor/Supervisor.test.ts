@@ -16,12 +16,12 @@ import { row as listRow, T0 } from '../conversations/fixtures';
 import { emptyForm, percent, toFilters } from './model';
 
 const rows: SupervisorRow[] = [
-  { id: 'c-ok', state: 'secured', closedFrom: null, reasonCode: null, operatorId: 7, channel: 'CHAT', userId: 'user-42', openedAtMs: T0, closedAtMs: null, securedAtMs: T0 + 1000 },
-  { id: 'c-bad', state: 'failed', closedFrom: null, reasonCode: 'expired', operatorId: 9, channel: 'CHAT', userId: null, openedAtMs: T0 - 1000, closedAtMs: null, securedAtMs: null },
-  { id: 'c-wa', state: 'unsupported', closedFrom: null, reasonCode: null, operatorId: null, channel: 'WHATSAPP', userId: null, openedAtMs: T0 - 2000, closedAtMs: null, securedAtMs: null },
+  { id: 'c-ok', state: 'secured', closedFrom: null, reasonCode: null, operatorId: 7, channel: 'CHAT', userId: 'user-42', openedAtMs: T0, closedAtMs: null, securedAtMs: T0 + 1000, noData: false },
+  { id: 'c-bad', state: 'failed', closedFrom: null, reasonCode: 'expired', operatorId: 9, channel: 'CHAT', userId: null, openedAtMs: T0 - 1000, closedAtMs: null, securedAtMs: null, noData: false },
+  { id: 'c-wa', state: 'unsupported', closedFrom: null, reasonCode: null, operatorId: null, channel: 'WHATSAPP', userId: null, openedAtMs: T0 - 2000, closedAtMs: null, securedAtMs: null, noData: false },
 ];
 // Issue 13's cases: a closed conversation says what it was; back-filled days have no data.
-const closedRow: SupervisorRow = { id: 'c-closed', state: 'closed', closedFrom: 'secured', reasonCode: null, operatorId: 7, channel: 'CHAT', userId: 'user-7', openedAtMs: T0 - 3000, closedAtMs: T0, securedAtMs: T0 - 2500 };
+const closedRow: SupervisorRow = { id: 'c-closed', state: 'closed', closedFrom: 'secured', reasonCode: null, operatorId: 7, channel: 'CHAT', userId: 'user-7', openedAtMs: T0 - 3000, closedAtMs: T0, securedAtMs: T0 - 2500, noData: false };
 let extraRows: SupervisorRow[] = [];
 
 // A stand-in for the shell that narrows by state only: enough to see the filter cross IPC.
@@ -223,6 +223,20 @@ describe('Supervisor', () => {
     // Fixed columns: one <col> per header cell.
     const table = screen.getByTestId('sup-table');
     expect(table.querySelectorAll('col')).toHaveLength(table.querySelectorAll('thead th').length);
+  });
+
+  it('says a back-filled conversation has no verification data, never that it was anonymous', async () => {
+    extraRows = [{ ...closedRow, id: 'c-old', closedFrom: 'anonymous', operatorId: null, userId: null, securedAtMs: null, noData: true }];
+    serve(okAudit);
+    render(Supervisor);
+    const row = await waitFor(() => {
+      const r = screen.getAllByTestId('sup-row').find((e) => e.getAttribute('data-id') === 'c-old');
+      if (!r) throw new Error('no back-filled row yet');
+      return r;
+    });
+    const state = row.querySelector('[data-col="state"]');
+    expect(state).toHaveTextContent('Closed · no verification data (known from the platform only)');
+    expect(state?.textContent).not.toMatch(/anonymous/i);
   });
 
   it('gives the timeline a heading only once a conversation is selected, naming it', async () => {
