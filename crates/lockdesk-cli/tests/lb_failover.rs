@@ -6,7 +6,9 @@
 //! `lockdesk-cli simulate` plays. Instance A, the one the desk's connection went to, is
 //! SIGKILLed mid-stream: the desk reconnects through the same load balancer address, lands on B
 //! and resumes after its cursor. At the end its store equals that of an uninterrupted desk
-//! (the comparison of watch_kill.rs) and it printed every change exactly once.
+//! (the comparison of watch_kill.rs) and it printed every change exactly once. Then, A still
+//! dead, signed webhooks posted over https to the load balancer (curl, trusting the same CA)
+//! are committed on B; and a desk without the CA file cannot connect.
 //!
 //! The simulator posts to instance B directly (plain HTTP to its own port): the test is about
 //! the desk's side; the gateway's side under kills is gateway_pg.rs.
@@ -344,7 +346,12 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
     // connection to the first upstream, instance A.
     let data = root.join("failover");
     let desk = watch(&data);
-    wait_until("the desk's first committed entries", || cursor(&data) > 0);
+    // A hundred entries read from A first (the simulator sends 300 a second for 6 s).
+    wait_until("the desk's first hundred entries", || cursor(&data) >= 100);
+    // (its stderr is read by a thread: wait for the line rather than race it)
+    wait_until("the desk's first connection line", || {
+        !resumes(&desk.stderr(), &feed).is_empty()
+    });
     let before_kill = resumes(&desk.stderr(), &feed);
     assert_eq!(
         before_kill,
@@ -456,6 +463,41 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
         &resumed[1..],
         want.len()
     );
+
+    // iAdvize's side through the load balancer, A still dead: signed webhooks over https reach
+    // B (a refused A is retried there) and are committed after the log's end.
+    for i in 1..=3u64 {
+        let id = format!("through-the-lb-{i}");
+        let body = support::pushed_body(&id);
+        let sig = lockdesk_sim::webhook_signature(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--cacert"])
+            .arg(lb.ca_file())
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &format!("x-iadvize-signature: {sig}"),
+                "--data-binary",
+                &body,
+                "-w",
+                "\n%{http_code}",
+                &format!("https://127.0.0.1:{}/webhooks/iadvize", lb.port()),
+            ])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (answer, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        assert_eq!(
+            status,
+            "200",
+            "{text} {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            lb.error_log()
+        );
+        let v: serde_json::Value = serde_json::from_str(answer).unwrap();
+        assert_eq!(v["seq"].as_u64(), Some(last + i), "{answer}");
+    }
 
     // Verification stays on: without the CA file the same desk cannot connect.
     let mut cmd = cli();
