@@ -9,8 +9,9 @@
 //! Architecture invariants:
 //! - no I/O and no clock: keys, policy and `now` are passed in (the `lockdesk-keys` crate reads
 //!   files and URLs);
-//! - josekit is used only for its cryptographic primitives (RSA-OAEP-256 decryption, AES-256-GCM,
-//!   RS256 verification, and signing when minting); parsing, header and claim policy are ours,
+//! - josekit is used only for signing and encrypting when minting, and as the tested reference
+//!   for the three primitives verification runs on OpenSSL directly (RSA-OAEP-256, AES-256-GCM,
+//!   RS256, see [`primitives`]); parsing, header and claim policy are ours,
 //!   because josekit 0.10.3 accepts any `enc`, unbounded `zip`, ignored `crit`, truncated tags,
 //!   odd IVs, and panics on some inputs. `jwt::decode_with_decrypter` (which accepts
 //!   encrypted-but-unsigned tokens) is never called;
