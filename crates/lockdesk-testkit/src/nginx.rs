@@ -124,6 +124,12 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+fn traversable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -141,9 +147,18 @@ impl Nginx {
             "nginx was not found: install Debian's nginx (scripts/test.sh and .ci/run install \
              it with the test packages)",
         );
+        let as_root = is_root();
+        // As root the workers run as nobody: the folder must be reachable by them (a 0700
+        // TMPDIR on the way would keep them from the temp paths), else it goes under /tmp.
+        let parent = std::env::temp_dir();
+        let parent = if as_root && !traversable_by_others(&parent) {
+            PathBuf::from("/tmp")
+        } else {
+            parent
+        };
         let dir = tempfile::Builder::new()
             .prefix("lockdesk-nginx-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("temporary folder");
         let root = dir.path();
         let (ca, chain, key) = certificates();
@@ -151,7 +166,6 @@ impl Nginx {
         std::fs::write(root.join("server.pem"), chain).unwrap();
         std::fs::write(root.join("server.key"), key).unwrap();
         std::fs::create_dir(root.join("temp")).unwrap();
-        let as_root = is_root();
         if as_root {
             use std::os::unix::fs::PermissionsExt;
             // The workers (nobody) reach the temp paths; the key stays root's (0600).
