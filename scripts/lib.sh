@@ -10,9 +10,9 @@ RUN_PACKAGES=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev li
 # daemon (notifications are observed through dunst's history); python3-venv for the interop
 # tests' pinned jwcrypto; postgresql-15 for the gateway's PostgreSQL store tests (the tests start
 # their own server in a temporary folder, as nobody when run as root); nginx for the TLS load
-# balancer in front of two gateway instances (started by the test in a temporary folder).
+# balancer in front of two gateway instances (started by the test in a temporary folder); curl posts through it.
 TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick python3-venv
-  postgresql-15 nginx)
+  postgresql-15 nginx curl)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
