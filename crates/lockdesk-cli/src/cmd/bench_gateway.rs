@@ -8,6 +8,19 @@
 //! - (c) the memory an idle subscriber costs: the gateway's RSS before and after N idle feed
 //!   connections, divided by N.
 //!
+//! With `--store postgres://user@host:port/db` (password in LOCKDESK_PG_PASSWORD, as for the
+//! gateway) the same figures are measured with `--instances` gateway children on that database
+//! (each count in turn, e.g. `--instances 1,2`): webhooks are posted round-robin over the
+//! instances, subscribers are spread over them, and a delay is measured to the receipt on
+//! whichever instance the subscriber is connected to. SQLite's figures are measured first in the
+//! same run (unless `--no-sqlite`), and a summary gives each store's figures beside them.
+//!
+//! The database must hold no tables (a database made for the bench): the bench refuses anything
+//! else, so it never mixes its entries into a real log. `--reset-database` first drops the
+//! gateway's own tables (those of migrations/postgres, left by an interrupted bench run) and
+//! still refuses a database holding anything else. The bench drops its tables between instance
+//! counts and at the end, leaving the database as it found it.
+//!
 //! Never run by the test command (it takes about a minute and its numbers depend on the machine).
 //! The bench clients run in this process and share the machine with the gateway.
 
@@ -49,7 +62,33 @@ pub struct Args {
     /// Idle connections opened for (c).
     #[arg(long, default_value_t = 1000)]
     idle: usize,
+    /// Also measure the gateway on this PostgreSQL database (postgres://user@host:port/db, no
+    /// password: LOCKDESK_PG_PASSWORD). It must hold no tables (see --reset-database).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// With --store: how many gateway instances share the database, measured in turn
+    /// (1 or 2, or both: `--instances 1,2`).
+    #[arg(long, value_delimiter = ',', default_values_t = [1], value_parser = clap::value_parser!(u8).range(1..=2), requires = "store")]
+    instances: Vec<u8>,
+    /// With --store: first drop the gateway's tables (left by an interrupted bench run). A
+    /// database holding any other table is still refused.
+    #[arg(long, requires = "store")]
+    reset_database: bool,
+    /// With --store: skip SQLite's figures (measured first in the same run by default).
+    #[arg(long, requires = "store")]
+    no_sqlite: bool,
 }
+
+/// The tables of the gateway's PostgreSQL schema (migrations/postgres), dropped by
+/// `--reset-database` and between instance counts.
+const PG_TABLES: &[&str] = &[
+    "audience",
+    "entries",
+    "open_conversations",
+    "log_head",
+    "log_identity",
+    "lockdesk_schema",
+];
 
 const SECRET: &str = "bench-webhook-secret";
 
@@ -70,8 +109,16 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// The store the gateway children use.
+#[derive(Clone)]
+enum Store {
+    Sqlite,
+    Postgres(String),
+}
+
 fn start_gateway(
     dir: &std::path::Path,
+    store: &Store,
     subscribers: usize,
     supervisors: usize,
 ) -> anyhow::Result<GatewayProcess> {
@@ -99,11 +146,19 @@ fn start_gateway(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     let exe = std::env::current_exe().context("cannot find this executable")?;
-    let mut child = Command::new(exe)
-        .args(["gateway", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&path)
+    let mut command = Command::new(exe);
+    command
+        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path);
+    match store {
+        Store::Sqlite => command
+            .arg("--data")
+            .arg(dir.join("data"))
+            .env_remove(super::gateway::PASSWORD_ENV),
+        // The password reaches the child in LOCKDESK_PG_PASSWORD, inherited.
+        Store::Postgres(url) => command.arg("--store").arg(url),
+    };
+    let mut child = command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -215,6 +270,16 @@ fn entry_seq(text: &str) -> Option<u64> {
     }
 }
 
+/// One configuration's figures, for the summary.
+#[derive(Default)]
+struct Figures {
+    ingest_per_s: f64,
+    ack_p99_ms: f64,
+    feed_p99_from_ack_ms: f64,
+    feed_p99_from_send_ms: f64,
+    idle_kib: f64,
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.subscribers == 0 || args.rate == 0 || args.clients == 0 {
         bail!("--subscribers, --rate and --clients must be at least 1");
@@ -226,30 +291,185 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // reqwest is built with `rustls-no-provider` here (feature unification): it wants a crypto
     // provider installed even for plain http.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let gateway = start_gateway(dir.path(), args.subscribers, supervisors)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let mut configurations: Vec<(Store, usize)> = Vec::new();
+    let pg = match &args.store {
+        Some(url) => {
+            let settings = lockdesk_gateway::PgSettings {
+                url: url.clone(),
+                password: std::env::var(super::gateway::PASSWORD_ENV).ok(),
+            };
+            let config = settings.config().context("--store")?;
+            runtime.block_on(prepare_database(&config, args.reset_database))?;
+            if !args.no_sqlite {
+                configurations.push((Store::Sqlite, 1));
+            }
+            let mut counts = args.instances.clone();
+            counts.dedup();
+            for n in counts {
+                configurations.push((Store::Postgres(url.clone()), n as usize));
+            }
+            Some(config)
+        }
+        None => {
+            configurations.push((Store::Sqlite, 1));
+            None
+        }
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "lockdesk-cli bench gateway: gateway pid {} on {}, data in {} ({} core(s) shared by the gateway and these clients)",
-        gateway.child.id(),
-        gateway.addr,
-        dir.path().display(),
-        cores
-    );
-    runtime.block_on(async {
-        ingest(&args, &gateway).await?;
-        fanout(&args, &gateway, supervisors).await?;
-        idle(&args, &gateway).await
-    })?;
+    let mut results = Vec::new();
+    for (index, (store, instances)) in configurations.iter().enumerate() {
+        if let (Store::Postgres(_), Some(config), true) = (store, &pg, index > 0) {
+            // The previous PostgreSQL configuration's log: this one starts from an empty one.
+            runtime.block_on(drop_tables(config))?;
+        }
+        let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let mut gateways = Vec::new();
+        for i in 0..*instances {
+            let sub = dir.path().join(format!("instance-{i}"));
+            std::fs::create_dir(&sub)?;
+            gateways.push(start_gateway(&sub, store, args.subscribers, supervisors)?);
+        }
+        let what = match store {
+            Store::Sqlite => format!("SQLite in {}", dir.path().display()),
+            Store::Postgres(url) => format!("PostgreSQL {url}, {instances} instance(s)"),
+        };
+        let list: Vec<String> = gateways
+            .iter()
+            .map(|g| format!("pid {} on {}", g.child.id(), g.addr))
+            .collect();
+        println!(
+            "lockdesk-cli bench gateway: {what}: gateway {} ({cores} core(s) shared by the gateway(s), the database and these clients)",
+            list.join(", "),
+        );
+        let figures = runtime.block_on(async {
+            let mut f = Figures::default();
+            ingest(&args, &gateways, &mut f).await?;
+            fanout(&args, &gateways, supervisors, &mut f).await?;
+            idle(&args, &gateways[0], &mut f).await?;
+            anyhow::Ok(f)
+        });
+        drop(gateways);
+        results.push((what, figures?));
+    }
+    if let Some(config) = &pg {
+        runtime.block_on(drop_tables(config))?;
+        let sqlite = configurations
+            .iter()
+            .position(|(s, _)| matches!(s, Store::Sqlite))
+            .map(|i| results[i].1.ingest_per_s);
+        println!("summary (same run):");
+        for ((store, instances), (_, f)) in configurations.iter().zip(&results) {
+            let name = match store {
+                Store::Sqlite => "SQLite".to_owned(),
+                Store::Postgres(_) => format!("PostgreSQL, {instances} instance(s)"),
+            };
+            let ratio = match sqlite {
+                Some(s) if s > 0.0 => format!(" ({:.2} x SQLite)", f.ingest_per_s / s),
+                _ => String::new(),
+            };
+            println!(
+                "  {name}: (a) {:.0}/s{ratio}, ack p99 {:.1} ms; (b) p99 {:.2} ms from the 2xx, {:.2} ms from the request; (c) {:.1} KiB per idle connection",
+                f.ingest_per_s, f.ack_p99_ms, f.feed_p99_from_ack_ms, f.feed_p99_from_send_ms, f.idle_kib
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// (a) Deliveries acknowledged durably per second.
-async fn ingest(args: &Args, gateway: &GatewayProcess) -> anyhow::Result<()> {
-    let base = format!("http://{}", gateway.addr);
+async fn pg_connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("--store: cannot connect to the database")?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("bench: the database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// The tables in the connection's current schema.
+async fn tables(client: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
+    Ok(client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+            &[],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Refuses a database that holds any table, except the gateway's own with `reset` (then
+/// dropped). A database holding anything else is refused before anything is dropped.
+async fn prepare_database(config: &tokio_postgres::Config, reset: bool) -> anyhow::Result<()> {
+    let client = pg_connect(config).await?;
+    let found = tables(&client).await?;
+    let others: Vec<&str> = found
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !PG_TABLES.contains(t))
+        .collect();
+    if !others.is_empty() {
+        bail!(
+            "--store: the database holds tables that are not the gateway's ({}): the bench needs a \
+             database of its own, and never drops those",
+            others.join(", ")
+        );
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    if !reset {
+        bail!(
+            "--store: the database holds a gateway log (tables {}): the bench needs an empty \
+             database; if it is one a bench run left, give --reset-database to drop it",
+            found.join(", ")
+        );
+    }
+    drop(client);
+    drop_tables(config).await
+}
+
+/// Drops the gateway's tables, only those, in one transaction.
+async fn drop_tables(config: &tokio_postgres::Config) -> anyhow::Result<()> {
+    let mut client = pg_connect(config).await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", PG_TABLES.join(", ")))
+        .await
+        .context("--store: cannot drop the bench's tables")?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The highest end of the log any instance reports.
+async fn last_seq(client: &reqwest::Client, gateways: &[GatewayProcess]) -> anyhow::Result<u64> {
+    let mut end = 0;
+    for g in gateways {
+        let health: serde_json::Value = serde_json::from_str(
+            &client
+                .get(format!("http://{}/healthz", g.addr))
+                .send()
+                .await?
+                .text()
+                .await?,
+        )?;
+        end = end.max(health["lastSeq"].as_u64().context("no lastSeq")?);
+    }
+    Ok(end)
+}
+
+/// (a) Deliveries acknowledged durably per second; client `c` posts to instance `c % n`.
+async fn ingest(
+    args: &Args,
+    gateways: &[GatewayProcess],
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
@@ -258,7 +478,8 @@ async fn ingest(args: &Args, gateway: &GatewayProcess) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (client, base, counter) = (client.clone(), base.clone(), counter.clone());
+        let base = format!("http://{}", gateways[c % gateways.len()].addr);
+        let (client, counter) = (client.clone(), counter.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut i = 0u64;
@@ -279,34 +500,34 @@ async fn ingest(args: &Args, gateway: &GatewayProcess) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let n = counter.load(Ordering::Relaxed);
+    figures.ingest_per_s = n as f64 / elapsed;
+    figures.ack_p99_ms = percentile(&latencies, 0.99);
     println!(
-        "(a) ingest: {n} webhook deliveries acknowledged (200, committed with fsync) in {elapsed:.1} s by {} concurrent clients: {:.0}/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "(a) ingest: {n} webhook deliveries acknowledged (200, committed with fsync) in {elapsed:.1} s by {} concurrent clients over {} instance(s): {:.0}/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         args.clients,
-        n as f64 / elapsed,
+        gateways.len(),
+        figures.ingest_per_s,
         percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
+        figures.ack_p99_ms,
         latencies.last().copied().unwrap_or(f64::NAN),
     );
     Ok(())
 }
 
-/// (b) Delivery delay to many subscribers at a fixed ingest rate.
-async fn fanout(args: &Args, gateway: &GatewayProcess, supervisors: usize) -> anyhow::Result<()> {
-    let base = format!("http://{}", gateway.addr);
+/// (b) Delivery delay to many subscribers at a fixed ingest rate. Subscriber `i` reads from
+/// instance `i % n`, delivery `k` is posted to instance `k % n`.
+async fn fanout(
+    args: &Args,
+    gateways: &[GatewayProcess],
+    supervisors: usize,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let health: serde_json::Value = serde_json::from_str(
-        &client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await?
-            .text()
-            .await?,
-    )?;
-    let start_seq = health["lastSeq"].as_u64().context("no lastSeq")?;
+    let start_seq = last_seq(&client, gateways).await?;
     // Subscribers, connected at the log's end.
     let mut desks = Vec::new();
     for i in 0..args.subscribers {
-        desks.push(open_feed(gateway.addr, &credential(i), start_seq).await?);
+        desks.push(open_feed(gateways[i % gateways.len()].addr, &credential(i), start_seq).await?);
     }
     let total = (args.rate as f64 * args.feed_seconds).round() as u64;
     // Readers block on their socket (no timer per frame: that would cost the gateway's CPU
@@ -355,7 +576,8 @@ async fn fanout(args: &Args, gateway: &GatewayProcess, supervisors: usize) -> an
     let mut producers = Vec::new();
     for n in 0..total {
         tokio::time::sleep_until((t0 + interval * n as u32).into()).await;
-        let (client, base, sent) = (client.clone(), base.clone(), sent.clone());
+        let base = format!("http://{}", gateways[n as usize % gateways.len()].addr);
+        let (client, sent) = (client.clone(), sent.clone());
         let op = if advisors > 0 {
             operator(supervisors + (n as usize % advisors))
         } else {
@@ -403,21 +625,23 @@ async fn fanout(args: &Args, gateway: &GatewayProcess, supervisors: usize) -> an
     }
     from_ack.sort_by(f64::total_cmp);
     from_send.sort_by(f64::total_cmp);
+    figures.feed_p99_from_ack_ms = percentile(&from_ack, 0.99);
+    figures.feed_p99_from_send_ms = percentile(&from_send, 0.99);
     println!(
-        "(b) feed: {} subscribers ({supervisors} supervisors, {advisors} advisors), {total} webhooks at {} /s over {produce_secs:.1} s; {received} of {expected} expected deliveries received",
-        args.subscribers, args.rate
+        "(b) feed: {} subscribers ({supervisors} supervisors, {advisors} advisors) over {} instance(s), {total} webhooks at {} /s over {produce_secs:.1} s; {received} of {expected} expected deliveries received",
+        args.subscribers, gateways.len(), args.rate
     );
     println!(
         "    delay 2xx -> receipt: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({before_ack} deliveries ({:.1}%) arrived before the 2xx and count as 0)",
         percentile(&from_ack, 0.5),
-        percentile(&from_ack, 0.99),
+        figures.feed_p99_from_ack_ms,
         from_ack.last().copied().unwrap_or(f64::NAN),
         100.0 * before_ack as f64 / received.max(1) as f64,
     );
     println!(
         "    delay request sent -> receipt: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&from_send, 0.5),
-        percentile(&from_send, 0.99),
+        figures.feed_p99_from_send_ms,
         from_send.last().copied().unwrap_or(f64::NAN),
     );
     if received != expected {
@@ -427,7 +651,7 @@ async fn fanout(args: &Args, gateway: &GatewayProcess, supervisors: usize) -> an
 }
 
 /// (c) Memory per idle subscriber.
-async fn idle(args: &Args, gateway: &GatewayProcess) -> anyhow::Result<()> {
+async fn idle(args: &Args, gateway: &GatewayProcess, figures: &mut Figures) -> anyhow::Result<()> {
     let pid = gateway.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = format!("http://{}", gateway.addr);
@@ -448,10 +672,11 @@ async fn idle(args: &Args, gateway: &GatewayProcess) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid)?;
+    figures.idle_kib = (after as f64 - before_open as f64) / args.idle as f64;
     println!(
         "(c) idle subscribers: gateway RSS {before_open} KiB before, {after} KiB with {} idle feed connections: {:.1} KiB per connection",
         args.idle,
-        (after as f64 - before_open as f64) / args.idle as f64,
+        figures.idle_kib,
     );
     drop(conns);
     Ok(())
