@@ -16,10 +16,13 @@ use anyhow::Context;
 use crate::out::Shown;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
-    listen: SocketAddr,
+    #[arg(long, value_name = "ADDR", required = true)]
+    listen: Option<SocketAddr>,
     /// Folder for the gateway's SQLite database (created if missing): the default store.
     #[arg(long, value_name = "DIR", conflicts_with = "store")]
     data: Option<PathBuf>,
@@ -37,7 +40,20 @@ pub struct Args {
     max_connections: Option<u32>,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Move a stopped SQLite gateway's log to an empty PostgreSQL database (sequence numbers,
+    /// audiences, log identity and open conversations kept: desks resume without noticing).
+    Migrate(super::gateway_migrate::Args),
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Migrate(m)) = args.command {
+        return super::gateway_migrate::run(m);
+    }
+    let listen = args
+        .listen
+        .context("give --listen ADDR (or a subcommand: migrate)")?;
     ignore_sigpipe();
     raise_open_files_limit();
     let config_path = match (&args.config, &args.data) {
@@ -65,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let gateway = match store {
             StoreChoice::Sqlite(data) => {
-                lockdesk_gateway::start_with(config, &data, args.listen, options)
+                lockdesk_gateway::start_with(config, &data, listen, options)
                     .await
                     .context("--listen/--data")?
             }
@@ -79,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 lockdesk_gateway::start_with_store(
                     config,
                     std::sync::Arc::new(store),
-                    args.listen,
+                    listen,
                     options,
                 )
                 .await
@@ -132,31 +148,43 @@ impl StoreChoice {
                  (or [store] url in the configuration file)"
             ),
         };
-        let from_env = std::env::var_os(PASSWORD_ENV);
-        let password = match (from_env, &section.password_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "the PostgreSQL password is given twice ({PASSWORD_ENV} and [store] \
-                 password_file): keep one"
-            ),
-            (Some(value), None) => Some(
-                value
-                    .into_string()
-                    .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?,
-            ),
-            (None, Some(file)) => {
-                let path = match config_path.parent() {
-                    Some(dir) if file.is_relative() => dir.join(file),
-                    _ => file.clone(),
-                };
-                Some(read_password_file(&path)?)
-            }
-            (None, None) => None,
-        };
-        let settings = lockdesk_gateway::PgSettings { url, password };
-        // Refuse a bad URL (or one holding a password) now, with the store's own message.
-        settings.config().context("--store / [store] url")?;
+        let password_file = section
+            .password_file
+            .as_ref()
+            .map(|file| match config_path.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file.clone(),
+            });
+        let settings = pg_settings(url, password_file.as_deref(), "[store] password_file")?;
         Ok(StoreChoice::Postgres(settings))
     }
+}
+
+/// The PostgreSQL settings for `url`, the password from [`PASSWORD_ENV`] or `password_file`
+/// (never both, never the URL; `file_option` names the file's option in errors).
+pub(crate) fn pg_settings(
+    url: String,
+    password_file: Option<&Path>,
+    file_option: &str,
+) -> anyhow::Result<lockdesk_gateway::PgSettings> {
+    let from_env = std::env::var_os(PASSWORD_ENV);
+    let password = match (from_env, password_file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "the PostgreSQL password is given twice ({PASSWORD_ENV} and {file_option}): \
+                 keep one"
+        ),
+        (Some(value), None) => Some(
+            value
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?,
+        ),
+        (None, Some(path)) => Some(read_password_file(path)?),
+        (None, None) => None,
+    };
+    let settings = lockdesk_gateway::PgSettings { url, password };
+    // Refuse a bad URL (or one holding a password) now, with the store's own message.
+    settings.config().context("--store / [store] url")?;
+    Ok(settings)
 }
 
 /// The first line of `path`, without its line ending.

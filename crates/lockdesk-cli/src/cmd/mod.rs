@@ -7,6 +7,7 @@ pub mod bench_gateway;
 pub mod config;
 pub mod desk;
 pub mod gateway;
+pub mod gateway_migrate;
 pub mod keys;
 pub mod simulate;
 pub mod token;

@@ -4,9 +4,11 @@
 //!
 //! Must not: return from an append before the item is durable; hand out a sequence number twice.
 
+mod migrate;
 mod postgres;
 mod sqlite;
 
+pub use migrate::{migrate_sqlite_to_postgres, MigrateError, MigrationReport};
 pub use postgres::{PgSettings, PostgresStore, APPEND_LOCK};
 pub use sqlite::SqliteStore;
 
