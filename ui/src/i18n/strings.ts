@@ -26,6 +26,9 @@ export const en = {
   notReceivingOther: 'the feed stopped',
   notReceivingBehind: 'this desk has been catching up with the gateway for over 2 minutes',
   catchingUp: 'Catching up with the gateway:',
+  // The status strip under the header (issue 13): its calm states, in the slot the alarms use.
+  stripLive: 'Live',
+  stripNoFeed: 'Not receiving',
   changesToGoOne: '{n} change to go',
   changesToGoOther: '{n} changes to go',
   staleSince: 'Padlocks show the state when the feed was last live',
@@ -363,6 +366,8 @@ export const fr: Record<StringKey, string> = {
   notReceivingOther: 'le flux s’est arrêté',
   notReceivingBehind: 'ce poste rattrape la passerelle depuis plus de 2 minutes',
   catchingUp: 'Rattrapage de la passerelle :',
+  stripLive: 'En direct',
+  stripNoFeed: 'Réception interrompue',
   changesToGoOne: 'encore {n} changement',
   changesToGoOther: 'encore {n} changements',
   staleSince: 'Les cadenas montrent l’état au dernier moment où le flux était actif',
