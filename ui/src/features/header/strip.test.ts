@@ -51,6 +51,8 @@ describe('status strip', () => {
     expect(slot().title).toBe(slot().textContent!.replace(/\s+/g, ' ').trim());
     expect(slot().title).toMatch(/^Not receiving: the gateway cannot be reached; retrying\. Padlocks show the state when the feed was last live \(/);
     expect(slot()).toHaveAttribute('tabindex', '0');
+    // The header's reason is one line too (styles.css .feed), its whole text in its title.
+    expect(document.querySelector('#feed-state .feed-detail')).toHaveAttribute('title', `\u2068${down.reason}\u2069`);
 
     await rerender(props(connecting));
     expect(screen.getByTestId('status-strip')).toBe(strip);
