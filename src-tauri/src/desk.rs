@@ -882,14 +882,11 @@ mod tests {
     /// reached the notifier. Every alert code notifies, with or without a conversation.
     #[test]
     fn every_alert_code_notifies_with_or_without_a_conversation() {
-        for kind in lockdesk_api::AlertKind::ALL {
-            // The code the core stores for the kind.
-            let code = serde_json::to_value(kind).unwrap();
-            let code = code.as_str().unwrap();
-            assert_eq!(desk_map::alert_kind(code), Some(kind), "{code}");
-            let mut on_conversation = change("failed", Some(code));
+        for code in AlertKind::ALL {
+            let mut on_conversation = change("failed", None);
+            on_conversation.alert = Some(code);
             on_conversation.user_id = Some("cust-2".into());
-            let n = notice_for_change(&on_conversation, Some("secured"), None)
+            let n = notice_for_change(&on_conversation, Some(AuthStateName::Secured), None)
                 .unwrap_or_else(|| panic!("{code:?}: no notice"));
             assert_eq!(n.conversation_id.as_deref(), Some("c"), "{code:?}");
             let device = Change {
@@ -931,7 +928,7 @@ mod tests {
                 "imitates": "cust-48151623", "mixedScript": false, "scripts": ["Latin"],
                 "ambiguous": true}),
         };
-        let n = notice_for_change(&c, Some("anonymous"), Some(&record)).unwrap();
+        let n = notice_for_change(&c, Some(AuthStateName::Anonymous), Some(&record)).unwrap();
         let (fsi, pdi) = (lockdesk_text::FSI, lockdesk_text::PDI);
         let (_, en) = notify::text(&n, lockdesk_config::Language::En);
         assert!(
@@ -948,7 +945,7 @@ mod tests {
             "{fr}"
         );
         // Without the record (it could not be read), the notice still goes out, in general words.
-        let n = notice_for_change(&c, Some("anonymous"), None).unwrap();
+        let n = notice_for_change(&c, Some(AuthStateName::Anonymous), None).unwrap();
         assert_eq!(n.lookalike, None);
         assert!(notify::text(&n, lockdesk_config::Language::En)
             .1

@@ -77,6 +77,13 @@ fn watch_fails_over_from_a_closed_port_to_the_gateway_and_resumes_from_the_confi
         )),
         "{err}"
     );
+    // Each state is said once, the first one too: the status also changes for other news
+    // (how far behind the desk is), which printed "connected to" again.
+    assert!(
+        err.starts_with(&format!("lockdesk-cli: connecting to {closed}\n")),
+        "{err}"
+    );
+    assert_eq!(err.matches("connected to ").count(), 1, "{err}");
 
     // [feed] url as a list in the configuration file: the same data resumes after 5.
     let config_path = dir.path().join("config.toml");

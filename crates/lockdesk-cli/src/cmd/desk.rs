@@ -272,7 +272,18 @@ async fn follow(
     };
     tokio::pin!(sleep_until);
     let mut stopped = None;
-    loop {
+    // The feed's state as last printed: the status also changes for other news (how far behind
+    // the desk is), which is not a new line. The state at start is printed too ("connecting to").
+    let mut said = None;
+    match status.borrow_and_update().clone().feed {
+        State::Stopped { reason } => stopped = Some(reason),
+        feed => {
+            let line = state_line(&feed);
+            eprintln!("lockdesk-cli: {line}");
+            said = Some(line);
+        }
+    }
+    while stopped.is_none() {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = &mut sleep_until => break,
@@ -295,7 +306,11 @@ async fn follow(
                     stopped = Some(reason);
                     break;
                 }
-                eprintln!("lockdesk-cli: {}", state_line(&s.feed));
+                let line = state_line(&s.feed);
+                if said.as_ref() != Some(&line) {
+                    eprintln!("lockdesk-cli: {line}");
+                    said = Some(line);
+                }
             }
         }
     }

@@ -235,7 +235,7 @@ describe('Supervisor', () => {
       return r;
     });
     const state = row.querySelector('[data-col="state"]');
-    expect(state).toHaveTextContent('Closed · no verification data (known from the platform only)');
+    expect(state).toHaveTextContent('Closed · no verification data');
     expect(state?.textContent).not.toMatch(/anonymous/i);
   });
 
