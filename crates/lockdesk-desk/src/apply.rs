@@ -835,7 +835,7 @@ impl Ctx<'_> {
                     .conversation_id
                     .ok_or_else(|| missing("conversationId"))?,
                 routing.visitor_id.ok_or_else(|| missing("visitorId"))?,
-                payload::required_id(p, "channel")?.to_owned(),
+                payload::required_label(p, "channel")?.to_owned(),
                 routing.operator,
             ))
         })();
@@ -1340,7 +1340,10 @@ impl Ctx<'_> {
                         .visitor_id
                         .clone()
                         .ok_or_else(|| payload::FieldError("visitorId is missing".into()))?;
-                    Ok::<_, payload::FieldError>((visitor_id, payload::required_id(p, "channel")?))
+                    Ok::<_, payload::FieldError>((
+                        visitor_id,
+                        payload::required_label(p, "channel")?,
+                    ))
                 })();
                 let (visitor_id, channel) = match fields {
                     Ok(f) => f,

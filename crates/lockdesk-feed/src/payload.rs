@@ -63,6 +63,24 @@ pub fn required_id<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a
     optional_id(object, name)?.ok_or_else(|| FieldError(format!("{name} is missing")))
 }
 
+/// The label rule, for text that is shown but never used as a key (a webhook's `channel`): a
+/// string of 1 to [`MAX_ID_BYTES`] bytes, any characters. A label with control or bidi characters
+/// is kept: every display draws them as visible markers (`lockdesk-text`), and refusing it would
+/// drop the whole conversation from the desk (issue 12's relayed-channel test).
+pub fn required_label<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, FieldError> {
+    match object.get(name) {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => Ok(s),
+        Some(Value::String(_)) => Err(FieldError(format!(
+            "{name} must be 1 to {MAX_ID_BYTES} bytes"
+        ))),
+        None | Some(Value::Null) => Err(FieldError(format!("{name} is missing"))),
+        Some(_) => Err(FieldError(format!("{name} must be a string"))),
+    }
+}
+
 /// The operator-id rule, the only one: iAdvize operator ids are integers, a JSON number in a JSON
 /// body and a decimal string in a form body (`"42"`: ASCII digits only, no sign, no spaces), in
 /// `0..=`[`MAX_OPERATOR_ID`] either way (desks store them as SQLite's signed 64-bit integers).
@@ -165,6 +183,19 @@ mod tests {
 
     fn routing(v: Value) -> Result<Routing, FieldError> {
         Routing::read(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn a_label_keeps_hostile_characters_an_id_refuses_them() {
+        let hostile = "CHAT\u{1b}]0;pwned\u{7}\u{202e}tahc";
+        let p = json!({"channel": hostile, "long": "x".repeat(MAX_ID_BYTES + 1), "n": 3, "e": ""});
+        let p = p.as_object().unwrap();
+        assert_eq!(required_label(p, "channel"), Ok(hostile));
+        assert!(required_id(p, "channel").is_err());
+        for name in ["long", "n", "e", "absent"] {
+            let e = required_label(p, name).unwrap_err();
+            assert!(e.0.starts_with(name), "{e}");
+        }
     }
 
     #[test]
