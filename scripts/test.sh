@@ -7,6 +7,9 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A CI run builds once from a fresh clone: incremental state (several GB over the ~35 test
+# binaries) would only take disk. A developer's own setting is kept.
+[ -n "${CI:-}" ] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # --- set-up (a failure here stops everything) ------------------------------------------------
 set -e
@@ -105,6 +108,9 @@ step "README examples run as written" bash tests/readme/run.sh
 if [ -f fuzz/run.sh ]; then
   # Every target (verifier, gateway bodies, desk apply, feed frames), 20 s each: about 2 min.
   step "fuzz every target (short run)" bash fuzz/run.sh "${LOCKDESK_FUZZ_SECONDS:-20}" all
+  # The instrumented release build (fuzz/target) is not used again in a CI run: its disk goes
+  # back before the end-to-end step builds the desk.
+  [ -n "${CI:-}" ] && rm -rf "${FUZZ_TARGET_DIR:-$ROOT/fuzz/target}"
 fi
 step "end to end: the real window under Xvfb" e2e
 
