@@ -4,6 +4,7 @@
 //! audit log are committed or lost together.
 
 use lockdesk_audit::{Kind, Record};
+use lockdesk_conversation::OperatorId;
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -15,14 +16,14 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), DeskError> {
 }
 
 /// What to append. Personal data only in `visitor_id`, `user_id` and `data["visitorData"]`
-/// (the audit crate erases and redacts exactly those).
+/// (the audit crate erases and redacts exactly those). Built by `apply::record::AuditFact`.
 pub(crate) struct AuditEvent<'a> {
     pub at_ms: i64,
     pub kind: Kind,
     pub conversation_id: Option<&'a str>,
     pub visitor_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
-    pub operator_id: Option<i64>,
+    pub operator_id: Option<OperatorId>,
     pub data: Value,
 }
 
@@ -35,7 +36,7 @@ pub(crate) fn append(conn: &Connection, e: AuditEvent<'_>) -> Result<(), DeskErr
             conversation_id: e.conversation_id.map(str::to_owned),
             visitor_id: e.visitor_id.map(str::to_owned),
             user_id: e.user_id.map(str::to_owned),
-            operator_id: e.operator_id.and_then(|o| u64::try_from(o).ok()),
+            operator_id: e.operator_id.map(OperatorId::get),
             data: e.data,
         },
     )?;

@@ -49,7 +49,6 @@ mod store;
 use std::path::Path;
 use std::sync::Arc;
 
-use lockdesk_verify::Verdict;
 use rusqlite::Connection;
 
 pub use check::{check_store, CheckError, Disagreement, StoreCheck, MAX_REPORTED};
@@ -85,23 +84,10 @@ pub use lockdesk_conversation::{AlertKind, AuthStateName, OperatorId, ReasonCode
 // store holds).
 const _: () = assert!(lockdesk_feed::MAX_OPERATOR_ID == OperatorId::MAX);
 
-/// Verifies a token at a time (Unix seconds). Implemented by [`lockdesk_keys::Engine`] (the
-/// real thing: key files, JWKS refetch, verdict cache) and [`lockdesk_verify::Verifier`].
-pub trait TokenVerifier: Send + Sync {
-    fn verify(&self, token: &[u8], now: i64) -> Verdict;
-}
-
-impl TokenVerifier for lockdesk_keys::Engine {
-    fn verify(&self, token: &[u8], now: i64) -> Verdict {
-        lockdesk_keys::Engine::verify(self, token, now)
-    }
-}
-
-impl TokenVerifier for lockdesk_verify::Verifier {
-    fn verify(&self, token: &[u8], now: i64) -> Verdict {
-        lockdesk_verify::Verifier::verify(self, token, now)
-    }
-}
+/// What the desk needs of a verifier, defined beside the verifier (lockdesk-verify) and
+/// implemented there for `lockdesk_verify::Verifier` and in lockdesk-keys for `Engine`: the desk
+/// core does not depend on where keys come from (files, HTTPS JWKS).
+pub use lockdesk_verify::TokenVerifier;
 
 /// The desk core's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]

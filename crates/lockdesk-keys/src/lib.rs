@@ -220,6 +220,13 @@ pub struct Engine {
     min_refetch: Duration,
 }
 
+/// The desk core verifies through this trait (defined beside the verifier).
+impl lockdesk_verify::TokenVerifier for Engine {
+    fn verify(&self, token: &[u8], now: i64) -> Verdict {
+        Engine::verify(self, token, now)
+    }
+}
+
 impl Engine {
     /// Loads every source; any failure is an error naming the file or URL.
     pub fn load(setup: &Setup) -> Result<Engine, SourceError> {

@@ -39,6 +39,20 @@ pub use keys::{
 pub use policy::Policy;
 pub use verdict::{Format, Reason, Rejection, Verdict, Verified, VisitorData, VISITOR_DATA_FIELDS};
 
+/// Verifies a token at a time (Unix seconds): what the desk core needs of a verifier. Defined
+/// here, beside the verifier, so a consumer (lockdesk-desk) does not depend on where keys come
+/// from. Implemented by [`Verifier`] (fixed keys) and by `lockdesk_keys::Engine` (key files,
+/// JWKS refetch, verdict cache).
+pub trait TokenVerifier: Send + Sync {
+    fn verify(&self, token: &[u8], now: i64) -> Verdict;
+}
+
+impl TokenVerifier for Verifier {
+    fn verify(&self, token: &[u8], now: i64) -> Verdict {
+        Verifier::verify(self, token, now)
+    }
+}
+
 /// The claim holding the brand's user id.
 pub const USER_ID_CLAIM: &str = "https://iadvize.com/userId";
 /// The claim holding the visitor's profile.
