@@ -1,6 +1,7 @@
 //! Test-only support shared by the test binaries of several crates: real servers that a test
 //! starts itself in a temporary folder and that go away with it. Never a dependency of a
-//! shipped crate (dev-dependencies only).
+//! shipped crate (dev-dependencies only). Its one binary, `lockdesk-pg-sandbox`, starts the
+//! same throw-away PostgreSQL for a person (the README's multi-instance walk-through).
 
 pub mod nginx;
 pub mod pg;

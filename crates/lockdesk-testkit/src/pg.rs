@@ -78,14 +78,52 @@ fn traversable_by_others(path: &Path) -> bool {
         .all(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
-fn chown_tree(path: &Path) {
-    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY))
-        .unwrap_or_else(|e| panic!("chown {} to nobody: {e}", path.display()));
+fn chown_tree(path: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY))?;
     if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap().flatten() {
-            chown_tree(&entry.path());
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path())?;
         }
     }
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable by its owner only (an existing file is replaced and made
+/// owner-only first).
+fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
+/// A database name that needs no quoting.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// How to start a server; [`PgServer::start`] takes the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct PgOptions {
+    /// This TCP port on 127.0.0.1 instead of a free one (the start fails when it is taken).
+    pub port: Option<u16>,
+    /// A database (owned by [`USER`]) created before the server listens on TCP, so a client
+    /// that finds the port open finds the database too. Plain names only: `[a-z0-9_]+`.
+    pub database: Option<String>,
+    /// A file to write the password of [`USER`] to (owner-only, replaced if it exists) before
+    /// the server listens on TCP. It is the caller's: [`PgServer`] never removes it.
+    pub password_file: Option<PathBuf>,
 }
 
 impl PgServer {
@@ -93,10 +131,23 @@ impl PgServer {
     /// helper: the test cannot run without it). Needs `postgresql-15` (scripts/lib.sh installs
     /// it with the other test packages).
     pub fn start() -> PgServer {
-        let bindir = bindir().expect(
+        PgServer::start_with(&PgOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Creates and starts a cluster as `options` say; the error says why it could not (with
+    /// the server's log when it did not start).
+    pub fn start_with(options: &PgOptions) -> Result<PgServer, String> {
+        let bindir = bindir().ok_or(
             "PostgreSQL's server binaries (initdb, pg_ctl) were not found: install Debian's \
              postgresql-15 (scripts/test.sh and .ci/run install it with the test packages)",
-        );
+        )?;
+        if let Some(name) = &options.database {
+            if !plain_name(name) {
+                return Err(format!(
+                    "database name {name:?}: plain names only (a-z, 0-9, _)"
+                ));
+            }
+        }
         let as_nobody = is_root();
         // As nobody, the server must be able to reach its folder: a TMPDIR inside a private
         // folder (root's home, 0700) would not do; /tmp always does.
@@ -109,13 +160,15 @@ impl PgServer {
         let dir = tempfile::Builder::new()
             .prefix("lockdesk-pg-")
             .tempdir_in(&parent)
-            .expect("temporary folder");
+            .map_err(|e| format!("cannot make a folder in {}: {e}", parent.display()))?;
         // A random password: nothing outside the test knows it.
         let password = format!("pw-{:016x}-{:016x}", seed(), seed().rotate_left(17));
-        std::fs::create_dir(dir.path().join("sock")).unwrap();
-        std::fs::write(dir.path().join("pwfile"), format!("{password}\n")).unwrap();
+        let io = |what: &str, e: std::io::Error| format!("{what} in {}: {e}", dir.path().display());
+        std::fs::create_dir(dir.path().join("sock")).map_err(|e| io("socket folder", e))?;
+        std::fs::write(dir.path().join("pwfile"), format!("{password}\n"))
+            .map_err(|e| io("password file", e))?;
         if as_nobody {
-            chown_tree(dir.path());
+            chown_tree(dir.path()).map_err(|e| io("chown to nobody", e))?;
         }
         let server = PgServer {
             dir,
@@ -124,7 +177,7 @@ impl PgServer {
             password,
             as_nobody,
         };
-        let out = server.run(
+        let out = server.try_run(
             "initdb",
             &[
                 "-D",
@@ -142,30 +195,74 @@ impl PgServer {
                 "--no-sync",
                 "--no-instructions",
             ],
-        );
-        assert!(
-            out.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        )?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if let Some(name) = &options.database {
+            server.create_database_offline(name)?;
+        }
+        if let Some(path) = &options.password_file {
+            write_owner_only(path, &format!("{}\n", server.password))
+                .map_err(|e| format!("cannot write the password to {}: {e}", path.display()))?;
+        }
         let mut server = server;
+        if let Some(port) = options.port {
+            server.port = port;
+            if server.try_start() {
+                return Ok(server);
+            }
+            return Err(format!(
+                "PostgreSQL did not start on port {port} (taken?): {}",
+                server.log_tail()
+            ));
+        }
         // The port is free when chosen but another process may take it before the server
         // binds it: try a few.
-        for attempt in 0..5 {
+        for _ in 0..5 {
             server.port = free_port();
             if server.try_start() {
-                return server;
-            }
-            if attempt == 4 {
-                panic!(
-                    "PostgreSQL did not start (port {}): {}",
-                    server.port,
-                    server.log_tail()
-                );
+                return Ok(server);
             }
         }
-        unreachable!()
+        Err(format!(
+            "PostgreSQL did not start (port {}): {}",
+            server.port,
+            server.log_tail()
+        ))
+    }
+
+    /// Creates database `name` in the stopped cluster (single-user mode: no connection, no
+    /// port), owned by [`USER`].
+    fn create_database_offline(&self, name: &str) -> Result<(), String> {
+        use std::io::Write;
+        let mut child = self
+            .command("postgres")
+            .args(["--single", "-D"])
+            .arg(self.data())
+            .arg("template1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run postgres --single: {e}"))?;
+        let sent = child
+            .stdin
+            .take()
+            .map(|mut stdin| writeln!(stdin, "CREATE DATABASE {name} OWNER {USER};"));
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("postgres --single: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Single-user mode exits 0 even when the statement failed: its error is on stderr.
+        if !matches!(sent, Some(Ok(()))) || !out.status.success() || stderr.contains("ERROR") {
+            return Err(format!("CREATE DATABASE {name} failed: {stderr}"));
+        }
+        Ok(())
     }
 
     fn data(&self) -> PathBuf {
@@ -216,11 +313,16 @@ impl PgServer {
         cmd
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Output {
+    fn try_run(&self, program: &str, args: &[&str]) -> Result<Output, String> {
         self.command(program)
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+            .map_err(|e| format!("cannot run {program}: {e}"))
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.try_run(program, args)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn try_start(&self) -> bool {
@@ -231,7 +333,7 @@ impl PgServer {
             self.port,
             self.socket_dir().display()
         );
-        let out = self.run(
+        let Ok(out) = self.try_run(
             "pg_ctl",
             &[
                 "start",
@@ -245,7 +347,9 @@ impl PgServer {
                 "-o",
                 &options,
             ],
-        );
+        ) else {
+            return false;
+        };
         out.status.success()
     }
 
@@ -298,11 +402,7 @@ impl PgServer {
 
     /// Creates a new, empty database and returns its URL.
     pub fn create_database(&self, name: &str) -> String {
-        assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-            "plain database names only: {name}"
-        );
+        assert!(plain_name(name), "plain database names only: {name}");
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         self.url(name)
     }
@@ -414,5 +514,64 @@ mod tests {
         let data = pg.data();
         drop(pg);
         assert!(!data.exists(), "the cluster's folder outlived the server");
+    }
+
+    #[test]
+    fn start_with_a_port_and_a_database_has_the_database_before_the_port_opens() {
+        use std::os::unix::fs::PermissionsExt;
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "stale, readable by all\n").unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let pg = PgServer::start_with(&PgOptions {
+            port: Some(port),
+            database: Some("demo_db".into()),
+            password_file: Some(pass.clone()),
+        })
+        .unwrap();
+        assert_eq!(pg.port(), port);
+        assert_eq!(
+            std::fs::read_to_string(&pass).unwrap(),
+            format!("{}\n", pg.password())
+        );
+        let mode = std::fs::metadata(&pass).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the password file is readable by others"
+        );
+        assert_eq!(
+            pg.url("demo_db"),
+            format!("postgres://{USER}@127.0.0.1:{port}/demo_db")
+        );
+        assert_eq!(
+            pg.psql(
+                "demo_db",
+                "SELECT current_database() || ' ' || pg_get_userbyid(datdba) \
+                 FROM pg_database WHERE datname = current_database()"
+            ),
+            format!("demo_db {USER}")
+        );
+    }
+
+    #[test]
+    fn start_with_a_taken_port_or_a_bad_name_is_an_error_not_a_panic() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = PgServer::start_with(&PgOptions {
+            port: Some(port),
+            ..PgOptions::default()
+        })
+        .err()
+        .expect("started on a taken port");
+        assert!(err.contains(&format!("port {port}")), "{err}");
+        let err = PgServer::start_with(&PgOptions {
+            database: Some("x; DROP".into()),
+            ..PgOptions::default()
+        })
+        .err()
+        .expect("a name that needs quoting was accepted");
+        assert!(err.contains("plain names only"), "{err}");
     }
 }
