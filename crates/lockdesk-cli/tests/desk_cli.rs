@@ -1,7 +1,7 @@
 //! `lockdesk-cli demo`, `watch` and `history`, as processes: the simulator's scenarios end in the
 //! right states and alerts, and the multi-device person's history lists all three devices.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

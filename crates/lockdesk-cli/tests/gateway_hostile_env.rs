@@ -2,7 +2,7 @@
 //! refuses writes, a low open-files limit, more connections than it can hold.
 #![cfg(target_os = "linux")]
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -14,8 +14,8 @@ use lockdesk_gateway::{EventStore, SqliteStore};
 const SECRET: &str = "kill-test-webhook-secret";
 const SUPERVISOR: &str = "kill-test-supervisor-credential";
 
-mod support;
-use support::{start_gateway, RunningGateway as Running};
+use crate::support;
+use crate::support::{start_gateway, RunningGateway as Running};
 
 fn start(dir: &Path) -> Running {
     start_gateway(

@@ -12,17 +12,15 @@
 //! PostgreSQL gateway give every subscriber (a supervisor, two advisors) the same entries with the
 //! same audiences and `related` bundles.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use lockdesk_testkit::pg::PgServer;
 
-mod support;
-use support::{listening_on, RunningGateway};
+use crate::support::collected::{wait_until, Collected, PATIENCE};
+use crate::support::desk_store::{cursor, dump};
+use crate::support::{listening_on, RunningGateway};
 
 const WEBHOOK_SECRET: &str = "migrate-webhook-secret-0123";
 const PROVIDER_TOKEN: &str = "migrate-provider-credential-0123";
@@ -30,8 +28,6 @@ const SUPERVISOR: &str = "migrate-supervisor-credential-0123";
 const ADA: &str = "migrate-advisor-ada-credential-0123";
 const BOB: &str = "migrate-advisor-bob-credential-0123";
 const ISSUER: &str = "https://brand.example";
-/// Upper bound for any wait (a safety net against hangs, not a timing assertion).
-const PATIENCE: Duration = Duration::from_secs(120);
 
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
@@ -258,179 +254,6 @@ fn migrate(pg: &PgServer, from: &Path, url: &str) -> std::process::Output {
         .env("LOCKDESK_PG_PASSWORD", pg.password())
         .output()
         .unwrap()
-}
-
-/// A child whose stdout and stderr lines are collected by threads.
-struct Collected {
-    child: Child,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn collect(
-    stream: impl std::io::Read + Send + 'static,
-) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            match line {
-                Ok(l) => sink.lock().unwrap().push(l),
-                Err(_) => break,
-            }
-        }
-    });
-    (lines, reader)
-}
-
-impl Collected {
-    fn spawn(mut cmd: Command) -> Collected {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (out, r1) = collect(child.stdout.take().unwrap());
-        let (err, r2) = collect(child.stderr.take().unwrap());
-        Collected {
-            child,
-            out,
-            err,
-            readers: vec![r1, r2],
-        }
-    }
-
-    fn finish(mut self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
-        let status = self.child.wait().unwrap();
-        for r in self.readers.drain(..) {
-            r.join().unwrap();
-        }
-        let out = std::mem::take(&mut *self.out.lock().unwrap());
-        let err = std::mem::take(&mut *self.err.lock().unwrap());
-        (status, out, err)
-    }
-
-    /// SIGINT: the watch stops gracefully.
-    fn interrupt(self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
-        let ok = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        self.finish()
-    }
-}
-
-impl Drop for Collected {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The committed cursor of the desk store in `data` (0 before it exists).
-fn cursor(data: &Path) -> u64 {
-    let path = data.join("desk.sqlite3");
-    if !path.exists() {
-        return 0;
-    }
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
-    conn.query_row(
-        "SELECT value FROM desk_meta WHERE key = 'cursor'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|v| v as u64)
-    .unwrap_or(0)
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < PATIENCE, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The store's content without surrogate ids and the desk's own clock (`applied_at_ms`): the
-/// same tables and columns as watch_kill.rs's comparison.
-fn dump(data: &Path) -> Vec<(&'static str, Vec<String>)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        data.join("desk.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let queries: [(&'static str, &str); 8] = [
-        (
-            "desk_meta",
-            "SELECT key, value FROM desk_meta WHERE key <> 'applied_at_ms' ORDER BY key",
-        ),
-        (
-            "conversations",
-            "SELECT c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.state,
-                    c.auth_state, c.reason, c.user_id, c.other_user_id, c.name, c.since_ms,
-                    c.until_ms, c.opened_ms, c.closed_ms, c.machine
-             FROM conversations c JOIN visitors v ON v.id = c.visitor ORDER BY c.conversation_id",
-        ),
-        (
-            "identities",
-            "SELECT user_id, visitor_data, first_seen_ms, last_seen_ms FROM identities ORDER BY user_id",
-        ),
-        (
-            "identity_visitors",
-            "SELECT i.user_id, v.visitor_id, l.first_seen_ms, l.last_seen_ms
-             FROM identity_visitors l JOIN identities i ON i.id = l.identity
-             JOIN visitors v ON v.id = l.visitor ORDER BY i.user_id, v.visitor_id",
-        ),
-        (
-            "presentations",
-            "SELECT p.seq, p.received_ms, v.visitor_id, c.conversation_id, p.verdict, p.reason,
-                    p.user_id, p.token_sha256
-             FROM presentations p JOIN visitors v ON v.id = p.visitor
-             LEFT JOIN conversations c ON c.id = p.conversation ORDER BY p.seq",
-        ),
-        (
-            "transitions",
-            "SELECT c.conversation_id, t.seq, t.at_ms, t.state, t.reason, t.user_id
-             FROM transitions t JOIN conversations c ON c.id = t.conversation
-             ORDER BY c.conversation_id, t.id",
-        ),
-        (
-            "alerts",
-            "SELECT a.seq, a.at_ms, a.code, c.conversation_id, v.visitor_id, a.user_id, a.evidence
-             FROM alerts a LEFT JOIN conversations c ON c.id = a.conversation
-             LEFT JOIN visitors v ON v.id = a.visitor ORDER BY a.seq, a.id",
-        ),
-        (
-            "audit_log",
-            "SELECT seq, at_ms, kind, conversation_id, operator_id, data, user_id, visitor_id
-             FROM audit_log ORDER BY seq",
-        ),
-    ];
-    queries
-        .into_iter()
-        .map(|(name, sql)| {
-            let mut stmt = conn.prepare(sql).unwrap();
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| Ok(format!("{:?}", r.get::<_, rusqlite::types::Value>(i)?)))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(|c| c.join(" | "))
-                })
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            (name, rows)
-        })
-        .collect()
 }
 
 /// The seqs the desk said it resumed after, in order ("connected to FEED (resuming after N;").

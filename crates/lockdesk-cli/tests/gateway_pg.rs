@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use lockdesk_gateway::{EventStore, PgSettings, PostgresStore};
 use lockdesk_testkit::pg::PgServer;
 
-mod support;
-use support::{listening_on, RunningGateway};
+use crate::support;
+use crate::support::{listening_on, RunningGateway};
 
 const SECRET: &str = "pg-test-webhook-secret";
 const SUPERVISOR: &str = "pg-test-supervisor-credential";

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use lockdesk_sim::webhook_signature as signature_header;
 
-mod support;
-use support::start_gateway;
+use crate::support::start_gateway;
 
 const OLD: &str = "reload-test-secret-old";
 const NEW: &str = "reload-test-secret-new";

@@ -1,7 +1,7 @@
 //! Logs redirected to a file (or a pipe, journald) are plain text: ANSI colours only when
 //! stderr is a terminal.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -7,8 +7,7 @@ fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
 }
 
-mod support;
-use support::start_gateway;
+use crate::support::start_gateway;
 
 const WEBHOOK_SECRET: &str = "sim-webhook-secret-0123456789";
 const PROVIDER_TOKEN: &str = "sim-provider-credential-0123456789";

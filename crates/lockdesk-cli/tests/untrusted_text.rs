@@ -4,7 +4,7 @@
 //! ESC, C1, DEL or bidi control in the output bytes: each shows as a visible `⟨U+XXXX⟩` marker);
 //! `--json` stays exact JSON; CSV cells cannot start a spreadsheet formula.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

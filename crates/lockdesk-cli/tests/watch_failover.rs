@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod support;
-use support::{deliver, start_gateway};
+use crate::support::{deliver, start_gateway};
 
 const WEBHOOK_SECRET: &str = "failover-webhook-secret-0123";
 const SUPERVISOR: &str = "failover-supervisor-credential-0123";

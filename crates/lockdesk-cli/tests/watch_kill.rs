@@ -6,94 +6,21 @@
 //! by one, would be a change the store applied twice).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-mod support;
-use support::{start_gateway, RunningGateway};
+use crate::support::collected::{wait_until, Collected};
+use crate::support::desk_store::{cursor, dump};
+use crate::support::{start_gateway, RunningGateway};
 
 const WEBHOOK_SECRET: &str = "watch-kill-webhook-secret-0123";
 const PROVIDER_TOKEN: &str = "watch-kill-provider-credential-0123";
 const SUPERVISOR: &str = "watch-kill-supervisor-credential-0123";
 const ISSUER: &str = "https://brand.example";
-/// Upper bound for any wait (a safety net against hangs, not a timing assertion).
-const PATIENCE: Duration = Duration::from_secs(120);
 
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
-
-/// A child whose stdout lines are collected by a thread.
-struct Collected {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Collected {
-    fn spawn(mut cmd: Command) -> Collected {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let out = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                match line {
-                    Ok(l) => out.lock().unwrap().push(l),
-                    Err(_) => break,
-                }
-            }
-        });
-        Collected {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.lines.lock().unwrap().len()
-    }
-
-    /// Waits for the process to end by itself (or after a signal); returns every line.
-    fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = self.child.wait().unwrap();
-        if let Some(r) = self.reader.take() {
-            r.join().unwrap();
-        }
-        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
-        (status, lines)
-    }
-
-    /// SIGKILL (`Child::kill` on Unix), then every line it printed.
-    fn kill(mut self) -> Vec<String> {
-        self.child.kill().unwrap();
-        self.finish().1
-    }
-
-    /// SIGINT: the watch stops gracefully (and prints what it committed).
-    fn interrupt(self) -> (std::process::ExitStatus, Vec<String>) {
-        let ok = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        self.finish()
-    }
-}
-
-impl Drop for Collected {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Setup {
@@ -122,112 +49,14 @@ impl Setup {
     }
 }
 
-/// The committed cursor of the desk store in `data` (0 before it exists).
-fn cursor(data: &Path) -> u64 {
-    let path = data.join("desk.sqlite3");
-    if !path.exists() {
-        return 0;
-    }
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
-    conn.query_row(
-        "SELECT value FROM desk_meta WHERE key = 'cursor'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|v| v as u64)
-    .unwrap_or(0)
-}
-
 fn wait_cursor(data: &Path, seq: u64) {
-    let start = Instant::now();
-    while cursor(data) < seq {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "{}: the cursor stayed at {}, the log ends at {seq}",
-            data.display(),
-            cursor(data)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The store's content without surrogate ids and the desk's own clock (`applied_at_ms`).
-fn dump(data: &Path) -> Vec<(&'static str, Vec<String>)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        data.join("desk.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let queries: [(&'static str, &str); 8] = [
-        (
-            "desk_meta",
-            "SELECT key, value FROM desk_meta WHERE key <> 'applied_at_ms' ORDER BY key",
+    wait_until(
+        &format!(
+            "{}: the cursor to reach the log's end, {seq}",
+            data.display()
         ),
-        (
-            "conversations",
-            "SELECT c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.state,
-                    c.auth_state, c.reason, c.user_id, c.other_user_id, c.name, c.since_ms,
-                    c.until_ms, c.opened_ms, c.closed_ms, c.machine
-             FROM conversations c JOIN visitors v ON v.id = c.visitor ORDER BY c.conversation_id",
-        ),
-        (
-            "identities",
-            "SELECT user_id, visitor_data, first_seen_ms, last_seen_ms FROM identities ORDER BY user_id",
-        ),
-        (
-            "identity_visitors",
-            "SELECT i.user_id, v.visitor_id, l.first_seen_ms, l.last_seen_ms
-             FROM identity_visitors l JOIN identities i ON i.id = l.identity
-             JOIN visitors v ON v.id = l.visitor ORDER BY i.user_id, v.visitor_id",
-        ),
-        (
-            "presentations",
-            "SELECT p.seq, p.received_ms, v.visitor_id, c.conversation_id, p.verdict, p.reason,
-                    p.user_id, p.token_sha256
-             FROM presentations p JOIN visitors v ON v.id = p.visitor
-             LEFT JOIN conversations c ON c.id = p.conversation ORDER BY p.seq",
-        ),
-        (
-            "transitions",
-            "SELECT c.conversation_id, t.seq, t.at_ms, t.state, t.reason, t.user_id
-             FROM transitions t JOIN conversations c ON c.id = t.conversation
-             ORDER BY c.conversation_id, t.id",
-        ),
-        (
-            "alerts",
-            "SELECT a.seq, a.at_ms, a.code, c.conversation_id, v.visitor_id, a.user_id, a.evidence
-             FROM alerts a LEFT JOIN conversations c ON c.id = a.conversation
-             LEFT JOIN visitors v ON v.id = a.visitor ORDER BY a.seq, a.id",
-        ),
-        (
-            "audit_log",
-            "SELECT seq, at_ms, kind, conversation_id, operator_id, data, user_id, visitor_id
-             FROM audit_log ORDER BY seq",
-        ),
-    ];
-    queries
-        .into_iter()
-        .map(|(name, sql)| {
-            let mut stmt = conn.prepare(sql).unwrap();
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| Ok(format!("{:?}", r.get::<_, rusqlite::types::Value>(i)?)))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(|c| c.join(" | "))
-                })
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            (name, rows)
-        })
-        .collect()
+        || cursor(data) >= seq,
+    );
 }
 
 #[test]
@@ -286,14 +115,7 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN);
     let sim = Collected::spawn(sim);
     // The brand's key set is written before the first step is sent.
-    let start = Instant::now();
-    while sim.count() == 0 {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "the simulator never sent a step"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the simulator's first step", || sim.stdout_count() > 0);
 
     // The watch, SIGKILLed at seeded random points while the simulator plays.
     let data = root.join("killed");
@@ -311,11 +133,11 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     for _ in 0..6 {
         let watch = setup.watch(&data);
         std::thread::sleep(Duration::from_millis(next_ms(300, 1200)));
-        runs.push(watch.kill());
+        runs.push(watch.kill().1);
         kills += 1;
         cursors_at_kill.push(cursor(&data));
     }
-    let (status, sim_lines) = sim.finish();
+    let (status, sim_lines, _) = sim.finish();
     assert!(status.success(), "the simulator failed");
     let mut last = 0u64;
     for l in &sim_lines {
@@ -337,7 +159,7 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     // The last run catches up and stops gracefully.
     let watch = setup.watch(&data);
     wait_cursor(&data, last);
-    let (status, lines) = watch.interrupt();
+    let (status, lines, _) = watch.interrupt();
     assert!(status.success(), "the final watch exited with {status}");
     runs.push(lines);
 
@@ -345,7 +167,7 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     let reference_data = root.join("reference");
     let reference = setup.watch(&reference_data);
     wait_cursor(&reference_data, last);
-    let (status, reference_lines) = reference.interrupt();
+    let (status, reference_lines, _) = reference.interrupt();
     assert!(status.success(), "the reference watch exited with {status}");
     assert!(!reference_lines.is_empty());
 

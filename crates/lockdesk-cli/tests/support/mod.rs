@@ -1,5 +1,8 @@
 //! Shared by the integration tests that run the real `lockdesk-cli gateway` binary.
 
+pub mod collected;
+pub mod desk_store;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
