@@ -15,8 +15,11 @@
 #                                                    127.0.0.1:PORT accepts connections
 #   <!-- readme-test: ctrl-c after SECS -->         run it in its own shell and press Ctrl-C
 #                                                    (SIGINT) after SECS; it must then exit 0
-# `cargo build ... -p lockdesk-cli` lines are satisfied by the build this script does first
-# (the scratch folder is not a checkout); any other cargo command in a block fails it.
+# `cargo build ... -p lockdesk-cli` and `cargo build ... -p lockdesk-testkit` lines are satisfied
+# by the build this script does first (lockdesk-cli, and lockdesk-pg-sandbox, the tests' throw-away
+# PostgreSQL, for the multi-instance walk-through; the scratch folder is not a checkout); any other
+# cargo command in a block fails it. Every process a block leaves is killed with SIGTERM at the end
+# (lockdesk-pg-sandbox then stops its server and deletes its cluster).
 #
 # Usage: bash tests/readme/run.sh [README]     (LOCKDESK_README_LIMIT: seconds for the whole run, 120)
 set -uo pipefail
@@ -25,9 +28,12 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 README="${1:-$ROOT/README.md}"
 LIMIT="${LOCKDESK_README_LIMIT:-120}"
 
-(cd "$ROOT" && cargo build -q -p lockdesk-cli) || { echo "readme: cannot build lockdesk-cli" >&2; exit 1; }
+(cd "$ROOT" && cargo build -q -p lockdesk-cli -p lockdesk-testkit --bins) ||
+  { echo "readme: cannot build lockdesk-cli and lockdesk-pg-sandbox" >&2; exit 1; }
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
-[ -x "$BIN_DIR/lockdesk-cli" ] || { echo "readme: no lockdesk-cli in $BIN_DIR" >&2; exit 1; }
+for bin in lockdesk-cli lockdesk-pg-sandbox; do
+  [ -x "$BIN_DIR/$bin" ] || { echo "readme: no $bin in $BIN_DIR" >&2; exit 1; }
+done
 
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/readme-run.XXXXXX")"
 STATE="$SCRATCH/.readme-test"
@@ -78,8 +84,8 @@ export PATH="$BIN_DIR:\$PATH"
 unset LOCKDESK_FEED_CREDENTIAL LOCKDESK_WEBHOOK_SECRET LOCKDESK_PROVIDER_TOKEN RUST_LOG
 cargo() {
   case " \$* " in
-    *" build "*" lockdesk-cli "*) echo "readme-test: lockdesk-cli is the one just built ($BIN_DIR)" ;;
-    *) echo "readme-test: the README runs cargo \$*; only 'cargo build -p lockdesk-cli' is supported" >&2; return 1 ;;
+    *" build "*" lockdesk-cli "*|*" build "*" lockdesk-testkit "*) echo "readme-test: the binaries are the ones just built ($BIN_DIR)" ;;
+    *) echo "readme-test: the README runs cargo \$*; only 'cargo build -p lockdesk-cli' (or lockdesk-testkit) is supported" >&2; return 1 ;;
   esac
 }
 __begin() { echo "\$1" > "$STATE/current"; exec >"$STATE/\$1.log" 2>&1; }
