@@ -11,8 +11,8 @@ use lockdesk_sim::plan::Signer;
 use lockdesk_sim::{plan, Action, Scenario, Step};
 use serde_json::Value;
 
-mod support;
-use support::{apply_all, World, T0_MS};
+use crate::support::apply_all;
+use crate::{World, T0_MS};
 
 /// The valid tokens' people of one scenario: userId and every signed visitorData string.
 fn people_of(steps: &[Step], s: Scenario) -> BTreeMap<String, BTreeSet<String>> {

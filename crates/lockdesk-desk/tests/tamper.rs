@@ -11,8 +11,8 @@ use lockdesk_desk::StoreCheck;
 use lockdesk_sim::{plan, Action, Scenario, Step};
 use serde_json::json;
 
-mod support;
-use support::{apply_all, World, LIFETIME_SECS, T0_MS};
+use crate::support::apply_all;
+use crate::{World, LIFETIME_SECS, T0_MS};
 
 fn check(db: &Path, world: &World) -> StoreCheck {
     world.desk(db).check_against_audit(&mut |_| {}).unwrap()

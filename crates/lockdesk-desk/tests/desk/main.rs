@@ -1,10 +1,22 @@
 //! The desk core's one integration-test binary: the simulator's scenarios turned into feed
 //! entries (real tokens minted by `lockdesk-sim`'s keys, verified by the real engine), applied to
-//! real SQLite files in temp folders.
+//! real SQLite files in temp folders. The files beside this folder are modules of it too
+//! (`autotests = false` in Cargo.toml: one binary for the crate, issue 14).
 
 mod lookalike;
 mod scenarios;
 mod store;
+
+#[path = "../bounds.rs"]
+mod bounds;
+#[path = "../erase.rs"]
+mod erase;
+#[path = "../payloads.rs"]
+mod payloads;
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../tamper.rs"]
+mod tamper;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
