@@ -2,10 +2,14 @@
 //! RSA: size → characters and shape → header JSON and policy → segment lengths → RSA-OAEP →
 //! AES-GCM → inner header → issuer and key choice → signature length → RS256 → claims.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::b64;
 use crate::cache::Cache;
 use crate::json::{self, excerpt, JsonError};
 use crate::keys::{DecryptionKey, PublicKey, TrustStore};
@@ -23,6 +27,9 @@ const FORBIDDEN: [&str; 7] = ["jku", "jwk", "x5u", "x5c", "zip", "crit", "b64"];
 const JWE_ALLOWED: [&str; 5] = ["alg", "enc", "cty", "kid", "typ"];
 const JWS_ALLOWED: [&str; 3] = ["alg", "kid", "typ"];
 const MAX_KID_CHARS: usize = 256;
+/// Bound on a decoded header: the largest one the format allows (five short members, a kid of
+/// 256 characters each written as a 12-byte escape) fits with room to spare.
+const MAX_HEADER_BYTES: usize = 4096;
 
 /// Verifies tokens against fixed keys and policy. Cheap to share between threads (`&self`);
 /// build a new one when keys or policy change (that also empties the cache).
@@ -121,10 +128,17 @@ impl Verifier {
         let [h, ek, iv, ct, tag] = parts else {
             return Err(malformed("expected 5 parts".into()));
         };
-        let header = decode_header(h, "JWE")?;
-        check_members(&header, &JWE_ALLOWED, "JWE")?;
-        let alg = header_str(&header, "alg", "JWE")?;
-        match alg {
+        // One buffer for every decoded segment of this layer, so decoding allocates once.
+        let mut room = vec![
+            0;
+            [h, ek, iv, ct, tag]
+                .map(|s| b64::url_decoded_room(s.len()))
+                .iter()
+                .sum()
+        ];
+        let mut scratch = Scratch::new(&mut room);
+        let header = decode_header(&mut scratch, h, Layer::Jwe)?;
+        match header.get(Field::Alg, "JWE")? {
             Some(JWE_ALG) => {}
             Some(other) => {
                 return Err(unsupported(format!(
@@ -134,7 +148,7 @@ impl Verifier {
             }
             None => return Err(malformed("the JWE header has no alg".into())),
         }
-        match header_str(&header, "enc", "JWE")? {
+        match header.get(Field::Enc, "JWE")? {
             Some(JWE_ENC) => {}
             Some(other) => {
                 return Err(unsupported(format!(
@@ -144,7 +158,7 @@ impl Verifier {
             }
             None => return Err(malformed("the JWE header has no enc".into())),
         }
-        if let Some(cty) = header_str(&header, "cty", "JWE")? {
+        if let Some(cty) = header.get(Field::Cty, "JWE")? {
             if !cty.eq_ignore_ascii_case("JWT") {
                 return Err(forbidden(format!(
                     "JWE cty {} is not accepted: expected JWT (a signed token inside)",
@@ -155,10 +169,10 @@ impl Verifier {
         check_typ(&header, "JWE", &["JWT", "JOSE"])?;
         let kid = header_kid(&header, "JWE")?;
 
-        let ek = decode_segment(ek, "encrypted key")?;
-        let iv = decode_segment(iv, "IV")?;
-        let ct = decode_segment(ct, "ciphertext")?;
-        let tag = decode_segment(tag, "authentication tag")?;
+        let ek = decode_segment(&mut scratch, ek, "encrypted key")?;
+        let iv = decode_segment(&mut scratch, iv, "IV")?;
+        let ct = decode_segment(&mut scratch, ct, "ciphertext")?;
+        let tag = decode_segment(&mut scratch, tag, "authentication tag")?;
         if iv.len() != primitives::IV_LEN {
             return Err(malformed(format!(
                 "the IV is {} bytes; A256GCM needs exactly 12 (96 bits)",
@@ -205,10 +219,10 @@ impl Verifier {
         let aad = *h;
         let mut opened = None;
         for key in candidates {
-            let Some(cek) = primitives::rsa_oaep256_decrypt(key, &ek) else {
+            let Some(cek) = primitives::rsa_oaep256_decrypt(key, ek) else {
                 continue;
             };
-            if let Some(pt) = primitives::a256gcm_open(&cek, &iv, aad, &ct, &tag) {
+            if let Some(pt) = primitives::a256gcm_open(&cek, iv, aad, ct, tag) {
                 opened = Some((pt, key));
                 break;
             }
@@ -252,9 +266,16 @@ impl Verifier {
         let [h, p, s] = parts else {
             return Err(malformed("expected 3 parts".into()));
         };
-        let header = decode_header(h, "JWS")?;
-        check_members(&header, &JWS_ALLOWED, "JWS")?;
-        match header_str(&header, "alg", "JWS")? {
+        let mut room = vec![
+            0;
+            [h, p, s]
+                .map(|s| b64::url_decoded_room(s.len()))
+                .iter()
+                .sum()
+        ];
+        let mut scratch = Scratch::new(&mut room);
+        let header = decode_header(&mut scratch, h, Layer::Jws)?;
+        match header.get(Field::Alg, "JWS")? {
             Some(JWS_ALG) => {}
             Some(other) => {
                 return Err(unsupported(format!(
@@ -267,8 +288,8 @@ impl Verifier {
         check_typ(&header, "JWS", &["JWT"])?;
         let kid = header_kid(&header, "JWS")?;
 
-        let payload = decode_segment(p, "payload")?;
-        let claims = match json::parse_object(&payload) {
+        let payload = decode_segment(&mut scratch, p, "payload")?;
+        let claims = match json::parse_object(payload) {
             Ok(c) => c,
             Err(JsonError::Duplicate(name)) => {
                 return Err(Rejection::new(
@@ -282,7 +303,7 @@ impl Verifier {
                 )))
             }
         };
-        let signature = decode_segment(s, "signature")?;
+        let signature = decode_segment(&mut scratch, s, "signature")?;
 
         // The issuer picks the keys. It is read before the signature is checked, but only to
         // choose keys: nothing else from the payload is used until the signature verifies.
@@ -315,7 +336,7 @@ impl Verifier {
             if signature.len() == key.modulus_len() {
                 wrong_length = false;
             }
-            if primitives::rs256_verify(key, signing_input, &signature) {
+            if primitives::rs256_verify(key, signing_input, signature) {
                 signer = Some(key);
                 break;
             }
@@ -483,26 +504,260 @@ fn split_compact(token: &[u8]) -> Result<Segments<'_>, Rejection> {
     })
 }
 
-fn decode_segment(seg: &[u8], what: &str) -> Result<Vec<u8>, Rejection> {
-    crate::b64::url_decode(seg)
+/// Decodes segments one after the other into one buffer sized once for the layer
+/// ([`b64::url_decoded_room`] of each segment).
+struct Scratch<'b> {
+    rest: &'b mut [u8],
+}
+
+impl<'b> Scratch<'b> {
+    fn new(room: &'b mut [u8]) -> Self {
+        Scratch { rest: room }
+    }
+
+    /// The decoded bytes of `seg`, or `None` when it is not canonical unpadded base64url.
+    fn decode(&mut self, seg: &[u8]) -> Option<&'b [u8]> {
+        let room = std::mem::take(&mut self.rest);
+        match b64::url_decode_into(seg, room) {
+            Some(n) => {
+                let (out, rest) = room.split_at_mut(n);
+                self.rest = rest;
+                Some(out)
+            }
+            None => {
+                self.rest = room;
+                None
+            }
+        }
+    }
+}
+
+fn decode_segment<'b>(
+    scratch: &mut Scratch<'b>,
+    seg: &[u8],
+    what: &str,
+) -> Result<&'b [u8], Rejection> {
+    scratch
+        .decode(seg)
         .ok_or_else(|| malformed(format!("the {what} is not unpadded base64url")))
 }
 
-fn decode_header(seg: &[u8], layer: &str) -> Result<Map<String, Value>, Rejection> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Jwe,
+    Jws,
+}
+
+impl Layer {
+    fn name(self) -> &'static str {
+        match self {
+            Layer::Jwe => "JWE",
+            Layer::Jws => "JWS",
+        }
+    }
+
+    fn allowed(self) -> &'static [&'static str] {
+        match self {
+            Layer::Jwe => &JWE_ALLOWED,
+            Layer::Jws => &JWS_ALLOWED,
+        }
+    }
+}
+
+/// The header members the verifier reads.
+#[derive(Clone, Copy)]
+enum Field {
+    Alg,
+    Enc,
+    Cty,
+    Kid,
+    Typ,
+}
+
+impl Field {
+    #[cfg(test)]
+    const ALL: [Field; 5] = [Field::Alg, Field::Enc, Field::Cty, Field::Kid, Field::Typ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Alg => "alg",
+            Field::Enc => "enc",
+            Field::Cty => "cty",
+            Field::Kid => "kid",
+            Field::Typ => "typ",
+        }
+    }
+}
+
+/// A header member's value: a string (borrowed from the decoded header unless it holds an
+/// escape), or the JSON type of anything else, to name it in the rejection.
+enum Member<'a> {
+    Str(Cow<'a, str>),
+    Other(&'static str),
+}
+
+/// A JWE or JWS header: its members, every one allowed for the layer, none twice (at any
+/// depth), nothing after the object.
+#[derive(Default)]
+struct Header<'a> {
+    members: [Option<Member<'a>>; 5],
+}
+
+impl<'a> Header<'a> {
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Member<'a>>> {
+        let field = match name {
+            "alg" => Field::Alg,
+            "enc" => Field::Enc,
+            "cty" => Field::Cty,
+            "kid" => Field::Kid,
+            "typ" => Field::Typ,
+            _ => return None,
+        };
+        Some(&mut self.members[field as usize])
+    }
+
+    fn has(&self, field: Field) -> bool {
+        self.members[field as usize].is_some()
+    }
+
+    /// A member that must be a string when present.
+    fn get(&self, field: Field, layer: &str) -> Result<Option<&str>, Rejection> {
+        match &self.members[field as usize] {
+            None => Ok(None),
+            Some(Member::Str(s)) => Ok(Some(s)),
+            Some(Member::Other(kind)) => Err(malformed(format!(
+                "the {layer} header's {} must be a string, found {kind}",
+                field.name()
+            ))),
+        }
+    }
+}
+
+/// A JSON string, borrowed from the input when it holds no escape.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+/// The common header, read straight into [`Header`]: an object whose members are all among
+/// the five the verifier reads, each once, each a string. Anything else is refused here and
+/// left to [`header_in_full`], which finds the precise rejection.
+struct Typed<'de>(Header<'de>);
+
+impl<'de> Deserialize<'de> for Typed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HeaderVisitor;
+        impl<'de> Visitor<'de> for HeaderVisitor {
+            type Value = Typed<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JOSE header")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Typed<'de>, A::Error> {
+                let mut header = Header::default();
+                while let Some(Text(name)) = map.next_key()? {
+                    let Some(slot) = header.slot(&name) else {
+                        return Err(de::Error::custom("a member the verifier does not read"));
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom("a member twice"));
+                    }
+                    let Text(value) = map.next_value()?;
+                    *slot = Some(Member::Str(value));
+                }
+                Ok(Typed(header))
+            }
+        }
+        d.deserialize_map(HeaderVisitor)
+    }
+}
+
+/// The typed reading; `None` for anything it does not take (the whole reading decides).
+fn typed_header(bytes: &[u8], layer: Layer) -> Option<Header<'_>> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let Typed(header) = Typed::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    // The JWS layer reads three of the five.
+    if layer == Layer::Jws && (header.has(Field::Enc) || header.has(Field::Cty)) {
+        return None;
+    }
+    Some(header)
+}
+
+fn decode_header<'b>(
+    scratch: &mut Scratch<'b>,
+    seg: &[u8],
+    layer: Layer,
+) -> Result<Header<'b>, Rejection> {
+    let name = layer.name();
+    // The decoded length of `seg` characters (a lone last character decodes to nothing).
+    let decoded = seg.len() / 4 * 3 + (seg.len() % 4).saturating_sub(1);
+    if decoded > MAX_HEADER_BYTES {
+        return Err(malformed(format!(
+            "the {name} header is {} characters of base64url; at most {MAX_HEADER_BYTES} bytes accepted",
+            seg.len()
+        )));
+    }
     // Not `decode_segment`: its description would be formatted for every token, not only for
     // the ones rejected here.
-    let bytes = crate::b64::url_decode(seg)
-        .ok_or_else(|| malformed(format!("the {layer} header is not unpadded base64url")))?;
-    match json::parse_object(&bytes) {
-        Ok(m) => Ok(m),
-        Err(JsonError::Duplicate(name)) => Err(Rejection::new(
-            Reason::DuplicateMember,
-            format!("the {layer} header contains member {name} twice"),
-        )),
-        Err(JsonError::Invalid(msg)) => Err(malformed(format!(
-            "the {layer} header is not a JSON object: {msg}"
-        ))),
+    let bytes = scratch
+        .decode(seg)
+        .ok_or_else(|| malformed(format!("the {name} header is not unpadded base64url")))?;
+    match typed_header(bytes, layer) {
+        Some(header) => Ok(header),
+        None => header_in_full(bytes, layer),
     }
+}
+
+/// Any header [`typed_header`] did not take, read as a whole JSON value and checked in the
+/// order the rejections are ranked: JSON and duplicates, then forbidden members, then members
+/// the format does not use. A header that passes (a valid one the typed reading missed) is
+/// returned too, its values owned.
+fn header_in_full(bytes: &[u8], layer: Layer) -> Result<Header<'static>, Rejection> {
+    let name = layer.name();
+    let map = match json::parse_object(bytes) {
+        Ok(m) => m,
+        Err(JsonError::Duplicate(member)) => {
+            return Err(Rejection::new(
+                Reason::DuplicateMember,
+                format!("the {name} header contains member {member} twice"),
+            ))
+        }
+        Err(JsonError::Invalid(msg)) => {
+            return Err(malformed(format!(
+                "the {name} header is not a JSON object: {msg}"
+            )))
+        }
+    };
+    check_members(&map, layer.allowed(), name)?;
+    let mut header = Header::default();
+    for (member, value) in map {
+        if let Some(slot) = header.slot(&member) {
+            *slot = Some(match value {
+                Value::String(s) => Member::Str(Cow::Owned(s)),
+                other => Member::Other(json::kind(&other)),
+            });
+        }
+    }
+    Ok(header)
 }
 
 fn check_members(
@@ -529,23 +784,8 @@ fn check_members(
     Ok(())
 }
 
-fn header_str<'a>(
-    header: &'a Map<String, Value>,
-    name: &str,
-    layer: &str,
-) -> Result<Option<&'a str>, Rejection> {
-    match header.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(v) => Err(malformed(format!(
-            "the {layer} header's {name} must be a string, found {}",
-            json::kind(v)
-        ))),
-    }
-}
-
-fn check_typ(header: &Map<String, Value>, layer: &str, accepted: &[&str]) -> Result<(), Rejection> {
-    if let Some(typ) = header_str(header, "typ", layer)? {
+fn check_typ(header: &Header, layer: &str, accepted: &[&str]) -> Result<(), Rejection> {
+    if let Some(typ) = header.get(Field::Typ, layer)? {
         if !accepted.iter().any(|a| typ.eq_ignore_ascii_case(a)) {
             return Err(forbidden(format!(
                 "the {layer} typ {} is not accepted: expected {}",
@@ -557,11 +797,8 @@ fn check_typ(header: &Map<String, Value>, layer: &str, accepted: &[&str]) -> Res
     Ok(())
 }
 
-fn header_kid<'a>(
-    header: &'a Map<String, Value>,
-    layer: &str,
-) -> Result<Option<&'a str>, Rejection> {
-    let kid = header_str(header, "kid", layer)?;
+fn header_kid<'h>(header: &'h Header, layer: &str) -> Result<Option<&'h str>, Rejection> {
+    let kid = header.get(Field::Kid, layer)?;
     if let Some(k) = kid {
         if k.is_empty() || k.chars().count() > MAX_KID_CHARS || k.chars().any(char::is_control) {
             return Err(malformed(format!(
@@ -601,6 +838,102 @@ mod tests {
         for b in 0..=255u8 {
             let expected = b.is_ascii_alphanumeric() || b"-_.".contains(&b);
             assert_eq!(is_compact(b), expected, "byte {b}");
+        }
+    }
+
+    /// A header read as a whole (the reference) and as the verifier reads it (typed, with the
+    /// whole reading only for what the typed one does not take) give the same answer.
+    #[test]
+    fn the_typed_header_reading_agrees_with_the_whole_reading() {
+        fn show(r: Result<Header, Rejection>) -> String {
+            match r {
+                Err(r) => format!("{:?}: {}", r.reason, r.detail),
+                Ok(h) => Field::ALL
+                    .iter()
+                    .map(|&f| match h.get(f, "X") {
+                        Ok(v) => format!("{}={v:?}", f.name()),
+                        Err(r) => format!("{}: {}", f.name(), r.detail),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            }
+        }
+        let headers: [&[u8]; 30] = [
+            br#"{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}"#,
+            br#"{"alg":"RS256"}"#,
+            br#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            br#" { "alg" : "RS256" } "#,
+            br#"{}"#,
+            br#"{"alg":"RS\u0032\u0035\u0036","k\u0069d":"\u00e9"}"#,
+            br#"{"alg":"RS256","alg":"RS256"}"#,
+            br#"{"alg":"RS256","\u0061lg":"none"}"#,
+            br#"{"alg":"RS256","kid":{"a":1,"a":2}}"#,
+            br#"{"alg":"RS256","x":{"a":1,"a":2}}"#,
+            br#"{"alg":"RS256","jku":"https://evil"}"#,
+            br#"{"zip":"DEF","foo":1,"alg":"RS256"}"#,
+            br#"{"foo":1,"jwk":{}}"#,
+            br#"{"alg":"RS256","enc":"A256GCM"}"#,
+            br#"{"alg":"RS256","cty":"JWT"}"#,
+            br#"{"alg":5}"#,
+            br#"{"alg":"RS256","kid":null}"#,
+            br#"{"alg":["RS256"],"enc":true,"typ":1.5}"#,
+            br#"{"alg":"RS256"} x"#,
+            br#"{"alg":"RS256",}"#,
+            br#"{"alg":"RS256""#,
+            br#"[{"a":1,"a":2}]"#,
+            br#"[]"#,
+            br#""alg""#,
+            br#"1 2"#,
+            b"",
+            b"{\"alg\":\"\xff\"}",
+            br#"{"alg":"\ud800"}"#,
+            b"\xef\xbb\xbf{}",
+            br#"{"alg":"RS256","kid":"a\u0000b"}"#,
+        ];
+        for text in headers {
+            for layer in [Layer::Jwe, Layer::Jws] {
+                let seg = b64::url_encode(text);
+                let mut room = vec![0; b64::url_decoded_room(seg.len())];
+                let got = decode_header(&mut Scratch::new(&mut room), seg.as_bytes(), layer);
+                let reference = header_in_full(text, layer);
+                assert_eq!(
+                    show(got),
+                    show(reference),
+                    "{} {}",
+                    layer.name(),
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
+        // The typed reading takes the common headers itself, borrowing their strings.
+        let h = typed_header(br#"{"alg":"RS256","kid":"k1"}"#, Layer::Jws).expect("typed");
+        assert!(matches!(
+            h.members[Field::Kid as usize],
+            Some(Member::Str(Cow::Borrowed("k1")))
+        ));
+        assert!(typed_header(br#"{"alg":"RS256","cty":"JWT"}"#, Layer::Jws).is_none());
+        assert!(typed_header(br#"{"alg":"RS256","cty":"JWT"}"#, Layer::Jwe).is_some());
+    }
+
+    #[test]
+    fn an_oversized_header_is_refused_before_it_is_decoded() {
+        // 5,462 characters decode to 4,096 bytes; 5,463 to 4,097.
+        for (len, refused) in [
+            (5461, false),
+            (5462, false),
+            (5463, true),
+            (5464, true),
+            (9000, true),
+        ] {
+            let seg = vec![b'A'; len];
+            let mut room = vec![0; b64::url_decoded_room(len)];
+            let got = decode_header(&mut Scratch::new(&mut room), &seg, Layer::Jwe);
+            let detail = got.err().map(|r| r.detail).unwrap_or_default();
+            assert_eq!(
+                detail.contains("at most 4096 bytes accepted"),
+                refused,
+                "{len}: {detail}"
+            );
         }
     }
 
