@@ -81,6 +81,25 @@ impl Visibility {
         vis
     }
 
+    /// Sets an open conversation as stored (`owners` sorted, without duplicates): a shared store
+    /// applying what another instance changed since its copy was valid.
+    pub fn set_open(&mut self, id: String, owners: Vec<u64>, visitor: Option<String>) {
+        self.forget(&id);
+        if let Some(v) = &visitor {
+            self.visitors
+                .entry(v.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        self.conversations
+            .insert(id, Conversation { owners, visitor });
+    }
+
+    /// Forgets a conversation another instance closed (nothing when it is not open).
+    pub fn set_closed(&mut self, id: &str) {
+        self.forget(id);
+    }
+
     fn owners_of_conversation(&self, id: Option<&str>, into: &mut BTreeSet<u64>) {
         if let Some(c) = id.and_then(|id| self.conversations.get(id)) {
             into.extend(c.owners.iter().copied());
@@ -278,5 +297,31 @@ mod tests {
             ..evidence("other")
         };
         assert_eq!(ops(&vis.route(e)), vec![2]);
+    }
+
+    #[test]
+    fn deltas_bring_a_copy_to_the_same_state() {
+        // Instance A routes; instance B's copy was restored before A's entries and catches up
+        // with what A changed (set_open / set_closed), as the PostgreSQL store does.
+        let mut a = Visibility::default();
+        a.route(hook(PUSHED, "a", "v", &[1]));
+        a.route(hook(PUSHED, "b", "v", &[2]));
+        let mut b = a.clone();
+        a.route(hook(PUSHED, "a", "w", &[3, 4]));
+        a.route(hook(CLOSED, "b", "v", &[]));
+        a.route(hook(PUSHED, "c", "v", &[5]));
+        for id in ["a", "c"] {
+            let (owners, visitor) = a.conversation(id).unwrap();
+            b.set_open(id.into(), owners.to_vec(), visitor.map(str::to_owned));
+        }
+        b.set_closed("b");
+        b.set_closed("never-open");
+        assert_eq!(b.open_conversations(), 2);
+        // "a" moved from visitor v to w: v's evidence no longer reaches 3 and 4.
+        for e in [evidence("v"), evidence("w"), hook(CLOSED, "a", "w", &[])] {
+            assert_eq!(b.route(e), a.route(e));
+        }
+        assert_eq!(ops(&b.route(evidence("v"))), vec![5]);
+        assert!(b.route(evidence("w")).operators.is_empty());
     }
 }

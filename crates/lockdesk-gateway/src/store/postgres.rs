@@ -25,8 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -37,7 +39,10 @@ use crate::routing::{Audience, RoutingFields, Visibility, CLOSED, PUSHED};
 
 /// Versioned migrations (migrations/postgres/NNNN_*.sql): entry `i` brings the schema version
 /// from `i` to `i + 1`. Never edit a released file; add the next one.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_log.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_log.sql"),
+    include_str!("../../migrations/postgres/0002_conversation_deltas.sql"),
+];
 
 /// The transaction-scoped advisory lock every appending transaction takes first ("Lockdesk").
 pub const APPEND_LOCK: i64 = 0x4c6f_636b_6465_736b;
@@ -53,9 +58,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_GROUP: usize = 512;
 /// Pooled read connections (catch-up reads, the live tail, counts).
 const READERS: usize = 6;
-
-const ENTRY_COLUMNS: &str = "seq, kind, received_at_ms, event_id, event_type, conversation_id, \
-                             visitor_id, operator_ids, payload";
 
 /// Where the store is and how to log in: the URL (`postgres://user@host:port/db`, without a
 /// password) and the password, given apart (from a file or the environment).
@@ -210,7 +212,7 @@ impl PostgresStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer_task = runtime.spawn(writer_loop(Writer {
             config: config.clone(),
-            client: None,
+            conn: None,
             cache: None,
             rx,
             committed: committed_tx.clone(),
@@ -341,19 +343,20 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 /// A dedicated connection (the writer's, the listener's): its driver runs as a task, and
-/// notifications, if any, go to `notify`.
+/// notifications, if any, go to `notify` with the end of the log they announce (`None` when the
+/// payload is not a seq: then the tail reads the end of the log itself).
 async fn connect(
     config: &tokio_postgres::Config,
-    notify: Option<mpsc::UnboundedSender<()>>,
+    notify: Option<mpsc::UnboundedSender<Option<u64>>>,
 ) -> Result<Client, StoreError> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(pg_err)?;
     tokio::spawn(async move {
         loop {
             let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
             match message {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
-                    if let Some(n) = &notify {
-                        let _ = n.send(());
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if let Some(tx) = &notify {
+                        let _ = tx.send(parse_seq(n.payload()));
                     }
                 }
                 Some(Ok(_)) => {}
@@ -370,10 +373,12 @@ async fn connect(
 
 struct Writer {
     config: tokio_postgres::Config,
-    /// Reconnected on the next group after any failure.
-    client: Option<Client>,
+    /// Reconnected (and its statements prepared again) on the next group after any failure.
+    conn: Option<WriterConn>,
     /// The open conversations as of the seq they are valid for: reused while this instance was
-    /// the last to append, reloaded from the table otherwise.
+    /// the last to append, brought up to date with what the others changed since otherwise
+    /// (open_conversations.changed_seq, closed_conversations), reloaded whole when that is not
+    /// known (see [`delta_applies`]).
     cache: Option<(u64, Visibility)>,
     rx: mpsc::UnboundedReceiver<Op>,
     committed: Arc<watch::Sender<u64>>,
@@ -415,8 +420,9 @@ async fn writer_loop(mut w: Writer) {
             }
             Err(e) => {
                 // Whether it committed is unknown (an answer lost with the connection): the
-                // senders retry, and a retried webhook is found by its eventId.
-                w.client = None;
+                // senders retry, and a retried webhook is found by its eventId. The connection
+                // is dropped (the server rolls back whatever it had not committed).
+                w.conn = None;
                 w.cache = None;
                 if !w.failing {
                     tracing::error!(error = %e, appends = batch.len(), "PostgreSQL commit failed");
@@ -434,6 +440,130 @@ async fn writer_loop(mut w: Writer) {
     }
 }
 
+/// How far back (in seqs) a closed conversation's tombstone is kept: an instance whose copy of
+/// the open conversations is older than this reloads the whole table instead of the deltas.
+const TOMBSTONE_KEEP: i64 = 1 << 20;
+
+/// The writer's statements, in [`WriterConn::open`]'s order.
+const WRITER_SQL: [&str; 14] = [
+    "BEGIN",
+    "COMMIT",
+    "SELECT pg_advisory_xact_lock($1)",
+    "SELECT last_seq, webhook_events, evidence, delta_seq, delta_since FROM log_head WHERE id = 1",
+    "SELECT event_id, seq FROM entries WHERE event_id = ANY($1)",
+    // What the other instances changed after our copy: closed first (`true`), then open.
+    "SELECT conversation_id, NULL::bigint[], NULL::text, true FROM closed_conversations
+     WHERE closed_seq > $1
+     UNION ALL
+     SELECT conversation_id, owners, visitor_id, false FROM open_conversations
+     WHERE changed_seq > $1",
+    "SELECT conversation_id, owners, visitor_id FROM open_conversations",
+    // No ON CONFLICT: the lookup under the lock found none, so a conflict means an append outside
+    // the lock; it fails (and rolls back) the group rather than acknowledging what is not there.
+    "INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, correlation_id,
+         delivery_id, provider, conversation_id, visitor_id, operator_ids, payload)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])",
+    "INSERT INTO audience (operator_id, seq, related)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])",
+    "WITH gone AS (DELETE FROM open_conversations WHERE conversation_id = ANY($1::text[]))
+     INSERT INTO closed_conversations (conversation_id, closed_seq)
+     SELECT c, $2 FROM unnest($1::text[]) AS c
+     ON CONFLICT (conversation_id) DO UPDATE SET closed_seq = EXCLUDED.closed_seq",
+    "DELETE FROM closed_conversations WHERE closed_seq <= $1",
+    // Owners travel as array literals ('{1,2}': unnest cannot take an array of arrays).
+    "INSERT INTO open_conversations (conversation_id, visitor_id, owners, changed_seq)
+     SELECT c, v, o::bigint[], $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, v, o)
+     ON CONFLICT (conversation_id) DO UPDATE
+     SET visitor_id = EXCLUDED.visitor_id, owners = EXCLUDED.owners,
+         changed_seq = EXCLUDED.changed_seq",
+    "UPDATE log_head SET last_seq = $1, webhook_events = $2, evidence = $3, delta_seq = $1,
+         delta_since = $4
+     WHERE id = 1",
+    // Delivered at commit: a wake-up for the other instances' tails, with the new end of the
+    // log (never relied on: they also poll).
+    "SELECT pg_notify('lockdesk_log', $1)",
+];
+
+/// The writer's connection and its statements, prepared once per connection. A group costs two
+/// round trips, each a pipeline of statements sent at once (tokio-postgres sends a request when
+/// its future is first polled, and `try_join_all` polls a short list in order; the server runs
+/// them one after the other, each with its own snapshot).
+struct WriterConn {
+    client: Client,
+    begin: Statement,
+    commit: Statement,
+    lock: Statement,
+    head: Statement,
+    existing: Statement,
+    delta: Statement,
+    all_open: Statement,
+    insert_entries: Statement,
+    insert_audience: Statement,
+    close: Statement,
+    purge: Statement,
+    upsert_open: Statement,
+    update_head: Statement,
+    notify: Statement,
+}
+
+impl WriterConn {
+    async fn open(config: &tokio_postgres::Config) -> Result<WriterConn, StoreError> {
+        let client = connect(config, None).await?;
+        let prepared = try_join_all(WRITER_SQL.iter().map(|sql| client.prepare(sql)))
+            .await
+            .map_err(pg_err)?;
+        let [begin, commit, lock, head, existing, delta, all_open, insert_entries, insert_audience, close, purge, upsert_open, update_head, notify]: [Statement; 14] =
+            prepared
+                .try_into()
+                .map_err(|_| StoreError::Postgres("a statement was not prepared".into()))?;
+        Ok(WriterConn {
+            client,
+            begin,
+            commit,
+            lock,
+            head,
+            existing,
+            delta,
+            all_open,
+            insert_entries,
+            insert_audience,
+            close,
+            purge,
+            upsert_open,
+            update_head,
+            notify,
+        })
+    }
+}
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+type Pipelined<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>,
+>;
+
+fn send<'a>(client: &'a Client, st: &'a Statement, params: &'a [Param<'a>]) -> Pipelined<'a> {
+    Box::pin(client.query(st, params))
+}
+
+/// Whether a copy of the open conversations valid at `copy` can be brought to `head` with the
+/// deltas: every appender since kept them (`delta_seq == head`, `copy >= delta_since`) and the
+/// tombstones it needs are not purged yet.
+fn delta_applies(copy: i64, head: i64, delta_seq: i64, delta_since: i64) -> bool {
+    copy <= head && delta_seq == head && copy >= delta_since && head - copy <= TOMBSTONE_KEEP
+}
+
+fn restore_rows(rows: Vec<Row>) -> Visibility {
+    Visibility::restore(rows.into_iter().map(|r| {
+        let owners: Vec<i64> = r.get(1);
+        (
+            r.get::<_, String>(0),
+            owners.into_iter().map(|o| o as u64).collect(),
+            r.get::<_, Option<String>>(2),
+        )
+    }))
+}
+
 /// One new entry of a group, as it will be inserted.
 struct Planned<'a> {
     seq: i64,
@@ -444,45 +574,11 @@ struct Planned<'a> {
 /// Applies `batch` in one transaction under the append lock; returns each op's outcome and the
 /// last seq inserted (0 when none).
 async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u64), StoreError> {
-    if w.client.as_ref().is_none_or(|c| c.is_closed()) {
-        w.client = Some(connect(&w.config, None).await?);
+    if w.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+        w.conn = None;
+        w.conn = Some(WriterConn::open(&w.config).await?);
     }
-    let client = w.client.as_mut().ok_or(StoreError::Closed)?;
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-        .await
-        .map_err(pg_err)?;
-    let head = tx
-        .query_one(
-            "SELECT last_seq, webhook_events, evidence FROM log_head WHERE id = 1",
-            &[],
-        )
-        .await
-        .map_err(pg_err)?;
-    let head_seq: i64 = head.get(0);
-    let mut webhook_events: i64 = head.get(1);
-    let mut evidence: i64 = head.get(2);
-    // The routing state as of head_seq: ours if we wrote last, else the table's.
-    let mut visibility = match w.cache.take() {
-        Some((seq, v)) if seq == head_seq as u64 => v,
-        _ => {
-            let rows = tx
-                .query(
-                    "SELECT conversation_id, owners, visitor_id FROM open_conversations",
-                    &[],
-                )
-                .await
-                .map_err(pg_err)?;
-            Visibility::restore(rows.into_iter().map(|r| {
-                let owners: Vec<i64> = r.get(1);
-                (
-                    r.get::<_, String>(0),
-                    owners.into_iter().map(|o| o as u64).collect(),
-                    r.get::<_, Option<String>>(2),
-                )
-            }))
-        }
-    };
+    let c = w.conn.as_ref().ok_or(StoreError::Closed)?;
     // Webhooks already stored (retries, or the same delivery through another instance).
     let ids: Vec<&str> = batch
         .iter()
@@ -491,19 +587,67 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
             Item::Evidence(_) => None,
         })
         .collect();
-    let mut existing: std::collections::HashMap<String, u64> = if ids.is_empty() {
-        Default::default()
+    let cache = w.cache.take();
+    let copy_seq: i64 = cache.as_ref().map_or(0, |(s, _)| clamp(*s));
+
+    // Round trip 1: begin, lock, the head, the duplicates, the deltas since our copy.
+    let lock_p: [Param; 1] = [&APPEND_LOCK];
+    let ids_p: [Param; 1] = [&ids];
+    let copy_p: [Param; 1] = [&copy_seq];
+    let mut reads = vec![
+        send(&c.client, &c.begin, &[]),
+        send(&c.client, &c.lock, &lock_p),
+        send(&c.client, &c.head, &[]),
+        send(&c.client, &c.existing, &ids_p),
+    ];
+    if cache.is_some() {
+        reads.push(send(&c.client, &c.delta, &copy_p));
+    }
+    let mut results = try_join_all(reads).await.map_err(pg_err)?;
+    let delta_rows = if cache.is_some() {
+        results.pop().unwrap_or_default()
     } else {
-        tx.query(
-            "SELECT event_id, seq FROM entries WHERE event_id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(pg_err)?
+        Vec::new()
+    };
+    let existing_rows = results.pop().unwrap_or_default();
+    let head = results
+        .pop()
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or_else(|| StoreError::Postgres("log_head has no row".into()))?;
+    let head_seq: i64 = head.get(0);
+    let mut webhook_events: i64 = head.get(1);
+    let mut evidence: i64 = head.get(2);
+    let delta_seq: i64 = head.get(3);
+    // Deltas are complete after delta_since; an appender that did not keep them (an older
+    // gateway, or `gateway migrate`) appended since delta_seq: they are complete only from here.
+    let delta_since: i64 = if delta_seq == head_seq {
+        head.get(4)
+    } else {
+        head_seq
+    };
+
+    // The routing state as of head_seq: ours if we wrote last, ours with the others' changes
+    // since, or the whole table.
+    let mut visibility = match cache {
+        Some((seq, v)) if seq as i64 == head_seq => v,
+        Some((seq, mut v)) if delta_applies(seq as i64, head_seq, delta_seq, delta_since) => {
+            for r in &delta_rows {
+                let id: String = r.get(0);
+                if r.get::<_, bool>(3) {
+                    v.set_closed(&id);
+                } else {
+                    let owners: Vec<i64> = r.get::<_, Option<Vec<i64>>>(1).unwrap_or_default();
+                    v.set_open(id, owners.into_iter().map(|o| o as u64).collect(), r.get(2));
+                }
+            }
+            v
+        }
+        _ => restore_rows(c.client.query(&c.all_open, &[]).await.map_err(pg_err)?),
+    };
+    let mut existing: std::collections::HashMap<String, u64> = existing_rows
         .into_iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-        .collect()
-    };
+        .collect();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut planned = Vec::new();
     let mut next = head_seq;
@@ -562,174 +706,188 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
             audience,
         });
     }
-    if !planned.is_empty() {
-        insert_planned(&tx, &planned).await?;
-        // Write back the open conversations this group changed (last state of each).
-        changed_conversations.sort();
-        changed_conversations.dedup();
-        let mut upsert_ids = Vec::new();
-        let mut upsert_visitors = Vec::new();
-        let mut upsert_owners = Vec::new();
-        let mut closed = Vec::new();
-        for c in changed_conversations {
-            match visibility.conversation(&c) {
-                Some((owners, visitor)) => {
-                    upsert_owners.push(
-                        serde_json::to_string(
-                            &owners.iter().map(|&o| o as i64).collect::<Vec<_>>(),
-                        )
-                        .unwrap_or_else(|_| "[]".into()),
-                    );
-                    upsert_visitors.push(visitor.map(str::to_owned));
-                    upsert_ids.push(c);
-                }
-                None => closed.push(c),
-            }
-        }
-        if !closed.is_empty() {
-            tx.execute(
-                "DELETE FROM open_conversations WHERE conversation_id = ANY($1)",
-                &[&closed],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        if !upsert_ids.is_empty() {
-            // Owners travel as JSON arrays (unnest cannot take an array of arrays).
-            tx.execute(
-                "INSERT INTO open_conversations (conversation_id, visitor_id, owners)
-                 SELECT c, v, ARRAY(SELECT jsonb_array_elements_text(o::jsonb)::bigint)
-                 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, v, o)
-                 ON CONFLICT (conversation_id) DO UPDATE
-                 SET visitor_id = EXCLUDED.visitor_id, owners = EXCLUDED.owners",
-                &[&upsert_ids, &upsert_visitors, &upsert_owners],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        tx.execute(
-            "UPDATE log_head SET last_seq = $1, webhook_events = $2, evidence = $3 WHERE id = 1",
-            &[&next, &webhook_events, &evidence],
-        )
-        .await
-        .map_err(pg_err)?;
-        // Delivered at commit: a wake-up for the other instances' tails (never relied on).
-        tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
-            .await
-            .map_err(pg_err)?;
+    if planned.is_empty() {
+        // Only duplicates: nothing written.
+        c.client.query(&c.commit, &[]).await.map_err(pg_err)?;
+        w.cache = Some((head_seq as u64, visibility));
+        return Ok((outcomes, 0));
     }
-    tx.commit().await.map_err(pg_err)?;
+
+    // Round trip 2: the entries, their audiences, the open conversations this group changed
+    // (last state of each), the head, the wake-up, the commit.
+    let rows = EntryColumns::new(&planned);
+    changed_conversations.sort();
+    changed_conversations.dedup();
+    let mut upsert_ids = Vec::new();
+    let mut upsert_visitors = Vec::new();
+    let mut upsert_owners = Vec::new();
+    let mut closed = Vec::new();
+    for id in changed_conversations {
+        match visibility.conversation(&id) {
+            Some((owners, visitor)) => {
+                let list: Vec<String> = owners.iter().map(|&o| (o as i64).to_string()).collect();
+                upsert_owners.push(format!("{{{}}}", list.join(",")));
+                upsert_visitors.push(visitor.map(str::to_owned));
+                upsert_ids.push(id);
+            }
+            None => closed.push(id),
+        }
+    }
+    let purge_to = head_seq - TOMBSTONE_KEEP;
+    let seq_text = next.to_string();
+    let entries_p = rows.params();
+    let audience_p: [Param; 3] = [&rows.aud_op, &rows.aud_seq, &rows.aud_related];
+    let close_p: [Param; 2] = [&closed, &next];
+    let purge_p: [Param; 1] = [&purge_to];
+    let upsert_p: [Param; 4] = [&upsert_ids, &upsert_visitors, &upsert_owners, &next];
+    let head_p: [Param; 4] = [&next, &webhook_events, &evidence, &delta_since];
+    let notify_p: [Param; 1] = [&seq_text];
+    let mut writes = vec![send(&c.client, &c.insert_entries, &entries_p)];
+    if !rows.aud_op.is_empty() {
+        writes.push(send(&c.client, &c.insert_audience, &audience_p));
+    }
+    if !closed.is_empty() {
+        writes.push(send(&c.client, &c.close, &close_p));
+        if purge_to > 0 {
+            writes.push(send(&c.client, &c.purge, &purge_p));
+        }
+    }
+    if !upsert_ids.is_empty() {
+        writes.push(send(&c.client, &c.upsert_open, &upsert_p));
+    }
+    writes.push(send(&c.client, &c.update_head, &head_p));
+    writes.push(send(&c.client, &c.notify, &notify_p));
+    // Sent behind the others: when one of them fails, the transaction is aborted and this
+    // COMMIT rolls it back; its answer is awaited with theirs, so nothing is acknowledged
+    // before the commit is.
+    writes.push(send(&c.client, &c.commit, &[]));
+    try_join_all(writes).await.map_err(pg_err)?;
     w.cache = Some((next as u64, visibility));
-    let last = if planned.is_empty() { 0 } else { next as u64 };
-    Ok((outcomes, last))
+    Ok((outcomes, next as u64))
 }
 
-/// Inserts the planned entries and their audiences, a few statements for the whole group.
-async fn insert_planned(
-    tx: &tokio_postgres::Transaction<'_>,
-    planned: &[Planned<'_>],
-) -> Result<(), StoreError> {
-    let n = planned.len();
-    let mut seq = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut received = Vec::with_capacity(n);
-    let mut event_id: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut event_type: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut correlation: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut delivery: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut provider: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut conversation: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut visitor: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut operators = Vec::with_capacity(n);
-    let mut payload: Vec<&str> = Vec::with_capacity(n);
-    let mut aud_op = Vec::new();
-    let mut aud_seq = Vec::new();
-    let mut aud_related = Vec::new();
-    for p in planned {
-        seq.push(p.seq);
-        match &p.op.item {
-            Item::Webhook(e) => {
-                kind.push("webhook");
-                received.push(e.received_at_ms);
-                event_id.push(Some(&e.event_id));
-                event_type.push(Some(&e.event_type));
-                correlation.push(e.correlation_id.as_deref());
-                delivery.push(e.delivery_id.as_deref());
-                provider.push(None);
-                conversation.push(e.conversation_id.as_deref());
-                visitor.push(e.visitor_id.as_deref());
-                operators.push(
-                    serde_json::to_string(&e.operator_ids).unwrap_or_else(|_| "[]".to_owned()),
-                );
-                payload.push(&e.payload);
+/// The planned entries and audiences as column arrays, for `unnest` (one statement each for the
+/// whole group).
+struct EntryColumns<'a> {
+    seq: Vec<i64>,
+    kind: Vec<&'static str>,
+    received: Vec<i64>,
+    event_id: Vec<Option<&'a str>>,
+    event_type: Vec<Option<&'a str>>,
+    correlation: Vec<Option<&'a str>>,
+    delivery: Vec<Option<&'a str>>,
+    provider: Vec<Option<&'a str>>,
+    conversation: Vec<Option<&'a str>>,
+    visitor: Vec<Option<&'a str>>,
+    operators: Vec<String>,
+    payload: Vec<&'a str>,
+    aud_op: Vec<i64>,
+    aud_seq: Vec<i64>,
+    aud_related: Vec<bool>,
+}
+
+impl<'a> EntryColumns<'a> {
+    fn new(planned: &[Planned<'a>]) -> EntryColumns<'a> {
+        let n = planned.len();
+        let mut c = EntryColumns {
+            seq: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            received: Vec::with_capacity(n),
+            event_id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            correlation: Vec::with_capacity(n),
+            delivery: Vec::with_capacity(n),
+            provider: Vec::with_capacity(n),
+            conversation: Vec::with_capacity(n),
+            visitor: Vec::with_capacity(n),
+            operators: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            aud_op: Vec::new(),
+            aud_seq: Vec::new(),
+            aud_related: Vec::new(),
+        };
+        for p in planned {
+            c.seq.push(p.seq);
+            match &p.op.item {
+                Item::Webhook(e) => {
+                    c.kind.push("webhook");
+                    c.received.push(e.received_at_ms);
+                    c.event_id.push(Some(&e.event_id));
+                    c.event_type.push(Some(&e.event_type));
+                    c.correlation.push(e.correlation_id.as_deref());
+                    c.delivery.push(e.delivery_id.as_deref());
+                    c.provider.push(None);
+                    c.conversation.push(e.conversation_id.as_deref());
+                    c.visitor.push(e.visitor_id.as_deref());
+                    c.operators.push(
+                        serde_json::to_string(&e.operator_ids).unwrap_or_else(|_| "[]".to_owned()),
+                    );
+                    c.payload.push(&e.payload);
+                }
+                Item::Evidence(e) => {
+                    c.kind.push("evidence");
+                    c.received.push(e.received_at_ms);
+                    c.event_id.push(None);
+                    c.event_type.push(None);
+                    c.correlation.push(None);
+                    c.delivery.push(None);
+                    c.provider.push(Some(&e.provider));
+                    c.conversation.push(e.conversation_id.as_deref());
+                    c.visitor.push(Some(&e.visitor_id));
+                    c.operators.push("[]".to_owned());
+                    c.payload.push(&e.payload);
+                }
             }
-            Item::Evidence(e) => {
-                kind.push("evidence");
-                received.push(e.received_at_ms);
-                event_id.push(None);
-                event_type.push(None);
-                correlation.push(None);
-                delivery.push(None);
-                provider.push(Some(&e.provider));
-                conversation.push(e.conversation_id.as_deref());
-                visitor.push(Some(&e.visitor_id));
-                operators.push("[]".to_owned());
-                payload.push(&e.payload);
+            for &op in &p.audience.operators {
+                c.aud_op.push(op as i64);
+                c.aud_seq.push(p.seq);
+                c.aud_related
+                    .push(p.audience.related.binary_search(&op).is_ok());
             }
         }
-        for &op in &p.audience.operators {
-            aud_op.push(op as i64);
-            aud_seq.push(p.seq);
-            aud_related.push(p.audience.related.binary_search(&op).is_ok());
-        }
+        c
     }
-    // ON CONFLICT: a guard only (the lookup under the lock found none); a conflict fails the
-    // group rather than acknowledging an entry that is not there.
-    let inserted = tx
-        .execute(
-            "INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, correlation_id,
-                 delivery_id, provider, conversation_id, visitor_id, operator_ids, payload)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                 $12::text[])
-             ON CONFLICT (event_id) DO NOTHING",
-            &[
-                &seq,
-                &kind,
-                &received,
-                &event_id,
-                &event_type,
-                &correlation,
-                &delivery,
-                &provider,
-                &conversation,
-                &visitor,
-                &operators,
-                &payload,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-    if inserted != n as u64 {
-        return Err(StoreError::Commit(format!(
-            "{} of {n} entries were already stored by an append outside the lock",
-            n as u64 - inserted
-        )));
+
+    fn params(&self) -> [Param<'_>; 12] {
+        [
+            &self.seq,
+            &self.kind,
+            &self.received,
+            &self.event_id,
+            &self.event_type,
+            &self.correlation,
+            &self.delivery,
+            &self.provider,
+            &self.conversation,
+            &self.visitor,
+            &self.operators,
+            &self.payload,
+        ]
     }
-    if !aud_op.is_empty() {
-        tx.execute(
-            "INSERT INTO audience (operator_id, seq, related)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])",
-            &[&aud_op, &aud_seq, &aud_related],
-        )
-        .await
-        .map_err(pg_err)?;
+}
+
+/// A NOTIFY payload: the new end of the log, as decimal digits (anything else: `None`).
+fn parse_seq(payload: &str) -> Option<u64> {
+    if payload.is_empty() || payload.len() > 20 || !payload.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    Ok(())
+    payload.parse().ok()
+}
+
+/// Moves `committed` forward (never back).
+fn advance(committed: &watch::Sender<u64>, last: u64) {
+    committed.send_if_modified(|c| {
+        let moved = *c < last;
+        *c = (*c).max(last);
+        moved
+    });
 }
 
 /// Keeps `committed` at the end of the log as any instance extends it: woken by NOTIFY on a
-/// dedicated connection, and re-reading `log_head` every [`POLL`] and after every reconnect.
+/// dedicated connection (whose payload is the end of the log after that commit: notifications
+/// are delivered only once their transaction is committed and visible, and the append lock makes
+/// every lower seq committed first), and re-reading `log_head` every [`POLL`], after every
+/// reconnect, and when a payload is not a seq.
 async fn tail_loop(
     config: tokio_postgres::Config,
     pool: Pool,
@@ -738,21 +896,12 @@ async fn tail_loop(
 ) {
     let refresh = |pool: Pool, committed: Arc<watch::Sender<u64>>| async move {
         let client = pool.get().await.map_err(pool_err)?;
-        let row = client
-            .query_one("SELECT last_seq FROM log_head WHERE id = 1", &[])
-            .await
-            .map_err(pg_err)?;
-        let last = row.get::<_, i64>(0) as u64;
-        committed.send_if_modified(|c| {
-            let moved = *c < last;
-            *c = (*c).max(last);
-            moved
-        });
+        advance(&committed, last_seq_cached(&client).await?);
         Ok::<_, StoreError>(())
     };
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut listener: Option<(Client, mpsc::UnboundedReceiver<()>)> = None;
+    let mut listener: Option<(Client, mpsc::UnboundedReceiver<Option<u64>>)> = None;
     let mut warned = false;
     loop {
         if listener.as_ref().is_none_or(|(c, _)| c.is_closed()) {
@@ -774,23 +923,33 @@ async fn tail_loop(
         }
         let woken = async {
             match listener.as_mut() {
-                Some((_, rx)) => {
-                    if rx.recv().await.is_none() {
-                        // The listener's connection ended: reconnect at the next turn.
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending::<()>().await,
+                Some((_, rx)) => match rx.recv().await {
+                    Some(seq) => seq,
+                    // The listener's connection ended: reconnect at the next turn.
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let announced = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = woken => {
+            first = woken => {
+                let mut announced = first;
                 if let Some((_, rx)) = listener.as_mut() {
-                    while rx.try_recv().is_ok() {}
+                    while let Ok(seq) = rx.try_recv() {
+                        announced = match (announced, seq) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            _ => None,
+                        };
+                    }
                 }
+                announced
             }
-            _ = ticker.tick() => {}
+            _ = ticker.tick() => None,
+        };
+        if let Some(last) = announced {
+            advance(&committed, last);
+            continue;
         }
         match tokio::time::timeout(TIMEOUT, refresh(pool.clone(), committed.clone())).await {
             Ok(Ok(())) => warned = false,
@@ -836,57 +995,109 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+type Pooled = deadpool_postgres::Client;
+
+/// The entries after `$1`, at most `$2`, in order (a statement cached per pooled connection, as
+/// every read's: a read costs its execution only, not a parse).
+const ENTRIES_AFTER: &str =
+    "SELECT seq, kind, received_at_ms, event_id, event_type, conversation_id,
+     visitor_id, operator_ids, payload FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+/// The same entries with their audiences (sorted operator ids, and those who get the `related`
+/// bundle; NULL when none), in one statement.
+const ROUTED_AFTER: &str = "SELECT e.seq, e.kind, e.received_at_ms, e.event_id, e.event_type,
+     e.conversation_id, e.visitor_id, e.operator_ids, e.payload, a.ops, a.rel
+     FROM (SELECT * FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2) e
+     LEFT JOIN LATERAL (
+         SELECT array_agg(operator_id ORDER BY operator_id) AS ops,
+                array_agg(operator_id ORDER BY operator_id) FILTER (WHERE related) AS rel
+         FROM audience WHERE audience.seq = e.seq) a ON true
+     ORDER BY e.seq";
+
+/// For each push `p`, the evidence of its visitor or naming its conversation stored before it:
+/// the last `$N` (oldest first after the final ORDER BY). Each branch walks its partial index
+/// backwards from the push and stops after `$N` rows.
+macro_rules! related_of {
+    ($pushes:literal, $n:literal, $filter:literal) => {
+        concat!(
+            "SELECT r.seq, r.kind, r.received_at_ms, r.event_id, r.event_type, r.conversation_id,
+                 r.visitor_id, r.operator_ids, r.payload, p.seq
+             FROM ",
+            $pushes,
+            " CROSS JOIN LATERAL (
+                 SELECT u.seq FROM (
+                     (SELECT seq FROM entries
+                      WHERE kind = 'evidence' AND visitor_id = p.visitor_id AND seq < p.seq
+                      ORDER BY seq DESC LIMIT ",
+            $n,
+            ")
+                     UNION
+                     (SELECT seq FROM entries
+                      WHERE kind = 'evidence' AND conversation_id = p.conversation_id
+                        AND seq < p.seq
+                      ORDER BY seq DESC LIMIT ",
+            $n,
+            ")) u
+                 ORDER BY u.seq DESC LIMIT ",
+            $n,
+            ") rs
+             JOIN entries r ON r.seq = rs.seq
+             WHERE ",
+            $filter,
+            " ORDER BY p.seq, r.seq"
+        )
+    };
+}
+
+/// The related bundles of the pushes among the entries after `$1` (at most `$2` entries; `$3`
+/// per push): pipelined with [`ROUTED_AFTER`], over the same entries.
+const RELATED_AFTER: &str = related_of!(
+    "(SELECT seq, visitor_id, conversation_id FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2) p",
+    "$3",
+    "EXISTS (SELECT 1 FROM audience a WHERE a.seq = p.seq AND a.related)"
+);
+
+/// The related bundles of the entries `$1` (`$2` per push).
+const RELATED_OF: &str = related_of!("entries p", "$2", "p.seq = ANY($1)");
+
+const LAST_SEQ: &str = "SELECT last_seq FROM log_head WHERE id = 1";
+
 async fn entries_after(
-    client: &Client,
+    client: &Pooled,
     after: u64,
     limit: usize,
 ) -> Result<Vec<StoredEntry>, StoreError> {
+    let st = client.prepare_cached(ENTRIES_AFTER).await.map_err(pg_err)?;
     let rows = client
-        .query(
-            &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2"),
-            &[&clamp(after), &clamp(limit as u64)],
-        )
+        .query(&st, &[&clamp(after), &clamp(limit as u64)])
         .await
         .map_err(pg_err)?;
     rows.iter().map(to_entry).collect()
 }
 
-/// The evidence of the push's visitor (or naming its conversation) stored before it: the last
-/// [`lockdesk_feed::MAX_RELATED`], oldest first.
-async fn related_evidence(
-    client: &Client,
-    push: &StoredEntry,
-) -> Result<Vec<StoredEntry>, StoreError> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq IN (
-                     (SELECT seq FROM entries
-                      WHERE kind = 'evidence' AND visitor_id = $1 AND seq < $3
-                      UNION
-                      SELECT seq FROM entries
-                      WHERE kind = 'evidence' AND conversation_id = $2 AND seq < $3)
-                     ORDER BY seq DESC LIMIT $4)
-                 ORDER BY seq"
-            ),
-            &[
-                &push.visitor_id,
-                &push.conversation_id,
-                &clamp(push.seq),
-                &(lockdesk_feed::MAX_RELATED as i64),
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-    rows.iter().map(to_entry).collect()
+/// Groups the rows of a `related_of!` statement by push (column 9), oldest first.
+fn related_by_push(
+    rows: &[Row],
+) -> Result<std::collections::HashMap<u64, Vec<StoredEntry>>, StoreError> {
+    let mut by_push: std::collections::HashMap<u64, Vec<StoredEntry>> = Default::default();
+    for row in rows {
+        let push = row.get::<_, i64>(9) as u64;
+        by_push.entry(push).or_default().push(to_entry(row)?);
+    }
+    Ok(by_push)
 }
 
-async fn last_seq(client: &Client) -> Result<u64, StoreError> {
-    let row = client
-        .query_one("SELECT last_seq FROM log_head WHERE id = 1", &[])
-        .await
-        .map_err(pg_err)?;
+async fn last_seq_cached(client: &Pooled) -> Result<u64, StoreError> {
+    let st = client.prepare_cached(LAST_SEQ).await.map_err(pg_err)?;
+    let row = client.query_one(&st, &[]).await.map_err(pg_err)?;
     Ok(row.get::<_, i64>(0) as u64)
+}
+
+fn operators(v: Option<Vec<i64>>) -> Vec<u64> {
+    v.unwrap_or_default()
+        .into_iter()
+        .map(|o| o as u64)
+        .collect()
 }
 
 impl EventStore for PostgresStore {
@@ -913,13 +1124,13 @@ impl EventStore for PostgresStore {
         }
         self.block_on(async {
             let client = self.pool.get().await.map_err(pool_err)?;
-            let row = client
-                .query_one(
+            let st = client
+                .prepare_cached(
                     "SELECT last_seq, webhook_events, evidence FROM log_head WHERE id = 1",
-                    &[],
                 )
                 .await
                 .map_err(pg_err)?;
+            let row = client.query_one(&st, &[]).await.map_err(pg_err)?;
             Ok(Counts {
                 last_seq: row.get::<_, i64>(0) as u64,
                 webhook_events: row.get::<_, i64>(1) as u64,
@@ -939,38 +1150,36 @@ impl EventStore for PostgresStore {
     fn read_routed_after(&self, after: u64, limit: usize) -> Result<Vec<RoutedEntry>, StoreError> {
         self.block_on(async {
             let client = self.pool.get().await.map_err(pool_err)?;
+            let (routed, related) = futures_util::future::try_join(
+                client.prepare_cached(ROUTED_AFTER),
+                client.prepare_cached(RELATED_AFTER),
+            )
+            .await
+            .map_err(pg_err)?;
             // Entries at or below a committed seq are all committed (the append lock), and an
-            // entry's audience commits with it: no snapshot needed.
-            let entries = entries_after(&client, after, limit).await?;
-            let Some(last) = entries.last().map(|e| e.seq) else {
-                return Ok(Vec::new());
-            };
-            let mut audiences: std::collections::HashMap<u64, Audience> = Default::default();
-            for row in client
-                .query(
-                    "SELECT seq, operator_id, related FROM audience WHERE seq > $1 AND seq <= $2
-                     ORDER BY seq, operator_id",
-                    &[&clamp(after), &clamp(last)],
-                )
-                .await
-                .map_err(pg_err)?
-            {
-                let a = audiences.entry(row.get::<_, i64>(0) as u64).or_default();
-                let op = row.get::<_, i64>(1) as u64;
-                a.operators.push(op);
-                if row.get::<_, bool>(2) {
-                    a.related.push(op);
-                }
-            }
-            let mut out = Vec::with_capacity(entries.len());
-            for entry in entries {
-                let mut audience = audiences.remove(&entry.seq).unwrap_or_default();
-                audience.operators.sort_unstable();
-                audience.related.sort_unstable();
+            // entry's audience commits with it: no snapshot needed. Both statements go in one
+            // round trip; the second, run later, may see more entries than the first (ignored),
+            // never fewer.
+            let (after, limit) = (clamp(after), clamp(limit as u64));
+            let max_related = lockdesk_feed::MAX_RELATED as i64;
+            let (rows, related_rows) = futures_util::future::try_join(
+                client.query(&routed, &[&after, &limit]),
+                client.query(&related, &[&after, &limit, &max_related]),
+            )
+            .await
+            .map_err(pg_err)?;
+            let mut related = related_by_push(&related_rows)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let entry = to_entry(row)?;
+                let audience = Audience {
+                    operators: operators(row.get(9)),
+                    related: operators(row.get(10)),
+                };
                 let related = if audience.related.is_empty() {
                     Vec::new()
                 } else {
-                    related_evidence(&client, &entry).await?
+                    related.remove(&entry.seq).unwrap_or_default()
                 };
                 out.push(RoutedEntry {
                     entry,
@@ -993,7 +1202,7 @@ impl EventStore for PostgresStore {
             let client = self.pool.get().await.map_err(pool_err)?;
             // The end of the log first: everything up to it is committed, so a page that is not
             // full has considered every entry up to it (later commits are the next read's).
-            let end = last_seq(&client).await?;
+            let end = last_seq_cached(&client).await?;
             let items = match filter {
                 FeedFilter::All => entries_after(&client, after, limit)
                     .await?
@@ -1007,11 +1216,23 @@ impl EventStore for PostgresStore {
                 FeedFilter::Operators([]) => Vec::new(),
                 FeedFilter::Operators(ops) => {
                     let ops: Vec<i64> = ops.iter().map(|&o| o as i64).collect();
-                    let seqs: Vec<(i64, bool)> = client
-                        .query(
+                    let (visible, by_seq) = futures_util::future::try_join(
+                        client.prepare_cached(
                             "SELECT seq, bool_or(related) FROM audience
                              WHERE operator_id = ANY($1) AND seq > $2 AND seq <= $3
                              GROUP BY seq ORDER BY seq LIMIT $4",
+                        ),
+                        client.prepare_cached(
+                            "SELECT seq, kind, received_at_ms, event_id, event_type,
+                                 conversation_id, visitor_id, operator_ids, payload
+                             FROM entries WHERE seq = ANY($1) ORDER BY seq",
+                        ),
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    let seqs: Vec<(i64, bool)> = client
+                        .query(
+                            &visible,
                             &[&ops, &clamp(after), &clamp(end), &clamp(limit as u64)],
                         )
                         .await
@@ -1020,27 +1241,32 @@ impl EventStore for PostgresStore {
                         .map(|r| (r.get(0), r.get(1)))
                         .collect();
                     let wanted: Vec<i64> = seqs.iter().map(|s| s.0).collect();
-                    let rows = client
-                        .query(
-                            &format!(
-                                "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq = ANY($1)
-                                 ORDER BY seq"
-                            ),
-                            &[&wanted],
+                    let pushes: Vec<i64> = seqs.iter().filter(|s| s.1).map(|s| s.0).collect();
+                    let max_related = lockdesk_feed::MAX_RELATED as i64;
+                    let (rows, related_rows) = if pushes.is_empty() {
+                        let rows = client.query(&by_seq, &[&wanted]).await.map_err(pg_err)?;
+                        (rows, Vec::new())
+                    } else {
+                        let related = client.prepare_cached(RELATED_OF).await.map_err(pg_err)?;
+                        futures_util::future::try_join(
+                            client.query(&by_seq, &[&wanted]),
+                            client.query(&related, &[&pushes, &max_related]),
                         )
                         .await
-                        .map_err(pg_err)?;
+                        .map_err(pg_err)?
+                    };
                     if rows.len() != seqs.len() {
                         return Err(StoreError::Corrupt {
                             seq: after,
                             detail: "audience row without its entry".into(),
                         });
                     }
+                    let mut related = related_by_push(&related_rows)?;
                     let mut items = Vec::with_capacity(seqs.len());
                     for (row, (_, with_related)) in rows.iter().zip(&seqs) {
                         let entry = to_entry(row)?;
                         let related = if *with_related {
-                            related_evidence(&client, &entry).await?
+                            related.remove(&entry.seq).unwrap_or_default()
                         } else {
                             Vec::new()
                         };

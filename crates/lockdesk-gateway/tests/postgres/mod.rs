@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockdesk_gateway::store::{
-    Appended, Counts, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry,
+    Appended, Counts, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, APPEND_LOCK,
 };
 use lockdesk_gateway::{
     EventStore, GatewayConfig, PgSettings, PostgresStore, ServerOptions, SqliteStore, StoreError,
@@ -163,7 +163,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
     match PostgresStore::open(&settings(&pg, &url)) {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 1,
+            supported: 2,
         }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a database from the future"),
@@ -350,6 +350,159 @@ fn two_instances_share_one_gapless_sequence_and_store_each_event_once() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The audience of the entry at `seq`, as stored.
+fn audience_at(store: &PostgresStore, seq: u64) -> Vec<u64> {
+    let routed = store.read_routed_after(seq - 1, 1).unwrap();
+    assert_eq!(routed[0].entry.seq, seq);
+    routed[0].audience.operators.clone()
+}
+
+#[test]
+fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gateway() {
+    let pg = PgServer::start();
+    let url = pg.create_database("deltas");
+    let a = open(&pg, &url);
+    let b = open(&pg, &url);
+    let push = |s: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64| {
+        s.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
+            .unwrap()
+            .seq
+    };
+    let close = |s: &PostgresStore, id: &str, conv: &str, visitor: &str| {
+        s.append_webhook(webhook(id, "v2.conversation.closed", conv, visitor, &[]))
+            .unwrap()
+            .seq
+    };
+    let shown = |s: &PostgresStore, visitor: &str| {
+        let seq = s.append_evidence(evidence(visitor, None)).unwrap();
+        audience_at(s, seq)
+    };
+    push(&a, "h1", "c1", "v1", 101);
+    assert_eq!(
+        shown(&b, "v1"),
+        vec![101],
+        "b's first append loads the table"
+    );
+    // b's copy is now older than a's appends: a transfer, a close, a new conversation, a close
+    // and a reopen of the same conversation.
+    push(&a, "h2", "c1", "v1", 102);
+    push(&a, "h3", "c2", "v2", 103);
+    close(&a, "h4", "c2", "v2");
+    push(&a, "h5", "c2", "v2b", 104);
+    push(&a, "h6", "c3", "v3", 105);
+    close(&a, "h7", "c3", "v3");
+    assert_eq!(
+        shown(&b, "v1"),
+        vec![102],
+        "a transfer made by the other instance"
+    );
+    assert_eq!(
+        shown(&b, "v2"),
+        Vec::<u64>::new(),
+        "c2 moved to visitor v2b"
+    );
+    assert_eq!(shown(&b, "v2b"), vec![104], "closed, then opened again");
+    assert_eq!(
+        shown(&b, "v3"),
+        Vec::<u64>::new(),
+        "closed by the other instance"
+    );
+    // Each close left a tombstone the other instances apply; the table holds open ones only.
+    assert_eq!(
+        pg.psql("deltas", "SELECT string_agg(conversation_id, ',' ORDER BY conversation_id) FROM closed_conversations"),
+        "c2,c3"
+    );
+    assert_eq!(
+        pg.psql("deltas", "SELECT string_agg(conversation_id, ',' ORDER BY conversation_id) FROM open_conversations"),
+        "c1,c2"
+    );
+    // An older gateway (schema 1, still running during an upgrade) appends as it did: under the
+    // lock, without changed_seq (the column's default, 0) and without tombstones. It pushes c4
+    // to 555 and closes c1.
+    pg.psql(
+        "deltas",
+        &format!(
+            "BEGIN;
+         SELECT pg_advisory_xact_lock({APPEND_LOCK});
+         INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, conversation_id,
+             visitor_id, operator_ids, payload)
+         SELECT last_seq + 1, 'webhook', 1, 'old1', 'v2.conversation.pushed', 'c4', 'v4',
+             '[555]', '{{}}' FROM log_head;
+         INSERT INTO audience (operator_id, seq, related)
+         SELECT 555, last_seq + 1, true FROM log_head;
+         INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, conversation_id,
+             visitor_id, operator_ids, payload)
+         SELECT last_seq + 2, 'webhook', 1, 'old2', 'v2.conversation.closed', 'c1', 'v1',
+             '[]', '{{}}' FROM log_head;
+         INSERT INTO audience (operator_id, seq, related)
+         SELECT 102, last_seq + 2, false FROM log_head;
+         INSERT INTO open_conversations (conversation_id, visitor_id, owners)
+         VALUES ('c4', 'v4', '{{555}}');
+         DELETE FROM open_conversations WHERE conversation_id = 'c1';
+         UPDATE log_head SET last_seq = last_seq + 2, webhook_events = webhook_events + 2;
+         COMMIT;"
+        ),
+    );
+    // Both instances' copies predate it: neither may take the deltas as complete.
+    assert_eq!(
+        shown(&b, "v4"),
+        vec![555],
+        "a conversation the older gateway opened"
+    );
+    assert_eq!(
+        shown(&a, "v1"),
+        Vec::<u64>::new(),
+        "a conversation it closed"
+    );
+    assert_eq!(shown(&a, "v4"), vec![555]);
+    push(&b, "h8", "c4", "v4", 556);
+    assert_eq!(
+        shown(&a, "v4"),
+        vec![556],
+        "deltas again after the older gateway"
+    );
+    // The whole log, routed by three writers, agrees with one SQLite store fed the same entries.
+    let entries = a.read_after(0, 1000).unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=entries.len() as u64).collect::<Vec<_>>()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("g.db")).unwrap();
+    for e in entries {
+        match e.kind {
+            EntryKind::Webhook => {
+                sqlite
+                    .append_webhook(NewWebhookEvent {
+                        event_id: e.event_id.unwrap(),
+                        event_type: e.event_type.unwrap(),
+                        correlation_id: None,
+                        delivery_id: None,
+                        conversation_id: e.conversation_id,
+                        visitor_id: e.visitor_id,
+                        operator_ids: e.operator_ids,
+                        payload: e.payload,
+                        received_at_ms: e.received_at_ms,
+                    })
+                    .unwrap();
+            }
+            EntryKind::Evidence => {
+                sqlite
+                    .append_evidence(NewEvidence {
+                        provider: "brand".into(),
+                        visitor_id: e.visitor_id.unwrap(),
+                        conversation_id: e.conversation_id,
+                        payload: e.payload,
+                        received_at_ms: e.received_at_ms,
+                    })
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(views(&a), views(&sqlite));
+    assert_eq!(views(&b), views(&sqlite));
 }
 
 #[test]
