@@ -16,7 +16,7 @@ use lockdesk_service::{DeskService, Options, ServiceEvent};
 use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step, Target};
 use tokio::sync::broadcast;
 
-mod support;
+use crate::support;
 
 const API_USER: &str = "backfill@brand.example";
 const API_PASSWORD: &str = "correct horse battery staple 42";

@@ -10,8 +10,7 @@ use lockdesk_desk::DeskConfig;
 use lockdesk_service::DeskService;
 use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step, Target};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 /// The desk's session lifetime in this test.
 const LIFETIME: Duration = Duration::from_secs(10);
@@ -79,8 +78,13 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     tokio::time::sleep_until((t0 + LIFETIME + Duration::from_secs(2)).into()).await;
     let desk = start_desk().await;
     wait_cursor(&desk, second, "the backlog").await;
-    // Let the clock tick a few times after the catch-up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The restarted desk's clock lapses the other session, which the backlog did not extend:
+    // once it has, a tick has run after the catch-up (and would have lapsed the first session
+    // too, had the backlog not extended it).
+    wait_until("the restarted desk to lapse the other session", || {
+        !lapse_times(&state(&desk, &other)).is_empty()
+    })
+    .await;
     let detail = state(&desk, &conversation);
     let extended_until = detail
         .presentations

@@ -12,8 +12,7 @@ use lockdesk_service::DeskService;
 use lockdesk_sim::SimKeys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 /// Delivers `n` signed webhooks named `{prefix}-{i}`; returns the last seq.
 async fn deliver(addr: SocketAddr, prefix: &str, n: usize) -> u64 {

@@ -15,8 +15,7 @@ use lockdesk_service::DeskService;
 use lockdesk_sim::SimKeys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 const ADVISOR: &str = "payloads-advisor-credential-0123";
 

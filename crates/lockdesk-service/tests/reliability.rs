@@ -22,8 +22,7 @@ use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-mod support;
-use support::*;
+use crate::support::*;
 
 const OPERATORS: [i64; 2] = [1001, 1002];
 

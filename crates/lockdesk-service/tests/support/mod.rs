@@ -1,9 +1,6 @@
 //! Shared by the service's integration tests: a real gateway with one supervisor subscriber, the
 //! desk's key pair, the desk's options, waiting for the store's cursor.
 
-// Each test binary compiles this module and uses part of it.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -103,6 +100,16 @@ pub async fn wait_cursor(service: &DeskService, seq: u64, what: &str) {
             start.elapsed() < PATIENCE,
             "{what}: the cursor stayed at {cursor}, the log ends at {seq}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `done` until it holds; panics naming `what` after `PATIENCE`. For what the service
+/// does on its own clock (a tick's lapse) that no event announces to the test.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "waited too long for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
