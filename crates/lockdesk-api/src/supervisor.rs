@@ -10,13 +10,12 @@
 //! export under its final name (it is written as `.part` and renamed once synced).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use lockdesk_audit::export::{self as audit_export, ExportOptions, Format, RedactKey};
 use lockdesk_audit::VerifyError;
 use lockdesk_desk as dc;
-use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -413,48 +412,20 @@ fn internal(msg: String) -> IpcError {
     IpcError::new(IpcErrorCode::Internal, msg)
 }
 
-/// The desk's SQLite file in `dir`, opened read-only (it must exist).
-fn open_store(dir: &Path) -> Result<(PathBuf, Connection), IpcError> {
-    let path = dir.join(lockdesk_audit::DEFAULT_FILE_NAME);
-    if !path.is_file() {
-        return Err(internal(format!("no desk store at {}", path.display())));
-    }
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
-    // The desk may be committing: wait for it rather than fail.
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
-    Ok((path, conn))
+/// The desk's store in `dir`, read-only through the desk crate's reader (it must exist).
+fn open_store(dir: &Path) -> Result<dc::DeskReader, IpcError> {
+    dc::DeskReader::open_in(dir).map_err(|e| internal(e.to_string()))
 }
 
-/// The conversations of `dir`'s desk store without verification data: created by the backfill
-/// (the audit log holds a `backfill` entry for them), never assigned to an advisor, no token ever
-/// presented in them and never secured. The desk did not watch them live, so "not secured" says
-/// nothing about them: the charts show them as "no data" rather than as 0% secured. One scan of
-/// the audit log (the `kind` column is not indexed); a purge that removed their backfill entries
-/// makes them ordinary unsecured conversations again.
+/// The conversations of `dir`'s desk store without verification data
+/// ([`dc::DeskReader::without_verification_data`]: created by the backfill, never assigned,
+/// never presented a token, never secured). The charts show them as "no data" rather than as 0%
+/// secured. Read incrementally: an overview does not scan the whole audit log each time.
 pub fn conversations_without_verification_data(dir: &Path) -> Result<HashSet<String>, IpcError> {
-    let (path, conn) = open_store(dir)?;
-    let err = |e: rusqlite::Error| internal(format!("reading {}: {e}", path.display()));
-    let mut stmt = conn
-        .prepare(
-            "SELECT c.conversation_id FROM conversations c
-             JOIN (SELECT DISTINCT conversation_id AS cid FROM audit_log
-                   WHERE kind = 'backfill' AND conversation_id IS NOT NULL) b
-               ON b.cid = c.conversation_id
-             WHERE c.operator_id IS NULL AND c.first_verified_ms IS NULL
-               AND NOT EXISTS (SELECT 1 FROM presentations p WHERE p.conversation = c.id)",
-        )
-        .map_err(err)?;
-    let ids = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(err)?
-        .collect::<Result<HashSet<_>, _>>()
-        .map_err(err)?;
-    Ok(ids)
+    let reader = open_store(dir)?;
+    reader
+        .without_verification_data()
+        .map_err(|e| internal(format!("reading {}: {e}", reader.path().display())))
 }
 
 /// Verifies the whole audit chain in `dir`'s desk store and checks the desk's tables against
@@ -472,9 +443,9 @@ pub fn audit_check(
     lifetime_secs: i64,
     now_ms: i64,
 ) -> Result<(AuditStatus, crate::StoreIntegrity), IpcError> {
-    let (path, conn) = open_store(dir)?;
-    let file = path.display().to_string();
-    let check = lockdesk_desk::check_store(&conn, lifetime_secs, &mut |_| {});
+    let reader = open_store(dir)?;
+    let file = reader.path().display().to_string();
+    let check = reader.check_against_audit(lifetime_secs, &mut |_| {});
     let integrity = crate::StoreIntegrity::of(&check, now_ms);
     let status = match check {
         Ok(c) => {
@@ -493,7 +464,7 @@ pub fn audit_check(
         }
         Err(lockdesk_desk::CheckError::Chain(VerifyError::Broken(b))) => {
             // The stored head, for the record (it is what the file claims, not a verified one).
-            let head = lockdesk_audit::head(&conn).ok().flatten();
+            let head = reader.audit_head().ok().flatten();
             AuditStatus {
                 ok: false,
                 entries: 0,
@@ -598,15 +569,16 @@ pub fn export_audit(
     confirm_broken: bool,
     now_ms: i64,
 ) -> Result<ExportResult, IpcError> {
-    let (path, conn) = open_store(dir)?;
+    let reader = open_store(dir)?;
+    let store = reader.path().display().to_string();
     // One snapshot for the verification and the export (the desk may append meanwhile).
-    let _snapshot = conn
-        .unchecked_transaction()
-        .map_err(|e| internal(format!("reading {}: {e}", path.display())))?;
-    let broken = match lockdesk_audit::verify(&conn) {
+    let _snapshot = reader
+        .snapshot()
+        .map_err(|e| internal(format!("reading {store}: {e}")))?;
+    let broken = match reader.verify_audit() {
         Ok(_) => None,
         Err(VerifyError::Broken(b)) => Some(b),
-        Err(e) => return Err(internal(format!("audit log in {}: {e}", path.display()))),
+        Err(e) => return Err(internal(format!("audit log in {store}: {e}"))),
     };
     if let (Some(b), false) = (&broken, confirm_broken) {
         return Err(IpcError::new(
@@ -635,37 +607,6 @@ pub fn export_audit(
         let (stem, ext) = base.rsplit_once('.').unwrap_or((&base, ""));
         path = out_dir.join(format!("{stem}-{n}.{ext}"));
     }
-    let part = path.with_extension(format!(
-        "{}.part",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let io = |what: &Path, e: std::io::Error| internal(format!("{}: {e}", what.display()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts.open(&part).map_err(|e| io(&part, e))?;
-    let mut w = BufWriter::with_capacity(1 << 16, file);
-    let mut spliced;
-    let sink: &mut dyn Write = match (&broken, format) {
-        (None, _) => &mut w,
-        (Some(b), ExportFormat::Csv) => {
-            w.write_all(csv_verdict(b).as_bytes())
-                .map_err(|e| io(&part, e))?;
-            &mut w
-        }
-        (Some(b), ExportFormat::Jsonl) => {
-            spliced = HeaderVerdict {
-                inner: &mut w,
-                verdict: jsonl_verdict(b),
-                header: Some(Vec::new()),
-            };
-            &mut spliced
-        }
-    };
     let opts = ExportOptions {
         redact: redact_key,
         ..ExportOptions::default()
@@ -674,22 +615,29 @@ pub fn export_audit(
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
     };
-    let written = audit_export::export(&conn, sink, fmt, &opts, &mut |_| {})
-        .map_err(|e| internal(e.to_string()))
-        .and_then(|summary| {
-            w.flush().map_err(|e| io(&part, e))?;
-            let f = w.into_inner().map_err(|e| io(&part, e.into_error()))?;
-            f.sync_all().map_err(|e| io(&part, e))?;
-            std::fs::rename(&part, &path).map_err(|e| io(&path, e))?;
-            Ok(summary)
-        });
-    let summary = match written {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e);
-        }
-    };
+    // The one export-to-file rule (`lockdesk_audit::file`, also the CLI's): a temporary file
+    // beside the target, synced, then renamed; never a partial file.
+    let written = lockdesk_audit::file::write_file(&path, |w| {
+        let mut spliced;
+        let sink: &mut dyn Write = match (&broken, format) {
+            (None, _) => w,
+            (Some(b), ExportFormat::Csv) => {
+                w.write_all(csv_verdict(b).as_bytes())?;
+                w
+            }
+            (Some(b), ExportFormat::Jsonl) => {
+                spliced = HeaderVerdict {
+                    inner: w,
+                    verdict: jsonl_verdict(b),
+                    header: Some(Vec::new()),
+                };
+                &mut spliced
+            }
+        };
+        reader.export_audit(sink, fmt, &opts, &mut |_| {})
+    })
+    .map_err(|e| internal(format!("{}: {e}", path.display())));
+    let summary = written?;
     Ok(ExportResult {
         path: path.display().to_string(),
         entries: summary.entries,
@@ -703,6 +651,8 @@ pub fn export_audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
+    use std::path::PathBuf;
 
     fn conv(id: &str, state: &str, kept: &str, opened: i64) -> dc::ConversationRow {
         dc::ConversationRow {

@@ -58,7 +58,9 @@
 pub mod chain;
 mod entry;
 pub mod export;
+pub mod file;
 pub mod retention;
+mod scan;
 mod store;
 pub mod verify;
 
@@ -67,6 +69,7 @@ pub use entry::Entry;
 pub use retention::{
     erase_user, purge, purge_recording, ErasureReport, PurgeReport, RetentionError,
 };
+pub use scan::ConversationsOfKind;
 pub use store::{append, head, migrate, SCHEMA_VERSION};
 pub use verify::{verify, verify_visiting, Broken, Report, VerifyError};
 

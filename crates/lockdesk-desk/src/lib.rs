@@ -44,6 +44,7 @@ mod log;
 mod lookalike;
 mod model;
 mod query;
+mod reader;
 mod store;
 
 use std::path::Path;
@@ -59,6 +60,7 @@ pub use model::{
     ConversationQuery, ConversationRow, History, HistoryConversation, IdentityCard, LinkedVisitor,
     LookAlike, Presentation, Skipped, Stats, Transition,
 };
+pub use reader::{DeskReader, Snapshot};
 pub use store::SCHEMA_VERSION;
 
 /// The alert codes in [`Change::alert`] and [`AlertRecord::code`], as text (the `alerts.code`

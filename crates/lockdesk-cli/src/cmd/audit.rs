@@ -425,19 +425,6 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates (or truncates) an export file, owner-only (0600) on Unix when it is created: an
-/// export holds personal data (names, e-mails).
-fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)
-}
-
 fn run_export(
     conn: &Connection,
     format: Format,
@@ -448,25 +435,18 @@ fn run_export(
     let pb = bar(total, "exporting");
     let mut progress = |n| pb.set_position(n);
     let result = match out {
-        Some(path) => {
-            let file = create_private(path).with_context(|| format!("--out {}", path.display()))?;
-            let mut w = BufWriter::with_capacity(1 << 16, file);
-            let r = export::export(conn, &mut w, format, opts, &mut progress);
-            let r = r.and_then(|s| {
-                w.into_inner()
-                    .map_err(|e| ExportError::Io(e.into_error()))
-                    .and_then(|f| match f.metadata() {
-                        // Durable before we say so; not for /dev/null or a pipe.
-                        Ok(m) if m.is_file() => f.sync_all().map_err(ExportError::Io),
-                        _ => Ok(()),
-                    })
-                    .map(|_| s)
-            });
-            if r.is_err() {
-                let _ = std::fs::remove_file(path);
+        // The one export-to-file rule (`lockdesk_audit::file`, also the window's): a temporary
+        // file beside the target (owner-only: an export holds personal data), synced, then
+        // renamed; never a partial file under the target's name. `/dev/null` or a pipe is
+        // written in place.
+        Some(path) => match lockdesk_audit::file::write_file(path, |w| {
+            export::export(conn, w, format, opts, &mut progress)
+        }) {
+            Err(ExportError::Io(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("--out {}", path.display())))
             }
-            r
-        }
+            r => r,
+        },
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -269,16 +269,22 @@ mod tests {
         let mut ctx = testing::ctx(&conn);
         let v = ctx.visitor("v-1", 0).unwrap();
         let w = ctx.visitor("v-2", 0).unwrap();
-        let ada = Some(json!({"email": "ada@example.com"}));
+        let ada = json!({"email": "ada@example.com"});
         let bob = Some(json!({"email": "bob@example.com"}));
-        ctx.identity(v, "v-1", &verified("u-1"), &ada, &facts(1, 10))
-            .unwrap();
+        ctx.identity(
+            v,
+            "v-1",
+            &verified("u-1"),
+            &Some(ada.clone()),
+            &facts(1, 10),
+        )
+        .unwrap();
         let alerts = ctx
             .identity(w, "v-2", &verified("u-1"), &bob, &facts(2, 20))
             .unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].0, AlertKind::ReusedUserId);
         assert_eq!(alerts[0].2["differs"], json!(["email"]));
-        assert_eq!(alerts[0].2["previous"], ada.unwrap());
+        assert_eq!(alerts[0].2["previous"], ada);
     }
 }

@@ -1,0 +1,288 @@
+//! [`DeskReader`]: the desk store read by another part of the program (the supervisor's view,
+//! history, audit status and exports in `lockdesk-api`), so that nothing outside this crate
+//! opens the desk's SQLite file. Read-only (SQLite's `SQLITE_OPEN_READ_ONLY`: no write can
+//! happen through it), never creates or migrates a store, and waits for the desk's writer
+//! rather than fail (WAL: readers run beside it).
+//!
+//! The audit log in the same file is read through `lockdesk-audit` on this connection
+//! ([`DeskReader::verify_audit`], [`DeskReader::export_audit`], [`DeskReader::audit_head`]);
+//! [`DeskReader::snapshot`] holds one read transaction over several of them (an export then
+//! writes exactly the entries that were verified).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use lockdesk_audit::export::{ExportError, ExportOptions, ExportSummary, Format};
+use lockdesk_audit::{ConversationsOfKind, Head, Kind, Report, VerifyError};
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+use crate::check::{check_store, CheckError, StoreCheck};
+use crate::model::{
+    AlertRecord, ConversationDetail, ConversationQuery, ConversationRow, History, Stats,
+};
+use crate::{query, DeskError};
+
+/// How long a read waits for the desk's writer before it fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A read-only handle on a desk store (see the module).
+pub struct DeskReader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One read transaction over a [`DeskReader`] (dropped: ended). Within another, nothing more.
+pub struct Snapshot<'r> {
+    _tx: Option<Transaction<'r>>,
+}
+
+/// Per store file, the ids of the conversations with a `backfill` audit entry, kept for the
+/// life of the process and read incrementally.
+static BACKFILLED: Mutex<Option<HashMap<PathBuf, ConversationsOfKind>>> = Mutex::new(None);
+
+impl DeskReader {
+    /// Opens the store at `path`, which must exist.
+    pub fn open(path: &Path) -> Result<DeskReader, DeskError> {
+        if !path.is_file() {
+            return Err(DeskError::Store(format!(
+                "no desk store at {}",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(DeskReader {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The store of the data folder `dir` (`<dir>/desk.sqlite3`), which must exist.
+    pub fn open_in(dir: &Path) -> Result<DeskReader, DeskError> {
+        DeskReader::open(&dir.join(lockdesk_audit::DEFAULT_FILE_NAME))
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Holds one read transaction until the snapshot is dropped: every read through this
+    /// reader meanwhile sees the store as it was when the first of them ran.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, DeskError> {
+        let tx = if self.conn.is_autocommit() {
+            Some(self.conn.unchecked_transaction()?)
+        } else {
+            None
+        };
+        Ok(Snapshot { _tx: tx })
+    }
+
+    /// See [`crate::Desk::conversations`].
+    pub fn conversations(&self, q: &ConversationQuery) -> Result<Vec<ConversationRow>, DeskError> {
+        query::conversations(&self.conn, q)
+    }
+
+    /// See [`crate::Desk::history`].
+    pub fn history(&self, user_id: &str) -> Result<History, DeskError> {
+        query::history(&self.conn, user_id)
+    }
+
+    /// See [`crate::Desk::conversation`].
+    pub fn conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationDetail>, DeskError> {
+        query::conversation(&self.conn, conversation_id)
+    }
+
+    /// See [`crate::Desk::alerts`].
+    pub fn alerts(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, DeskError> {
+        query::alerts(&self.conn, before_id, limit)
+    }
+
+    /// See [`crate::Desk::alert`].
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, DeskError> {
+        query::alert(&self.conn, id)
+    }
+
+    /// See [`crate::Desk::alert_counts`].
+    pub fn alert_counts(&self) -> Result<HashMap<String, u32>, DeskError> {
+        query::alert_counts(&self.conn)
+    }
+
+    /// See [`crate::Desk::stats`].
+    pub fn stats(&self) -> Result<Stats, DeskError> {
+        query::stats(&self.conn)
+    }
+
+    /// See [`crate::Desk::check_against_audit`]; `lifetime_secs` 0: each conversation's own.
+    pub fn check_against_audit(
+        &self,
+        lifetime_secs: i64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<StoreCheck, CheckError> {
+        check_store(&self.conn, lifetime_secs, progress)
+    }
+
+    /// The audit log's stored head (what the file claims; [`DeskReader::verify_audit`] proves
+    /// it).
+    pub fn audit_head(&self) -> Result<Option<Head>, DeskError> {
+        Ok(lockdesk_audit::head(&self.conn)?)
+    }
+
+    /// Verifies the whole audit chain ([`lockdesk_audit::verify`]).
+    pub fn verify_audit(&self) -> Result<Report, VerifyError> {
+        lockdesk_audit::verify(&self.conn)
+    }
+
+    /// Streams the audit log ([`lockdesk_audit::export::export`]); to a file, through
+    /// [`lockdesk_audit::file::write_file`].
+    pub fn export_audit(
+        &self,
+        sink: &mut dyn Write,
+        format: Format,
+        opts: &ExportOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ExportSummary, ExportError> {
+        lockdesk_audit::export::export(&self.conn, sink, format, opts, progress)
+    }
+
+    /// The conversations without verification data: created by the backfill (the audit log
+    /// holds a `backfill` entry for them), never assigned to an advisor, no token ever
+    /// presented in them and never secured. The desk did not watch them live, so "not secured"
+    /// says nothing about them: the supervisor's charts show them as "no data". A purge that
+    /// removed their backfill entries makes them ordinary unsecured conversations again.
+    ///
+    /// The backfilled ids are kept per store file for the life of the process and read
+    /// incrementally ([`ConversationsOfKind`]: only the log entries after the last one read),
+    /// so an overview does not scan the whole log; the conversations' own columns are read
+    /// each time (by id, indexed).
+    pub fn without_verification_data(&self) -> Result<HashSet<String>, DeskError> {
+        let _snapshot = self.snapshot()?;
+        let backfilled: Vec<String> = {
+            let mut cache = BACKFILLED.lock().unwrap_or_else(|p| p.into_inner());
+            let scan = cache
+                .get_or_insert_with(HashMap::new)
+                .entry(self.path.clone())
+                .or_insert_with(|| ConversationsOfKind::new(Kind::Backfill));
+            scan.refresh(&self.conn)?.iter().cloned().collect()
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM conversations c
+             WHERE c.conversation_id = ?1 AND c.operator_id IS NULL
+               AND c.first_verified_ms IS NULL
+               AND NOT EXISTS (SELECT 1 FROM presentations p WHERE p.conversation = c.id)",
+        )?;
+        let mut out = HashSet::new();
+        for id in backfilled {
+            if stmt.exists([&id])? {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many times [`DeskReader::without_verification_data`] read this store's whole audit
+    /// log in this process (tests: an overview must not).
+    pub fn full_log_scans(&self) -> u64 {
+        let cache = BACKFILLED.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .as_ref()
+            .and_then(|c| c.get(&self.path))
+            .map_or(0, ConversationsOfKind::full_scans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ClosedConversation;
+    use crate::{Desk, DeskConfig, TokenVerifier};
+    use lockdesk_verify::{Reason, Rejection, Verdict};
+    use std::sync::Arc;
+
+    /// Verifies nothing (no token is presented in these tests).
+    struct Refuses;
+
+    impl TokenVerifier for Refuses {
+        fn verify(&self, _token: &[u8], _now: i64) -> Verdict {
+            Verdict::Rejected(Rejection::new(Reason::UnknownKey, "no keys"))
+        }
+    }
+
+    fn closed(id: &str, at: i64) -> ClosedConversation {
+        ClosedConversation {
+            conversation_id: id.into(),
+            visitor_id: format!("v-{id}"),
+            channel: "CHAT".into(),
+            created_at_ms: at,
+            closed_at_ms: at + 1_000,
+            external_user_id: None,
+        }
+    }
+
+    fn sorted(ids: HashSet<String>) -> Vec<String> {
+        let mut v: Vec<String> = ids.into_iter().collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn a_missing_store_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(DeskReader::open_in(dir.path()).is_err());
+        assert!(!dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME).exists());
+    }
+
+    #[test]
+    fn no_data_conversations_are_read_incrementally_and_the_reader_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME);
+        let mut desk = Desk::open(&path, Arc::new(Refuses), DeskConfig::default()).unwrap();
+        desk.backfill(&[closed("a", 1_000), closed("b", 2_000)], 10_000)
+            .unwrap();
+        let reader = DeskReader::open(&path).unwrap();
+        assert_eq!(
+            sorted(reader.without_verification_data().unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(reader.full_log_scans(), 1);
+        // Overviews without new entries, and one after a new backfilled conversation: the log
+        // is not read whole again.
+        assert_eq!(
+            sorted(reader.without_verification_data().unwrap()),
+            ["a", "b"]
+        );
+        desk.backfill(&[closed("c", 3_000)], 10_000).unwrap();
+        assert_eq!(
+            sorted(reader.without_verification_data().unwrap()),
+            ["a", "b", "c"]
+        );
+        assert_eq!(reader.full_log_scans(), 1);
+        // Another reader of the same file shares what was read.
+        let other = DeskReader::open(&path).unwrap();
+        assert_eq!(other.without_verification_data().unwrap().len(), 3);
+        assert_eq!(other.full_log_scans(), 1);
+        // Inside a snapshot (nested: no second transaction), with the desk's other reads.
+        let snap = reader.snapshot().unwrap();
+        assert_eq!(reader.without_verification_data().unwrap().len(), 3);
+        assert_eq!(reader.stats().unwrap().cursor, 0);
+        assert!(reader.verify_audit().is_ok());
+        drop(snap);
+        // Read-only: SQLite refuses a write on this connection.
+        let refused = reader
+            .conn
+            .execute("UPDATE desk_meta SET value = 9 WHERE key = 'cursor'", []);
+        assert!(refused.is_err());
+    }
+}
