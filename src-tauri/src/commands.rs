@@ -43,7 +43,7 @@ pub async fn validate_settings(
 
 /// Saves; when something was saved, the desk restarts if a setting it depends on changed (a feed
 /// now configured replaces the demo, new keys are loaded); the language and mutes apply live
-/// (`desk::after_save`).
+/// (`lockdesk_session::after_save`).
 #[tauri::command]
 pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
@@ -86,7 +86,7 @@ pub async fn feed_status(holder: State<'_, Arc<DeskHolder>>) -> Result<FeedStatu
 pub async fn list_conversations(
     holder: State<'_, Arc<DeskHolder>>,
 ) -> Result<DeskSnapshot, IpcError> {
-    crate::desk::list(holder.inner().clone()).await
+    holder.list().await
 }
 
 /// One conversation: row, identity card, timeline, alerts.
@@ -95,7 +95,7 @@ pub async fn get_conversation(
     holder: State<'_, Arc<DeskHolder>>,
     id: String,
 ) -> Result<ConversationDetail, IpcError> {
-    crate::desk::detail(holder.inner().clone(), id).await
+    holder.detail(id).await
 }
 
 /// A verified person's cross-device history.
@@ -104,7 +104,7 @@ pub async fn get_history(
     holder: State<'_, Arc<DeskHolder>>,
     user_id: String,
 ) -> Result<History, IpcError> {
-    crate::desk::history(holder.inner().clone(), user_id).await
+    holder.history(user_id).await
 }
 
 /// The supervisor's table and charts: every conversation under `filters`, with aggregates.

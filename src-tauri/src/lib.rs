@@ -131,7 +131,8 @@ pub fn run() {
     app.run(|handle, event| {
         if let tauri::RunEvent::Exit = event {
             tracing::info!("lockdesk exiting");
-            let _ = handle;
+            // The desk (feed client, demo gateway, the session's tasks) stops cleanly, bounded.
+            desk::shutdown(handle);
         }
     });
 }

@@ -25,103 +25,8 @@ use std::time::{Duration, Instant};
 use lockdesk_api::ReasonCode;
 use lockdesk_config::{Language, Notifications};
 
-/// The kinds of notification, each of which can be muted in Settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NoticeKind {
-    /// A conversation became secured (off by default: the list shows it).
-    Secured,
-    /// A token was rejected.
-    VerificationFailed,
-    /// Another identity inside one conversation, or the platform names someone else.
-    IdentityMismatch,
-    /// A device that carried one verified person now carries another.
-    SharedDevice,
-    /// One userId presented with clearly different signed identities.
-    ReusedUserId,
-    /// A secured conversation's session lapsed.
-    SessionLapsed,
-    /// A new verified userId looks like another identity the desk knows, or mixes scripts.
-    LookalikeUserId,
-}
+pub use lockdesk_session::notice::{urgency, Backlog, LookalikePair, Notice, NoticeKind, Urgency};
 
-impl NoticeKind {
-    /// Whether Settings lets this kind through.
-    pub fn enabled(self, settings: &Notifications) -> bool {
-        match self {
-            NoticeKind::Secured => settings.secured,
-            NoticeKind::VerificationFailed => settings.verification_failed,
-            NoticeKind::IdentityMismatch => settings.identity_mismatch,
-            NoticeKind::SharedDevice => settings.shared_device,
-            NoticeKind::ReusedUserId => settings.reused_user_id,
-            NoticeKind::SessionLapsed => settings.session_lapsed,
-            NoticeKind::LookalikeUserId => settings.lookalike_user_id,
-        }
-    }
-}
-
-/// One notification to show, about one conversation or (a device-level alert raised by
-/// evidence that names no open conversation) one device.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
-    pub kind: NoticeKind,
-    /// Which conversation a click opens; never shown. `None`: a device-level alert with no
-    /// conversation (a click shows the window).
-    pub conversation_id: Option<String>,
-    /// The verified userId concerned, when there is one (untrusted text: isolated and escaped).
-    pub user_id: Option<String>,
-    /// Why a token was rejected or an identity mismatches.
-    pub reason: Option<ReasonCode>,
-    /// A look-alike alert's pair, from its evidence (`None`: not a look-alike, or its evidence
-    /// could not be read: the notice then says "another identity").
-    pub lookalike: Option<LookalikePair>,
-}
-
-/// Who looks like whom, as the look-alike alert's evidence says (untrusted text, both).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LookalikePair {
-    /// The look-alike (for a refused userId, already in its visible `⟨U+XXXX⟩` form).
-    pub imitator: String,
-    /// The identity it passes for; `None` for a mixed-script userId with no known counterpart.
-    pub imitates: Option<String>,
-    /// Neither can be told to be the imitation: the notice names both, in no direction.
-    pub ambiguous: bool,
-}
-
-impl LookalikePair {
-    /// From a `lookalike_user_id` alert's evidence (`imitator`, `imitates`, `ambiguous`);
-    /// `None` when it names no imitator.
-    pub fn from_evidence(evidence: &serde_json::Value) -> Option<LookalikePair> {
-        let imitator = evidence.get("imitator")?.as_str()?.to_owned();
-        Some(LookalikePair {
-            imitator,
-            imitates: evidence
-                .get("imitates")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            ambiguous: evidence
-                .get("ambiguous")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-        })
-    }
-}
-
-/// How strongly a notification interrupts. Ordered: `Low < Normal < Critical`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Urgency {
-    /// Routine news the list already shows (a conversation secured, a session lapsed).
-    Low,
-    /// Worth knowing, no action needed now (an expired token, a shared device).
-    Normal,
-    /// An alarm: the advisor must act on the conversation now (forgery, another identity, a
-    /// look-alike or reused userId). Stays on screen until dismissed.
-    Critical,
-}
-
-/// How long a normal notification stays on screen.
-pub const NORMAL_EXPIRY: Duration = Duration::from_secs(10);
-/// How long a low-urgency notification stays on screen.
-pub const LOW_EXPIRY: Duration = Duration::from_secs(6);
 /// A notice joins its group's notification when the previous one came at most this long before
 /// (and that notification is still on screen, as far as the server told us).
 pub const GROUP_WINDOW: Duration = Duration::from_secs(60);
@@ -129,64 +34,12 @@ pub const GROUP_WINDOW: Duration = Duration::from_secs(60);
 /// shown rather than adding another.
 pub const ALARM_GROUP_WINDOW: Duration = Duration::from_secs(600);
 
-impl Urgency {
-    /// How long the notification stays on screen: `None` (until dismissed) only for alarms.
-    pub fn expiry(self) -> Option<Duration> {
-        match self {
-            Urgency::Critical => None,
-            Urgency::Normal => Some(NORMAL_EXPIRY),
-            Urgency::Low => Some(LOW_EXPIRY),
-        }
-    }
-
-    fn group_window(self) -> Duration {
-        match self {
-            Urgency::Critical => ALARM_GROUP_WINDOW,
-            Urgency::Normal | Urgency::Low => GROUP_WINDOW,
-        }
-    }
-}
-
-/// Whether a rejection reason points at forgery or tampering (an alarm), rather than at a stale
-/// page, a clock or a broken integration (informational: the list shows the conversation as
-/// failed, and no identity is trusted either way). Exhaustive: a new reason must be placed here.
-pub fn reason_is_alarm(reason: ReasonCode) -> bool {
-    match reason {
-        ReasonCode::BadSignature
-        | ReasonCode::UnknownKey
-        | ReasonCode::UntrustedIssuer
-        | ReasonCode::UnsupportedAlgorithm
-        | ReasonCode::ForbiddenHeader
-        | ReasonCode::DuplicateMember
-        | ReasonCode::EncryptionRequired
-        | ReasonCode::DecryptionFailed
-        | ReasonCode::InvalidUserId
-        | ReasonCode::TokenUserIdDiffers
-        | ReasonCode::PlatformUserIdDiffers
-        | ReasonCode::Unknown => true,
-        ReasonCode::Malformed
-        | ReasonCode::TooLarge
-        | ReasonCode::Expired
-        | ReasonCode::NotYetValid
-        | ReasonCode::LifetimeTooLong
-        | ReasonCode::InvalidClaims
-        | ReasonCode::InvalidVisitorData => false,
-    }
-}
-
-/// How strongly `notice` interrupts (docs/notifications.md's table).
-pub fn urgency(notice: &Notice) -> Urgency {
-    match notice.kind {
-        NoticeKind::Secured | NoticeKind::SessionLapsed => Urgency::Low,
-        NoticeKind::SharedDevice => Urgency::Normal,
-        NoticeKind::IdentityMismatch | NoticeKind::ReusedUserId | NoticeKind::LookalikeUserId => {
-            Urgency::Critical
-        }
-        // No reason recorded: treated as the worst case.
-        NoticeKind::VerificationFailed => match notice.reason {
-            Some(r) if !reason_is_alarm(r) => Urgency::Normal,
-            _ => Urgency::Critical,
-        },
+/// How long after a notice of its group a new one joins it (the group's notification replaced
+/// in place).
+fn group_window(urgency: Urgency) -> Duration {
+    match urgency {
+        Urgency::Critical => ALARM_GROUP_WINDOW,
+        Urgency::Normal | Urgency::Low => GROUP_WINDOW,
     }
 }
 
@@ -500,7 +353,7 @@ impl Grouper {
         let entry = (notice.conversation_id.clone(), notice.user_id.clone());
         let joined = match self.groups.iter_mut().find(|g| g.key == key) {
             Some(g)
-                if g.open && now.saturating_duration_since(g.last_at) <= urgency.group_window() =>
+                if g.open && now.saturating_duration_since(g.last_at) <= group_window(urgency) =>
             {
                 g.count = g.count.saturating_add(1);
                 // The same conversation, or the same person on a device with no conversation.
@@ -602,46 +455,15 @@ fn group_text(
     (title, body)
 }
 
-/// A change older than this when it reaches the desk (a backlog applied after downtime or a
-/// reconnection) is not notified on its own: it is counted into one summary ([`Backlog`]).
-/// Generous enough for clock differences between the gateway and the desk.
-pub const LIVE_WINDOW_MS: i64 = 120_000;
-
-/// What a backlog held, by kind: shown as one notification once the desk has caught up, instead
-/// of one per historical change (a morning's catch-up would otherwise flood the screen).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Backlog {
-    counts: Vec<(NoticeKind, u32)>,
-    /// The most urgent notice counted.
-    urgency: Option<Urgency>,
+/// A backlog's summary in words ([`Backlog`] counts, the session decides when it is due).
+pub trait BacklogText {
+    /// Title and body in `lang`: the counts, alarms first. No untrusted text is involved.
+    fn text(&self, lang: Language) -> (String, String);
 }
 
-impl Backlog {
-    /// Counts one notice, unless Settings mute its kind.
-    pub fn add(&mut self, notice: &Notice, settings: &Notifications) {
-        let kind = notice.kind;
-        if !kind.enabled(settings) {
-            return;
-        }
-        match self.counts.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, n)) => *n = n.saturating_add(1),
-            None => self.counts.push((kind, 1)),
-        }
-        self.urgency = self.urgency.max(Some(urgency(notice)));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
-    }
-
-    /// The summary's urgency: that of the most urgent notice it counts.
-    pub fn urgency(&self) -> Urgency {
-        self.urgency.unwrap_or(Urgency::Low)
-    }
-
-    /// Title and body in `lang`: the counts, alarms first. No untrusted text is involved.
-    pub fn text(&self, lang: Language) -> (String, String) {
-        let mut counts = self.counts.clone();
+impl BacklogText for Backlog {
+    fn text(&self, lang: Language) -> (String, String) {
+        let mut counts = self.counts().to_vec();
         counts.sort_by_key(|(k, _)| !kind_can_alarm(*k));
         let parts: Vec<String> = counts
             .iter()
@@ -908,41 +730,18 @@ fn wait_for_click(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockdesk_session::notice::{LOW_EXPIRY, NORMAL_EXPIRY};
 
     const FSI: char = lockdesk_text::FSI;
     const PDI: char = lockdesk_text::PDI;
 
-    const KINDS: [NoticeKind; 7] = [
-        NoticeKind::Secured,
-        NoticeKind::VerificationFailed,
-        NoticeKind::IdentityMismatch,
-        NoticeKind::SharedDevice,
-        NoticeKind::ReusedUserId,
-        NoticeKind::SessionLapsed,
-        NoticeKind::LookalikeUserId,
-    ];
+    const KINDS: [NoticeKind; 7] = NoticeKind::ALL;
 
-    const REASONS: [ReasonCode; 19] = [
-        ReasonCode::Malformed,
-        ReasonCode::TooLarge,
-        ReasonCode::UnsupportedAlgorithm,
-        ReasonCode::ForbiddenHeader,
-        ReasonCode::DuplicateMember,
-        ReasonCode::EncryptionRequired,
-        ReasonCode::DecryptionFailed,
-        ReasonCode::UnknownKey,
-        ReasonCode::BadSignature,
-        ReasonCode::UntrustedIssuer,
-        ReasonCode::Expired,
-        ReasonCode::NotYetValid,
-        ReasonCode::LifetimeTooLong,
-        ReasonCode::InvalidClaims,
-        ReasonCode::InvalidUserId,
-        ReasonCode::InvalidVisitorData,
-        ReasonCode::TokenUserIdDiffers,
-        ReasonCode::PlatformUserIdDiffers,
-        ReasonCode::Unknown,
-    ];
+    /// Every reason the desk can record: the known ones and `unknown` (a code this build does
+    /// not know), from the vocabulary itself, so a new reason cannot be forgotten here.
+    fn reasons() -> impl Iterator<Item = ReasonCode> {
+        ReasonCode::KNOWN.into_iter().chain([ReasonCode::Unknown])
+    }
 
     /// A conversation id as the gateway hands them out.
     const UUID: &str = "3f2a9c1e-7b4d-4e8a-9f10-2c3d4e5f6a7b";
@@ -1044,7 +843,7 @@ mod tests {
              treat this visitor as authenticated."
         );
         for kind in KINDS {
-            for reason in REASONS.map(Some).into_iter().chain([None]) {
+            for reason in reasons().map(Some).chain([None]) {
                 for lang in [Language::En, Language::Fr] {
                     for user in [None, Some("cust-42")] {
                         let (title, body) = text(&notice(kind, user, reason), lang);
@@ -1061,7 +860,7 @@ mod tests {
         }
         // Every reason has words of its own in both languages, and they differ between them
         // (no English left in the French table), except where the word is the same.
-        for r in REASONS {
+        for r in reasons() {
             let (en, fr) = (reason_words(r, Language::En), reason_words(r, Language::Fr));
             assert!(!en.is_empty() && !fr.is_empty());
             assert_ne!(en, fr, "{r:?}");
@@ -1233,7 +1032,7 @@ mod tests {
         let mut g = Grouper::default();
         let t0 = Instant::now();
         for kind in KINDS {
-            for reason in REASONS.map(Some).into_iter().chain([None]) {
+            for reason in reasons().map(Some).chain([None]) {
                 let s = g
                     .add(
                         &notice(kind, None, reason),
