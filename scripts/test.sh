@@ -94,8 +94,23 @@ e2e() {
     exit $status'
 }
 
+# The desktop app's `demo` feature (default) links the embedded demo; a production build
+# (`--no-default-features --features custom-protocol`) must link none of it. `cargo tree` reads
+# the graph without building anything. The default build must have it (the check is not vacuous).
+no_demo_without_the_feature() {
+  local without with
+  without="$(cargo tree -q -p lockdesk --no-default-features --features custom-protocol -e normal,features)" || return 1
+  with="$(cargo tree -q -p lockdesk -e normal,features)" || return 1
+  if grep -E 'lockdesk-(demo|sim|gateway)|"standin"' <<<"$without"; then
+    echo "the desk without its demo feature still links the above" >&2
+    return 1
+  fi
+  grep -q 'lockdesk-demo' <<<"$with" || { echo "the default desk build lost its demo" >&2; return 1; }
+}
+
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)" cargo clippy -q --workspace --all-targets -- -D warnings
+step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
 step "rust tests" cargo test -q --workspace --no-fail-fast
 step "bindings are fresh (ui/src/ipc/bindings.ts)" cargo test -q -p lockdesk-api bindings_are_fresh
 step "ui type check (svelte-check)" ui check

@@ -16,21 +16,33 @@ use lockdesk_api::{
     IpcErrorCode, SettingsService, StoreIntegrity,
 };
 use lockdesk_config::{Config, Language, Notifications};
-use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceError};
+use lockdesk_service::{DeskService, Options, ServiceError};
 use lockdesk_session::{BoxFuture, Host, Launcher, Notification, Session, Started};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 
 use crate::notify;
 
-/// No feed configured: the embedded demo in `<data>/demo`.
+/// No feed configured: the embedded demo in `<data>/demo` (feature `demo`, on by default).
+#[cfg(feature = "demo")]
 async fn start_demo(data_dir: &std::path::Path) -> Result<DeskService, ServiceError> {
     tracing::info!("no feed configured: starting the embedded demo");
-    DeskService::start_demo(&data_dir.join("demo"), DemoSettings::default()).await
+    let settings = lockdesk_demo::DemoSettings::default();
+    lockdesk_demo::start(&data_dir.join("demo"), settings).await
 }
 
-/// The demo's session lifetime.
+/// A build without the demo: nothing runs until a feed is configured, and the window says so.
+#[cfg(not(feature = "demo"))]
+async fn start_demo(_data_dir: &std::path::Path) -> Result<DeskService, ServiceError> {
+    tracing::warn!("no feed configured, and this build has no embedded demo");
+    Err(ServiceError::NoFeed)
+}
+
+/// The demo's session lifetime, when this build has the demo.
 fn demo_lifetime_secs() -> Option<i64> {
-    Some(DemoSettings::default().session_lifetime_secs)
+    #[cfg(feature = "demo")]
+    return Some(lockdesk_demo::DemoSettings::default().session_lifetime_secs);
+    #[cfg(not(feature = "demo"))]
+    None
 }
 
 pub const DESK_CHANGED: &str = "desk://changed";

@@ -223,15 +223,10 @@ impl From<VerifyError> for ExportError {
     }
 }
 
-/// RFC 3339 (UTC, milliseconds) for `at_ms`, or an empty string outside the representable range.
+/// RFC 3339 (UTC, always three fraction digits) for `at_ms`: [`lockdesk_text::time::format_ms`]
+/// (a time outside the years 1970 to 9999, which the desk never records, prints as the bound).
 pub fn rfc3339(at_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    lockdesk_text::time::format_ms(at_ms)
 }
 
 /// An entry's personal fields as exported (borrowed, or pseudonymised/masked).
@@ -803,22 +798,10 @@ pub fn check_head_against_live(conn: &Connection, head: &Head) -> Result<bool, E
 
 /// A `--from`/`--to` date as Unix milliseconds: `YYYY-MM-DD` (UTC; the start of that day, or its
 /// last millisecond when `end_of_day`) or an RFC 3339 timestamp (exactly that instant).
+/// Within the years 1970 to 9999 ([`lockdesk_text::time::parse_date`]).
 pub fn parse_date(s: &str, end_of_day: bool) -> Result<i64, String> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-            .map_err(|_| format!("{s:?}: out of range"));
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let d = time::Date::parse(s, &fmt)
-        .map_err(|_| format!("{s:?}: expected YYYY-MM-DD or an RFC 3339 timestamp"))?;
-    let start = d.midnight().assume_utc().unix_timestamp() * 1000;
-    Ok(if end_of_day {
-        start + 86_400_000 - 1
-    } else {
-        start
-    })
+    lockdesk_text::time::parse_date(s, end_of_day)
+        .map_err(|e| format!("{:?}: {e}", lockdesk_text::visible(s.trim())))
 }
 
 #[cfg(test)]

@@ -7,7 +7,28 @@ use crate::chain::{self, Chained, SALT_LEN};
 use crate::{AuditError, Head, Record, VISITOR_DATA_KEY};
 
 /// This crate's schema version (row `audit_schema.version`), independent of the desk's.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
+/// `STEPS[i]` brings `audit_schema.version` from `i` to `i + 1`; released steps are never edited.
+const STEPS: &[&str] = &[SCHEMA_V1];
+
+/// The audit log's scheme for the shared migration routine ([`lockdesk_sqlite::migrate`]): a
+/// one-row table, as it shares the desk's file.
+const SCHEME: lockdesk_sqlite::Scheme<'static, AuditError> = lockdesk_sqlite::Scheme {
+    name: "audit log",
+    version_at: lockdesk_sqlite::VersionAt::OneRow("audit_schema"),
+    steps: STEPS,
+    after_step: None,
+};
+
+impl From<lockdesk_sqlite::SchemaTooNew> for AuditError {
+    fn from(e: lockdesk_sqlite::SchemaTooNew) -> Self {
+        AuditError::SchemaTooNew {
+            found: e.found,
+            supported: e.supported,
+        }
+    }
+}
 
 const SCHEMA_V1: &str = "
 CREATE TABLE audit_log (
@@ -39,41 +60,11 @@ CREATE TABLE audit_anchor (
 INSERT INTO audit_anchor (id, start_seq, prev_hash, purged_tombstones) VALUES (1, 1, zeroblob(32), '{}');
 ";
 
-/// Create or upgrade the audit tables. Idempotent; run it on every open (it is cheap). Uses
-/// `conn` as is: inside a transaction if the caller opened one, else each statement on its own.
+/// Create or upgrade the audit tables. Idempotent; run it on every open (it is cheap). Inside
+/// the caller's transaction if it opened one (the desk's), else in its own; a half-created
+/// schema is never committed.
 pub fn migrate(conn: &Connection) -> Result<(), AuditError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS audit_schema (
-             id      INTEGER PRIMARY KEY CHECK (id = 1),
-             version INTEGER NOT NULL
-         );
-         INSERT OR IGNORE INTO audit_schema (id, version) VALUES (1, 0);",
-    )?;
-    let version: i64 =
-        conn.query_row("SELECT version FROM audit_schema WHERE id = 1", [], |r| {
-            r.get(0)
-        })?;
-    if version > SCHEMA_VERSION {
-        return Err(AuditError::SchemaTooNew {
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if version < 1 {
-        // SAVEPOINT nests inside the caller's transaction (or acts as one without it), so a
-        // half-created schema is never committed.
-        conn.execute_batch("SAVEPOINT audit_migrate")?;
-        let r = conn
-            .execute_batch(SCHEMA_V1)
-            .and_then(|_| conn.execute("UPDATE audit_schema SET version = 1 WHERE id = 1", []));
-        match r {
-            Ok(_) => conn.execute_batch("RELEASE audit_migrate")?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK TO audit_migrate; RELEASE audit_migrate");
-                return Err(e.into());
-            }
-        }
-    }
+    lockdesk_sqlite::migrate(conn, &SCHEME)?;
     Ok(())
 }
 

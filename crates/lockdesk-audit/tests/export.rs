@@ -166,7 +166,7 @@ fn csv_quotes_json_and_redacts() {
     let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(&rows[0][0], "1");
-    assert_eq!(&rows[0][1], "1970-01-02T00:00:00Z");
+    assert_eq!(&rows[0][1], "1970-01-02T00:00:00.000Z");
     let data: Value = serde_json::from_str(&rows[0][8]).unwrap();
     assert_eq!(data["reason"], "expired");
     assert!(!text.contains("mail.example") && !text.contains("user-1"));

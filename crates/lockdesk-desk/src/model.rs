@@ -45,9 +45,8 @@ fn rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
 /// (years 1970 to 9999, which RFC 3339 can write) prints as the nearest bound, never panics
 /// (the desk stores no such time from the feed; a store written by an older version might).
 pub fn format_rfc3339(ms: i64) -> String {
-    let ms = ms.clamp(lockdesk_feed::MIN_TIME_MS, lockdesk_feed::MAX_TIME_MS);
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
-    humantime::format_rfc3339_millis(t).to_string()
+    // The feed's bounds are the time helper's (years 1970 to 9999), which clamps to them.
+    lockdesk_text::time::format_ms(ms)
 }
 
 impl Change {

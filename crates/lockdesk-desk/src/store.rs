@@ -224,29 +224,36 @@ pub(crate) fn open(path: &std::path::Path) -> Result<Connection, DeskError> {
 /// The schema version the code writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The desk's scheme for the shared migration routine ([`lockdesk_sqlite::migrate`]): a row per
+/// step in `desk_schema` (not `PRAGMA user_version`: the audit log shares the file).
+const SCHEME: lockdesk_sqlite::Scheme<'static, DeskError> = lockdesk_sqlite::Scheme {
+    name: "desk store",
+    version_at: lockdesk_sqlite::VersionAt::RowPerStep("desk_schema"),
+    steps: MIGRATIONS,
+    after_step: Some(after_step),
+};
+
+/// Versions 2 and 4 changed how look-alike skeletons are computed: recomputed in Rust.
+fn after_step(conn: &Connection, version: i64) -> Result<(), DeskError> {
+    match version {
+        2 | 4 => crate::lookalike::backfill(conn),
+        _ => Ok(()),
+    }
+}
+
+impl From<lockdesk_sqlite::SchemaTooNew> for DeskError {
+    fn from(e: lockdesk_sqlite::SchemaTooNew) -> Self {
+        DeskError::SchemaTooNew {
+            found: e.found,
+            supported: e.supported,
+        }
+    }
+}
+
+/// The desk's steps, then the audit log's, in one transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), DeskError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS desk_schema (version INTEGER NOT NULL)")?;
-    let found: Option<i64> = tx
-        .query_row("SELECT max(version) FROM desk_schema", [], |r| r.get(0))
-        .unwrap_or(None);
-    let found = found.unwrap_or(0);
-    if found > SCHEMA_VERSION {
-        return Err(DeskError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-        tx.execute_batch(sql)?;
-        if i + 1 == 2 || i + 1 == 4 {
-            crate::lookalike::backfill(&tx)?;
-        }
-        tx.execute(
-            "INSERT INTO desk_schema (version) VALUES (?1)",
-            [(i + 1) as i64],
-        )?;
-    }
+    lockdesk_sqlite::migrate(&tx, &SCHEME)?;
     crate::audit::migrate(&tx)?;
     tx.commit()?;
     Ok(())

@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use lockdesk_desk::{AuthStateName, Change, ClosedConversation, Desk};
 use lockdesk_iadvize::{Client, Credentials, Endpoints, Interval};
+use lockdesk_text::time;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -403,31 +404,12 @@ async fn backfill_one(
 /// `[now − lookback, now]` as iAdvize's `DateTime`s (RFC 3339, UTC, seconds).
 pub fn interval_ending(now: SystemTime, lookback: Duration) -> Interval {
     let from = now.checked_sub(lookback).unwrap_or(SystemTime::UNIX_EPOCH);
+    // iAdvize's `DateTime` (`2026-01-10T09:00:00Z`).
+    let iso = |t| time::format_secs(time::ms_since_epoch(t));
     Interval {
-        from: rfc3339(from),
-        to: rfc3339(now),
+        from: iso(from),
+        to: iso(now),
     }
-}
-
-/// A time as iAdvize's `DateTime` (`2026-01-10T09:00:00Z`).
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// iAdvize's `DateTime` (RFC 3339; `Z` or a `+00:00` offset) in ms since the epoch.
-fn parse_ms(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let t = t
-        .strip_suffix("+00:00")
-        .map(|s| format!("{s}Z"))
-        .unwrap_or_else(|| t.to_owned());
-    let at = humantime::parse_rfc3339_weak(&t)
-        .map_err(|e| format!("not an RFC 3339 UTC date-time ({e})"))?;
-    let ms = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(|_| "a date before 1970".to_string())?
-        .as_millis();
-    i64::try_from(ms).map_err(|_| "a date too far in the future".to_string())
 }
 
 /// The client's record as the desk core takes it.
@@ -438,8 +420,9 @@ fn to_desk(c: &lockdesk_iadvize::ClosedConversation) -> Result<ClosedConversatio
         .filter(|v| !v.is_empty())
         .ok_or("no visitor")?;
     let closed = c.closed_at.as_deref().ok_or("no closedAt")?;
-    let closed_at_ms = parse_ms(closed).map_err(|e| format!("closedAt: {e}"))?;
-    let created_at_ms = parse_ms(&c.created_at).map_err(|e| format!("createdAt: {e}"))?;
+    // iAdvize's `DateTime`: RFC 3339 with an offset, within the years 1970 to 9999.
+    let closed_at_ms = time::parse_ms(closed).map_err(|e| format!("closedAt: {e}"))?;
+    let created_at_ms = time::parse_ms(&c.created_at).map_err(|e| format!("createdAt: {e}"))?;
     if c.conversation_id.is_empty() {
         return Err("empty id".into());
     }
@@ -487,6 +470,19 @@ mod tests {
         assert_eq!(e, "no closedAt");
         let e = to_desk(&record("yesterday", Some("2026-01-10T09:00:00Z"))).unwrap_err();
         assert!(e.starts_with("createdAt: not an RFC 3339"), "{e}");
+        // Out of range from the wire: an unusable record, not a panic or a wrapped time.
+        let e = to_desk(&record(
+            "1969-12-31T23:59:59Z",
+            Some("2026-01-10T09:00:00Z"),
+        ))
+        .unwrap_err();
+        assert_eq!(e, "createdAt: outside the years 1970 to 9999");
+        let e = to_desk(&record(
+            "2026-01-10T09:00:00Z",
+            Some("9999-12-31T23:00:00-02:00"),
+        ))
+        .unwrap_err();
+        assert_eq!(e, "closedAt: outside the years 1970 to 9999");
         let mut r = record("2026-01-10T09:00:00Z", Some("2026-01-10T09:00:00Z"));
         r.visitor_id = None;
         assert_eq!(to_desk(&r).unwrap_err(), "no visitor");

@@ -1,7 +1,8 @@
 //! The desk as a running service: the desk core ([`lockdesk_desk::Desk`]) fed by the feed client
-//! ([`lockdesk_feed_client::FeedClient`]) and a clock, or the embedded demo (the gateway and the
-//! simulator in this process, with keys generated in the demo's data folder). `lockdesk-cli watch`
-//! and `lockdesk-cli demo` run it headless; the desktop app runs it behind its window.
+//! ([`lockdesk_feed_client::FeedClient`]) and a clock, or a feed embedded in this process
+//! ([`embedded::Embedded`]: the demo of crate `lockdesk-demo`, whose gateway, simulator and
+//! stand-ins this crate does not link). `lockdesk-cli watch` and `lockdesk-cli demo` run it
+//! headless; the desktop app runs it behind its window.
 //!
 //! ```text
 //!  gateway ──WebSocket──▶ FeedClient ──entries──▶ DeskSink (own thread) ──▶ Desk (writer, SQLite)
@@ -33,13 +34,14 @@
 //! Must not: block the async executor on SQLite or RSA; panic on anything the feed sends.
 
 pub mod backfill;
-pub mod demo;
+pub mod embedded;
 pub mod log_sink;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+pub use embedded::{DemoFacts, Embedded};
 use lockdesk_desk::{Change, Desk, DeskConfig, DeskError, LogBinding};
 use lockdesk_feed::Entry;
 use lockdesk_feed_client::{Credential, FeedClient, LogCheck, Sink};
@@ -50,13 +52,8 @@ use tokio::sync::{broadcast, watch};
 /// The desk store's file name in its data folder (the audit log lives in the same file).
 pub const DESK_FILE: &str = "desk.sqlite3";
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, now (the one clock helper, [`lockdesk_text::time`]).
+pub use lockdesk_text::time::now_ms;
 
 /// What the service publishes.
 #[derive(Clone, Debug)]
@@ -146,6 +143,9 @@ pub enum ServiceError {
     },
     #[error("a background task failed: {0}")]
     Task(String),
+    /// Nothing is configured and this build has no embedded demo (the app's `demo` feature).
+    #[error("no feed is configured (this build has no demo): set the gateway's feed address and this desk's credential in Settings")]
+    NoFeed,
 }
 
 /// How to run.
@@ -164,7 +164,7 @@ pub struct Options {
     pub desk: DeskConfig,
     /// How often time-based transitions are applied (a session lapses without new events).
     pub tick_every: Duration,
-    /// Set by [`demo`]: the status says so.
+    /// Set by the embedded demo ([`Embedded::options`]): the status says so.
     pub demo: bool,
     /// iAdvize's GraphQL API for the closed-conversation backfill (`None`: no backfill).
     pub backfill: Option<backfill::BackfillConfig>,
@@ -372,8 +372,8 @@ pub struct DeskService {
     status: watch::Receiver<ServiceStatus>,
     /// The background tasks and their watchers, aborted by [`DeskService::shutdown`].
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    demo: Mutex<Option<demo::Demo>>,
-    demo_facts: Option<demo::DemoFacts>,
+    demo: Mutex<Option<Box<dyn Embedded>>>,
+    demo_facts: Option<DemoFacts>,
     data_dir: PathBuf,
 }
 
@@ -394,20 +394,16 @@ impl DeskService {
         DeskService::start_inner(options, None, tune).await
     }
 
-    /// The embedded demo in `dir` (locked, resumed when it holds the same log; see [`demo`]):
-    /// gateway and simulator in this process.
-    pub async fn start_demo(
-        dir: &Path,
-        settings: demo::DemoSettings,
-    ) -> Result<DeskService, ServiceError> {
-        let demo = demo::Demo::start(dir, settings).await?;
-        let options = demo.options();
-        DeskService::start_inner(options, Some(demo), |_| {}).await
+    /// On a feed running in this process (the demo: `lockdesk_demo::start`), which the service
+    /// owns from now on and stops on [`DeskService::shutdown`].
+    pub async fn start_embedded(embedded: Box<dyn Embedded>) -> Result<DeskService, ServiceError> {
+        let options = embedded.options();
+        DeskService::start_inner(options, Some(embedded), |_| {}).await
     }
 
     async fn start_inner(
         options: Options,
-        demo: Option<demo::Demo>,
+        demo: Option<Box<dyn Embedded>>,
         tune: impl FnOnce(&mut lockdesk_feed_client::Config),
     ) -> Result<DeskService, ServiceError> {
         let data_dir = options.data_dir.clone();
@@ -574,7 +570,7 @@ impl DeskService {
         // The demo's simulator: if it cannot start or panics, the desk stops and says so (the
         // feed would stay connected to a gateway nobody writes to).
         let mut demo = demo;
-        if let Some(engine) = demo.as_mut().and_then(demo::Demo::engine_failure) {
+        if let Some(engine) = demo.as_mut().and_then(|d| d.engine_failure()) {
             let failure = failure_tx.clone();
             let watcher = tokio::spawn(async move {
                 if let Ok(why) = engine.await {
@@ -663,7 +659,7 @@ impl DeskService {
             backfill: backfill_status,
             status,
             tasks: Mutex::new(tasks),
-            demo_facts: demo.as_ref().map(|d| demo::DemoFacts {
+            demo_facts: demo.as_ref().map(|d| DemoFacts {
                 archived,
                 ..d.facts()
             }),
@@ -688,7 +684,7 @@ impl DeskService {
     }
 
     /// The demo's facts (its folder, the gateway's address), when this is the demo.
-    pub fn demo(&self) -> Option<&demo::DemoFacts> {
+    pub fn demo(&self) -> Option<&DemoFacts> {
         self.demo_facts.as_ref()
     }
 
@@ -794,26 +790,6 @@ mod tests {
             failure_of(&mut failed).await.as_deref(),
             Some("the iAdvize backfill stopped unexpectedly")
         );
-    }
-
-    /// The data folders and the desk store hold personal data: owner-only, whatever the umask.
-    #[cfg(unix)]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_data_folders_and_the_store_are_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("demo");
-        let settings = demo::DemoSettings {
-            passes: Some(1),
-            ..demo::DemoSettings::default()
-        };
-        let service = DeskService::start_demo(&dir, settings).await.unwrap();
-        for d in [dir.clone(), dir.join("keys"), dir.join("gateway")] {
-            assert_eq!(mode(&d), 0o700, "{}", d.display());
-        }
-        assert_eq!(mode(&dir.join(DESK_FILE)), 0o600);
-        service.shutdown().await;
     }
 
     /// Issue 13: the status knows the log's end (hello's `lastSeq`, then whatever the desk

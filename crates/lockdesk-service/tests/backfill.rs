@@ -11,7 +11,12 @@ use lockdesk_desk::{AlertKind, AuthStateName, Change, DeskConfig, History, Reaso
 use lockdesk_feed_client::Credential;
 use lockdesk_iadvize::standin::{Conversation, Dataset, StandIn};
 use lockdesk_iadvize::Credentials;
-use lockdesk_service::backfill::{rfc3339, BackfillConfig, BackfillStatus};
+use lockdesk_service::backfill::{BackfillConfig, BackfillStatus};
+
+/// iAdvize's `DateTime` for `t`.
+fn rfc3339(t: SystemTime) -> String {
+    lockdesk_text::time::format_secs(lockdesk_text::time::ms_since_epoch(t))
+}
 use lockdesk_service::{DeskService, Options, ServiceEvent};
 use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step, Target};
 use tokio::sync::broadcast;

@@ -64,7 +64,7 @@ pub struct Sender {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    lockdesk_text::time::format_ms(lockdesk_text::time::ms_since_epoch(t))
 }
 
 impl Sender {

@@ -18,6 +18,8 @@
 //! - [`csv_field`]: a spreadsheet cell that cannot start a formula (OWASP's CSV injection rule).
 //! - [`skeleton`], [`mixes_scripts`], [`confusable`]: Unicode UTS #39 look-alike checks, on the
 //!   maintained confusables and script data of the `unicode-security` crate.
+//! - [`time`]: dates and times from and to text (RFC 3339 from the wire, the clock in Unix
+//!   milliseconds), bounded to the years 1970 to 9999: one home for every crate.
 //!
 //! Invariants: nothing here panics or allocates more than a small constant times the input;
 //! [`visible`] output contains no hazardous character (tested over every code point); the
@@ -341,6 +343,8 @@ pub fn mixes_scripts(s: &str) -> bool {
 pub fn confusable(a: &str, b: &str) -> bool {
     a != b && skeleton(a) == skeleton(b)
 }
+
+pub mod time;
 
 #[cfg(test)]
 mod tests;

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use lockdesk_demo::DemoSettings;
 use lockdesk_desk::{Change, Desk, DeskConfig, LookAlike};
 use lockdesk_feed_client::{Credential, State, StopReason};
 use lockdesk_keys::{Setup, Source};
-use lockdesk_service::{demo::DemoSettings, DeskService, Options, ServiceEvent, DESK_FILE};
+use lockdesk_service::{DeskService, Options, ServiceEvent, DESK_FILE};
 
 use crate::out::{visible, Shown};
 
@@ -562,7 +563,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let interrupt = Interrupt::install()?;
-        let service = DeskService::start_demo(&dir, settings).await?;
+        let service = lockdesk_demo::start(&dir, settings).await?;
         if let Some(d) = service.demo() {
             eprintln!(
                 "lockdesk-cli: demo: gateway on {}, data in {} (kept between runs; locked while this runs)",

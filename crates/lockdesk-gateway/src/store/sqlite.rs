@@ -230,18 +230,29 @@ impl Drop for SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let supported = MIGRATIONS.len() as i64;
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > supported {
-        return Err(StoreError::SchemaTooNew { found, supported });
+/// The log's scheme for the shared migration routine ([`lockdesk_sqlite::migrate`]): the file is
+/// the log's alone, so its version is `PRAGMA user_version`.
+const SCHEME: lockdesk_sqlite::Scheme<'static, StoreError> = lockdesk_sqlite::Scheme {
+    name: "gateway database",
+    version_at: lockdesk_sqlite::VersionAt::UserVersion,
+    steps: MIGRATIONS,
+    after_step: None,
+};
+
+impl From<lockdesk_sqlite::SchemaTooNew> for StoreError {
+    fn from(e: lockdesk_sqlite::SchemaTooNew) -> Self {
+        StoreError::SchemaTooNew {
+            found: e.found,
+            supported: e.supported,
+        }
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "gateway database migrated");
+}
+
+/// Every missing step in one transaction (a step that fails leaves the file as it was).
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let m = lockdesk_sqlite::migrate(conn, &SCHEME)?;
+    if m.from != m.to {
+        tracing::info!(from = m.from, to = m.to, "gateway database migrated");
     }
     Ok(())
 }

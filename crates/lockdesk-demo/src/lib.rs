@@ -1,4 +1,6 @@
-//! The embedded demo: a real gateway on 127.0.0.1 (its own SQLite log), the simulator playing
+//! The embedded demo, in its own crate so that a desk built without it (the desktop app's
+//! `demo` feature off, see src-tauri/Cargo.toml) links neither the gateway server, nor the
+//! simulator, nor the iAdvize stand-in: a real gateway on 127.0.0.1 (its own SQLite log), the simulator playing
 //! every scenario against it pass after pass (signed webhooks, evidence with real tokens minted
 //! by a freshly generated brand key and encrypted to the demo desk's key), and the desk options
 //! that subscribe to it. Nothing here is fake data: the desk verifies every token itself, exactly
@@ -9,7 +11,7 @@
 //! conversations on the visitor ids of the multi-device person and of three others, the platform's
 //! record of their conversations of the pass once the simulator closes them, and one of those
 //! naming another userId than the verified one, so the desk shows a platform mismatch. The
-//! desk's backfill ([`crate::backfill`]) is configured against it.
+//! desk's backfill ([`lockdesk_service::backfill`]) is configured against it.
 //!
 //! The folder (`<data>/demo` by default) holds `keys/` (the demo desk's key pair and the brand's
 //! signing key, both kept between runs), `gateway/` (the gateway's log), `demo-passes.json` (how
@@ -23,7 +25,7 @@
 //! One process at a time: [`Demo::start`] takes an exclusive lock on `<folder>/demo.lock`
 //! (`flock`, released when the process ends, even by a crash) and a second demo on the same
 //! folder (`lockdesk-cli demo` while the app runs its demo) is refused with
-//! [`crate::ServiceError::DemoInUse`], naming the holder's pid; the first keeps running.
+//! [`ServiceError::DemoInUse`], naming the holder's pid; the first keeps running.
 //!
 //! Must not: write outside its folder; log its generated secrets.
 
@@ -38,8 +40,9 @@ use lockdesk_iadvize::standin::{Conversation, Dataset, StandIn};
 use lockdesk_iadvize::Credentials;
 use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
 
-use crate::backfill::{rfc3339, BackfillConfig};
-use crate::{Options, ServiceError};
+use lockdesk_service::backfill::BackfillConfig;
+pub use lockdesk_service::DemoFacts;
+use lockdesk_service::{DeskService, Embedded, Options, ServiceError};
 
 /// The lock file that makes a demo folder one process's at a time.
 pub const LOCK_FILE: &str = "demo.lock";
@@ -91,16 +94,12 @@ impl Default for DemoSettings {
     }
 }
 
-/// What the rest of the app may know about a running demo.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DemoFacts {
-    pub dir: PathBuf,
-    pub gateway: Option<std::net::SocketAddr>,
-    /// The iAdvize API stand-in's address, when the demo backfills.
-    pub iadvize: Option<std::net::SocketAddr>,
-    /// The demo's gateway log was gone or another one than the desk store's: the previous
-    /// store was set aside here (with its history and audit chain) and a new one started.
-    pub archived: Option<PathBuf>,
+/// The embedded demo in `dir` (locked, resumed when it holds the same log; see the crate's
+/// doc), with the desk service subscribed to it: gateway, simulator and stand-in in this process,
+/// stopped by [`DeskService::shutdown`].
+pub async fn start(dir: &Path, settings: DemoSettings) -> Result<DeskService, ServiceError> {
+    let demo = Demo::start(dir, settings).await?;
+    DeskService::start_embedded(Box::new(demo)).await
 }
 
 /// A running demo: the gateway and the simulator thread.
@@ -485,6 +484,30 @@ impl Demo {
     }
 }
 
+impl Embedded for Demo {
+    fn options(&self) -> Options {
+        Demo::options(self)
+    }
+
+    fn log_id(&self) -> &str {
+        Demo::log_id(self)
+    }
+
+    fn facts(&self) -> DemoFacts {
+        Demo::facts(self)
+    }
+
+    fn engine_failure(&mut self) -> Option<tokio::sync::oneshot::Receiver<String>> {
+        Demo::engine_failure(self)
+    }
+
+    fn shutdown(
+        self: Box<Self>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(Demo::shutdown(*self))
+    }
+}
+
 /// The simulator's thread: pass `k` (seed + k) starts at `k × pass_every`, each step at its own
 /// time within the pass; passes overlap, so every state is on screen at any moment.
 /// `on_pass(n)`: `n` passes of this run have started. An error: the simulator could not start.
@@ -559,6 +582,11 @@ struct Planned {
     operator: Option<i64>,
     pushed_ms: u64,
     closed_ms: Option<u64>,
+}
+
+/// A time as iAdvize's `DateTime` (`2026-01-10T09:00:00Z`).
+fn rfc3339(t: SystemTime) -> String {
+    lockdesk_text::time::format_secs(lockdesk_text::time::ms_since_epoch(t))
 }
 
 /// A deterministic UUID (v4 layout) for a dataset conversation (splitmix64 of its coordinates).
@@ -793,6 +821,22 @@ mod tests {
         let forged = evidence(Scenario::Forged);
         assert!(d.conversations.iter().all(|c| c.visitor_id != forged[0].1));
         assert_eq!(d.users, vec![("u".to_owned(), "p".to_owned())]);
+    }
+
+    /// The data folders and the desk store hold personal data: owner-only, whatever the umask.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_data_folders_and_the_store_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("demo");
+        let service = start(&dir, one_pass()).await.unwrap();
+        for d in [dir.clone(), dir.join("keys"), dir.join("gateway")] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        assert_eq!(mode(&dir.join(lockdesk_service::DESK_FILE)), 0o600);
+        service.shutdown().await;
     }
 
     #[test]

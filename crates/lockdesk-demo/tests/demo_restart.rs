@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use lockdesk_demo::{start, DemoSettings};
 use lockdesk_desk::ConversationQuery;
-use lockdesk_service::demo::DemoSettings;
 use lockdesk_service::{DeskService, ServiceError, State};
 
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -81,7 +81,7 @@ async fn wait_caught_up(service: &DeskService, dir: &std::path::Path) {
 async fn a_demo_restarted_on_its_folder_keeps_its_conversations_and_audit_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let first = DeskService::start_demo(&dir, settings(1)).await.unwrap();
+    let first = start(&dir, settings(1)).await.unwrap();
     let before = wait_for(&first, 4).await;
     let log = first.read(|d| d.log_id().unwrap()).expect("log bound");
     first.shutdown().await;
@@ -89,7 +89,7 @@ async fn a_demo_restarted_on_its_folder_keeps_its_conversations_and_audit_chain(
 
     // Restarted with no new pass: what the desk shows is what it showed (and whatever the
     // first run's simulator sent after the desk stopped, applied now).
-    let second = DeskService::start_demo(&dir, settings(0)).await.unwrap();
+    let second = start(&dir, settings(0)).await.unwrap();
     assert_eq!(second.demo().unwrap().archived, None);
     wait_caught_up(&second, &dir).await;
     let after = conversations(&second).await;
@@ -112,13 +112,13 @@ async fn a_demo_restarted_on_its_folder_keeps_its_conversations_and_audit_chain(
 async fn a_demo_whose_log_is_gone_sets_its_store_aside_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let first = DeskService::start_demo(&dir, settings(1)).await.unwrap();
+    let first = start(&dir, settings(1)).await.unwrap();
     wait_for(&first, 2).await;
     first.shutdown().await;
     drop(first);
     std::fs::remove_dir_all(dir.join("gateway")).unwrap();
 
-    let second = DeskService::start_demo(&dir, settings(0)).await.unwrap();
+    let second = start(&dir, settings(0)).await.unwrap();
     let archived = second.demo().unwrap().archived.clone().expect("set aside");
     assert!(archived.exists(), "{}", archived.display());
     assert!(conversations(&second).await.is_empty());
@@ -129,10 +129,10 @@ async fn a_demo_whose_log_is_gone_sets_its_store_aside_and_says_so() {
 async fn a_second_demo_on_a_folder_in_use_is_refused_and_the_first_keeps_running() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let first = DeskService::start_demo(&dir, settings(1)).await.unwrap();
+    let first = start(&dir, settings(1)).await.unwrap();
     let seen = wait_for(&first, 2).await;
 
-    let Err(err) = DeskService::start_demo(&dir, settings(1)).await else {
+    let Err(err) = start(&dir, settings(1)).await else {
         panic!("a second demo started on a folder in use");
     };
     assert!(
@@ -157,6 +157,6 @@ async fn a_second_demo_on_a_folder_in_use_is_refused_and_the_first_keeps_running
     first.shutdown().await;
     drop(first);
     // Released with the demo: the folder can be run again.
-    let again = DeskService::start_demo(&dir, settings(0)).await.unwrap();
+    let again = start(&dir, settings(0)).await.unwrap();
     again.shutdown().await;
 }
