@@ -241,24 +241,22 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(180);
         // A closed failed conversation (nothing changes it any more) and a verified person.
         let (failed, victim) = loop {
+            // Read through the desk's own read-only reader (nothing here opens its file to
+            // read it; the edit below is the deliberate exception: a change behind its back).
             let found = (|| {
-                let conn = rusqlite::Connection::open(&db).ok()?;
-                conn.busy_timeout(Duration::from_secs(10)).ok()?;
-                let failed: String = conn
-                    .query_row(
-                        "SELECT conversation_id FROM conversations
-                         WHERE state = 'closed' AND auth_state = 'failed' LIMIT 1",
-                        [],
-                        |r| r.get(0),
-                    )
+                let reader = lockdesk_desk::DeskReader::open(&db).ok()?;
+                let rows = reader
+                    .conversations(&lockdesk_desk::ConversationQuery {
+                        open_only: false,
+                        limit: 10_000,
+                    })
                     .ok()?;
-                let victim: String = conn
-                    .query_row(
-                        "SELECT user_id FROM conversations WHERE user_id IS NOT NULL LIMIT 1",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .ok()?;
+                let failed = rows
+                    .iter()
+                    .find(|r| r.state == "closed" && r.auth_state == "failed")?
+                    .conversation_id
+                    .clone();
+                let victim = rows.iter().find_map(|r| r.user_id.clone())?;
                 Some((failed, victim))
             })();
             if let Some(f) = found {
