@@ -85,6 +85,7 @@ const PG_TABLES: &[&str] = &[
     "audience",
     "entries",
     "open_conversations",
+    "closed_conversations",
     "log_head",
     "log_identity",
     "lockdesk_schema",
