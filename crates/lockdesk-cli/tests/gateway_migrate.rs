@@ -333,9 +333,28 @@ fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_
         String::from_utf8_lossy(&moved.stderr)
     );
     assert!(stdout.contains(&format!("up to seq {half},")), "{stdout}");
-    assert!(
-        stdout.contains("1 open conversations") || stdout.contains(" open conversations"),
+    // The open conversations as PostgreSQL now holds them: as many as the report says, c-mig
+    // among them with ada (1001) as its operator.
+    let reported: u64 = stdout
+        .split(" open conversations")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no open conversation count in {stdout}"));
+    assert!(reported >= 1, "{stdout}");
+    assert_eq!(
+        pg.psql("migrated", "SELECT count(*) FROM open_conversations"),
+        reported.to_string(),
         "{stdout}"
+    );
+    assert_eq!(
+        pg.psql(
+            "migrated",
+            "SELECT visitor_id || ' ' || array_to_string(owners, ',') FROM open_conversations \
+             WHERE conversation_id = 'c-mig'"
+        ),
+        "v-c-mig 1001",
+        "the conversation left open is not in PostgreSQL's open conversations with its operator"
     );
     // Once only: the target now holds a log.
     let again = migrate(&pg, &sqlite_dir.join("data"), &url);
@@ -358,8 +377,14 @@ fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_
         half + 1,
         "the sequence continues where SQLite's ended"
     );
+    // A later push to ada: her feed is read up to it, so a close that did not reach her (the
+    // open conversations not moved) fails at once instead of waiting for an entry never sent.
+    let mark = deliver(
+        g2.addr,
+        &event("mig-mark", "v2.conversation.pushed", "c-mark", Some(1001)),
+    );
     let last = simulate(&root, &g2.url(), "16");
-    assert!(last > close);
+    assert!(last > mark);
 
     wait_until("the migrated desk to reach the log's end", || {
         cursor(&data) >= last
@@ -378,10 +403,16 @@ fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_
         "the desk noticed a new log: {err:?}"
     );
 
-    // ada's feed: the same first half, then the close of the conversation still open.
-    let ada_after = read_feed(g2.addr, ADA, |e| event_id(e) == Some("mig-close"));
-    assert_eq!(&ada_after[..ada_after.len() - 1], &ada_before[..]);
-    assert_eq!(ada_after.last().unwrap()["seq"], close);
+    // ada's feed: the same first half, then the close of the conversation still open (its
+    // audience comes from the open conversations the migration moved: the event names no
+    // operator), then the later push.
+    let ada_after = read_feed(g2.addr, ADA, |e| event_id(e) == Some("mig-mark"));
+    assert_eq!(
+        seqs(&ada_after[ada_before.len()..]),
+        vec![close, mark],
+        "ada's feed after the migration: the close of c-mig ({close}) did not reach her"
+    );
+    assert_eq!(&ada_after[..ada_before.len()], &ada_before[..]);
 
     // One uninterrupted desk reading the whole log from PostgreSQL.
     let reference_data = root.join("reference-desk");

@@ -8,7 +8,9 @@
 //! it (an open connection) makes the migration refuse to start, and a gateway started meanwhile
 //! cannot open it. The copy runs in one PostgreSQL transaction under the append lock, into an
 //! empty log only, and is verified before the commit (counts, last seq, and a SHA-256 over every
-//! entry's columns and every audience row, computed on both sides): a mismatch rolls it all back.
+//! entry's columns and every audience row, computed on both sides; the open conversations read
+//! back against the replay): a mismatch rolls it all back. Every read, on either side, is paged
+//! ([`CHUNK`] rows): memory does not grow with the log.
 //!
 //! Must not: write to the SQLite log; leave a partial log on PostgreSQL; log a payload (evidence
 //! holds tokens) or the password.
@@ -23,7 +25,8 @@ use tokio_postgres::NoTls;
 use super::{PgSettings, PostgresStore, SqliteStore, StoreError, APPEND_LOCK};
 use crate::routing::{RoutingFields, Visibility, CLOSED, PUSHED};
 
-/// Entries (and their audience rows) copied per statement.
+/// Entries (and their audience rows) copied per statement, and rows read back per page when
+/// verifying: the migration's memory does not grow with the log.
 const CHUNK: i64 = 2_000;
 
 /// What was moved (and verified on both sides).
@@ -110,6 +113,22 @@ fn hash_opt(h: &mut Sha256, v: Option<&str>) {
     }
 }
 
+/// One open conversation: its id, visitor and operators, in their order.
+fn hash_open(
+    h: &mut Sha256,
+    id: &str,
+    visitor: Option<&str>,
+    owners: impl IntoIterator<Item = i64>,
+) {
+    hash_opt(h, Some(id));
+    hash_opt(h, visitor);
+    let owners: Vec<i64> = owners.into_iter().collect();
+    h.update((owners.len() as u64).to_be_bytes());
+    for o in owners {
+        h.update(o.to_be_bytes());
+    }
+}
+
 /// One entry's columns, as both stores hold them.
 struct Row {
     seq: i64,
@@ -150,11 +169,11 @@ impl Row {
 const COLUMNS: &str = "seq, kind, received_at_ms, event_id, event_type, correlation_id, \
                        delivery_id, provider, conversation_id, visitor_id, operator_ids, payload";
 
-fn sqlite_rows(conn: &Connection, after: i64) -> Result<Vec<Row>, MigrateError> {
+fn sqlite_rows(conn: &Connection, after: i64, page: i64) -> Result<Vec<Row>, MigrateError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
-    let rows = stmt.query_map([after, CHUNK], |r| {
+    let rows = stmt.query_map([after, page], |r| {
         Ok(Row {
             seq: r.get(0)?,
             kind: r.get(1)?,
@@ -196,6 +215,16 @@ fn pg_row(r: &tokio_postgres::Row) -> Row {
 pub fn migrate_sqlite_to_postgres(
     db: &Path,
     target: &PgSettings,
+) -> Result<MigrationReport, MigrateError> {
+    migrate_in_pages(db, target, CHUNK)
+}
+
+/// [`migrate_sqlite_to_postgres`] with `page` entries (or audience rows) per statement and per
+/// page read back (the tests use a small one to cross page boundaries on a small log).
+fn migrate_in_pages(
+    db: &Path,
+    target: &PgSettings,
+    page: i64,
 ) -> Result<MigrationReport, MigrateError> {
     if !db.is_file() {
         return Err(MigrateError::NoLog(db.to_owned()));
@@ -243,12 +272,13 @@ pub fn migrate_sqlite_to_postgres(
     })?;
     // The schema, as a gateway creates it (versioned migrations, refused when newer).
     drop(PostgresStore::open(target)?);
-    runtime.block_on(async { copy(&sqlite, connect().await?).await })
+    runtime.block_on(async { copy(&sqlite, connect().await?, page.max(1)).await })
 }
 
 async fn copy(
     sqlite: &Connection,
     mut client: tokio_postgres::Client,
+    page: i64,
 ) -> Result<MigrationReport, MigrateError> {
     let log_id: String =
         sqlite.query_row("SELECT log_id FROM log_identity WHERE id = 1", [], |r| {
@@ -306,7 +336,7 @@ async fn copy(
         .map_err(pg)?;
     let mut after = 0i64;
     loop {
-        let rows = sqlite_rows(sqlite, after)?;
+        let rows = sqlite_rows(sqlite, after, page)?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
         for row in &rows {
@@ -380,7 +410,7 @@ async fn copy(
                 related.push(rel);
                 audience_rows += 1;
             }
-            if (row_done(&ops, row.is_none())) && !ops.is_empty() {
+            if row_done(&ops, row.is_none(), page) && !ops.is_empty() {
                 tx.execute(
                     "INSERT INTO audience (operator_id, seq, related)
                      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])",
@@ -402,8 +432,16 @@ async fn copy(
     let mut open_ids = Vec::new();
     let mut open_visitors = Vec::new();
     let mut open_owners = Vec::new();
+    // In conversation id order (bytewise: `touched` is a BTreeSet of Strings), as read back.
+    let mut open_source_hash = Sha256::new();
     for c in touched {
         if let Some((owners, visitor)) = visibility.conversation(&c) {
+            hash_open(
+                &mut open_source_hash,
+                &c,
+                visitor,
+                owners.iter().map(|&o| o as i64),
+            );
             open_owners.push(
                 serde_json::to_string(&owners.iter().map(|&o| o as i64).collect::<Vec<_>>())
                     .unwrap_or_else(|_| "[]".into()),
@@ -448,7 +486,7 @@ async fn copy(
         let rows = tx
             .query(
                 &format!("SELECT {COLUMNS} FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2"),
-                &[&after, &CHUNK],
+                &[&after, &page],
             )
             .await
             .map_err(pg)?;
@@ -464,18 +502,30 @@ async fn copy(
             row.hash(&mut target_hash);
         }
     }
+    // The audience rows, a page at a time through one portal (a cursor of this transaction):
+    // sorted once by the server, at most `page` rows held here.
     let audience = tx
-        .query(
-            "SELECT operator_id, seq, related FROM audience ORDER BY seq, operator_id",
-            &[],
-        )
+        .prepare("SELECT operator_id, seq, related FROM audience ORDER BY seq, operator_id")
         .await
         .map_err(pg)?;
-    for r in &audience {
-        let (op, seq, rel): (i64, i64, bool) = (r.get(0), r.get(1), r.get(2));
-        target_hash.update(op.to_be_bytes());
-        target_hash.update(seq.to_be_bytes());
-        target_hash.update([rel as u8]);
+    let audience = tx.bind(&audience, &[]).await.map_err(pg)?;
+    let rows_per_page = i32::try_from(page).unwrap_or(i32::MAX);
+    let mut pg_audience_rows = 0u64;
+    loop {
+        let rows = tx
+            .query_portal(&audience, rows_per_page)
+            .await
+            .map_err(pg)?;
+        for r in &rows {
+            let (op, seq, rel): (i64, i64, bool) = (r.get(0), r.get(1), r.get(2));
+            target_hash.update(op.to_be_bytes());
+            target_hash.update(seq.to_be_bytes());
+            target_hash.update([rel as u8]);
+        }
+        pg_audience_rows += rows.len() as u64;
+        if rows.len() < rows_per_page as usize {
+            break;
+        }
     }
     let head = tx
         .query_one(
@@ -486,13 +536,38 @@ async fn copy(
         .await
         .map_err(pg)?;
     let (pg_last, pg_log_id): (i64, String) = (head.get(0), head.get(1));
+    // The open conversations, read back a page at a time too (desks' advisors depend on them:
+    // the next close or message of such a conversation goes to its owners).
+    let open = tx
+        .prepare(
+            "SELECT conversation_id, visitor_id, owners FROM open_conversations
+             ORDER BY conversation_id COLLATE \"C\"",
+        )
+        .await
+        .map_err(pg)?;
+    let open = tx.bind(&open, &[]).await.map_err(pg)?;
+    let mut open_target_hash = Sha256::new();
+    let mut pg_open = 0u64;
+    loop {
+        let rows = tx.query_portal(&open, rows_per_page).await.map_err(pg)?;
+        for r in &rows {
+            let (id, visitor, owners): (String, Option<String>, Vec<i64>) =
+                (r.get(0), r.get(1), r.get(2));
+            hash_open(&mut open_target_hash, &id, visitor.as_deref(), owners);
+        }
+        pg_open += rows.len() as u64;
+        if rows.len() < rows_per_page as usize {
+            break;
+        }
+    }
     let source_digest = hex::encode(source_hash.finalize());
     let target_digest = hex::encode(target_hash.finalize());
     let checks = [
         ("webhook events", webhook_events, pg_webhooks),
         ("evidence", evidence, pg_evidence),
-        ("audience rows", audience_rows, audience.len() as u64),
+        ("audience rows", audience_rows, pg_audience_rows),
         ("last seq", last_seq as u64, pg_last as u64),
+        ("open conversations", open_ids.len() as u64, pg_open),
     ];
     for (what, source, target) in checks {
         if source != target {
@@ -509,6 +584,13 @@ async fn copy(
             "the entries' digest differs between SQLite and PostgreSQL".into(),
         ));
     }
+    if open_source_hash.finalize() != open_target_hash.finalize() {
+        return Err(MigrateError::Mismatch(
+            "the open conversations (visitor or operators) differ between the replay and \
+             PostgreSQL"
+                .into(),
+        ));
+    }
     tx.commit().await.map_err(pg)?;
     Ok(MigrationReport {
         log_id,
@@ -521,7 +603,93 @@ async fn copy(
     })
 }
 
-/// Whether to send the audience rows gathered so far: a full chunk, or the end.
-fn row_done(ops: &[i64], end: bool) -> bool {
-    end || ops.len() as i64 >= CHUNK
+/// Whether to send the audience rows gathered so far: a full page, or the end.
+fn row_done(ops: &[i64], end: bool, page: i64) -> bool {
+    end || ops.len() as i64 >= page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventStore, NewWebhookEvent};
+    use lockdesk_testkit::pg::PgServer;
+
+    fn event(id: &str, event_type: &str, conversation: &str, operators: &[u64]) -> NewWebhookEvent {
+        NewWebhookEvent {
+            event_id: id.into(),
+            event_type: event_type.into(),
+            correlation_id: None,
+            delivery_id: None,
+            conversation_id: Some(conversation.into()),
+            visitor_id: Some(format!("v-{conversation}")),
+            operator_ids: operators.to_vec(),
+            payload: format!(r#"{{"eventId":"{id}"}}"#),
+            received_at_ms: 1,
+        }
+    }
+
+    /// 12 conversations pushed to two operators each, 5 of them closed: 17 entries, 34 audience
+    /// rows, 7 open conversations.
+    fn sqlite_log(dir: &Path) -> PathBuf {
+        let db = dir.join(crate::DATABASE_FILE);
+        let store = SqliteStore::open(&db).unwrap();
+        for i in 0..12u64 {
+            let c = format!("c{i:02}");
+            store
+                .append_webhook(event(&format!("push-{i}"), PUSHED, &c, &[200, 100 + i % 3]))
+                .unwrap();
+        }
+        for i in 0..5u64 {
+            let c = format!("c{i:02}");
+            store
+                .append_webhook(event(&format!("close-{i}"), CLOSED, &c, &[]))
+                .unwrap();
+        }
+        drop(store);
+        db
+    }
+
+    fn settings(pg: &PgServer, database: &str) -> PgSettings {
+        PgSettings {
+            url: pg.create_database(database),
+            password: Some(pg.password().to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_log_larger_than_one_page_is_copied_and_verified_page_by_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_log(dir.path());
+        let pg = PgServer::start();
+        // 5 rows a page: the entries take 4 pages, the audience rows 7, the open
+        // conversations 2, each way.
+        let paged = migrate_in_pages(&db, &settings(&pg, "paged"), 5).unwrap();
+        assert_eq!(paged.last_seq, 17);
+        assert_eq!(paged.webhook_events, 17);
+        assert_eq!(paged.audience_rows, 34);
+        assert_eq!(paged.open_conversations, 7);
+        assert_eq!(pg.psql("paged", "SELECT count(*) FROM audience"), "34");
+        assert_eq!(
+            pg.psql(
+                "paged",
+                "SELECT string_agg(conversation_id || '=' || array_to_string(owners, ','), ' ' \
+                 ORDER BY conversation_id) FROM open_conversations"
+            ),
+            "c05=102,200 c06=100,200 c07=101,200 c08=102,200 c09=100,200 c10=101,200 c11=102,200"
+        );
+        // The same log in one page: the same copy, to the digest.
+        let whole = migrate_in_pages(&db, &settings(&pg, "whole"), CHUNK).unwrap();
+        assert_eq!(whole, paged);
+    }
+
+    #[test]
+    fn a_page_boundary_on_the_last_row_still_reads_everything() {
+        // 34 audience rows, 17 entries: pages of 17 end exactly at the last entry, and the
+        // audience in exactly two pages; the next (empty) page ends the reads.
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_log(dir.path());
+        let pg = PgServer::start();
+        let report = migrate_in_pages(&db, &settings(&pg, "exact"), 17).unwrap();
+        assert_eq!((report.last_seq, report.audience_rows), (17, 34));
+    }
 }
