@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use lockdesk_testkit::pg::PgServer;
 
 use crate::support::collected::{wait_until, Collected, PATIENCE};
-use crate::support::desk_store::{cursor, dump};
+use crate::support::desk_store::{assert_same, cursor};
 use crate::support::{listening_on, RunningGateway};
 
 const WEBHOOK_SECRET: &str = "migrate-webhook-secret-0123";
@@ -74,30 +74,14 @@ fn start_gateway(dir: &Path, listen: &str, pg: Option<(&PgServer, &str)>) -> Run
 /// `lockdesk-cli simulate` into `gateway` (every scenario, operators 1001 and 1002), to its end;
 /// returns the highest seq it was answered.
 fn simulate(root: &Path, gateway: &str, seed: &str) -> u64 {
-    let mut sim = cli();
-    sim.args([
-        "simulate",
-        "--gateway",
+    let sim = crate::support::simulate_command(
+        &root,
         gateway,
-        "--rate",
-        "400",
-        "--duration",
-        "1",
-        "--seed",
+        400,
+        1,
         seed,
-        "--operator",
-        "1001",
-        "--operator",
-        "1002",
-        "--json",
-    ])
-    .arg("--desk-key")
-    .arg(root.join("desk/public.pem"))
-    .arg("--write-brand-jwks")
-    .arg(root.join("brand.jwks"))
-    .env("LOCKDESK_DATA_DIR", root.join("sim-data"))
-    .env("LOCKDESK_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN);
+        (WEBHOOK_SECRET, PROVIDER_TOKEN),
+    );
     let (status, lines, err) = Collected::spawn(sim).finish();
     assert!(status.success(), "the simulator failed: {err:?}");
     let mut last = 0u64;
@@ -422,18 +406,7 @@ fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_
     });
     let (status, reference_lines, reference_err) = reference.interrupt();
     assert!(status.success(), "{reference_err:?}");
-    for ((name, x), (_, y)) in dump(&data).iter().zip(&dump(&reference_data)) {
-        if x != y {
-            let first = x.iter().zip(y).position(|(p, q)| p != q);
-            panic!(
-                "{name}: migrated desk {} rows, uninterrupted desk {}; first difference at {first:?}:\n  {:?}\n  {:?}",
-                x.len(),
-                y.len(),
-                first.and_then(|i| x.get(i)),
-                first.and_then(|i| y.get(i)),
-            );
-        }
-    }
+    assert_same(&data, "migrated desk", &reference_data);
     let mut printed = lines.clone();
     let mut reference_printed = reference_lines.clone();
     printed.sort();

@@ -22,7 +22,7 @@ use lockdesk_testkit::pg::PgServer;
 
 use crate::support;
 use crate::support::collected::{wait_until, Collected};
-use crate::support::desk_store::{cursor, dump};
+use crate::support::desk_store::{assert_same, cursor};
 use crate::support::{listening_on, RunningGateway};
 
 const WEBHOOK_SECRET: &str = "lb-failover-webhook-secret-0123";
@@ -129,30 +129,14 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
     };
 
     // The simulator: every scenario, at a steady rate, for a few seconds, into instance B.
-    let mut sim = cli();
-    sim.args([
-        "simulate",
-        "--gateway",
+    let sim = crate::support::simulate_command(
+        &root,
         &b.url(),
-        "--rate",
-        "300",
-        "--duration",
-        "6",
-        "--seed",
+        300,
+        6,
         "15",
-        "--operator",
-        "1001",
-        "--operator",
-        "1002",
-        "--json",
-    ])
-    .arg("--desk-key")
-    .arg(root.join("desk/public.pem"))
-    .arg("--write-brand-jwks")
-    .arg(root.join("brand.jwks"))
-    .env("LOCKDESK_DATA_DIR", root.join("sim-data"))
-    .env("LOCKDESK_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN);
+        (WEBHOOK_SECRET, PROVIDER_TOKEN),
+    );
     let sim = Collected::spawn(sim);
     // The brand's key set is written before the first step is sent.
     wait_until("the simulator's first step", || sim.stdout_count() > 0);
@@ -232,18 +216,7 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
     assert_eq!(resumes(&reference_err, &feed), [0], "{reference_err:?}");
 
     // Nothing lost: the stores hold the same state.
-    for ((name, x), (_, y)) in dump(&data).iter().zip(&dump(&reference_data)) {
-        if x != y {
-            let first = x.iter().zip(y).position(|(p, q)| p != q);
-            panic!(
-                "{name}: failed-over desk {} rows, uninterrupted desk {}; first difference at {first:?}:\n  {:?}\n  {:?}",
-                x.len(),
-                y.len(),
-                first.and_then(|i| x.get(i)),
-                first.and_then(|i| y.get(i)),
-            );
-        }
-    }
+    assert_same(&data, "failed-over desk", &reference_data);
     // Nothing repeated: the failed-over desk printed each change once, the same changes as the
     // uninterrupted one (a line is printed after its batch commits; nothing was killed here).
     let key = |l: &String| {

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::collected::{wait_until, Collected};
-use crate::support::desk_store::{cursor, dump};
+use crate::support::desk_store::{assert_same, cursor};
 use crate::support::{start_gateway, RunningGateway};
 
 const WEBHOOK_SECRET: &str = "watch-kill-webhook-secret-0123";
@@ -88,31 +88,14 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     };
 
     // The simulator: passes over every scenario, at a steady rate, for a few seconds.
-    let mut sim = cli();
-    sim.args([
-        "simulate",
-        "--gateway",
+    let sim = crate::support::simulate_command(
+        &root,
         &setup.gateway.url(),
-        "--rate",
-        "400",
-        "--duration",
-        "8",
-        "--seed",
+        400,
+        8,
         "77",
-        "--operator",
-        "1001",
-        "--operator",
-        "1002",
-        "--json",
-    ])
-    .arg("--desk-key")
-    .arg(root.join("desk/public.pem"))
-    .arg("--write-brand-jwks")
-    .arg(root.join("brand.jwks"))
-    // The simulator keeps its brand key in the data folder: this test's own.
-    .env("LOCKDESK_DATA_DIR", root.join("sim-data"))
-    .env("LOCKDESK_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    .env("LOCKDESK_PROVIDER_TOKEN", PROVIDER_TOKEN);
+        (WEBHOOK_SECRET, PROVIDER_TOKEN),
+    );
     let sim = Collected::spawn(sim);
     // The brand's key set is written before the first step is sent.
     wait_until("the simulator's first step", || sim.stdout_count() > 0);
@@ -172,18 +155,7 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     assert!(!reference_lines.is_empty());
 
     // No event lost: the stores hold the same state.
-    for ((name, a), (_, b)) in dump(&data).iter().zip(&dump(&reference_data)) {
-        if a != b {
-            let first = a.iter().zip(b).position(|(x, y)| x != y);
-            panic!(
-                "{name}: killed desk {} rows, uninterrupted desk {}; first difference at {first:?}:\n  {:?}\n  {:?}",
-                a.len(),
-                b.len(),
-                first.and_then(|i| a.get(i)),
-                first.and_then(|i| b.get(i)),
-            );
-        }
-    }
+    assert_same(&data, "killed desk", &reference_data);
 
     // No change applied twice: every line printed across the runs at most once, and each is
     // one the uninterrupted run printed.

@@ -99,3 +99,20 @@ pub fn dump(data: &Path) -> Vec<(&'static str, Vec<String>)> {
         })
         .collect()
 }
+
+/// Panics unless the stores in `data` (the desk under test, `what`) and `reference` (an
+/// uninterrupted desk's) hold the same rows, naming the first table and row that differ.
+pub fn assert_same(data: &Path, what: &str, reference: &Path) {
+    for ((name, x), (_, y)) in dump(data).iter().zip(&dump(reference)) {
+        if x != y {
+            let first = x.iter().zip(y).position(|(p, q)| p != q);
+            panic!(
+                "{name}: {what} {} rows, uninterrupted desk {}; first difference at {first:?}:\n  {:?}\n  {:?}",
+                x.len(),
+                y.len(),
+                first.and_then(|i| x.get(i)),
+                first.and_then(|i| y.get(i)),
+            );
+        }
+    }
+}

@@ -144,3 +144,40 @@ pub fn read_feed(addr: SocketAddr, credential: &str, last_seq: u64) -> Vec<(u64,
         out
     })
 }
+
+/// `lockdesk-cli simulate --json` into `gateway`, to be spawned: every scenario at `rate` steps
+/// a second for `duration_secs`, seeded, routed to operators 1001 and 1002, with the
+/// `(webhook secret, provider credential)` the gateway's configuration holds. Tokens are
+/// encrypted to ROOT/desk/public.pem, the brand's key set is written to ROOT/brand.jwks before
+/// the first step, and the simulator keeps its brand key in ROOT/sim-data (the test's own).
+pub fn simulate_command(
+    root: &Path,
+    gateway: &str,
+    rate: u32,
+    duration_secs: u32,
+    seed: &str,
+    (webhook_secret, provider_token): (&str, &str),
+) -> Command {
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"));
+    sim.args(["simulate", "--gateway", gateway, "--rate"])
+        .arg(rate.to_string())
+        .arg("--duration")
+        .arg(duration_secs.to_string())
+        .args([
+            "--seed",
+            seed,
+            "--operator",
+            "1001",
+            "--operator",
+            "1002",
+            "--json",
+        ])
+        .arg("--desk-key")
+        .arg(root.join("desk/public.pem"))
+        .arg("--write-brand-jwks")
+        .arg(root.join("brand.jwks"))
+        .env("LOCKDESK_DATA_DIR", root.join("sim-data"))
+        .env("LOCKDESK_WEBHOOK_SECRET", webhook_secret)
+        .env("LOCKDESK_PROVIDER_TOKEN", provider_token);
+    sim
+}
