@@ -75,7 +75,7 @@ fn start_gateway(dir: &Path, listen: &str, pg: Option<(&PgServer, &str)>) -> Run
 /// returns the highest seq it was answered.
 fn simulate(root: &Path, gateway: &str, seed: &str) -> u64 {
     let sim = crate::support::simulate_command(
-        &root,
+        root,
         gateway,
         400,
         1,
