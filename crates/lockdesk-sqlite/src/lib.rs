@@ -30,6 +30,9 @@ pub enum VersionAt {
     RowPerStep(&'static str),
 }
 
+/// Rust run after a step's SQL, given the version the step brings the file to.
+pub type AfterStep<E> = fn(&Connection, i64) -> Result<(), E>;
+
 /// A versioned scheme.
 pub struct Scheme<'a, E> {
     /// For errors: "desk store", "audit log", "gateway database".
@@ -39,7 +42,7 @@ pub struct Scheme<'a, E> {
     pub steps: &'a [&'a str],
     /// Run after step `version`'s SQL (`version` is the one it brings the file to), in the same
     /// transaction.
-    pub after_step: Option<fn(&Connection, i64) -> Result<(), E>>,
+    pub after_step: Option<AfterStep<E>>,
 }
 
 impl<E> Scheme<'_, E> {
