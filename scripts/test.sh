@@ -80,6 +80,27 @@ step() {
 
 ui() { (cd "$ROOT/ui" && npm run --silent "$@"); }
 
+# CI keeps only the end of the output: the names of failed Rust tests and their panic lines are
+# printed again in the summary at the end.
+RUST_LOG_FILE="$TEST_HOME/rust-tests.log"
+rust_tests() {
+  cargo test -q --workspace --no-fail-fast 2>&1 | tee "$RUST_LOG_FILE"
+  return "${PIPESTATUS[0]}"
+}
+bindings_are_fresh() {
+  local out status
+  out="$(cargo test -q --workspace --lib -- --exact tests::bindings_are_fresh 2>&1)"
+  status=$?
+  grep -v -E '^$|^running 0 tests$|test result: ok\. 0 passed' <<<"$out"
+  # Not vacuous: the filter must have found the test.
+  [ "$status" -eq 0 ] && grep -q 'test result: ok. 1 passed' <<<"$out"
+}
+rust_failures() {
+  [ -f "$RUST_LOG_FILE" ] || return 0
+  grep -E -- '^---- .* stdout ----$|panicked at|^error: test failed|^test result: FAILED' "$RUST_LOG_FILE" |
+    head -n 60
+}
+
 e2e() {
   # lookalike.test.mjs runs a real gateway and mints tokens with the CLI.
   cargo build -q -p lockdesk -p lockdesk-cli || return 1
@@ -111,8 +132,10 @@ no_demo_without_the_feature() {
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)" cargo clippy -q --workspace --all-targets -- -D warnings
 step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
-step "rust tests" cargo test -q --workspace --no-fail-fast
-step "bindings are fresh (ui/src/ipc/bindings.ts)" cargo test -q -p lockdesk-api bindings_are_fresh
+step "rust tests" rust_tests
+# The same features as the workspace run above (a `-p lockdesk-api` run would rebuild the crate
+# and its dependents with other features: 75 s): only the lib test binaries, one test each.
+step "bindings are fresh (ui/src/ipc/bindings.ts)" bindings_are_fresh
 step "ui type check (svelte-check)" ui check
 step "ui lint (eslint)" ui lint
 step "ui unit tests (vitest)" ui test
@@ -146,6 +169,8 @@ else
 fi
 
 echo
+details="$(rust_failures)"
+[ -n "$details" ] && printf 'rust test failures (from the rust tests step):\n%s\n' "$details"
 for f in "${failures[@]:-}"; do [ -n "$f" ] && echo "failed step: $f"; done
 echo "steps: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
