@@ -4,39 +4,22 @@
 //! audited it under a negative seq), an entry dated after 9999 is skipped and recorded, and the
 //! feed clock never takes its time. A real SQLite file and the real (empty) verification engine.
 
-use std::sync::Arc;
-
-use lockdesk_desk::{Desk, DeskConfig};
-use lockdesk_feed::{Entry, EntryKind};
-use lockdesk_keys::{Engine, Setup};
+use lockdesk_feed::Entry;
 use serde_json::json;
 
-const T0_MS: i64 = 1_767_261_600_000;
+use crate::support::{keyless_desk as open, webhook};
+use crate::T0_MS;
+
 /// 10000-01-01T00:00:00Z.
 const YEAR_10000_MS: i64 = 253_402_300_800_000;
 
 fn pushed(seq: u64, received_at_ms: i64) -> Entry {
-    Entry {
+    webhook(
         seq,
-        kind: EntryKind::Webhook,
         received_at_ms,
-        event_type: Some("v2.conversation.pushed".into()),
-        payload: json!({"eventType": "v2.conversation.pushed", "conversationId": format!("c{seq}"),
+        json!({"eventType": "v2.conversation.pushed", "conversationId": format!("c{seq}"),
             "visitorId": format!("v{seq}"), "channel": "CHAT", "operatorId": 7}),
-        related: vec![],
-        routing: Default::default(),
-    }
-}
-
-fn open(path: &std::path::Path) -> Desk {
-    Desk::open(
-        path,
-        Arc::new(Engine::load(&Setup::default()).unwrap()),
-        DeskConfig {
-            session_lifetime_secs: 60,
-        },
     )
-    .unwrap()
 }
 
 fn audit_rows(path: &std::path::Path) -> (i64, i64, i64) {

@@ -4,14 +4,14 @@
 //! other people's history and further applying are checked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lockdesk_desk::{Desk, History, TOMBSTONE};
 use lockdesk_sim::plan::Signer;
 use lockdesk_sim::{plan, Action, Scenario, Step};
 use serde_json::Value;
 
-use crate::support::apply_all;
+use crate::support::{apply_all, contains, file_bytes};
 use crate::{World, T0_MS};
 
 /// The valid tokens' people of one scenario: userId and every signed visitorData string.
@@ -53,21 +53,6 @@ fn verified_users(steps: &[Step]) -> BTreeSet<String> {
             _ => None,
         })
         .collect()
-}
-
-/// The SQLite file and its write-ahead log, as bytes on disk.
-fn file_bytes(db: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(db).unwrap();
-    let wal = PathBuf::from(format!("{}-wal", db.display()));
-    if let Ok(w) = std::fs::read(&wal) {
-        bytes.extend(w);
-    }
-    bytes
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    let n = needle.as_bytes();
-    !n.is_empty() && hay.windows(n.len()).any(|w| w == n)
 }
 
 fn audit_verify(db: &Path) -> lockdesk_audit::Report {

@@ -6,36 +6,22 @@
 //! refuse the same values on both sides, with errors that name the field, never the value. A real
 //! SQLite file and the real (empty) verification engine.
 
-use std::sync::Arc;
-
-use lockdesk_desk::{ConversationQuery, ConversationRow, Desk, DeskConfig};
-use lockdesk_feed::{Entry, EntryKind, EntryRouting};
-use lockdesk_keys::{Engine, Setup};
+use lockdesk_desk::{ConversationQuery, ConversationRow, Desk};
+use lockdesk_feed::{Entry, EntryRouting};
 use serde_json::{json, Value};
 
-const T0_MS: i64 = 1_767_261_600_000;
+use crate::support::{evidence, keyless_desk};
+use crate::T0_MS;
 
 fn webhook(seq: u64, payload: Value, routing: EntryRouting) -> Entry {
     Entry {
-        seq,
-        kind: EntryKind::Webhook,
-        received_at_ms: T0_MS + seq as i64,
-        event_type: payload["eventType"].as_str().map(str::to_owned),
-        payload,
-        related: vec![],
         routing,
+        ..crate::support::webhook(seq, T0_MS + seq as i64, payload)
     }
 }
 
 fn open(dir: &tempfile::TempDir) -> Desk {
-    Desk::open(
-        &dir.path().join("desk.sqlite3"),
-        Arc::new(Engine::load(&Setup::default()).unwrap()),
-        DeskConfig {
-            session_lifetime_secs: 60,
-        },
-    )
-    .unwrap()
+    keyless_desk(&dir.path().join("desk.sqlite3"))
 }
 
 fn row(desk: &Desk, conversation_id: &str) -> ConversationRow {
@@ -132,15 +118,11 @@ fn ids_breaking_the_shared_rules_are_skipped_naming_the_field_not_the_value() {
             EntryRouting::default(),
         ),
         webhook(4, form_push(4, &too_long, "1"), EntryRouting::default()),
-        Entry {
-            seq: 5,
-            kind: EntryKind::Evidence,
-            received_at_ms: T0_MS,
-            event_type: None,
-            payload: json!({"visitorId": "SECRET\u{7}", "token": "a.b.c"}),
-            related: vec![],
-            routing: Default::default(),
-        },
+        evidence(
+            5,
+            T0_MS,
+            json!({"visitorId": "SECRET\u{7}", "token": "a.b.c"}),
+        ),
     ];
     let applied = desk.apply(&entries, T0_MS).unwrap();
     let errors: Vec<(u64, &str)> = applied

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use lockdesk_desk::StoreCheck;
+use lockdesk_desk::{ConversationQuery, ConversationRow, Desk, StoreCheck};
+use lockdesk_feed::Entry;
 use lockdesk_sim::{plan, Action, Scenario, Step};
 use serde_json::json;
 
@@ -38,6 +39,79 @@ fn sql(db: &Path, statements: &str) {
 fn one<T: rusqlite::types::FromSql>(db: &Path, query: &str) -> T {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row(query, [], |r| r.get(0)).unwrap()
+}
+
+/// A copy of the store named `name`, edited by `statements`, checked.
+fn tampered(db: &Path, dir: &Path, world: &World, name: &str, statements: &str) -> StoreCheck {
+    let t = copy(db, dir, name);
+    sql(&t, statements);
+    check(&t, world)
+}
+
+/// The check of an open desk.
+fn audit(desk: &Desk) -> StoreCheck {
+    desk.check_against_audit(&mut |_| {}).unwrap()
+}
+
+fn names(c: &StoreCheck, cid: &str, text: &str) -> bool {
+    c.disagreements
+        .iter()
+        .any(|d| d.conversation_id.as_deref() == Some(cid) && d.message.contains(text))
+}
+
+/// The check names conversation `cid` with a message holding `text`.
+fn assert_named(c: &StoreCheck, cid: &str, text: &str) {
+    assert!(names(c, cid, text), "{:#?}", c.disagreements);
+}
+
+/// Scenarios 30 s apart: the first ones are closed long before the last ones start.
+fn spread_plan() -> Vec<Step> {
+    plan(21, &Scenario::ALL, &[101, 102], 30_000)
+}
+
+/// The userIds of the plan's tokens, sorted.
+fn token_users(steps: &[Step]) -> BTreeSet<String> {
+    steps
+        .iter()
+        .filter_map(|st| match &st.action {
+            Action::Evidence(e) => Some(e.token.user_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The retention tests' purge cutoff: T0 + 150 s.
+const CUTOFF_MS: i64 = T0_MS + 150_000;
+
+/// The retention tests' purge (before [`CUTOFF_MS`], at T0 + 1 h): it removes conversations
+/// and the check still agrees.
+fn purge(desk: &mut Desk) {
+    let r = desk.purge_before(CUTOFF_MS, T0_MS + 3_600_000).unwrap();
+    assert!(r.desk.conversations > 0, "{r:?}");
+    agrees(&audit(desk));
+}
+
+/// Applies `feed` one entry at a time until `found` finds what it looks for in the desk's
+/// conversations; `None` if it never does.
+fn apply_until<T>(
+    desk: &mut Desk,
+    feed: &[Entry],
+    mut found: impl FnMut(&[ConversationRow]) -> Option<T>,
+) -> Option<T> {
+    for e in feed {
+        desk.apply(std::slice::from_ref(e), e.received_at_ms)
+            .unwrap();
+        let rows = desk
+            .conversations(&ConversationQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        if let Some(t) = found(&rows) {
+            return Some(t);
+        }
+    }
+    None
 }
 
 /// The full run of every scenario, applied and closed (no WAL left beside the file).
@@ -122,23 +196,17 @@ fn an_untouched_store_agrees_and_every_offline_edit_is_named() {
         )
         .ok();
     if let Some(cf) = closed_failed {
-        let t = copy(&db, dir.path(), "kept.sqlite3");
-        sql(
-            &t,
+        let c = tampered(
+            &db,
+            dir.path(),
+            &world,
+            "kept.sqlite3",
             &format!(
                 "UPDATE conversations SET auth_state = 'secured', reason = NULL, user_id = '{victim}'
                  WHERE conversation_id = '{cf}'"
             ),
         );
-        let c = check(&t, &world);
-        assert!(
-            c.disagreements
-                .iter()
-                .any(|d| d.conversation_id.as_deref() == Some(cf.as_str())
-                    && d.message.contains("closed, failed")),
-            "{:#?}",
-            c.disagreements
-        );
+        assert_named(&c, &cf, "closed, failed");
     }
 
     // 3. An alert edited away.
@@ -164,18 +232,21 @@ fn an_untouched_store_agrees_and_every_offline_edit_is_named() {
     );
 
     // 4. An alert's code softened.
-    let t = copy(&db, dir.path(), "code.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "code.sqlite3",
         &format!("UPDATE alerts SET code = 'session_lapsed' WHERE id = {alert_id}"),
     );
-    let c = check(&t, &world);
     assert_eq!(c.disagreements[0].alert_id, Some(alert_id), "{c:?}");
 
     // 5. A failed conversation deleted with its alerts.
-    let t = copy(&db, dir.path(), "gone.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "gone.sqlite3",
         &format!(
             "DELETE FROM alerts WHERE conversation = (SELECT id FROM conversations WHERE conversation_id = '{failed}');
              DELETE FROM transitions WHERE conversation = (SELECT id FROM conversations WHERE conversation_id = '{failed}');
@@ -183,20 +254,14 @@ fn an_untouched_store_agrees_and_every_offline_edit_is_named() {
              DELETE FROM conversations WHERE conversation_id = '{failed}';"
         ),
     );
-    let c = check(&t, &world);
-    assert!(
-        c.disagreements
-            .iter()
-            .any(|d| d.conversation_id.as_deref() == Some(failed.as_str())
-                && d.message.contains("missing from the store")),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&c, &failed, "missing from the store");
 
     // 6. A conversation inserted by hand, secured for the victim.
-    let t = copy(&db, dir.path(), "insert.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "insert.sqlite3",
         &format!(
             "INSERT INTO conversations (conversation_id, visitor, channel, opened_ms, state,
                auth_state, user_id, since_ms, until_ms, machine)
@@ -207,55 +272,35 @@ fn an_untouched_store_agrees_and_every_offline_edit_is_named() {
             until = T0_MS + 60_000,
         ),
     );
-    let c = check(&t, &world);
-    assert!(
-        c.disagreements
-            .iter()
-            .any(|d| d.conversation_id.as_deref() == Some("forged-conv")
-                && d.message.contains("has no record")),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&c, "forged-conv", "has no record");
 
     // 7. The stored state machine alone (the next event would continue from it).
-    let t = copy(&db, dir.path(), "machine.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "machine.sqlite3",
         &format!(
             "UPDATE conversations SET machine = '{machine}' WHERE conversation_id = '{failed}'"
         ),
     );
-    let c = check(&t, &world);
-    assert!(
-        c.disagreements
-            .iter()
-            .any(|d| d.conversation_id.as_deref() == Some(failed.as_str())
-                && d.message.contains("stored state machine")),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&c, &failed, "stored state machine");
 
     // 8. A verified person's display name replaced.
-    let t = copy(&db, dir.path(), "name.sqlite3");
     let named: String = one(
-        &t,
+        &db,
         "SELECT conversation_id FROM conversations WHERE name IS NOT NULL LIMIT 1",
     );
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "name.sqlite3",
         &format!(
             "UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{named}'"
         ),
     );
-    let c = check(&t, &world);
-    assert!(
-        c.disagreements
-            .iter()
-            .any(|d| d.conversation_id.as_deref() == Some(named.as_str())
-                && d.message.contains("Somebody Else")),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&c, &named, "Somebody Else");
 }
 
 #[test]
@@ -267,21 +312,11 @@ fn a_secured_session_extended_by_hand_is_named() {
     let feed = world.entries(&steps, 1, 0);
     // Applied one entry at a time up to the first moment a conversation is secured.
     let mut desk = world.desk(&db);
-    let mut secured = None;
-    for e in &feed {
-        desk.apply(std::slice::from_ref(e), e.received_at_ms)
-            .unwrap();
-        let rows = desk
-            .conversations(&lockdesk_desk::ConversationQuery {
-                limit: 1000,
-                ..Default::default()
-            })
-            .unwrap();
-        if let Some(r) = rows.iter().find(|r| r.state == "secured") {
-            secured = Some(r.conversation_id.clone());
-            break;
-        }
-    }
+    let secured = apply_until(&mut desk, &feed, |rows| {
+        rows.iter()
+            .find(|r| r.state == "secured")
+            .map(|r| r.conversation_id.clone())
+    });
     drop(desk);
     let secured = secured.expect("a secured conversation");
     agrees(&check(&db, &world));
@@ -338,66 +373,35 @@ fn erasure_and_purge_raise_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let world = World::new(dir.path());
     let db = dir.path().join("desk.sqlite3");
-    // Scenarios 30 s apart: the first ones are closed long before the last ones start.
-    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let steps = spread_plan();
     let mut desk = world.desk(&db);
     apply_all(&mut desk, &world.entries(&steps, 1, 0));
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
-    let users: BTreeSet<String> = steps
-        .iter()
-        .filter_map(|st| match &st.action {
-            Action::Evidence(e) => Some(e.token.user_id.clone()),
-            _ => None,
-        })
-        .collect();
-    let first = users.iter().next().unwrap().clone();
+    agrees(&audit(&desk));
+    let first = token_users(&steps).into_iter().next().unwrap();
     desk.erase_user(&first, T0_MS + 3_000_000).unwrap();
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    agrees(&audit(&desk));
     // The desk removes old closed conversations; the log, only its oldest run of entries (a
     // newer entry at its start keeps everything): the purge entry's cutoff accounts for them.
-    let r = desk
-        .purge_before(T0_MS + 150_000, T0_MS + 3_600_000)
-        .unwrap();
-    assert!(r.desk.conversations > 0, "{r:?}");
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    purge(&mut desk);
     let r = desk
         .purge_before(T0_MS + 400_000, T0_MS + 3_700_000)
         .unwrap();
     let _ = r;
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    agrees(&audit(&desk));
 }
 
 /// A store after an erasure (of the first user) and a purge, closed: the state an offline
 /// attacker finds once retention has run.
 fn erased_and_purged(dir: &Path, world: &World) -> (PathBuf, String) {
     let db = dir.join("retained.sqlite3");
-    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let steps = spread_plan();
     let mut desk = world.desk(&db);
     apply_all(&mut desk, &world.entries(&steps, 1, 0));
-    let first = steps
-        .iter()
-        .filter_map(|st| match &st.action {
-            Action::Evidence(e) => Some(e.token.user_id.clone()),
-            _ => None,
-        })
-        .collect::<BTreeSet<String>>()
-        .into_iter()
-        .next()
-        .unwrap();
+    let first = token_users(&steps).into_iter().next().unwrap();
     desk.erase_user(&first, T0_MS + 3_000_000).unwrap();
-    let r = desk
-        .purge_before(T0_MS + 150_000, T0_MS + 3_600_000)
-        .unwrap();
-    assert!(r.desk.conversations > 0, "{r:?}");
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    purge(&mut desk);
     drop(desk);
     (db, first)
-}
-
-fn names(c: &StoreCheck, cid: &str, text: &str) -> bool {
-    c.disagreements
-        .iter()
-        .any(|d| d.conversation_id.as_deref() == Some(cid) && d.message.contains(text))
 }
 
 /// After an erasure and a purge, a secured row forged with an opening after the purge's cutoff
@@ -433,12 +437,7 @@ fn after_a_purge_a_forged_secured_row_opened_after_the_cutoff_is_named() {
             until = opened + 60_000,
         ),
     );
-    let c = check(&db, &world);
-    assert!(
-        names(&c, "forged-conv", "has no record"),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&check(&db, &world), "forged-conv", "has no record");
 }
 
 #[test]
@@ -446,72 +445,53 @@ fn one_erasure_leaves_other_conversations_sessions_and_names_checked() {
     let dir = tempfile::tempdir().unwrap();
     let world = World::new(dir.path());
     let db = dir.path().join("desk.sqlite3");
-    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let steps = spread_plan();
     let feed = world.entries(&steps, 1, 0);
     // Applied one entry at a time until a conversation is secured while another person's, on
     // another device (closed, after the cutoff below), is in the log too.
     let mut desk = world.desk(&db);
-    let mut found = None;
-    for e in &feed {
-        desk.apply(std::slice::from_ref(e), e.received_at_ms)
-            .unwrap();
-        let rows = desk
-            .conversations(&lockdesk_desk::ConversationQuery {
-                limit: 1000,
-                ..Default::default()
-            })
-            .unwrap();
+    let found = apply_until(&mut desk, &feed, |rows| {
         let secured = rows.iter().find(|r| r.state == "secured");
         let other = rows.iter().find(|r| {
             r.state == "closed"
-                && r.opened_ms.is_some_and(|o| o > T0_MS + 150_000)
+                && r.opened_ms.is_some_and(|o| o > CUTOFF_MS)
                 && r.user_id.is_some()
                 && secured.is_some_and(|s| s.user_id != r.user_id && s.visitor_id != r.visitor_id)
         });
-        if let (Some(s), Some(o)) = (secured, other) {
-            found = Some((s.conversation_id.clone(), o.user_id.clone().unwrap()));
-            break;
+        match (secured, other) {
+            (Some(s), Some(o)) => Some((s.conversation_id.clone(), o.user_id.clone().unwrap())),
+            _ => None,
         }
-    }
+    });
     let (secured, erased) = found.expect("a secured conversation beside another person's");
     let r = desk.erase_user(&erased, T0_MS + 3_000_000).unwrap();
     assert!(r.audit.erased_entries > 0, "{r:?}");
-    let r = desk
-        .purge_before(T0_MS + 150_000, T0_MS + 3_600_000)
-        .unwrap();
-    assert!(r.desk.conversations > 0, "{r:?}");
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    purge(&mut desk);
     drop(desk);
 
     // The session extended by hand on a conversation the erasure did not touch.
-    let t = copy(&db, dir.path(), "extended.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "extended.sqlite3",
         &format!(
             "UPDATE conversations SET until_ms = until_ms + 10 * 86400000 WHERE conversation_id = '{secured}'"
         ),
     );
-    let c = check(&t, &world);
-    assert!(
-        names(&c, &secured, "secured until"),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&c, &secured, "secured until");
 
     // A name set by hand on it.
-    let t = copy(&db, dir.path(), "renamed.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "renamed.sqlite3",
         &format!(
             "UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{secured}'"
         ),
     );
-    let c = check(&t, &world);
-    assert!(
-        names(&c, &secured, "Somebody Else"),
-        "{:#?}",
-        c.disagreements
-    );
+    assert_named(&c, &secured, "Somebody Else");
 }
 
 #[test]
@@ -519,7 +499,7 @@ fn after_a_purge_a_device_alert_newer_than_the_cutoff_removed_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let world = World::new(dir.path());
     let db = dir.path().join("desk.sqlite3");
-    let steps = plan(21, &Scenario::ALL, &[101, 102], 30_000);
+    let steps = spread_plan();
     let mut feed = world.entries(&steps, 1, 0);
     // Later, outside any conversation (every one is closed by then), the second person's
     // token on the first person's device: a device-level alert.
@@ -547,18 +527,21 @@ fn after_a_purge_a_device_alert_newer_than_the_cutoff_removed_is_named() {
     feed.extend(world.entries(&[again], feed.len() as u64 + 1, 600_000));
     let mut desk = world.desk(&db);
     apply_all(&mut desk, &feed);
-    let cutoff = T0_MS + 150_000;
-    let r = desk.purge_before(cutoff, T0_MS + 3_600_000).unwrap();
-    assert!(r.desk.conversations > 0, "{r:?}");
-    agrees(&desk.check_against_audit(&mut |_| {}).unwrap());
+    purge(&mut desk);
     drop(desk);
     let id: i64 = one(
         &db,
-        &format!("SELECT id FROM alerts WHERE conversation IS NULL AND at_ms >= {cutoff} LIMIT 1"),
+        &format!(
+            "SELECT id FROM alerts WHERE conversation IS NULL AND at_ms >= {CUTOFF_MS} LIMIT 1"
+        ),
     );
-    let t = copy(&db, dir.path(), "device-alert.sqlite3");
-    sql(&t, &format!("DELETE FROM alerts WHERE id = {id}"));
-    let c = check(&t, &world);
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "device-alert.sqlite3",
+        &format!("DELETE FROM alerts WHERE id = {id}"),
+    );
     assert!(
         c.disagreements
             .iter()
@@ -582,12 +565,13 @@ fn an_alert_moved_to_another_user_is_named() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    let t = copy(&db, dir.path(), "alert-user.sqlite3");
-    sql(
-        &t,
+    let c = tampered(
+        &db,
+        dir.path(),
+        &world,
+        "alert-user.sqlite3",
         &format!("UPDATE alerts SET user_id = 'cust-someone-else' WHERE id = {id}"),
     );
-    let c = check(&t, &world);
     assert!(
         c.disagreements.iter().any(|d| d.alert_id == Some(id)
             && d.message.contains("for cust-someone-else")

@@ -7,6 +7,7 @@ use lockdesk_desk::alert_codes::LOOKALIKE_USER_ID;
 use lockdesk_desk::{ConversationDetail, Desk, LookAlike, TOMBSTONE};
 use lockdesk_sim::{Signer, TokenSpec};
 
+use crate::support::{contains, evidence, file_bytes, webhook};
 use crate::*;
 
 const REAL: &str = "cust-48151623";
@@ -47,15 +48,7 @@ impl<'w> Feed<'w> {
             "visitorExternalId": null,
         });
         body["createdAt"] = lockdesk_desk::format_rfc3339(at).into();
-        self.entries.push(Entry {
-            seq,
-            kind: EntryKind::Webhook,
-            received_at_ms: at,
-            event_type: Some("v2.conversation.pushed".into()),
-            payload: body,
-            related: vec![],
-            routing: Default::default(),
-        });
+        self.entries.push(webhook(seq, at, body));
         let (seq, at) = self.next();
         let spec = TokenSpec {
             signer: Signer::Brand,
@@ -66,15 +59,11 @@ impl<'w> Feed<'w> {
             expires_in: 60,
         };
         let token = self.world.keys.mint(&spec, at / 1000).unwrap();
-        self.entries.push(Entry {
+        self.entries.push(evidence(
             seq,
-            kind: EntryKind::Evidence,
-            received_at_ms: at,
-            event_type: None,
-            payload: json!({"visitorId": visitor, "conversationId": conv, "token": token}),
-            related: vec![],
-            routing: Default::default(),
-        });
+            at,
+            json!({"visitorId": visitor, "conversationId": conv, "token": token}),
+        ));
     }
 
     fn apply(&mut self, desk: &mut Desk) -> Vec<lockdesk_desk::Change> {
@@ -101,6 +90,24 @@ fn marker(imitates: Option<&str>, mixed_script: bool) -> Option<LookAlike> {
         imitates: imitates.map(str::to_owned),
         mixed_script,
     })
+}
+
+/// The look-alike refused (no padlock, no identity: the real one is the only identity) and the
+/// real one secured with no look-alike alert; the look-alike's conversation.
+fn refused_beside_the_real(desk: &Desk, ctx: &str) -> ConversationDetail {
+    let fake_d = detail(desk, "conv-fake");
+    assert_eq!(fake_d.row.state, "failed", "{ctx}");
+    assert_eq!(
+        fake_d.row.reason.as_deref(),
+        Some("invalid_user_id"),
+        "{ctx}"
+    );
+    assert!(fake_d.identity.is_none(), "{ctx}");
+    assert_eq!(desk.stats().unwrap().identities, 1, "{ctx}");
+    let real = detail(desk, "conv-real");
+    assert_eq!(real.row.state, "secured", "{ctx}");
+    assert!(lookalike_alerts(&real).is_empty(), "{ctx}");
+    fake_d
 }
 
 /// The two orders: the real id first, then its look-alike; and the look-alike first.
@@ -187,26 +194,15 @@ fn hazardous_lookalikes_get_no_padlock_and_no_identity_in_both_orders() {
     ] {
         both_orders(fake, |real_first, desk| {
             let ctx = format!("{point}, real first: {real_first}");
-            let fake_d = detail(desk, "conv-fake");
-            assert_eq!(fake_d.row.state, "failed", "{ctx}");
-            assert_eq!(
-                fake_d.row.reason.as_deref(),
-                Some("invalid_user_id"),
-                "{ctx}"
-            );
+            let fake_d = refused_beside_the_real(desk, &ctx);
             assert_eq!(fake_d.row.user_id, None, "{ctx}");
-            assert!(fake_d.identity.is_none(), "{ctx}");
             let p = &fake_d.presentations[0];
             assert_eq!(p.verdict, "rejected", "{ctx}");
             let shown = p.detail.as_deref().unwrap();
             assert!(shown.contains(point), "{ctx}: {shown}");
             assert!(lockdesk_text::hazards(shown).is_empty(), "{ctx}: {shown:?}");
             assert!(!desk.history(fake).unwrap().known, "{ctx}");
-            assert_eq!(desk.stats().unwrap().identities, 1, "{ctx}");
-            let real = detail(desk, "conv-real");
-            assert_eq!(real.row.state, "secured", "{ctx}");
-            assert_eq!(real.row.look_alike, None, "{ctx}");
-            assert!(lookalike_alerts(&real).is_empty(), "{ctx}");
+            assert_eq!(detail(desk, "conv-real").row.look_alike, None, "{ctx}");
             let a = lookalike_alerts(&fake_d);
             if real_first {
                 // The refused token tried to pass for a known person: the alert names them,
@@ -239,18 +235,7 @@ fn a_userid_padded_with_whitespace_is_refused_and_named_as_a_lookalike() {
     ] {
         both_orders(fake, |real_first, desk| {
             let ctx = format!("{fake:?}, real first: {real_first}");
-            let fake_d = detail(desk, "conv-fake");
-            assert_eq!(fake_d.row.state, "failed", "{ctx}");
-            assert_eq!(
-                fake_d.row.reason.as_deref(),
-                Some("invalid_user_id"),
-                "{ctx}"
-            );
-            assert!(fake_d.identity.is_none(), "{ctx}");
-            assert_eq!(desk.stats().unwrap().identities, 1, "{ctx}");
-            let real = detail(desk, "conv-real");
-            assert_eq!(real.row.state, "secured", "{ctx}");
-            assert!(lookalike_alerts(&real).is_empty(), "{ctx}");
+            let fake_d = refused_beside_the_real(desk, &ctx);
             let a = lookalike_alerts(&fake_d);
             if real_first {
                 assert_eq!(a.len(), 1, "{ctx}: {:?}", fake_d.alerts);
@@ -304,19 +289,6 @@ fn a_genuinely_different_id_raises_nothing() {
             assert!(d.alerts.is_empty(), "{conv} {real_first}: {:?}", d.alerts);
         }
     });
-}
-
-/// The file's bytes (and its WAL).
-fn file_bytes(db: &Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(db).unwrap();
-    if let Ok(w) = std::fs::read(format!("{}-wal", db.display())) {
-        bytes.extend(w);
-    }
-    bytes
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// Erasing the imitated identity: its id leaves the alert, the marker and the audit log; the

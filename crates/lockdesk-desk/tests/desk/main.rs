@@ -92,27 +92,21 @@ pub enum Role {
     Advisor,
 }
 
-/// The plan's steps as feed entries: webhooks with `createdAt`, evidence with a token minted at
-/// its reception time.
+/// The plan's steps as feed entries numbered from 1 (`World::entries`: webhooks with
+/// `createdAt`, evidence with a token minted at its reception time), as the gateway hands them
+/// to a desk of this role.
 pub fn entries(world: &World, steps: &[Step], role: Role) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
     let mut held: Vec<(String, Related)> = Vec::new();
     let mut pushed = std::collections::HashSet::new();
-    for (i, step) in steps.iter().enumerate() {
-        let seq = i as u64 + 1;
-        let received = T0_MS + step.at_ms as i64;
-        match &step.action {
-            Action::Webhook { body, .. } => {
-                let mut body = body.clone();
-                body.insert(
-                    "createdAt".into(),
-                    lockdesk_desk::format_rfc3339(received).into(),
-                );
-                let event_type = body["eventType"].as_str().unwrap().to_owned();
-                let mut related = vec![];
+    for mut entry in world.entries(steps, 1, 0) {
+        let visitor = entry.payload["visitorId"].as_str().map(str::to_owned);
+        match entry.kind {
+            EntryKind::Webhook => {
+                let event_type = entry.event_type.as_deref().unwrap();
                 if event_type == "v2.conversation.pushed" {
-                    let visitor = body["visitorId"].as_str().unwrap().to_owned();
-                    related = held
+                    let visitor = visitor.unwrap();
+                    entry.related = held
                         .iter()
                         .filter(|(v, _)| *v == visitor)
                         .map(|(_, r)| r.clone())
@@ -120,49 +114,23 @@ pub fn entries(world: &World, steps: &[Step], role: Role) -> Vec<Entry> {
                     held.retain(|(v, _)| *v != visitor);
                     pushed.insert(visitor);
                 }
-                out.push(Entry {
-                    seq,
-                    kind: EntryKind::Webhook,
-                    received_at_ms: received,
-                    event_type: Some(event_type),
-                    payload: Value::Object(body),
-                    related,
-                    routing: Default::default(),
-                });
             }
-            Action::Evidence(e) => {
-                let token = world.keys.mint(&e.token, received / 1000).unwrap();
-                let mut payload = json!({
-                    "visitorId": e.visitor_id,
-                    "token": token,
-                    "presentedAt": lockdesk_desk::format_rfc3339(received),
-                    "source": {"domain": e.source.domain, "device": e.source.device, "app": e.source.app},
-                });
-                if let Some(c) = &e.conversation_id {
-                    payload["conversationId"] = c.clone().into();
-                }
-                if role == Role::Advisor && !pushed.contains(&e.visitor_id) {
+            EntryKind::Evidence => {
+                let visitor = visitor.unwrap();
+                if role == Role::Advisor && !pushed.contains(&visitor) {
                     held.push((
-                        e.visitor_id.clone(),
+                        visitor,
                         Related {
-                            seq,
-                            received_at_ms: received,
-                            payload,
+                            seq: entry.seq,
+                            received_at_ms: entry.received_at_ms,
+                            payload: entry.payload,
                         },
                     ));
                     continue;
                 }
-                out.push(Entry {
-                    seq,
-                    kind: EntryKind::Evidence,
-                    received_at_ms: received,
-                    event_type: None,
-                    payload,
-                    related: vec![],
-                    routing: Default::default(),
-                });
             }
         }
+        out.push(entry);
     }
     out
 }

@@ -9,31 +9,8 @@ use lockdesk_desk::{
 use lockdesk_sim::Scenario;
 use serde_json::json;
 
+use crate::support::{evidence, webhook};
 use crate::*;
-
-fn webhook(seq: u64, at_ms: i64, payload: Value) -> Entry {
-    Entry {
-        seq,
-        kind: EntryKind::Webhook,
-        received_at_ms: at_ms,
-        event_type: payload["eventType"].as_str().map(str::to_owned),
-        payload,
-        related: vec![],
-        routing: Default::default(),
-    }
-}
-
-fn evidence(seq: u64, at_ms: i64, payload: Value) -> Entry {
-    Entry {
-        seq,
-        kind: EntryKind::Evidence,
-        received_at_ms: at_ms,
-        event_type: None,
-        payload,
-        related: vec![],
-        routing: Default::default(),
-    }
-}
 
 fn push(seq: u64, at_ms: i64, conv: &str, visitor: &str) -> Entry {
     webhook(
@@ -56,6 +33,15 @@ fn token(world: &World, user: &str, email: &str, at_ms: i64) -> String {
     world.keys.mint(&spec, at_ms / 1000).unwrap()
 }
 
+/// `v1` pushed in conversation `c1` (entry `seq`), then presenting a valid token for `u1`
+/// (entry `seq + 1`).
+fn signed_in(world: &World, seq: u64, push_at_ms: i64, present_at_ms: i64) -> [Entry; 2] {
+    [
+        push(seq, push_at_ms, "c1", "v1"),
+        present(world, seq + 1, present_at_ms, "v1", "u1"),
+    ]
+}
+
 fn present(world: &World, seq: u64, at_ms: i64, visitor: &str, user: &str) -> Entry {
     evidence(
         seq,
@@ -63,6 +49,15 @@ fn present(world: &World, seq: u64, at_ms: i64, visitor: &str, user: &str) -> En
         json!({"visitorId": visitor, "token": token(world, user, "jane@mail.example", at_ms),
                "source": {"domain": "www.brand.example", "device": "laptop"}}),
     )
+}
+
+/// A test world and a desk on `d.sqlite3` in a new temp folder (kept while the first value
+/// lives).
+fn fresh() -> (tempfile::TempDir, World, Desk) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path());
+    let desk = world.desk(&dir.path().join("d.sqlite3"));
+    (dir, world, desk)
 }
 
 /// Everything a replay must reproduce: rows, transitions, presentations, alerts, cursor.
@@ -140,18 +135,10 @@ fn applying_twice_or_in_other_batch_sizes_gives_the_same_store() {
 
 #[test]
 fn a_secured_session_lapses_on_tick_without_new_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
     let applied = desk
-        .apply(
-            &[
-                push(1, t, "c1", "v1"),
-                present(&world, 2, t + 1_000, "v1", "u1"),
-            ],
-            t + 1_000,
-        )
+        .apply(&signed_in(&world, 1, t, t + 1_000), t + 1_000)
         .unwrap();
     let states: Vec<_> = applied
         .changes
@@ -185,9 +172,7 @@ fn a_secured_session_lapses_on_tick_without_new_events() {
 
 #[test]
 fn malformed_entries_are_recorded_and_skipped_without_failing_the_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
     let secret = token(&world, "u1", "jane@mail.example", t);
     let batch = [
@@ -308,9 +293,7 @@ fn the_store_and_its_wal_and_shm_are_owner_only() {
 
 #[test]
 fn backfill_compares_the_platform_user_id_and_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
     desk.apply(
         &[
@@ -375,19 +358,9 @@ fn backfill_compares_the_platform_user_id_and_is_idempotent() {
 
 #[test]
 fn the_change_line_is_exactly_the_documented_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
-    let applied = desk
-        .apply(
-            &[
-                push(41, t, "c1", "v1"),
-                present(&world, 42, t + 123, "v1", "u1"),
-            ],
-            t,
-        )
-        .unwrap();
+    let applied = desk.apply(&signed_in(&world, 41, t, t + 123), t).unwrap();
     let line: Value = serde_json::from_str(&applied.changes[1].to_json_line()).unwrap();
     assert_eq!(
         line,
@@ -424,9 +397,7 @@ fn the_change_line_is_exactly_the_documented_json() {
 
 #[test]
 fn related_evidence_repeated_with_a_later_push_is_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
     let ev = present(&world, 1, t, "v1", "u1");
     let related = Related {
@@ -490,6 +461,20 @@ fn kill_child() {
     }
 }
 
+/// This test binary (`exe`) running only `kill_child`, on the entries in `dir`.
+fn kill_child_command(exe: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "--exact",
+            "store::kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir);
+    command
+}
+
 #[test]
 fn a_desk_killed_mid_apply_resumes_consistent_and_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -518,14 +503,7 @@ fn a_desk_killed_mid_apply_resumes_consistent_and_applies_nothing_twice() {
     let mut finished = false;
     let mut rng = fastrand_seed(42);
     for _ in 0..25 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "store::kill_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
+        let mut child = kill_child_command(&exe, dir.path())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -580,14 +558,7 @@ fn a_desk_killed_mid_apply_resumes_consistent_and_applies_nothing_twice() {
         "the child was not killed mid-run twice: {cursors:?}"
     );
     if !finished {
-        let status = Command::new(&exe)
-            .args([
-                "--exact",
-                "store::kill_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
+        let status = kill_child_command(&exe, dir.path())
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
@@ -617,9 +588,7 @@ fn fastrand_seed(mut s: u64) -> impl FnMut() -> u64 {
 
 #[test]
 fn the_list_filters_open_conversations() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, _world, mut desk) = fresh();
     let t = T0_MS;
     desk.apply(
         &[
@@ -647,15 +616,9 @@ fn the_list_filters_open_conversations() {
 
 #[test]
 fn a_newer_token_extends_the_session_without_a_change_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
-    desk.apply(
-        &[push(1, t, "c1", "v1"), present(&world, 2, t, "v1", "u1")],
-        t,
-    )
-    .unwrap();
+    desk.apply(&signed_in(&world, 1, t, t), t).unwrap();
     let later = desk
         .apply(&[present(&world, 3, t + 30_000, "v1", "u1")], t + 30_000)
         .unwrap();
@@ -690,9 +653,7 @@ fn a_newer_token_extends_the_session_without_a_change_line() {
 
 #[test]
 fn a_device_alert_before_any_conversation_has_no_conversation_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path());
-    let mut desk = world.desk(&dir.path().join("d.sqlite3"));
+    let (_dir, world, mut desk) = fresh();
     let t = T0_MS;
     let applied = desk
         .apply(
