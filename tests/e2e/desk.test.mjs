@@ -4,25 +4,14 @@
 // available on this channel", the multi-device person's history with its three devices, the
 // platform mismatch with its reason in words (never its code), a
 // desktop notification in dunst's history, and hostile signed visitorData shown as literal text.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { By, appPath, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { By, appAroundTests, el, freshDirs, launch, screenshot, waitText } from './harness.mjs';
 
 const dirs = freshDirs();
 let driver;
-let tauriDriver;
-
-before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  tauriDriver = await startDriver(dirs);
-});
-
-after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-});
+appAroundTests(dirs, () => driver);
 
 /**
  * Scrolls the virtualized list from the top until a rendered row matches `want`, brings it to the

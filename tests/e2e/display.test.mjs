@@ -2,42 +2,19 @@
 // (GTK_THEME=Adwaita:dark), works from the keyboard alone, and stays readable at 200% zoom
 // (Ctrl + = five times, Tauri's zoom hotkeys), and switches to French from Settings. Screenshots
 // of each in tests/output/e2e/2*.png.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { Key } from 'selenium-webdriver';
-import { By, appPath, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { By, appAroundTests, contrast, el, freshDirs, launch, luminance, screenshot, waitText } from './harness.mjs';
 
 const dirs = freshDirs();
 let driver;
-let tauriDriver;
+appAroundTests(dirs, () => driver, { GTK_THEME: 'Adwaita:dark' });
 
 before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  tauriDriver = await startDriver(dirs, { GTK_THEME: 'Adwaita:dark' });
   driver = await launch();
   await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(([3-9]|\d\d+)/.test(t), 90_000);
 });
-
-after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-});
-
-/** WCAG relative luminance of a computed CSS colour `rgb(r, g, b)` / `rgba(...)`. */
-function luminance(css) {
-  const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(css);
-  assert.ok(m, `a colour: ${css}`);
-  const lin = (v) => {
-    const c = Number(v) / 255;
-    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-  };
-  return 0.2126 * lin(m[1]) + 0.7152 * lin(m[2]) + 0.0722 * lin(m[3]);
-}
-const contrast = (a, b) => {
-  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
-  return (hi + 0.05) / (lo + 0.05);
-};
 
 test('follows the OS dark theme, with readable text and alarms', async () => {
   const c = await driver.executeScript(`

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Key } from 'selenium-webdriver';
-import { appPath, click, el, freshDirs, launch, screenshot, startDriver, textOf, typeInto, waitText } from './harness.mjs';
+import { appPath, click, el, endSession, freshDirs, launch, screenshot, startDriver, textOf, typeInto, waitText } from './harness.mjs';
 import { comm, descendants } from './proc.mjs';
 
 let driver;
@@ -36,9 +36,8 @@ async function withApp(prepare, body, extraEnv = {}) {
     await driver.manage().setTimeouts({ script: 90_000 });
     await body();
   } finally {
-    if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
+    await endSession(driver, tauriDriver);
     driver = undefined;
-    await tauriDriver.stop();
     tauriDriver = undefined;
   }
 }

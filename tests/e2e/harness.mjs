@@ -1,12 +1,14 @@
 // Drives the real Lockdesk window: tauri-driver (which starts WebKitWebDriver) + selenium.
 // Everything runs on 127.0.0.1; every Lockdesk folder is a fresh temp folder.
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, By, until } from 'selenium-webdriver';
-import { comm, descendants, portOpen, running } from './proc.mjs';
+import { comm, descendants, exited, portOpen, running } from './proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '../..');
@@ -31,9 +33,10 @@ export function freshDirs() {
 }
 
 /** Starts tauri-driver with the given Lockdesk folders (and `extraEnv`) in its environment (the
- * app inherits it). A variable `extraEnv` sets to `undefined` is removed (the DMA-BUF one
- * included). */
+ * app inherits it), once the app is built. A variable `extraEnv` sets to `undefined` is removed
+ * (the DMA-BUF one included). */
 export async function startDriver(dirs, extraEnv = {}) {
+  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
   const env = {
     ...process.env,
     WEBKIT_DISABLE_DMABUF_RENDERER: '1',
@@ -63,13 +66,7 @@ export async function startDriver(dirs, extraEnv = {}) {
       if (child.exitCode === null) {
         // SIGTERM, never SIGKILL: tauri-driver then stops WebKitWebDriver too.
         child.kill('SIGTERM');
-        await new Promise((r) => {
-          const timer = setTimeout(r, 10_000);
-          child.once('exit', () => {
-            clearTimeout(timer);
-            r();
-          });
-        });
+        await exited(child, 10_000);
       }
       // An app still shutting down (its session was just deleted) gets a moment first.
       for (let i = 0; i < 50 && apps.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
@@ -93,6 +90,24 @@ export async function startDriver(dirs, extraEnv = {}) {
 /** Still running (an exited app whose parent is gone stays a zombie until reaped: not alive). */
 const alive = (pid) => running(pid, 'lockdesk');
 
+/** Ends a test file's (or test's) app: its WebDriver session, if one was started (a failure to
+ * quit is said, not thrown), then tauri-driver, if it was started. */
+export async function endSession(driver, tauriDriver) {
+  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
+  await tauriDriver?.stop();
+}
+
+/** Around a test file's tests (hooks run in the order they are registered): before them,
+ * tauri-driver started on `dirs` (and `extraEnv`); after them, the WebDriver session `driver()`
+ * names (if any) ended and tauri-driver stopped. */
+export function appAroundTests(dirs, driver, extraEnv = {}) {
+  let tauriDriver;
+  before(async () => {
+    tauriDriver = await startDriver(dirs, extraEnv);
+  });
+  after(() => endSession(driver(), tauriDriver));
+}
+
 /** Launches the app in a new WebDriver session. */
 export async function launch() {
   const driver = await new Builder()
@@ -101,6 +116,23 @@ export async function launch() {
     .build();
   await driver.manage().setTimeouts({ implicit: 0, pageLoad: 30_000, script: 30_000 });
   return driver;
+}
+
+/** WCAG relative luminance of a computed CSS colour `rgb(r, g, b)` / `rgba(...)`. */
+export function luminance(css) {
+  const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(css);
+  assert.ok(m, `a colour: ${css}`);
+  const lin = (v) => {
+    const c = Number(v) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(m[1]) + 0.7152 * lin(m[2]) + 0.0722 * lin(m[3]);
+}
+
+/** WCAG contrast ratio of two computed CSS colours (1 to 21). */
+export function contrast(a, b) {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
 }
 
 export async function el(driver, css, timeout = 15_000) {

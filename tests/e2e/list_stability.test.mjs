@@ -9,83 +9,24 @@
 // Screenshots in tests/output/e2e/7*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { createHmac, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { appPath, By, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { By, el, endSession, freshDirs, launch, screenshot, startDriver } from './harness.mjs';
+import { Feed, waitFeedLive } from './gateway.mjs';
 
-const cliPath = process.env.LOCKDESK_CLI ?? join(dirname(appPath), 'lockdesk-cli');
 const dirs = freshDirs();
-const ISSUER = 'https://brand.example';
-const WEBHOOK_SECRET = 'e2e-webhook-secret-0123456789abcdef';
-const PROVIDER = 'e2e-provider-credential-0123456789abcdef';
-const SUBSCRIBER = 'e2e-subscriber-credential-0123456789abcdef';
 
-let gateway;
-let gatewayUrl;
+let feed;
 let driver;
 let tauriDriver;
 let pushed = 0;
 /** conversation id → visitor id */
 const visitors = new Map();
 
-function cli(args) {
-  const r = spawnSync(cliPath, args, { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, `lockdesk-cli ${args[0]} ${args[1] ?? ''}: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-/** Starts the gateway on a free port and resolves to its base URL once it listens. */
-async function startGateway(dir, listen = '127.0.0.1:0') {
-  mkdirSync(join(dir, 'data'), { recursive: true });
-  const config = join(dir, 'data', 'gateway.toml');
-  writeFileSync(
-    config,
-    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
-      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
-      `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n`,
-    { mode: 0o600 },
-  );
-  gateway = spawn(cliPath, ['gateway', '--listen', listen, '--data', join(dir, 'data')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: 'warn' },
-  });
-  const lines = createInterface({ input: gateway.stdout });
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error('the gateway did not listen within 30 s')), 30_000);
-    gateway.once('exit', (code) => fail(new Error(`the gateway exited with ${code}`)));
-    lines.on('line', (line) => {
-      const m = /^listening on (\S+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        ok(`http://${m[1]}`);
-      }
-    });
-  });
-}
-
-async function post(path, body, headers) {
-  const raw = JSON.stringify(body);
-  const res = await fetch(`${gatewayUrl}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
-  assert.ok(res.ok, `${path}: ${res.status} ${await res.text()}`);
-}
-
 /** iAdvize pushes a conversation to an advisor, then the brand's token provider reports the
  * token the visitor presented (minted now, signed by the brand, encrypted to the desk). */
 async function conversation() {
   pushed += 1;
-  const conversationId = randomUUID();
-  const visitorId = randomUUID();
+  const { conversationId, visitorId } = await feed.gateway.push();
   visitors.set(conversationId, visitorId);
-  await post(
-    '/webhooks/iadvize',
-    { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
-      conversationId, operatorId: 101, channel: 'CHAT', visitorId, visitorExternalId: null,
-      createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
-    (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` }),
-  );
   await evidence(conversationId, 'brand', `cust-${2000 + pushed}`, String(pushed));
   return conversationId;
 }
@@ -93,14 +34,9 @@ async function conversation() {
 /** The brand's token provider reports a token presented in a conversation, signed with `signer`'s
  * key ('brand', or 'forger': a key the desk does not trust). */
 async function evidence(conversationId, signer, userId, lastName) {
-  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, signer, 'private.pem'),
-    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', userId,
-    '--visitor-data', JSON.stringify({ firstName: 'Visitor', lastName }), '--lifetime', '600']);
-  await post(
-    '/v1/evidence',
-    { visitorId: visitors.get(conversationId), conversationId, token, presentedAt: new Date().toISOString(),
-      source: { domain: 'shop.example', device: 'laptop' } },
-    () => ({ authorization: `Bearer ${PROVIDER}` }),
+  await feed.evidence(
+    { conversationId, visitorId: visitors.get(conversationId) },
+    { signer, userId, visitorData: { firstName: 'Visitor', lastName }, device: 'laptop' },
   );
 }
 
@@ -111,30 +47,16 @@ async function conversations(n) {
 }
 
 before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  assert.ok(existsSync(cliPath), `the CLI ${cliPath} must be built first (cargo build -p lockdesk-cli)`);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'brand')]);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'desk')]);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'forger')]);
-  gatewayUrl = await startGateway(join(dirs.base, 'gw'));
-  writeFileSync(
-    join(dirs.config, 'config.toml'),
-    `[feed]\nurl = "${gatewayUrl.replace('http://', 'ws://')}/v1/feed"\ncredential = "${SUBSCRIBER}"\n\n` +
-      `[[trust]]\nissuer = "${ISSUER}"\nkey = "${join(dirs.base, 'brand', 'public.pem')}"\n\n` +
-      `[decryption]\nkeys = ["${join(dirs.base, 'desk', 'private.pem')}"]\n`,
-    { mode: 0o600 },
-  );
+  feed = await Feed.start(dirs, { signers: ['forger'] });
   await conversations(6);
   tauriDriver = await startDriver(dirs);
   driver = await launch();
-  await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 60_000);
-  await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(6 /.test(t), 60_000);
+  await waitFeedLive(driver, 6);
 });
 
 after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-  if (gateway && gateway.exitCode === null) gateway.kill('SIGTERM');
+  await endSession(driver, tauriDriver);
+  feed?.end();
 });
 
 /** Waits until the list's title counts `n` conversations (its text content: WebKitWebDriver's
@@ -286,14 +208,6 @@ test('a held row shows its padlock turning red at once, in place; leaving the li
   assert.notDeepEqual(now.keys, before.keys, 'the live order drawn');
 });
 
-/** Stops the gateway and waits for its exit. */
-async function stopGateway() {
-  if (gateway.exitCode !== null) return;
-  const exited = new Promise((r) => gateway.once('exit', r));
-  gateway.kill('SIGTERM');
-  await exited;
-}
-
 /** What the status strip under the header says: its kind, and the banner in it (if any). */
 const strip = () =>
   driver.executeScript(
@@ -340,8 +254,8 @@ test('the gateway going away and coming back moves no row: the status strip keep
     y,
   );
 
-  const port = new URL(gatewayUrl).port;
-  await stopGateway();
+  const port = new URL(feed.gateway.url).port;
+  await feed.gateway.stop();
   await el(driver, '[data-testid="not-receiving-banner"]', 60_000);
   const down = await strip();
   assert.equal(down.kind, 'not-receiving');
@@ -353,7 +267,7 @@ test('the gateway going away and coming back moves no row: the status strip keep
   await screenshot(driver, '75-strip-not-receiving');
 
   // Back where the desk looks for it (the desk retries with its backoff: up to a minute).
-  gatewayUrl = await startGateway(join(dirs.base, 'gw'), `127.0.0.1:${port}`);
+  await feed.gateway.start(`127.0.0.1:${port}`);
   await driver.wait(async () => (await strip()).kind === 'live', 150_000, 'the strip saying "Live" again');
   assert.equal((await strip()).height, live.height);
   await screenshot(driver, '76-strip-live-again');

@@ -8,124 +8,36 @@
 // tests/output/e2e/3*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { createHmac, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { By, appPath, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { By, contrast, el, endSession, freshDirs, launch, screenshot, startDriver } from './harness.mjs';
+import { Feed, waitFeedLive } from './gateway.mjs';
 
-// The CLI next to the app (scripts/test.sh builds both), unless LOCKDESK_CLI names one.
-const cliPath = process.env.LOCKDESK_CLI ?? join(dirname(appPath), 'lockdesk-cli');
 const dirs = freshDirs();
-const ISSUER = 'https://brand.example';
-const WEBHOOK_SECRET = 'e2e-webhook-secret-0123456789abcdef';
-const PROVIDER = 'e2e-provider-credential-0123456789abcdef';
-const SUBSCRIBER = 'e2e-subscriber-credential-0123456789abcdef';
 
 const GENUINE = 'cust-48151623';
 const CYRILLIC = '\u0441ust-48151623';
 const ZERO_WIDTH = 'cust-4815\u200B1623';
 
-let gateway;
-let gatewayUrl;
+let feed;
 /** The conversation ids of the three visitors. */
 const ids = {};
 let driver;
 let tauriDriver;
 
-function cli(args) {
-  const r = spawnSync(cliPath, args, { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, `lockdesk-cli ${args[0]} ${args[1] ?? ''}: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-/** Starts the gateway on a free port and resolves to its base URL once it listens. */
-async function startGateway(dir) {
-  mkdirSync(join(dir, 'data'), { recursive: true });
-  const config = join(dir, 'data', 'gateway.toml');
-  writeFileSync(
-    config,
-    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
-      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
-      `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n`,
-    { mode: 0o600 },
-  );
-  gateway = spawn(cliPath, ['gateway', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: 'warn' },
-  });
-  const lines = createInterface({ input: gateway.stdout });
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error('the gateway did not listen within 30 s')), 30_000);
-    gateway.once('exit', (code) => fail(new Error(`the gateway exited with ${code}`)));
-    lines.on('line', (line) => {
-      const m = /^listening on (\S+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        ok(`http://${m[1]}`);
-      }
-    });
-  });
-}
-
-async function post(path, body, headers) {
-  const raw = JSON.stringify(body);
-  const res = await fetch(`${gatewayUrl}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
-  assert.ok(res.ok, `${path}: ${res.status} ${await res.text()}`);
-}
-
-/** iAdvize pushes a conversation to an advisor, then the brand's token provider reports the
- * token the visitor presented (minted now, signed by the brand, encrypted to the desk). */
-async function conversation(userId, visitorData, device) {
-  const conversationId = randomUUID();
-  const visitorId = randomUUID();
-  await post(
-    '/webhooks/iadvize',
-    { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
-      conversationId, operatorId: 101, channel: 'CHAT', visitorId, visitorExternalId: null,
-      createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
-    (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` }),
-  );
-  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, 'brand', 'private.pem'),
-    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', userId,
-    '--visitor-data', JSON.stringify(visitorData), '--lifetime', '600']);
-  await post(
-    '/v1/evidence',
-    { visitorId, conversationId, token, presentedAt: new Date().toISOString(), source: { domain: 'shop.example', device } },
-    () => ({ authorization: `Bearer ${PROVIDER}` }),
-  );
-  return conversationId;
-}
-
 before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  assert.ok(existsSync(cliPath), `the CLI ${cliPath} must be built first (cargo build -p lockdesk-cli)`);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'brand')]);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'desk')]);
-  gatewayUrl = await startGateway(join(dirs.base, 'gw'));
-  writeFileSync(
-    join(dirs.config, 'config.toml'),
-    `[feed]\nurl = "${gatewayUrl.replace('http://', 'ws://')}/v1/feed"\ncredential = "${SUBSCRIBER}"\n\n` +
-      `[[trust]]\nissuer = "${ISSUER}"\nkey = "${join(dirs.base, 'brand', 'public.pem')}"\n\n` +
-      `[decryption]\nkeys = ["${join(dirs.base, 'desk', 'private.pem')}"]\n`,
-    { mode: 0o600 },
-  );
+  feed = await Feed.start(dirs);
   // The genuine customer first, then the look-alike (the newer, mixed-script one is the
   // imitation), then the zero-width forgery.
-  ids.genuine = await conversation(GENUINE, { firstName: 'Alice', lastName: 'Martin' }, 'laptop');
-  ids.cyrillic = await conversation(CYRILLIC, { firstName: 'Ali\u200Bce', lastName: 'Martin' }, 'phone');
-  ids.zeroWidth = await conversation(ZERO_WIDTH, { firstName: 'Alice', lastName: 'Martin' }, 'tablet');
+  ids.genuine = await feed.conversation(GENUINE, { firstName: 'Alice', lastName: 'Martin' }, 'laptop');
+  ids.cyrillic = await feed.conversation(CYRILLIC, { firstName: 'Ali\u200Bce', lastName: 'Martin' }, 'phone');
+  ids.zeroWidth = await feed.conversation(ZERO_WIDTH, { firstName: 'Alice', lastName: 'Martin' }, 'tablet');
   tauriDriver = await startDriver(dirs);
   driver = await launch();
-  await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 60_000);
-  await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(3 /.test(t), 60_000);
+  await waitFeedLive(driver, 3);
 });
 
 after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-  if (gateway && gateway.exitCode === null) gateway.kill('SIGTERM');
+  await endSession(driver, tauriDriver);
+  feed?.end();
 });
 
 /**
@@ -205,21 +117,6 @@ async function measureBadge(key) {
     key,
   );
 }
-
-/** WCAG relative luminance of a computed CSS colour. */
-function luminance(css) {
-  const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(css);
-  assert.ok(m, `a colour: ${css}`);
-  const lin = (v) => {
-    const c = Number(v) / 255;
-    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-  };
-  return 0.2126 * lin(m[1]) + 0.7152 * lin(m[2]) + 0.0722 * lin(m[3]);
-}
-const contrast = (a, b) => {
-  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
-  return (hi + 0.05) / (lo + 0.05);
-};
 
 const textAt = (css) =>
   driver.executeScript('const e = document.querySelector(arguments[0]); return e ? e.textContent : null;', css);

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appPath, freshDirs } from './harness.mjs';
+import { exited } from './proc.mjs';
 
 const dirs = freshDirs();
 let app;
@@ -55,13 +56,7 @@ before(() => {
 after(async () => {
   if (app && app.exitCode === null) {
     app.kill('SIGTERM');
-    await new Promise((r) => {
-      const t = setTimeout(r, 10_000);
-      app.once('exit', () => {
-        clearTimeout(t);
-        r();
-      });
-    });
+    await exited(app, 10_000);
   }
 });
 

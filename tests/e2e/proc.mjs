@@ -67,3 +67,15 @@ export function running(pid, name) {
     return false;
   }
 }
+
+/** Resolves once `child` (a ChildProcess) has exited, or after `ms` milliseconds, whichever is
+ * first. */
+export function exited(child, ms) {
+  return new Promise((r) => {
+    const timer = setTimeout(r, ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      r();
+    });
+  });
+}

@@ -1,6 +1,6 @@
 // Foundation end-to-end test, in the real window: Settings validate beside the field, save to
 // the real config file, and survive a quit and relaunch.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -8,13 +8,13 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   By,
+  appAroundTests,
   appPath,
   click,
   el,
   freshDirs,
   launch,
   screenshot,
-  startDriver,
   textOf,
   typeInto,
   waitText,
@@ -22,17 +22,7 @@ import {
 
 const dirs = freshDirs();
 let driver;
-let tauriDriver;
-
-before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  tauriDriver = await startDriver(dirs);
-});
-
-after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-});
+appAroundTests(dirs, () => driver);
 
 // A real RSA public key, so the test holds whatever content check the key field applies.
 const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

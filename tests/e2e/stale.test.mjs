@@ -12,119 +12,28 @@
 // scripts/test.sh starts). Screenshots in tests/output/e2e/4*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { createHmac, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { appPath, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { el, endSession, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { Feed, waitFeedLive } from './gateway.mjs';
 
-const cliPath = process.env.LOCKDESK_CLI ?? join(dirname(appPath), 'lockdesk-cli');
 const dirs = freshDirs();
-const ISSUER = 'https://brand.example';
-const WEBHOOK_SECRET = 'e2e-webhook-secret-0123456789abcdef';
-const PROVIDER = 'e2e-provider-credential-0123456789abcdef';
-const SUBSCRIBER = 'e2e-subscriber-credential-0123456789abcdef';
 
-let gateway;
-let gatewayUrl;
+let feed;
 let conversationId;
 let driver;
 let tauriDriver;
 
-function cli(args) {
-  const r = spawnSync(cliPath, args, { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, `lockdesk-cli ${args[0]} ${args[1] ?? ''}: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-/** The gateway's configuration, with or without the desk's subscriber. */
-function writeGatewayConfig(dir, withDesk) {
-  writeFileSync(
-    join(dir, 'data', 'gateway.toml'),
-    `[[webhook]]\nname = "e2e"\nsecret = "${WEBHOOK_SECRET}"\n` +
-      `[[provider]]\nname = "brand"\ncredential = "${PROVIDER}"\n` +
-      (withDesk ? `[[subscriber]]\nname = "desk"\ncredential = "${SUBSCRIBER}"\nrole = "supervisor"\n` : ''),
-    { mode: 0o600 },
-  );
-}
-
-/** Starts the gateway (on a free port unless `listen` names one) and resolves to its base URL
- * once it listens. */
-async function startGateway(dir, listen = '127.0.0.1:0') {
-  mkdirSync(join(dir, 'data'), { recursive: true });
-  writeGatewayConfig(dir, true);
-  gateway = spawn(cliPath, ['gateway', '--listen', listen, '--data', join(dir, 'data')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: 'warn' },
-  });
-  const lines = createInterface({ input: gateway.stdout });
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error('the gateway did not listen within 30 s')), 30_000);
-    gateway.once('exit', (code) => fail(new Error(`the gateway exited with ${code}`)));
-    lines.on('line', (line) => {
-      const m = /^listening on (\S+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        ok(`http://${m[1]}`);
-      }
-    });
-  });
-}
-
-async function post(path, body, headers, base = gatewayUrl) {
-  const raw = JSON.stringify(body);
-  const res = await fetch(`${base}${path}`, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', ...headers(raw) } });
-  assert.ok(res.ok, `${path}: ${res.status} ${await res.text()}`);
-}
-
-/** iAdvize pushes a conversation to an advisor, then the brand's token provider reports the
- * token the visitor presented (minted now, signed by the brand, encrypted to the desk). */
-async function conversation(userId, visitorData, device) {
-  const conversationId = randomUUID();
-  const visitorId = randomUUID();
-  await post(
-    '/webhooks/iadvize',
-    { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
-      conversationId, operatorId: 101, channel: 'CHAT', visitorId, visitorExternalId: null,
-      createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
-    (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` }),
-  );
-  const token = cli(['token', 'mint', '--signing-key', join(dirs.base, 'brand', 'private.pem'),
-    '--encrypt-to', join(dirs.base, 'desk', 'public.pem'), '--issuer', ISSUER, '--user-id', userId,
-    '--visitor-data', JSON.stringify(visitorData), '--lifetime', '600']);
-  await post(
-    '/v1/evidence',
-    { visitorId, conversationId, token, presentedAt: new Date().toISOString(), source: { domain: 'shop.example', device } },
-    () => ({ authorization: `Bearer ${PROVIDER}` }),
-  );
-  return conversationId;
-}
-
 before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  assert.ok(existsSync(cliPath), `the CLI ${cliPath} must be built first (cargo build -p lockdesk-cli)`);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'brand')]);
-  cli(['keys', 'generate', '--out', join(dirs.base, 'desk')]);
-  gatewayUrl = await startGateway(join(dirs.base, 'gw'));
-  writeFileSync(
-    join(dirs.config, 'config.toml'),
-    `[feed]\nurl = "${gatewayUrl.replace('http://', 'ws://')}/v1/feed"\ncredential = "${SUBSCRIBER}"\n\n` +
-      `[[trust]]\nissuer = "${ISSUER}"\nkey = "${join(dirs.base, 'brand', 'public.pem')}"\n\n` +
-      `[decryption]\nkeys = ["${join(dirs.base, 'desk', 'private.pem')}"]\n`,
-    { mode: 0o600 },
-  );
-  conversationId = await conversation('cust-1001', { firstName: 'Alice', lastName: 'Martin' }, 'laptop');
+  feed = await Feed.start(dirs);
+  conversationId = await feed.conversation('cust-1001', { firstName: 'Alice', lastName: 'Martin' }, 'laptop');
   tauriDriver = await startDriver(dirs);
   driver = await launch();
-  await waitText(driver, '#feed-state', (t) => /Connected/.test(t), 60_000);
-  await waitText(driver, '[data-testid="conversation-count"]', (t) => /\(1 /.test(t), 60_000);
+  await waitFeedLive(driver, 1);
 });
 
 after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-  if (gateway && gateway.exitCode === null) gateway.kill('SIGTERM');
+  await endSession(driver, tauriDriver);
+  feed?.end();
 });
 
 /** The row's state words, its icon's spoken name, whether it is drawn stale, its computed filter. */
@@ -161,7 +70,7 @@ test('live: the row says its state in words, a solid padlock, no banner', async 
 });
 
 test('the gateway gone: a banner says so, and the padlock is drawn stale with its time', async () => {
-  gateway.kill('SIGTERM');
+  feed.gateway.kill('SIGTERM');
   await el(driver, '[data-testid="not-receiving-banner"]', 60_000);
   const b = await banner();
   assert.equal(b.role, 'alert');
@@ -180,29 +89,13 @@ test('the gateway gone: a banner says so, and the padlock is drawn stale with it
   await screenshot(driver, '41-not-receiving');
 });
 
-/** Stops the running gateway and waits for its exit. */
-async function stopGateway() {
-  if (gateway.exitCode !== null) return;
-  const exited = new Promise((r) => gateway.once('exit', r));
-  gateway.kill('SIGTERM');
-  await exited;
-}
-
-/** `n` conversations pushed to advisors through the gateway at `base`, 32 at a time. */
-async function backlog(base, n) {
-  const sign = (raw) => ({ 'x-iadvize-signature': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(raw).digest('hex')}` });
+/** `n` conversations pushed to advisors through the running gateway, 32 at a time. */
+async function backlog(n) {
   let next = 0;
   const worker = async () => {
     while (next < n) {
       next += 1;
-      await post(
-        '/webhooks/iadvize',
-        { eventId: randomUUID(), eventType: 'v2.conversation.pushed', platform: 'ha', clientId: 1, projectId: 1,
-          conversationId: randomUUID(), operatorId: 101, channel: 'CHAT', visitorId: randomUUID(), visitorExternalId: null,
-          createdAt: new Date().toISOString(), sentAt: new Date().toISOString() },
-        sign,
-        base,
-      );
+      await feed.gateway.push();
     }
   };
   await Promise.all(Array.from({ length: 32 }, worker));
@@ -211,12 +104,12 @@ async function backlog(base, n) {
 test('behind a large backlog: the header says how many changes are to go, until live', async () => {
   // (The list shows the newest 20,000: the first conversation stays in it.)
   const BACKLOG = 10_000;
-  const port = new URL(gatewayUrl).port;
+  const port = new URL(feed.gateway.url).port;
   // The log grows while the desk cannot reach it: the same gateway data, served on another port.
-  await stopGateway();
-  const elsewhere = await startGateway(join(dirs.base, 'gw'));
-  await backlog(elsewhere, BACKLOG);
-  await stopGateway();
+  await feed.gateway.stop();
+  await feed.gateway.start();
+  await backlog(BACKLOG);
+  await feed.gateway.stop();
   // Every text the catch-up note shows, recorded by the page as it is drawn (a fast catch-up
   // shows it for a second or two).
   await driver.executeScript(
@@ -226,7 +119,7 @@ test('behind a large backlog: the header says how many changes are to go, until 
      new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, characterData: true });`,
   );
   // Back where the desk looks for it (the desk retries with its backoff: up to a minute).
-  gatewayUrl = await startGateway(join(dirs.base, 'gw'), `127.0.0.1:${port}`);
+  await feed.gateway.start(`127.0.0.1:${port}`);
   let seen = [];
   await driver.wait(async () => (seen = await driver.executeScript('return window.__catchingUp')).length > 0, 150_000,
     'the catch-up note');
@@ -261,8 +154,8 @@ function notReceivingNotices() {
 test('the credential revoked: the banner says so, and one notification', async () => {
   assert.ok(process.env.DBUS_SESSION_BUS_ADDRESS, 'a private session bus with dunst (scripts/test.sh)');
   const before = notReceivingNotices().length;
-  writeGatewayConfig(join(dirs.base, 'gw'), false);
-  gateway.kill('SIGHUP');
+  feed.gateway.writeConfig(false);
+  feed.gateway.kill('SIGHUP');
   await driver.wait(async () => (await banner())?.text?.includes('refused this desk’s credential'), 30_000,
     'the banner naming the refused credential');
   assert.equal((await banner()).role, 'alert');

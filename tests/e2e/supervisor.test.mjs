@@ -5,28 +5,18 @@
 // edited on disk (a real SQLite file, as a tamperer would): "Verify again" puts an alarm at the
 // top of the view, and Export asks before writing a file that itself says the chain is broken.
 // Screenshots: tests/output/e2e/supervisor-1280.png and supervisor-1280-broken.png.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { appPath, click, el, freshDirs, launch, screenshot, startDriver, waitText } from './harness.mjs';
+import { appAroundTests, click, el, freshDirs, launch, screenshot, waitText } from './harness.mjs';
 
 const dirs = freshDirs();
 const demoDir = join(dirs.data, 'demo');
 const exportsDir = join(demoDir, 'exports');
 let driver;
-let tauriDriver;
-
-before(async () => {
-  assert.ok(existsSync(appPath), `the app binary ${appPath} must be built first`);
-  tauriDriver = await startDriver(dirs);
-});
-
-after(async () => {
-  if (driver) await driver.quit().catch((e) => console.error(`# quitting the session failed: ${e.message}`));
-  await tauriDriver?.stop();
-});
+appAroundTests(dirs, () => driver);
 
 /** What is cut, wrapped or shown through in the supervisor's table as it is now. */
 const MEASURE = `
