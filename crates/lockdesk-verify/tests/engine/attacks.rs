@@ -751,14 +751,7 @@ fn mutated_tokens_never_panic_or_verify() {
 #[test]
 fn cached_contexts_recover_after_failures() {
     let k = keys();
-    let mut trust = TrustStore::new();
-    trust.add(ISSUER, vec![k.brand_pub.clone()]).unwrap();
-    let both = Verifier::new(
-        trust,
-        vec![k.desk.clone(), k.desk2.clone()],
-        Policy::default(),
-    )
-    .without_cache();
+    let both = both_desk_keys().without_cache();
     let good = nested(&good_claims());
     let to2 = mint::encrypt(&jws(&good_claims()), &k.to_desk2).unwrap();
     let bad_key = flips(&good, 1, 97);

@@ -82,10 +82,24 @@ pub fn keys() -> &'static Keys {
 
 /// Trust: ISSUER → brand key; decryption: desk key; no cache (every case takes the full path).
 pub fn verifier(policy: Policy) -> Verifier {
-    let k = keys();
+    Verifier::new(brand_trust(), vec![keys().desk.clone()], policy).without_cache()
+}
+
+/// A trust store with the brand's (2048-bit) key for [`ISSUER`].
+pub fn brand_trust() -> TrustStore {
     let mut trust = TrustStore::new();
-    trust.add(ISSUER, vec![k.brand_pub.clone()]).unwrap();
-    Verifier::new(trust, vec![k.desk.clone()], policy).without_cache()
+    trust.add(ISSUER, vec![keys().brand_pub.clone()]).unwrap();
+    trust
+}
+
+/// A verifier (with its cache) trusting the brand, holding both desk keys (a rotation).
+pub fn both_desk_keys() -> Verifier {
+    let k = keys();
+    Verifier::new(
+        brand_trust(),
+        vec![k.desk.clone(), k.desk2.clone()],
+        Policy::default(),
+    )
 }
 
 pub fn default_verifier() -> &'static Verifier {
@@ -403,13 +417,7 @@ fn rejection_json_has_the_documented_shape() {
 #[test]
 fn decryption_key_rotation_and_kid_hints() {
     let k = keys();
-    let mut trust = TrustStore::new();
-    trust.add(ISSUER, vec![k.brand_pub.clone()]).unwrap();
-    let both = Verifier::new(
-        trust,
-        vec![k.desk.clone(), k.desk2.clone()],
-        Policy::default(),
-    );
+    let both = both_desk_keys();
     let to_old = nested(&good_claims());
     let to_new =
         mint::encrypt_with_header(JWE_HEADER, jws(&good_claims()).as_bytes(), &k.to_desk2).unwrap();
@@ -434,9 +442,7 @@ fn decryption_key_rotation_and_kid_hints() {
     .unwrap();
     check_with(&both, "misleading kid hint", &hinted, Verified);
     // No decryption key at all.
-    let mut trust = TrustStore::new();
-    trust.add(ISSUER, vec![k.brand_pub.clone()]).unwrap();
-    let none = Verifier::new(trust, vec![], Policy::default());
+    let none = Verifier::new(brand_trust(), vec![], Policy::default());
     check_with(
         &none,
         "no decryption key",
@@ -467,10 +473,7 @@ fn four_kilobit_keys_work_and_mismatched_sizes_are_refused_before_rsa() {
 
 #[test]
 fn the_cache_answers_repeats_and_still_applies_time() {
-    let k = keys();
-    let mut trust = TrustStore::new();
-    trust.add(ISSUER, vec![k.brand_pub.clone()]).unwrap();
-    let cached = Verifier::new(trust, vec![k.desk.clone()], Policy::default());
+    let cached = Verifier::new(brand_trust(), vec![keys().desk.clone()], Policy::default());
     let token = nested(&good_claims());
     let first = cached.verify(token.as_bytes(), NOW);
     assert!(first.is_verified());
