@@ -2,35 +2,11 @@
 //! person's userId and signed visitorData leave the file's bytes (desk tables and audit log),
 //! and `audit verify` still passes.
 
+use crate::support::{history, ok, run_with_data as run, SUPERVISOR_DEMO};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
-
-fn run(args: &[&str], data: &Path) -> Output {
-    cli()
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The store and its write-ahead log, as bytes on disk.
 fn file_bytes(db: &Path) -> Vec<u8> {
@@ -46,33 +22,9 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     !n.is_empty() && hay.windows(n.len()).any(|w| w == n)
 }
 
-fn history(data: &Path, user: &str) -> Value {
-    let out = cli()
-        .args(["history", user, "--json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    serde_json::from_str(&ok(&out)).unwrap()
-}
-
 /// The demo (one pass, every scenario, supervisor: every conversation): its change lines.
 fn demo(data: &Path) -> Vec<Value> {
-    let out = cli()
-        .args([
-            "demo",
-            "--json",
-            "--supervisor",
-            "--passes",
-            "1",
-            "--duration",
-            "30",
-        ])
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    ok(&out)
+    ok(&run(&SUPERVISOR_DEMO, data))
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .collect()

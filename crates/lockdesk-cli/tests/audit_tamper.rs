@@ -3,43 +3,13 @@
 //! person's userId, an alert deleted), fails verification naming the conversation, though the
 //! chain itself is intact.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn run(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::support::{all_text as text, run_with_data as run, SUPERVISOR_DEMO};
 
 #[test]
 fn audit_verify_names_conversations_and_alerts_edited_offline() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let demo = run(
-        &[
-            "demo",
-            "--json",
-            "--supervisor",
-            "--passes",
-            "1",
-            "--duration",
-            "30",
-        ],
-        &data,
-    );
+    let demo = run(&SUPERVISOR_DEMO, &data);
     assert!(demo.status.success(), "{}", text(&demo));
     let o = run(&["audit", "verify"], &data);
     assert!(o.status.success(), "{}", text(&o));

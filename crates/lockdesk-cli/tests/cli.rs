@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::support::generate_keys;
+
 fn cli() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"));
     // Never the real folders.
@@ -120,12 +122,7 @@ fn a_closed_pipe_is_not_a_panic() {
     use std::io::Read;
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("k"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    generate_keys(&dir.path().join("k"));
     // Nothing listens on port 9: every step fails at once and is reported on stdout.
     let mut child = cli()
         .args([

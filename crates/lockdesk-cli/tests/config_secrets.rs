@@ -2,7 +2,9 @@
 //! password`): `config check` and `watch --config` name line, column, section and field, and the
 //! secret appears nowhere in what they print (toml's own message quoted the line).
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::support::all_text as all;
 
 const SECRET: &str = "sk-live-7e6d5c4b3a29";
 const PASSWORD: &str = "Tr0ub4dor-and-3";
@@ -14,14 +16,6 @@ fn cli(dir: &std::path::Path) -> Command {
         .env("LOCKDESK_DATA_DIR", dir.join("data"))
         .stdin(Stdio::null());
     c
-}
-
-fn all(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -2,16 +2,13 @@
 //! right states and alerts, and the multi-device person's history lists all three devices.
 
 use crate::support;
+use crate::support::{cli, generate_keys, history};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
 
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
@@ -31,20 +28,6 @@ fn conversations_where(lines: &[Value], pred: impl Fn(&Value) -> bool) -> BTreeS
         .filter(|l| pred(l))
         .filter_map(|l| s(l, "conversationId").map(str::to_owned))
         .collect()
-}
-
-fn history(data: &Path, user: &str) -> Value {
-    let out = cli()
-        .args(["history", user, "--json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -235,20 +218,8 @@ fn history_and_watch_refuse_what_they_cannot_do_with_a_clear_message() {
 fn watch_follows_a_real_gateway_and_stops_on_a_refused_credential() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = "[[webhook]]\nname = \"app\"\nsecret = \"webhook-secret-0123456789\"\n\n\
-        [[provider]]\nname = \"brand\"\ncredential = \"provider-credential-0123\"\n\n\
-        [[subscriber]]\nname = \"desk\"\ncredential = \"desk-credential-0123456\"\nrole = \"supervisor\"\n";
-    let gw = support::start_gateway(dir.path(), config);
+    generate_keys(&keys);
+    let gw = support::start_gateway(dir.path(), &support::desk_world_config());
     let jwks = dir.path().join("brand.jwks");
     let sim = cli()
         .args(["simulate", "--gateway", &gw.url(), "--desk-key"])

@@ -2,11 +2,9 @@
 //! after a restart on the same data folder, every delivery that got a 2xx is there exactly once,
 //! the sequence has no gaps, and the feed serves every acknowledged delivery exactly once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockdesk_gateway::{EventStore, SqliteStore};
@@ -15,16 +13,13 @@ const SECRET: &str = "kill-test-webhook-secret";
 const SUPERVISOR: &str = "kill-test-supervisor-credential";
 
 use crate::support;
-use crate::support::{start_gateway, RunningGateway as Running};
+use crate::support::{seq_of, start_gateway, Burst, GatewayConfig, RunningGateway as Running};
 
 fn start(dir: &Path) -> Running {
-    start_gateway(
-        dir,
-        &format!(
-            "[[webhook]]\nname = \"main\"\nsecret = \"{SECRET}\"\n\
-             [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-        ),
-    )
+    let config = GatewayConfig::default()
+        .webhook("main", SECRET)
+        .supervisor("sam", SUPERVISOR);
+    start_gateway(dir, &config.toml())
 }
 
 fn deliver(addr: SocketAddr, id: &str) -> Option<(u16, String)> {
@@ -37,53 +32,24 @@ fn sigkill_mid_burst_loses_no_acknowledged_delivery_and_duplicates_none() {
     let gateway = start(dir.path());
     let addr = gateway.addr;
 
-    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sent: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let ack_count = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
-        .map(|t| {
-            let (acked, sent, ack_count, stop) =
-                (acked.clone(), sent.clone(), ack_count.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for i in 0..100_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let id = format!("burst-{t}-{i}");
-                    sent.lock().unwrap().insert(id.clone());
-                    match deliver(addr, &id) {
-                        Some((200, _)) => {
-                            acked.lock().unwrap().push(id);
-                            ack_count.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some((status, answer)) => panic!("{id}: {status} {answer}"),
-                        // The gateway is gone.
-                        None => break,
-                    }
-                }
-            })
-        })
-        .collect();
+    let burst = Burst::start(move |_, _, id| match deliver(addr, id) {
+        Some((200, answer)) => Some(seq_of(&answer)),
+        Some((status, answer)) => panic!("{id}: {status} {answer}"),
+        // The gateway is gone.
+        None => None,
+    });
 
     // Kill once a good part of the burst is acknowledged (a bounded wait, not a timing claim).
     for _ in 0..3000 {
-        if ack_count.load(Ordering::Relaxed) >= 300 {
+        if burst.acked_count() >= 300 {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        ack_count.load(Ordering::Relaxed) >= 300,
-        "the burst did not get going"
-    );
+    assert!(burst.acked_count() >= 300, "the burst did not get going");
     drop(gateway); // SIGKILL (Child::kill), then reap
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let sent = sent.lock().unwrap().clone();
+    let (sent, acked) = burst.stop();
+    let acked: Vec<String> = acked.into_iter().map(|(id, _)| id).collect();
 
     // Restart on the same data folder: the database opens (WAL replayed) and serves.
     let gateway = start(dir.path());
@@ -95,20 +61,7 @@ fn sigkill_mid_burst_loses_no_acknowledged_delivery_and_duplicates_none() {
     .unwrap();
     let entries = store.read_after(0, 1_000_000).unwrap();
     let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=entries.len() as u64).collect::<Vec<_>>(),
-        "gapless, ordered"
-    );
-    let mut stored: HashMap<String, u64> = HashMap::new();
-    for e in &entries {
-        let id = e.event_id.clone().expect("webhook entries have an eventId");
-        assert!(sent.contains(&id), "{id} was never sent");
-        assert!(
-            stored.insert(id.clone(), e.seq).is_none(),
-            "{id} stored twice"
-        );
-    }
+    let stored = support::stored_once(&entries, &sent);
     for id in &acked {
         assert!(stored.contains_key(id), "{id} got a 200 but is lost");
     }

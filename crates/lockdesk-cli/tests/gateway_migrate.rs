@@ -14,61 +14,43 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use lockdesk_testkit::pg::PgServer;
 
 use crate::support::collected::{wait_until, Collected, PATIENCE};
 use crate::support::desk_store::{assert_same, cursor};
-use crate::support::{listening_on, RunningGateway};
+use crate::support::{
+    cli, gateway_command, generate_keys, resumes, start_pg_gateway, step_seq, watch_command,
+    GatewayConfig, RunningGateway,
+};
 
 const WEBHOOK_SECRET: &str = "migrate-webhook-secret-0123";
 const PROVIDER_TOKEN: &str = "migrate-provider-credential-0123";
 const SUPERVISOR: &str = "migrate-supervisor-credential-0123";
 const ADA: &str = "migrate-advisor-ada-credential-0123";
 const BOB: &str = "migrate-advisor-bob-credential-0123";
-const ISSUER: &str = "https://brand.example";
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
 
 fn gateway_config() -> String {
-    format!(
-        "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-         [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n\n\
-         [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n\n\
-         [[subscriber]]\nname = \"ada\"\ncredential = \"{ADA}\"\nrole = \"advisor\"\noperator_ids = [1001]\n\n\
-         [[subscriber]]\nname = \"bob\"\ncredential = \"{BOB}\"\nrole = \"advisor\"\noperator_ids = [1002]\n"
-    )
+    GatewayConfig::default()
+        .webhook("sim", WEBHOOK_SECRET)
+        .provider("sim", PROVIDER_TOKEN)
+        .supervisor("sam", SUPERVISOR)
+        .advisor("ada", ADA, 1001)
+        .advisor("bob", BOB, 1002)
+        .toml()
 }
 
 /// `lockdesk-cli gateway --listen LISTEN --config DIR/gateway.toml` and `--data DIR/data`
 /// (SQLite) or `--store URL` (PostgreSQL, the password in LOCKDESK_PG_PASSWORD).
 fn start_gateway(dir: &Path, listen: &str, pg: Option<(&PgServer, &str)>) -> RunningGateway {
-    std::fs::create_dir_all(dir).unwrap();
-    let config_path = dir.join("gateway.toml");
-    std::fs::write(&config_path, gateway_config()).unwrap();
-    let mut cmd = cli();
-    cmd.args(["gateway", "--listen", listen, "--config"])
-        .arg(&config_path);
-    match pg {
-        Some((pg, url)) => {
-            cmd.args(["--store", url])
-                .env("LOCKDESK_PG_PASSWORD", pg.password());
-        }
-        None => {
-            cmd.arg("--data").arg(dir.join("data"));
-        }
+    if let Some((pg, url)) = pg {
+        return start_pg_gateway(dir, &gateway_config(), listen, pg, url);
     }
-    let mut child = cmd
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("gateway.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listening_on(&mut child);
-    RunningGateway { child, addr }
+    let mut cmd = gateway_command(dir, &gateway_config());
+    cmd.args(["--listen", listen, "--data"])
+        .arg(dir.join("data"))
+        .env("RUST_LOG", "info");
+    RunningGateway::spawn(cmd)
 }
 
 /// `lockdesk-cli simulate` into `gateway` (every scenario, operators 1001 and 1002), to its end;
@@ -84,18 +66,7 @@ fn simulate(root: &Path, gateway: &str, seed: &str) -> u64 {
     );
     let (status, lines, err) = Collected::spawn(sim).finish();
     assert!(status.success(), "the simulator failed: {err:?}");
-    let mut last = 0u64;
-    for l in &lines {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(v["ok"], true, "{l}");
-        if let Some(seq) = v["outcome"]
-            .as_str()
-            .and_then(|o| o.strip_prefix("ok seq "))
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            last = last.max(seq);
-        }
-    }
+    let last = lines.iter().filter_map(|l| step_seq(l)).max().unwrap_or(0);
     assert!(last > 0, "the simulator stored nothing: {lines:?}");
     last
 }
@@ -152,7 +123,6 @@ fn read_feed(
 ) -> Vec<serde_json::Value> {
     use futures_util::StreamExt;
     use lockdesk_feed::ServerMessage;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
     fn strip(v: &mut serde_json::Value) {
         match v {
@@ -169,20 +139,7 @@ fn read_feed(
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut req = format!("ws://{addr}/v1/feed?after=0")
-            .into_client_request()
-            .unwrap();
-        let headers = req.headers_mut();
-        headers.insert(
-            "authorization",
-            format!("Bearer {credential}").parse().unwrap(),
-        );
-        headers.insert(
-            "sec-websocket-protocol",
-            lockdesk_feed::SUBPROTOCOL.parse().unwrap(),
-        );
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+        let mut ws = crate::support::feed_from_start(addr, credential).await;
         let mut out = Vec::new();
         loop {
             let frame = tokio::time::timeout(PATIENCE, ws.next())
@@ -216,19 +173,6 @@ fn seqs(feed: &[serde_json::Value]) -> Vec<u64> {
     feed.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
 }
 
-fn generate_desk_key(root: &Path) {
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(root.join("desk"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `lockdesk-cli gateway migrate --from DIR --to URL`, the password in LOCKDESK_PG_PASSWORD.
 fn migrate(pg: &PgServer, from: &Path, url: &str) -> std::process::Output {
     cli()
@@ -240,18 +184,6 @@ fn migrate(pg: &PgServer, from: &Path, url: &str) -> std::process::Output {
         .unwrap()
 }
 
-/// The seqs the desk said it resumed after, in order ("connected to FEED (resuming after N;").
-fn resumes(stderr: &[String], feed: &str) -> Vec<u64> {
-    let prefix = format!("connected to {feed} (resuming after ");
-    stderr
-        .iter()
-        .filter_map(|l| {
-            let rest = &l[l.find(&prefix)? + prefix.len()..];
-            rest.split(';').next()?.parse().ok()
-        })
-        .collect()
-}
-
 #[test]
 fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_migrate_and_ends_identical_to_an_uninterrupted_desk(
 ) {
@@ -259,7 +191,7 @@ fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_
     let url = pg.create_database("migrated");
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().to_owned();
-    generate_desk_key(&root);
+    generate_keys(&root.join("desk"));
 
     // The first half, on SQLite: the simulator, then a conversation pushed to ada (1001) and
     // left open.
@@ -272,18 +204,8 @@ fn a_desk_that_read_half_the_log_from_sqlite_reads_the_rest_from_postgres_after_
     );
     let half = open_push;
 
-    let watch = |data: &Path, feed: &str| {
-        let mut cmd = cli();
-        cmd.args(["watch", "--json", "--feed", feed])
-            .arg("--trust")
-            .arg(format!("{ISSUER}={}", root.join("brand.jwks").display()))
-            .arg("--decrypt-key")
-            .arg(root.join("desk/private.pem"))
-            .arg("--data")
-            .arg(data)
-            .env("LOCKDESK_FEED_CREDENTIAL", SUPERVISOR);
-        Collected::spawn(cmd)
-    };
+    let watch =
+        |data: &Path, feed: &str| Collected::spawn(watch_command(&root, feed, SUPERVISOR, data));
     let feed = format!("ws://{}/v1/feed", g1.addr);
     let data = root.join("migrated-desk");
     let desk = watch(&data, &feed);
@@ -430,7 +352,7 @@ fn the_same_deliveries_through_a_sqlite_and_a_postgres_gateway_give_every_subscr
     let url = pg.create_database("differential");
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().to_owned();
-    generate_desk_key(&root);
+    generate_keys(&root.join("desk"));
 
     // The simulator's traffic, recorded by a first SQLite gateway (its log is what it sent, in
     // order, retries folded).

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,9 @@ use lockdesk_gateway::{EventStore, PgSettings, PostgresStore};
 use lockdesk_testkit::pg::PgServer;
 
 use crate::support;
-use crate::support::{listening_on, RunningGateway};
+use crate::support::{
+    listening_on, seq_of, start_pg_gateway, Burst, GatewayConfig, RunningGateway,
+};
 
 const SECRET: &str = "pg-test-webhook-secret";
 const SUPERVISOR: &str = "pg-test-supervisor-credential";
@@ -24,36 +26,16 @@ const SUPERVISOR: &str = "pg-test-supervisor-credential";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn config() -> String {
-    format!(
-        "[[webhook]]\nname = \"main\"\nsecret = \"{SECRET}\"\n\
-         [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-    )
+    GatewayConfig::default()
+        .webhook("main", SECRET)
+        .supervisor("sam", SUPERVISOR)
+        .toml()
 }
 
 /// `lockdesk-cli gateway --listen 127.0.0.1:0 --config DIR/gateway.toml --store URL`, the
 /// password in LOCKDESK_PG_PASSWORD, its log in DIR/gateway.err.
 fn start(dir: &Path, pg: &PgServer, url: &str) -> RunningGateway {
-    std::fs::create_dir_all(dir).unwrap();
-    let config_path = dir.join("gateway.toml");
-    std::fs::write(&config_path, config()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-        .args([
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            url,
-            "--config",
-        ])
-        .arg(&config_path)
-        .env("LOCKDESK_PG_PASSWORD", pg.password())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("gateway.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listening_on(&mut child);
-    RunningGateway { child, addr }
+    start_pg_gateway(dir, &config(), "127.0.0.1:0", pg, url)
 }
 
 fn store(pg: &PgServer, url: &str) -> PostgresStore {
@@ -68,11 +50,6 @@ fn deliver(addr: SocketAddr, id: &str) -> Option<(u16, String)> {
     support::deliver(addr, SECRET, id)
 }
 
-fn seq_of(answer: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(answer).unwrap();
-    v["seq"].as_u64().unwrap()
-}
-
 /// Checks the log against what was sent and acknowledged: gapless, every entry sent, stored
 /// once, every acknowledged delivery there at the seq it was acknowledged with; then the
 /// supervisor feed through each address serves exactly that. Returns the number of entries.
@@ -85,20 +62,7 @@ fn check_log(
 ) -> usize {
     let entries = store(pg, url).read_after(0, 1_000_000).unwrap();
     let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=entries.len() as u64).collect::<Vec<_>>(),
-        "gapless, ordered"
-    );
-    let mut stored: HashMap<String, u64> = HashMap::new();
-    for e in &entries {
-        let id = e.event_id.clone().expect("webhook entries have an eventId");
-        assert!(sent.contains(&id), "{id} was never sent");
-        assert!(
-            stored.insert(id.clone(), e.seq).is_none(),
-            "{id} stored twice"
-        );
-    }
+    let stored = support::stored_once(&entries, sent);
     for (id, seq) in acked {
         assert_eq!(stored.get(id), Some(seq), "{id} got a 200 (seq {seq})");
     }
@@ -121,45 +85,22 @@ fn an_instance_sigkilled_mid_burst_loses_and_duplicates_nothing_the_other_carrie
     let b = start(&dir.path().join("b"), &pg, &url);
     let addrs = [a.addr, b.addr];
 
-    let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let sent: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let ack_count = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
-        .map(|t| {
-            let (acked, sent, ack_count, stop) =
-                (acked.clone(), sent.clone(), ack_count.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for i in 0..100_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let id = format!("burst-{t}-{i}");
-                    sent.lock().unwrap().insert(id.clone());
-                    // Spread over both instances; a failed attempt is retried on the other, as
-                    // iAdvize retries and a load balancer moves it.
-                    let first = (t + i) % 2;
-                    let mut done = false;
-                    for attempt in 0..4 {
-                        match deliver(addrs[(first + attempt) % 2], &id) {
-                            Some((200, answer)) => {
-                                acked.lock().unwrap().insert(id.clone(), seq_of(&answer));
-                                ack_count.fetch_add(1, Ordering::Relaxed);
-                                done = true;
-                                break;
-                            }
-                            Some((status, answer)) => panic!("{id}: {status} {answer}"),
-                            None => continue,
-                        }
-                    }
-                    assert!(done, "{id}: neither instance answered");
-                }
-            })
-        })
-        .collect();
+    let burst = Burst::start(move |t, i, id| {
+        // Spread over both instances; a failed attempt is retried on the other, as iAdvize
+        // retries and a load balancer moves it.
+        let first = (t + i) % 2;
+        for attempt in 0..4 {
+            match deliver(addrs[(first + attempt) % 2], id) {
+                Some((200, answer)) => return Some(seq_of(&answer)),
+                Some((status, answer)) => panic!("{id}: {status} {answer}"),
+                None => continue,
+            }
+        }
+        panic!("{id}: neither instance answered");
+    });
     let wait_for = |n: usize| {
         let deadline = Instant::now() + PATIENCE;
-        while ack_count.load(Ordering::Relaxed) < n {
+        while burst.acked_count() < n {
             assert!(Instant::now() < deadline, "the burst did not get going");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -168,15 +109,11 @@ fn an_instance_sigkilled_mid_burst_loses_and_duplicates_nothing_the_other_carrie
     let mut a = a;
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
-    let at_kill = ack_count.load(Ordering::Relaxed);
+    let at_kill = burst.acked_count();
     // The burst carries on through the other instance.
     wait_for(at_kill + 300);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let sent = sent.lock().unwrap().clone();
+    let (sent, acked) = burst.stop();
+    let acked: HashMap<String, u64> = acked.into_iter().collect();
     let stored = check_log(&pg, &url, &sent, &acked, &[b.addr]);
     eprintln!(
         "acknowledged {}, stored {stored}, sent {}",

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use lockdesk_testkit::nginx::Nginx;
 use lockdesk_testkit::pg::PgServer;
@@ -23,16 +23,14 @@ use lockdesk_testkit::pg::PgServer;
 use crate::support;
 use crate::support::collected::{wait_until, Collected};
 use crate::support::desk_store::{assert_same, cursor};
-use crate::support::{listening_on, RunningGateway};
+use crate::support::{
+    change_key, cli, generate_keys, log_end, resumes, start_pg_gateway, watch_command,
+    GatewayConfig, RunningGateway, ISSUER,
+};
 
 const WEBHOOK_SECRET: &str = "lb-failover-webhook-secret-0123";
 const PROVIDER_TOKEN: &str = "lb-failover-provider-credential-0123";
 const SUPERVISOR: &str = "lb-failover-supervisor-credential-0123";
-const ISSUER: &str = "https://brand.example";
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
 
 /// The shipped load-balancer configuration: what docs/deploy-postgres.md tells to install.
 fn shipped_site() -> String {
@@ -43,47 +41,11 @@ fn shipped_site() -> String {
 /// `lockdesk-cli gateway --listen 127.0.0.1:0 --store URL --config DIR/gateway.toml`, the
 /// password in LOCKDESK_PG_PASSWORD, its log in DIR/gateway.err.
 fn start_instance(dir: &Path, pg: &PgServer, url: &str) -> RunningGateway {
-    std::fs::create_dir_all(dir).unwrap();
-    let config_path = dir.join("gateway.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-             [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n\n\
-             [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-        ),
-    )
-    .unwrap();
-    let mut child = cli()
-        .args([
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            url,
-            "--config",
-        ])
-        .arg(&config_path)
-        .env("LOCKDESK_PG_PASSWORD", pg.password())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("gateway.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listening_on(&mut child);
-    RunningGateway { child, addr }
-}
-
-/// The seqs the desk said it resumed after, in order ("connected to FEED (resuming after N;").
-fn resumes(stderr: &[String], feed: &str) -> Vec<u64> {
-    let prefix = format!("connected to {feed} (resuming after ");
-    stderr
-        .iter()
-        .filter_map(|l| {
-            let rest = &l[l.find(&prefix)? + prefix.len()..];
-            rest.split(';').next()?.parse().ok()
-        })
-        .collect()
+    let config = GatewayConfig::default()
+        .webhook("sim", WEBHOOK_SECRET)
+        .provider("sim", PROVIDER_TOKEN)
+        .supervisor("sam", SUPERVISOR);
+    start_pg_gateway(dir, &config.toml(), "127.0.0.1:0", pg, url)
 }
 
 #[test]
@@ -92,16 +54,7 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
     let url = pg.create_database("lb");
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().to_owned();
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(root.join("desk"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    generate_keys(&root.join("desk"));
 
     let a = start_instance(&root.join("a"), &pg, &url);
     let b = start_instance(&root.join("b"), &pg, &url);
@@ -115,16 +68,8 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
     );
     let feed = format!("wss://127.0.0.1:{}/v1/feed", lb.port());
     let watch = |data: &Path| {
-        let mut cmd = cli();
-        cmd.args(["watch", "--json", "--feed", &feed, "--ca-file"])
-            .arg(lb.ca_file())
-            .arg("--trust")
-            .arg(format!("{ISSUER}={}", root.join("brand.jwks").display()))
-            .arg("--decrypt-key")
-            .arg(root.join("desk/private.pem"))
-            .arg("--data")
-            .arg(data)
-            .env("LOCKDESK_FEED_CREDENTIAL", SUPERVISOR);
+        let mut cmd = watch_command(&root, &feed, SUPERVISOR, data);
+        cmd.arg("--ca-file").arg(lb.ca_file());
         Collected::spawn(cmd)
     };
 
@@ -167,18 +112,7 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
 
     let (status, sim_lines, sim_err) = sim.finish();
     assert!(status.success(), "the simulator failed: {sim_err:?}");
-    let mut last = 0u64;
-    for l in &sim_lines {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(v["ok"], true, "{l}");
-        let seq = v["outcome"]
-            .as_str()
-            .and_then(|o| o.strip_prefix("ok seq "))
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no seq in {l}"));
-        last = last.max(seq);
-    }
-    assert_eq!(last as usize, sim_lines.len(), "one stored entry per step");
+    let last = log_end(&sim_lines);
     assert!(
         at_kill < last,
         "the kill fell after the desk had everything ({at_kill} of {last}): not mid-stream"
@@ -219,19 +153,10 @@ fn a_desk_through_the_load_balancer_resumes_on_b_when_a_is_killed_with_nothing_l
     assert_same(&data, "failed-over desk", &reference_data);
     // Nothing repeated: the failed-over desk printed each change once, the same changes as the
     // uninterrupted one (a line is printed after its batch commits; nothing was killed here).
-    let key = |l: &String| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
-        (
-            v["seq"].as_u64().unwrap(),
-            v["conversationId"].to_string(),
-            v["state"].to_string(),
-            v["alert"].to_string(),
-        )
-    };
     let count = |lines: &[String]| {
         let mut m: HashMap<_, u32> = HashMap::new();
         for l in lines {
-            *m.entry(key(l)).or_default() += 1;
+            *m.entry(change_key(l)).or_default() += 1;
         }
         m
     };

@@ -1,13 +1,7 @@
 //! The simulator against the real gateway: both real binaries, real HTTP on 127.0.0.1, a real
 //! SQLite file.
 
-use std::process::Command;
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
-
-use crate::support::start_gateway;
+use crate::support::{cli, generate_keys, start_gateway, GatewayConfig};
 
 const WEBHOOK_SECRET: &str = "sim-webhook-secret-0123456789";
 const PROVIDER_TOKEN: &str = "sim-provider-credential-0123456789";
@@ -34,22 +28,13 @@ fn metric(url: &str, name: &str) -> f64 {
 #[test]
 fn every_scenario_is_accepted_by_the_gateway_and_replays_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("desk"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    generate_keys(&dir.path().join("desk"));
     let gw = start_gateway(
         dir.path(),
-        &format!(
-            "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-             [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n"
-        ),
+        &GatewayConfig::default()
+            .webhook("sim", WEBHOOK_SECRET)
+            .provider("sim", PROVIDER_TOKEN)
+            .toml(),
     );
     let url = gw.url();
 

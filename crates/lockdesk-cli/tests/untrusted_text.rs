@@ -5,6 +5,7 @@
 //! `--json` stays exact JSON; CSV cells cannot start a spreadsheet formula.
 
 use crate::support;
+use crate::support::generate_keys;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -57,19 +58,9 @@ const DEVICE_SHOWN: &str = "phone⟨U+2066⟩⟨U+200F⟩x";
 fn verify_shows_hostile_visitor_data_as_markers_and_json_stays_exact() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    generate_keys(&keys);
     let brand = dir.path().join("brand");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&brand)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    generate_keys(&brand);
     let hostile = "x\u{1b}]0;pwned\u{7}\u{1b}[2J\u{85}\u{9b}31m\u{7f}\u{202e}\u{2067}\u{200b}y";
     let visitor_data = json!({
         "firstName": "Ada\u{202e}",
@@ -174,16 +165,8 @@ fn webhook(event_type: &str, fields: Value) -> Action {
 fn watch_and_history_show_a_relayed_channel_domain_and_device_as_markers() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let config = "[[webhook]]\nname = \"app\"\nsecret = \"webhook-secret-0123456789\"\n\n\
-        [[provider]]\nname = \"brand\"\ncredential = \"provider-credential-0123\"\n\n\
-        [[subscriber]]\nname = \"desk\"\ncredential = \"desk-credential-0123456\"\nrole = \"supervisor\"\n";
-    let gw = support::start_gateway(dir.path(), config);
+    generate_keys(&keys);
+    let gw = support::start_gateway(dir.path(), &support::desk_world_config());
 
     let desk_public = lockdesk_sim::read_desk_public(&keys.join("public.pem")).unwrap();
     let sim_keys = SimKeys::generate(&desk_public).unwrap();
@@ -411,12 +394,7 @@ fn a_gateways_close_reason_reaches_stderr_as_markers() {
     let addr = closing_server(REASON);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    generate_keys(&keys);
     let out = cli()
         .args(["watch", "--feed", &format!("ws://{addr}/v1/feed")])
         .args(["--credential", "desk-credential-0123456", "--trust"])

@@ -6,7 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,23 +16,12 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
+use crate::support::{cli, generate_keys};
 
 /// A desk key pair in `dir/keys` (the watch needs a trusted issuer and a decryption key).
 fn keys(dir: &Path) -> PathBuf {
     let keys = dir.join("keys");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    generate_keys(&keys);
     keys
 }
 

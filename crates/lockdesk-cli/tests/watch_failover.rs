@@ -4,16 +4,12 @@
 //! run, from the configuration file, resumes after what the first applied.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::{deliver, start_gateway};
+use crate::support::{cli, deliver, generate_keys, start_gateway, GatewayConfig};
 
 const WEBHOOK_SECRET: &str = "failover-webhook-secret-0123";
 const SUPERVISOR: &str = "failover-supervisor-credential-0123";
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -28,22 +24,16 @@ fn closed_port() -> String {
 #[test]
 fn watch_fails_over_from_a_closed_port_to_the_gateway_and_resumes_from_the_config_list() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[[webhook]]\nname = \"app\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-         [[subscriber]]\nname = \"desk\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-    );
-    let gw = start_gateway(dir.path(), &config);
+    let config = GatewayConfig::default()
+        .webhook("app", WEBHOOK_SECRET)
+        .supervisor("desk", SUPERVISOR);
+    let gw = start_gateway(dir.path(), &config.toml());
     for i in 0..5 {
         let (status, _) = deliver(gw.addr, WEBHOOK_SECRET, &format!("evt-{i}")).unwrap();
         assert_eq!(status, 200);
     }
     let keys = dir.path().join("keys");
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    generate_keys(&keys);
     let trust = format!(
         "https://brand.example={}",
         keys.join("public.pem").display()

@@ -7,21 +7,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::collected::{wait_until, Collected};
 use crate::support::desk_store::{assert_same, cursor};
-use crate::support::{start_gateway, RunningGateway};
+use crate::support::{
+    change_key, generate_keys, log_end, start_gateway, watch_command, GatewayConfig, RunningGateway,
+};
 
 const WEBHOOK_SECRET: &str = "watch-kill-webhook-secret-0123";
 const PROVIDER_TOKEN: &str = "watch-kill-provider-credential-0123";
 const SUPERVISOR: &str = "watch-kill-supervisor-credential-0123";
-const ISSUER: &str = "https://brand.example";
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -31,21 +27,8 @@ struct Setup {
 
 impl Setup {
     fn watch(&self, data: &Path) -> Collected {
-        let mut cmd = cli();
-        cmd.args(["watch", "--json", "--feed"])
-            .arg(format!("ws://{}/v1/feed", self.gateway.addr))
-            .arg("--credential")
-            .arg(SUPERVISOR)
-            .arg("--trust")
-            .arg(format!(
-                "{ISSUER}={}",
-                self.root.join("brand.jwks").display()
-            ))
-            .arg("--decrypt-key")
-            .arg(self.root.join("desk/private.pem"))
-            .arg("--data")
-            .arg(data);
-        Collected::spawn(cmd)
+        let feed = format!("ws://{}/v1/feed", self.gateway.addr);
+        Collected::spawn(watch_command(&self.root, &feed, SUPERVISOR, data))
     }
 }
 
@@ -63,24 +46,12 @@ fn wait_cursor(data: &Path, seq: u64) {
 fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
-    let out = cli()
-        .args(["keys", "generate", "--out"])
-        .arg(root.join("desk"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let gateway = start_gateway(
-        &root,
-        &format!(
-            "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
-             [[provider]]\nname = \"sim\"\ncredential = \"{PROVIDER_TOKEN}\"\n\n\
-             [[subscriber]]\nname = \"sam\"\ncredential = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-        ),
-    );
+    generate_keys(&root.join("desk"));
+    let config = GatewayConfig::default()
+        .webhook("sim", WEBHOOK_SECRET)
+        .provider("sim", PROVIDER_TOKEN)
+        .supervisor("sam", SUPERVISOR);
+    let gateway = start_gateway(&root, &config.toml());
     let setup = Setup {
         _dir: dir,
         root: root.clone(),
@@ -122,18 +93,7 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     }
     let (status, sim_lines, _) = sim.finish();
     assert!(status.success(), "the simulator failed");
-    let mut last = 0u64;
-    for l in &sim_lines {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(v["ok"], true, "{l}");
-        let seq = v["outcome"]
-            .as_str()
-            .and_then(|o| o.strip_prefix("ok seq "))
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no seq in {l}"));
-        last = last.max(seq);
-    }
-    assert_eq!(last as usize, sim_lines.len(), "one stored entry per step");
+    let last = log_end(&sim_lines);
     assert!(
         cursors_at_kill.iter().any(|&c| c > 0 && c < last),
         "no kill fell mid-stream: cursors at the kills {cursors_at_kill:?}, log ends at {last}"
@@ -159,18 +119,9 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
 
     // No change applied twice: every line printed across the runs at most once, and each is
     // one the uninterrupted run printed.
-    let key = |l: &str| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
-        (
-            v["seq"].as_u64().unwrap(),
-            v["conversationId"].to_string(),
-            v["state"].to_string(),
-            v["alert"].to_string(),
-        )
-    };
     let mut reference_keys = HashMap::new();
     for l in &reference_lines {
-        *reference_keys.entry(key(l)).or_insert(0u32) += 1;
+        *reference_keys.entry(change_key(l)).or_insert(0u32) += 1;
     }
     assert!(
         reference_keys.values().all(|&n| n == 1),
@@ -179,7 +130,7 @@ fn watch_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice
     let mut printed: HashMap<_, usize> = HashMap::new();
     for (run, lines) in runs.iter().enumerate() {
         for l in lines {
-            let k = key(l);
+            let k = change_key(l);
             assert!(
                 reference_keys.contains_key(&k),
                 "run {run} printed a change the uninterrupted run did not: {l}"

@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +20,8 @@ use lockdesk_service::{DeskService, DESK_FILE};
 use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+
+use lockdesk_testkit::desk_store::{assert_same, count};
 
 use crate::support::*;
 
@@ -104,99 +105,6 @@ fn traffic() -> Vec<Step> {
     }
     steps.truncate(EVENTS);
     steps
-}
-
-/// Every row of `sql`, as text.
-fn rows(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
-    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let n = stmt.column_count();
-    stmt.query_map([], |r| {
-        let mut cells = Vec::with_capacity(n);
-        for i in 0..n {
-            cells.push(format!("{:?}", r.get::<_, rusqlite::types::Value>(i)?));
-        }
-        Ok(cells.join(" | "))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
-}
-
-/// The store's content, table by table, without surrogate ids and wall-clock columns.
-fn dump(path: &Path) -> Vec<(&'static str, Vec<String>)> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let queries: [(&'static str, &str); 10] = [
-        (
-            "desk_meta",
-            "SELECT key, value FROM desk_meta WHERE key <> 'applied_at_ms' ORDER BY key",
-        ),
-        (
-            "visitors",
-            "SELECT visitor_id, first_seen_ms, last_seen_ms, last_user_id FROM visitors ORDER BY visitor_id",
-        ),
-        (
-            "conversations",
-            "SELECT c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.source, c.domain,
-                    c.device, c.app, c.opened_ms, c.closed_ms, c.state, c.auth_state, c.reason,
-                    c.user_id, c.other_user_id, c.name, c.since_ms, c.until_ms,
-                    c.first_verified_ms, c.last_verified_ms, c.platform_user_id, c.machine
-             FROM conversations c JOIN visitors v ON v.id = c.visitor ORDER BY c.conversation_id",
-        ),
-        (
-            "identities",
-            "SELECT user_id, visitor_data, first_seen_ms, last_seen_ms FROM identities ORDER BY user_id",
-        ),
-        (
-            "identity_visitors",
-            "SELECT i.user_id, v.visitor_id, l.first_seen_ms, l.last_seen_ms
-             FROM identity_visitors l JOIN identities i ON i.id = l.identity
-             JOIN visitors v ON v.id = l.visitor ORDER BY i.user_id, v.visitor_id",
-        ),
-        (
-            "presentations",
-            "SELECT p.seq, p.received_ms, p.presented_at, v.visitor_id, c.conversation_id,
-                    p.named_conversation, p.verdict, p.reason, p.detail, p.user_id,
-                    p.visitor_data, p.issuer, p.expires_ms, p.signing_key, p.decryption_key,
-                    p.token_sha256, p.domain, p.device, p.app
-             FROM presentations p JOIN visitors v ON v.id = p.visitor
-             LEFT JOIN conversations c ON c.id = p.conversation ORDER BY p.seq",
-        ),
-        (
-            "transitions",
-            "SELECT c.conversation_id, t.seq, t.at_ms, t.state, t.reason, t.user_id
-             FROM transitions t JOIN conversations c ON c.id = t.conversation
-             ORDER BY c.conversation_id, t.id",
-        ),
-        (
-            "alerts",
-            "SELECT a.seq, a.at_ms, a.code, c.conversation_id, v.visitor_id, a.user_id, a.evidence
-             FROM alerts a LEFT JOIN conversations c ON c.id = a.conversation
-             LEFT JOIN visitors v ON v.id = a.visitor ORDER BY a.seq, a.id",
-        ),
-        (
-            "malformed",
-            "SELECT seq, received_ms, error FROM malformed ORDER BY seq",
-        ),
-        (
-            // The audit chain without its random salts and the hashes they feed.
-            "audit_log",
-            "SELECT seq, at_ms, kind, conversation_id, operator_id, data, user_id, visitor_id,
-                    visitor_data FROM audit_log ORDER BY seq",
-        ),
-    ];
-    queries
-        .into_iter()
-        .map(|(name, sql)| (name, rows(&conn, sql)))
-        .collect()
-}
-
-fn count(path: &Path, sql: &str) -> i64 {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,22 +308,12 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
     );
     assert_eq!(count(&b, "SELECT COUNT(*) FROM malformed"), 0);
 
-    let (da, db) = (dump(&a), dump(&b));
-    let mut sizes = Vec::new();
-    for ((name, ra), (_, rb)) in da.iter().zip(&db) {
-        if ra != rb {
-            let first = ra.iter().zip(rb).position(|(x, y)| x != y);
-            panic!(
-                "{name}: the interrupted desk holds {} rows, the uninterrupted one {}; first \
-                 difference at row {first:?}:\n  interrupted: {:?}\n  reference:   {:?}",
-                ra.len(),
-                rb.len(),
-                first.and_then(|i| ra.get(i)),
-                first.and_then(|i| rb.get(i)),
-            );
-        }
-        sizes.push(format!("{name} {}", ra.len()));
-    }
+    // Table by table: lockdesk-testkit's desk-store snapshot (every column but surrogate ids
+    // and `applied_at_ms`).
+    let sizes: Vec<String> = assert_same(&a, "the interrupted desk", &b, "the uninterrupted one")
+        .into_iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
     println!(
         "{EVENTS} events ({evidence} evidence, {valid} valid tokens), {cuts} cuts \
          ({dropped} connections dropped), {restarts} gateway restarts, {retries} HTTP retries; \
@@ -541,14 +439,10 @@ async fn a_desk_given_two_addresses_fails_over_and_ends_as_an_uninterrupted_desk
     );
     let (a_store, b_store) = (desk_dir.join(DESK_FILE), reference_dir.join(DESK_FILE));
     assert!(count(&b_store, "SELECT COUNT(*) FROM presentations") > 0);
-    for ((name, ra), (_, rb)) in dump(&a_store).iter().zip(&dump(&b_store)) {
-        let first = ra.iter().zip(rb).position(|(x, y)| x != y);
-        assert!(
-            ra == rb,
-            "{name}: the desk that failed over holds {} rows, the uninterrupted one {}; first \
-             difference at row {first:?}",
-            ra.len(),
-            rb.len()
-        );
-    }
+    assert_same(
+        &a_store,
+        "the desk that failed over",
+        &b_store,
+        "the uninterrupted one",
+    );
 }
