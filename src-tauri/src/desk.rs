@@ -271,25 +271,10 @@ pub fn shutdown<R: Runtime>(app: &AppHandle<R>) {
 
 #[cfg(test)]
 mod tests {
-    use lockdesk_desk::{AuthStateName, Change};
-    use lockdesk_session::notice::notice_for_change;
+    use lockdesk_desk::AuthStateName;
+    use lockdesk_session::notice::{notice_for_change, test_change as change};
 
     use crate::notify;
-
-    fn change(state: &str, alert: Option<&str>) -> Change {
-        Change {
-            seq: 1,
-            at_ms: 0,
-            conversation_id: Some("c".into()),
-            visitor_id: "v".into(),
-            channel: Some("CHAT".into()),
-            state: Some(state.parse().expect("a state name")),
-            user_id: None,
-            reason: None,
-            alert: alert.map(|a| a.parse().expect("an alert code")),
-            alert_id: None,
-        }
-    }
 
     /// Every alert code's notice has words, naming the person.
     #[test]

@@ -307,24 +307,28 @@ pub fn notice_for_change(
     Some(notice)
 }
 
+/// For tests (this crate's and the app's, feature `testing`): a change of conversation `c`
+/// (visitor `v`, CHAT, entry 1 at time 0) to `state`, with `alert`, both named by their codes.
+#[cfg(any(test, feature = "testing"))]
+pub fn test_change(state: &str, alert: Option<&str>) -> Change {
+    Change {
+        seq: 1,
+        at_ms: 0,
+        conversation_id: Some("c".into()),
+        visitor_id: "v".into(),
+        channel: Some("CHAT".into()),
+        state: Some(state.parse().expect("a state name")),
+        user_id: None,
+        reason: None,
+        alert: alert.map(|a| a.parse().expect("an alert code")),
+        alert_id: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_change as change;
     use super::*;
-
-    pub(crate) fn change(state: &str, alert: Option<&str>) -> Change {
-        Change {
-            seq: 1,
-            at_ms: 0,
-            conversation_id: Some("c".into()),
-            visitor_id: "v".into(),
-            channel: Some("CHAT".into()),
-            state: Some(state.parse().expect("a state name")),
-            user_id: None,
-            reason: None,
-            alert: alert.map(|a| a.parse().expect("an alert code")),
-            alert_id: None,
-        }
-    }
 
     #[test]
     fn every_notice_kind_is_listed_once_and_can_be_muted() {

@@ -185,6 +185,14 @@ struct Forwarder {
     _dir: tempfile::TempDir,
 }
 
+impl Forwarder {
+    /// Cancels the forwarder and waits for its task to end.
+    async fn stop(&mut self) {
+        self.cancel.cancel();
+        (&mut self.task).await.unwrap();
+    }
+}
+
 fn forwarder(capacity: usize) -> Forwarder {
     let dir = tempfile::tempdir().unwrap();
     let host = Arc::new(Recording::default());
@@ -237,7 +245,7 @@ fn summaries(host: &Recording) -> Vec<(Instant, Backlog)> {
 
 #[tokio::test(start_paused = true)]
 async fn a_live_change_notifies_at_once_and_an_old_one_waits_for_a_quiet_spell() {
-    let f = forwarder(64);
+    let mut f = forwarder(64);
     let t0 = Instant::now();
     f.send(vec![change("c1", "secured", None, 1_000)]);
     f.host
@@ -279,22 +287,26 @@ async fn a_live_change_notifies_at_once_and_an_old_one_waits_for_a_quiet_spell()
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].0, t1 + BACKLOG_QUIET);
     assert_eq!(s[0].1.counts(), &[(NoticeKind::Secured, 1)]);
-    f.cancel.cancel();
-    f.task.await.unwrap();
+    f.stop().await;
+}
+
+/// An old rejected token in conversation `c{i}`.
+fn old_failure(i: usize) -> Change {
+    change(
+        &format!("c{i}"),
+        "failed",
+        Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
+        OLD,
+    )
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_steady_stream_of_old_changes_is_summarised_ten_seconds_after_its_first() {
-    let f = forwarder(64);
+    let mut f = forwarder(64);
     let t0 = Instant::now();
     // An old change every 2 s: never 3 s of quiet, yet summarised 10 s after the first.
     for i in 0..5 {
-        f.send(vec![change(
-            &format!("c{i}"),
-            "failed",
-            Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
-            OLD,
-        )]);
+        f.send(vec![old_failure(i)]);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -304,12 +316,7 @@ async fn a_steady_stream_of_old_changes_is_summarised_ten_seconds_after_its_firs
     assert_eq!(s[0].1.counts(), &[(NoticeKind::VerificationFailed, 5)]);
     // Two more (at 11 s and 13 s): a new backlog, shown after 3 s of quiet.
     for i in 5..7 {
-        f.send(vec![change(
-            &format!("c{i}"),
-            "failed",
-            Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
-            OLD,
-        )]);
+        f.send(vec![old_failure(i)]);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     tokio::time::sleep(BACKLOG_LONGEST).await;
@@ -323,13 +330,12 @@ async fn a_steady_stream_of_old_changes_is_summarised_ten_seconds_after_its_firs
         .notifications()
         .iter()
         .all(|(_, n)| matches!(n, Notification::Summary(_))));
-    f.cancel.cancel();
-    f.task.await.unwrap();
+    f.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_of_current_changes_shows_the_summary_at_once_and_mutes_apply_live() {
-    let f = forwarder(64);
+    let mut f = forwarder(64);
     f.send(vec![change("c1", "secured", None, OLD)]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t1 = Instant::now();
@@ -350,13 +356,12 @@ async fn a_batch_of_current_changes_shows_the_summary_at_once_and_mutes_apply_li
     f.send(vec![change("c3", "secured", None, OLD)]);
     tokio::time::sleep(BACKLOG_LONGEST * 2).await;
     assert_eq!(summaries(&f.host).len(), 1, "a muted kind was summarised");
-    f.cancel.cancel();
-    f.task.await.unwrap();
+    f.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_batch_asks_the_window_to_list_again_with_a_higher_revision() {
-    let f = forwarder(1);
+    let mut f = forwarder(1);
     f.shared.revision.store(41, Ordering::SeqCst);
     // Capacity 1: the forwarder misses the first two batches.
     for i in 0..3 {
@@ -369,8 +374,7 @@ async fn a_lost_batch_asks_the_window_to_list_again_with_a_higher_revision() {
         })
         .await;
     assert_eq!(f.host.emitted(), vec![DeskEvent::Reset { revision: 42 }]);
-    f.cancel.cancel();
-    f.task.await.unwrap();
+    f.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -404,9 +408,8 @@ async fn a_stop_for_good_is_told_once_and_a_shutdown_not_at_all() {
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(g.host.notifications().is_empty());
-    for f in [f, g] {
-        f.cancel.cancel();
-        f.task.await.unwrap();
+    for mut f in [f, g] {
+        f.stop().await;
     }
 }
 
@@ -414,12 +417,11 @@ async fn a_stop_for_good_is_told_once_and_a_shutdown_not_at_all() {
 /// the old service still sends reaches nobody.
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_forwarder_shows_its_pending_summary_and_ends() {
-    let f = forwarder(64);
+    let mut f = forwarder(64);
     f.send(vec![change("c1", "secured", None, OLD)]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(summaries(&f.host).is_empty());
-    f.cancel.cancel();
-    f.task.await.unwrap();
+    f.stop().await;
     assert_eq!(summaries(&f.host).len(), 1);
     let before = f.host.calls().len();
     let _ = f.events.send(ServiceEvent::Changes(Arc::new(vec![change(
@@ -438,6 +440,21 @@ struct Counting {
     live: AtomicUsize,
     most: AtomicUsize,
     starts: AtomicUsize,
+}
+
+/// A session on `launcher`, reporting to a new recording host.
+fn session_on(launcher: &Arc<Counting>) -> (Arc<Recording>, Session) {
+    let host = Arc::new(Recording::default());
+    let session = Session::new(host.clone(), launcher.clone());
+    (host, session)
+}
+
+/// A session on a new counting launcher, started once.
+async fn started() -> (Arc<Recording>, Arc<Counting>, Session) {
+    let launcher = counting();
+    let (host, session) = session_on(&launcher);
+    session.restart().await;
+    (host, launcher, session)
 }
 
 fn counting() -> Arc<Counting> {
@@ -502,10 +519,7 @@ fn resets(host: &Recording) -> Vec<u64> {
 /// starts; never two services at once.
 #[tokio::test(start_paused = true)]
 async fn two_quick_restarts_are_serialised() {
-    let host = Arc::new(Recording::default());
-    let launcher = counting();
-    let session = Session::new(host.clone(), launcher.clone());
-    session.restart().await;
+    let (host, launcher, session) = started().await;
     assert!(session.running().is_ok());
     tokio::join!(session.restart(), session.restart());
     assert_eq!(
@@ -540,10 +554,7 @@ async fn two_quick_restarts_are_serialised() {
 async fn a_shutdown_stops_the_service_and_leaves_no_task_running() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
-    let host = Arc::new(Recording::default());
-    let launcher = counting();
-    let session = Session::new(host.clone(), launcher.clone());
-    session.restart().await;
+    let (_host, launcher, session) = started().await;
     // The owner, three forwarders and the service's own tasks.
     assert!(metrics.num_alive_tasks() >= before + 4);
     let service = session.running().unwrap();
@@ -575,10 +586,9 @@ async fn a_shutdown_stops_the_service_and_leaves_no_task_running() {
 /// A configuration that cannot be read starts nothing (not even the demo) and says why.
 #[tokio::test(start_paused = true)]
 async fn an_unreadable_configuration_starts_nothing_and_says_why() {
-    let host = Arc::new(Recording::default());
     let launcher = counting();
     *lock(&launcher.config) = Err("config.toml: line 2: unterminated string".into());
-    let session = Session::new(host.clone(), launcher.clone());
+    let (host, session) = session_on(&launcher);
     session.restart().await;
     assert_eq!(launcher.starts.load(Ordering::SeqCst), 0);
     match session.status().feed {
@@ -602,10 +612,7 @@ async fn an_unreadable_configuration_starts_nothing_and_says_why() {
 /// restarts the desk.
 #[tokio::test(start_paused = true)]
 async fn a_save_restarts_only_for_what_the_service_depends_on() {
-    let host = Arc::new(Recording::default());
-    let launcher = counting();
-    let session = Session::new(host.clone(), launcher.clone());
-    session.restart().await;
+    let (host, launcher, session) = started().await;
     lock(&launcher.config).as_mut().unwrap().ui.language = Language::Fr;
     assert_eq!(session.saved().await, AfterSave::Live);
     assert_eq!(launcher.starts.load(Ordering::SeqCst), 1);
