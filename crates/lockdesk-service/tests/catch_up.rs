@@ -8,12 +8,19 @@ use std::time::{Duration, Instant};
 
 use lockdesk_desk::DeskConfig;
 use lockdesk_service::DeskService;
-use lockdesk_sim::{plan, Action, Scenario, SimKeys, Step, Target};
+use lockdesk_sim::{plan, Action, Scenario, Step};
 
 use crate::support::*;
 
 /// The desk's session lifetime in this test.
 const LIFETIME: Duration = Duration::from_secs(10);
+
+/// The test gateway on a new folder `gateway` in `root`, at 127.0.0.1:0.
+async fn start_gateway_in(root: &std::path::Path) -> lockdesk_gateway::Gateway {
+    let gateway_dir = root.join("gateway");
+    std::fs::create_dir_all(&gateway_dir).unwrap();
+    start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await
+}
 
 fn send(sender: &mut lockdesk_sim::Sender, step: &Step) -> u64 {
     let answer = sender.send(step).unwrap();
@@ -23,13 +30,13 @@ fn send(sender: &mut lockdesk_sim::Sender, step: &Step) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     let root = tempfile::tempdir().unwrap();
-    let (private, public) = desk_keys(root.path());
-    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
-    let jwks = root.path().join("brand.jwks.json");
-    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
-    let gateway_dir = root.path().join("gateway");
-    std::fs::create_dir_all(&gateway_dir).unwrap();
-    let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let Keys {
+        private,
+        jwks,
+        sim: sim_keys,
+        ..
+    } = keys(root.path());
+    let gateway = start_gateway_in(root.path()).await;
     let addr = gateway.local_addr();
     let desk_dir = root.path().join("desk");
     let start_desk = || async {
@@ -45,17 +52,7 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     // The first person presents again while the desk is down; the other does not.
     let (push, tokens, conversation) = person(11);
     let (other_push, other_tokens, other) = person(12);
-    let mut sender = tokio::task::block_in_place(|| {
-        lockdesk_sim::Sender::new(
-            Target {
-                gateway: format!("http://{addr}"),
-                webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
-                provider_token: PROVIDER.to_owned(),
-            },
-            sim_keys,
-        )
-        .unwrap()
-    });
+    let mut sender = tokio::task::block_in_place(|| sender(addr, sim_keys));
 
     // Secured, live.
     let desk = start_desk().await;
@@ -161,13 +158,13 @@ fn person(seed: u64) -> (Step, Vec<Step>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_says_how_far_behind_the_desk_is_while_it_catches_up() {
     let root = tempfile::tempdir().unwrap();
-    let (private, public) = desk_keys(root.path());
-    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
-    let jwks = root.path().join("brand.jwks.json");
-    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
-    let gateway_dir = root.path().join("gateway");
-    std::fs::create_dir_all(&gateway_dir).unwrap();
-    let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let Keys {
+        private,
+        jwks,
+        sim: sim_keys,
+        ..
+    } = keys(root.path());
+    let gateway = start_gateway_in(root.path()).await;
     let addr = gateway.local_addr();
 
     // A backlog written before the desk starts.
@@ -176,15 +173,7 @@ async fn the_status_says_how_far_behind_the_desk_is_while_it_catches_up() {
         .take(300)
         .collect();
     let last = tokio::task::block_in_place(|| {
-        let mut sender = lockdesk_sim::Sender::new(
-            Target {
-                gateway: format!("http://{addr}"),
-                webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
-                provider_token: PROVIDER.to_owned(),
-            },
-            sim_keys,
-        )
-        .unwrap();
+        let mut sender = sender(addr, sim_keys);
         steps.iter().map(|s| send(&mut sender, s)).max().unwrap()
     });
     assert!(last >= 250, "the backlog is long: {last}");

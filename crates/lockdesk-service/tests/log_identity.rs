@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use lockdesk_feed_client::{State, StopReason};
 use lockdesk_service::DeskService;
-use lockdesk_sim::SimKeys;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
@@ -21,20 +19,7 @@ async fn deliver(addr: SocketAddr, prefix: &str, n: usize) -> u64 {
         let body = format!(
             r#"{{"eventId":"{prefix}-{i}","eventType":"visitor.updated","visitorId":"v-{i}"}}"#
         );
-        let sig = lockdesk_sim::webhook_signature(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!(
-            "POST /webhooks/iadvize HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n\
-             x-iadvize-signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).await.unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        let json = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        last = v["seq"].as_u64().unwrap();
+        last = deliver_signed(addr, "application/json", &body).await;
     }
     last
 }
@@ -56,10 +41,7 @@ async fn a_desk_refuses_to_resume_on_a_new_gateway_log() {
     let root = tempfile::tempdir().unwrap();
     let gateway_dir = root.path().join("gateway");
     let desk_dir = root.path().join("desk");
-    let (private, public) = desk_keys(root.path());
-    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
-    let jwks = root.path().join("brand.jwks.json");
-    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
+    let Keys { private, jwks, .. } = keys(root.path());
 
     let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
     let addr = gateway.local_addr();

@@ -5,45 +5,21 @@
 //! advisor (it read digit strings) and the desk stored it without an operator (it read only JSON
 //! numbers).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use lockdesk_desk::ConversationQuery;
 use lockdesk_feed_client::Credential;
 use lockdesk_gateway::{FeedOptions, GatewayConfig, ServerOptions};
 use lockdesk_service::DeskService;
-use lockdesk_sim::SimKeys;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
 const ADVISOR: &str = "payloads-advisor-credential-0123";
 
-/// Posts a signed delivery with this content type; returns its seq.
-async fn deliver(addr: SocketAddr, content_type: &str, body: &str) -> u64 {
-    let sig = lockdesk_sim::webhook_signature(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST /webhooks/iadvize HTTP/1.1\r\nHost: gw\r\nContent-Type: {content_type}\r\n\
-         x-iadvize-signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).await.unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    let json = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    v["seq"].as_u64().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_encoded_push_reaches_the_advisors_desk_with_its_operator() {
     let root = tempfile::tempdir().unwrap();
-    let (private, public) = desk_keys(root.path());
-    let sim_keys = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
-    let jwks = root.path().join("brand.jwks.json");
-    std::fs::write(&jwks, &sim_keys.brand_public_jwks).unwrap();
+    let Keys { private, jwks, .. } = keys(root.path());
 
     let config = GatewayConfig::from_toml(&format!(
         "[[webhook]]\nname = \"sim\"\nsecret = \"{WEBHOOK_SECRET}\"\n\n\
@@ -69,14 +45,14 @@ async fn a_form_encoded_push_reaches_the_advisors_desk_with_its_operator() {
     let addr = gateway.local_addr();
 
     // Another operator's conversation (JSON): never this advisor's.
-    deliver(
+    deliver_signed(
         addr,
         "application/json",
         r#"{"eventId":"e-other","eventType":"v2.conversation.pushed","conversationId":"c-other",
             "visitorId":"v-other","channel":"CHAT","operatorId":7}"#,
     )
     .await;
-    let form = deliver(
+    let form = deliver_signed(
         addr,
         "application/x-www-form-urlencoded",
         "eventId=e-form&eventType=v2.conversation.pushed&platform=ha&clientId=1\

@@ -1,5 +1,6 @@
 //! Shared by the service's integration tests: a real gateway with one supervisor subscriber, the
-//! desk's key pair, the desk's options, waiting for the store's cursor.
+//! desk's key pair and the simulated brand's keys, the simulator's sender and a signed delivery
+//! to that gateway, the desk's options, waiting for the store's cursor.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use lockdesk_desk::DeskConfig;
 use lockdesk_feed_client::Credential;
 use lockdesk_gateway::{FeedOptions, Gateway, GatewayConfig, ServerOptions};
 use lockdesk_service::{DeskService, Options};
+use lockdesk_sim::{SimKeys, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const WEBHOOK_SECRET: &str = "reliability-webhook-secret-0123";
 pub const PROVIDER: &str = "reliability-provider-credential-0123";
@@ -57,6 +60,55 @@ pub fn desk_keys(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&private, pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
     std::fs::write(&public, pkey.public_key_to_pem().unwrap()).unwrap();
     (private, public)
+}
+
+/// The desk's key pair ([`desk_keys`]) and the simulated brand's keys (its tokens encrypted to
+/// that desk key), the brand's public keys written as `brand.jwks.json`, all in `dir`.
+pub struct Keys {
+    pub private: PathBuf,
+    pub sim: SimKeys,
+    pub jwks: PathBuf,
+}
+
+pub fn keys(dir: &Path) -> Keys {
+    let (private, public) = desk_keys(dir);
+    let sim = SimKeys::generate(&lockdesk_sim::read_desk_public(&public).unwrap()).unwrap();
+    let jwks = dir.join("brand.jwks.json");
+    std::fs::write(&jwks, &sim.brand_public_jwks).unwrap();
+    Keys { private, sim, jwks }
+}
+
+/// The simulator's sender to the gateway at `addr` (the test webhook secret and provider
+/// credential). Blocking: from a multi-threaded runtime, inside `block_in_place`.
+pub fn sender(addr: SocketAddr, keys: SimKeys) -> lockdesk_sim::Sender {
+    lockdesk_sim::Sender::new(
+        Target {
+            gateway: format!("http://{addr}"),
+            webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+            provider_token: PROVIDER.to_owned(),
+        },
+        keys,
+    )
+    .unwrap()
+}
+
+/// Posts one webhook delivery signed with the test secret (raw HTTP/1.1, this content type) to
+/// the gateway at `addr`; asserts the 200 and returns the seq it answered.
+pub async fn deliver_signed(addr: SocketAddr, content_type: &str, body: &str) -> u64 {
+    let sig = lockdesk_sim::webhook_signature(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /webhooks/iadvize HTTP/1.1\r\nHost: gw\r\nContent-Type: {content_type}\r\n\
+         x-iadvize-signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let json = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["seq"].as_u64().unwrap()
 }
 
 pub fn options(data: &Path, feed: &str, private: &Path, jwks: &Path) -> Options {
