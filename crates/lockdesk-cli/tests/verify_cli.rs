@@ -32,6 +32,11 @@ fn text(b: &[u8]) -> String {
 }
 
 fn mint(dir: &Path, extra: &[&str]) -> String {
+    mint_for(dir, "user-7", extra)
+}
+
+/// `token mint` for `user`, signed by the test brand's key, encrypted to the test desk's.
+fn mint_for(dir: &Path, user: &str, extra: &[&str]) -> String {
     let desk_pub = data("desk.pub.pem");
     let brand_key = data("brand.key.pem");
     let now = NOW.to_string();
@@ -45,7 +50,7 @@ fn mint(dir: &Path, extra: &[&str]) -> String {
         "--issuer",
         ISS,
         "--user-id",
-        "user-7",
+        user,
         "--now",
         &now,
     ];
@@ -202,27 +207,7 @@ fn batch_keeps_input_order() {
             expect.push(None);
         } else {
             let uid = format!("u{i}");
-            let desk_pub = data("desk.pub.pem");
-            let brand_key = data("brand.key.pem");
-            let now = NOW.to_string();
-            let out = run(
-                dir.path(),
-                &[
-                    "token",
-                    "mint",
-                    "--signing-key",
-                    &brand_key,
-                    "--encrypt-to",
-                    &desk_pub,
-                    "--issuer",
-                    ISS,
-                    "--user-id",
-                    &uid,
-                    "--now",
-                    &now,
-                ],
-            );
-            lines.push(text(&out.stdout).trim().to_owned());
+            lines.push(mint_for(dir.path(), &uid, &[]));
             expect.push(Some(uid));
         }
         if i == 10 {
