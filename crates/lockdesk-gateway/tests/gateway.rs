@@ -5,38 +5,26 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Mutex, Once};
 
 use lockdesk_gateway::store::{EntryKind, StoredEntry};
-use lockdesk_gateway::{EventStore, Gateway, GatewayConfig, SqliteStore};
+use lockdesk_gateway::{EventStore, Gateway, GatewayConfig, ServerOptions, SqliteStore};
 
 mod feed;
 mod postgres;
 use lockdesk_sim::webhook_signature as signature_header;
 use serde_json::{json, Value};
 
-const SECRET: &str = "whsec-test-main";
+use lockdesk_testkit::gateway_config::{PROVIDER, SECRET};
+
 const SECOND_SECRET: &str = "whsec-test-second-app";
-const PROVIDER: &str = "provider-credential-0123456789";
 
-const CONFIG: &str = r#"
-[[webhook]]
-name = "main"
-secret = "whsec-test-main"
-
-[[webhook]]
-name = "second"
-secret = "whsec-test-second-app"
-
-[[provider]]
-name = "brand"
-credential = "provider-credential-0123456789"
-
-[[subscriber]]
-name = "sam"
-credential = "sam-credential-0123456789ab"
-role = "supervisor"
-"#;
+/// The test gateway's configuration with a second webhook (another app's secret) and sam.
+fn config() -> String {
+    lockdesk_testkit::gateway_config::config(&format!(
+        "\n[[webhook]]\nname = \"second\"\nsecret = \"{SECOND_SECRET}\"\n{}",
+        lockdesk_testkit::gateway_config::sam()
+    ))
+}
 
 // HMAC-SHA256 vectors computed by an independent implementation (Python's hmac module):
 //   python3 -c 'import hmac,hashlib; print(hmac.new(b"whsec-test-main", BODY, hashlib.sha256).hexdigest())'
@@ -48,35 +36,40 @@ const VECTOR_FORM_HMAC: &str = "0cae08ad19c61dbc0301d6ceee7b32d7e75d5132a464b3b2
 // RFC 4231 test case 2 (key "Jefe").
 const RFC4231_2_HMAC: &str = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
 
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Every test's log lines, captured (`lockdesk_testkit::logs`); rustls's crypto provider set.
 fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(|| LogWriter)
-            .init();
-    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    lockdesk_testkit::logs::capture();
 }
 
 fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    lockdesk_testkit::logs::text()
+}
+
+/// Stops `gateway` if it runs, then starts it again on `dir` at 127.0.0.1:0 with the
+/// configuration `toml` (checked valid) and `options`.
+async fn restart_on(gateway: &mut Option<Gateway>, toml: &str, dir: &Path, options: ServerOptions) {
+    if let Some(g) = gateway.take() {
+        g.shutdown().await.unwrap();
+    }
+    let config = GatewayConfig::from_toml(toml).unwrap();
+    assert!(lockdesk_gateway::config::validate(&config).is_empty());
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    *gateway = Some(
+        lockdesk_gateway::start_with(config, dir, addr, options)
+            .await
+            .unwrap(),
+    );
+}
+
+/// The head of a JSON delivery of `body` signed with the main secret (its whole length in
+/// Content-Length), for the tests that then send less of the body.
+fn signed_head(body: &str) -> String {
+    let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
+    format!(
+        "POST /webhooks/iadvize HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-iadvize-signature: {sig}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
 }
 
 struct Harness {
@@ -100,17 +93,13 @@ impl Harness {
 
     /// (Re)starts the gateway on the same data folder.
     async fn restart(&mut self) {
-        if let Some(g) = self.gateway.take() {
-            g.shutdown().await.unwrap();
-        }
-        let config = GatewayConfig::from_toml(CONFIG).unwrap();
-        assert!(lockdesk_gateway::config::validate(&config).is_empty());
-        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        self.gateway = Some(
-            lockdesk_gateway::start(config, self.dir.path(), addr)
-                .await
-                .unwrap(),
-        );
+        restart_on(
+            &mut self.gateway,
+            &config(),
+            self.dir.path(),
+            ServerOptions::default(),
+        )
+        .await;
     }
 
     fn url(&self, path: &str) -> String {
@@ -470,11 +459,7 @@ async fn hostile_bodies_get_their_error_and_the_gateway_keeps_serving() {
         let addr = h.gateway.as_ref().unwrap().local_addr();
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let body = event("cut", "v2.conversation.pushed");
-        let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
-        let head = format!(
-            "POST /webhooks/iadvize HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-iadvize-signature: {sig}\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
+        let head = signed_head(&body);
         stream.write_all(head.as_bytes()).await.unwrap();
         stream
             .write_all(&body.as_bytes()[..body.len() / 2])
@@ -699,7 +684,7 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
         body_read_timeout: std::time::Duration::from_millis(300),
         ..Default::default()
     };
-    let config = GatewayConfig::from_toml(CONFIG).unwrap();
+    let config = GatewayConfig::from_toml(&config()).unwrap();
     let gateway =
         lockdesk_gateway::start_with(config, dir.path(), "127.0.0.1:0".parse().unwrap(), options)
             .await
@@ -734,12 +719,8 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
 
     // A body that stalls half-way gets 408 (again a bounded wait) and nothing is stored.
     let body = event("stalled", "v2.conversation.pushed");
-    let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /webhooks/iadvize HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-iadvize-signature: {sig}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = signed_head(&body);
     stalled.write_all(head.as_bytes()).await.unwrap();
     stalled
         .write_all(&body.as_bytes()[..body.len() / 2])

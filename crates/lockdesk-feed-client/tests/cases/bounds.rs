@@ -63,10 +63,7 @@ async fn a_hello_with_heartbeat_secs_2_64_minus_1_is_a_protocol_error_not_a_dead
     })
     .await;
     let sink = Memory::new(0);
-    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
-    let recorder = Recorder::start(client.state());
-    sink.wait_cursor(3).await;
-    client.shutdown().await;
+    let (_client, recorder) = run_until_cursor(config(&server.url()), &sink, 3).await;
 
     let states = recorder.all();
     assert_eq!(
@@ -115,10 +112,7 @@ async fn a_seq_or_cursor_beyond_i64_max_ends_the_connection_and_keeps_what_came_
     })
     .await;
     let sink = Memory::new(0);
-    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
-    let recorder = Recorder::start(client.state());
-    sink.wait_cursor(5).await;
-    client.shutdown().await;
+    let (client, recorder) = run_until_cursor(config(&server.url()), &sink, 5).await;
 
     assert_eq!(sink.lock().applied, [1, 2, 3, 4, 5]);
     assert!(
@@ -155,10 +149,7 @@ async fn an_entry_received_after_year_9999_goes_to_the_sink_to_be_skipped_and_la
     })
     .await;
     let sink = Memory::new(0);
-    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
-    let recorder = Recorder::start(client.state());
-    sink.wait_cursor(3).await;
-    client.shutdown().await;
+    let (client, recorder) = run_until_cursor(config(&server.url()), &sink, 3).await;
     assert_eq!(sink.lock().applied, [1, 2, 3]);
     assert_eq!(client.counters().out_of_bounds_entries, 1);
     assert!(protocol_errors(&recorder.all()).is_empty());

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use lockdesk_feed::{Hello, Role, ServerMessage};
 use lockdesk_feed_client::{
     Backoff, Config, ConfigError, Credential, DisconnectReason, Entry, FeedClient, LogCheck, Sink,
     State, StopReason, MAX_URLS,
@@ -62,19 +61,15 @@ async fn an_upgrade_answered_503_moves_to_the_next_address_at_once() {
     )
     .unwrap();
     let mut state = client.state();
-    let connected = wait_state(&mut state, "connected to the second address", |s| {
-        matches!(s, State::Connected { .. })
-    })
-    .await;
     // The status names the address in use.
-    assert_eq!(
-        connected,
-        State::Connected {
-            url: feed_url(&second),
-            after: 0,
-            last_seq: 40
-        }
-    );
+    assert_connected(
+        &mut state,
+        "connected to the second address",
+        feed_url(&second),
+        0,
+        40,
+    )
+    .await;
     sink.wait_cursor(40).await;
     client.shutdown().await;
     assert_exactly(&sink.lock().applied, 40);
@@ -88,17 +83,7 @@ async fn a_refused_credential_is_refused_everywhere_and_is_not_failed_over() {
     capture_logs();
     // HTTP 401 on the upgrade.
     let first = refusing(401).await;
-    let second = serving(10).await;
-    let client = FeedClient::spawn(
-        config(&[first.url(), second.url()], Duration::from_millis(10)),
-        Memory::new(0),
-    )
-    .unwrap();
-    assert_eq!(
-        wait_stopped(&mut client.state()).await,
-        StopReason::Unauthorized
-    );
-    assert!(second.upgrades().is_empty(), "{:?}", second.upgrades());
+    stops_without_failing_over(&first, StopReason::Unauthorized).await;
 
     // Close code 4003 (the credential was revoked) after hello.
     let first = TestServer::start(None, |mut c: Conn| async move {
@@ -106,16 +91,19 @@ async fn a_refused_credential_is_refused_everywhere_and_is_not_failed_over() {
         close(&mut c.ws, 4003, "credential revoked").await;
     })
     .await;
+    stops_without_failing_over(&first, StopReason::CredentialRevoked).await;
+}
+
+/// A client on `first` and then a second, serving address (10 ms backoff) stops for `reason`
+/// without ever trying the second.
+async fn stops_without_failing_over(first: &TestServer, reason: StopReason) {
     let second = serving(10).await;
     let client = FeedClient::spawn(
         config(&[first.url(), second.url()], Duration::from_millis(10)),
         Memory::new(0),
     )
     .unwrap();
-    assert_eq!(
-        wait_stopped(&mut client.state()).await,
-        StopReason::CredentialRevoked
-    );
+    assert_eq!(wait_stopped(&mut client.state()).await, reason);
     assert!(second.upgrades().is_empty(), "{:?}", second.upgrades());
 }
 
@@ -209,19 +197,7 @@ impl Sink for Remembering {
 }
 
 fn hello_of(log_id: &str, after: u64, last_seq: u64) -> Message {
-    Message::text(
-        ServerMessage::Hello(Hello {
-            protocol: 1,
-            subscriber: "sam".into(),
-            role: Role::Supervisor,
-            operator_ids: vec![],
-            after,
-            last_seq,
-            heartbeat_secs: 15,
-            log_id: Some(log_id.to_owned()),
-        })
-        .to_text(),
-    )
+    hello_with_log(after, last_seq, 15, Some(log_id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,37 +9,20 @@ use std::time::Duration;
 
 use lockdesk_feed_client::{Backoff, Config, Credential, FeedClient, State, StopReason};
 use lockdesk_gateway::{FeedOptions, Gateway, GatewayConfig, ServerOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 use crate::support::*;
 
-const SECRET: &str = "whsec-test-main";
-const PROVIDER: &str = "provider-credential-0123456789";
-const SAM: &str = "sam-credential-0123456789ab";
-const ALICE: &str = "alice-credential-0123456789";
+use lockdesk_testkit::gateway_config::{
+    advisor, post_evidence, post_webhook, sam, seq_of, ALICE, SAM, SECRET,
+};
 
-const CONFIG: &str = r#"
-[[webhook]]
-name = "main"
-secret = "whsec-test-main"
-
-[[provider]]
-name = "brand"
-credential = "provider-credential-0123456789"
-
-[[subscriber]]
-name = "sam"
-credential = "sam-credential-0123456789ab"
-role = "supervisor"
-
-[[subscriber]]
-name = "alice"
-credential = "alice-credential-0123456789"
-role = "advisor"
-operator_ids = [101]
-"#;
+/// The test gateway with sam and alice (operator 101).
+fn gateway_config() -> String {
+    lockdesk_testkit::gateway_config::config(&(sam() + &advisor("alice", ALICE, &[101])))
+}
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -80,7 +63,7 @@ impl Harness {
 
     /// Starts a gateway on the data folder at `listen` (another instance of the same log).
     async fn start_at(&mut self, listen: SocketAddr) {
-        let config = GatewayConfig::from_toml(CONFIG).unwrap();
+        let config = GatewayConfig::from_toml(&gateway_config()).unwrap();
         let options = ServerOptions {
             feed: FeedOptions {
                 heartbeat: self.heartbeat,
@@ -118,38 +101,13 @@ impl Harness {
         })
         .to_string();
         let addr = *self.addr.lock().unwrap();
-        let r = self
-            .http
-            .post(format!("http://{addr}/webhooks/iadvize"))
-            .header("content-type", "application/json")
-            .header(
-                "x-iadvize-signature",
-                lockdesk_sim::webhook_signature(SECRET.as_bytes(), body.as_bytes()),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
-            .as_u64()
-            .unwrap()
+        seq_of(post_webhook(&self.http, addr, SECRET, body).await, 200).await
     }
 
     async fn evidence(&self, visitor: &str) -> u64 {
         let addr = *self.addr.lock().unwrap();
-        let r = self
-            .http
-            .post(format!("http://{addr}/v1/evidence"))
-            .header("authorization", format!("Bearer {PROVIDER}"))
-            .body(json!({"visitorId": visitor, "token": "aaaa.bbbb.cccc"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
-            .as_u64()
-            .unwrap()
+        let body = json!({"visitorId": visitor, "token": "aaaa.bbbb.cccc"}).to_string();
+        seq_of(post_evidence(&self.http, addr, body).await, 202).await
     }
 }
 
@@ -260,35 +218,12 @@ async fn a_sqlite_sink_aborted_mid_stream_and_restarted_has_every_entry_once() {
     for _ in 0..N {
         h.push(101).await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("desk.sqlite3");
-    let (progress, mut rx) = tokio::sync::watch::channel(0u64);
-    let progress = Arc::new(progress);
     let mut cfg = config(&h.url(), SAM);
     cfg.max_batch = 20;
-    let (sink, mut dropped) = Sqlite::open(&db, progress.clone()).with_drop_signal();
-    let first = FeedClient::spawn(cfg.clone(), sink).unwrap();
-    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= N / 3))
-        .await
-        .unwrap()
-        .unwrap();
-    first.abort();
-    // A real crash ends the process; here the sink's thread may finish the transaction it is in:
-    // the next client starts once it let go of the file.
-    tokio::time::timeout(PATIENCE, dropped.recv())
-        .await
-        .unwrap();
-    let (rows, distinct, max, cursor) = Sqlite::census(&db);
-    assert!(cursor < N, "the abort came too late to be mid-stream");
-    assert_eq!((rows, distinct, max), (cursor, cursor, cursor));
-
-    let second = FeedClient::spawn(cfg, Sqlite::open(&db, progress.clone())).unwrap();
-    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= N))
-        .await
-        .unwrap()
-        .unwrap();
-    second.shutdown().await;
-    assert_eq!(Sqlite::census(&db), (N, N, N, N));
+    crash_and_restart_on_sqlite(cfg, N, |(rows, distinct, max, cursor)| {
+        assert_eq!((rows, distinct, max), (cursor, cursor, cursor));
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,18 +238,14 @@ async fn heartbeats_move_an_advisors_cursor_past_entries_that_are_not_theirs() {
     let sink = Memory::new(0);
     let client = FeedClient::spawn(config(&h.url(), ALICE), sink.clone()).unwrap();
     let mut state = client.state();
-    let connected = wait_state(&mut state, "connected", |s| {
-        matches!(s, State::Connected { .. })
-    })
+    assert_connected(
+        &mut state,
+        "connected",
+        format!("{}/v1/feed", h.url()),
+        0,
+        last,
+    )
     .await;
-    assert_eq!(
-        connected,
-        State::Connected {
-            url: format!("{}/v1/feed", h.url()),
-            after: 0,
-            last_seq: last
-        }
-    );
     sink.wait_cursor(last).await;
     client.shutdown().await;
     let s = sink.lock();
@@ -374,7 +305,8 @@ async fn a_gateway_reload_that_removes_the_credential_stops_the_client_as_revoke
     sam.wait_cursor(first).await;
 
     // The operator removes alice's subscriber and reloads: her desk stops, told why; sam's goes on.
-    let without_alice = CONFIG
+    let full = gateway_config();
+    let without_alice = full
         .split("[[subscriber]]\nname = \"alice\"")
         .next()
         .unwrap();
@@ -418,18 +350,14 @@ async fn a_closed_port_first_in_the_list_fails_over_to_the_gateway_at_once() {
     cfg.backoff.max = Duration::from_secs(3600);
     let client = FeedClient::spawn(cfg, sink.clone()).unwrap();
     let mut state = client.state();
-    let connected = wait_state(&mut state, "connected", |s| {
-        matches!(s, State::Connected { .. })
-    })
+    assert_connected(
+        &mut state,
+        "connected",
+        format!("{}/v1/feed", h.url()),
+        0,
+        last,
+    )
     .await;
-    assert_eq!(
-        connected,
-        State::Connected {
-            url: format!("{}/v1/feed", h.url()),
-            after: 0,
-            last_seq: last
-        }
-    );
     sink.wait_cursor(last).await;
     client.shutdown().await;
     assert_exactly(&sink.lock().applied, last);

@@ -56,18 +56,14 @@ async fn sends_bearer_and_subprotocol_on_the_upgrade_resumes_from_the_cursor_and
     let url = format!("http://{}", server.addr);
     let client = FeedClient::spawn(config(&url), sink.clone()).unwrap();
     let mut state = client.state();
-    let connected = wait_state(&mut state, "connected", |s| {
-        matches!(s, State::Connected { .. })
-    })
+    assert_connected(
+        &mut state,
+        "connected",
+        format!("ws://{}/v1/feed", server.addr),
+        1000,
+        3000,
+    )
     .await;
-    assert_eq!(
-        connected,
-        State::Connected {
-            url: format!("ws://{}/v1/feed", server.addr),
-            after: 1000,
-            last_seq: 3000
-        }
-    );
     sink.wait_cursor(3000).await;
     // The gateway hears how far the desk got (its lag metric).
     tokio::time::timeout(PATIENCE, async {
@@ -389,10 +385,7 @@ async fn a_silent_peer_is_declared_dead_after_three_heartbeats() {
     })
     .await;
     let sink = Memory::new(0);
-    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
-    let recorder = Recorder::start(client.state());
-    sink.wait_cursor(10).await;
-    client.shutdown().await;
+    let (_client, recorder) = run_until_cursor(config(&server.url()), &sink, 10).await;
     // Heartbeat 4 said "nothing else for you up to 4": entry 4 was not this desk's.
     assert_eq!(sink.lock().applied, [1, 2, 3, 5, 6, 7, 8, 9, 10]);
     let disconnects: Vec<_> = recorder
@@ -473,10 +466,7 @@ async fn a_failing_sink_commits_nothing_and_the_client_retries_from_its_cursor()
     let server = healthy_server(50, acks).await;
     let sink = Memory::new(0);
     sink.lock().fail_applies = 2;
-    let client = FeedClient::spawn(config(&server.url()), sink.clone()).unwrap();
-    let recorder = Recorder::start(client.state());
-    sink.wait_cursor(50).await;
-    client.shutdown().await;
+    let (_client, recorder) = run_until_cursor(config(&server.url()), &sink, 50).await;
     assert_exactly(&sink.lock().applied, 50);
     assert!(recorder.all().iter().any(|s| matches!(
         s,
@@ -654,41 +644,16 @@ async fn an_aborted_client_and_a_restarted_one_leave_a_sqlite_store_with_every_e
         let _ = read_client(&mut c.ws).await;
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("desk.sqlite3");
-    let (progress, mut rx) = tokio::sync::watch::channel(0u64);
-    let progress = Arc::new(progress);
     let mut cfg = config(&server.url());
     cfg.max_batch = 50;
-    let (sink, mut dropped) = Sqlite::open(&db, progress.clone()).with_drop_signal();
-    let first = FeedClient::spawn(cfg.clone(), sink).unwrap();
-    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= N / 3))
-        .await
-        .unwrap()
-        .unwrap();
-    first.abort();
-    // In a real crash the process is gone; here the sink's thread finishes its current
-    // transaction (or not) first: start the next client only once it let go of the file.
-    tokio::time::timeout(PATIENCE, dropped.recv())
-        .await
-        .unwrap();
-    let (rows, distinct, max, cursor) = Sqlite::census(&db);
-    assert!(cursor < N, "the abort came too late to be mid-stream");
-    assert_eq!(
-        (rows, distinct),
-        (max, max),
-        "entries and cursor agree after the crash"
-    );
-    let _ = cursor;
-
-    let second = FeedClient::spawn(cfg, Sqlite::open(&db, progress.clone())).unwrap();
-    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= N))
-        .await
-        .unwrap()
-        .unwrap();
-    second.shutdown().await;
-    let (rows, distinct, max, cursor) = Sqlite::census(&db);
-    assert_eq!((rows, distinct, max, cursor), (N, N, N, N));
+    crash_and_restart_on_sqlite(cfg, N, |(rows, distinct, max, _)| {
+        assert_eq!(
+            (rows, distinct),
+            (max, max),
+            "entries and cursor agree after the crash"
+        );
+    })
+    .await;
 }
 
 /// A wss:// peer with a self-signed certificate for `localhost`: serves hello and entries 1..=3.

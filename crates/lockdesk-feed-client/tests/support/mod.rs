@@ -1,4 +1,4 @@
-//! Shared test helpers: log capture, sinks (in-memory and SQLite), state recorder, and a small
+//! Shared test helpers: log capture (lockdesk-testkit's), sinks (in-memory and SQLite), state recorder, and a small
 //! scriptable WebSocket server speaking the feed protocol.
 
 #![allow(dead_code)]
@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -28,39 +28,70 @@ pub const CREDENTIAL: &str = "desk-credential-0123456789abcdef";
 /// Upper bound for any wait in these tests (a safety net against hangs, not a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogWriter;
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Every test's log lines, captured (`lockdesk_testkit::logs`); rustls's crypto provider set.
 pub fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(|| LogWriter)
-            .init();
-    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    lockdesk_testkit::logs::capture();
 }
 
 pub fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    lockdesk_testkit::logs::text()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sinks
+
+/// A client (`cfg`) on `sink`, its states recorded, run until the sink's cursor reaches `seq`,
+/// then shut down; the client (its counters) and the recorder of the states it went through.
+pub async fn run_until_cursor(
+    cfg: lockdesk_feed_client::Config,
+    sink: &Memory,
+    seq: u64,
+) -> (lockdesk_feed_client::FeedClient, Recorder) {
+    let client = lockdesk_feed_client::FeedClient::spawn(cfg, sink.clone()).unwrap();
+    let recorder = Recorder::start(client.state());
+    sink.wait_cursor(seq).await;
+    client.shutdown().await;
+    (client, recorder)
+}
+
+/// A client (`cfg`) on a new SQLite store, aborted (as a crash) once a third of `n` entries are
+/// in; once its sink let go of the file, `after_crash` gets the store's census (rows, distinct,
+/// max seq, cursor; the abort came mid-stream: cursor < n); then a second client on the same
+/// file runs until the cursor reaches `n`, and the store holds every entry exactly once.
+pub async fn crash_and_restart_on_sqlite(
+    cfg: lockdesk_feed_client::Config,
+    n: u64,
+    after_crash: impl FnOnce((u64, u64, u64, u64)),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("desk.sqlite3");
+    let (progress, mut rx) = tokio::sync::watch::channel(0u64);
+    let progress = Arc::new(progress);
+    let (sink, mut dropped) = Sqlite::open(&db, progress.clone()).with_drop_signal();
+    let first = lockdesk_feed_client::FeedClient::spawn(cfg.clone(), sink).unwrap();
+    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= n / 3))
+        .await
+        .unwrap()
+        .unwrap();
+    first.abort();
+    // In a real crash the process is gone; here the sink's thread may finish the transaction it
+    // is in first: the next client starts only once it let go of the file.
+    tokio::time::timeout(PATIENCE, dropped.recv())
+        .await
+        .unwrap();
+    let census = Sqlite::census(&db);
+    assert!(census.3 < n, "the abort came too late to be mid-stream");
+    after_crash(census);
+
+    let second = lockdesk_feed_client::FeedClient::spawn(cfg, Sqlite::open(&db, progress)).unwrap();
+    tokio::time::timeout(PATIENCE, rx.wait_for(|c| *c >= n))
+        .await
+        .unwrap()
+        .unwrap();
+    second.shutdown().await;
+    assert_eq!(Sqlite::census(&db), (n, n, n, n));
+}
 
 #[derive(Default)]
 pub struct MemoryState {
@@ -257,6 +288,26 @@ impl Recorder {
 }
 
 /// Waits until the client's state satisfies `pred`; returns that state.
+/// Waits (naming `what`) until the client is connected; the state names `url`, the cursor the
+/// connection resumed after and the log's end from hello.
+pub async fn assert_connected(
+    state: &mut watch::Receiver<State>,
+    what: &str,
+    url: String,
+    after: u64,
+    last_seq: u64,
+) {
+    let connected = wait_state(state, what, |s| matches!(s, State::Connected { .. })).await;
+    assert_eq!(
+        connected,
+        State::Connected {
+            url,
+            after,
+            last_seq
+        }
+    );
+}
+
 pub async fn wait_state(
     rx: &mut watch::Receiver<State>,
     what: &str,
@@ -400,6 +451,16 @@ impl TestServer {
 }
 
 pub fn hello(after: u64, last_seq: u64, heartbeat_secs: u64) -> Message {
+    hello_with_log(after, last_seq, heartbeat_secs, None)
+}
+
+/// [`hello`] naming the log (`log_id`), as a gateway with a log identity sends it.
+pub fn hello_with_log(
+    after: u64,
+    last_seq: u64,
+    heartbeat_secs: u64,
+    log_id: Option<&str>,
+) -> Message {
     Message::text(
         ServerMessage::Hello(Hello {
             protocol: 1,
@@ -409,7 +470,7 @@ pub fn hello(after: u64, last_seq: u64, heartbeat_secs: u64) -> Message {
             after,
             last_seq,
             heartbeat_secs,
-            log_id: None,
+            log_id: log_id.map(str::to_owned),
         })
         .to_text(),
     )

@@ -15,38 +15,18 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{capture_logs, logs, signature_header, PROVIDER, SECRET};
+use super::{capture_logs, logs, restart_on, signature_header, PROVIDER, SECRET};
 
-const ALICE: &str = "alice-credential-0123456789";
-const BOB: &str = "bob-credential-0123456789ab";
-const SAM: &str = "sam-credential-0123456789ab";
+use lockdesk_testkit::gateway_config::{
+    advisor, post_evidence, post_webhook, sam, seq_of, ALICE, BOB, SAM,
+};
 
-pub const FEED_CONFIG: &str = r#"
-[[webhook]]
-name = "main"
-secret = "whsec-test-main"
-
-[[provider]]
-name = "brand"
-credential = "provider-credential-0123456789"
-
-[[subscriber]]
-name = "alice"
-credential = "alice-credential-0123456789"
-role = "advisor"
-operator_ids = [101, 102]
-
-[[subscriber]]
-name = "bob"
-credential = "bob-credential-0123456789ab"
-role = "advisor"
-operator_ids = [202]
-
-[[subscriber]]
-name = "sam"
-credential = "sam-credential-0123456789ab"
-role = "supervisor"
-"#;
+/// The test gateway with alice (operators 101 and 102), bob (202) and sam.
+pub fn feed_config() -> String {
+    lockdesk_testkit::gateway_config::config(
+        &(advisor("alice", ALICE, &[101, 102]) + &advisor("bob", BOB, &[202]) + &sam()),
+    )
+}
 
 /// No test waits longer than this for one frame (a bound on a hang, not a timing claim).
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -75,21 +55,13 @@ impl Feed {
     }
 
     async fn restart(&mut self) {
-        if let Some(g) = self.gateway.take() {
-            g.shutdown().await.unwrap();
-        }
-        let config = GatewayConfig::from_toml(FEED_CONFIG).unwrap();
-        assert!(lockdesk_gateway::config::validate(&config).is_empty());
-        self.gateway = Some(
-            lockdesk_gateway::start_with(
-                config,
-                self.dir.path(),
-                "127.0.0.1:0".parse().unwrap(),
-                self.options,
-            )
-            .await
-            .unwrap(),
-        );
+        restart_on(
+            &mut self.gateway,
+            &feed_config(),
+            self.dir.path(),
+            self.options,
+        )
+        .await;
     }
 
     fn addr(&self) -> SocketAddr {
@@ -98,23 +70,11 @@ impl Feed {
 
     /// Delivers a signed webhook; returns its seq.
     async fn webhook(&self, body: Value) -> u64 {
-        let body = body.to_string();
-        let r = self
-            .http
-            .post(format!("http://{}/webhooks/iadvize", self.addr()))
-            .header("content-type", "application/json")
-            .header(
-                "x-iadvize-signature",
-                signature_header(SECRET.as_bytes(), body.as_bytes()),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
-            .as_u64()
-            .unwrap()
+        seq_of(
+            post_webhook(&self.http, self.addr(), SECRET, body.to_string()).await,
+            200,
+        )
+        .await
     }
 
     async fn evidence(&self, visitor: &str, conversation: Option<&str>) -> u64 {
@@ -122,18 +82,11 @@ impl Feed {
         if let Some(c) = conversation {
             body["conversationId"] = json!(c);
         }
-        let r = self
-            .http
-            .post(format!("http://{}/v1/evidence", self.addr()))
-            .header("authorization", format!("Bearer {PROVIDER}"))
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["seq"]
-            .as_u64()
-            .unwrap()
+        seq_of(
+            post_evidence(&self.http, self.addr(), body.to_string()).await,
+            202,
+        )
+        .await
     }
 
     async fn metrics(&self) -> String {
@@ -145,6 +98,12 @@ impl Feed {
             .text()
             .await
             .unwrap()
+    }
+
+    /// The metrics hold this line (all of them shown if not).
+    async fn assert_metric(&self, line: &str) {
+        let metrics = self.metrics().await;
+        assert!(metrics.contains(line), "{metrics}");
     }
 }
 
@@ -362,13 +321,8 @@ async fn refusals_come_before_the_upgrade() {
         .await
         .unwrap();
     assert_eq!(r.status(), 426);
-    let metrics = f.metrics().await;
-    assert!(
-        metrics.contains(
-            "lockdesk_gateway_rejected_total{endpoint=\"feed\",reason=\"unauthorized\"} 3"
-        ),
-        "{metrics}"
-    );
+    f.assert_metric("lockdesk_gateway_rejected_total{endpoint=\"feed\",reason=\"unauthorized\"} 3")
+        .await;
     // The test's own WebSocket client (tungstenite) traces its request headers: that is the
     // desk's side, not the gateway's. No other line may hold a credential.
     for line in logs()
@@ -555,11 +509,8 @@ async fn role_filtering_live_and_replayed_agree() {
     // And routing continues from the rebuilt state: c2 is alice's now, so v2's evidence is hers.
     let ev = f.evidence("v2", None).await;
     assert_eq!(alice.entry().await.seq, ev);
-    let metrics = f.metrics().await;
-    assert!(
-        metrics.contains("lockdesk_gateway_feed_subscribers{role=\"advisor\"} 1"),
-        "{metrics}"
-    );
+    f.assert_metric("lockdesk_gateway_feed_subscribers{role=\"advisor\"} 1")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,30 +633,13 @@ struct Producer {
 
 impl Producer {
     async fn webhook(&self, body: Value) {
-        let body = body.to_string();
-        let r = self
-            .http
-            .post(format!("http://{}/webhooks/iadvize", self.addr))
-            .header(
-                "x-iadvize-signature",
-                signature_header(SECRET.as_bytes(), body.as_bytes()),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = post_webhook(&self.http, self.addr, SECRET, body.to_string()).await;
         assert_eq!(r.status(), 200);
     }
 
     async fn evidence(&self, visitor: &str) {
-        let r = self
-            .http
-            .post(format!("http://{}/v1/evidence", self.addr))
-            .header("authorization", format!("Bearer {PROVIDER}"))
-            .body(json!({"visitorId": visitor, "token": "aaaa.bbbb.cccc"}).to_string())
-            .send()
-            .await
-            .unwrap();
+        let body = json!({"visitorId": visitor, "token": "aaaa.bbbb.cccc"}).to_string();
+        let r = post_evidence(&self.http, self.addr, body).await;
         assert_eq!(r.status(), 202);
     }
 }
@@ -771,11 +705,8 @@ async fn a_slow_desk_is_told_to_resume_and_never_holds_back_a_fast_one() {
     let mut again = connect(addr, SAM, last).await;
     let rest = again.entries_until(N).await;
     assert_eq!(seqs(&rest), (last + 1..=N).collect::<Vec<_>>());
-    let metrics = f.metrics().await;
-    assert!(
-        metrics.contains("lockdesk_gateway_feed_overflows_total 1"),
-        "{metrics}"
-    );
+    f.assert_metric("lockdesk_gateway_feed_overflows_total 1")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -889,7 +820,7 @@ impl Desk {
     }
 }
 
-/// FEED_CONFIG after an operator's edit: bob removed, alice moved to operator 101 only, a new
+/// `feed_config()` after an operator's edit: bob removed, alice moved to operator 101 only, a new
 /// supervisor dana, the webhook secret rotated; sam untouched.
 const RELOADED_CONFIG: &str = r#"
 [[webhook]]
@@ -928,7 +859,10 @@ async fn a_configuration_reload_revokes_with_4003_reconfigures_with_resume_and_a
     assert_eq!(seqs(&alice.entries_until(first).await), vec![first]);
 
     // An invalid configuration (two subscribers with one credential) is refused, nothing changes.
-    let clash = format!("{FEED_CONFIG}\n[[subscriber]]\nname = \"eve\"\ncredential = \"{SAM}\"\nrole = \"supervisor\"\n");
+    let clash = format!(
+        "{}\n[[subscriber]]\nname = \"eve\"\ncredential = \"{SAM}\"\nrole = \"supervisor\"\n",
+        feed_config()
+    );
     let refused = f
         .gateway
         .as_ref()
@@ -1020,10 +954,8 @@ async fn a_reload_reaches_a_desk_in_the_middle_of_a_long_catch_up() {
         .unwrap();
     // The gateway is now blocked writing the catch-up to a desk that does not read.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let without_sam = FEED_CONFIG
-        .split("[[subscriber]]\nname = \"sam\"")
-        .next()
-        .unwrap();
+    let full = feed_config();
+    let without_sam = full.split("[[subscriber]]\nname = \"sam\"").next().unwrap();
     let report = f
         .gateway
         .as_ref()

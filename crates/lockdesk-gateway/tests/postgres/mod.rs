@@ -15,7 +15,7 @@ use lockdesk_gateway::{
 };
 use lockdesk_testkit::pg::PgServer;
 
-use super::{capture_logs, logs, signature_header, CONFIG, SECRET};
+use super::{capture_logs, config, logs, signature_header, SECRET};
 
 /// A bound on a hang (the server coming back, a tail catching up), not a timing claim.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -572,7 +572,7 @@ async fn the_gateway_answers_503_with_retry_after_while_postgres_is_down() {
         .await
         .unwrap()
         .unwrap();
-    let config = GatewayConfig::from_toml(CONFIG).unwrap();
+    let config = GatewayConfig::from_toml(&config()).unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let gateway =
         lockdesk_gateway::start_with_store(config, Arc::new(store), addr, ServerOptions::default())
