@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::b64;
 use crate::cache::Cache;
-use crate::json::{self, excerpt, JsonError};
+use crate::json::{self, excerpt, JsonError, Text};
 use crate::keys::{DecryptionKey, PublicKey, TrustStore};
 use crate::primitives;
 use crate::verdict::{Format, Reason, Rejection, Verdict, Verified};
@@ -218,11 +218,12 @@ impl Verifier {
         // The header as it appears in the token is the AAD (RFC 7516 §5.2 step 14).
         let aad = *h;
         let mut opened = None;
+        let mut cek_room = [0u8; primitives::MAX_MODULUS_LEN];
         for key in candidates {
-            let Some(cek) = primitives::rsa_oaep256_decrypt(key, ek) else {
+            let Some(cek) = primitives::rsa_oaep256_decrypt_into(key, ek, &mut cek_room) else {
                 continue;
             };
-            if let Some(pt) = primitives::a256gcm_open(&cek, iv, aad, ct, tag) {
+            if let Some(pt) = primitives::a256gcm_open(cek, iv, aad, ct, tag) {
                 opened = Some((pt, key));
                 break;
             }
@@ -289,7 +290,7 @@ impl Verifier {
         let kid = header_kid(&header, "JWS")?;
 
         let payload = decode_segment(&mut scratch, p, "payload")?;
-        let claims = match json::parse_object(payload) {
+        let claims = match claims::read(payload) {
             Ok(c) => c,
             Err(JsonError::Duplicate(name)) => {
                 return Err(Rejection::new(
@@ -307,14 +308,16 @@ impl Verifier {
 
         // The issuer picks the keys. It is read before the signature is checked, but only to
         // choose keys: nothing else from the payload is used until the signature verifies.
-        let issuer = match claims.get("iss") {
-            Some(Value::String(s)) => s.clone(),
-            Some(v) => {
-                return Err(Rejection::new(
-                    Reason::InvalidClaims,
-                    format!("iss must be a string, found {}", json::kind(v)),
-                ))
-            }
+        let issuer = match &claims.iss {
+            Some(c) => match c.as_str() {
+                Some(s) => s.to_owned(),
+                None => {
+                    return Err(Rejection::new(
+                        Reason::InvalidClaims,
+                        format!("iss must be a string, found {}", c.kind()),
+                    ))
+                }
+            },
             None => {
                 return Err(Rejection::new(
                     Reason::InvalidClaims,
@@ -630,31 +633,6 @@ impl<'a> Header<'a> {
                 field.name()
             ))),
         }
-    }
-}
-
-/// A JSON string, borrowed from the input when it holds no escape.
-struct Text<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(TextVisitor)
     }
 }
 

@@ -82,24 +82,38 @@ fn rs256_ctx(key: &PublicKey) -> Option<PkeyCtx<Public>> {
     Some(ctx)
 }
 
+/// Room for the largest modulus the engine accepts ([`MAX_RSA_BITS`](crate::MAX_RSA_BITS)), in
+/// bytes: what [`rsa_oaep256_decrypt_into`] writes into.
+pub const MAX_MODULUS_LEN: usize = (crate::keys::MAX_RSA_BITS / 8) as usize;
+
 /// RSA-OAEP with SHA-256 and MGF1-SHA-256, empty label. `None` for any failure, with no detail,
 /// so no padding oracle can be built from the answer.
 pub fn rsa_oaep256_decrypt(key: &DecryptionKey, encrypted_key: &[u8]) -> Option<Vec<u8>> {
-    if encrypted_key.len() != key.modulus_len() {
+    let mut out = [0u8; MAX_MODULUS_LEN];
+    rsa_oaep256_decrypt_into(key, encrypted_key, &mut out).map(<[u8]>::to_vec)
+}
+
+/// [`rsa_oaep256_decrypt`] into `out` (on the caller's stack: the engine allocates nothing for
+/// the content key), returning the decrypted bytes.
+pub fn rsa_oaep256_decrypt_into<'o>(
+    key: &DecryptionKey,
+    encrypted_key: &[u8],
+    out: &'o mut [u8; MAX_MODULUS_LEN],
+) -> Option<&'o [u8]> {
+    let len = key.modulus_len();
+    // OpenSSL wants room for a whole modulus, whatever the message's length.
+    if encrypted_key.len() != len || len > out.len() {
         return None;
     }
-    OAEP_CTX.with(|cache| {
+    let n = OAEP_CTX.with(|cache| {
         with_ctx(
             cache,
             key.id(),
             || oaep_ctx(key),
-            |ctx| {
-                let mut out = Vec::with_capacity(key.modulus_len());
-                ctx.decrypt_to_vec(encrypted_key, &mut out).ok()?;
-                Some(out)
-            },
+            |ctx| ctx.decrypt(encrypted_key, Some(&mut out[..len])).ok(),
         )
-    })
+    })?;
+    out.get(..n)
 }
 
 /// AES-256-GCM decryption with a 256-bit key, 96-bit IV and 128-bit tag, nothing else.
