@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use lockdesk_desk::{ConversationQuery, ConversationRow, Desk, DeskConfig};
+use lockdesk_desk::{ConversationQuery, ConversationRow, Desk, DeskConfig, OperatorId};
 use lockdesk_feed::{Entry, EntryKind, EntryRouting};
 use lockdesk_keys::{Engine, Setup};
 use serde_json::{json, Value};
@@ -74,7 +74,7 @@ fn a_form_encoded_push_reaches_the_desk_with_its_operator() {
         )
         .unwrap();
     assert_eq!(applied.skipped, vec![]);
-    assert_eq!(row(&desk, "c-form").operator_id, Some(42));
+    assert_eq!(row(&desk, "c-form").operator_id, OperatorId::new(42));
     assert_eq!(
         row(&desk, "c-form").operator_id,
         row(&desk, "c-json").operator_id,
@@ -87,7 +87,7 @@ fn a_form_encoded_push_reaches_the_desk_with_its_operator() {
         "operatorIds": ["7"]});
     desk.apply(&[webhook(3, transfer, EntryRouting::default())], T0_MS)
         .unwrap();
-    assert_eq!(row(&desk, "c-form").operator_id, Some(7));
+    assert_eq!(row(&desk, "c-form").operator_id, OperatorId::new(7));
 }
 
 #[test]
@@ -102,7 +102,10 @@ fn the_routing_fields_the_gateway_sent_are_preferred() {
     desk.apply(&[webhook(1, form_push(1, "c-payload", "8"), sent)], T0_MS)
         .unwrap();
     let r = row(&desk, "c-sent");
-    assert_eq!((r.visitor_id.as_str(), r.operator_id), ("v-sent", Some(9)));
+    assert_eq!(
+        (r.visitor_id.as_str(), r.operator_id),
+        ("v-sent", OperatorId::new(9))
+    );
     assert_eq!(desk.stats().unwrap().conversations, 1);
 
     // Several operator ids from the gateway: the payload's `operatorId` says which one.
@@ -114,7 +117,7 @@ fn the_routing_fields_the_gateway_sent_are_preferred() {
     let mut payload = form_push(2, "c-two", "5");
     payload["operatorIds"] = json!(["3"]);
     desk.apply(&[webhook(2, payload, sent)], T0_MS).unwrap();
-    assert_eq!(row(&desk, "c-two").operator_id, Some(5));
+    assert_eq!(row(&desk, "c-two").operator_id, OperatorId::new(5));
 }
 
 #[test]
