@@ -37,6 +37,7 @@ pub fn typescript() -> String {
     decl::<AuthStateName>(&cfg, &mut out);
     decl::<ReasonCode>(&cfg, &mut out);
     decl::<VisitorSource>(&cfg, &mut out);
+    decl::<OperatorId>(&cfg, &mut out);
     decl::<LookAlike>(&cfg, &mut out);
     decl::<ConversationRow>(&cfg, &mut out);
     decl::<SignedField>(&cfg, &mut out);

@@ -286,7 +286,7 @@ mod tests {
             conversation_id: "c1".into(),
             visitor_id: "v1".into(),
             channel: "CHAT".into(),
-            operator_id: Some(1001),
+            operator_id: lockdesk_desk::OperatorId::new(1001),
             state: state.into(),
             auth_state: auth.into(),
             reason: None,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::desk_map::state_name;
-use crate::{AuthStateName, IpcError, IpcErrorCode, ReasonCode};
+use crate::{AuthStateName, IpcError, IpcErrorCode, OperatorId, ReasonCode};
 
 /// The supervisor table shows at most this many rows (the aggregates cover every match).
 pub const ROW_LIMIT: usize = 2_000;
@@ -38,8 +38,7 @@ pub struct SupervisorFilters {
     /// not know).
     pub reason: Option<ReasonCode>,
     /// The advisor (iAdvize operator id).
-    #[ts(type = "number | null")]
-    pub operator_id: Option<i64>,
+    pub operator_id: Option<OperatorId>,
     /// iAdvize's channel (`CHAT`, `CALL`, `WHATSAPP`, ...).
     pub channel: Option<String>,
     /// Opened at or after this instant (ms since the epoch).
@@ -61,8 +60,7 @@ pub struct SupervisorRow {
     /// For a closed conversation, the state it kept.
     pub closed_from: Option<AuthStateName>,
     pub reason_code: Option<ReasonCode>,
-    #[ts(type = "number | null")]
-    pub operator_id: Option<i64>,
+    pub operator_id: Option<OperatorId>,
     pub channel: String,
     pub user_id: Option<String>,
     #[ts(type = "number | null")]
@@ -105,8 +103,7 @@ pub struct ReasonCount {
 #[serde(rename_all = "camelCase")]
 pub struct AdvisorCount {
     /// `null`: not (yet) assigned to an advisor (only in [`SupervisorOverview::no_advisor`]).
-    #[ts(type = "number | null")]
-    pub operator_id: Option<i64>,
+    pub operator_id: Option<OperatorId>,
     pub conversations: u32,
     pub secured: u32,
     pub failed: u32,
@@ -120,8 +117,7 @@ pub struct AdvisorCount {
 pub struct FilterChoices {
     pub states: Vec<AuthStateName>,
     pub reasons: Vec<ReasonCode>,
-    #[ts(type = "Array<number>")]
-    pub operator_ids: Vec<i64>,
+    pub operator_ids: Vec<OperatorId>,
     pub channels: Vec<String>,
 }
 
@@ -305,7 +301,7 @@ pub fn overview(
 
     let mut days: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
     let mut reasons_n: BTreeMap<Option<ReasonCode>, u32> = BTreeMap::new();
-    let mut advisors: BTreeMap<Option<i64>, (u32, u32, u32, u32)> = BTreeMap::new();
+    let mut advisors: BTreeMap<Option<OperatorId>, (u32, u32, u32, u32)> = BTreeMap::new();
     let (mut secured, mut failed, mut without_data) = (0u32, 0u32, 0u32);
     for r in &matching {
         let was_secured = r.first_verified_ms.is_some();
@@ -654,12 +650,45 @@ mod tests {
     use rusqlite::Connection;
     use std::path::PathBuf;
 
+    fn op(n: u64) -> Option<OperatorId> {
+        OperatorId::new(n)
+    }
+
+    #[test]
+    fn the_advisor_is_an_operator_id_on_the_wire() {
+        let f: SupervisorFilters =
+            serde_json::from_value(serde_json::json!({"operatorId": 9})).unwrap();
+        assert_eq!(f.operator_id, op(9));
+        // From the window (hostile like any input): only an id the store can hold.
+        for bad in [
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!("9"),
+            serde_json::json!(u64::MAX),
+        ] {
+            let got = serde_json::from_value::<SupervisorFilters>(
+                serde_json::json!({"operatorId": bad.clone()}),
+            );
+            assert!(got.is_err(), "{bad} accepted as an operator id");
+        }
+        // Out: a JSON number, as the bindings say.
+        let o = overview(
+            &[conv("a", "secured", "secured", T0)],
+            &HashSet::new(),
+            &SupervisorFilters::default(),
+        );
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["rows"][0]["operatorId"], serde_json::json!(7));
+        assert_eq!(v["choices"]["operatorIds"], serde_json::json!([7]));
+        assert_eq!(v["perAdvisor"][0]["operatorId"], serde_json::json!(7));
+    }
+
     fn conv(id: &str, state: &str, kept: &str, opened: i64) -> dc::ConversationRow {
         dc::ConversationRow {
             conversation_id: id.into(),
             visitor_id: format!("v-{id}"),
             channel: "CHAT".into(),
-            operator_id: Some(7),
+            operator_id: op(7),
             state: state.into(),
             auth_state: kept.into(),
             reason: None,
@@ -693,7 +722,7 @@ mod tests {
         b.reason = Some("expired".into());
         let mut c = conv("c", "closed", "failed", T0 + DAY + 10);
         c.reason = Some("bad_signature".into());
-        c.operator_id = Some(9);
+        c.operator_id = op(9);
         c.closed_ms = Some(T0 + DAY + 500);
         let mut d = conv("d", "unsupported", "unsupported", T0 + DAY + 20);
         d.channel = "WHATSAPP".into();
@@ -760,7 +789,7 @@ mod tests {
         assert_eq!(
             o.per_advisor[0],
             AdvisorCount {
-                operator_id: Some(7),
+                operator_id: op(7),
                 conversations: 3,
                 secured: 2,
                 failed: 1,
@@ -781,7 +810,7 @@ mod tests {
             })
         );
         assert_eq!(o.choices.channels, ["CHAT", "WHATSAPP"]);
-        assert_eq!(o.choices.operator_ids, [7, 9]);
+        assert_eq!(o.choices.operator_ids, [op(7).unwrap(), op(9).unwrap()]);
         assert_eq!(
             o.choices.reasons,
             [ReasonCode::BadSignature, ReasonCode::Expired]
@@ -822,7 +851,7 @@ mod tests {
         );
         assert_eq!(
             ids(SupervisorFilters {
-                operator_id: Some(9),
+                operator_id: op(9),
                 ..Default::default()
             }),
             ["c"]

@@ -418,6 +418,48 @@ fn missing_store_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no desk store at"));
 }
 
+/// `verify`, `head` and `export` read the store through the desk crate's read-only reader: the
+/// file is byte for byte what it was, and a SQLite file without the log is not migrated.
+#[test]
+fn the_reading_commands_never_write_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME);
+    drop(store(dir.path(), 30, 0));
+    let before = std::fs::read(&path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("log.jsonl");
+    let export_arg = export.to_str().unwrap();
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "head"],
+        &["audit", "export", "--format", "jsonl", "--out", export_arg],
+        &["audit", "verify", "--export", export_arg],
+    ] {
+        let o = cli(args, dir.path());
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    assert!(stdout(&cli(
+        &["audit", "verify", "--export", export_arg],
+        dir.path()
+    ))
+    .contains("live log agrees: entry 30"));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    // A foreign SQLite file where the store should be: refused, and left as it was.
+    let foreign = tempfile::tempdir().unwrap();
+    let other = foreign.path().join(lockdesk_audit::DEFAULT_FILE_NAME);
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE other (x INTEGER)")
+        .unwrap();
+    let before = std::fs::read(&other).unwrap();
+    for args in [&["audit", "verify"][..], &["audit", "head"]] {
+        let o = cli(args, foreign.path());
+        assert!(!o.status.success(), "{args:?}: {o:?}");
+    }
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+}
+
 /// 1,000,000 entries exported by the real binary: its peak resident memory stays under 64 MiB
 /// (the JSON Lines file is about 900 MB; an export holding it, or even the entries, would not).
 #[test]

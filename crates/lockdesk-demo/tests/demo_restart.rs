@@ -101,7 +101,9 @@ async fn a_demo_restarted_on_its_folder_keeps_its_conversations_and_audit_chain(
     assert!(after.len() >= before.len());
     assert_eq!(second.read(|d| d.log_id().unwrap()), Some(log));
     // The chain verifies (an error otherwise) and still starts with the first run's entries.
-    let check = second.read(|d| d.check_against_audit(&mut |_| {}).unwrap());
+    // Under the demo's configured session lifetime, as the desk itself checks.
+    let lifetime = settings(0).session_lifetime_secs;
+    let check = second.read(|d| d.check_against_audit(lifetime, &mut |_| {}).unwrap());
     assert_eq!(check.chain.first_seq, 1, "{:?}", check.chain);
     assert!(check.conversations >= before.len() as u64);
     assert!(check.agrees(), "{:?}", check.disagreements);

@@ -2,7 +2,7 @@
 //! takes. Plain serialisable structs (camelCase JSON); the integrator maps them to UI DTOs.
 //! Times are milliseconds since the Unix epoch (`*_ms`), except in [`Change`]'s JSON line.
 
-use lockdesk_conversation::{AlertKind, AuthStateName, ReasonCode};
+use lockdesk_conversation::{AlertKind, AuthStateName, OperatorId, ReasonCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -114,7 +114,8 @@ pub struct ConversationRow {
     pub conversation_id: String,
     pub visitor_id: String,
     pub channel: String,
-    pub operator_id: Option<i64>,
+    /// The advisor (a stored negative id, never written by the desk, reads as `None`).
+    pub operator_id: Option<OperatorId>,
     /// The state name (`closed` for a closed conversation).
     pub state: String,
     /// For a closed conversation, the state it kept; otherwise the same as `state`.

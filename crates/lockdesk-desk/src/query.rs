@@ -1,5 +1,6 @@
 //! Read-only queries: history, the conversation list, one conversation's detail, alerts, stats.
 
+use lockdesk_conversation::OperatorId;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
@@ -35,7 +36,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<(ConversationRow, i64)> {
             conversation_id: r.get(0)?,
             visitor_id: r.get(1)?,
             channel: r.get(2)?,
-            operator_id: r.get(3)?,
+            operator_id: r
+                .get::<_, Option<i64>>(3)?
+                .and_then(OperatorId::from_stored),
             state: r.get(4)?,
             auth_state: r.get(5)?,
             reason: r.get(6)?,

@@ -125,6 +125,11 @@ impl DeskReader {
         query::stats(&self.conn)
     }
 
+    /// See [`crate::Desk::log_id`].
+    pub fn log_id(&self) -> Result<Option<String>, DeskError> {
+        crate::log::known(&self.conn)
+    }
+
     /// See [`crate::Desk::check_against_audit`]; `lifetime_secs` 0: each conversation's own.
     pub fn check_against_audit(
         &self,
@@ -143,6 +148,19 @@ impl DeskReader {
     /// Verifies the whole audit chain ([`lockdesk_audit::verify`]).
     pub fn verify_audit(&self) -> Result<Report, VerifyError> {
         lockdesk_audit::verify(&self.conn)
+    }
+
+    /// How many audit entries an export with these dates would hold
+    /// ([`lockdesk_audit::export::count`], for a progress bar's length).
+    pub fn count_audit(&self, opts: &ExportOptions) -> Result<u64, ExportError> {
+        lockdesk_audit::export::count(&self.conn, opts)
+    }
+
+    /// Whether this store's audit log agrees with an export's head
+    /// ([`lockdesk_audit::export::check_head_against_live`]): `Ok(true)` the entry has that
+    /// hash, `Ok(false)` it was purged since, [`ExportError::Broken`] one of them was altered.
+    pub fn check_export_head(&self, head: &Head) -> Result<bool, ExportError> {
+        lockdesk_audit::export::check_head_against_live(&self.conn, head)
     }
 
     /// Streams the audit log ([`lockdesk_audit::export::export`]); to a file, through
@@ -208,6 +226,7 @@ mod tests {
     use super::*;
     use crate::model::ClosedConversation;
     use crate::{Desk, DeskConfig, TokenVerifier};
+    use lockdesk_audit::export::ExportError;
     use lockdesk_verify::{Reason, Rejection, Verdict};
     use std::sync::Arc;
 
@@ -284,5 +303,86 @@ mod tests {
             .conn
             .execute("UPDATE desk_meta SET value = 9 WHERE key = 'cursor'", []);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn the_log_id_and_the_audit_head_read_as_the_desk_wrote_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(lockdesk_audit::DEFAULT_FILE_NAME);
+        let mut desk = Desk::open(&path, Arc::new(Refuses), DeskConfig::default()).unwrap();
+        let reader = DeskReader::open(&path).unwrap();
+        assert_eq!(reader.log_id().unwrap(), None);
+        assert_eq!(reader.count_audit(&ExportOptions::default()).unwrap(), 0);
+        desk.bind_log("log-1").unwrap();
+        desk.backfill(&[closed("a", 1_000), closed("b", 2_000)], 10_000)
+            .unwrap();
+        assert_eq!(reader.log_id().unwrap().as_deref(), Some("log-1"));
+
+        let entries = reader.verify_audit().unwrap().entries;
+        assert!(
+            entries >= 2,
+            "one backfill entry per conversation: {entries}"
+        );
+        assert_eq!(
+            reader.count_audit(&ExportOptions::default()).unwrap(),
+            entries
+        );
+        // Dates past every entry: none.
+        let later = ExportOptions {
+            from_ms: Some(i64::MAX - 1),
+            ..ExportOptions::default()
+        };
+        assert_eq!(reader.count_audit(&later).unwrap(), 0);
+
+        let head = reader.audit_head().unwrap().expect("entries were appended");
+        assert!(reader.check_export_head(&head).unwrap());
+        let mut other = head.clone();
+        other.hash_hex = if head.hash_hex.starts_with('0') {
+            format!("1{}", &head.hash_hex[1..])
+        } else {
+            format!("0{}", &head.hash_hex[1..])
+        };
+        assert!(matches!(
+            reader.check_export_head(&other),
+            Err(ExportError::Broken(b)) if b.seq == head.seq
+        ));
+    }
+
+    #[test]
+    fn a_file_without_the_desk_schema_is_not_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        // An empty file and a foreign SQLite database: both open (the files exist), no read
+        // succeeds, and neither is touched (no schema, no WAL switch, no user_version).
+        let empty = dir.path().join("empty.sqlite3");
+        std::fs::write(&empty, b"").unwrap();
+        let reader = DeskReader::open(&empty).unwrap();
+        assert!(reader.stats().is_err());
+        assert!(reader.conversations(&ConversationQuery::default()).is_err());
+        assert!(reader.verify_audit().is_err());
+        drop(reader);
+        assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+        let foreign = dir.path().join("foreign.sqlite3");
+        {
+            let conn = Connection::open(&foreign).unwrap();
+            conn.execute_batch("CREATE TABLE other (x INTEGER)")
+                .unwrap();
+        }
+        let before = std::fs::read(&foreign).unwrap();
+        let reader = DeskReader::open(&foreign).unwrap();
+        assert!(reader.log_id().is_err());
+        assert!(reader.audit_head().is_err());
+        assert!(reader.count_audit(&ExportOptions::default()).is_err());
+        drop(reader);
+        assert_eq!(std::fs::read(&foreign).unwrap(), before);
+        let conn = Connection::open(&foreign).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["other"]);
     }
 }

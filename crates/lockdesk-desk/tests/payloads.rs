@@ -6,7 +6,7 @@
 //! refuse the same values on both sides, with errors that name the field, never the value. A real
 //! SQLite file and the real (empty) verification engine.
 
-use lockdesk_desk::{ConversationQuery, ConversationRow, Desk};
+use lockdesk_desk::{ConversationQuery, ConversationRow, Desk, OperatorId};
 use lockdesk_feed::{Entry, EntryRouting};
 use serde_json::{json, Value};
 
@@ -60,7 +60,7 @@ fn a_form_encoded_push_reaches_the_desk_with_its_operator() {
         )
         .unwrap();
     assert_eq!(applied.skipped, vec![]);
-    assert_eq!(row(&desk, "c-form").operator_id, Some(42));
+    assert_eq!(row(&desk, "c-form").operator_id, OperatorId::new(42));
     assert_eq!(
         row(&desk, "c-form").operator_id,
         row(&desk, "c-json").operator_id,
@@ -73,7 +73,7 @@ fn a_form_encoded_push_reaches_the_desk_with_its_operator() {
         "operatorIds": ["7"]});
     desk.apply(&[webhook(3, transfer, EntryRouting::default())], T0_MS)
         .unwrap();
-    assert_eq!(row(&desk, "c-form").operator_id, Some(7));
+    assert_eq!(row(&desk, "c-form").operator_id, OperatorId::new(7));
 }
 
 #[test]
@@ -88,7 +88,10 @@ fn the_routing_fields_the_gateway_sent_are_preferred() {
     desk.apply(&[webhook(1, form_push(1, "c-payload", "8"), sent)], T0_MS)
         .unwrap();
     let r = row(&desk, "c-sent");
-    assert_eq!((r.visitor_id.as_str(), r.operator_id), ("v-sent", Some(9)));
+    assert_eq!(
+        (r.visitor_id.as_str(), r.operator_id),
+        ("v-sent", OperatorId::new(9))
+    );
     assert_eq!(desk.stats().unwrap().conversations, 1);
 
     // Several operator ids from the gateway: the payload's `operatorId` says which one.
@@ -100,7 +103,7 @@ fn the_routing_fields_the_gateway_sent_are_preferred() {
     let mut payload = form_push(2, "c-two", "5");
     payload["operatorIds"] = json!(["3"]);
     desk.apply(&[webhook(2, payload, sent)], T0_MS).unwrap();
-    assert_eq!(row(&desk, "c-two").operator_id, Some(5));
+    assert_eq!(row(&desk, "c-two").operator_id, OperatorId::new(5));
 }
 
 #[test]

@@ -2,15 +2,15 @@
 //! to `secured` with a userId) or a conversation of a verified userId closing, and iAdvize's API
 //! is configured, the service asks iAdvize's GraphQL API (`closedConversations`, through
 //! [`lockdesk_iadvize::Client`]) for every conversation closed over the last [`BackfillConfig::
-//! lookback`] on every visitor linked to that userId (the reader's [`Desk::history`]), and
-//! records the answer with the writer's [`Desk::backfill`] on a blocking thread; its changes go
-//! out on the service's broadcast like the feed's.
+//! lookback`] on every visitor linked to that userId (the reader's [`DeskReader::history`]), and
+//! records the answer with the writer's [`lockdesk_desk::Desk::backfill`] on a blocking thread;
+//! its changes go out on the service's broadcast like the feed's.
 //!
 //! ```text
 //!  DeskSink::apply ── userIds of secured/closed changes ──▶ Triggers (set + Notify)
 //!                                                              │
 //!   backfill task: per userId debounce, ≤ 1 request in flight ─┘
-//!     ├─ reader Desk: history(userId).visitors              (spawn_blocking)
+//!     ├─ DeskReader: history(userId).visitors               (spawn_blocking)
 //!     ├─ Client::closed_conversations(visitors, interval)    (async, one query per visitor,
 //!     │                                                        paginated, 429-aware)
 //!     └─ writer Desk: backfill(records) ──▶ broadcast       (spawn_blocking)
@@ -35,7 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use lockdesk_desk::{AuthStateName, Change, ClosedConversation, Desk};
+use lockdesk_desk::{AuthStateName, Change, ClosedConversation, DeskReader};
 use lockdesk_iadvize::{Client, Credentials, Endpoints, Interval};
 use lockdesk_text::time;
 use tokio::sync::{watch, Notify};
@@ -214,7 +214,7 @@ fn failure(message: impl Into<String>) -> Failure {
 pub(crate) fn spawn(
     config: BackfillConfig,
     writer: Arc<Writer>,
-    reader: Arc<Mutex<Desk>>,
+    reader: Arc<Mutex<DeskReader>>,
     triggers: Arc<Triggers>,
     status: watch::Sender<BackfillStatus>,
 ) -> Result<tokio::task::JoinHandle<()>, lockdesk_iadvize::Error> {
@@ -233,7 +233,7 @@ async fn run(
     config: Arc<BackfillConfig>,
     client: Arc<Client>,
     writer: Arc<Writer>,
-    reader: Arc<Mutex<Desk>>,
+    reader: Arc<Mutex<DeskReader>>,
     triggers: Arc<Triggers>,
     status: watch::Sender<BackfillStatus>,
 ) {
@@ -341,7 +341,7 @@ async fn backfill_one(
     config: Arc<BackfillConfig>,
     client: Arc<Client>,
     writer: Arc<Writer>,
-    reader: Arc<Mutex<Desk>>,
+    reader: Arc<Mutex<DeskReader>>,
 ) -> Result<Outcome, Failure> {
     let who = user.clone();
     let history = tokio::task::spawn_blocking(move || {

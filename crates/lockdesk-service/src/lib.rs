@@ -9,7 +9,7 @@
 //!                                                     │ changes                  ▲ tick every second
 //!                                                     ▼                          │
 //!                                            broadcast<ServiceEvent> ──▶ CLI lines / app events
-//!  queries (list, detail, history) ──▶ a second Desk on the same file (reader, WAL)
+//!  queries (list, detail, history) ──▶ a DeskReader on the same file (read-only, WAL)
 //!  secured/closed userIds ──▶ backfill task ──iAdvize GraphQL──▶ Desk::backfill (writer)
 //! ```
 //!
@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use embedded::{DemoFacts, Embedded};
-use lockdesk_desk::{Change, Desk, DeskConfig, DeskError, LogBinding};
+use lockdesk_desk::{Change, Desk, DeskConfig, DeskError, DeskReader, LogBinding};
 use lockdesk_feed::Entry;
 use lockdesk_feed_client::{Credential, FeedClient, LogCheck, Sink};
 /// The feed client's state and stop reasons, which [`ServiceStatus::feed`] carries.
@@ -366,7 +366,7 @@ impl Sink for DeskSink {
 /// A running desk.
 pub struct DeskService {
     writer: Arc<Writer>,
-    reader: Arc<Mutex<Desk>>,
+    reader: Arc<Mutex<DeskReader>>,
     client: FeedClient,
     backfill: Option<watch::Receiver<backfill::BackfillStatus>>,
     status: watch::Receiver<ServiceStatus>,
@@ -418,18 +418,17 @@ impl DeskService {
         let desk_config = options.desk.clone();
         let (writer_desk, reader_desk, archived) = tokio::task::spawn_blocking(move || {
             let engine = Arc::new(lockdesk_keys::Engine::load(&keys)?);
+            let mut writer = Desk::open(&path, engine.clone(), desk_config.clone())?;
             // The demo's store resumes only on its own log: one of another log (the gateway's
             // was deleted), or with a cursor but no log named, is set aside, never deleted.
             let mut archived = None;
             if let Some(expected) = &demo_log {
-                let stale = {
-                    let desk = Desk::open(&path, engine.clone(), desk_config.clone())?;
-                    match desk.log_id()? {
-                        Some(known) => known != *expected,
-                        None => desk.cursor() > 0,
-                    }
+                let stale = match writer.log_id()? {
+                    Some(known) => known != *expected,
+                    None => writer.cursor() > 0,
                 };
                 if stale {
+                    drop(writer);
                     archived = lockdesk_desk::archive_store(&path)?;
                     if let Some(a) = &archived {
                         tracing::warn!(
@@ -437,10 +436,12 @@ impl DeskService {
                             "the demo's gateway log is new: the previous demo store was set aside and a new one started"
                         );
                     }
+                    writer = Desk::open(&path, engine, desk_config)?;
                 }
             }
-            let writer = Desk::open(&path, engine.clone(), desk_config.clone())?;
-            let reader = Desk::open(&path, engine, desk_config)?;
+            // Queries go through a read-only connection (the writer created and migrated the
+            // store just now).
+            let reader = DeskReader::open(&path)?;
             Ok::<_, ServiceError>((writer, reader, archived))
         })
         .await
@@ -689,7 +690,7 @@ impl DeskService {
     }
 
     /// Runs `f` on the reader connection. Blocking (SQLite): call it from a blocking thread.
-    pub fn read<T>(&self, f: impl FnOnce(&Desk) -> T) -> T {
+    pub fn read<T>(&self, f: impl FnOnce(&DeskReader) -> T) -> T {
         let desk = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         f(&desk)
     }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use lockdesk_desk::ConversationQuery;
+use lockdesk_desk::{ConversationQuery, OperatorId};
 use lockdesk_feed_client::Credential;
 use lockdesk_gateway::{FeedOptions, GatewayConfig, ServerOptions};
 use lockdesk_service::DeskService;
@@ -71,11 +71,11 @@ async fn a_form_encoded_push_reaches_the_advisors_desk_with_its_operator() {
     wait_cursor(&service, form, "the form-encoded push").await;
 
     let rows = service.read(|d| d.conversations(&ConversationQuery::default()).unwrap());
-    let found: Vec<(&str, Option<i64>)> = rows
+    let found: Vec<(&str, Option<OperatorId>)> = rows
         .iter()
         .map(|r| (r.conversation_id.as_str(), r.operator_id))
         .collect();
-    assert_eq!(found, vec![("c-form", Some(42))]);
+    assert_eq!(found, vec![("c-form", OperatorId::new(42))]);
 
     service.shutdown().await;
     gateway.shutdown().await.unwrap();

@@ -262,6 +262,18 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
     wait_cursor(&reference, last, "the uninterrupted desk").await;
     let reference_done = started.elapsed();
 
+    // The store's cursor is committed before the feed client books the batch in its counters
+    // (the sink thread replies after the commit): wait for the booking, then compare.
+    wait_until(
+        "the interrupted desk's client to book its last batch",
+        || interrupted.counters().applied_seq >= last,
+    )
+    .await;
+    wait_until(
+        "the uninterrupted desk's client to book its last batch",
+        || reference.counters().applied_seq >= last,
+    )
+    .await;
     let counters = interrupted.counters();
     let reference_counters = reference.counters();
     interrupted.shutdown().await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use lockdesk_api::desk_map;
 use lockdesk_api::{ConversationRow, DeskEvent, DeskStatus, StoreIntegrity};
 use lockdesk_config::Config;
-use lockdesk_desk::{AlertRecord, AuthStateName, Desk};
+use lockdesk_desk::{AlertRecord, AuthStateName, DeskReader};
 use lockdesk_service::{DeskService, ServiceEvent, ServiceStatus};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,7 @@ impl Store for DeskService {
 
 /// The rows (as the window lists them) and alert records of a batch, as committed.
 pub(crate) fn read_changed(
-    desk: &Desk,
+    desk: &DeskReader,
     ids: &[String],
     alert_ids: &[i64],
 ) -> (Vec<ConversationRow>, Vec<AlertRecord>) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lockdesk_api::{DeskEvent, DeskStatus, FeedStatus};
 use lockdesk_config::{Config, Language, Notifications};
-use lockdesk_desk::{Change, Desk, DeskConfig};
+use lockdesk_desk::{Change, Desk, DeskConfig, DeskReader};
 use lockdesk_service::{DeskService, Options, ServiceEvent, ServiceStatus, State, StopReason};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
@@ -111,8 +111,9 @@ fn shared(host: Arc<Recording>) -> Arc<Shared> {
     })
 }
 
-/// A real desk store (empty) with the real verification engine (no keys).
-struct OwnStore(Mutex<Desk>);
+/// A real desk store (empty, made by a desk with the real verification engine and no keys),
+/// read as the service reads it.
+struct OwnStore(Mutex<DeskReader>);
 
 impl forward::Store for OwnStore {
     fn changed(
@@ -131,15 +132,17 @@ fn own_store(dir: &std::path::Path) -> Arc<OwnStore> {
     let engine =
         lockdesk_keys::Engine::load(&lockdesk_keys::Setup::from_config(&Config::default()))
             .expect("a keyless engine");
-    let desk = Desk::open(
-        &dir.join("desk.sqlite3"),
+    let path = dir.join("desk.sqlite3");
+    Desk::open(
+        &path,
         Arc::new(engine),
         DeskConfig {
             session_lifetime_secs: 3600,
         },
     )
     .expect("the store opens");
-    Arc::new(OwnStore(Mutex::new(desk)))
+    let reader = DeskReader::open(&path).expect("the store reads");
+    Arc::new(OwnStore(Mutex::new(reader)))
 }
 
 fn connecting() -> ServiceStatus {

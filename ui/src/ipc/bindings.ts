@@ -86,6 +86,8 @@ export type ReasonCode = "malformed" | "too_large" | "unsupported_algorithm" | "
 
 export type VisitorSource = "web" | "app";
 
+export type OperatorId = number;
+
 export type LookAlike = { 
 /**
  * The other identity the desk knows whose userId looks the same (equal UTS #39 skeleton,
@@ -352,7 +354,7 @@ reason: ReasonCode | null,
 /**
  * The advisor (iAdvize operator id).
  */
-operatorId: number | null, 
+operatorId: OperatorId | null, 
 /**
  * iAdvize's channel (`CHAT`, `CALL`, `WHATSAPP`, ...).
  */
@@ -374,7 +376,7 @@ export type SupervisorRow = { id: string, state: AuthStateName,
 /**
  * For a closed conversation, the state it kept.
  */
-closedFrom: AuthStateName | null, reasonCode: ReasonCode | null, operatorId: number | null, channel: string, userId: string | null, openedAtMs: number | null, closedAtMs: number | null, 
+closedFrom: AuthStateName | null, reasonCode: ReasonCode | null, operatorId: OperatorId | null, channel: string, userId: string | null, openedAtMs: number | null, closedAtMs: number | null, 
 /**
  * The first valid token in the conversation (`null`: never secured).
  */
@@ -407,13 +409,13 @@ export type AdvisorCount = {
 /**
  * `null`: not (yet) assigned to an advisor (only in [`SupervisorOverview::no_advisor`]).
  */
-operatorId: number | null, conversations: number, secured: number, failed: number, 
+operatorId: OperatorId | null, conversations: number, secured: number, failed: number, 
 /**
  * Of `conversations`, those without verification data (known only from the backfill).
  */
 noData: number, };
 
-export type FilterChoices = { states: Array<AuthStateName>, reasons: Array<ReasonCode>, operatorIds: Array<number>, channels: Array<string>, };
+export type FilterChoices = { states: Array<AuthStateName>, reasons: Array<ReasonCode>, operatorIds: Array<OperatorId>, channels: Array<string>, };
 
 export type SupervisorOverview = { 
 /**

@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,8 +15,7 @@ use lockdesk_audit::export::{
     self, ExportCheckError, ExportError, ExportOptions, Format, RedactKey,
 };
 use lockdesk_audit::{RetentionError, VerifyError};
-use lockdesk_desk::{CheckError, Desk, DeskConfig, DeskError};
-use rusqlite::{Connection, OpenFlags};
+use lockdesk_desk::{CheckError, Desk, DeskConfig, DeskError, DeskReader};
 
 // Problems name entries, ids and lines of a file that may have been tampered with: printed
 // through the terminal escaping routine.
@@ -110,8 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             export: Some(file),
         } => verify_export(&data, &file),
         What::Head { data } => {
-            let conn = open(&data)?.1;
-            if let Some(h) = lockdesk_audit::head(&conn)? {
+            let reader = open(&data)?.1;
+            if let Some(h) = reader.audit_head()? {
                 println!("{} {}", h.seq, h.hash_hex);
             }
             Ok(ExitCode::SUCCESS)
@@ -139,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     bail!("--from is after --to");
                 }
             }
-            let (dir, conn) = open(&data)?;
+            let (dir, reader) = open(&data)?;
             let redact = if redact {
                 let path = redact_key.unwrap_or_else(|| dir.join(export::REDACTION_KEY_FILE));
                 Some(RedactKey::load_or_create(&path)?)
@@ -155,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 FormatArg::Csv => Format::Csv,
                 FormatArg::Jsonl => Format::Jsonl,
             };
-            let code = run_export(&conn, format, &opts, out.as_deref())?;
+            let code = run_export(&reader, format, &opts, out.as_deref())?;
             if print_peak_memory {
                 eprintln!("peak_memory_kib {}", peak_memory_kib().unwrap_or(0));
             }
@@ -252,15 +250,16 @@ fn open_desk(data: &DataArg) -> anyhow::Result<Desk> {
         .with_context(|| path.display().to_string())
 }
 
-/// The store, which must exist (the audit command never creates one).
-fn open(data: &DataArg) -> anyhow::Result<(PathBuf, Connection)> {
+/// The store, which must exist, read-only through the desk crate's reader (the audit command
+/// never creates, migrates or writes one; purge and erase go through [`open_desk`]).
+fn open(data: &DataArg) -> anyhow::Result<(PathBuf, DeskReader)> {
     let dir = data_dir(data)?;
     let path = dir.join(lockdesk_audit::DEFAULT_FILE_NAME);
-    let conn = open_file(&path)?;
-    Ok((dir, conn))
+    let reader = open_file(&path)?;
+    Ok((dir, reader))
 }
 
-fn open_file(path: &Path) -> anyhow::Result<Connection> {
+fn open_file(path: &Path) -> anyhow::Result<DeskReader> {
     if !path.is_file() {
         bail!(
             "no desk store at {} (--data or {})",
@@ -268,13 +267,7 @@ fn open_file(path: &Path) -> anyhow::Result<Connection> {
             lockdesk_config::DATA_DIR_ENV
         );
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open {}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
+    DeskReader::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -292,17 +285,15 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 fn verify(data: &DataArg) -> anyhow::Result<ExitCode> {
-    let conn = open(data)?.1;
-    let total: i64 = conn
-        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
-        .unwrap_or(0);
-    let pb = bar(u64::try_from(total).unwrap_or(0), "verifying");
+    let reader = open(data)?.1;
+    let total = reader.count_audit(&ExportOptions::default()).unwrap_or(0);
+    let pb = bar(total, "verifying");
     // The chain, and the desk's tables against it (what the window shows must be what the
     // log says), in one pass and one read transaction.
     // Lifetime 0: each conversation's session is bounded by its own stored lifetime (the
     // configuration's when it was created; at most 24 hours). The desktop app also applies the
     // configured one.
-    let result = lockdesk_desk::check_store(&conn, 0, &mut |n| pb.set_position(n));
+    let result = reader.check_against_audit(0, &mut |n| pb.set_position(n));
     pb.finish_and_clear();
     let check = match result {
         Ok(c) => c,
@@ -407,11 +398,11 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
         println!("not compared with a live log (none at {})", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let conn = open_file(&path)?;
+    let reader = open_file(&path)?;
     let Some(head) = report.head_at_export else {
         return Ok(ExitCode::SUCCESS);
     };
-    match export::check_head_against_live(&conn, &head) {
+    match reader.check_export_head(&head) {
         Ok(true) => println!("live log agrees: entry {} has the same hash", head.seq),
         Ok(false) => println!("live log: entry {} has been purged since", head.seq),
         Err(ExportError::Broken(b)) => {
@@ -424,12 +415,12 @@ fn verify_export(data: &DataArg, file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_export(
-    conn: &Connection,
+    reader: &DeskReader,
     format: Format,
     opts: &ExportOptions,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let total = export::count(conn, opts)?;
+    let total = reader.count_audit(opts)?;
     let pb = bar(total, "exporting");
     let mut progress = |n| pb.set_position(n);
     let result = match out {
@@ -438,7 +429,7 @@ fn run_export(
         // renamed; never a partial file under the target's name. `/dev/null` or a pipe is
         // written in place.
         Some(path) => match lockdesk_audit::file::write_file(path, |w| {
-            export::export(conn, w, format, opts, &mut progress)
+            reader.export_audit(w, format, opts, &mut progress)
         }) {
             Err(ExportError::Io(e)) => {
                 return Err(anyhow::Error::new(e).context(format!("--out {}", path.display())))
@@ -448,7 +439,7 @@ fn run_export(
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
-            let r = export::export(conn, &mut w, format, opts, &mut progress);
+            let r = reader.export_audit(&mut w, format, opts, &mut progress);
             r.and_then(|s| w.flush().map(|_| s).map_err(ExportError::Io))
         }
     };

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockdesk_demo::DemoSettings;
-use lockdesk_desk::{Change, Desk, DeskConfig, LookAlike};
+use lockdesk_desk::{Change, DeskReader, LookAlike};
 use lockdesk_feed_client::{Credential, State, StopReason};
-use lockdesk_keys::{Setup, Source};
+use lockdesk_keys::Source;
 use lockdesk_service::{DeskService, Options, ServiceEvent, DESK_FILE};
 
 use crate::out::{visible, Shown};
@@ -423,10 +423,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    // Reading needs no keys: an empty engine.
-    let engine = lockdesk_keys::Engine::load(&Setup::default())?;
-    let desk = Desk::open(&path, std::sync::Arc::new(engine), DeskConfig::default())
-        .with_context(|| path.display().to_string())?;
+    // Read-only: never creates, migrates or writes the store.
+    let desk = DeskReader::open(&path).with_context(|| path.display().to_string())?;
     let history = desk.history(&args.user_id)?;
     if args.json {
         println!("{}", crate::out::json(&history));
