@@ -103,7 +103,8 @@ rust_failures() {
 
 e2e() {
   # lookalike.test.mjs runs a real gateway and mints tokens with the CLI.
-  cargo build -q -p lockdesk -p lockdesk-cli || return 1
+  # The same selection as interop and README (one build of the dependencies, not three).
+  cargo build -q --workspace --bins || return 1
   # A virtual display, a private session bus (notifications, single-instance) and a
   # notification daemon, all torn down with the run.
   xvfb-run -a -s '-screen 0 1400x900x24' dbus-run-session -- bash -c '

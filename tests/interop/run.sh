@@ -36,7 +36,9 @@ fi
 PY="$HERE/.venv/bin/python"
 
 if [ -z "${LOCKDESK_CLI:-}" ]; then
-  (cd "$ROOT" && cargo build -q -p lockdesk-cli) || die "cannot build lockdesk-cli"
+  # Every binary, as the README and end-to-end tests build them: one feature set, one build of
+  # the dependencies in a full test run (a `-p` selection unifies features differently).
+  (cd "$ROOT" && cargo build -q --workspace --bins) || die "cannot build lockdesk-cli"
   LOCKDESK_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/lockdesk-cli"
 fi
 [ -x "$LOCKDESK_CLI" ] || die "no lockdesk-cli binary at $LOCKDESK_CLI"

@@ -28,7 +28,9 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 README="${1:-$ROOT/README.md}"
 LIMIT="${LOCKDESK_README_LIMIT:-120}"
 
-(cd "$ROOT" && cargo build -q -p lockdesk-cli -p lockdesk-testkit --bins) ||
+# Every binary (the same selection as the interop and end-to-end tests: one build of the
+# dependencies in a full test run).
+(cd "$ROOT" && cargo build -q --workspace --bins) ||
   { echo "readme: cannot build lockdesk-cli and lockdesk-pg-sandbox" >&2; exit 1; }
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 for bin in lockdesk-cli lockdesk-pg-sandbox; do
