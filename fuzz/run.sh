@@ -13,8 +13,9 @@
 #   gateway_evidence  evidence bodies: any bytes or structured, tokens built from segments
 #   desk_apply        batches of arbitrary entries applied to a real desk store, invariants checked
 #   feed_frames       arbitrary frames over a loopback WebSocket to the real feed client + desk
-# `all` runs every target, SECONDS each, and fails if any found something. Extra arguments go to
-# libFuzzer (e.g. -fork=1 -ignore_crashes=1 to carry on past a known crash on a long run).
+# `all` runs every target, SECONDS each (two at a time: FUZZ_JOBS), and fails if any found
+# something. Extra arguments go to libFuzzer (e.g. -fork=1 -ignore_crashes=1 to carry on past
+# a known crash on a long run).
 # Only stable Rust is available here: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
 # cargo-fuzz is installed (cargo install --locked) when missing. Seeds in fuzz/seeds/ are
 # committed; the working corpus (fuzz/corpus-run/) and crashes (fuzz/artifacts/) are not.
@@ -62,10 +63,28 @@ run_one() {
 if [ "$TARGET" = all ]; then
   # One build of every target (shared dependencies, one cargo invocation), then the runs.
   cargo fuzz build "${FLAGS[@]}"
+  # Two targets at a time (FUZZ_JOBS): each libFuzzer process is single-threaded, so on two
+  # cores each still gets a core for its SECONDS; a target's output is printed when it ends.
+  jobs_max="${FUZZ_JOBS:-2}"
+  logs="$(mktemp -d)"
   failed=()
+  pids=()
+  names=()
+  wait_first() {
+    local t="${names[0]}"
+    wait "${pids[0]}" || failed+=("$t")
+    cat "$logs/$t.log" >&2
+    pids=("${pids[@]:1}")
+    names=("${names[@]:1}")
+  }
   for t in "${ALL[@]}"; do
-    run_one "$t" "$@" || failed+=("$t")
+    [ "${#pids[@]}" -ge "$jobs_max" ] && wait_first
+    run_one "$t" "$@" >"$logs/$t.log" 2>&1 &
+    pids+=("$!")
+    names+=("$t")
   done
+  while [ "${#pids[@]}" -gt 0 ]; do wait_first; done
+  rm -rf "$logs"
   if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzz: findings in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
     exit 1

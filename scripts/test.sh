@@ -17,6 +17,11 @@ ensure_tools
 ensure_packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 ensure_npm "$ROOT/ui"
 ensure_npm "$ROOT/tests/e2e"
+# The Rust test runner (a new machine of this kind has it; elsewhere it is built once).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest (cargo install)"
+  cargo install cargo-nextest --locked -q
+fi
 if ! command -v tauri-driver >/dev/null; then
   say "installing tauri-driver 2 (cargo install)"
   cargo install tauri-driver --version '^2' --locked -q
@@ -83,9 +88,16 @@ ui() { (cd "$ROOT/ui" && npm run --silent "$@"); }
 # CI keeps only the end of the output: the names of failed Rust tests and their panic lines are
 # printed again in the summary at the end.
 RUST_LOG_FILE="$TEST_HOME/rust-tests.log"
+# cargo-nextest runs every test binary's tests at once, four at a time (.config/nextest.toml:
+# the tests mostly wait on sockets, servers and fsync), instead of one binary after the other;
+# it runs no doctests, so `cargo test --doc` follows (the same build).
 rust_tests() {
-  cargo test -q --workspace --no-fail-fast 2>&1 | tee "$RUST_LOG_FILE"
-  return "${PIPESTATUS[0]}"
+  local status=0
+  cargo nextest run --workspace --no-fail-fast --cargo-quiet 2>&1 | tee "$RUST_LOG_FILE"
+  status="${PIPESTATUS[0]}"
+  cargo test -q --workspace --doc 2>&1 | tee -a "$RUST_LOG_FILE"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  return "$status"
 }
 bindings_are_fresh() {
   local out status
@@ -97,8 +109,9 @@ bindings_are_fresh() {
 }
 rust_failures() {
   [ -f "$RUST_LOG_FILE" ] || return 0
-  grep -E -- '^---- .* stdout ----$|panicked at|^error: test failed|^test result: FAILED' "$RUST_LOG_FILE" |
-    head -n 60
+  # nextest's lines for a failed, timed-out or crashed test, the panics, and cargo test's (doctests).
+  grep -E -- '^ *(FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGKILL|ABORT|LEAK-FAIL) \[|^---- .* stdout ----$|panicked at|^error: test (run )?failed|^test result: FAILED' "$RUST_LOG_FILE" |
+    awk '!seen[$0]++' | head -n 60
 }
 
 e2e() {
