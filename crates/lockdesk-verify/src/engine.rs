@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use zeroize::Zeroizing;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
@@ -218,7 +219,9 @@ impl Verifier {
         // The header as it appears in the token is the AAD (RFC 7516 §5.2 step 14).
         let aad = *h;
         let mut opened = None;
-        let mut cek_room = [0u8; primitives::MAX_MODULUS_LEN];
+        // The content key is a secret: its room is wiped when it goes out of scope, whichever
+        // way this function returns (the decrypted claims are not secret: they are shown).
+        let mut cek_room = Zeroizing::new([0u8; primitives::MAX_MODULUS_LEN]);
         for key in candidates {
             let Some(cek) = primitives::rsa_oaep256_decrypt_into(key, ek, &mut cek_room) else {
                 continue;

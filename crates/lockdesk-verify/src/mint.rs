@@ -215,14 +215,15 @@ pub fn encrypt_parts(
     plaintext: &[u8],
     to: &Recipient,
 ) -> Result<JweParts, MintError> {
-    let mut cek = [0u8; 32];
+    // Wiped when dropped, on every path out of here.
+    let mut cek = zeroize::Zeroizing::new([0u8; 32]);
     let mut iv = [0u8; 12];
-    openssl::rand::rand_bytes(&mut cek).map_err(crypto)?;
+    openssl::rand::rand_bytes(&mut *cek).map_err(crypto)?;
     openssl::rand::rand_bytes(&mut iv).map_err(crypto)?;
-    let encrypted_key = to.encrypt_key(&cek)?;
+    let encrypted_key = to.encrypt_key(&*cek)?;
     let aad = b64::url_encode(header.as_bytes());
     let (ciphertext, tag) = AesgcmJweEncryption::A256gcm
-        .encrypt(&cek, Some(&iv), plaintext, aad.as_bytes())
+        .encrypt(&*cek, Some(&iv), plaintext, aad.as_bytes())
         .map_err(crypto)?;
     Ok(JweParts {
         header: header.as_bytes().to_vec(),
