@@ -117,6 +117,8 @@ pub fn run() {
             tray::install(app.handle());
             // The desk (configured gateway, or the embedded demo) starts behind the window.
             tauri::async_runtime::spawn(desk::start(app.handle().clone()));
+            #[cfg(unix)]
+            tauri::async_runtime::spawn(quit_on_signal(app.handle().clone()));
             Ok(())
         })
         .build(tauri::generate_context!("../tauri.conf.json"));
@@ -135,6 +137,38 @@ pub fn run() {
             desk::shutdown(handle);
         }
     });
+}
+
+/// SIGTERM (a session logout, `systemctl --user stop`, `kill`) and SIGINT (Ctrl-C in a terminal)
+/// quit the way the tray's "Quit Lockdesk" does: `exit(0)`, so the desk stops cleanly (feed
+/// client, demo gateway, the session's tasks; bounded by `desk::SHUTDOWN_BOUND`) before the
+/// process ends. A second signal while that runs ends the process at once.
+#[cfg(unix)]
+async fn quit_on_signal<R: tauri::Runtime>(app: tauri::AppHandle<R>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!(
+            "cannot listen for SIGTERM and SIGINT: they end Lockdesk without a clean stop"
+        );
+        return;
+    };
+    let mut quitting = false;
+    loop {
+        let (name, code) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", 143),
+            _ = int.recv() => ("SIGINT", 130),
+        };
+        if quitting {
+            tracing::warn!("{name} again while stopping: ending now");
+            std::process::exit(code);
+        }
+        quitting = true;
+        tracing::info!("{name}: quitting");
+        app.exit(0);
+    }
 }
 
 #[cfg(test)]

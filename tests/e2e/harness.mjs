@@ -58,6 +58,10 @@ export async function startDriver(dirs, extraEnv = {}) {
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
+    /** The Lockdesk processes this driver's WebKitWebDriver started (running or not yet reaped). */
+    apps() {
+      return descendants(child.pid).filter((pid) => comm(pid) === 'lockdesk');
+    },
     async stop() {
       // The apps WebKitWebDriver started: normally gone once the session was deleted, but one
       // left running (a quit that did not close its window) would take over the next test
@@ -88,7 +92,7 @@ export async function startDriver(dirs, extraEnv = {}) {
 }
 
 /** Still running (an exited app whose parent is gone stays a zombie until reaped: not alive). */
-const alive = (pid) => running(pid, 'lockdesk');
+export const alive = (pid) => running(pid, 'lockdesk');
 
 /** Ends a test file's (or test's) app: its WebDriver session, if one was started (a failure to
  * quit is said, not thrown), then tauri-driver, if it was started. */
