@@ -222,6 +222,7 @@ impl PostgresStore {
             rx,
             committed: committed_tx.clone(),
             failing: false,
+            met: MetOthers::default(),
         }));
         let tail_task = runtime.spawn(tail_loop(config, pool.clone(), committed_tx, stop.clone()));
         Ok(PostgresStore {
@@ -396,6 +397,36 @@ struct Writer {
     committed: Arc<watch::Sender<u64>>,
     failing: bool,
     stats: Arc<StatCounters>,
+    /// Which of this writer's recent groups met another instance's commit since its previous
+    /// group: decides whether a one-round-trip group is worth trying ([`MetOthers::try_one_trip`]).
+    met: MetOthers,
+}
+
+/// The last [`MetOthers::WINDOW`] groups of this writer, newest in bit 0: set when the group met
+/// another instance's commit made after this writer's previous group (the end of the log it read
+/// was not where its copy of the open conversations stood, or the one-round-trip guard refused
+/// it, or the tail had announced it before the group started).
+///
+/// A one-round-trip group saves one round trip when it succeeds and costs a rolled-back
+/// transaction plus the two-round-trip group when another instance committed in between: with
+/// two instances taking turns it is almost always refused. So it is tried only while at most
+/// [`MetOthers::TOLERATED`] of the recent groups met another's commit. A guess either way is
+/// only ever a cost: the guard, under the lock, is what keeps the seqs exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct MetOthers(u16);
+
+impl MetOthers {
+    const WINDOW: u32 = 8;
+    const TOLERATED: u32 = 2;
+
+    fn record(&mut self, met: bool) {
+        let mask = (1u16 << Self::WINDOW) - 1;
+        self.0 = ((self.0 << 1) | u16::from(met)) & mask;
+    }
+
+    fn try_one_trip(self) -> bool {
+        self.0.count_ones() <= Self::TOLERATED
+    }
 }
 
 async fn writer_loop(mut w: Writer) {
@@ -811,6 +842,9 @@ pub struct WriterStats {
     pub redone_head_moved: u64,
     pub redone_duplicate: u64,
     pub two_trips: u64,
+    /// Groups sent in two round trips although this instance believed it wrote last, because
+    /// too many of its recent groups met another instance's commit ([`MetOthers`]).
+    pub one_trip_skipped: u64,
 }
 
 #[derive(Default)]
@@ -820,6 +854,7 @@ struct StatCounters {
     redone_head_moved: AtomicU64,
     redone_duplicate: AtomicU64,
     two_trips: AtomicU64,
+    one_trip_skipped: AtomicU64,
 }
 
 impl StatCounters {
@@ -830,6 +865,7 @@ impl StatCounters {
             redone_head_moved: self.redone_head_moved.load(Ordering::Relaxed),
             redone_duplicate: self.redone_duplicate.load(Ordering::Relaxed),
             two_trips: self.two_trips.load(Ordering::Relaxed),
+            one_trip_skipped: self.one_trip_skipped.load(Ordering::Relaxed),
         }
     }
 }
@@ -851,15 +887,20 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
         .cache
         .as_ref()
         .is_some_and(|(seq, _)| *w.committed.borrow() <= *seq);
-    if wrote_last {
+    let mut head_moved = false;
+    if wrote_last && !w.met.try_one_trip() {
+        bump(&w.stats.one_trip_skipped);
+    } else if wrote_last {
         bump(&w.stats.one_trip_tried);
         match commit_one_trip(w, batch).await? {
             OneTrip::Committed(done) => {
                 bump(&w.stats.one_trip);
+                w.met.record(false);
                 return Ok(done);
             }
             OneTrip::HeadMoved => {
                 bump(&w.stats.redone_head_moved);
+                head_moved = true;
                 tracing::debug!("the end of the log moved: group redone in two round trips");
             }
             OneTrip::Duplicate => {
@@ -869,8 +910,9 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
             OneTrip::NotTried => {}
         }
     }
-    let done = commit_two_trips(w, batch).await?;
+    let (done, met) = commit_two_trips(w, batch).await?;
     bump(&w.stats.two_trips);
+    w.met.record(met || head_moved);
     Ok(done)
 }
 
@@ -961,11 +1003,12 @@ async fn commit_one_trip(w: &mut Writer, batch: &[Op]) -> Result<OneTrip, StoreE
 }
 
 /// The group in two round trips: BEGIN, the lock, the head, the duplicates, the deltas since
-/// our copy; then the writes, the head, NOTIFY, COMMIT.
+/// our copy; then the writes, the head, NOTIFY, COMMIT. Also tells whether the end of the log
+/// was not where this writer's copy stood (another instance committed since its last group).
 async fn commit_two_trips(
     w: &mut Writer,
     batch: &[Op],
-) -> Result<(Vec<Appended>, u64), StoreError> {
+) -> Result<((Vec<Appended>, u64), bool), StoreError> {
     let c = w.conn.as_ref().ok_or(StoreError::Closed)?;
     // Webhooks already stored (retries, or the same delivery through another instance).
     let ids: Vec<&str> = batch
@@ -1013,6 +1056,9 @@ async fn commit_two_trips(
     } else {
         head_seq
     };
+    let met = cache
+        .as_ref()
+        .is_some_and(|(seq, _)| *seq as i64 != head_seq);
 
     // The routing state as of head_seq: ours if we wrote last, ours with the others' changes
     // since, or the whole table.
@@ -1041,7 +1087,7 @@ async fn commit_two_trips(
         // Only duplicates: nothing written.
         c.client.query(&c.commit, &[]).await.map_err(pg_err)?;
         w.cache = Some((head_seq as u64, visibility));
-        return Ok((p.outcomes, 0));
+        return Ok(((p.outcomes, 0), met));
     }
 
     // Round trip 2: the entries, their audiences, the open conversations this group changed
@@ -1062,7 +1108,7 @@ async fn commit_two_trips(
     try_join_all(all).await.map_err(pg_err)?;
     let last = p.last;
     w.cache = Some((last as u64, visibility));
-    Ok((p.outcomes, last as u64))
+    Ok(((p.outcomes, last as u64), met))
 }
 
 /// The planned entries and audiences as column arrays, for `unnest` (one statement each for the

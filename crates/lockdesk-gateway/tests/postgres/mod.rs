@@ -730,6 +730,104 @@ fn a_one_trip_group_whose_head_moved_is_redone_in_two_round_trips() {
     );
 }
 
+/// Waits until `store`'s tail has seen the end of the log at `seq` (NOTIFY or its poll).
+fn wait_committed(store: &PostgresStore, seq: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut committed = store.committed();
+    while *committed.borrow_and_update() < seq {
+        assert!(Instant::now() < deadline, "the tail never reached {seq}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
+    let pg = PgServer::start();
+    let url = pg.create_database("turns");
+    let a = open(&pg, &url);
+    let b = open(&pg, &url);
+    let push = |s: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64| {
+        s.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
+            .unwrap()
+            .seq
+    };
+    // a alone: its second group goes in one round trip.
+    assert_eq!(push(&a, "a1", "c1", "v1", 101), 1);
+    assert_eq!(push(&a, "a2", "c2", "v2", 102), 2);
+    let s = a.writer_stats();
+    assert_eq!(
+        (s.one_trip_tried, s.one_trip, s.two_trips),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    // The instances take turns: b transfers c1 before each of a's groups, and a has seen b's
+    // commit when its group starts. Each of a's groups takes two round trips (a did not write
+    // last), is routed on b's state and follows b's entry.
+    let mut seq = 2;
+    let mut owner = 101;
+    for round in 0..3u64 {
+        owner = 200 + round;
+        seq += 1;
+        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner), seq);
+        wait_committed(&a, seq);
+        let before = a.writer_stats();
+        seq += 1;
+        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
+        assert_eq!(audience_at(&a, seq), vec![owner], "routed on b's transfer");
+        let after = a.writer_stats();
+        assert_eq!(after.one_trip_tried, before.one_trip_tried, "{after:?}");
+        assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
+    }
+    // b is quiet now and a wrote last, but most of a's recent groups met b's commits: the next
+    // group takes two round trips anyway (no one-round-trip attempt), and is exact.
+    let before = a.writer_stats();
+    seq += 1;
+    assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
+    assert_eq!(audience_at(&a, seq), vec![owner]);
+    let after = a.writer_stats();
+    assert_eq!(after.one_trip_tried, before.one_trip_tried, "{after:?}");
+    assert_eq!(
+        after.one_trip_skipped,
+        before.one_trip_skipped + 1,
+        "{after:?}"
+    );
+    assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
+    // Once enough of a's groups found the log where a left it, one round trip again, with no
+    // group redone on the way.
+    let mut quiet = 1;
+    while a.writer_stats().one_trip == after.one_trip {
+        assert!(
+            quiet < 16,
+            "never back to one round trip: {:?}",
+            a.writer_stats()
+        );
+        seq += 1;
+        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
+        assert_eq!(audience_at(&a, seq), vec![owner]);
+        quiet += 1;
+    }
+    let s = a.writer_stats();
+    assert_eq!(s.redone_head_moved, 0, "{s:?}");
+    assert_eq!(s.one_trip_tried, s.one_trip, "{s:?}");
+    // b, whose copy is stale, catches up: its push of c2 follows a's entries and its evidence
+    // for v1 reaches c1's owner.
+    seq += 1;
+    assert_eq!(push(&b, "b-last", "c2", "v2", 300), seq);
+    seq += 1;
+    assert_eq!(b.append_evidence(evidence("v1", None)).unwrap(), seq);
+    assert_eq!(audience_at(&b, seq), vec![owner]);
+    let entries = a.read_after(0, 1000).unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=seq).collect::<Vec<_>>(),
+        "one gapless sequence"
+    );
+    assert_eq!(
+        pg.psql("turns", "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
+        "t"
+    );
+}
+
 #[test]
 fn a_stored_event_id_through_the_one_trip_group_answers_its_seq_and_is_stored_once() {
     let pg = PgServer::start();
