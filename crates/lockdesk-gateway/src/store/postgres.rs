@@ -876,8 +876,9 @@ fn bump(c: &AtomicU64) {
 
 /// Applies `batch` in one transaction under the append lock; returns each op's outcome and the
 /// last seq inserted (0 when none). In one round trip when this instance wrote last, as far as
-/// it knows (its copy of the open conversations is valid at the end of the log it has seen);
-/// in two otherwise, or when the one-round-trip group was refused.
+/// it knows (its copy of the open conversations is valid at the end of the log it has seen),
+/// and few of its recent groups met another instance's commit ([`MetOthers`]); in two
+/// otherwise, or when the one-round-trip group was refused.
 async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u64), StoreError> {
     if w.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
         w.conn = None;
@@ -1626,5 +1627,33 @@ impl EventStore for PostgresStore {
             };
             Ok(FeedPage { items, scanned_to })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MetOthers;
+
+    #[test]
+    fn the_one_trip_group_is_tried_while_at_most_two_of_the_last_eight_groups_met_another() {
+        let mut m = MetOthers::default();
+        assert!(m.try_one_trip(), "a new writer tries");
+        m.record(true);
+        m.record(true);
+        assert!(m.try_one_trip(), "two stray commits are tolerated");
+        m.record(true);
+        assert!(!m.try_one_trip(), "three of the last eight: taking turns");
+        // The oldest of the three leaves the window after eight groups in all.
+        for quiet in 1..=5 {
+            m.record(false);
+            assert!(!m.try_one_trip(), "after {quiet} quiet groups");
+        }
+        m.record(false);
+        assert!(m.try_one_trip(), "after six quiet groups");
+        // Alternating meets: 4 of 8 stay above the tolerance.
+        for i in 0..16 {
+            m.record(i % 2 == 0);
+        }
+        assert!(!m.try_one_trip());
     }
 }
