@@ -9,7 +9,7 @@ mod postgres;
 mod sqlite;
 
 pub use migrate::{migrate_sqlite_to_postgres, MigrateError, MigrationReport};
-pub use postgres::{PgSettings, PostgresStore, APPEND_LOCK};
+pub use postgres::{PgSettings, PostgresStore, WriterStats, APPEND_LOCK};
 pub use sqlite::SqliteStore;
 
 pub use crate::routing::Audience;

@@ -21,12 +21,14 @@
 //! append lock; log the password (it is never in the URL: refused there).
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 use tokio_util::sync::CancellationToken;
@@ -163,6 +165,7 @@ pub struct PostgresStore {
     committed: watch::Receiver<u64>,
     log_id: String,
     stop: CancellationToken,
+    stats: Arc<StatCounters>,
 }
 
 impl PostgresStore {
@@ -210,13 +213,16 @@ impl PostgresStore {
         let committed_tx = Arc::new(committed_tx);
         let stop = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(StatCounters::default());
         let writer_task = runtime.spawn(writer_loop(Writer {
+            stats: stats.clone(),
             config: config.clone(),
             conn: None,
             cache: None,
             rx,
             committed: committed_tx.clone(),
             failing: false,
+            met: MetOthers::default(),
         }));
         let tail_task = runtime.spawn(tail_loop(config, pool.clone(), committed_tx, stop.clone()));
         Ok(PostgresStore {
@@ -228,7 +234,14 @@ impl PostgresStore {
             committed,
             log_id,
             stop,
+            stats,
         })
+    }
+
+    /// How this instance's groups were committed so far (one or two round trips, and why a
+    /// one-round-trip group was redone).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.stats.get()
     }
 
     fn block_on<T>(
@@ -383,6 +396,37 @@ struct Writer {
     rx: mpsc::UnboundedReceiver<Op>,
     committed: Arc<watch::Sender<u64>>,
     failing: bool,
+    stats: Arc<StatCounters>,
+    /// Which of this writer's recent groups met another instance's commit since its previous
+    /// group: decides whether a one-round-trip group is worth trying ([`MetOthers::try_one_trip`]).
+    met: MetOthers,
+}
+
+/// The last [`MetOthers::WINDOW`] groups of this writer, newest in bit 0: set when the group met
+/// another instance's commit made after this writer's previous group (the end of the log it read
+/// was not where its copy of the open conversations stood, or the one-round-trip guard refused
+/// it, or the tail had announced it before the group started).
+///
+/// A one-round-trip group saves one round trip when it succeeds and costs a rolled-back
+/// transaction plus the two-round-trip group when another instance committed in between: with
+/// two instances taking turns it is almost always refused. So it is tried only while at most
+/// [`MetOthers::TOLERATED`] of the recent groups met another's commit. A guess either way is
+/// only ever a cost: the guard, under the lock, is what keeps the seqs exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct MetOthers(u16);
+
+impl MetOthers {
+    const WINDOW: u32 = 8;
+    const TOLERATED: u32 = 2;
+
+    fn record(&mut self, met: bool) {
+        let mask = (1u16 << Self::WINDOW) - 1;
+        self.0 = ((self.0 << 1) | u16::from(met)) & mask;
+    }
+
+    fn try_one_trip(self) -> bool {
+        self.0.count_ones() <= Self::TOLERATED
+    }
 }
 
 async fn writer_loop(mut w: Writer) {
@@ -444,8 +488,12 @@ async fn writer_loop(mut w: Writer) {
 /// the open conversations is older than this reloads the whole table instead of the deltas.
 const TOMBSTONE_KEEP: i64 = 1 << 20;
 
+/// The unique constraint on `entries.event_id` (0001_log.sql, PostgreSQL's default name): the
+/// one-round-trip group meets a stored `eventId` there.
+const EVENT_ID_UNIQUE: &str = "entries_event_id_key";
+
 /// The writer's statements, in [`WriterConn::open`]'s order.
-const WRITER_SQL: [&str; 14] = [
+const WRITER_SQL: [&str; 16] = [
     "BEGIN",
     "COMMIT",
     "SELECT pg_advisory_xact_lock($1)",
@@ -460,6 +508,8 @@ const WRITER_SQL: [&str; 14] = [
     "SELECT conversation_id, owners, visitor_id FROM open_conversations",
     // No ON CONFLICT: the lookup under the lock found none, so a conflict means an append outside
     // the lock; it fails (and rolls back) the group rather than acknowledging what is not there.
+    // In the one-round-trip group there is no lookup: a stored eventId fails it here
+    // ([`EVENT_ID_UNIQUE`]) and the group is redone in two round trips.
     "INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, correlation_id,
          delivery_id, provider, conversation_id, visitor_id, operator_ids, payload)
      SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
@@ -483,12 +533,23 @@ const WRITER_SQL: [&str; 14] = [
     // Delivered at commit: a wake-up for the other instances' tails, with the new end of the
     // log (never relied on: they also poll).
     "SELECT pg_notify('lockdesk_log', $1)",
+    // The one-round-trip group's guard, right after the lock: fails (division by zero, SQLSTATE
+    // 22012) unless the end of the log is still the one our copy of the open conversations is
+    // valid for, written by an appender that keeps the deltas. A missing log_head row fails too.
+    "SELECT 1 / coalesce((SELECT (last_seq = $1 AND delta_seq = $1)::int FROM log_head
+         WHERE id = 1), 0)",
+    // The one-round-trip group's head: the counts as increments (it did not read them);
+    // delta_since stays (the guard saw delta_seq = last_seq).
+    "UPDATE log_head SET last_seq = $1, webhook_events = webhook_events + $2,
+         evidence = evidence + $3, delta_seq = $1
+     WHERE id = 1",
 ];
 
-/// The writer's connection and its statements, prepared once per connection. A group costs two
-/// round trips, each a pipeline of statements sent at once (tokio-postgres sends a request when
-/// its future is first polled, and `try_join_all` polls a short list in order; the server runs
-/// them one after the other, each with its own snapshot).
+/// The writer's connection and its statements, prepared once per connection. A group costs one
+/// round trip when this instance wrote last ([`commit_one_trip`]), two otherwise
+/// ([`commit_two_trips`]), each a pipeline of statements sent at once (tokio-postgres sends a
+/// request when its future is first polled, and `join_all`/`try_join_all` poll a short list in
+/// order; the server runs them one after the other, each with its own snapshot).
 struct WriterConn {
     client: Client,
     begin: Statement,
@@ -505,6 +566,8 @@ struct WriterConn {
     upsert_open: Statement,
     update_head: Statement,
     notify: Statement,
+    expect_head: Statement,
+    advance_head: Statement,
 }
 
 impl WriterConn {
@@ -513,7 +576,7 @@ impl WriterConn {
         let prepared = try_join_all(WRITER_SQL.iter().map(|sql| client.prepare(sql)))
             .await
             .map_err(pg_err)?;
-        let [begin, commit, lock, head, existing, delta, all_open, insert_entries, insert_audience, close, purge, upsert_open, update_head, notify]: [Statement; 14] =
+        let [begin, commit, lock, head, existing, delta, all_open, insert_entries, insert_audience, close, purge, upsert_open, update_head, notify, expect_head, advance_head]: [Statement; 16] =
             prepared
                 .try_into()
                 .map_err(|_| StoreError::Postgres("a statement was not prepared".into()))?;
@@ -533,6 +596,8 @@ impl WriterConn {
             upsert_open,
             update_head,
             notify,
+            expect_head,
+            advance_head,
         })
     }
 }
@@ -571,13 +636,380 @@ struct Planned<'a> {
     audience: Audience,
 }
 
+/// A conversation as it was before a group changed it (`None`: not open), to put back when the
+/// group is not committed.
+type Before = Option<(Vec<u64>, Option<String>)>;
+
+/// A group routed in seq order after `head`: each op's outcome, the entries to insert, and the
+/// conversations they pushed or closed (sorted, each once).
+struct Plan<'a> {
+    outcomes: Vec<Appended>,
+    planned: Vec<Planned<'a>>,
+    changed: Vec<String>,
+    webhooks: i64,
+    evidence: i64,
+    /// The last seq planned (`head` when nothing is new).
+    last: i64,
+}
+
+/// Routes `batch` after `head` on `visibility` (which it moves forward). `existing` holds the
+/// `eventId`s already stored, with their seqs; a repeat inside the batch gets the first one's.
+/// With `undo`, each conversation's state before the group is kept there, once.
+fn plan<'a>(
+    batch: &'a [Op],
+    head: i64,
+    visibility: &mut Visibility,
+    existing: &mut std::collections::HashMap<String, u64>,
+    mut undo: Option<&mut std::collections::HashMap<String, Before>>,
+) -> Plan<'a> {
+    let mut p = Plan {
+        outcomes: Vec::with_capacity(batch.len()),
+        planned: Vec::with_capacity(batch.len()),
+        changed: Vec::new(),
+        webhooks: 0,
+        evidence: 0,
+        last: head,
+    };
+    for op in batch {
+        let fields = match &op.item {
+            Item::Webhook(e) => {
+                if let Some(&seq) = existing.get(&e.event_id) {
+                    p.outcomes.push(Appended {
+                        seq,
+                        inserted: false,
+                    });
+                    continue;
+                }
+                RoutingFields {
+                    is_evidence: false,
+                    event_type: Some(&e.event_type),
+                    conversation_id: e.conversation_id.as_deref(),
+                    visitor_id: e.visitor_id.as_deref(),
+                    operator_ids: &e.operator_ids,
+                }
+            }
+            Item::Evidence(e) => RoutingFields {
+                is_evidence: true,
+                event_type: None,
+                conversation_id: e.conversation_id.as_deref(),
+                visitor_id: Some(&e.visitor_id),
+                operator_ids: &[],
+            },
+        };
+        // Only a push or a close changes the routing state, and only its own conversation.
+        if let (false, Some(t), Some(c)) = (
+            fields.is_evidence,
+            fields.event_type,
+            fields.conversation_id,
+        ) {
+            if t == PUSHED || t == CLOSED {
+                if let Some(undo) = undo.as_deref_mut() {
+                    if !undo.contains_key(c) {
+                        let before = visibility
+                            .conversation(c)
+                            .map(|(o, v)| (o.to_vec(), v.map(str::to_owned)));
+                        undo.insert(c.to_owned(), before);
+                    }
+                }
+                p.changed.push(c.to_owned());
+            }
+        }
+        p.last += 1;
+        let audience = visibility.route(fields);
+        match &op.item {
+            Item::Webhook(e) => {
+                existing.insert(e.event_id.clone(), p.last as u64);
+                p.webhooks += 1;
+            }
+            Item::Evidence(_) => p.evidence += 1,
+        }
+        p.outcomes.push(Appended {
+            seq: p.last as u64,
+            inserted: true,
+        });
+        p.planned.push(Planned {
+            seq: p.last,
+            op,
+            audience,
+        });
+    }
+    p.changed.sort();
+    p.changed.dedup();
+    p
+}
+
+/// What a group writes after its reads: the entries, their audiences, the open conversations
+/// it changed (last state of each), the tombstones, the NOTIFY payload.
+struct Writes<'a> {
+    rows: EntryColumns<'a>,
+    upsert_ids: Vec<String>,
+    upsert_visitors: Vec<Option<String>>,
+    upsert_owners: Vec<String>,
+    closed: Vec<String>,
+    purge_to: i64,
+    last: i64,
+    seq_text: String,
+}
+
+impl<'a> Writes<'a> {
+    fn new(p: &Plan<'a>, head: i64, visibility: &Visibility) -> Writes<'a> {
+        let mut w = Writes {
+            rows: EntryColumns::new(&p.planned),
+            upsert_ids: Vec::new(),
+            upsert_visitors: Vec::new(),
+            upsert_owners: Vec::new(),
+            closed: Vec::new(),
+            purge_to: head - TOMBSTONE_KEEP,
+            last: p.last,
+            seq_text: p.last.to_string(),
+        };
+        for id in &p.changed {
+            match visibility.conversation(id) {
+                Some((owners, visitor)) => {
+                    let list: Vec<String> =
+                        owners.iter().map(|&o| (o as i64).to_string()).collect();
+                    w.upsert_owners.push(format!("{{{}}}", list.join(",")));
+                    w.upsert_visitors.push(visitor.map(str::to_owned));
+                    w.upsert_ids.push(id.clone());
+                }
+                None => w.closed.push(id.clone()),
+            }
+        }
+        w
+    }
+
+    fn params(&self) -> WriteParams<'_> {
+        WriteParams {
+            entries: self.rows.params(),
+            audience: [
+                &self.rows.aud_op,
+                &self.rows.aud_seq,
+                &self.rows.aud_related,
+            ],
+            close: [&self.closed, &self.last],
+            purge: [&self.purge_to],
+            upsert: [
+                &self.upsert_ids,
+                &self.upsert_visitors,
+                &self.upsert_owners,
+                &self.last,
+            ],
+            notify: [&self.seq_text],
+        }
+    }
+}
+
+struct WriteParams<'a> {
+    entries: [Param<'a>; 12],
+    audience: [Param<'a>; 3],
+    close: [Param<'a>; 2],
+    purge: [Param<'a>; 1],
+    upsert: [Param<'a>; 4],
+    notify: [Param<'a>; 1],
+}
+
+/// Sends the group's writes up to (not including) the head update: entries, audiences, closes
+/// (and the purge of old tombstones), open conversations.
+fn send_writes<'a>(
+    c: &'a WriterConn,
+    w: &'a Writes<'_>,
+    p: &'a WriteParams<'a>,
+    into: &mut Vec<Pipelined<'a>>,
+) {
+    into.push(send(&c.client, &c.insert_entries, &p.entries));
+    if !w.rows.aud_op.is_empty() {
+        into.push(send(&c.client, &c.insert_audience, &p.audience));
+    }
+    if !w.closed.is_empty() {
+        into.push(send(&c.client, &c.close, &p.close));
+        if w.purge_to > 0 {
+            into.push(send(&c.client, &c.purge, &p.purge));
+        }
+    }
+    if !w.upsert_ids.is_empty() {
+        into.push(send(&c.client, &c.upsert_open, &p.upsert));
+    }
+}
+
+/// How the writer's groups went (tests, and the bench's profile): one-round-trip groups sent,
+/// committed in one round trip,
+/// one-round-trip groups redone in two because the end of the log had moved or an `eventId` was
+/// already stored, and groups committed in two round trips (the redone ones included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub one_trip_tried: u64,
+    pub one_trip: u64,
+    pub redone_head_moved: u64,
+    pub redone_duplicate: u64,
+    pub two_trips: u64,
+    /// Groups sent in two round trips although this instance believed it wrote last, because
+    /// too many of its recent groups met another instance's commit ([`MetOthers`]).
+    pub one_trip_skipped: u64,
+}
+
+#[derive(Default)]
+struct StatCounters {
+    one_trip_tried: AtomicU64,
+    one_trip: AtomicU64,
+    redone_head_moved: AtomicU64,
+    redone_duplicate: AtomicU64,
+    two_trips: AtomicU64,
+    one_trip_skipped: AtomicU64,
+}
+
+impl StatCounters {
+    fn get(&self) -> WriterStats {
+        WriterStats {
+            one_trip_tried: self.one_trip_tried.load(Ordering::Relaxed),
+            one_trip: self.one_trip.load(Ordering::Relaxed),
+            redone_head_moved: self.redone_head_moved.load(Ordering::Relaxed),
+            redone_duplicate: self.redone_duplicate.load(Ordering::Relaxed),
+            two_trips: self.two_trips.load(Ordering::Relaxed),
+            one_trip_skipped: self.one_trip_skipped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Applies `batch` in one transaction under the append lock; returns each op's outcome and the
-/// last seq inserted (0 when none).
+/// last seq inserted (0 when none). In one round trip when this instance wrote last, as far as
+/// it knows (its copy of the open conversations is valid at the end of the log it has seen),
+/// and few of its recent groups met another instance's commit ([`MetOthers`]); in two
+/// otherwise, or when the one-round-trip group was refused.
 async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u64), StoreError> {
     if w.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
         w.conn = None;
         w.conn = Some(WriterConn::open(&w.config).await?);
     }
+    let wrote_last = w
+        .cache
+        .as_ref()
+        .is_some_and(|(seq, _)| *w.committed.borrow() <= *seq);
+    let mut head_moved = false;
+    if wrote_last && !w.met.try_one_trip() {
+        bump(&w.stats.one_trip_skipped);
+    } else if wrote_last {
+        bump(&w.stats.one_trip_tried);
+        match commit_one_trip(w, batch).await? {
+            OneTrip::Committed(done) => {
+                bump(&w.stats.one_trip);
+                w.met.record(false);
+                return Ok(done);
+            }
+            OneTrip::HeadMoved => {
+                bump(&w.stats.redone_head_moved);
+                head_moved = true;
+                tracing::debug!("the end of the log moved: group redone in two round trips");
+            }
+            OneTrip::Duplicate => {
+                bump(&w.stats.redone_duplicate);
+                tracing::debug!("an eventId was already stored: group redone in two round trips");
+            }
+            OneTrip::NotTried => {}
+        }
+    }
+    let (done, met) = commit_two_trips(w, batch).await?;
+    bump(&w.stats.two_trips);
+    w.met.record(met || head_moved);
+    Ok(done)
+}
+
+/// How a one-round-trip group ended. `HeadMoved` and `Duplicate` committed nothing (the
+/// transaction was rolled back by its own COMMIT, whose answer was awaited): the group is redone
+/// in two round trips on the same connection, with the copy of the open conversations as it was.
+enum OneTrip {
+    Committed((Vec<Appended>, u64)),
+    HeadMoved,
+    Duplicate,
+    NotTried,
+}
+
+/// The whole group in one pipeline, routed on the cached open conversations as of the seq they
+/// are valid for: BEGIN, the lock, a guard that fails unless that seq is still the end of the
+/// log, the writes, the head, NOTIFY, COMMIT. Every answer is awaited, COMMIT's included. A
+/// statement that fails aborts the transaction and COMMIT rolls it back: the guard's failure is
+/// `HeadMoved`, the entries' unique `eventId` violation is `Duplicate` (told apart by statement,
+/// SQLSTATE and constraint), anything else is an error, as in the two-round-trip group.
+async fn commit_one_trip(w: &mut Writer, batch: &[Op]) -> Result<OneTrip, StoreError> {
+    let c = w.conn.as_ref().ok_or(StoreError::Closed)?;
+    let Some((copy, mut visibility)) = w.cache.take() else {
+        return Err(StoreError::Closed);
+    };
+    let head = clamp(copy);
+    let mut undo = std::collections::HashMap::new();
+    let mut existing = std::collections::HashMap::new();
+    let p = plan(batch, head, &mut visibility, &mut existing, Some(&mut undo));
+    if p.planned.is_empty() {
+        // Cannot be (the batch's first op is new when nothing stored is known), but would
+        // need the lookup: nothing was routed or sent.
+        w.cache = Some((copy, visibility));
+        return Ok(OneTrip::NotTried);
+    }
+    let writes = Writes::new(&p, head, &visibility);
+    let wp = writes.params();
+    let lock_p: [Param; 1] = [&APPEND_LOCK];
+    let head_p: [Param; 1] = [&head];
+    let advance_p: [Param; 3] = [&p.last, &p.webhooks, &p.evidence];
+    let mut all = vec![
+        send(&c.client, &c.begin, &[]),
+        send(&c.client, &c.lock, &lock_p),
+        send(&c.client, &c.expect_head, &head_p),
+    ];
+    const GUARD: usize = 2;
+    const ENTRIES: usize = 3;
+    send_writes(c, &writes, &wp, &mut all);
+    all.push(send(&c.client, &c.advance_head, &advance_p));
+    all.push(send(&c.client, &c.notify, &wp.notify));
+    all.push(send(&c.client, &c.commit, &[]));
+    let mut answers = join_all(all).await;
+    let commit = answers.pop().ok_or(StoreError::Closed)?;
+    let failed = answers.into_iter().enumerate().find_map(|(i, a)| match a {
+        Ok(_) => None,
+        Err(e) => Some((i, e)),
+    });
+    let Some((i, e)) = failed else {
+        // Every statement succeeded: COMMIT's answer is the commit's.
+        commit.map_err(pg_err)?;
+        let last = p.last;
+        let outcomes = p.outcomes;
+        w.cache = Some((last as u64, visibility));
+        return Ok(OneTrip::Committed((outcomes, last as u64)));
+    };
+    let db = e.as_db_error();
+    let code = db.map(|d| d.code());
+    let outcome = if i == GUARD && code == Some(&SqlState::DIVISION_BY_ZERO) {
+        OneTrip::HeadMoved
+    } else if i == ENTRIES
+        && code == Some(&SqlState::UNIQUE_VIOLATION)
+        && db.and_then(|d| d.constraint()) == Some(EVENT_ID_UNIQUE)
+    {
+        OneTrip::Duplicate
+    } else {
+        return Err(pg_err(e));
+    };
+    // Rolled back: COMMIT answered (ROLLBACK), the connection is idle again. A COMMIT without
+    // an answer leaves the outcome unknown: an error, as for any group.
+    commit.map_err(pg_err)?;
+    for (id, before) in undo {
+        match before {
+            Some((owners, visitor)) => visibility.set_open(id, owners, visitor),
+            None => visibility.set_closed(&id),
+        }
+    }
+    w.cache = Some((copy, visibility));
+    Ok(outcome)
+}
+
+/// The group in two round trips: BEGIN, the lock, the head, the duplicates, the deltas since
+/// our copy; then the writes, the head, NOTIFY, COMMIT. Also tells whether the end of the log
+/// was not where this writer's copy stood (another instance committed since its last group).
+async fn commit_two_trips(
+    w: &mut Writer,
+    batch: &[Op],
+) -> Result<((Vec<Appended>, u64), bool), StoreError> {
     let c = w.conn.as_ref().ok_or(StoreError::Closed)?;
     // Webhooks already stored (retries, or the same delivery through another instance).
     let ids: Vec<&str> = batch
@@ -615,8 +1047,8 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
         .and_then(|rows| rows.into_iter().next())
         .ok_or_else(|| StoreError::Postgres("log_head has no row".into()))?;
     let head_seq: i64 = head.get(0);
-    let mut webhook_events: i64 = head.get(1);
-    let mut evidence: i64 = head.get(2);
+    let webhook_events: i64 = head.get(1);
+    let evidence: i64 = head.get(2);
     let delta_seq: i64 = head.get(3);
     // Deltas are complete after delta_since; an appender that did not keep them (an older
     // gateway, or `gateway migrate`) appended since delta_seq: they are complete only from here.
@@ -625,6 +1057,9 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
     } else {
         head_seq
     };
+    let met = cache
+        .as_ref()
+        .is_some_and(|(seq, _)| *seq as i64 != head_seq);
 
     // The routing state as of head_seq: ours if we wrote last, ours with the others' changes
     // since, or the whole table.
@@ -648,122 +1083,33 @@ async fn commit_group(w: &mut Writer, batch: &[Op]) -> Result<(Vec<Appended>, u6
         .into_iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
         .collect();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut planned = Vec::new();
-    let mut next = head_seq;
-    let mut changed_conversations = Vec::new();
-    for op in batch {
-        let fields = match &op.item {
-            Item::Webhook(e) => {
-                if let Some(&seq) = existing.get(&e.event_id) {
-                    outcomes.push(Appended {
-                        seq,
-                        inserted: false,
-                    });
-                    continue;
-                }
-                RoutingFields {
-                    is_evidence: false,
-                    event_type: Some(&e.event_type),
-                    conversation_id: e.conversation_id.as_deref(),
-                    visitor_id: e.visitor_id.as_deref(),
-                    operator_ids: &e.operator_ids,
-                }
-            }
-            Item::Evidence(e) => RoutingFields {
-                is_evidence: true,
-                event_type: None,
-                conversation_id: e.conversation_id.as_deref(),
-                visitor_id: Some(&e.visitor_id),
-                operator_ids: &[],
-            },
-        };
-        next += 1;
-        let audience = visibility.route(fields);
-        if let (false, Some(t), Some(c)) = (
-            fields.is_evidence,
-            fields.event_type,
-            fields.conversation_id,
-        ) {
-            if t == PUSHED || t == CLOSED {
-                changed_conversations.push(c.to_owned());
-            }
-        }
-        match &op.item {
-            Item::Webhook(e) => {
-                existing.insert(e.event_id.clone(), next as u64);
-                webhook_events += 1;
-            }
-            Item::Evidence(_) => evidence += 1,
-        }
-        outcomes.push(Appended {
-            seq: next as u64,
-            inserted: true,
-        });
-        planned.push(Planned {
-            seq: next,
-            op,
-            audience,
-        });
-    }
-    if planned.is_empty() {
+    let p = plan(batch, head_seq, &mut visibility, &mut existing, None);
+    if p.planned.is_empty() {
         // Only duplicates: nothing written.
         c.client.query(&c.commit, &[]).await.map_err(pg_err)?;
         w.cache = Some((head_seq as u64, visibility));
-        return Ok((outcomes, 0));
+        return Ok(((p.outcomes, 0), met));
     }
 
     // Round trip 2: the entries, their audiences, the open conversations this group changed
     // (last state of each), the head, the wake-up, the commit.
-    let rows = EntryColumns::new(&planned);
-    changed_conversations.sort();
-    changed_conversations.dedup();
-    let mut upsert_ids = Vec::new();
-    let mut upsert_visitors = Vec::new();
-    let mut upsert_owners = Vec::new();
-    let mut closed = Vec::new();
-    for id in changed_conversations {
-        match visibility.conversation(&id) {
-            Some((owners, visitor)) => {
-                let list: Vec<String> = owners.iter().map(|&o| (o as i64).to_string()).collect();
-                upsert_owners.push(format!("{{{}}}", list.join(",")));
-                upsert_visitors.push(visitor.map(str::to_owned));
-                upsert_ids.push(id);
-            }
-            None => closed.push(id),
-        }
-    }
-    let purge_to = head_seq - TOMBSTONE_KEEP;
-    let seq_text = next.to_string();
-    let entries_p = rows.params();
-    let audience_p: [Param; 3] = [&rows.aud_op, &rows.aud_seq, &rows.aud_related];
-    let close_p: [Param; 2] = [&closed, &next];
-    let purge_p: [Param; 1] = [&purge_to];
-    let upsert_p: [Param; 4] = [&upsert_ids, &upsert_visitors, &upsert_owners, &next];
-    let head_p: [Param; 4] = [&next, &webhook_events, &evidence, &delta_since];
-    let notify_p: [Param; 1] = [&seq_text];
-    let mut writes = vec![send(&c.client, &c.insert_entries, &entries_p)];
-    if !rows.aud_op.is_empty() {
-        writes.push(send(&c.client, &c.insert_audience, &audience_p));
-    }
-    if !closed.is_empty() {
-        writes.push(send(&c.client, &c.close, &close_p));
-        if purge_to > 0 {
-            writes.push(send(&c.client, &c.purge, &purge_p));
-        }
-    }
-    if !upsert_ids.is_empty() {
-        writes.push(send(&c.client, &c.upsert_open, &upsert_p));
-    }
-    writes.push(send(&c.client, &c.update_head, &head_p));
-    writes.push(send(&c.client, &c.notify, &notify_p));
+    let writes = Writes::new(&p, head_seq, &visibility);
+    let wp = writes.params();
+    let webhook_events = webhook_events + p.webhooks;
+    let evidence = evidence + p.evidence;
+    let head_p: [Param; 4] = [&p.last, &webhook_events, &evidence, &delta_since];
+    let mut all = Vec::new();
+    send_writes(c, &writes, &wp, &mut all);
+    all.push(send(&c.client, &c.update_head, &head_p));
+    all.push(send(&c.client, &c.notify, &wp.notify));
     // Sent behind the others: when one of them fails, the transaction is aborted and this
     // COMMIT rolls it back; its answer is awaited with theirs, so nothing is acknowledged
     // before the commit is.
-    writes.push(send(&c.client, &c.commit, &[]));
-    try_join_all(writes).await.map_err(pg_err)?;
-    w.cache = Some((next as u64, visibility));
-    Ok((outcomes, next as u64))
+    all.push(send(&c.client, &c.commit, &[]));
+    try_join_all(all).await.map_err(pg_err)?;
+    let last = p.last;
+    w.cache = Some((last as u64, visibility));
+    Ok(((p.outcomes, last as u64), met))
 }
 
 /// The planned entries and audiences as column arrays, for `unnest` (one statement each for the
@@ -1281,5 +1627,33 @@ impl EventStore for PostgresStore {
             };
             Ok(FeedPage { items, scanned_to })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MetOthers;
+
+    #[test]
+    fn the_one_trip_group_is_tried_while_at_most_two_of_the_last_eight_groups_met_another() {
+        let mut m = MetOthers::default();
+        assert!(m.try_one_trip(), "a new writer tries");
+        m.record(true);
+        m.record(true);
+        assert!(m.try_one_trip(), "two stray commits are tolerated");
+        m.record(true);
+        assert!(!m.try_one_trip(), "three of the last eight: taking turns");
+        // The oldest of the three leaves the window after eight groups in all.
+        for quiet in 1..=5 {
+            m.record(false);
+            assert!(!m.try_one_trip(), "after {quiet} quiet groups");
+        }
+        m.record(false);
+        assert!(m.try_one_trip(), "after six quiet groups");
+        // Alternating meets: 4 of 8 stay above the tolerance.
+        for i in 0..16 {
+            m.record(i % 2 == 0);
+        }
+        assert!(!m.try_one_trip());
     }
 }
