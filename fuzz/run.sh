@@ -4,6 +4,7 @@
 # client's frame handling.
 #
 #   bash fuzz/run.sh SECONDS [TARGET|all] [libFuzzer flags...]
+#   bash fuzz/run.sh build           build every target, run none
 #   CI: bash fuzz/run.sh 20 all      long run: bash fuzz/run.sh 600 all
 #
 # TARGET (default verify_front):
@@ -60,7 +61,11 @@ run_one() {
     -artifact_prefix="artifacts/$t/" "$@"
 }
 
-if [ "$TARGET" = all ]; then
+if [ "$SECONDS_ARG" = build ]; then
+  # Only the build of every target (scripts/test.sh starts it early, in the background; the runs
+  # that follow find it fresh: the same flags).
+  cargo fuzz build "${FLAGS[@]}"
+elif [ "$TARGET" = all ]; then
   # One build of every target (shared dependencies, one cargo invocation), then the runs.
   cargo fuzz build "${FLAGS[@]}"
   # Two targets at a time (FUZZ_JOBS): each libFuzzer process is single-threaded, so on two

@@ -38,7 +38,10 @@ PY="$HERE/.venv/bin/python"
 if [ -z "${LOCKDESK_CLI:-}" ]; then
   # Every binary, as the README and end-to-end tests build them: one feature set, one build of
   # the dependencies in a full test run (a `-p` selection unifies features differently).
-  (cd "$ROOT" && cargo build -q --workspace --bins) || die "cannot build lockdesk-cli"
+  # scripts/test.sh has built them already (LOCKDESK_BINS_BUILT).
+  if [ -z "${LOCKDESK_BINS_BUILT:-}" ]; then
+    (cd "$ROOT" && cargo build -q --workspace --bins) || die "cannot build lockdesk-cli"
+  fi
   LOCKDESK_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/lockdesk-cli"
 fi
 [ -x "$LOCKDESK_CLI" ] || die "no lockdesk-cli binary at $LOCKDESK_CLI"

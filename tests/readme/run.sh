@@ -29,9 +29,11 @@ README="${1:-$ROOT/README.md}"
 LIMIT="${LOCKDESK_README_LIMIT:-120}"
 
 # Every binary (the same selection as the interop and end-to-end tests: one build of the
-# dependencies in a full test run).
-(cd "$ROOT" && cargo build -q --workspace --bins) ||
-  { echo "readme: cannot build lockdesk-cli and lockdesk-pg-sandbox" >&2; exit 1; }
+# dependencies in a full test run), unless scripts/test.sh has built them (LOCKDESK_BINS_BUILT).
+if [ -z "${LOCKDESK_BINS_BUILT:-}" ]; then
+  (cd "$ROOT" && cargo build -q --workspace --bins) ||
+    { echo "readme: cannot build lockdesk-cli and lockdesk-pg-sandbox" >&2; exit 1; }
+fi
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 for bin in lockdesk-cli lockdesk-pg-sandbox; do
   [ -x "$BIN_DIR/$bin" ] || { echo "readme: no $bin in $BIN_DIR" >&2; exit 1; }
