@@ -13,6 +13,7 @@ pub use postgres::{PgSettings, PostgresStore, WriterStats, APPEND_LOCK};
 pub use sqlite::SqliteStore;
 
 pub use crate::routing::Audience;
+use crate::routing::RoutingFields;
 
 /// A webhook event accepted by the gateway (signature checked, body parsed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +54,32 @@ impl std::fmt::Debug for NewEvidence {
             .field("conversation_id", &self.conversation_id)
             .field("payload", &"<holds a token>")
             .finish()
+    }
+}
+
+/// What the router reads of a webhook event about to be appended (both stores route with it).
+impl<'a> From<&'a NewWebhookEvent> for RoutingFields<'a> {
+    fn from(e: &'a NewWebhookEvent) -> Self {
+        RoutingFields {
+            is_evidence: false,
+            event_type: Some(&e.event_type),
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: e.visitor_id.as_deref(),
+            operator_ids: &e.operator_ids,
+        }
+    }
+}
+
+/// What the router reads of evidence about to be appended.
+impl<'a> From<&'a NewEvidence> for RoutingFields<'a> {
+    fn from(e: &'a NewEvidence) -> Self {
+        RoutingFields {
+            is_evidence: true,
+            event_type: None,
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: Some(&e.visitor_id),
+            operator_ids: &[],
+        }
     }
 }
 

@@ -680,21 +680,9 @@ fn plan<'a>(
                     });
                     continue;
                 }
-                RoutingFields {
-                    is_evidence: false,
-                    event_type: Some(&e.event_type),
-                    conversation_id: e.conversation_id.as_deref(),
-                    visitor_id: e.visitor_id.as_deref(),
-                    operator_ids: &e.operator_ids,
-                }
+                RoutingFields::from(e)
             }
-            Item::Evidence(e) => RoutingFields {
-                is_evidence: true,
-                event_type: None,
-                conversation_id: e.conversation_id.as_deref(),
-                visitor_id: Some(&e.visitor_id),
-                operator_ids: &[],
-            },
+            Item::Evidence(e) => RoutingFields::from(e),
         };
         // Only a push or a close changes the routing state, and only its own conversation.
         if let (false, Some(t), Some(c)) = (

@@ -496,30 +496,6 @@ fn commit_group(w: &mut Writer, batch: Vec<Op>) {
     }
 }
 
-impl<'a> From<&'a NewWebhookEvent> for RoutingFields<'a> {
-    fn from(e: &'a NewWebhookEvent) -> Self {
-        RoutingFields {
-            is_evidence: false,
-            event_type: Some(&e.event_type),
-            conversation_id: e.conversation_id.as_deref(),
-            visitor_id: e.visitor_id.as_deref(),
-            operator_ids: &e.operator_ids,
-        }
-    }
-}
-
-impl<'a> From<&'a NewEvidence> for RoutingFields<'a> {
-    fn from(e: &'a NewEvidence) -> Self {
-        RoutingFields {
-            is_evidence: true,
-            event_type: None,
-            conversation_id: e.conversation_id.as_deref(),
-            visitor_id: Some(&e.visitor_id),
-            operator_ids: &[],
-        }
-    }
-}
-
 fn operator_ids_json(ids: &[u64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
 }
