@@ -55,6 +55,40 @@ fn evidence(visitor: &str, conv: Option<&str>) -> NewEvidence {
     }
 }
 
+/// `N` gateway instances on one fresh database `db`.
+fn instances<const N: usize>(pg: &PgServer, db: &str) -> [PostgresStore; N] {
+    let url = pg.create_database(db);
+    std::array::from_fn(|_| open(pg, &url))
+}
+
+/// Conversation `conv` (of `visitor`) pushed to operator `op`, through `store`.
+fn try_push(
+    store: &PostgresStore,
+    id: &str,
+    conv: &str,
+    visitor: &str,
+    op: u64,
+) -> Result<Appended, StoreError> {
+    store.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
+}
+
+fn push(store: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64) -> Appended {
+    try_push(store, id, conv, visitor, op).unwrap()
+}
+
+/// `a`'s first two groups, alone on the log: the first reads the head (two round trips), the
+/// second finds the log where `a` left it and goes in one round trip.
+fn first_two_groups_alone(a: &PostgresStore) {
+    assert_eq!(push(a, "h1", "c1", "v1", 101).seq, 1);
+    assert_eq!(push(a, "h2", "c2", "v2", 102).seq, 2);
+    let s = a.writer_stats();
+    assert_eq!(
+        (s.one_trip_tried, s.one_trip, s.two_trips),
+        (1, 1, 1),
+        "{s:?}"
+    );
+}
+
 #[test]
 fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
     let pg = PgServer::start();
@@ -255,7 +289,7 @@ fn views(store: &dyn EventStore) -> BTreeMap<String, Vec<String>> {
 #[test]
 fn routing_and_feed_reads_match_the_sqlite_store_entry_for_entry() {
     let pg = PgServer::start();
-    let store = open(&pg, &pg.create_database("diff"));
+    let [store] = instances(&pg, "diff");
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(&dir.path().join("g.db")).unwrap();
     let steps = traffic(15, 400, "d");
@@ -275,9 +309,7 @@ fn routing_and_feed_reads_match_the_sqlite_store_entry_for_entry() {
 #[test]
 fn two_instances_share_one_gapless_sequence_and_store_each_event_once() {
     let pg = PgServer::start();
-    let url = pg.create_database("pair");
-    let a = Arc::new(open(&pg, &url));
-    let b = Arc::new(open(&pg, &url));
+    let [a, b] = instances(&pg, "pair").map(Arc::new);
     assert_eq!(a.log_id(), b.log_id());
     // Every step sent to both instances at once (as two gateways behind one load balancer
     // receiving the same retried delivery), from several threads each.
@@ -362,14 +394,7 @@ fn audience_at(store: &PostgresStore, seq: u64) -> Vec<u64> {
 #[test]
 fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gateway() {
     let pg = PgServer::start();
-    let url = pg.create_database("deltas");
-    let a = open(&pg, &url);
-    let b = open(&pg, &url);
-    let push = |s: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64| {
-        s.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-            .seq
-    };
+    let [a, b] = instances(&pg, "deltas");
     let close = |s: &PostgresStore, id: &str, conv: &str, visitor: &str| {
         s.append_webhook(webhook(id, "v2.conversation.closed", conv, visitor, &[]))
             .unwrap()
@@ -508,19 +533,10 @@ fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gatewa
 #[test]
 fn postgres_going_away_fails_appends_until_it_is_back_without_a_reopen() {
     let pg = PgServer::start();
-    let url = pg.create_database("away");
-    let a = open(&pg, &url);
-    let b = open(&pg, &url);
-    assert_eq!(
-        a.append_webhook(webhook("w1", "v2.conversation.pushed", "c", "v", &[1]))
-            .unwrap()
-            .seq,
-        1
-    );
+    let [a, b] = instances(&pg, "away");
+    assert_eq!(push(&a, "w1", "c", "v", 1).seq, 1);
     pg.kill();
-    let err = a
-        .append_webhook(webhook("w2", "v2.conversation.pushed", "c", "v", &[2]))
-        .expect_err("an append with the server down");
+    let err = try_push(&a, "w2", "c", "v", 2).expect_err("an append with the server down");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(a.counts().is_err(), "counts must say the store is down");
     assert!(a.read_after(0, 10).is_err());
@@ -528,7 +544,7 @@ fn postgres_going_away_fails_appends_until_it_is_back_without_a_reopen() {
     // The same store recovers by itself: the retried append lands, once.
     let deadline = Instant::now() + PATIENCE;
     let appended = loop {
-        match a.append_webhook(webhook("w2", "v2.conversation.pushed", "c", "v", &[2])) {
+        match try_push(&a, "w2", "c", "v", 2) {
             Ok(x) => break x,
             Err(e) => {
                 assert!(Instant::now() < deadline, "never recovered: {e}");
@@ -668,20 +684,8 @@ fn other_instance_pushes(
 #[test]
 fn a_one_trip_group_whose_head_moved_is_redone_in_two_round_trips() {
     let pg = PgServer::start();
-    let url = pg.create_database("moved");
-    let a = open(&pg, &url);
-    let push = |id: &str, conv: &str, visitor: &str, op: u64| {
-        a.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-    };
-    assert_eq!(push("h1", "c1", "v1", 101).seq, 1);
-    assert_eq!(push("h2", "c2", "v2", 102).seq, 2);
-    let s = a.writer_stats();
-    assert_eq!(
-        (s.one_trip_tried, s.one_trip, s.two_trips),
-        (1, 1, 1),
-        "{s:?}"
-    );
+    let [a] = instances(&pg, "moved");
+    first_two_groups_alone(&a);
     // Another instance transfers c1 and c2 behind a's back (no NOTIFY: a believes it wrote
     // last, unless its one-second poll saw the new end first; then a goes straight to two round
     // trips, which is right but not what this test is after: tried again).
@@ -743,23 +747,9 @@ fn wait_committed(store: &PostgresStore, seq: u64) {
 #[test]
 fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     let pg = PgServer::start();
-    let url = pg.create_database("turns");
-    let a = open(&pg, &url);
-    let b = open(&pg, &url);
-    let push = |s: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64| {
-        s.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-            .seq
-    };
+    let [a, b] = instances(&pg, "turns");
     // a alone: its second group goes in one round trip.
-    assert_eq!(push(&a, "a1", "c1", "v1", 101), 1);
-    assert_eq!(push(&a, "a2", "c2", "v2", 102), 2);
-    let s = a.writer_stats();
-    assert_eq!(
-        (s.one_trip_tried, s.one_trip, s.two_trips),
-        (1, 1, 1),
-        "{s:?}"
-    );
+    first_two_groups_alone(&a);
     // The instances take turns: b transfers c1 before each of a's groups, and a has seen b's
     // commit when its group starts. Each of a's groups takes two round trips (a did not write
     // last), is routed on b's state and follows b's entry.
@@ -768,7 +758,7 @@ fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     for round in 0..3u64 {
         owner = 200 + round;
         seq += 1;
-        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner), seq);
+        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner).seq, seq);
         wait_committed(&a, seq);
         let before = a.writer_stats();
         seq += 1;
@@ -812,7 +802,7 @@ fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     // b, whose copy is stale, catches up: its push of c2 follows a's entries and its evidence
     // for v1 reaches c1's owner.
     seq += 1;
-    assert_eq!(push(&b, "b-last", "c2", "v2", 300), seq);
+    assert_eq!(push(&b, "b-last", "c2", "v2", 300).seq, seq);
     seq += 1;
     assert_eq!(b.append_evidence(evidence("v1", None)).unwrap(), seq);
     assert_eq!(audience_at(&b, seq), vec![owner]);
@@ -831,19 +821,13 @@ fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
 #[test]
 fn a_stored_event_id_through_the_one_trip_group_answers_its_seq_and_is_stored_once() {
     let pg = PgServer::start();
-    let url = pg.create_database("dup");
-    let a = open(&pg, &url);
-    let push = |id: &str, conv: &str, visitor: &str, op: u64| {
-        a.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-    };
-    assert_eq!(push("h1", "c1", "v1", 101).seq, 1);
-    assert_eq!(push("h2", "c2", "v2", 102).seq, 2);
+    let [a] = instances(&pg, "dup");
+    first_two_groups_alone(&a);
     let before = a.writer_stats();
     // h1 again, with other content: the one-round-trip group routes it (c1 to 999) and meets
     // the unique eventId; redone, it is answered with its seq and c1 stays 101's.
     assert_eq!(
-        push("h1", "c1", "v1", 999),
+        push(&a, "h1", "c1", "v1", 999),
         Appended {
             seq: 1,
             inserted: false
@@ -931,11 +915,8 @@ fn a_stored_event_id_through_the_one_trip_group_answers_its_seq_and_is_stored_on
 #[test]
 fn a_one_trip_group_that_fails_for_another_reason_is_not_acknowledged() {
     let pg = PgServer::start();
-    let url = pg.create_database("fails");
-    let a = open(&pg, &url);
-    let push = |id: &str, op: u64| {
-        a.append_webhook(webhook(id, "v2.conversation.pushed", "c1", "v1", &[op]))
-    };
+    let [a] = instances(&pg, "fails");
+    let push = |id: &str, op: u64| try_push(&a, id, "c1", "v1", op);
     assert_eq!(push("h1", 101).unwrap().seq, 1);
     assert_eq!(push("h2", 102).unwrap().seq, 2);
     // A statement of the group fails with an error that is neither the guard's nor the
