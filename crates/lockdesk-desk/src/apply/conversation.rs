@@ -332,6 +332,13 @@ mod tests {
         }
     }
 
+    /// A chat conversation `id` of visitor `v-1`, opened at 0, with no operator.
+    fn chat(ctx: &mut Ctx<'_>, id: &str) -> Conv {
+        let v = ctx.visitor("v-1", 0).unwrap();
+        ctx.create(id, (v, "v-1"), "CHAT", None, Some(0), 0)
+            .unwrap()
+    }
+
     #[test]
     fn a_conversation_reads_back_as_created_with_its_operator() {
         let conn = testing::store();
@@ -373,10 +380,7 @@ mod tests {
     fn a_late_event_lapses_the_session_at_its_end_first() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        let mut c = ctx
-            .create("c-1", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        let mut c = chat(&mut ctx, "c-1");
         ctx.drive(&mut c, &verified("u-1", 10), Some(3), 10_000, json!({}))
             .unwrap();
         assert_eq!(c.machine.state().state_name(), AuthStateName::Secured);
@@ -403,13 +407,8 @@ mod tests {
     fn the_tick_lapses_due_sessions_only_and_closing_twice_records_once() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        let mut a = ctx
-            .create("a", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
-        let mut b = ctx
-            .create("b", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        let mut a = chat(&mut ctx, "a");
+        let mut b = chat(&mut ctx, "b");
         ctx.drive(&mut a, &verified("u-1", 0), None, 0, json!({}))
             .unwrap();
         ctx.drive(&mut b, &verified("u-1", 100), None, 100_000, json!({}))
@@ -443,10 +442,7 @@ mod tests {
     fn a_backfilled_record_is_created_closed_and_compared_with_the_platform() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        let mut c = ctx
-            .create("c-1", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        let mut c = chat(&mut ctx, "c-1");
         ctx.drive(&mut c, &verified("u-1", 1), None, 1_000, json!({}))
             .unwrap();
         let record = |id: &str, external: Option<&str>| ClosedConversation {

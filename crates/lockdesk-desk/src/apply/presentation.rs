@@ -297,7 +297,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use lockdesk_conversation::AuthStateName;
-    use lockdesk_verify::{Format, Rejection};
+    use lockdesk_verify::Rejection;
 
     /// Gives every token the same verdict (the desk's side of verification is under test).
     struct Fixed(Verdict);
@@ -310,16 +310,8 @@ mod tests {
 
     fn valid(user: &str) -> Fixed {
         Fixed(Verdict::Verified(Verified {
-            format: Format::Jwe,
-            user_id: user.into(),
-            visitor_data: None,
-            issuer: "brand".into(),
-            expires_at: 4_000_000_000,
-            issued_at: None,
-            not_before: None,
-            signing_key: "sk".into(),
             decryption_key: Some("dk".into()),
-            warnings: Vec::new(),
+            ..testing::verified(user)
         }))
     }
 
