@@ -145,7 +145,12 @@ const FIELD_KEYS: Record<string, StringKey> = {
 
 /** A visitorData / profile field's label; fields the documentation does not name keep their key. */
 export function fieldLabel(key: string, t: T): string {
-  const k = Object.hasOwn(FIELD_KEYS, key) ? FIELD_KEYS[key] : undefined;
+  return labelOr(FIELD_KEYS, key, t);
+}
+
+/** `key` in words when `labels` has it (an own property, not one of Object's), else as it is. */
+export function labelOr(labels: Record<string, StringKey>, key: string, t: T): string {
+  const k = Object.hasOwn(labels, key) ? labels[key] : undefined;
   return k ? t(k) : key;
 }
 
