@@ -104,6 +104,19 @@ impl EntryKind {
             EntryKind::Evidence => "evidence",
         }
     }
+
+    /// The kind stored as [`EntryKind::as_str`] for the entry at `seq`; any other text is a
+    /// corrupt entry.
+    pub(crate) fn from_stored(kind: &str, seq: u64) -> Result<EntryKind, StoreError> {
+        match kind {
+            "webhook" => Ok(EntryKind::Webhook),
+            "evidence" => Ok(EntryKind::Evidence),
+            other => Err(StoreError::Corrupt {
+                seq,
+                detail: format!("unknown kind {other:?}"),
+            }),
+        }
+    }
 }
 
 /// One entry of the log, as read back.
@@ -181,6 +194,23 @@ pub struct FeedPage {
     /// visible to it up to there (the last item's seq when the page is full, else the log's end
     /// when the page was read).
     pub scanned_to: u64,
+}
+
+impl FeedPage {
+    /// A page of `items` read after `after` with `limit`: scanned to the last item's seq when
+    /// the page is full, else to `end`, the log's end when the page was read.
+    pub(crate) fn scanned(
+        items: Vec<FeedItem>,
+        after: u64,
+        limit: usize,
+        end: impl FnOnce() -> Result<u64, StoreError>,
+    ) -> Result<FeedPage, StoreError> {
+        let scanned_to = match items.last() {
+            Some(item) if items.len() >= limit => item.entry.seq,
+            _ => end()?.max(after),
+        };
+        Ok(FeedPage { items, scanned_to })
+    }
 }
 
 /// Why the store failed. The server answers 503 and the sender retries.

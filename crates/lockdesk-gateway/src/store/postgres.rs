@@ -1298,16 +1298,7 @@ async fn tail_loop(
 
 fn to_entry(row: &Row) -> Result<StoredEntry, StoreError> {
     let seq = row.get::<_, i64>(0) as u64;
-    let kind = match row.get::<_, &str>(1) {
-        "webhook" => EntryKind::Webhook,
-        "evidence" => EntryKind::Evidence,
-        other => {
-            return Err(StoreError::Corrupt {
-                seq,
-                detail: format!("unknown kind {other:?}"),
-            })
-        }
-    };
+    let kind = EntryKind::from_stored(row.get::<_, &str>(1), seq)?;
     let ops: &str = row.get(7);
     Ok(StoredEntry {
         seq,
@@ -1609,11 +1600,7 @@ impl EventStore for PostgresStore {
                     items
                 }
             };
-            let scanned_to = match items.last() {
-                Some(item) if items.len() >= limit => item.entry.seq,
-                _ => end.max(after),
-            };
-            Ok(FeedPage { items, scanned_to })
+            FeedPage::scanned(items, after, limit, || Ok(end))
         })
     }
 }

@@ -590,16 +590,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 fn to_entry(row: Row) -> Result<StoredEntry, StoreError> {
     let (seq, kind, received_at_ms, event_id, event_type, conv, visitor, ops, payload) = row;
     let seq = seq as u64;
-    let kind = match kind.as_str() {
-        "webhook" => EntryKind::Webhook,
-        "evidence" => EntryKind::Evidence,
-        other => {
-            return Err(StoreError::Corrupt {
-                seq,
-                detail: format!("unknown kind {other:?}"),
-            })
-        }
-    };
+    let kind = EntryKind::from_stored(&kind, seq)?;
     Ok(StoredEntry {
         seq,
         kind,
@@ -806,12 +797,9 @@ impl EventStore for SqliteStore {
                     items
                 }
             };
-            let scanned_to = match items.last() {
-                Some(item) if items.len() >= limit => item.entry.seq,
-                _ => last_seq(&tx)?.max(after),
-            };
+            let page = FeedPage::scanned(items, after, limit, || last_seq(&tx))?;
             tx.finish()?;
-            Ok(FeedPage { items, scanned_to })
+            Ok(page)
         })
     }
 }
