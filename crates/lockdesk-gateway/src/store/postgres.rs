@@ -61,6 +61,10 @@ const MAX_GROUP: usize = 512;
 /// Pooled read connections (catch-up reads, the live tail, counts).
 const READERS: usize = 6;
 
+/// The log's id and its last seq (a migrated database's, or one this store opens).
+pub(super) const LOG_ID_AND_END: &str = "SELECT log_id, last_seq FROM log_identity, log_head
+     WHERE log_identity.id = 1 AND log_head.id = 1";
+
 /// Where the store is and how to log in: the URL (`postgres://user@host:port/db`, without a
 /// password) and the password, given apart (from a file or the environment).
 #[derive(Clone)]
@@ -198,11 +202,7 @@ impl PostgresStore {
             let mut client = pool.get().await.map_err(pool_err)?;
             migrate(&mut client).await?;
             let row = client
-                .query_one(
-                    "SELECT log_id, last_seq FROM log_identity, log_head
-                     WHERE log_identity.id = 1 AND log_head.id = 1",
-                    &[],
-                )
+                .query_one(LOG_ID_AND_END, &[])
                 .await
                 .map_err(pg_err)?;
             let last: i64 = row.get(1);
