@@ -833,49 +833,6 @@ mod tests {
     }
 
     #[test]
-    fn one_sequence_across_kinds_duplicates_stored_once_and_reopen_continues() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db").join("gateway.sqlite3");
-        {
-            let store = SqliteStore::open(&path).unwrap();
-            assert_eq!(store.counts().unwrap(), Counts::default());
-            let a = store.append_webhook(webhook("e1")).unwrap();
-            assert_eq!(
-                a,
-                Appended {
-                    seq: 1,
-                    inserted: true
-                }
-            );
-            assert_eq!(store.append_evidence(evidence()).unwrap(), 2);
-            let again = store.append_webhook(webhook("e1")).unwrap();
-            assert_eq!(
-                again,
-                Appended {
-                    seq: 1,
-                    inserted: false
-                }
-            );
-            assert_eq!(
-                store.counts().unwrap(),
-                Counts {
-                    webhook_events: 1,
-                    evidence: 1,
-                    last_seq: 2
-                }
-            );
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.append_webhook(webhook("e2")).unwrap().seq, 3);
-        let all = store.read_after(0, 10).unwrap();
-        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(all[0].operator_ids, vec![7]);
-        assert_eq!(all[1].kind, EntryKind::Evidence);
-        assert_eq!(store.read_after(1, 1).unwrap()[0].seq, 2);
-        assert!(store.read_after(3, 10).unwrap().is_empty());
-    }
-
-    #[test]
     fn concurrent_appends_get_distinct_increasing_seqs() {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("g.db")).unwrap());

@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockdesk_gateway::store::{
-    Appended, Counts, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, APPEND_LOCK,
+    Appended, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, APPEND_LOCK,
 };
 use lockdesk_gateway::{
     EventStore, GatewayConfig, PgSettings, PostgresStore, ServerOptions, SqliteStore, StoreError,
 };
 use lockdesk_testkit::pg::PgServer;
 
-use super::{capture_logs, config, logs, signature_header, SECRET};
+use super::{
+    a_new_log_stores_each_event_once, a_reopened_log_continues, capture_logs, config, evidence,
+    logs, signature_header, webhook, SECRET,
+};
 
 /// A bound on a hang (the server coming back, a tail catching up), not a timing claim.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -29,30 +32,6 @@ fn settings(pg: &PgServer, url: &str) -> PgSettings {
 
 fn open(pg: &PgServer, url: &str) -> PostgresStore {
     PostgresStore::open(&settings(pg, url)).unwrap()
-}
-
-fn webhook(id: &str, event_type: &str, conv: &str, visitor: &str, ops: &[u64]) -> NewWebhookEvent {
-    NewWebhookEvent {
-        event_id: id.into(),
-        event_type: event_type.into(),
-        correlation_id: Some(format!("corr-{id}")),
-        delivery_id: None,
-        conversation_id: Some(conv.into()),
-        visitor_id: Some(visitor.into()),
-        operator_ids: ops.to_vec(),
-        payload: format!(r#"{{"eventId":"{id}"}}"#),
-        received_at_ms: 1,
-    }
-}
-
-fn evidence(visitor: &str, conv: Option<&str>) -> NewEvidence {
-    NewEvidence {
-        provider: "brand".into(),
-        visitor_id: visitor.into(),
-        conversation_id: conv.map(str::to_owned),
-        payload: r#"{"token":"t"}"#.into(),
-        received_at_ms: 2,
-    }
 }
 
 /// `N` gateway instances on one fresh database `db`.
@@ -95,31 +74,7 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
     let url = pg.create_database("one");
     let first_id = {
         let store = open(&pg, &url);
-        assert_eq!(store.counts().unwrap(), Counts::default());
-        let push = webhook("e1", "v2.conversation.pushed", "c1", "v1", &[7]);
-        assert_eq!(
-            store.append_webhook(push.clone()).unwrap(),
-            Appended {
-                seq: 1,
-                inserted: true
-            }
-        );
-        assert_eq!(store.append_evidence(evidence("v1", None)).unwrap(), 2);
-        assert_eq!(
-            store.append_webhook(push).unwrap(),
-            Appended {
-                seq: 1,
-                inserted: false
-            }
-        );
-        assert_eq!(
-            store.counts().unwrap(),
-            Counts {
-                webhook_events: 1,
-                evidence: 1,
-                last_seq: 2
-            }
-        );
+        a_new_log_stores_each_event_once(&store);
         assert_eq!(*store.committed().borrow(), 2);
         store.log_id().to_owned()
     };
@@ -128,14 +83,10 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
     let store = open(&pg, &url);
     assert_eq!(store.log_id(), first_id);
     assert_eq!(*store.committed().borrow(), 2);
-    let next = webhook("e2", "v2.conversation.closed", "c1", "v1", &[]);
-    assert_eq!(store.append_webhook(next).unwrap().seq, 3);
-    let all = store.read_after(0, 10).unwrap();
-    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert_eq!(all[0].operator_ids, vec![7]);
-    assert_eq!(all[1].kind, EntryKind::Evidence);
-    assert_eq!(store.read_after(1, 1).unwrap()[0].seq, 2);
-    assert!(store.read_after(3, 10).unwrap().is_empty());
+    a_reopened_log_continues(
+        &store,
+        webhook("e2", "v2.conversation.closed", "c1", "v1", &[]),
+    );
     // Another database is another log.
     let other = open(&pg, &pg.create_database("two"));
     assert_ne!(other.log_id(), first_id);
