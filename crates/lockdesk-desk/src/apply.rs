@@ -269,6 +269,13 @@ mod testing {
         Ctx::new(conn, 3600, 7)
     }
 
+    /// A chat conversation `id` of visitor `v-1`, opened at 0, with no operator.
+    pub(super) fn chat(ctx: &mut Ctx<'_>, id: &str) -> conversation::Conv {
+        let v = ctx.visitor("v-1", 0).unwrap();
+        ctx.create(id, (v, "v-1"), "CHAT", None, Some(0), 0)
+            .unwrap()
+    }
+
     /// A verified JWE token of `user` from the issuer `brand`, valid until 2096.
     pub(super) fn verified(user: &str) -> lockdesk_verify::Verified {
         lockdesk_verify::Verified {

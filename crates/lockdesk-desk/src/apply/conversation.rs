@@ -321,7 +321,7 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing;
+    use super::super::testing::{self, chat};
     use super::*;
     use lockdesk_conversation::{AlertKind, AuthStateName};
 
@@ -330,13 +330,6 @@ mod tests {
             user_id: user.into(),
             at,
         }
-    }
-
-    /// A chat conversation `id` of visitor `v-1`, opened at 0, with no operator.
-    fn chat(ctx: &mut Ctx<'_>, id: &str) -> Conv {
-        let v = ctx.visitor("v-1", 0).unwrap();
-        ctx.create(id, (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap()
     }
 
     #[test]
