@@ -369,22 +369,14 @@ fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gatewa
     push(&a, "h5", "c2", "v2b", 104);
     push(&a, "h6", "c3", "v3", 105);
     close(&a, "h7", "c3", "v3");
-    assert_eq!(
-        shown(&b, "v1"),
-        vec![102],
-        "a transfer made by the other instance"
-    );
-    assert_eq!(
-        shown(&b, "v2"),
-        Vec::<u64>::new(),
-        "c2 moved to visitor v2b"
-    );
-    assert_eq!(shown(&b, "v2b"), vec![104], "closed, then opened again");
-    assert_eq!(
-        shown(&b, "v3"),
-        Vec::<u64>::new(),
-        "closed by the other instance"
-    );
+    for (visitor, owners, why) in [
+        ("v1", &[102][..], "a transfer made by the other instance"),
+        ("v2", &[], "c2 moved to visitor v2b"),
+        ("v2b", &[104], "closed, then opened again"),
+        ("v3", &[], "closed by the other instance"),
+    ] {
+        assert_eq!(shown(&b, visitor), owners, "{why}");
+    }
     // Each close left a tombstone the other instances apply; the table holds open ones only.
     assert_eq!(
         pg.psql("deltas", "SELECT string_agg(conversation_id, ',' ORDER BY conversation_id) FROM closed_conversations"),
@@ -422,17 +414,23 @@ fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gatewa
         ),
     );
     // Both instances' copies predate it: neither may take the deltas as complete.
-    assert_eq!(
-        shown(&b, "v4"),
-        vec![555],
-        "a conversation the older gateway opened"
-    );
-    assert_eq!(
-        shown(&a, "v1"),
-        Vec::<u64>::new(),
-        "a conversation it closed"
-    );
-    assert_eq!(shown(&a, "v4"), vec![555]);
+    for (store, visitor, owners, why) in [
+        (
+            &b,
+            "v4",
+            &[555][..],
+            "a conversation the older gateway opened",
+        ),
+        (&a, "v1", &[], "a conversation it closed"),
+        (
+            &a,
+            "v4",
+            &[555],
+            "the one it opened, to the other instance too",
+        ),
+    ] {
+        assert_eq!(shown(store, visitor), owners, "{why}");
+    }
     push(&b, "h8", "c4", "v4", 556);
     assert_eq!(
         shown(&a, "v4"),
@@ -673,14 +671,20 @@ fn a_one_trip_group_whose_head_moved_is_redone_in_two_round_trips() {
         redone > 0,
         "the one-round-trip group never met a moved head"
     );
-    let entries = a.read_after(0, 1000).unwrap();
+    assert_gapless_to(&pg, "moved", &a, expected_seq);
+}
+
+/// The log of database `db`, read through `store`, is 1 to `last` without a gap, and its head
+/// agrees: the last seq is the deltas' and the last entry's.
+fn assert_gapless_to(pg: &PgServer, db: &str, store: &PostgresStore, last: u64) {
+    let entries = store.read_after(0, 1000).unwrap();
     assert_eq!(
         entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=expected_seq).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>(),
         "one gapless sequence"
     );
     assert_eq!(
-        pg.psql("moved", "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
+        pg.psql(db, "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
         "t"
     );
 }
@@ -757,16 +761,7 @@ fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     seq += 1;
     assert_eq!(b.append_evidence(evidence("v1", None)).unwrap(), seq);
     assert_eq!(audience_at(&b, seq), vec![owner]);
-    let entries = a.read_after(0, 1000).unwrap();
-    assert_eq!(
-        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=seq).collect::<Vec<_>>(),
-        "one gapless sequence"
-    );
-    assert_eq!(
-        pg.psql("turns", "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
-        "t"
-    );
+    assert_gapless_to(&pg, "turns", &a, seq);
 }
 
 #[test]
