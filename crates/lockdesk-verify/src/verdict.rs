@@ -17,13 +17,15 @@ macro_rules! with_reasons {
             TooLarge => "too_large",
             /// `alg`/`enc` other than RSA-OAEP-256 + A256GCM outside and RS256 inside.
             UnsupportedAlgorithm => "unsupported_algorithm",
-            /// A header member the format does not need (`jku`, `jwk`, `x5u`, `x5c`, `zip`, `crit`, ...).
+            /// A header member the format does not need (`jku`, `jwk`, `x5u`, `x5c`, `zip`,
+            /// `crit`, ...).
             ForbiddenHeader => "forbidden_header",
             /// The same member twice in a header, the claims, or a nested object.
             DuplicateMember => "duplicate_member",
             /// A bare JWS while the policy requires encryption.
             EncryptionRequired => "encryption_required",
-            /// No desk key opens the JWE (wrong key, tampered key/IV/ciphertext/tag, no key configured).
+            /// No desk key opens the JWE (wrong key, tampered key/IV/ciphertext/tag, no key
+            /// configured).
             DecryptionFailed => "decryption_failed",
             /// The header names a `kid` the issuer's key set does not have.
             UnknownKey => "unknown_key",
@@ -39,8 +41,9 @@ macro_rules! with_reasons {
             LifetimeTooLong => "lifetime_too_long",
             /// A registered claim is missing or of the wrong type (`iss`, `exp`, `iat`, `nbf`).
             InvalidClaims => "invalid_claims",
-            /// `https://iadvize.com/userId` missing, not a string, empty, too long, or with a character that
-            /// cannot be shown as it is (control, bidi, invisible, separator, over 4 combining marks).
+            /// `https://iadvize.com/userId` missing, not a string, empty, too long, or with a
+            /// character that cannot be shown as it is (control, bidi, invisible, separator,
+            /// over 4 combining marks).
             InvalidUserId => "invalid_user_id",
             /// `https://iadvize.com/visitorData` not an object, or a documented field not a string.
             InvalidVisitorData => "invalid_visitor_data",
