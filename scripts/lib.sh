@@ -1,4 +1,5 @@
-# Shared by scripts/run.sh and scripts/test.sh: find or install what Lockdesk needs.
+# Shared by the scripts in scripts/ (run, test, package, the benchmarks): find or install what
+# Lockdesk needs.
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,14 @@ ensure_npm() {
   say "installing npm packages in ${dir#"$ROOT"/}"
   (cd "$dir" && { npm ci --no-audit --no-fund --loglevel=error ||
     { say "npm ci failed; installing from the lockfile without changing it"; npm install --no-save --no-audit --no-fund --loglevel=error; }; }) >&2
+}
+
+# What the desktop app needs to build (scripts/run.sh, scripts/package.sh): the tools, the
+# system packages and the UI's npm packages.
+ensure_app_build_deps() {
+  ensure_tools
+  ensure_packages "${RUN_PACKAGES[@]}"
+  ensure_npm "$ROOT/ui"
 }
 
 # Prints the first UI input newer than the built ui/dist/index.html (nothing when the build is

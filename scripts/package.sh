@@ -7,9 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ensure_tools
-ensure_packages "${RUN_PACKAGES[@]}"
-ensure_npm "$ROOT/ui"
+ensure_app_build_deps
 say "building the .deb (release; tauri.conf.json builds lockdesk-cli before bundling)"
 ui/node_modules/.bin/tauri build --bundles deb >&2
 version="$(node -p 'require("./tauri.conf.json").version')"

@@ -5,9 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ensure_tools
-ensure_packages "${RUN_PACKAGES[@]}"
-ensure_npm "$ROOT/ui"
+ensure_app_build_deps
 build_ui
 
 if ! has_display; then

@@ -95,7 +95,17 @@ mod tests {
     use serde_json::{json, Value};
     use tauri::Manager;
 
-    use crate::tests::{harness, invoke};
+    use crate::tests::{harness, invoke, Harness};
+
+    /// Shuts down the desk that `crate::desk::start` started on `h`.
+    fn stop_desk(h: &Harness) {
+        let service = h
+            .app
+            .state::<std::sync::Arc<crate::desk::DeskHolder>>()
+            .running()
+            .unwrap();
+        tauri::async_runtime::block_on(service.shutdown());
+    }
 
     fn no_filters() -> Value {
         json!({"filters": {"state": null, "reason": null, "operatorId": null, "channel": null,
@@ -221,12 +231,7 @@ mod tests {
             text.lines().next().unwrap_or("")
         );
 
-        let service = h
-            .app
-            .state::<std::sync::Arc<crate::desk::DeskHolder>>()
-            .running()
-            .unwrap();
-        tauri::async_runtime::block_on(service.shutdown());
+        stop_desk(&h);
     }
 
     /// The store edited offline while the desk runs (a failed conversation flipped to secured
@@ -320,11 +325,6 @@ mod tests {
             s["integrity"]
         );
 
-        let service = h
-            .app
-            .state::<std::sync::Arc<crate::desk::DeskHolder>>()
-            .running()
-            .unwrap();
-        tauri::async_runtime::block_on(service.shutdown());
+        stop_desk(&h);
     }
 }

@@ -38,7 +38,7 @@ use sha2::Sha256;
 
 use crate::chain::{self, Chained};
 use crate::entry::{self, Entry};
-use crate::store::check_initialised;
+use crate::store::{check_initialised, snapshot};
 use crate::verify::{
     counts_from_value, counts_to_value, read_anchor, Anchor, Broken, Checker, VerifyError,
 };
@@ -324,11 +324,7 @@ pub fn export(
     progress: &mut dyn FnMut(u64),
 ) -> Result<ExportSummary, ExportError> {
     check_initialised(conn)?;
-    let _tx = if conn.is_autocommit() {
-        Some(conn.unchecked_transaction()?)
-    } else {
-        None
-    };
+    let _tx = snapshot(conn)?;
     let anchor = read_anchor(conn)?;
     let head = crate::store::head(conn)?;
     enum Sink<'w> {

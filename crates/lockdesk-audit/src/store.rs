@@ -68,6 +68,16 @@ pub fn migrate(conn: &Connection) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// A consistent snapshot of the log even while the desk appends: a read transaction, or none
+/// when the caller has one open (the reads are then nested in it).
+pub(crate) fn snapshot(conn: &Connection) -> rusqlite::Result<Option<rusqlite::Transaction<'_>>> {
+    if conn.is_autocommit() {
+        conn.unchecked_transaction().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Fails with [`AuditError::NotInitialised`] when the tables are missing (a desk file from
 /// before the audit log, or not a desk file at all).
 pub(crate) fn check_initialised(conn: &Connection) -> Result<(), AuditError> {

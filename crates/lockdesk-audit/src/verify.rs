@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::entry::{self, Entry};
-use crate::store::check_initialised;
+use crate::store::{check_initialised, snapshot};
 use crate::{AuditError, Head, Kind};
 
 /// A chain that verified.
@@ -153,13 +153,7 @@ pub fn verify_visiting(
     visit: &mut dyn FnMut(&Entry),
 ) -> Result<Report, VerifyError> {
     check_initialised(conn)?;
-    // A consistent snapshot even while the desk appends. Nested in the caller's transaction
-    // if it has one.
-    let _tx = if conn.is_autocommit() {
-        Some(conn.unchecked_transaction()?)
-    } else {
-        None
-    };
+    let _tx = snapshot(conn)?;
     let anchor = read_anchor(conn)?;
     let mut checker = Checker::new(&anchor);
     let mut stmt = conn.prepare(&format!(

@@ -77,14 +77,7 @@ fn edits_by_hand_are_named() {
         ("UPDATE audit_log SET prev_hash = zeroblob(32) WHERE seq = 11", 11),
         ("UPDATE audit_log SET at_ms = 'x' WHERE seq = 8", 8),
     ];
-    for (sql, seq) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut conn, _) = open(&dir);
-        fill(&mut conn, 20);
-        conn.execute(sql, []).unwrap();
-        let (got, problem) = broken_seq(&conn);
-        assert_eq!(got, *seq, "{sql}: {problem}");
-    }
+    each_edit_is_named_at(cases);
 }
 
 #[test]
@@ -129,6 +122,12 @@ fn deletions_insertions_and_reorderings_are_named() {
         // The anchor moved as if entries had been purged.
         ("DELETE FROM audit_log WHERE seq <= 5; UPDATE audit_anchor SET start_seq = 6, prev_hash = (SELECT prev_hash FROM audit_log WHERE seq = 6)", 6),
     ];
+    each_edit_is_named_at(cases);
+}
+
+/// For each `(sql, seq)`: a new log of 20 entries, edited by `sql` (one statement or several),
+/// verifies as broken at entry `seq`.
+fn each_edit_is_named_at(cases: &[(&str, u64)]) {
     for (sql, seq) in cases {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, _) = open(&dir);

@@ -29,13 +29,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show or check Lockdesk's configuration file.
-    Config(cmd::config::Args),
+    #[command(subcommand)]
+    Config(cmd::config::Action),
     /// Verify iAdvize authentication tokens (exit 0 all verified, 1 any rejected, 2 usage error).
     Verify(cmd::verify::Args),
     /// Generate and inspect RSA keys.
-    Keys(cmd::keys::Args),
+    #[command(subcommand)]
+    Keys(cmd::keys::Action),
     /// Produce tokens in iAdvize's format (for testing a brand's set-up).
-    Token(cmd::token::Args),
+    #[command(subcommand)]
+    Token(cmd::token::Action),
     /// Measure verification speed against `openssl speed`.
     Bench(cmd::bench::Args),
     /// Run the gateway: iAdvize webhooks and token evidence in, stored durably.
@@ -70,10 +73,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Config(args) => cmd::config::run(args),
+        Command::Config(action) => cmd::config::run(action),
         Command::Verify(args) => cmd::verify::run(args),
-        Command::Keys(args) => cmd::keys::run(args),
-        Command::Token(args) => cmd::token::run(args),
+        Command::Keys(action) => cmd::keys::run(action),
+        Command::Token(action) => cmd::token::run(action),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Gateway(args) => cmd::gateway::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),

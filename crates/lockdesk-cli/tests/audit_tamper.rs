@@ -43,9 +43,7 @@ fn audit_verify_names_conversations_and_alerts_edited_offline() {
     .unwrap();
     drop(conn);
 
-    let o = run(&["audit", "verify"], &data);
-    let out = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = verify_fails(&data);
     assert!(
         out.contains("BROKEN: the store disagrees with the audit log")
             && out.contains("the chain itself is intact"),
@@ -69,12 +67,19 @@ fn audit_verify_names_conversations_and_alerts_edited_offline() {
     conn.execute("DELETE FROM alerts WHERE id = ?1", [alert])
         .unwrap();
     drop(conn);
-    let o = run(&["audit", "verify"], &data);
-    let out = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    let out = verify_fails(&data);
     assert!(
         out.lines()
             .any(|l| l.contains(&format!("alert {alert} ")) && l.contains("removed from the store")),
         "{out}"
     );
+}
+
+/// `lockdesk-cli audit verify` on the desk in `data`: asserts exit status 1 and returns what it
+/// printed.
+fn verify_fails(data: &std::path::Path) -> String {
+    let o = run(&["audit", "verify"], data);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    out
 }

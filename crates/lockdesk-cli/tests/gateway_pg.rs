@@ -38,6 +38,14 @@ fn start(dir: &Path, pg: &PgServer, url: &str) -> RunningGateway {
     start_pg_gateway(dir, &config(), "127.0.0.1:0", pg, url)
 }
 
+/// Two instances, `a` and `b` (in those folders of `dir`), on a new database `db`, and its URL.
+fn two_instances(pg: &PgServer, dir: &Path, db: &str) -> (String, RunningGateway, RunningGateway) {
+    let url = pg.create_database(db);
+    let a = start(&dir.join("a"), pg, &url);
+    let b = start(&dir.join("b"), pg, &url);
+    (url, a, b)
+}
+
 fn store(pg: &PgServer, url: &str) -> PostgresStore {
     PostgresStore::open(&PgSettings {
         url: url.to_owned(),
@@ -79,10 +87,8 @@ fn check_log(
 #[test]
 fn an_instance_sigkilled_mid_burst_loses_and_duplicates_nothing_the_other_carries_on() {
     let pg = PgServer::start();
-    let url = pg.create_database("kill");
     let dir = tempfile::tempdir().unwrap();
-    let a = start(&dir.path().join("a"), &pg, &url);
-    let b = start(&dir.path().join("b"), &pg, &url);
+    let (url, a, b) = two_instances(&pg, dir.path(), "kill");
     let addrs = [a.addr, b.addr];
 
     let burst = Burst::start(move |t, i, id| {
@@ -133,10 +139,8 @@ fn an_instance_sigkilled_mid_burst_loses_and_duplicates_nothing_the_other_carrie
 #[test]
 fn the_same_delivery_at_both_instances_at_once_is_stored_once() {
     let pg = PgServer::start();
-    let url = pg.create_database("twice");
     let dir = tempfile::tempdir().unwrap();
-    let a = start(&dir.path().join("a"), &pg, &url);
-    let b = start(&dir.path().join("b"), &pg, &url);
+    let (url, a, b) = two_instances(&pg, dir.path(), "twice");
     const ROUNDS: usize = 60;
     // Then a few deliveries to A alone: B learns of them only through its tail.
     const ONLY_A: usize = 5;
@@ -217,10 +221,8 @@ fn the_same_delivery_at_both_instances_at_once_is_stored_once() {
 #[test]
 fn postgres_killed_mid_burst_no_2xx_for_what_is_not_stored_and_no_instance_restarts() {
     let pg = PgServer::start();
-    let url = pg.create_database("outage");
     let dir = tempfile::tempdir().unwrap();
-    let mut a = start(&dir.path().join("a"), &pg, &url);
-    let mut b = start(&dir.path().join("b"), &pg, &url);
+    let (url, mut a, mut b) = two_instances(&pg, dir.path(), "outage");
     let addrs = [a.addr, b.addr];
     const PER_WORKER: usize = 120;
 

@@ -86,8 +86,22 @@ const NOW_MS: i64 = 1_767_261_600_000;
 /// 10000-01-01T00:00:00Z: one millisecond past the last time RFC 3339 can write.
 const YEAR_10000_MS: i64 = 253_402_300_800_000;
 
-/// Runs `watch --json` against `url` for `secs` seconds with its store in `data`.
-fn watch(dir: &Path, keys: &Path, url: &str, data: &Path, secs: &str) -> Output {
+/// Runs `watch --json` against `url` for `secs` seconds with its store in `data` (on a blocking
+/// thread: the test's runtime serves the feed meanwhile).
+async fn watch(dir: &Path, keys: &Path, url: &str, data: &Path, secs: &str) -> Output {
+    let (dir, keys, url, data) = (
+        dir.to_owned(),
+        keys.to_owned(),
+        url.to_owned(),
+        data.to_owned(),
+    );
+    let secs = secs.to_owned();
+    tokio::task::spawn_blocking(move || watch_now(&dir, &keys, &url, &data, &secs))
+        .await
+        .unwrap()
+}
+
+fn watch_now(dir: &Path, keys: &Path, url: &str, data: &Path, secs: &str) -> Output {
     cli()
         .args(["watch", "--json", "--feed", url])
         .args(["--credential", "desk-credential-0123456"])
@@ -125,11 +139,7 @@ async fn an_entry_received_after_year_9999_is_skipped_and_recorded_and_the_watch
     })
     .await;
     let data = dir.path().join("desk");
-    let (k, u, d) = (keys.clone(), url.clone(), data.clone());
-    let dp = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || watch(&dp, &k, &u, &d, "3"))
-        .await
-        .unwrap();
+    let out = watch(dir.path(), &keys, &url, &data, "3").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{:?}\n{stderr}", out.status);
@@ -152,11 +162,7 @@ async fn an_entry_received_after_year_9999_is_skipped_and_recorded_and_the_watch
     assert!(!lines.is_empty(), "{stdout}\n{stderr}");
 
     // The cursor was saved past both: a second run resumes after 2.
-    let (k, u, d) = (keys.clone(), url.clone(), data.clone());
-    let dp = dir.path().to_owned();
-    let again = tokio::task::spawn_blocking(move || watch(&dp, &k, &u, &d, "2"))
-        .await
-        .unwrap();
+    let again = watch(dir.path(), &keys, &url, &data, "2").await;
     assert!(
         again.status.success(),
         "{}",
@@ -181,11 +187,7 @@ async fn a_seq_beyond_i64_max_is_refused_and_the_saved_cursor_stays_where_it_was
     })
     .await;
     let data = dir.path().join("desk");
-    let (k, u, d) = (keys.clone(), url.clone(), data.clone());
-    let dp = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || watch(&dp, &k, &u, &d, "4"))
-        .await
-        .unwrap();
+    let out = watch(dir.path(), &keys, &url, &data, "4").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}\n{stderr}", out.status);
     assert!(
@@ -213,10 +215,7 @@ async fn a_hello_with_heartbeat_secs_2_64_minus_1_is_reported_instead_of_a_silen
     // "connected", then nothing, and exited 0 at the end of --duration.
     let (url, _afters) = server(|after| vec![hello(after, 0, u64::MAX)]).await;
     let data = dir.path().join("desk");
-    let dp = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || watch(&dp, &keys, &url, &data, "2"))
-        .await
-        .unwrap();
+    let out = watch(dir.path(), &keys, &url, &data, "2").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(

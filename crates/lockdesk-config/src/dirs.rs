@@ -38,12 +38,20 @@ fn from_env(var: &'static str) -> Result<Option<PathBuf>, DirError> {
     }
 }
 
+/// `var` when it is set (an absolute path), else the OS folder `os` names.
+fn from_env_or(
+    var: &'static str,
+    os: fn(&directories::ProjectDirs) -> &std::path::Path,
+) -> Result<PathBuf, DirError> {
+    match from_env(var)? {
+        Some(p) => Ok(p),
+        None => Ok(os(&project_dirs()?).to_owned()),
+    }
+}
+
 /// The configuration folder: `LOCKDESK_CONFIG_DIR`, else the OS one (`~/.config/lockdesk` on Linux).
 pub fn config_dir() -> Result<PathBuf, DirError> {
-    match from_env(CONFIG_DIR_ENV)? {
-        Some(p) => Ok(p),
-        None => Ok(project_dirs()?.config_dir().to_owned()),
-    }
+    from_env_or(CONFIG_DIR_ENV, directories::ProjectDirs::config_dir)
 }
 
 /// The configuration file.
@@ -54,10 +62,7 @@ pub fn config_path() -> Result<PathBuf, DirError> {
 /// The data folder (local store, logs, web view data): `LOCKDESK_DATA_DIR`, else the OS one
 /// (`~/.local/share/lockdesk` on Linux).
 pub fn data_dir() -> Result<PathBuf, DirError> {
-    match from_env(DATA_DIR_ENV)? {
-        Some(p) => Ok(p),
-        None => Ok(project_dirs()?.data_dir().to_owned()),
-    }
+    from_env_or(DATA_DIR_ENV, directories::ProjectDirs::data_dir)
 }
 
 /// Rolling log files live here.

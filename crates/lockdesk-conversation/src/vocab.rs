@@ -108,39 +108,63 @@ impl std::fmt::Display for AuthStateName {
     }
 }
 
-/// Why a conversation is `failed` or in `mismatch`, or why a presentation was rejected: the
-/// verifier's 16 reason codes and the 2 mismatch reasons. The UI has a label for each (its table
-/// is typed over this enum, so a new variant without a label does not compile).
-///
-/// A code this build does not know (a store written by a newer or older Lockdesk) reads as
-/// `unknown`, shown with a generic label: never as the raw text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[cfg_attr(feature = "ts", derive(TS))]
-#[serde(rename_all = "snake_case")]
-pub enum ReasonCode {
-    Malformed,
-    TooLarge,
-    UnsupportedAlgorithm,
-    ForbiddenHeader,
-    DuplicateMember,
-    EncryptionRequired,
-    DecryptionFailed,
-    UnknownKey,
-    BadSignature,
-    UntrustedIssuer,
-    Expired,
-    NotYetValid,
-    LifetimeTooLong,
-    InvalidClaims,
-    InvalidUserId,
-    InvalidVisitorData,
-    /// Mismatch: a valid token proved another userId than the one verified earlier.
-    TokenUserIdDiffers,
-    /// Mismatch: the platform's profile (`externalUserId`) names someone else.
-    PlatformUserIdDiffers,
-    /// A code this build does not know.
-    Unknown,
+// The verifier's reasons come from `lockdesk_verify::with_reasons!`, the one list of them: each
+// has a variant here with its name, and `verification` and `From<Reason>` map each to the other.
+// A new reason in the verifier gets its variant here, and so, through the bindings, needs a label
+// in the UI before it compiles.
+macro_rules! reason_code {
+    ($($(#[$doc:meta])* $name:ident => $code:literal,)*) => {
+        /// Why a conversation is `failed` or in `mismatch`, or why a presentation was rejected:
+        /// the verifier's 16 reason codes and the 2 mismatch reasons. The UI has a label for each
+        /// (its table is typed over this enum, so a new variant without a label does not
+        /// compile).
+        ///
+        /// A code this build does not know (a store written by a newer or older Lockdesk) reads
+        /// as `unknown`, shown with a generic label: never as the raw text.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[cfg_attr(feature = "ts", derive(TS))]
+        #[serde(rename_all = "snake_case")]
+        pub enum ReasonCode {
+            $($name,)*
+            /// Mismatch: a valid token proved another userId than the one verified earlier.
+            TokenUserIdDiffers,
+            /// Mismatch: the platform's profile (`externalUserId`) names someone else.
+            PlatformUserIdDiffers,
+            /// A code this build does not know.
+            Unknown,
+        }
+
+        impl ReasonCode {
+            /// Every known reason (not `unknown`): the verifier's, then the mismatch reasons.
+            pub const KNOWN: [ReasonCode; 18] = [
+                $(ReasonCode::$name,)*
+                ReasonCode::TokenUserIdDiffers,
+                ReasonCode::PlatformUserIdDiffers,
+            ];
+
+            /// The verifier's reason this is, `None` for a mismatch reason or `unknown`.
+            pub fn verification(self) -> Option<lockdesk_verify::Reason> {
+                Some(match self {
+                    $(ReasonCode::$name => lockdesk_verify::Reason::$name,)*
+                    ReasonCode::TokenUserIdDiffers
+                    | ReasonCode::PlatformUserIdDiffers
+                    | ReasonCode::Unknown => return None,
+                })
+            }
+        }
+
+        /// Exhaustive over the verifier's reasons.
+        impl From<lockdesk_verify::Reason> for ReasonCode {
+            fn from(r: lockdesk_verify::Reason) -> ReasonCode {
+                match r {
+                    $(lockdesk_verify::Reason::$name => ReasonCode::$name,)*
+                }
+            }
+        }
+    };
 }
+
+lockdesk_verify::with_reasons!(reason_code);
 
 /// Read as [`ReasonCode::from_code`] does: a code this build does not know is `unknown`.
 impl<'de> Deserialize<'de> for ReasonCode {
@@ -151,28 +175,6 @@ impl<'de> Deserialize<'de> for ReasonCode {
 }
 
 impl ReasonCode {
-    /// Every known reason (not `unknown`): the verifier's, then the mismatch reasons.
-    pub const KNOWN: [ReasonCode; 18] = [
-        ReasonCode::Malformed,
-        ReasonCode::TooLarge,
-        ReasonCode::UnsupportedAlgorithm,
-        ReasonCode::ForbiddenHeader,
-        ReasonCode::DuplicateMember,
-        ReasonCode::EncryptionRequired,
-        ReasonCode::DecryptionFailed,
-        ReasonCode::UnknownKey,
-        ReasonCode::BadSignature,
-        ReasonCode::UntrustedIssuer,
-        ReasonCode::Expired,
-        ReasonCode::NotYetValid,
-        ReasonCode::LifetimeTooLong,
-        ReasonCode::InvalidClaims,
-        ReasonCode::InvalidUserId,
-        ReasonCode::InvalidVisitorData,
-        ReasonCode::TokenUserIdDiffers,
-        ReasonCode::PlatformUserIdDiffers,
-    ];
-
     /// The stable snake_case code, as serialised and stored.
     pub fn code(self) -> &'static str {
         match self {
@@ -195,58 +197,6 @@ impl ReasonCode {
             "token_user_id_differs" => ReasonCode::TokenUserIdDiffers,
             "platform_user_id_differs" => ReasonCode::PlatformUserIdDiffers,
             _ => ReasonCode::Unknown,
-        }
-    }
-
-    /// The verifier's reason this is, `None` for a mismatch reason or `unknown`.
-    pub fn verification(self) -> Option<lockdesk_verify::Reason> {
-        use lockdesk_verify::Reason as R;
-        Some(match self {
-            ReasonCode::Malformed => R::Malformed,
-            ReasonCode::TooLarge => R::TooLarge,
-            ReasonCode::UnsupportedAlgorithm => R::UnsupportedAlgorithm,
-            ReasonCode::ForbiddenHeader => R::ForbiddenHeader,
-            ReasonCode::DuplicateMember => R::DuplicateMember,
-            ReasonCode::EncryptionRequired => R::EncryptionRequired,
-            ReasonCode::DecryptionFailed => R::DecryptionFailed,
-            ReasonCode::UnknownKey => R::UnknownKey,
-            ReasonCode::BadSignature => R::BadSignature,
-            ReasonCode::UntrustedIssuer => R::UntrustedIssuer,
-            ReasonCode::Expired => R::Expired,
-            ReasonCode::NotYetValid => R::NotYetValid,
-            ReasonCode::LifetimeTooLong => R::LifetimeTooLong,
-            ReasonCode::InvalidClaims => R::InvalidClaims,
-            ReasonCode::InvalidUserId => R::InvalidUserId,
-            ReasonCode::InvalidVisitorData => R::InvalidVisitorData,
-            ReasonCode::TokenUserIdDiffers
-            | ReasonCode::PlatformUserIdDiffers
-            | ReasonCode::Unknown => return None,
-        })
-    }
-}
-
-/// Exhaustive over the verifier's reasons: a new one does not compile until it has a variant
-/// here (and so, through the bindings, a label in the UI).
-impl From<lockdesk_verify::Reason> for ReasonCode {
-    fn from(r: lockdesk_verify::Reason) -> ReasonCode {
-        use lockdesk_verify::Reason as R;
-        match r {
-            R::Malformed => ReasonCode::Malformed,
-            R::TooLarge => ReasonCode::TooLarge,
-            R::UnsupportedAlgorithm => ReasonCode::UnsupportedAlgorithm,
-            R::ForbiddenHeader => ReasonCode::ForbiddenHeader,
-            R::DuplicateMember => ReasonCode::DuplicateMember,
-            R::EncryptionRequired => ReasonCode::EncryptionRequired,
-            R::DecryptionFailed => ReasonCode::DecryptionFailed,
-            R::UnknownKey => ReasonCode::UnknownKey,
-            R::BadSignature => ReasonCode::BadSignature,
-            R::UntrustedIssuer => ReasonCode::UntrustedIssuer,
-            R::Expired => ReasonCode::Expired,
-            R::NotYetValid => ReasonCode::NotYetValid,
-            R::LifetimeTooLong => ReasonCode::LifetimeTooLong,
-            R::InvalidClaims => ReasonCode::InvalidClaims,
-            R::InvalidUserId => ReasonCode::InvalidUserId,
-            R::InvalidVisitorData => ReasonCode::InvalidVisitorData,
         }
     }
 }

@@ -166,16 +166,7 @@ pub(crate) fn apply(desk: &mut Desk, entries: &[Entry], now_ms: i64) -> Result<A
 }
 
 pub(crate) fn tick(desk: &mut Desk, now_ms: i64) -> Result<Vec<Change>, DeskError> {
-    let lifetime = desk.config.session_lifetime_secs;
-    let cursor = desk.cursor;
-    let tx = desk
-        .conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut ctx = Ctx::new(&tx, lifetime, cursor);
-    ctx.tick(now_ms)?;
-    let changes = ctx.out.changes;
-    tx.commit()?;
-    Ok(changes)
+    in_one_transaction(desk, |ctx| ctx.tick(now_ms))
 }
 
 pub(crate) fn backfill(
@@ -184,15 +175,27 @@ pub(crate) fn backfill(
     now_ms: i64,
 ) -> Result<Vec<Change>, DeskError> {
     let _ = now_ms;
+    in_one_transaction(desk, |ctx| {
+        for r in records {
+            ctx.backfill_one(r)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `work` in one immediate transaction, at the desk's cursor (which it does not move), and
+/// returns the changes it made once committed.
+fn in_one_transaction(
+    desk: &mut Desk,
+    work: impl FnOnce(&mut Ctx<'_>) -> Result<(), DeskError>,
+) -> Result<Vec<Change>, DeskError> {
     let lifetime = desk.config.session_lifetime_secs;
     let cursor = desk.cursor;
     let tx = desk
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut ctx = Ctx::new(&tx, lifetime, cursor);
-    for r in records {
-        ctx.backfill_one(r)?;
-    }
+    work(&mut ctx)?;
     let changes = ctx.out.changes;
     tx.commit()?;
     Ok(changes)
@@ -264,6 +267,29 @@ mod testing {
     /// A context on `conn` with a one-hour session lifetime, reporting changes under seq 7.
     pub(super) fn ctx(conn: &Connection) -> Ctx<'_> {
         Ctx::new(conn, 3600, 7)
+    }
+
+    /// A chat conversation `id` of visitor `v-1`, opened at 0, with no operator.
+    pub(super) fn chat(ctx: &mut Ctx<'_>, id: &str) -> conversation::Conv {
+        let v = ctx.visitor("v-1", 0).unwrap();
+        ctx.create(id, (v, "v-1"), "CHAT", None, Some(0), 0)
+            .unwrap()
+    }
+
+    /// A verified JWE token of `user` from the issuer `brand`, valid until 2096.
+    pub(super) fn verified(user: &str) -> lockdesk_verify::Verified {
+        lockdesk_verify::Verified {
+            format: lockdesk_verify::Format::Jwe,
+            user_id: user.into(),
+            visitor_data: None,
+            issuer: "brand".into(),
+            expires_at: 4_000_000_000,
+            issued_at: None,
+            not_before: None,
+            signing_key: "sk".into(),
+            decryption_key: None,
+            warnings: Vec::new(),
+        }
     }
 
     /// One audit entry as read back: kind, public data, visitorData, userId, operator id.

@@ -339,48 +339,36 @@ fn erase_desk(conn: &Connection, user_id: &str) -> Result<DeskErasure, DeskError
 /// The desk's part of a purge, inside the caller's transaction.
 fn purge_desk(conn: &Connection, cutoff_ms: i64) -> Result<DeskPurge, DeskError> {
     let mut out = DeskPurge::default();
+    // Every statement deletes what the cutoff makes old; how many rows it deleted.
+    let delete = |sql: &str| conn.execute(sql, [cutoff_ms]).map(n);
     const OLD: &str = "SELECT id FROM conversations WHERE closed_ms IS NOT NULL AND closed_ms < ?1";
-    out.alerts = n(conn.execute(
-        &format!(
-            "DELETE FROM alerts WHERE conversation IN ({OLD})
-                OR (conversation IS NULL AND at_ms < ?1)"
-        ),
-        [cutoff_ms],
-    )?);
-    out.transitions = n(conn.execute(
-        &format!("DELETE FROM transitions WHERE conversation IN ({OLD})"),
-        [cutoff_ms],
-    )?);
-    out.presentations = n(conn.execute(
-        &format!(
-            "DELETE FROM presentations WHERE conversation IN ({OLD})
-                OR (conversation IS NULL AND received_ms < ?1)"
-        ),
-        [cutoff_ms],
-    )?);
-    out.conversations = n(conn.execute(
-        "DELETE FROM conversations WHERE closed_ms IS NOT NULL AND closed_ms < ?1",
-        [cutoff_ms],
-    )?);
+    out.alerts = delete(&format!(
+        "DELETE FROM alerts WHERE conversation IN ({OLD})
+            OR (conversation IS NULL AND at_ms < ?1)"
+    ))?;
+    out.transitions = delete(&format!(
+        "DELETE FROM transitions WHERE conversation IN ({OLD})"
+    ))?;
+    out.presentations = delete(&format!(
+        "DELETE FROM presentations WHERE conversation IN ({OLD})
+            OR (conversation IS NULL AND received_ms < ?1)"
+    ))?;
+    out.conversations =
+        delete("DELETE FROM conversations WHERE closed_ms IS NOT NULL AND closed_ms < ?1")?;
     // Devices with nothing left that were last seen before the cutoff, and their links.
     const IDLE: &str = "SELECT id FROM visitors v WHERE v.last_seen_ms < ?1
           AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor = v.id)
           AND NOT EXISTS (SELECT 1 FROM presentations p WHERE p.visitor = v.id)
           AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.visitor = v.id)";
-    out.identity_links = n(conn.execute(
-        &format!("DELETE FROM identity_visitors WHERE visitor IN ({IDLE})"),
-        [cutoff_ms],
-    )?);
-    out.visitors = n(conn.execute(
-        &format!("DELETE FROM visitors WHERE id IN ({IDLE})"),
-        [cutoff_ms],
-    )?);
-    out.identities = n(conn.execute(
+    out.identity_links = delete(&format!(
+        "DELETE FROM identity_visitors WHERE visitor IN ({IDLE})"
+    ))?;
+    out.visitors = delete(&format!("DELETE FROM visitors WHERE id IN ({IDLE})"))?;
+    out.identities = delete(
         "DELETE FROM identities WHERE last_seen_ms < ?1
-           AND NOT EXISTS (SELECT 1 FROM identity_visitors l WHERE l.identity = identities.id)",
-        [cutoff_ms],
-    )?);
-    out.malformed = n(conn.execute("DELETE FROM malformed WHERE received_ms < ?1", [cutoff_ms])?);
+       AND NOT EXISTS (SELECT 1 FROM identity_visitors l WHERE l.identity = identities.id)",
+    )?;
+    out.malformed = delete("DELETE FROM malformed WHERE received_ms < ?1")?;
     Ok(out)
 }
 
@@ -395,15 +383,7 @@ impl Desk {
         if user_id.is_empty() {
             return Err(DeskError::Store("erase: the userId is empty".into()));
         }
-        if !self.conn.is_autocommit() {
-            return Err(DeskError::Store("erase: a transaction is open".into()));
-        }
-        check_chain(&self.conn)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let desk = erase_desk(&tx, user_id)?;
-        tx.commit()?;
+        let desk = self.remove_from_desk("erase", |tx| erase_desk(tx, user_id))?;
         let audit = lockdesk_audit::erase_user(&self.conn, user_id, now_ms)?;
         // The audit erasure scrubs the file only when it changed something.
         let file_scrubbed = if audit.erased_entries == 0 && desk.total() > 0 {
@@ -426,15 +406,7 @@ impl Desk {
     /// Open conversations are kept whatever their age. Refuses a broken audit log before
     /// changing anything.
     pub fn purge_before(&mut self, cutoff_ms: i64, now_ms: i64) -> Result<PurgeReport, DeskError> {
-        if !self.conn.is_autocommit() {
-            return Err(DeskError::Store("purge: a transaction is open".into()));
-        }
-        check_chain(&self.conn)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let desk = purge_desk(&tx, cutoff_ms)?;
-        tx.commit()?;
+        let desk = self.remove_from_desk("purge", |tx| purge_desk(tx, cutoff_ms))?;
         // When the desk removed rows, the log records the cutoff even if none of its entries
         // is old enough to go: the check against the log then knows why they are gone.
         let audit = if desk.total() > 0 {
@@ -452,5 +424,25 @@ impl Desk {
             audit,
             file_scrubbed,
         })
+    }
+
+    /// The desk's side of an erasure or a purge (`what`), before the audit log's: refused while
+    /// a transaction is open or when the audit log is broken, else `remove` in one immediate
+    /// transaction, committed.
+    fn remove_from_desk<R>(
+        &mut self,
+        what: &str,
+        remove: impl FnOnce(&Connection) -> Result<R, DeskError>,
+    ) -> Result<R, DeskError> {
+        if !self.conn.is_autocommit() {
+            return Err(DeskError::Store(format!("{what}: a transaction is open")));
+        }
+        check_chain(&self.conn)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = remove(&tx)?;
+        tx.commit()?;
+        Ok(removed)
     }
 }

@@ -347,26 +347,35 @@ fn describe(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
+/// A frame of either direction, read within the size bound.
+fn parse_frame<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, FrameError> {
+    check_len(text)?;
+    serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe(&e)))
+}
+
+/// A message of either direction as its frame's text.
+fn frame_text<T: Serialize>(message: &T) -> String {
+    // Serialising these types cannot fail: string keys, no non-finite floats.
+    serde_json::to_string(message).unwrap_or_else(|_| String::from("{\"type\":\"unknown\"}"))
+}
+
 impl ServerMessage {
     pub fn parse(text: &str) -> Result<ServerMessage, FrameError> {
-        check_len(text)?;
-        serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe(&e)))
+        parse_frame(text)
     }
 
     pub fn to_text(&self) -> String {
-        // Serialising these types cannot fail: string keys, no non-finite floats.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"unknown\"}"))
+        frame_text(self)
     }
 }
 
 impl ClientMessage {
     pub fn parse(text: &str) -> Result<ClientMessage, FrameError> {
-        check_len(text)?;
-        serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe(&e)))
+        parse_frame(text)
     }
 
     pub fn to_text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"unknown\"}"))
+        frame_text(self)
     }
 }
 

@@ -414,31 +414,16 @@ fn check_credential(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockdesk_testkit::gateway_config::{advisor, config, sam, ALICE, SECRET};
 
-    const VALID: &str = r#"
-[[webhook]]
-name = "main"
-secret = "s3cr3t-webhook"
-
-[[provider]]
-name = "brand"
-credential = "provider-credential-0123456789"
-
-[[subscriber]]
-name = "alice"
-credential = "alice-credential-0123456789"
-role = "advisor"
-operator_ids = [101, 102]
-
-[[subscriber]]
-name = "sam"
-credential = "sam-credential-0123456789ab"
-role = "supervisor"
-"#;
+    /// The test gateway's configuration with alice (operators 101 and 102), then sam.
+    fn valid() -> String {
+        config(&(advisor("alice", ALICE, &[101, 102]) + &sam()))
+    }
 
     #[test]
     fn valid_file_parses_and_validates() {
-        let c = GatewayConfig::from_toml(VALID).unwrap();
+        let c = GatewayConfig::from_toml(&valid()).unwrap();
         assert_eq!(validate(&c), vec![]);
         assert_eq!(c.subscriber[0].operator_ids, vec![101, 102]);
         assert_eq!(c.subscriber[1].role, Role::Supervisor);
@@ -446,10 +431,10 @@ role = "supervisor"
 
     #[test]
     fn debug_output_never_shows_secrets() {
-        let c = GatewayConfig::from_toml(VALID).unwrap();
+        let c = GatewayConfig::from_toml(&valid()).unwrap();
         let dbg = format!("{c:?}");
         for secret in [
-            "s3cr3t-webhook",
+            SECRET,
             "provider-credential",
             "alice-credential",
             "sam-credential",

@@ -559,6 +559,13 @@ impl Conn {
         Ok(())
     }
 
+    /// A frame refused: counted and logged as `metric`, then the connection closed with a
+    /// protocol error saying `reason`.
+    async fn refuse(&mut self, metric: &'static str, reason: &'static str) -> End {
+        self.reject(metric);
+        self.close(close::PROTOCOL_ERROR, reason).await
+    }
+
     fn reject(&self, reason: &'static str) {
         self.hub.metrics.rejected("feed", reason);
         tracing::info!(
@@ -585,40 +592,22 @@ impl Conn {
                 }
                 // Additive changes within v1: ignore what we do not know.
                 Ok(ClientMessage::Unknown) => Ok(()),
-                Err(_) => {
-                    self.reject("frame_malformed");
-                    Err(self
-                        .close(close::PROTOCOL_ERROR, "not a feed message")
-                        .await)
-                }
+                Err(_) => Err(self.refuse("frame_malformed", "not a feed message").await),
             },
-            Some(Ok(Message::Binary(_))) => {
-                self.reject("frame_binary");
-                Err(self
-                    .close(
-                        close::PROTOCOL_ERROR,
-                        "binary frames are not part of the protocol",
-                    )
-                    .await)
-            }
+            Some(Ok(Message::Binary(_))) => Err(self
+                .refuse("frame_binary", "binary frames are not part of the protocol")
+                .await),
             // tungstenite answers pings itself.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
             Some(Err(WsError::Capacity(_))) => {
-                self.reject("frame_too_large");
-                Err(self.close(close::PROTOCOL_ERROR, "frame too large").await)
+                Err(self.refuse("frame_too_large", "frame too large").await)
             }
-            Some(Err(WsError::Utf8(_))) => {
-                self.reject("frame_malformed");
-                Err(self
-                    .close(close::PROTOCOL_ERROR, "text frame is not UTF-8")
-                    .await)
-            }
-            Some(Err(WsError::Protocol(_))) => {
-                self.reject("frame_malformed");
-                Err(self
-                    .close(close::PROTOCOL_ERROR, "WebSocket protocol error")
-                    .await)
-            }
+            Some(Err(WsError::Utf8(_))) => Err(self
+                .refuse("frame_malformed", "text frame is not UTF-8")
+                .await),
+            Some(Err(WsError::Protocol(_))) => Err(self
+                .refuse("frame_malformed", "WebSocket protocol error")
+                .await),
             Some(Err(_)) => Err(End::Gone),
         }
     }

@@ -69,14 +69,7 @@ impl Visibility {
     pub fn restore(open: impl IntoIterator<Item = (String, Vec<u64>, Option<String>)>) -> Self {
         let mut vis = Visibility::default();
         for (id, owners, visitor) in open {
-            if let Some(v) = &visitor {
-                vis.visitors
-                    .entry(v.clone())
-                    .or_default()
-                    .insert(id.clone());
-            }
-            vis.conversations
-                .insert(id, Conversation { owners, visitor });
+            vis.set_open(id, owners, visitor);
         }
         vis
     }

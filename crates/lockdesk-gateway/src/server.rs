@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -412,24 +412,38 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// `{"error": reason, "message": ...}` with `status`.
-fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response {
-    let body = json!({ "error": reason, "message": message }).to_string();
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+/// `response` with the header `name: value` (replacing any other value of it).
+fn with_header(mut response: Response, name: HeaderName, value: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_static(value));
     response
 }
 
+/// `{"error": reason, "message": ...}` with `status`.
+fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response {
+    json_ok(status, json!({ "error": reason, "message": message }))
+}
+
+/// 503 `storage_unavailable`, to be retried in five seconds.
+fn storage_unavailable(message: String) -> Response {
+    with_header(
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            message,
+        ),
+        header::RETRY_AFTER,
+        "5",
+    )
+}
+
 fn json_ok(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
+    with_header(
+        (status, body.to_string()).into_response(),
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+        "application/json",
+    )
 }
 
 /// Reads the whole body within the size limit and the time limit. On failure, the response to
@@ -480,15 +494,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 fn store_failed(state: &AppState, endpoint: &'static str, e: &StoreError) -> Response {
     tracing::error!(endpoint, error = %e, "append failed");
     state.metrics.rejected(endpoint, "storage_unavailable");
-    let mut response = refuse(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage_unavailable",
-        "the event could not be stored; retry later".into(),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
+    storage_unavailable("the event could not be stored; retry later".into())
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -630,15 +636,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         ),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
-            let mut response = refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                format!("the event store cannot store: {e}"),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            response
+            storage_unavailable(format!("the event store cannot store: {e}"))
         }
     }
 }
@@ -647,20 +645,19 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.clone();
     let counts = run_blocking(move || store.counts()).await.ok();
     let feed = state.hub.snapshot();
-    let mut response = state.metrics.render(counts, &feed).into_response();
-    response.headers_mut().insert(
+    with_header(
+        state.metrics.render(counts, &feed).into_response(),
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
 }
 
 fn unauthorized(reason: &'static str, message: String) -> Response {
-    let mut response = refuse(StatusCode::UNAUTHORIZED, reason, message);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+    with_header(
+        refuse(StatusCode::UNAUTHORIZED, reason, message),
+        header::WWW_AUTHENTICATE,
+        "Bearer",
+    )
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -715,15 +712,15 @@ async fn feed_handler(State(state): State<Arc<AppState>>, mut request: Request) 
             .is_some_and(|v| v.as_bytes() == b"13");
     let Some(key) = key.filter(|_| is_websocket) else {
         state.metrics.rejected(ENDPOINT, "not_websocket");
-        let mut response = refuse(
-            StatusCode::UPGRADE_REQUIRED,
-            "not_websocket",
-            "the feed is a WebSocket (version 13)".into(),
+        return with_header(
+            refuse(
+                StatusCode::UPGRADE_REQUIRED,
+                "not_websocket",
+                "the feed is a WebSocket (version 13)".into(),
+            ),
+            header::UPGRADE,
+            "websocket",
         );
-        response
-            .headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        return response;
     };
     if !header_has_token(
         headers,

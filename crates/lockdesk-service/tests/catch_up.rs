@@ -15,11 +15,15 @@ use crate::support::*;
 /// The desk's session lifetime in this test.
 const LIFETIME: Duration = Duration::from_secs(10);
 
-/// The test gateway on a new folder `gateway` in `root`, at 127.0.0.1:0.
-async fn start_gateway_in(root: &std::path::Path) -> lockdesk_gateway::Gateway {
-    let gateway_dir = root.join("gateway");
+/// A new folder with the test keys, and the test gateway in its folder `gateway`, at
+/// 127.0.0.1:0.
+async fn keys_and_gateway() -> (tempfile::TempDir, Keys, lockdesk_gateway::Gateway) {
+    let root = tempfile::tempdir().unwrap();
+    let keys = keys(root.path());
+    let gateway_dir = root.path().join("gateway");
     std::fs::create_dir_all(&gateway_dir).unwrap();
-    start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await
+    let gateway = start_gateway(&gateway_dir, "127.0.0.1:0".parse().unwrap()).await;
+    (root, keys, gateway)
 }
 
 fn send(sender: &mut lockdesk_sim::Sender, step: &Step) -> u64 {
@@ -29,18 +33,16 @@ fn send(sender: &mut lockdesk_sim::Sender, step: &Step) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
-    let root = tempfile::tempdir().unwrap();
-    let Keys {
-        private,
-        jwks,
-        sim: sim_keys,
-        ..
-    } = keys(root.path());
-    let gateway = start_gateway_in(root.path()).await;
+    let (root, keys, gateway) = keys_and_gateway().await;
     let addr = gateway.local_addr();
     let desk_dir = root.path().join("desk");
     let start_desk = || async {
-        let mut o = options(&desk_dir, &format!("ws://{addr}/v1/feed"), &private, &jwks);
+        let mut o = options(
+            &desk_dir,
+            &format!("ws://{addr}/v1/feed"),
+            &keys.private,
+            &keys.jwks,
+        );
         o.desk = DeskConfig {
             session_lifetime_secs: LIFETIME.as_secs() as i64,
         };
@@ -52,7 +54,7 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     // The first person presents again while the desk is down; the other does not.
     let (push, tokens, conversation) = person(11);
     let (other_push, other_tokens, other) = person(12);
-    let mut sender = tokio::task::block_in_place(|| sender(addr, sim_keys));
+    let mut sender = tokio::task::block_in_place(|| sender(addr, keys.sim));
 
     // Secured, live.
     let desk = start_desk().await;
@@ -157,14 +159,7 @@ fn person(seed: u64) -> (Step, Vec<Step>, String) {
 /// began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_says_how_far_behind_the_desk_is_while_it_catches_up() {
-    let root = tempfile::tempdir().unwrap();
-    let Keys {
-        private,
-        jwks,
-        sim: sim_keys,
-        ..
-    } = keys(root.path());
-    let gateway = start_gateway_in(root.path()).await;
+    let (root, keys, gateway) = keys_and_gateway().await;
     let addr = gateway.local_addr();
 
     // A backlog written before the desk starts.
@@ -173,7 +168,7 @@ async fn the_status_says_how_far_behind_the_desk_is_while_it_catches_up() {
         .take(300)
         .collect();
     let last = tokio::task::block_in_place(|| {
-        let mut sender = sender(addr, sim_keys);
+        let mut sender = sender(addr, keys.sim);
         steps.iter().map(|s| send(&mut sender, s)).max().unwrap()
     });
     assert!(last >= 250, "the backlog is long: {last}");
@@ -181,8 +176,8 @@ async fn the_status_says_how_far_behind_the_desk_is_while_it_catches_up() {
     let mut o = options(
         &root.path().join("desk"),
         &format!("ws://{addr}/v1/feed"),
-        &private,
-        &jwks,
+        &keys.private,
+        &keys.jwks,
     );
     o.tick_every = Duration::from_millis(50);
     // One entry per transaction: a catch-up the status can be seen in.

@@ -17,13 +17,24 @@ use std::time::{Duration, Instant};
 
 use lockdesk_feed_client::Backoff;
 use lockdesk_service::{DeskService, DESK_FILE};
-use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step, Target};
+use lockdesk_sim::{plan, Action, Scenario, Signer, SimKeys, Step};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 use lockdesk_testkit::desk_store::{assert_same, count};
 
 use crate::support::*;
+
+/// The feed client of a desk these tests interrupt: it reconnects fast (a hundred cuts in a
+/// minute), and takes small batches (more batch boundaries for the cuts to fall between).
+fn fast_reconnects_small_batches(c: &mut lockdesk_feed_client::Config) {
+    c.backoff = Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+        healthy_after: Duration::from_millis(500),
+    };
+    c.max_batch = 64;
+}
 
 const OPERATORS: [i64; 2] = [1001, 1002];
 
@@ -133,15 +144,7 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
             &private,
             &jwks,
         ),
-        |c| {
-            c.backoff = Backoff {
-                initial: Duration::from_millis(5),
-                max: Duration::from_millis(50),
-                healthy_after: Duration::from_millis(500),
-            };
-            // Small batches: more batch boundaries for the cuts to fall between.
-            c.max_batch = 64;
-        },
+        fast_reconnects_small_batches,
     )
     .await
     .unwrap();
@@ -166,15 +169,7 @@ async fn cuts_and_gateway_restarts_end_in_the_state_of_an_uninterrupted_run() {
     let driver_dir = gateway_dir.clone();
     let driver_desk = interrupted.clone();
     let driver = std::thread::spawn(move || {
-        let mut sender = lockdesk_sim::Sender::new(
-            Target {
-                gateway: format!("http://{gateway_addr}"),
-                webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
-                provider_token: PROVIDER.to_owned(),
-            },
-            sim_keys,
-        )
-        .unwrap();
+        let mut sender = sender(gateway_addr, sim_keys);
         let mut seqs = Vec::with_capacity(EVENTS);
         let (mut cuts, mut dropped, mut restarts, mut retries) = (0u64, 0u64, 0u64, 0u64);
         // Upgrades completed before the previous cut: each cut waits for a newer one, so it drops
@@ -382,15 +377,7 @@ async fn a_desk_given_two_addresses_fails_over_and_ends_as_an_uninterrupted_desk
     let send = |gateway: SocketAddr, steps: Vec<Step>| {
         let keys = sim_keys();
         tokio::task::spawn_blocking(move || {
-            let mut sender = lockdesk_sim::Sender::new(
-                Target {
-                    gateway: format!("http://{gateway}"),
-                    webhook_secret: WEBHOOK_SECRET.as_bytes().to_vec(),
-                    provider_token: PROVIDER.to_owned(),
-                },
-                keys,
-            )
-            .unwrap();
+            let mut sender = sender(gateway, keys);
             steps
                 .iter()
                 .map(|step| sender.send(step).unwrap()["seq"].as_u64().unwrap())
@@ -402,14 +389,7 @@ async fn a_desk_given_two_addresses_fails_over_and_ends_as_an_uninterrupted_desk
     let desk_dir = root.path().join("failover");
     let desk = DeskService::start_with_feed(
         options_for(&desk_dir, &[&url_a, &url_b], &private, &jwks),
-        |c| {
-            c.backoff = Backoff {
-                initial: Duration::from_millis(5),
-                max: Duration::from_millis(50),
-                healthy_after: Duration::from_millis(500),
-            };
-            c.max_batch = 64;
-        },
+        fast_reconnects_small_batches,
     )
     .await
     .unwrap();

@@ -156,6 +156,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Nothing running yet, nothing checked, revision 0.
+    fn new(host: Arc<dyn Host>) -> Shared {
+        Shared {
+            host,
+            service: Mutex::new(None),
+            failure: Mutex::new(None),
+            config_error: Mutex::new(None),
+            integrity: Mutex::new(None),
+            lifetime_secs: AtomicI64::new(0),
+            revision: AtomicU64::new(0),
+        }
+    }
+
     fn current(&self) -> Option<Arc<DeskService>> {
         lock(&self.service).clone()
     }
@@ -224,15 +237,7 @@ impl Session {
     /// Spawns the owner task (on the current tokio runtime). Nothing starts until
     /// [`Session::restart`].
     pub fn new(host: Arc<dyn Host>, launcher: Arc<dyn Launcher>) -> Session {
-        let shared = Arc::new(Shared {
-            host,
-            service: Mutex::new(None),
-            failure: Mutex::new(None),
-            config_error: Mutex::new(None),
-            integrity: Mutex::new(None),
-            lifetime_secs: AtomicI64::new(0),
-            revision: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(host));
         let (commands, rx) = mpsc::unbounded_channel();
         let owner = tokio::spawn(own(shared.clone(), launcher, rx));
         Session {

@@ -100,15 +100,7 @@ impl Host for Recording {
 }
 
 fn shared(host: Arc<Recording>) -> Arc<Shared> {
-    Arc::new(Shared {
-        host,
-        service: Mutex::new(None),
-        failure: Mutex::new(None),
-        config_error: Mutex::new(None),
-        integrity: Mutex::new(None),
-        lifetime_secs: AtomicI64::new(0),
-        revision: AtomicU64::new(0),
-    })
+    Arc::new(Shared::new(host))
 }
 
 /// A real desk store (empty, made by a desk with the real verification engine and no keys),

@@ -392,10 +392,15 @@ impl Gen {
                 self.signed_in(sec(14), s, &visitor, Some(&conv2), &other, laptop);
                 self.closed(sec(30), s, &conv2, &visitor, "CHAT", op2);
             }
-            Scenario::ReusedUserId => {
-                // Same userId, another person's signed identity, on another device.
-                let mut stranger = self.person();
-                stranger.0 = person.0.clone();
+            Scenario::ReusedUserId | Scenario::LookAlike => {
+                // The genuine customer signs in; then, on another device, another person's
+                // signed identity with the same userId (ReusedUserId), or with a userId a
+                // customer chose to look like theirs: a Cyrillic с (U+0441) for the c (LookAlike).
+                let mut other = self.person();
+                other.0 = match s {
+                    Scenario::ReusedUserId => person.0.clone(),
+                    _ => lookalike_of(&person.0),
+                };
                 let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
                 self.signed_in(sec(2), s, &visitor, Some(&conv), &person, laptop);
                 let (conv2, visitor2) = (self.uuid(), self.uuid());
@@ -405,27 +410,7 @@ impl Gen {
                     s,
                     &visitor2,
                     Some(&conv2),
-                    &stranger,
-                    web(DOMAINS[1], "phone"),
-                );
-                self.closed(sec(25), s, &conv, &visitor, "CHAT", op);
-                self.closed(sec(26), s, &conv2, &visitor2, "CHAT", op2);
-            }
-            Scenario::LookAlike => {
-                // The genuine customer signs in; then, on another device, the brand signs a
-                // userId a customer chose to look like theirs: a Cyrillic с (U+0441) for the c.
-                let mut imitator = self.person();
-                imitator.0 = lookalike_of(&person.0);
-                let op = self.pushed(sec(0), s, &conv, &visitor, "CHAT");
-                self.signed_in(sec(2), s, &visitor, Some(&conv), &person, laptop);
-                let (conv2, visitor2) = (self.uuid(), self.uuid());
-                let op2 = self.pushed(sec(5), s, &conv2, &visitor2, "CHAT");
-                self.signed_in(
-                    sec(7),
-                    s,
-                    &visitor2,
-                    Some(&conv2),
-                    &imitator,
+                    &other,
                     web(DOMAINS[1], "phone"),
                 );
                 self.closed(sec(25), s, &conv, &visitor, "CHAT", op);

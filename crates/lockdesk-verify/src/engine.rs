@@ -139,26 +139,8 @@ impl Verifier {
         ];
         let mut scratch = Scratch::new(&mut room);
         let header = decode_header(&mut scratch, h, Layer::Jwe)?;
-        match header.get(Field::Alg, "JWE")? {
-            Some(JWE_ALG) => {}
-            Some(other) => {
-                return Err(unsupported(format!(
-                    "JWE alg {} is not accepted: expected {JWE_ALG}",
-                    excerpt(other)
-                )))
-            }
-            None => return Err(malformed("the JWE header has no alg".into())),
-        }
-        match header.get(Field::Enc, "JWE")? {
-            Some(JWE_ENC) => {}
-            Some(other) => {
-                return Err(unsupported(format!(
-                    "JWE enc {} is not accepted: expected {JWE_ENC}",
-                    excerpt(other)
-                )))
-            }
-            None => return Err(malformed("the JWE header has no enc".into())),
-        }
+        require(&header, Field::Alg, "JWE", JWE_ALG)?;
+        require(&header, Field::Enc, "JWE", JWE_ENC)?;
         if let Some(cty) = header.get(Field::Cty, "JWE")? {
             if !cty.eq_ignore_ascii_case("JWT") {
                 return Err(forbidden(format!(
@@ -279,16 +261,7 @@ impl Verifier {
         ];
         let mut scratch = Scratch::new(&mut room);
         let header = decode_header(&mut scratch, h, Layer::Jws)?;
-        match header.get(Field::Alg, "JWS")? {
-            Some(JWS_ALG) => {}
-            Some(other) => {
-                return Err(unsupported(format!(
-                    "JWS alg {} is not accepted: expected {JWS_ALG}",
-                    excerpt(other)
-                )))
-            }
-            None => return Err(malformed("the JWS header has no alg".into())),
-        }
+        require(&header, Field::Alg, "JWS", JWS_ALG)?;
         check_typ(&header, "JWS", &["JWT"])?;
         let kid = header_kid(&header, "JWS")?;
 
@@ -763,6 +736,28 @@ fn check_members(
         }
     }
     Ok(())
+}
+
+/// The `layer` header's `field` must be `expected`: another value is unsupported, none at all is
+/// malformed.
+fn require(
+    header: &Header<'_>,
+    field: Field,
+    layer: &str,
+    expected: &str,
+) -> Result<(), Rejection> {
+    match header.get(field, layer)? {
+        Some(value) if value == expected => Ok(()),
+        Some(other) => Err(unsupported(format!(
+            "{layer} {} {} is not accepted: expected {expected}",
+            field.name(),
+            excerpt(other)
+        ))),
+        None => Err(malformed(format!(
+            "the {layer} header has no {}",
+            field.name()
+        ))),
+    }
 }
 
 fn check_typ(header: &Header, layer: &str, accepted: &[&str]) -> Result<(), Rejection> {

@@ -3,92 +3,82 @@
 
 use serde_json::{Map, Value};
 
-/// The stable rejection codes. They appear in the CLI's JSON and the desk's UI branches on them:
-/// never rename one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// Not a compact JWE/JWS, bad base64, bad JSON, bad segment lengths.
-    Malformed,
-    /// Over the policy's size limit (checked before any decoding).
-    TooLarge,
-    /// `alg`/`enc` other than RSA-OAEP-256 + A256GCM outside and RS256 inside.
-    UnsupportedAlgorithm,
-    /// A header member the format does not need (`jku`, `jwk`, `x5u`, `x5c`, `zip`, `crit`, ...).
-    ForbiddenHeader,
-    /// The same member twice in a header, the claims, or a nested object.
-    DuplicateMember,
-    /// A bare JWS while the policy requires encryption.
-    EncryptionRequired,
-    /// No desk key opens the JWE (wrong key, tampered key/IV/ciphertext/tag, no key configured).
-    DecryptionFailed,
-    /// The header names a `kid` the issuer's key set does not have.
-    UnknownKey,
-    /// The signature does not verify with the issuer's key.
-    BadSignature,
-    /// `iss` names no trusted issuer.
-    UntrustedIssuer,
-    /// `exp` has passed (beyond the leeway).
-    Expired,
-    /// `nbf` or `iat` is in the future (beyond the leeway).
-    NotYetValid,
-    /// `exp` is further in the future than the policy allows.
-    LifetimeTooLong,
-    /// A registered claim is missing or of the wrong type (`iss`, `exp`, `iat`, `nbf`).
-    InvalidClaims,
-    /// `https://iadvize.com/userId` missing, not a string, empty, too long, or with a character that
-    /// cannot be shown as it is (control, bidi, invisible, separator, over 4 combining marks).
-    InvalidUserId,
-    /// `https://iadvize.com/visitorData` not an object, or a documented field not a string.
-    InvalidVisitorData,
-}
-
-impl Reason {
-    /// Every code, in the order of the list.
-    pub const ALL: [Reason; 16] = [
-        Reason::Malformed,
-        Reason::TooLarge,
-        Reason::UnsupportedAlgorithm,
-        Reason::ForbiddenHeader,
-        Reason::DuplicateMember,
-        Reason::EncryptionRequired,
-        Reason::DecryptionFailed,
-        Reason::UnknownKey,
-        Reason::BadSignature,
-        Reason::UntrustedIssuer,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::LifetimeTooLong,
-        Reason::InvalidClaims,
-        Reason::InvalidUserId,
-        Reason::InvalidVisitorData,
-    ];
-
-    /// The stable snake_case code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::Malformed => "malformed",
-            Reason::TooLarge => "too_large",
-            Reason::UnsupportedAlgorithm => "unsupported_algorithm",
-            Reason::ForbiddenHeader => "forbidden_header",
-            Reason::DuplicateMember => "duplicate_member",
-            Reason::EncryptionRequired => "encryption_required",
-            Reason::DecryptionFailed => "decryption_failed",
-            Reason::UnknownKey => "unknown_key",
-            Reason::BadSignature => "bad_signature",
-            Reason::UntrustedIssuer => "untrusted_issuer",
-            Reason::Expired => "expired",
-            Reason::NotYetValid => "not_yet_valid",
-            Reason::LifetimeTooLong => "lifetime_too_long",
-            Reason::InvalidClaims => "invalid_claims",
-            Reason::InvalidUserId => "invalid_user_id",
-            Reason::InvalidVisitorData => "invalid_visitor_data",
+/// Calls the macro `$then!` with the verifier's reasons, `Variant => "code",` each with its doc
+/// comment, in the order of the list: the one list behind [`Reason`], [`Reason::ALL`] and
+/// [`Reason::code`], and behind lockdesk-conversation's `ReasonCode`, which has a variant for each
+/// (named alike, with the same code) without listing them again.
+#[macro_export]
+macro_rules! with_reasons {
+    ($then:ident) => {
+        $then! {
+            /// Not a compact JWE/JWS, bad base64, bad JSON, bad segment lengths.
+            Malformed => "malformed",
+            /// Over the policy's size limit (checked before any decoding).
+            TooLarge => "too_large",
+            /// `alg`/`enc` other than RSA-OAEP-256 + A256GCM outside and RS256 inside.
+            UnsupportedAlgorithm => "unsupported_algorithm",
+            /// A header member the format does not need (`jku`, `jwk`, `x5u`, `x5c`, `zip`,
+            /// `crit`, ...).
+            ForbiddenHeader => "forbidden_header",
+            /// The same member twice in a header, the claims, or a nested object.
+            DuplicateMember => "duplicate_member",
+            /// A bare JWS while the policy requires encryption.
+            EncryptionRequired => "encryption_required",
+            /// No desk key opens the JWE (wrong key, tampered key/IV/ciphertext/tag, no key
+            /// configured).
+            DecryptionFailed => "decryption_failed",
+            /// The header names a `kid` the issuer's key set does not have.
+            UnknownKey => "unknown_key",
+            /// The signature does not verify with the issuer's key.
+            BadSignature => "bad_signature",
+            /// `iss` names no trusted issuer.
+            UntrustedIssuer => "untrusted_issuer",
+            /// `exp` has passed (beyond the leeway).
+            Expired => "expired",
+            /// `nbf` or `iat` is in the future (beyond the leeway).
+            NotYetValid => "not_yet_valid",
+            /// `exp` is further in the future than the policy allows.
+            LifetimeTooLong => "lifetime_too_long",
+            /// A registered claim is missing or of the wrong type (`iss`, `exp`, `iat`, `nbf`).
+            InvalidClaims => "invalid_claims",
+            /// `https://iadvize.com/userId` missing, not a string, empty, too long, or with a
+            /// character that cannot be shown as it is (control, bidi, invisible, separator,
+            /// over 4 combining marks).
+            InvalidUserId => "invalid_user_id",
+            /// `https://iadvize.com/visitorData` not an object, or a documented field not a string.
+            InvalidVisitorData => "invalid_visitor_data",
         }
-    }
-
-    pub fn from_code(code: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.code() == code)
-    }
+    };
 }
+
+macro_rules! reason {
+    ($($(#[$doc:meta])* $name:ident => $code:literal,)*) => {
+        /// The stable rejection codes. They appear in the CLI's JSON and the desk's UI branches on
+        /// them: never rename one.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Reason {
+            /// Every code, in the order of the list.
+            pub const ALL: [Reason; 16] = [$(Reason::$name,)*];
+
+            /// The stable snake_case code.
+            pub fn code(self) -> &'static str {
+                match self {
+                    $(Reason::$name => $code,)*
+                }
+            }
+
+            pub fn from_code(code: &str) -> Option<Reason> {
+                Reason::ALL.into_iter().find(|r| r.code() == code)
+            }
+        }
+    };
+}
+
+with_reasons!(reason);
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -5,14 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(clap::Subcommand)]
-enum Action {
+pub enum Action {
     /// Print the configuration file's path (LOCKDESK_CONFIG_DIR redirects it).
     Path,
     /// Check every field of the configuration file, key files included; exit 1 when any is invalid.
@@ -23,8 +17,8 @@ enum Action {
     },
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.action {
+pub fn run(action: Action) -> anyhow::Result<ExitCode> {
+    match action {
         Action::Path => {
             println!("{}", lockdesk_config::config_path()?.display());
             Ok(ExitCode::SUCCESS)

@@ -455,6 +455,13 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
             Some(other) => visible(&other.to_string()).into_owned(),
         }
     };
+    // A time in ms as RFC 3339 UTC; an absent value is `-`.
+    let date = |v: &serde_json::Value, k: &str| -> String {
+        v.get(k)
+            .and_then(|x| x.as_i64())
+            .map(lockdesk_desk::format_rfc3339)
+            .unwrap_or_else(|| "-".into())
+    };
     let visitors = v.get("visitors").and_then(|x| x.as_array());
     let conversations = v.get("conversations").and_then(|x| x.as_array());
     println!("History of {:?}", Shown(user_id));
@@ -462,17 +469,11 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
         Some(vs) if !vs.is_empty() => {
             println!("Devices (visitor ids linked by a valid token):");
             for vis in vs {
-                let t = |k: &str| {
-                    vis.get(k)
-                        .and_then(|x| x.as_i64())
-                        .map(lockdesk_desk::format_rfc3339)
-                        .unwrap_or_else(|| "-".into())
-                };
                 println!(
                     "  visitor {}  first seen {}  last seen {}",
                     s(vis, "visitorId"),
-                    t("firstSeenMs"),
-                    t("lastSeenMs")
+                    date(vis, "firstSeenMs"),
+                    date(vis, "lastSeenMs")
                 );
             }
         }
@@ -483,16 +484,10 @@ fn print_history(user_id: &str, v: &serde_json::Value) {
         for c in cs {
             // Every column is labelled; the dates are the conversation's own (opened, closed),
             // RFC 3339 UTC like the device lines; an absent value is `-`.
-            let date = |k: &str| {
-                c.get(k)
-                    .and_then(|x| x.as_i64())
-                    .map(lockdesk_desk::format_rfc3339)
-                    .unwrap_or_else(|| "-".into())
-            };
             let mut fields: Vec<String> = vec![
                 format!("conversation {}", s(c, "conversationId")),
-                format!("opened {}", date("openedMs")),
-                format!("closed {}", date("closedMs")),
+                format!("opened {}", date(c, "openedMs")),
+                format!("closed {}", date(c, "closedMs")),
             ];
             for (label, k) in [
                 ("channel", "channel"),

@@ -11,14 +11,8 @@ use openssl::rsa::Rsa;
 
 use crate::out::Shown;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(clap::Subcommand)]
-enum Action {
+pub enum Action {
     /// Generate an RSA key pair: private.pem (PKCS#8, owner-only), public.pem, public.jwk.
     Generate {
         /// Folder to write into (created if missing; existing key files are never overwritten).
@@ -46,8 +40,8 @@ fn parse_bits(s: &str) -> Result<u32, String> {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.action {
+pub fn run(action: Action) -> anyhow::Result<ExitCode> {
+    match action {
         Action::Generate { out, bits } => generate(&out, bits),
         Action::Inspect { key, json } => inspect(&key, json),
     }

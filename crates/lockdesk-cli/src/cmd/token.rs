@@ -9,20 +9,14 @@ use anyhow::{bail, Context};
 use lockdesk_verify::mint::{self, Claims, Recipient, SigningKey};
 use serde_json::{Map, Value};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(clap::Subcommand)]
-enum Action {
+pub enum Action {
     /// Sign (RS256) and encrypt (RSA-OAEP-256 + A256GCM) a token.
     Mint(MintArgs),
 }
 
 #[derive(clap::Args)]
-struct MintArgs {
+pub struct MintArgs {
     /// The brand's RSA private key (PEM PKCS#8 or PKCS#1).
     #[arg(long = "signing-key", value_name = "PEM")]
     signing_key: PathBuf,
@@ -70,8 +64,8 @@ struct MintArgs {
     claim: Vec<String>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.action {
+pub fn run(action: Action) -> anyhow::Result<ExitCode> {
+    match action {
         Action::Mint(m) => mint_token(m),
     }
 }

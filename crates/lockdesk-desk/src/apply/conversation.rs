@@ -321,7 +321,7 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing;
+    use super::super::testing::{self, chat};
     use super::*;
     use lockdesk_conversation::{AlertKind, AuthStateName};
 
@@ -373,10 +373,7 @@ mod tests {
     fn a_late_event_lapses_the_session_at_its_end_first() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        let mut c = ctx
-            .create("c-1", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        let mut c = chat(&mut ctx, "c-1");
         ctx.drive(&mut c, &verified("u-1", 10), Some(3), 10_000, json!({}))
             .unwrap();
         assert_eq!(c.machine.state().state_name(), AuthStateName::Secured);
@@ -403,13 +400,8 @@ mod tests {
     fn the_tick_lapses_due_sessions_only_and_closing_twice_records_once() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        let mut a = ctx
-            .create("a", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
-        let mut b = ctx
-            .create("b", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        let mut a = chat(&mut ctx, "a");
+        let mut b = chat(&mut ctx, "b");
         ctx.drive(&mut a, &verified("u-1", 0), None, 0, json!({}))
             .unwrap();
         ctx.drive(&mut b, &verified("u-1", 100), None, 100_000, json!({}))
@@ -443,10 +435,7 @@ mod tests {
     fn a_backfilled_record_is_created_closed_and_compared_with_the_platform() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        let mut c = ctx
-            .create("c-1", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        let mut c = chat(&mut ctx, "c-1");
         ctx.drive(&mut c, &verified("u-1", 1), None, 1_000, json!({}))
             .unwrap();
         let record = |id: &str, external: Option<&str>| ClosedConversation {

@@ -178,24 +178,8 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing;
+    use super::super::testing::{self, verified};
     use super::*;
-    use lockdesk_verify::Format;
-
-    fn verified(user: &str) -> Verified {
-        Verified {
-            format: Format::Jwe,
-            user_id: user.into(),
-            visitor_data: None,
-            issuer: "brand".into(),
-            expires_at: 4_000_000_000,
-            issued_at: None,
-            not_before: None,
-            signing_key: "sk".into(),
-            decryption_key: None,
-            warnings: Vec::new(),
-        }
-    }
 
     fn facts(seq: u64, at: i64) -> PresentationFacts {
         PresentationFacts {

@@ -297,7 +297,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use lockdesk_conversation::AuthStateName;
-    use lockdesk_verify::{Format, Rejection};
+    use lockdesk_verify::Rejection;
 
     /// Gives every token the same verdict (the desk's side of verification is under test).
     struct Fixed(Verdict);
@@ -310,16 +310,8 @@ mod tests {
 
     fn valid(user: &str) -> Fixed {
         Fixed(Verdict::Verified(Verified {
-            format: Format::Jwe,
-            user_id: user.into(),
-            visitor_data: None,
-            issuer: "brand".into(),
-            expires_at: 4_000_000_000,
-            issued_at: None,
-            not_before: None,
-            signing_key: "sk".into(),
             decryption_key: Some("dk".into()),
-            warnings: Vec::new(),
+            ..testing::verified(user)
         }))
     }
 
@@ -352,9 +344,7 @@ mod tests {
     fn a_presentation_is_stored_once_without_its_token_and_secures_its_conversation() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        ctx.create("c-1", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        testing::chat(&mut ctx, "c-1");
         let verifier = valid("u-1");
         let p = evidence("v-1", None);
         ctx.evidence(3, 5_000, &p, &mut HashMap::new(), &verifier)
@@ -391,9 +381,7 @@ mod tests {
     fn a_batch_verdict_is_used_and_a_rejection_fails_the_conversation() {
         let conn = testing::store();
         let mut ctx = testing::ctx(&conn);
-        let v = ctx.visitor("v-1", 0).unwrap();
-        ctx.create("c-1", (v, "v-1"), "CHAT", None, Some(0), 0)
-            .unwrap();
+        testing::chat(&mut ctx, "c-1");
         let mut verdicts = HashMap::from([(
             4,
             Verdict::Rejected(Rejection::new(Reason::BadSignature, "no")),

@@ -17,7 +17,9 @@ fn alert_codes(d: &ConversationDetail) -> Vec<&str> {
 }
 
 /// (auth state kept at the close, reason, alert codes) per conversation of a scenario.
-fn check(desk: &Desk, steps: &[Step], s: Scenario, expected: &[(&str, Option<&str>, &[&str])]) {
+type Expected<'a> = &'a [(&'a str, Option<&'a str>, &'a [&'a str])];
+
+fn check(desk: &Desk, steps: &[Step], s: Scenario, expected: Expected<'_>) {
     let convs = conversations_of(steps, s);
     assert_eq!(convs.len(), expected.len(), "{}", s.name());
     for (id, (auth, reason, alerts)) in convs.iter().zip(expected) {
@@ -48,81 +50,58 @@ fn run(role: Role) -> (tempfile::TempDir, Desk, Vec<Step>) {
 
 fn check_all(desk: &Desk, steps: &[Step]) {
     use Scenario as S;
-    check(desk, steps, S::Anonymous, &[("anonymous", None, &[])]);
-    check(
-        desk,
-        steps,
-        S::LoginMidConversation,
-        &[("secured", None, &[])],
-    );
-    check(desk, steps, S::TokenEveryPage, &[("secured", None, &[])]);
-    check(
-        desk,
-        steps,
-        S::MultiDevice,
-        &[
-            ("secured", None, &[]),
-            ("secured", None, &[]),
-            ("secured", None, &[]),
-        ],
-    );
-    check(
-        desk,
-        steps,
-        S::SessionLapse,
-        &[("lapsed", None, &["session_lapsed"])],
-    );
-    check(
-        desk,
-        steps,
-        S::Forged,
-        &[("failed", Some("bad_signature"), &["verification_failed"])],
-    );
-    check(
-        desk,
-        steps,
-        S::Expired,
-        &[("failed", Some("expired"), &["verification_failed"])],
-    );
-    check(
-        desk,
-        steps,
-        S::UnknownKey,
-        &[("failed", Some("unknown_key"), &["verification_failed"])],
-    );
-    check(
-        desk,
-        steps,
-        S::ThirdPartyChannel,
-        &[("unsupported", None, &[])],
-    );
-    check(
-        desk,
-        steps,
-        S::SharedDevice,
-        &[
-            ("secured", None, &[]),
-            ("secured", None, &["shared_device"]),
-        ],
-    );
-    check(
-        desk,
-        steps,
-        S::ReusedUserId,
-        &[
-            ("secured", None, &[]),
-            ("secured", None, &["reused_user_id"]),
-        ],
-    );
-    check(
-        desk,
-        steps,
-        S::LookAlike,
-        &[
-            ("secured", None, &[]),
-            ("secured", None, &["lookalike_user_id"]),
-        ],
-    );
+    // Per scenario, its conversations' (auth state, reason, alert codes), as `check` takes them.
+    let expected: [(S, Expected); 12] = [
+        (S::Anonymous, &[("anonymous", None, &[])]),
+        (S::LoginMidConversation, &[("secured", None, &[])]),
+        (S::TokenEveryPage, &[("secured", None, &[])]),
+        (
+            S::MultiDevice,
+            &[
+                ("secured", None, &[]),
+                ("secured", None, &[]),
+                ("secured", None, &[]),
+            ],
+        ),
+        (S::SessionLapse, &[("lapsed", None, &["session_lapsed"])]),
+        (
+            S::Forged,
+            &[("failed", Some("bad_signature"), &["verification_failed"])],
+        ),
+        (
+            S::Expired,
+            &[("failed", Some("expired"), &["verification_failed"])],
+        ),
+        (
+            S::UnknownKey,
+            &[("failed", Some("unknown_key"), &["verification_failed"])],
+        ),
+        (S::ThirdPartyChannel, &[("unsupported", None, &[])]),
+        (
+            S::SharedDevice,
+            &[
+                ("secured", None, &[]),
+                ("secured", None, &["shared_device"]),
+            ],
+        ),
+        (
+            S::ReusedUserId,
+            &[
+                ("secured", None, &[]),
+                ("secured", None, &["reused_user_id"]),
+            ],
+        ),
+        (
+            S::LookAlike,
+            &[
+                ("secured", None, &[]),
+                ("secured", None, &["lookalike_user_id"]),
+            ],
+        ),
+    ];
+    for (s, conversations) in expected {
+        check(desk, steps, s, conversations);
+    }
     let lookalike = conversations_of(steps, S::LookAlike);
     let people = users_of(steps, S::LookAlike);
     let fake = detail(desk, &lookalike[1]);

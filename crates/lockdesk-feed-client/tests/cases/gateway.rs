@@ -226,17 +226,14 @@ async fn a_sqlite_sink_aborted_mid_stream_and_restarted_has_every_entry_once() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_move_an_advisors_cursor_past_entries_that_are_not_theirs() {
-    let mut h = Harness::start(Duration::from_secs(1)).await;
-    // Alice (operator 101) gets the first push; the next ones go to operator 202.
-    let mine = h.push(101).await;
-    let mut last = mine;
-    for _ in 0..5 {
-        last = h.push(202).await;
-    }
-    let sink = Memory::new(0);
-    let client = FeedClient::spawn(config(&h.url(), ALICE), sink.clone()).unwrap();
+/// Waits until `client` is connected to `h`'s gateway, from the start of a log that ends at `last`,
+/// and `sink`'s cursor has reached `last`; then shuts the client down.
+async fn connect_from_the_start_and_catch_up(
+    h: &Harness,
+    client: FeedClient,
+    sink: &Memory,
+    last: u64,
+) {
     let mut state = client.state();
     assert_connected(
         &mut state,
@@ -248,6 +245,20 @@ async fn heartbeats_move_an_advisors_cursor_past_entries_that_are_not_theirs() {
     .await;
     sink.wait_cursor(last).await;
     client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_move_an_advisors_cursor_past_entries_that_are_not_theirs() {
+    let mut h = Harness::start(Duration::from_secs(1)).await;
+    // Alice (operator 101) gets the first push; the next ones go to operator 202.
+    let mine = h.push(101).await;
+    let mut last = mine;
+    for _ in 0..5 {
+        last = h.push(202).await;
+    }
+    let sink = Memory::new(0);
+    let client = FeedClient::spawn(config(&h.url(), ALICE), sink.clone()).unwrap();
+    connect_from_the_start_and_catch_up(&h, client, &sink, last).await;
     let s = sink.lock();
     assert_eq!(s.applied, vec![mine]);
     assert!(s.seen.contains(&last), "seen: {:?}", s.seen);
@@ -349,17 +360,7 @@ async fn a_closed_port_first_in_the_list_fails_over_to_the_gateway_at_once() {
     cfg.backoff.initial = Duration::from_secs(3600);
     cfg.backoff.max = Duration::from_secs(3600);
     let client = FeedClient::spawn(cfg, sink.clone()).unwrap();
-    let mut state = client.state();
-    assert_connected(
-        &mut state,
-        "connected",
-        format!("{}/v1/feed", h.url()),
-        0,
-        last,
-    )
-    .await;
-    sink.wait_cursor(last).await;
-    client.shutdown().await;
+    connect_from_the_start_and_catch_up(&h, client, &sink, last).await;
     assert_exactly(&sink.lock().applied, last);
     // The reason names the address that could not be reached.
     assert!(logs().contains(&format!("cannot connect to {closed}/v1/feed: ")));

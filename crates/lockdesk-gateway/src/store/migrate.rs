@@ -22,6 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
+use super::postgres::LOG_ID_AND_END;
 use super::{PgSettings, PostgresStore, SqliteStore, StoreError, APPEND_LOCK};
 use crate::routing::{RoutingFields, Visibility, CLOSED, PUSHED};
 
@@ -527,15 +528,8 @@ async fn copy(
             break;
         }
     }
-    let head = tx
-        .query_one(
-            "SELECT last_seq, log_id FROM log_head, log_identity
-             WHERE log_head.id = 1 AND log_identity.id = 1",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    let (pg_last, pg_log_id): (i64, String) = (head.get(0), head.get(1));
+    let head = tx.query_one(LOG_ID_AND_END, &[]).await.map_err(pg)?;
+    let (pg_log_id, pg_last): (String, i64) = (head.get(0), head.get(1));
     // The open conversations, read back a page at a time too (desks' advisors depend on them:
     // the next close or message of such a conversation goes to its owners).
     let open = tx

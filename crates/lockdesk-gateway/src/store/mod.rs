@@ -13,6 +13,7 @@ pub use postgres::{PgSettings, PostgresStore, WriterStats, APPEND_LOCK};
 pub use sqlite::SqliteStore;
 
 pub use crate::routing::Audience;
+use crate::routing::RoutingFields;
 
 /// A webhook event accepted by the gateway (signature checked, body parsed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,32 @@ impl std::fmt::Debug for NewEvidence {
     }
 }
 
+/// What the router reads of a webhook event about to be appended (both stores route with it).
+impl<'a> From<&'a NewWebhookEvent> for RoutingFields<'a> {
+    fn from(e: &'a NewWebhookEvent) -> Self {
+        RoutingFields {
+            is_evidence: false,
+            event_type: Some(&e.event_type),
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: e.visitor_id.as_deref(),
+            operator_ids: &e.operator_ids,
+        }
+    }
+}
+
+/// What the router reads of evidence about to be appended.
+impl<'a> From<&'a NewEvidence> for RoutingFields<'a> {
+    fn from(e: &'a NewEvidence) -> Self {
+        RoutingFields {
+            is_evidence: true,
+            event_type: None,
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: Some(&e.visitor_id),
+            operator_ids: &[],
+        }
+    }
+}
+
 /// The outcome of appending a webhook event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -75,6 +102,19 @@ impl EntryKind {
         match self {
             EntryKind::Webhook => "webhook",
             EntryKind::Evidence => "evidence",
+        }
+    }
+
+    /// The kind stored as [`EntryKind::as_str`] for the entry at `seq`; any other text is a
+    /// corrupt entry.
+    pub(crate) fn from_stored(kind: &str, seq: u64) -> Result<EntryKind, StoreError> {
+        match kind {
+            "webhook" => Ok(EntryKind::Webhook),
+            "evidence" => Ok(EntryKind::Evidence),
+            other => Err(StoreError::Corrupt {
+                seq,
+                detail: format!("unknown kind {other:?}"),
+            }),
         }
     }
 }
@@ -154,6 +194,23 @@ pub struct FeedPage {
     /// visible to it up to there (the last item's seq when the page is full, else the log's end
     /// when the page was read).
     pub scanned_to: u64,
+}
+
+impl FeedPage {
+    /// A page of `items` read after `after` with `limit`: scanned to the last item's seq when
+    /// the page is full, else to `end`, the log's end when the page was read.
+    pub(crate) fn scanned(
+        items: Vec<FeedItem>,
+        after: u64,
+        limit: usize,
+        end: impl FnOnce() -> Result<u64, StoreError>,
+    ) -> Result<FeedPage, StoreError> {
+        let scanned_to = match items.last() {
+            Some(item) if items.len() >= limit => item.entry.seq,
+            _ => end()?.max(after),
+        };
+        Ok(FeedPage { items, scanned_to })
+    }
 }
 
 /// Why the store failed. The server answers 503 and the sender retries.

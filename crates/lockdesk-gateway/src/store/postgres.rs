@@ -61,6 +61,10 @@ const MAX_GROUP: usize = 512;
 /// Pooled read connections (catch-up reads, the live tail, counts).
 const READERS: usize = 6;
 
+/// The log's id and its last seq (a migrated database's, or one this store opens).
+pub(super) const LOG_ID_AND_END: &str = "SELECT log_id, last_seq FROM log_identity, log_head
+     WHERE log_identity.id = 1 AND log_head.id = 1";
+
 /// Where the store is and how to log in: the URL (`postgres://user@host:port/db`, without a
 /// password) and the password, given apart (from a file or the environment).
 #[derive(Clone)]
@@ -198,11 +202,7 @@ impl PostgresStore {
             let mut client = pool.get().await.map_err(pool_err)?;
             migrate(&mut client).await?;
             let row = client
-                .query_one(
-                    "SELECT log_id, last_seq FROM log_identity, log_head
-                     WHERE log_identity.id = 1 AND log_head.id = 1",
-                    &[],
-                )
+                .query_one(LOG_ID_AND_END, &[])
                 .await
                 .map_err(pg_err)?;
             let last: i64 = row.get(1);
@@ -680,21 +680,9 @@ fn plan<'a>(
                     });
                     continue;
                 }
-                RoutingFields {
-                    is_evidence: false,
-                    event_type: Some(&e.event_type),
-                    conversation_id: e.conversation_id.as_deref(),
-                    visitor_id: e.visitor_id.as_deref(),
-                    operator_ids: &e.operator_ids,
-                }
+                RoutingFields::from(e)
             }
-            Item::Evidence(e) => RoutingFields {
-                is_evidence: true,
-                event_type: None,
-                conversation_id: e.conversation_id.as_deref(),
-                visitor_id: Some(&e.visitor_id),
-                operator_ids: &[],
-            },
+            Item::Evidence(e) => RoutingFields::from(e),
         };
         // Only a push or a close changes the routing state, and only its own conversation.
         if let (false, Some(t), Some(c)) = (
@@ -1310,16 +1298,7 @@ async fn tail_loop(
 
 fn to_entry(row: &Row) -> Result<StoredEntry, StoreError> {
     let seq = row.get::<_, i64>(0) as u64;
-    let kind = match row.get::<_, &str>(1) {
-        "webhook" => EntryKind::Webhook,
-        "evidence" => EntryKind::Evidence,
-        other => {
-            return Err(StoreError::Corrupt {
-                seq,
-                detail: format!("unknown kind {other:?}"),
-            })
-        }
-    };
+    let kind = EntryKind::from_stored(row.get::<_, &str>(1), seq)?;
     let ops: &str = row.get(7);
     Ok(StoredEntry {
         seq,
@@ -1621,11 +1600,7 @@ impl EventStore for PostgresStore {
                     items
                 }
             };
-            let scanned_to = match items.last() {
-                Some(item) if items.len() >= limit => item.entry.seq,
-                _ => end.max(after),
-            };
-            Ok(FeedPage { items, scanned_to })
+            FeedPage::scanned(items, after, limit, || Ok(end))
         })
     }
 }

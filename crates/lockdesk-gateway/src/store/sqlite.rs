@@ -496,30 +496,6 @@ fn commit_group(w: &mut Writer, batch: Vec<Op>) {
     }
 }
 
-impl<'a> From<&'a NewWebhookEvent> for RoutingFields<'a> {
-    fn from(e: &'a NewWebhookEvent) -> Self {
-        RoutingFields {
-            is_evidence: false,
-            event_type: Some(&e.event_type),
-            conversation_id: e.conversation_id.as_deref(),
-            visitor_id: e.visitor_id.as_deref(),
-            operator_ids: &e.operator_ids,
-        }
-    }
-}
-
-impl<'a> From<&'a NewEvidence> for RoutingFields<'a> {
-    fn from(e: &'a NewEvidence) -> Self {
-        RoutingFields {
-            is_evidence: true,
-            event_type: None,
-            conversation_id: e.conversation_id.as_deref(),
-            visitor_id: Some(&e.visitor_id),
-            operator_ids: &[],
-        }
-    }
-}
-
 fn operator_ids_json(ids: &[u64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -614,16 +590,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 fn to_entry(row: Row) -> Result<StoredEntry, StoreError> {
     let (seq, kind, received_at_ms, event_id, event_type, conv, visitor, ops, payload) = row;
     let seq = seq as u64;
-    let kind = match kind.as_str() {
-        "webhook" => EntryKind::Webhook,
-        "evidence" => EntryKind::Evidence,
-        other => {
-            return Err(StoreError::Corrupt {
-                seq,
-                detail: format!("unknown kind {other:?}"),
-            })
-        }
-    };
+    let kind = EntryKind::from_stored(&kind, seq)?;
     Ok(StoredEntry {
         seq,
         kind,
@@ -830,12 +797,9 @@ impl EventStore for SqliteStore {
                     items
                 }
             };
-            let scanned_to = match items.last() {
-                Some(item) if items.len() >= limit => item.entry.seq,
-                _ => last_seq(&tx)?.max(after),
-            };
+            let page = FeedPage::scanned(items, after, limit, || last_seq(&tx))?;
             tx.finish()?;
-            Ok(FeedPage { items, scanned_to })
+            Ok(page)
         })
     }
 }
@@ -866,49 +830,6 @@ mod tests {
             payload: "{}".into(),
             received_at_ms: 2,
         }
-    }
-
-    #[test]
-    fn one_sequence_across_kinds_duplicates_stored_once_and_reopen_continues() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db").join("gateway.sqlite3");
-        {
-            let store = SqliteStore::open(&path).unwrap();
-            assert_eq!(store.counts().unwrap(), Counts::default());
-            let a = store.append_webhook(webhook("e1")).unwrap();
-            assert_eq!(
-                a,
-                Appended {
-                    seq: 1,
-                    inserted: true
-                }
-            );
-            assert_eq!(store.append_evidence(evidence()).unwrap(), 2);
-            let again = store.append_webhook(webhook("e1")).unwrap();
-            assert_eq!(
-                again,
-                Appended {
-                    seq: 1,
-                    inserted: false
-                }
-            );
-            assert_eq!(
-                store.counts().unwrap(),
-                Counts {
-                    webhook_events: 1,
-                    evidence: 1,
-                    last_seq: 2
-                }
-            );
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.append_webhook(webhook("e2")).unwrap().seq, 3);
-        let all = store.read_after(0, 10).unwrap();
-        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(all[0].operator_ids, vec![7]);
-        assert_eq!(all[1].kind, EntryKind::Evidence);
-        assert_eq!(store.read_after(1, 1).unwrap()[0].seq, 2);
-        assert!(store.read_after(3, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockdesk_gateway::store::{
-    Appended, Counts, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, APPEND_LOCK,
+    Appended, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, APPEND_LOCK,
 };
 use lockdesk_gateway::{
     EventStore, GatewayConfig, PgSettings, PostgresStore, ServerOptions, SqliteStore, StoreError,
 };
 use lockdesk_testkit::pg::PgServer;
 
-use super::{capture_logs, config, logs, signature_header, SECRET};
+use super::{
+    a_new_log_stores_each_event_once, a_reopened_log_continues, capture_logs, config, evidence,
+    logs, signature_header, webhook, SECRET,
+};
 
 /// A bound on a hang (the server coming back, a tail catching up), not a timing claim.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -31,28 +34,38 @@ fn open(pg: &PgServer, url: &str) -> PostgresStore {
     PostgresStore::open(&settings(pg, url)).unwrap()
 }
 
-fn webhook(id: &str, event_type: &str, conv: &str, visitor: &str, ops: &[u64]) -> NewWebhookEvent {
-    NewWebhookEvent {
-        event_id: id.into(),
-        event_type: event_type.into(),
-        correlation_id: Some(format!("corr-{id}")),
-        delivery_id: None,
-        conversation_id: Some(conv.into()),
-        visitor_id: Some(visitor.into()),
-        operator_ids: ops.to_vec(),
-        payload: format!(r#"{{"eventId":"{id}"}}"#),
-        received_at_ms: 1,
-    }
+/// `N` gateway instances on one fresh database `db`.
+fn instances<const N: usize>(pg: &PgServer, db: &str) -> [PostgresStore; N] {
+    let url = pg.create_database(db);
+    std::array::from_fn(|_| open(pg, &url))
 }
 
-fn evidence(visitor: &str, conv: Option<&str>) -> NewEvidence {
-    NewEvidence {
-        provider: "brand".into(),
-        visitor_id: visitor.into(),
-        conversation_id: conv.map(str::to_owned),
-        payload: r#"{"token":"t"}"#.into(),
-        received_at_ms: 2,
-    }
+/// Conversation `conv` (of `visitor`) pushed to operator `op`, through `store`.
+fn try_push(
+    store: &PostgresStore,
+    id: &str,
+    conv: &str,
+    visitor: &str,
+    op: u64,
+) -> Result<Appended, StoreError> {
+    store.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
+}
+
+fn push(store: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64) -> Appended {
+    try_push(store, id, conv, visitor, op).unwrap()
+}
+
+/// `a`'s first two groups, alone on the log: the first reads the head (two round trips), the
+/// second finds the log where `a` left it and goes in one round trip.
+fn first_two_groups_alone(a: &PostgresStore) {
+    assert_eq!(push(a, "h1", "c1", "v1", 101).seq, 1);
+    assert_eq!(push(a, "h2", "c2", "v2", 102).seq, 2);
+    let s = a.writer_stats();
+    assert_eq!(
+        (s.one_trip_tried, s.one_trip, s.two_trips),
+        (1, 1, 1),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -61,31 +74,7 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
     let url = pg.create_database("one");
     let first_id = {
         let store = open(&pg, &url);
-        assert_eq!(store.counts().unwrap(), Counts::default());
-        let push = webhook("e1", "v2.conversation.pushed", "c1", "v1", &[7]);
-        assert_eq!(
-            store.append_webhook(push.clone()).unwrap(),
-            Appended {
-                seq: 1,
-                inserted: true
-            }
-        );
-        assert_eq!(store.append_evidence(evidence("v1", None)).unwrap(), 2);
-        assert_eq!(
-            store.append_webhook(push).unwrap(),
-            Appended {
-                seq: 1,
-                inserted: false
-            }
-        );
-        assert_eq!(
-            store.counts().unwrap(),
-            Counts {
-                webhook_events: 1,
-                evidence: 1,
-                last_seq: 2
-            }
-        );
+        a_new_log_stores_each_event_once(&store);
         assert_eq!(*store.committed().borrow(), 2);
         store.log_id().to_owned()
     };
@@ -94,14 +83,10 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
     let store = open(&pg, &url);
     assert_eq!(store.log_id(), first_id);
     assert_eq!(*store.committed().borrow(), 2);
-    let next = webhook("e2", "v2.conversation.closed", "c1", "v1", &[]);
-    assert_eq!(store.append_webhook(next).unwrap().seq, 3);
-    let all = store.read_after(0, 10).unwrap();
-    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert_eq!(all[0].operator_ids, vec![7]);
-    assert_eq!(all[1].kind, EntryKind::Evidence);
-    assert_eq!(store.read_after(1, 1).unwrap()[0].seq, 2);
-    assert!(store.read_after(3, 10).unwrap().is_empty());
+    a_reopened_log_continues(
+        &store,
+        webhook("e2", "v2.conversation.closed", "c1", "v1", &[]),
+    );
     // Another database is another log.
     let other = open(&pg, &pg.create_database("two"));
     assert_ne!(other.log_id(), first_id);
@@ -255,7 +240,7 @@ fn views(store: &dyn EventStore) -> BTreeMap<String, Vec<String>> {
 #[test]
 fn routing_and_feed_reads_match_the_sqlite_store_entry_for_entry() {
     let pg = PgServer::start();
-    let store = open(&pg, &pg.create_database("diff"));
+    let [store] = instances(&pg, "diff");
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(&dir.path().join("g.db")).unwrap();
     let steps = traffic(15, 400, "d");
@@ -275,9 +260,7 @@ fn routing_and_feed_reads_match_the_sqlite_store_entry_for_entry() {
 #[test]
 fn two_instances_share_one_gapless_sequence_and_store_each_event_once() {
     let pg = PgServer::start();
-    let url = pg.create_database("pair");
-    let a = Arc::new(open(&pg, &url));
-    let b = Arc::new(open(&pg, &url));
+    let [a, b] = instances(&pg, "pair").map(Arc::new);
     assert_eq!(a.log_id(), b.log_id());
     // Every step sent to both instances at once (as two gateways behind one load balancer
     // receiving the same retried delivery), from several threads each.
@@ -362,14 +345,7 @@ fn audience_at(store: &PostgresStore, seq: u64) -> Vec<u64> {
 #[test]
 fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gateway() {
     let pg = PgServer::start();
-    let url = pg.create_database("deltas");
-    let a = open(&pg, &url);
-    let b = open(&pg, &url);
-    let push = |s: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64| {
-        s.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-            .seq
-    };
+    let [a, b] = instances(&pg, "deltas");
     let close = |s: &PostgresStore, id: &str, conv: &str, visitor: &str| {
         s.append_webhook(webhook(id, "v2.conversation.closed", conv, visitor, &[]))
             .unwrap()
@@ -393,22 +369,14 @@ fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gatewa
     push(&a, "h5", "c2", "v2b", 104);
     push(&a, "h6", "c3", "v3", 105);
     close(&a, "h7", "c3", "v3");
-    assert_eq!(
-        shown(&b, "v1"),
-        vec![102],
-        "a transfer made by the other instance"
-    );
-    assert_eq!(
-        shown(&b, "v2"),
-        Vec::<u64>::new(),
-        "c2 moved to visitor v2b"
-    );
-    assert_eq!(shown(&b, "v2b"), vec![104], "closed, then opened again");
-    assert_eq!(
-        shown(&b, "v3"),
-        Vec::<u64>::new(),
-        "closed by the other instance"
-    );
+    for (visitor, owners, why) in [
+        ("v1", &[102][..], "a transfer made by the other instance"),
+        ("v2", &[], "c2 moved to visitor v2b"),
+        ("v2b", &[104], "closed, then opened again"),
+        ("v3", &[], "closed by the other instance"),
+    ] {
+        assert_eq!(shown(&b, visitor), owners, "{why}");
+    }
     // Each close left a tombstone the other instances apply; the table holds open ones only.
     assert_eq!(
         pg.psql("deltas", "SELECT string_agg(conversation_id, ',' ORDER BY conversation_id) FROM closed_conversations"),
@@ -446,17 +414,23 @@ fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gatewa
         ),
     );
     // Both instances' copies predate it: neither may take the deltas as complete.
-    assert_eq!(
-        shown(&b, "v4"),
-        vec![555],
-        "a conversation the older gateway opened"
-    );
-    assert_eq!(
-        shown(&a, "v1"),
-        Vec::<u64>::new(),
-        "a conversation it closed"
-    );
-    assert_eq!(shown(&a, "v4"), vec![555]);
+    for (store, visitor, owners, why) in [
+        (
+            &b,
+            "v4",
+            &[555][..],
+            "a conversation the older gateway opened",
+        ),
+        (&a, "v1", &[], "a conversation it closed"),
+        (
+            &a,
+            "v4",
+            &[555],
+            "the one it opened, to the other instance too",
+        ),
+    ] {
+        assert_eq!(shown(store, visitor), owners, "{why}");
+    }
     push(&b, "h8", "c4", "v4", 556);
     assert_eq!(
         shown(&a, "v4"),
@@ -508,19 +482,10 @@ fn an_instance_catches_up_with_the_others_conversations_and_with_an_older_gatewa
 #[test]
 fn postgres_going_away_fails_appends_until_it_is_back_without_a_reopen() {
     let pg = PgServer::start();
-    let url = pg.create_database("away");
-    let a = open(&pg, &url);
-    let b = open(&pg, &url);
-    assert_eq!(
-        a.append_webhook(webhook("w1", "v2.conversation.pushed", "c", "v", &[1]))
-            .unwrap()
-            .seq,
-        1
-    );
+    let [a, b] = instances(&pg, "away");
+    assert_eq!(push(&a, "w1", "c", "v", 1).seq, 1);
     pg.kill();
-    let err = a
-        .append_webhook(webhook("w2", "v2.conversation.pushed", "c", "v", &[2]))
-        .expect_err("an append with the server down");
+    let err = try_push(&a, "w2", "c", "v", 2).expect_err("an append with the server down");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(a.counts().is_err(), "counts must say the store is down");
     assert!(a.read_after(0, 10).is_err());
@@ -528,7 +493,7 @@ fn postgres_going_away_fails_appends_until_it_is_back_without_a_reopen() {
     // The same store recovers by itself: the retried append lands, once.
     let deadline = Instant::now() + PATIENCE;
     let appended = loop {
-        match a.append_webhook(webhook("w2", "v2.conversation.pushed", "c", "v", &[2])) {
+        match try_push(&a, "w2", "c", "v", 2) {
             Ok(x) => break x,
             Err(e) => {
                 assert!(Instant::now() < deadline, "never recovered: {e}");
@@ -668,20 +633,8 @@ fn other_instance_pushes(
 #[test]
 fn a_one_trip_group_whose_head_moved_is_redone_in_two_round_trips() {
     let pg = PgServer::start();
-    let url = pg.create_database("moved");
-    let a = open(&pg, &url);
-    let push = |id: &str, conv: &str, visitor: &str, op: u64| {
-        a.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-    };
-    assert_eq!(push("h1", "c1", "v1", 101).seq, 1);
-    assert_eq!(push("h2", "c2", "v2", 102).seq, 2);
-    let s = a.writer_stats();
-    assert_eq!(
-        (s.one_trip_tried, s.one_trip, s.two_trips),
-        (1, 1, 1),
-        "{s:?}"
-    );
+    let [a] = instances(&pg, "moved");
+    first_two_groups_alone(&a);
     // Another instance transfers c1 and c2 behind a's back (no NOTIFY: a believes it wrote
     // last, unless its one-second poll saw the new end first; then a goes straight to two round
     // trips, which is right but not what this test is after: tried again).
@@ -718,14 +671,20 @@ fn a_one_trip_group_whose_head_moved_is_redone_in_two_round_trips() {
         redone > 0,
         "the one-round-trip group never met a moved head"
     );
-    let entries = a.read_after(0, 1000).unwrap();
+    assert_gapless_to(&pg, "moved", &a, expected_seq);
+}
+
+/// The log of database `db`, read through `store`, is 1 to `last` without a gap, and its head
+/// agrees: the last seq is the deltas' and the last entry's.
+fn assert_gapless_to(pg: &PgServer, db: &str, store: &PostgresStore, last: u64) {
+    let entries = store.read_after(0, 1000).unwrap();
     assert_eq!(
         entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=expected_seq).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>(),
         "one gapless sequence"
     );
     assert_eq!(
-        pg.psql("moved", "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
+        pg.psql(db, "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
         "t"
     );
 }
@@ -743,23 +702,9 @@ fn wait_committed(store: &PostgresStore, seq: u64) {
 #[test]
 fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     let pg = PgServer::start();
-    let url = pg.create_database("turns");
-    let a = open(&pg, &url);
-    let b = open(&pg, &url);
-    let push = |s: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64| {
-        s.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-            .seq
-    };
+    let [a, b] = instances(&pg, "turns");
     // a alone: its second group goes in one round trip.
-    assert_eq!(push(&a, "a1", "c1", "v1", 101), 1);
-    assert_eq!(push(&a, "a2", "c2", "v2", 102), 2);
-    let s = a.writer_stats();
-    assert_eq!(
-        (s.one_trip_tried, s.one_trip, s.two_trips),
-        (1, 1, 1),
-        "{s:?}"
-    );
+    first_two_groups_alone(&a);
     // The instances take turns: b transfers c1 before each of a's groups, and a has seen b's
     // commit when its group starts. Each of a's groups takes two round trips (a did not write
     // last), is routed on b's state and follows b's entry.
@@ -768,7 +713,7 @@ fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     for round in 0..3u64 {
         owner = 200 + round;
         seq += 1;
-        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner), seq);
+        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner).seq, seq);
         wait_committed(&a, seq);
         let before = a.writer_stats();
         seq += 1;
@@ -812,38 +757,23 @@ fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
     // b, whose copy is stale, catches up: its push of c2 follows a's entries and its evidence
     // for v1 reaches c1's owner.
     seq += 1;
-    assert_eq!(push(&b, "b-last", "c2", "v2", 300), seq);
+    assert_eq!(push(&b, "b-last", "c2", "v2", 300).seq, seq);
     seq += 1;
     assert_eq!(b.append_evidence(evidence("v1", None)).unwrap(), seq);
     assert_eq!(audience_at(&b, seq), vec![owner]);
-    let entries = a.read_after(0, 1000).unwrap();
-    assert_eq!(
-        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=seq).collect::<Vec<_>>(),
-        "one gapless sequence"
-    );
-    assert_eq!(
-        pg.psql("turns", "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
-        "t"
-    );
+    assert_gapless_to(&pg, "turns", &a, seq);
 }
 
 #[test]
 fn a_stored_event_id_through_the_one_trip_group_answers_its_seq_and_is_stored_once() {
     let pg = PgServer::start();
-    let url = pg.create_database("dup");
-    let a = open(&pg, &url);
-    let push = |id: &str, conv: &str, visitor: &str, op: u64| {
-        a.append_webhook(webhook(id, "v2.conversation.pushed", conv, visitor, &[op]))
-            .unwrap()
-    };
-    assert_eq!(push("h1", "c1", "v1", 101).seq, 1);
-    assert_eq!(push("h2", "c2", "v2", 102).seq, 2);
+    let [a] = instances(&pg, "dup");
+    first_two_groups_alone(&a);
     let before = a.writer_stats();
     // h1 again, with other content: the one-round-trip group routes it (c1 to 999) and meets
     // the unique eventId; redone, it is answered with its seq and c1 stays 101's.
     assert_eq!(
-        push("h1", "c1", "v1", 999),
+        push(&a, "h1", "c1", "v1", 999),
         Appended {
             seq: 1,
             inserted: false
@@ -931,11 +861,8 @@ fn a_stored_event_id_through_the_one_trip_group_answers_its_seq_and_is_stored_on
 #[test]
 fn a_one_trip_group_that_fails_for_another_reason_is_not_acknowledged() {
     let pg = PgServer::start();
-    let url = pg.create_database("fails");
-    let a = open(&pg, &url);
-    let push = |id: &str, op: u64| {
-        a.append_webhook(webhook(id, "v2.conversation.pushed", "c1", "v1", &[op]))
-    };
+    let [a] = instances(&pg, "fails");
+    let push = |id: &str, op: u64| try_push(&a, id, "c1", "v1", op);
     assert_eq!(push("h1", 101).unwrap().seq, 1);
     assert_eq!(push("h2", 102).unwrap().seq, 2);
     // A statement of the group fails with an error that is neither the guard's nor the

@@ -12,6 +12,15 @@ fn all() -> Vec<Step> {
     plan(7, &Scenario::ALL, &[1001, 1002], 500)
 }
 
+/// How many different values of `field` the pieces of evidence carry.
+fn distinct<'a>(evidence: &[&'a Evidence], field: impl Fn(&'a Evidence) -> &'a String) -> usize {
+    evidence
+        .iter()
+        .map(|e| field(e))
+        .collect::<HashSet<_>>()
+        .len()
+}
+
 fn evidence_of(steps: &[Step], s: Scenario) -> Vec<&Evidence> {
     steps
         .iter()
@@ -107,20 +116,8 @@ fn scenarios_have_the_shape_they_promise() {
     );
     // One person on three devices, two domains and the app.
     let md = evidence_of(&steps, Scenario::MultiDevice);
-    assert_eq!(
-        md.iter()
-            .map(|e| &e.token.user_id)
-            .collect::<HashSet<_>>()
-            .len(),
-        1
-    );
-    assert_eq!(
-        md.iter()
-            .map(|e| &e.visitor_id)
-            .collect::<HashSet<_>>()
-            .len(),
-        3
-    );
+    assert_eq!(distinct(&md, |e| &e.token.user_id), 1);
+    assert_eq!(distinct(&md, |e| &e.visitor_id), 3);
     let domains: HashSet<_> = md.iter().filter_map(|e| e.source.domain.clone()).collect();
     assert_eq!(domains.len(), 2);
     assert!(md.iter().any(|e| e.source.app.is_some()));
@@ -131,36 +128,12 @@ fn scenarios_have_the_shape_they_promise() {
     assert!(channels.contains("MOBILE_APP") && channels.contains("CHAT"));
     // A shared device: one visitor, two people.
     let sd = evidence_of(&steps, Scenario::SharedDevice);
-    assert_eq!(
-        sd.iter()
-            .map(|e| &e.visitor_id)
-            .collect::<HashSet<_>>()
-            .len(),
-        1
-    );
-    assert_eq!(
-        sd.iter()
-            .map(|e| &e.token.user_id)
-            .collect::<HashSet<_>>()
-            .len(),
-        2
-    );
+    assert_eq!(distinct(&sd, |e| &e.visitor_id), 1);
+    assert_eq!(distinct(&sd, |e| &e.token.user_id), 2);
     // A reused userId: one id, two different signed emails, two devices.
     let ru = evidence_of(&steps, Scenario::ReusedUserId);
-    assert_eq!(
-        ru.iter()
-            .map(|e| &e.token.user_id)
-            .collect::<HashSet<_>>()
-            .len(),
-        1
-    );
-    assert_eq!(
-        ru.iter()
-            .map(|e| &e.visitor_id)
-            .collect::<HashSet<_>>()
-            .len(),
-        2
-    );
+    assert_eq!(distinct(&ru, |e| &e.token.user_id), 1);
+    assert_eq!(distinct(&ru, |e| &e.visitor_id), 2);
     let emails: HashSet<_> = ru
         .iter()
         .map(|e| e.token.visitor_data.as_ref().unwrap()["email"].clone())

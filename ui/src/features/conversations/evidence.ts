@@ -2,7 +2,7 @@
 // values: the keys the advisor reads are worded in the UI's language; others are shown as they are.
 import type { AlertKind, DeskAlert, ReasonCode } from '../../ipc';
 import type { StringKey } from '../../i18n/strings';
-import { dateTime, fieldLabel, reasonLabel } from './present';
+import { dateTime, fieldLabel, labelOr, reasonLabel } from './present';
 
 type T = (key: StringKey) => string;
 
@@ -25,8 +25,7 @@ const LABEL_KEYS: Record<string, StringKey> = {
 
 /** An evidence label in words, or the label as it is. */
 export function evidenceLabel(label: string, t: T): string {
-  const key = Object.hasOwn(LABEL_KEYS, label) ? LABEL_KEYS[label] : undefined;
-  return key ? t(key) : label;
+  return labelOr(LABEL_KEYS, label, t);
 }
 
 /** An evidence value in words where the desk wrote a flag (`true`/`false`) or a list of scripts. */

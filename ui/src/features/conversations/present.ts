@@ -145,7 +145,12 @@ const FIELD_KEYS: Record<string, StringKey> = {
 
 /** A visitorData / profile field's label; fields the documentation does not name keep their key. */
 export function fieldLabel(key: string, t: T): string {
-  const k = Object.hasOwn(FIELD_KEYS, key) ? FIELD_KEYS[key] : undefined;
+  return labelOr(FIELD_KEYS, key, t);
+}
+
+/** `key` in words when `labels` has it (an own property, not one of Object's), else as it is. */
+export function labelOr(labels: Record<string, StringKey>, key: string, t: T): string {
+  const k = Object.hasOwn(labels, key) ? labels[key] : undefined;
   return k ? t(k) : key;
 }
 
@@ -157,15 +162,21 @@ export function identityPlaceholder(row: ConversationRow, t: T): string {
   return t('noVerifiedIdentity');
 }
 
+/** `cache`'s formatter for `lang`, made by `make` the first time (Intl objects are costly). */
+function perLanguage<F>(cache: Map<string, F>, lang: string, make: (lang: string) => F): F {
+  let f = cache.get(lang);
+  if (!f) {
+    f = make(lang);
+    cache.set(lang, f);
+  }
+  return f;
+}
+
 const formatters = new Map<string, Intl.RelativeTimeFormat>();
 
 /** "5 minutes ago" / "il y a 5 minutes", "in 3 minutes" for future times. */
 export function relativeTime(atMs: number, nowMs: number, lang: string): string {
-  let f = formatters.get(lang);
-  if (!f) {
-    f = new Intl.RelativeTimeFormat(lang, { numeric: 'auto', style: 'long' });
-    formatters.set(lang, f);
-  }
+  const f = perLanguage(formatters, lang, (l) => new Intl.RelativeTimeFormat(l, { numeric: 'auto', style: 'long' }));
   const secs = Math.round((atMs - nowMs) / 1000);
   const abs = Math.abs(secs);
   if (abs < 10) return f.format(0, 'second'); // "now"
@@ -179,11 +190,7 @@ const dateFormats = new Map<string, Intl.DateTimeFormat>();
 
 /** A local date and time, short. */
 export function dateTime(atMs: number, lang: string): string {
-  let f = dateFormats.get(lang);
-  if (!f) {
-    f = new Intl.DateTimeFormat(lang, { dateStyle: 'short', timeStyle: 'medium' });
-    dateFormats.set(lang, f);
-  }
+  const f = perLanguage(dateFormats, lang, (l) => new Intl.DateTimeFormat(l, { dateStyle: 'short', timeStyle: 'medium' }));
   return f.format(new Date(atMs));
 }
 
@@ -191,11 +198,7 @@ const timeFormats = new Map<string, Intl.DateTimeFormat>();
 
 /** "14:02": a time of day, in the UI's language (when the feed was last live). */
 export function clockTime(atMs: number, lang: string): string {
-  let f = timeFormats.get(lang);
-  if (!f) {
-    f = new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' });
-    timeFormats.set(lang, f);
-  }
+  const f = perLanguage(timeFormats, lang, (l) => new Intl.DateTimeFormat(l, { hour: '2-digit', minute: '2-digit' }));
   return f.format(new Date(atMs));
 }
 
@@ -205,15 +208,7 @@ const numberFormats = new Map<string, Intl.NumberFormat>();
 /** "1 alert" / "3 alerts", "0 alerte" / "2 alertes": the count in the language's digits and the
  * word agreed by the language's plural rule (French counts 0 and 1 as singular). */
 export function countOf(n: number, one: string, other: string, lang: string): string {
-  let rules = pluralRules.get(lang);
-  if (!rules) {
-    rules = new Intl.PluralRules(lang);
-    pluralRules.set(lang, rules);
-  }
-  let digits = numberFormats.get(lang);
-  if (!digits) {
-    digits = new Intl.NumberFormat(lang);
-    numberFormats.set(lang, digits);
-  }
+  const rules = perLanguage(pluralRules, lang, (l) => new Intl.PluralRules(l));
+  const digits = perLanguage(numberFormats, lang, (l) => new Intl.NumberFormat(l));
   return `${digits.format(n)} ${rules.select(n) === 'one' ? one : other}`;
 }

@@ -52,6 +52,17 @@ let sent: SupervisorFilters[] = [];
 let exports: { format: string; redact: boolean; confirmBroken: boolean }[] = [];
 let verifications = 0;
 
+/** The screen, rendered on `okAudit`, once it shows the row of conversation `id`. */
+async function renderedRow(id: string): Promise<HTMLElement> {
+  serve(okAudit);
+  render(Supervisor);
+  return waitFor(() => {
+    const r = screen.getAllByTestId('sup-row').find((e) => e.getAttribute('data-id') === id);
+    if (!r) throw new Error(`no row ${id} yet`);
+    return r;
+  });
+}
+
 function serve(audit: AuditStatus, opts: { refuseBroken?: number } = {}): void {
   sent = [];
   exports = [];
@@ -207,13 +218,7 @@ describe('Supervisor', () => {
 
   it('says what a closed conversation was, one value per cell with its full text in the title', async () => {
     extraRows = [closedRow];
-    serve(okAudit);
-    render(Supervisor);
-    const row = await waitFor(() => {
-      const r = screen.getAllByTestId('sup-row').find((e) => e.getAttribute('data-id') === 'c-closed');
-      if (!r) throw new Error('no closed row yet');
-      return r;
-    });
+    const row = await renderedRow('c-closed');
     const state = row.querySelector('[data-col="state"]');
     expect(state).toHaveTextContent('Closed · was secured');
     expect(state?.textContent).not.toMatch(/\(|Closed\(/);
@@ -227,13 +232,7 @@ describe('Supervisor', () => {
 
   it('says a back-filled conversation has no verification data, never that it was anonymous', async () => {
     extraRows = [{ ...closedRow, id: 'c-old', closedFrom: 'anonymous', operatorId: null, userId: null, securedAtMs: null, noData: true }];
-    serve(okAudit);
-    render(Supervisor);
-    const row = await waitFor(() => {
-      const r = screen.getAllByTestId('sup-row').find((e) => e.getAttribute('data-id') === 'c-old');
-      if (!r) throw new Error('no back-filled row yet');
-      return r;
-    });
+    const row = await renderedRow('c-old');
     const state = row.querySelector('[data-col="state"]');
     expect(state).toHaveTextContent('Closed · no verification data');
     expect(state?.textContent).not.toMatch(/anonymous/i);
