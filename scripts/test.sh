@@ -72,10 +72,10 @@ failures=()
 # share of the machine, beside its wall-clock time (docs/design/tooling.md, "CI time").
 # (`times` in this shell, not in a `$(...)` subshell: a subshell has waited for nothing.)
 cpu_now() {
-  times >"$TEST_HOME/.times-$BASHPID"
-  CPU_NOW="$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%d", t }' \
-    "$TEST_HOME/.times-$BASHPID")"
-  rm -f "$TEST_HOME/.times-$BASHPID"
+  local f="$TEST_HOME/.times-$BASHPID"
+  times >"$f"
+  CPU_NOW="$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%d", t }' "$f")"
+  rm -f "$f"
 }
 step() {
   local name="$1"

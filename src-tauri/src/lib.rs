@@ -101,7 +101,8 @@ pub fn run() {
             std::process::exit(2);
         }
     };
-    let _log_guard = logging::init(&state.log_dir);
+    // Moved into the exit handler below, which drops it last (see there).
+    let mut log_guard = logging::init(&state.log_dir);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "lockdesk starting");
     webkit_env::log(&dmabuf);
 
@@ -130,11 +131,16 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    app.run(|handle, event| {
+    app.run(move |handle, event| {
         if let tauri::RunEvent::Exit = event {
             tracing::info!("lockdesk exiting");
+            // Quitting with the window open gives it no close event: its geometry is kept here.
+            window_state::save_on_exit(handle);
             // The desk (feed client, demo gateway, the session's tasks) stops cleanly, bounded.
             desk::shutdown(handle);
+            // Tauri ends the process right after this handler, without running destructors:
+            // dropping the guard here writes the file log's last lines (the shutdown's) first.
+            drop(log_guard.take());
         }
     });
 }

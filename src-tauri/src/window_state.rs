@@ -2,12 +2,14 @@
 //!
 //! The window-state plugin is not used because it writes into Tauri's own config folder, which
 //! `LOCKDESK_CONFIG_DIR` cannot redirect; this module keeps `window.json` next to `config.toml`.
+//! It is written when the window closes, and when the app quits with the window open (the tray's
+//! "Quit Lockdesk", SIGTERM, SIGINT: no close event then) from the exit handler.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use tauri::{AppHandle, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
+use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
 use crate::MAIN_WINDOW;
 
@@ -61,6 +63,55 @@ fn save(path: &Path, g: &Geometry) {
     }
 }
 
+/// The main window's last geometry and where it is kept (managed state: the exit handler saves
+/// it, see [`save_on_exit`]).
+pub struct WindowMemory {
+    path: PathBuf,
+    last: Mutex<Remembered>,
+}
+
+struct Remembered {
+    geometry: Geometry,
+    /// Moved or resized since it was last written.
+    unsaved: bool,
+}
+
+impl WindowMemory {
+    fn new(path: PathBuf, geometry: Geometry) -> Self {
+        Self {
+            path,
+            last: Mutex::new(Remembered {
+                geometry,
+                unsaved: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Remembered> {
+        match self.last.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Writes the geometry if it changed since it was last written and is sane.
+    fn save_if_unsaved(&self) {
+        let mut last = self.lock();
+        if last.unsaved && last.geometry.is_sane() {
+            save(&self.path, &last.geometry);
+            last.unsaved = false;
+        }
+    }
+}
+
+/// The app is exiting (tray, SIGTERM, SIGINT): the window gets no close event, so the geometry
+/// it was last moved or resized to is written here, if it was not already.
+pub fn save_on_exit<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(memory) = app.try_state::<Arc<WindowMemory>>() {
+        memory.save_if_unsaved();
+    }
+}
+
 /// Opens the main window, restoring its geometry, and remembers it on every move and resize.
 pub fn open_main_window<R: Runtime>(
     app: &AppHandle<R>,
@@ -95,7 +146,8 @@ pub fn open_main_window<R: Runtime>(
     }
     let window = builder.build()?;
 
-    let current = Mutex::new(g);
+    let memory = Arc::new(WindowMemory::new(path, g));
+    app.manage(memory.clone());
     let w = window.clone();
     window.on_window_event(move |event| {
         let update = matches!(
@@ -107,27 +159,29 @@ pub fn open_main_window<R: Runtime>(
         }
         let Ok(scale) = w.scale_factor() else { return };
         let maximized = w.is_maximized().unwrap_or(false);
-        let mut g = match current.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.maximized = maximized;
-        // A maximized window keeps the size and place it will return to.
-        if !maximized {
-            if let Ok(size) = w.inner_size() {
-                let size = size.to_logical::<f64>(scale);
-                g.width = size.width.max(MIN_SIZE.0);
-                g.height = size.height.max(MIN_SIZE.1);
+        {
+            let mut last = memory.lock();
+            let g = &mut last.geometry;
+            g.maximized = maximized;
+            // A maximized window keeps the size and place it will return to.
+            if !maximized {
+                if let Ok(size) = w.inner_size() {
+                    let size = size.to_logical::<f64>(scale);
+                    g.width = size.width.max(MIN_SIZE.0);
+                    g.height = size.height.max(MIN_SIZE.1);
+                }
+                if let Ok(pos) = w.outer_position() {
+                    let pos = pos.to_logical::<f64>(scale);
+                    g.x = Some(pos.x);
+                    g.y = Some(pos.y);
+                }
             }
-            if let Ok(pos) = w.outer_position() {
-                let pos = pos.to_logical::<f64>(scale);
-                g.x = Some(pos.x);
-                g.y = Some(pos.y);
-            }
+            last.unsaved = true;
         }
-        // Moves and resizes arrive many times a second while dragging: write once, on close.
-        if g.is_sane() && matches!(event, WindowEvent::CloseRequested { .. }) {
-            save(&path, &g);
+        // Moves and resizes arrive many times a second while dragging: write once, on close
+        // (or on quitting: save_on_exit).
+        if matches!(event, WindowEvent::CloseRequested { .. }) {
+            memory.save_if_unsaved();
         }
     });
     Ok(())
@@ -158,5 +212,49 @@ mod tests {
         assert_eq!(load(&path), None);
         std::fs::write(&path, "garbage").unwrap();
         assert_eq!(load(&path), None);
+    }
+
+    #[test]
+    fn quitting_writes_the_last_geometry_once_and_only_when_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("window.json");
+        let opened = Geometry {
+            width: 1200.0,
+            height: 780.0,
+            x: None,
+            y: None,
+            maximized: false,
+        };
+        let memory = WindowMemory::new(path.clone(), opened);
+        // Opened and never moved: nothing to write.
+        memory.save_if_unsaved();
+        assert!(!path.exists());
+        // Moved and resized, then quit without a close event.
+        let moved = Geometry {
+            width: 1000.0,
+            height: 640.0,
+            x: Some(30.0),
+            y: Some(40.0),
+            maximized: false,
+        };
+        {
+            let mut last = memory.lock();
+            last.geometry = moved;
+            last.unsaved = true;
+        }
+        memory.save_if_unsaved();
+        assert_eq!(load(&path), Some(moved));
+        // Written once: a second exit path (close, then exit) does not write it again.
+        std::fs::remove_file(&path).unwrap();
+        memory.save_if_unsaved();
+        assert!(!path.exists());
+        // An absurd geometry (a window manager's transient value) is never written.
+        {
+            let mut last = memory.lock();
+            last.geometry.width = f64::NAN;
+            last.unsaved = true;
+        }
+        memory.save_if_unsaved();
+        assert!(!path.exists());
     }
 }

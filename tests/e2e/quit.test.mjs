@@ -1,7 +1,8 @@
 // Issue 14, "a clean shutdown on quit", in the real window: SIGTERM (a session logout, `kill`,
 // `systemctl --user stop`) quits the way the tray's "Quit Lockdesk" does (both call exit(0);
 // src-tauri/src/lib.rs, quit_on_signal): the desk stops cleanly (its feed client, the demo's
-// gateway, the session's tasks) and the process ends, within the shutdown's bound.
+// gateway, the session's tasks) and the process ends, within the shutdown's bound. The window's
+// size, changed just before, is remembered although the window got no close event.
 // The evidence is what a person or IT would look at afterwards: the app's own log file says the
 // desk stopped cleanly, and the demo gateway's SQLite store was closed (its write-ahead log, there
 // while it ran, is folded back and removed only when its last connection closes: a killed
@@ -12,7 +13,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { alive, el, endSession, freshDirs, launch, startDriver } from './harness.mjs';
 
-test('SIGTERM quits like the tray: the desk stops cleanly, the demo gateway closes its store, the app ends', async () => {
+test('SIGTERM quits like the tray: the desk stops cleanly, the demo gateway closes its store, the window is remembered, the app ends', async () => {
   const dirs = freshDirs();
   const tauriDriver = await startDriver(dirs);
   let driver;
@@ -25,6 +26,13 @@ test('SIGTERM quits like the tray: the desk stops cleanly, the demo gateway clos
     const [pid] = apps;
     const gatewayWal = join(dirs.data, 'demo', 'gateway', 'gateway.sqlite3-wal');
     assert.ok(existsSync(gatewayWal), 'while the demo runs, its gateway store is open (its WAL exists)');
+
+    // Resized (the default is 1200 x 780) and left open: quitting gives the window no close event.
+    const windowFile = join(dirs.config, 'window.json');
+    await driver.manage().window().setRect({ width: 900, height: 600 });
+    const rect = await driver.manage().window().getRect();
+    assert.ok(Math.abs(rect.width - 900) < 80 && Math.abs(rect.height - 600) < 80, JSON.stringify(rect));
+    assert.ok(!existsSync(windowFile), 'the geometry is written on close or quit, not while it runs');
 
     process.kill(pid, 'SIGTERM');
     // The shutdown is bounded at 5 s (desk::SHUTDOWN_BOUND); 20 s leaves room on a busy machine.
@@ -40,6 +48,11 @@ test('SIGTERM quits like the tray: the desk stops cleanly, the demo gateway clos
     assert.match(log, /the desk stopped cleanly/, 'the log says the desk stopped cleanly');
     assert.doesNotMatch(log, /did not stop within/, 'the desk stopped within its bound');
     assert.ok(!existsSync(gatewayWal), "the demo gateway's store was closed (no WAL left behind)");
+    // The size it was given, in logical pixels (the same as the screen's here), not the default.
+    const saved = JSON.parse(readFileSync(windowFile, 'utf8'));
+    assert.ok(Math.abs(saved.width - 900) < 80 && Math.abs(saved.height - 600) < 80, JSON.stringify(saved));
+    assert.equal(typeof saved.x, 'number', JSON.stringify(saved));
+    assert.equal(typeof saved.y, 'number', JSON.stringify(saved));
   } finally {
     // The app is gone: ending its WebDriver session may fail, which endSession says, not throws.
     await endSession(driver, tauriDriver);

@@ -1,10 +1,11 @@
 //! The desk's domain vocabulary, one home per concept: a conversation's state name, an alert's
 //! kind, a reason (the verifier's 16 plus the 2 mismatch reasons), where the visitor came from,
-//! and an iAdvize operator id. Each is defined once here with its serde form (the snake_case
-//! wire and store spelling, never renamed), its `code()`/parse pair (the desk's SQLite columns
-//! hold the code), and, with the `ts` feature, its TypeScript form (`lockdesk-api` re-exports
-//! these types and generates `ui/src/ipc/bindings.ts` from them, so the UI's label tables are
-//! typed over the same variants).
+//! and an iAdvize operator id. Each is defined once here (the verifier's 16 reasons are listed
+//! once, in `lockdesk_verify::with_reasons!`, which generates their variants here) with its
+//! serde form (the snake_case wire and store spelling, never renamed), its `code()`/parse pair
+//! (the desk's SQLite columns hold the code), and, with the `ts` feature, its TypeScript form
+//! (`lockdesk-api` re-exports these types and generates `ui/src/ipc/bindings.ts` from them, so
+//! the UI's label tables are typed over the same variants).
 //!
 //! Must not: pass an unknown code on as text. A reason this build does not know reads as
 //! [`ReasonCode::Unknown`]; an unknown state name is refused by [`AuthStateName::from_code`]

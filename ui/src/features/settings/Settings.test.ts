@@ -47,6 +47,12 @@ describe('Settings', () => {
   it('shows a field error beside the field and saves nothing', async () => {
     render(Settings);
     const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
+    // Neither the browser's autofill nor its spelling marks on codes, ids and addresses; valid
+    // until an error says otherwise.
+    expect(leeway).toHaveAttribute('autocomplete', 'off');
+    expect(leeway).toHaveAttribute('spellcheck', 'false');
+    expect(leeway).toHaveAttribute('aria-invalid', 'false');
+    expect(leeway).not.toHaveAttribute('aria-describedby');
     await fireEvent.input(leeway, { target: { value: 'abc' } });
     await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
     const error = await screen.findByText('expected a whole number of seconds');
@@ -60,6 +66,12 @@ describe('Settings', () => {
   it('does not move the button being pressed: errors of the field just left wait for the release', async () => {
     render(Settings);
     const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
+    // Neither the browser's autofill nor its spelling marks on codes, ids and addresses; valid
+    // until an error says otherwise.
+    expect(leeway).toHaveAttribute('autocomplete', 'off');
+    expect(leeway).toHaveAttribute('spellcheck', 'false');
+    expect(leeway).toHaveAttribute('aria-invalid', 'false');
+    expect(leeway).not.toHaveAttribute('aria-describedby');
     await fireEvent.input(leeway, { target: { value: 'abc' } });
     const save = screen.getByRole('button', { name: 'Save' });
     await fireEvent.mouseDown(save);
@@ -140,6 +152,8 @@ describe('Settings', () => {
     render(Settings);
     const box = await screen.findByLabelText('Feed URL');
     expect(box.tagName).toBe('TEXTAREA');
+    expect(box).toHaveAttribute('autocomplete', 'off');
+    expect(box).toHaveAttribute('spellcheck', 'false');
     // One address: no failover note.
     await fireEvent.input(box, { target: { value: 'wss://gw-a.example.com/v1/feed' } });
     expect(document.querySelector('[data-note="feed.url"]')).toBeNull();
