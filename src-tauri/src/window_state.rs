@@ -191,17 +191,22 @@ pub fn open_main_window<R: Runtime>(
 mod tests {
     use super::*;
 
+    /// A window that is not maximized, at `place` (`None`: centred).
+    fn geometry(width: f64, height: f64, place: Option<(f64, f64)>) -> Geometry {
+        Geometry {
+            width,
+            height,
+            x: place.map(|p| p.0),
+            y: place.map(|p| p.1),
+            maximized: false,
+        }
+    }
+
     #[test]
     fn geometry_round_trips_and_absurd_values_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("window.json");
-        let g = Geometry {
-            width: 900.0,
-            height: 700.0,
-            x: Some(10.0),
-            y: Some(20.0),
-            maximized: false,
-        };
+        let g = geometry(900.0, 700.0, Some((10.0, 20.0)));
         save(&path, &g);
         assert_eq!(load(&path), Some(g));
         std::fs::write(
@@ -218,25 +223,13 @@ mod tests {
     fn quitting_writes_the_last_geometry_once_and_only_when_it_changed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("window.json");
-        let opened = Geometry {
-            width: 1200.0,
-            height: 780.0,
-            x: None,
-            y: None,
-            maximized: false,
-        };
+        let opened = geometry(DEFAULT_SIZE.0, DEFAULT_SIZE.1, None);
         let memory = WindowMemory::new(path.clone(), opened);
         // Opened and never moved: nothing to write.
         memory.save_if_unsaved();
         assert!(!path.exists());
         // Moved and resized, then quit without a close event.
-        let moved = Geometry {
-            width: 1000.0,
-            height: 640.0,
-            x: Some(30.0),
-            y: Some(40.0),
-            maximized: false,
-        };
+        let moved = geometry(1000.0, 640.0, Some((30.0, 40.0)));
         {
             let mut last = memory.lock();
             last.geometry = moved;
