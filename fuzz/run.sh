@@ -40,8 +40,8 @@ export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HERE/target}"
 # Sanitizer off: the code under test is safe Rust over OpenSSL and SQLite (not instrumented
 # either way); panics, overflows (debug assertions on) and timeouts are what we look for, at
 # full speed.
-# cargo-fuzz's one codegen unit: measured on an idle 2-core machine, the build took 207 s and
-# 381 CPU s with one unit against 251 s and 485 CPU s with sixteen (fuzz/README.md).
+# cargo-fuzz's one codegen unit: on a 2-core machine the build took 381 CPU s with one unit
+# against 480 with sixteen (fuzz/README.md, "Cost in CI").
 FLAGS=(--sanitizer none --debug-assertions)
 
 run_one() {
