@@ -107,6 +107,7 @@ bg_start() {
   rm -f "$TEST_HOME/bg-$name.status"
   (
     (
+      echo "$BASHPID" >"$TEST_HOME/bg-$name.pid"
       renice -n 19 -p "$BASHPID" >/dev/null
       ionice -c 3 -p "$BASHPID" 2>/dev/null
       start=$SECONDS
@@ -120,8 +121,17 @@ bg_start() {
   )
 }
 bg_wait() {
-  local name="$1"
-  until [ -f "$TEST_HOME/bg-$name.status" ]; do sleep 1; done
+  local name="$1" pid=""
+  until [ -f "$TEST_HOME/bg-$name.status" ]; do
+    [ -n "$pid" ] || pid="$(cat "$TEST_HOME/bg-$name.pid" 2>/dev/null)"
+    # Gone without a status (killed): say so rather than wait for ever.
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && [ ! -f "$TEST_HOME/bg-$name.status" ]; then
+      cat "$TEST_HOME/bg-$name.log" >&2
+      echo "    the background job '$name' ended without a result (killed?)" >&2
+      return 1
+    fi
+    sleep 1
+  done
   cat "$TEST_HOME/bg-$name.log" >&2
   return "$(cat "$TEST_HOME/bg-$name.status")"
 }
