@@ -1,7 +1,7 @@
 //! `lockdesk-cli bench gateway --store postgres://...` on a real PostgreSQL 15 (lockdesk-testkit):
 //! a tiny run (short phases, few subscribers: the figures are not looked at) with one and two
 //! instances beside SQLite, every delivery received by every subscriber (the bench fails
-//! otherwise), the database left without tables; and the database guard: a database holding a
+//! otherwise), each instance's writer groups printed, the database left without tables; and the database guard: a database holding a
 //! gateway log is refused unless --reset-database, one holding anything else always.
 
 use std::process::{Command, Output};
@@ -71,6 +71,13 @@ fn bench_gateway_on_postgres_with_one_and_two_instances_beside_sqlite() {
     ] {
         assert!(all.contains(line), "no {line:?} in:\n{all}");
     }
+    // Each PostgreSQL instance's writer says how its groups went: three instances in all (one,
+    // then two), none for SQLite.
+    assert_eq!(
+        all.matches("  writer of 127.0.0.1:").count(),
+        3,
+        "one writer line per PostgreSQL instance:\n{all}"
+    );
     // Every configuration got every delivery to every subscriber that should have it.
     assert_eq!(all.matches("deliveries received").count(), 3, "{all}");
     for line in all.lines().filter(|l| l.contains("deliveries received")) {

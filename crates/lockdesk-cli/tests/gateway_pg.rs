@@ -216,6 +216,36 @@ fn the_same_delivery_at_both_instances_at_once_is_stored_once() {
         check_log(&pg, &url, &sent, &acked, &[a.addr, b.addr]),
         ROUNDS + ONLY_A
     );
+    // Each instance counts its append groups on /metrics: A committed at least its own five
+    // deliveries; no group is counted for a delivery that was not sent to that instance.
+    let groups: Vec<u64> = [a.addr, b.addr]
+        .into_iter()
+        .map(|addr| {
+            let metrics = get(addr, "/metrics").1;
+            ["1", "2"]
+                .into_iter()
+                .map(|trips| {
+                    metric(
+                        &metrics,
+                        &format!("lockdesk_gateway_pg_groups_total{{round_trips=\"{trips}\"}}"),
+                    )
+                })
+                .sum()
+        })
+        .collect();
+    assert!(groups[0] >= 1, "A's groups: {groups:?}");
+    assert!(
+        groups[0] <= (ROUNDS + ONLY_A) as u64 && groups[1] <= ROUNDS as u64,
+        "more groups than deliveries: {groups:?}"
+    );
+}
+
+/// The value of the metric line named `name` (labels included); panics if it is missing.
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::feed::FeedSnapshot;
-use crate::store::Counts;
+use crate::store::{Counts, WriterStats};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -74,8 +74,14 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4. `counts` is `None` when the store could not be
-    /// read (then `lockdesk_gateway_store_up` is 0).
-    pub fn render(&self, counts: Option<Counts>, feed: &FeedSnapshot) -> String {
+    /// read (then `lockdesk_gateway_store_up` is 0); `writer`, the PostgreSQL writer's groups
+    /// (`None` with SQLite: no such lines).
+    pub fn render(
+        &self,
+        counts: Option<Counts>,
+        writer: Option<WriterStats>,
+        feed: &FeedSnapshot,
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -175,6 +181,27 @@ impl Metrics {
                 out,
                 "lockdesk_gateway_feed_ack_lag{{subscriber=\"{}\"}} {lag}",
                 label(name)
+            );
+        }
+        if let Some(w) = writer {
+            let _ = writeln!(
+                out,
+                "# HELP lockdesk_gateway_pg_groups_total Append groups this instance committed on PostgreSQL, by the round trips they took under the append lock.\n\
+                 # TYPE lockdesk_gateway_pg_groups_total counter\n\
+                 lockdesk_gateway_pg_groups_total{{round_trips=\"1\"}} {}\n\
+                 lockdesk_gateway_pg_groups_total{{round_trips=\"2\"}} {}\n\
+                 # HELP lockdesk_gateway_pg_groups_redone_total One-round-trip groups rolled back and redone in two: the log's end had moved (another instance wrote) or an eventId was already stored.\n\
+                 # TYPE lockdesk_gateway_pg_groups_redone_total counter\n\
+                 lockdesk_gateway_pg_groups_redone_total{{reason=\"head_moved\"}} {}\n\
+                 lockdesk_gateway_pg_groups_redone_total{{reason=\"duplicate\"}} {}\n\
+                 # HELP lockdesk_gateway_pg_groups_one_trip_skipped_total Groups sent in two round trips although this instance wrote last, because instances were taking turns.\n\
+                 # TYPE lockdesk_gateway_pg_groups_one_trip_skipped_total counter\n\
+                 lockdesk_gateway_pg_groups_one_trip_skipped_total {}",
+                w.one_trip,
+                w.two_trips,
+                w.redone_head_moved,
+                w.redone_duplicate,
+                w.one_trip_skipped,
             );
         }
         out

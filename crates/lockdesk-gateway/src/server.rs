@@ -645,8 +645,9 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.clone();
     let counts = run_blocking(move || store.counts()).await.ok();
     let feed = state.hub.snapshot();
+    let writer = state.store.writer_stats();
     with_header(
-        state.metrics.render(counts, &feed).into_response(),
+        state.metrics.render(counts, writer, &feed).into_response(),
         header::CONTENT_TYPE,
         "text/plain; version=0.0.4; charset=utf-8",
     )

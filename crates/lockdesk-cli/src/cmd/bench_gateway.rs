@@ -352,6 +352,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ingest(&args, &gateways, &mut f).await?;
             fanout(&args, &gateways, supervisors, &mut f).await?;
             idle(&args, &gateways[0], &mut f).await?;
+            if matches!(store, Store::Postgres(_)) {
+                writer_groups(&gateways).await?;
+            }
             anyhow::Ok(f)
         });
         drop(gateways);
@@ -457,6 +460,36 @@ async fn drop_tables(config: &tokio_postgres::Config) -> anyhow::Result<()> {
         .await
         .context("--store: cannot drop the bench's tables")?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// How each instance's PostgreSQL writer committed its groups over the whole run (its
+/// `/metrics`): in one round trip, in two, redone, or sent in two while the instances took turns.
+async fn writer_groups(gateways: &[GatewayProcess]) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for g in gateways {
+        let metrics = client
+            .get(format!("http://{}/metrics", g.addr))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let value = |name: &str| -> anyhow::Result<u64> {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .with_context(|| format!("no {name} in the gateway's /metrics"))
+        };
+        println!(
+            "  writer of {}: groups in one round trip {}, in two {} (redone: log's end moved {}, eventId stored {}; one round trip skipped while taking turns {})",
+            g.addr,
+            value("lockdesk_gateway_pg_groups_total{round_trips=\"1\"}")?,
+            value("lockdesk_gateway_pg_groups_total{round_trips=\"2\"}")?,
+            value("lockdesk_gateway_pg_groups_redone_total{reason=\"head_moved\"}")?,
+            value("lockdesk_gateway_pg_groups_redone_total{reason=\"duplicate\"}")?,
+            value("lockdesk_gateway_pg_groups_one_trip_skipped_total")?,
+        );
+    }
     Ok(())
 }
 

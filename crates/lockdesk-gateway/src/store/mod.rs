@@ -283,4 +283,9 @@ pub trait EventStore: Send + Sync + 'static {
         filter: FeedFilter<'_>,
         limit: usize,
     ) -> Result<FeedPage, StoreError>;
+    /// How this instance's append groups went since it started (`GET /metrics`): `None` for a
+    /// store that appends in-process (SQLite), whose groups have no round trips to count.
+    fn writer_stats(&self) -> Option<WriterStats> {
+        None
+    }
 }

@@ -1603,6 +1603,9 @@ impl EventStore for PostgresStore {
             FeedPage::scanned(items, after, limit, || Ok(end))
         })
     }
+    fn writer_stats(&self) -> Option<WriterStats> {
+        Some(PostgresStore::writer_stats(self))
+    }
 }
 
 #[cfg(test)]

@@ -511,6 +511,9 @@ async fn role_filtering_live_and_replayed_agree() {
     assert_eq!(alice.entry().await.seq, ev);
     f.assert_metric("lockdesk_gateway_feed_subscribers{role=\"advisor\"} 1")
         .await;
+    // The PostgreSQL writer's lines only come with that store (tests/postgres, the CLI's).
+    let metrics = f.metrics().await;
+    assert!(!metrics.contains("lockdesk_gateway_pg_"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
