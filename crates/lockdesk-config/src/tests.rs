@@ -378,28 +378,25 @@ fn iadvize_api_rules() {
         |c| c.iadvize.base_url = Some("http://api.example.com".into()),
         &["iadvize.base_url", "iadvize.username", "iadvize.password"],
     );
-    check(
-        |c| {
-            c.iadvize = crate::IAdvizeApi {
-                base_url: Some("http://127.0.0.1:9999".into()),
-                platform: Some("xx".into()),
-                username: Some("api@brand.example".into()),
-                password: Some("pw".into()),
-            }
-        },
-        &["iadvize.platform"],
-    );
-    check(
-        |c| {
-            c.iadvize = crate::IAdvizeApi {
-                base_url: Some("https://api.iadvize.com".into()),
-                platform: Some("sd".into()),
-                username: Some("api@brand.example".into()),
-                password: Some("pw".into()),
-            }
-        },
-        &[],
-    );
+    // A complete account: base URL and platform as given, a username and a password.
+    let cases: [(&str, &str, &[&str]); 2] = [
+        ("http://127.0.0.1:9999", "xx", &["iadvize.platform"]),
+        ("https://api.iadvize.com", "sd", &[]),
+    ];
+    for (base_url, platform, expected) in cases {
+        eprintln!("case: base_url {base_url:?}, platform {platform:?}");
+        check(
+            |c| {
+                c.iadvize = crate::IAdvizeApi {
+                    base_url: Some(base_url.into()),
+                    platform: Some(platform.into()),
+                    username: Some("api@brand.example".into()),
+                    password: Some("pw".into()),
+                }
+            },
+            expected,
+        );
+    }
 }
 
 #[test]
