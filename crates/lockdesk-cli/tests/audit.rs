@@ -31,6 +31,14 @@ fn assert_stdout_contains(o: &Output, text: &str) {
     assert!(out.contains(text), "{out}");
 }
 
+/// A line of the command's standard output starts with `prefix`; the whole output is shown if
+/// none does.
+#[track_caller]
+fn assert_stdout_has_line_starting(o: &Output, prefix: &str) {
+    let out = stdout(o);
+    assert!(out.lines().any(|l| l.starts_with(prefix)), "{out}");
+}
+
 fn record(i: u64, at_ms: i64) -> Record {
     Record {
         at_ms,
@@ -249,13 +257,7 @@ fn erase_and_purge_keep_the_chain_verifiable_and_the_data_gone() {
     assert!(o.status.success(), "{o:?}");
     // The desk's tables are reported first (this store has only audit entries), then the log.
     assert!(stdout(&o).starts_with("desk: 0 identity"), "{}", stdout(&o));
-    assert!(
-        stdout(&o)
-            .lines()
-            .any(|l| l.starts_with("erased 10 entries; erasure entry 71 ")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has_line_starting(&o, "erased 10 entries; erasure entry 71 ");
     for gone in ["user-5", "visitor-5", "person-5@mail.example"] {
         assert!(!file_contains(&db, gone), "{gone} still in the file");
     }
@@ -266,13 +268,7 @@ fn erase_and_purge_keep_the_chain_verifiable_and_the_data_gone() {
     // Entries 1..=49 are more than 50 days old.
     let o = cli(&["audit", "purge", "--older-than", "50"], dir.path());
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        stdout(&o)
-            .lines()
-            .any(|l| l.starts_with("purged 49 entries (1 to 49); purge entry 72 ")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has_line_starting(&o, "purged 49 entries (1 to 49); purge entry 72 ");
     let o = cli(&["audit", "verify"], dir.path());
     assert!(o.status.success(), "{o:?}");
     assert_stdout_contains(&o, "23 entries (seq 50 to 72)");
