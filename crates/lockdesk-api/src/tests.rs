@@ -10,6 +10,15 @@ fn service(dir: &Path) -> SettingsService {
     )
 }
 
+/// A settings service over a fresh folder, and a valid form for it; the folder lives as long as
+/// the first value.
+fn service_and_form() -> (tempfile::TempDir, SettingsService, SettingsForm) {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path());
+    let f = form(dir.path());
+    (dir, svc, f)
+}
+
 fn form(dir: &Path) -> SettingsForm {
     let key = dir.join("brand.pem");
     std::fs::write(&key, "-----BEGIN PUBLIC KEY-----\n").unwrap();
@@ -32,9 +41,7 @@ fn form(dir: &Path) -> SettingsForm {
 
 #[test]
 fn notification_mutes_are_saved_and_a_null_form_keeps_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = service(dir.path());
-    let mut f = form(dir.path());
+    let (_dir, svc, mut f) = service_and_form();
     let mut muted = NotificationsForm::from(lockdesk_config::Notifications::default());
     muted.secured = false;
     muted.session_lapsed = false;
@@ -80,9 +87,7 @@ fn defaults_when_nothing_is_saved() {
 
 #[test]
 fn typed_numbers_are_field_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = service(dir.path());
-    let mut f = form(dir.path());
+    let (_dir, svc, mut f) = service_and_form();
     f.leeway_secs = "abc".into();
     f.session_lifetime_mins = "-5".into();
     f.language = "de".into();
@@ -107,9 +112,7 @@ fn typed_numbers_are_field_errors() {
 
 #[test]
 fn save_round_trips_and_never_returns_the_credential() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = service(dir.path());
-    let f = form(dir.path());
+    let (_dir, svc, f) = service_and_form();
     let out = svc.save(&f).unwrap();
     assert!(out.saved, "{:?}", out.errors);
     assert!(out.settings.credential_saved);
@@ -169,9 +172,7 @@ fn errors_serialize_as_code_and_message() {
 
 #[test]
 fn several_feed_addresses_one_per_line_are_saved_as_a_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = service(dir.path());
-    let mut f = form(dir.path());
+    let (_dir, svc, mut f) = service_and_form();
     f.feed_url = "wss://gw-a.example.com/v1/feed\n\n  wss://gw-b.example.com/v1/feed  \n".into();
     let out = svc.save(&f).unwrap();
     assert!(out.saved, "{:?}", out.errors);

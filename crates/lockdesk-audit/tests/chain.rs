@@ -50,6 +50,14 @@ fn broken_seq(conn: &Connection) -> (u64, String) {
     }
 }
 
+/// The chain is broken at entry `seq` with a problem naming `text`.
+#[track_caller]
+fn assert_broken_at(conn: &Connection, seq: u64, text: &str) {
+    let (got, problem) = broken_seq(conn);
+    assert_eq!(got, seq, "{problem}");
+    assert!(problem.contains(text), "{problem}");
+}
+
 #[test]
 fn an_untouched_chain_verifies_and_reports_its_head() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,9 +105,7 @@ fn an_edit_with_recomputed_hash_is_named_by_its_broken_link() {
     append(&conn, &forged).unwrap();
     conn.execute_batch("INSERT INTO audit_log SELECT * FROM tail")
         .unwrap();
-    let (got, problem) = broken_seq(&conn);
-    assert_eq!(got, 10, "{problem}");
-    assert!(problem.contains("entry 11 does not chain"), "{problem}");
+    assert_broken_at(&conn, 10, "entry 11 does not chain");
 }
 
 #[test]
@@ -241,9 +247,7 @@ fn a_tombstone_pointing_at_a_real_erasure_but_not_counted_is_caught() {
         [],
     )
     .unwrap();
-    let (seq, problem) = broken_seq(&conn);
-    assert_eq!(seq, 13, "{problem}");
-    assert!(problem.contains("4 tombstones but 5"), "{problem}");
+    assert_broken_at(&conn, 13, "4 tombstones but 5");
 }
 
 #[test]

@@ -24,6 +24,21 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The command's standard output holds `text`; the whole output is shown if it does not.
+#[track_caller]
+fn assert_stdout_contains(o: &Output, text: &str) {
+    let out = stdout(o);
+    assert!(out.contains(text), "{out}");
+}
+
+/// A line of the command's standard output starts with `prefix`; the whole output is shown if
+/// none does.
+#[track_caller]
+fn assert_stdout_has_line_starting(o: &Output, prefix: &str) {
+    let out = stdout(o);
+    assert!(out.lines().any(|l| l.starts_with(prefix)), "{out}");
+}
+
 fn record(i: u64, at_ms: i64) -> Record {
     Record {
         at_ms,
@@ -168,11 +183,7 @@ fn export_then_reverification_round_trips_and_an_edited_export_is_caught() {
     .unwrap();
     let o = cli(&["audit", "verify", "--export", f], dir.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stdout(&o).contains("BROKEN at entry 200:"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_contains(&o, "BROKEN at entry 200:");
 }
 
 #[test]
@@ -246,46 +257,22 @@ fn erase_and_purge_keep_the_chain_verifiable_and_the_data_gone() {
     assert!(o.status.success(), "{o:?}");
     // The desk's tables are reported first (this store has only audit entries), then the log.
     assert!(stdout(&o).starts_with("desk: 0 identity"), "{}", stdout(&o));
-    assert!(
-        stdout(&o)
-            .lines()
-            .any(|l| l.starts_with("erased 10 entries; erasure entry 71 ")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has_line_starting(&o, "erased 10 entries; erasure entry 71 ");
     for gone in ["user-5", "visitor-5", "person-5@mail.example"] {
         assert!(!file_contains(&db, gone), "{gone} still in the file");
     }
     let o = cli(&["audit", "verify"], dir.path());
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        stdout(&o).contains("71 entries (seq 1 to 71), 10 tombstones"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_contains(&o, "71 entries (seq 1 to 71), 10 tombstones");
 
     // Entries 1..=49 are more than 50 days old.
     let o = cli(&["audit", "purge", "--older-than", "50"], dir.path());
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        stdout(&o)
-            .lines()
-            .any(|l| l.starts_with("purged 49 entries (1 to 49); purge entry 72 ")),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has_line_starting(&o, "purged 49 entries (1 to 49); purge entry 72 ");
     let o = cli(&["audit", "verify"], dir.path());
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        stdout(&o).contains("23 entries (seq 50 to 72)"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(
-        stdout(&o).contains("entries 1 to 49 purged"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_contains(&o, "23 entries (seq 50 to 72)");
+    assert_stdout_contains(&o, "entries 1 to 49 purged");
     // Conversation 15 had entries 45 to 47 only: gone from the file.
     assert!(!file_contains(&db, "conv-15"));
     // The export of the purged log still re-verifies from its anchor.
@@ -403,11 +390,7 @@ fn the_documented_encoding_verifies() {
     store_independently(dir.path(), 1_000);
     let o = cli(&["audit", "verify"], dir.path());
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        stdout(&o).contains("ok: 1000 entries (seq 1 to 1000)"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_contains(&o, "ok: 1000 entries (seq 1 to 1000)");
 }
 
 #[test]

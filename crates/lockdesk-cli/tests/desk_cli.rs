@@ -21,6 +21,16 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
+/// The string `field` of every element of the array `list` in `v` (those without it left out).
+fn field_values<'a>(v: &'a Value, list: &str, field: &str) -> BTreeSet<&'a str> {
+    v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| s(e, field))
+        .collect()
+}
+
 /// The lines of the conversations whose changes include `pred`.
 fn conversations_where(lines: &[Value], pred: impl Fn(&Value) -> bool) -> BTreeSet<String> {
     lines
@@ -119,20 +129,10 @@ fn the_demo_ends_every_scenario_in_its_state_and_alerts() {
     let h = history(&data, person);
     assert_eq!(h["userId"], Value::String(person.clone()));
     assert_eq!(h["known"], Value::Bool(true));
-    let linked: BTreeSet<&str> = h["visitors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| s(v, "visitorId"))
-        .collect();
+    let linked: BTreeSet<&str> = field_values(&h, "visitors", "visitorId");
     let expected: BTreeSet<&str> = devices.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(linked, expected);
-    let devices_seen: BTreeSet<&str> = h["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| s(c, "device"))
-        .collect();
+    let devices_seen: BTreeSet<&str> = field_values(&h, "conversations", "device");
     assert!(
         devices_seen.contains("laptop") && devices_seen.contains("phone"),
         "{h}"

@@ -191,60 +191,45 @@ fn feed_ca_file_rules() {
 
 #[test]
 fn credential_rules() {
-    check(|c| c.feed.credential = None, &["feed.credential"]);
-    check(
-        |c| c.feed.credential = Some("short".into()),
-        &["feed.credential"],
-    );
     // The gateway's rule: at least 16 characters, printable ASCII.
-    check(
-        |c| c.feed.credential = Some("0123456789abcde".into()),
-        &["feed.credential"],
-    );
-    check(|c| c.feed.credential = Some("0123456789abcdef".into()), &[]);
-    check(
-        |c| c.feed.credential = Some("crédential-0123456789".into()),
-        &["feed.credential"],
-    );
-    check(
-        |c| c.feed.credential = Some("has a space".into()),
-        &["feed.credential"],
-    );
-    check(
-        |c| c.feed.credential = Some("line\nbreak!!".into()),
-        &["feed.credential"],
-    );
-    check(
-        |c| c.feed.credential = Some("x".repeat(513)),
-        &["feed.credential"],
-    );
+    let cases: [(Option<String>, &[&str]); 8] = [
+        (None, &["feed.credential"]),
+        (Some("short".into()), &["feed.credential"]),
+        (Some("0123456789abcde".into()), &["feed.credential"]),
+        (Some("0123456789abcdef".into()), &[]),
+        (Some("crédential-0123456789".into()), &["feed.credential"]),
+        (Some("has a space".into()), &["feed.credential"]),
+        (Some("line\nbreak!!".into()), &["feed.credential"]),
+        (Some("x".repeat(513)), &["feed.credential"]),
+    ];
+    for (credential, expected) in cases {
+        eprintln!("case: credential {credential:?}");
+        check(|c| c.feed.credential = credential, expected);
+    }
 }
 
 #[test]
 fn trust_rules() {
-    check(|c| c.trust[0].issuer = String::new(), &["trust.0.issuer"]);
-    check(
-        |c| c.trust[0].issuer = " https://brand.example".into(),
-        &["trust.0.issuer"],
-    );
-    check(
-        |c| c.trust[0].issuer = "a\u{7}b".into(),
-        &["trust.0.issuer"],
-    );
-    check(|c| c.trust[0].issuer = "x".repeat(256), &["trust.0.issuer"]);
-    check(
-        |c| c.trust[0].key = "/nonexistent/brand.pem".into(),
-        &["trust.0.key"],
-    );
-    check(
-        |c| c.trust[0].key = "http://brand.example/jwks.json".into(),
-        &["trust.0.key"],
-    );
-    check(
-        |c| c.trust[0].key = "https://brand.example/jwks.json".into(),
-        &[],
-    );
-    check(|c| c.trust[0].key = String::new(), &["trust.0.key"]);
+    let issuers: [(String, &[&str]); 4] = [
+        (String::new(), &["trust.0.issuer"]),
+        (" https://brand.example".into(), &["trust.0.issuer"]),
+        ("a\u{7}b".into(), &["trust.0.issuer"]),
+        ("x".repeat(256), &["trust.0.issuer"]),
+    ];
+    for (issuer, expected) in issuers {
+        eprintln!("case: issuer {issuer:?}");
+        check(|c| c.trust[0].issuer = issuer, expected);
+    }
+    let keys: [(&str, &[&str]); 4] = [
+        ("/nonexistent/brand.pem", &["trust.0.key"]),
+        ("http://brand.example/jwks.json", &["trust.0.key"]),
+        ("https://brand.example/jwks.json", &[]),
+        ("", &["trust.0.key"]),
+    ];
+    for (key, expected) in keys {
+        eprintln!("case: key {key:?}");
+        check(|c| c.trust[0].key = key.into(), expected);
+    }
     check(|c| c.trust.push(c.trust[0].clone()), &["trust.1.issuer"]);
 }
 
@@ -393,28 +378,25 @@ fn iadvize_api_rules() {
         |c| c.iadvize.base_url = Some("http://api.example.com".into()),
         &["iadvize.base_url", "iadvize.username", "iadvize.password"],
     );
-    check(
-        |c| {
-            c.iadvize = crate::IAdvizeApi {
-                base_url: Some("http://127.0.0.1:9999".into()),
-                platform: Some("xx".into()),
-                username: Some("api@brand.example".into()),
-                password: Some("pw".into()),
-            }
-        },
-        &["iadvize.platform"],
-    );
-    check(
-        |c| {
-            c.iadvize = crate::IAdvizeApi {
-                base_url: Some("https://api.iadvize.com".into()),
-                platform: Some("sd".into()),
-                username: Some("api@brand.example".into()),
-                password: Some("pw".into()),
-            }
-        },
-        &[],
-    );
+    // A complete account: base URL and platform as given, a username and a password.
+    let cases: [(&str, &str, &[&str]); 2] = [
+        ("http://127.0.0.1:9999", "xx", &["iadvize.platform"]),
+        ("https://api.iadvize.com", "sd", &[]),
+    ];
+    for (base_url, platform, expected) in cases {
+        eprintln!("case: base_url {base_url:?}, platform {platform:?}");
+        check(
+            |c| {
+                c.iadvize = crate::IAdvizeApi {
+                    base_url: Some(base_url.into()),
+                    platform: Some(platform.into()),
+                    username: Some("api@brand.example".into()),
+                    password: Some("pw".into()),
+                }
+            },
+            expected,
+        );
+    }
 }
 
 #[test]

@@ -65,6 +65,18 @@ fn assert_named(c: &StoreCheck, cid: &str, text: &str) {
 }
 
 /// Scenarios 30 s apart: the first ones are closed long before the last ones start.
+/// A copy `name` of `db` in which conversation `cid` was renamed by hand: the check names it.
+fn assert_renamed_by_hand_is_named(db: &Path, dir: &Path, world: &World, name: &str, cid: &str) {
+    let c = tampered(
+        db,
+        dir,
+        world,
+        name,
+        &format!("UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{cid}'"),
+    );
+    assert_named(&c, cid, "Somebody Else");
+}
+
 fn spread_plan() -> Vec<Step> {
     plan(21, &Scenario::ALL, &[101, 102], 30_000)
 }
@@ -291,16 +303,7 @@ fn an_untouched_store_agrees_and_every_offline_edit_is_named() {
         &db,
         "SELECT conversation_id FROM conversations WHERE name IS NOT NULL LIMIT 1",
     );
-    let c = tampered(
-        &db,
-        dir.path(),
-        &world,
-        "name.sqlite3",
-        &format!(
-            "UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{named}'"
-        ),
-    );
-    assert_named(&c, &named, "Somebody Else");
+    assert_renamed_by_hand_is_named(&db, dir.path(), &world, "name.sqlite3", &named);
 }
 
 #[test]
@@ -482,16 +485,7 @@ fn one_erasure_leaves_other_conversations_sessions_and_names_checked() {
     assert_named(&c, &secured, "secured until");
 
     // A name set by hand on it.
-    let c = tampered(
-        &db,
-        dir.path(),
-        &world,
-        "renamed.sqlite3",
-        &format!(
-            "UPDATE conversations SET name = 'Somebody Else' WHERE conversation_id = '{secured}'"
-        ),
-    );
-    assert_named(&c, &secured, "Somebody Else");
+    assert_renamed_by_hand_is_named(&db, dir.path(), &world, "renamed.sqlite3", &secured);
 }
 
 #[test]

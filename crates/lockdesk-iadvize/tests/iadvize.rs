@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lockdesk_iadvize::standin::{Conversation, Dataset, Malformed, StandIn};
-use lockdesk_iadvize::{Client, Credentials, Error, Interval, Operator, Options};
+use lockdesk_iadvize::{
+    Client, ClosedConversation, Credentials, Error, Interval, Operator, Options,
+};
 
 const USER: &str = "backfill@brand.example";
 const PASSWORD: &str = "correct horse battery staple 42";
@@ -68,6 +70,11 @@ fn client(s: &StandIn, options: Options) -> Client {
     Client::new(s.endpoints(), Credentials::new(USER, PASSWORD), options).unwrap()
 }
 
+/// The closed conversations of `v` in January.
+async fn closed(c: &Client, v: &[&str]) -> Result<Vec<ClosedConversation>, Error> {
+    c.closed_conversations(&visitors(v), &january()).await
+}
+
 fn fast() -> Options {
     Options {
         first_retry_wait: Duration::from_millis(10),
@@ -81,10 +88,7 @@ async fn pages_are_followed_to_the_end_and_the_token_is_asked_once() {
     let s = standin(DAY).await;
     let c = client(&s, fast());
     for round in 0..3 {
-        let got = c
-            .closed_conversations(&visitors(&["v1", "v2"]), &january())
-            .await
-            .unwrap();
+        let got = closed(&c, &["v1", "v2"]).await.unwrap();
         assert_eq!(got.len(), 250, "round {round}");
         let ids: BTreeSet<_> = got.iter().map(|c| c.conversation_id.clone()).collect();
         assert_eq!(ids.len(), 250, "a conversation came twice");
@@ -118,10 +122,7 @@ async fn small_pages_are_complete_and_filters_apply() {
             ..fast()
         },
     );
-    let got = c
-        .closed_conversations(&visitors(&["v1"]), &january())
-        .await
-        .unwrap();
+    let got = closed(&c, &["v1"]).await.unwrap();
     // v1: the 125 even n below 250 (the March ones and v3's are filtered out).
     assert_eq!(got.len(), 125);
     assert!(got.iter().all(|c| c.visitor_id.as_deref() == Some("v1")));
@@ -137,13 +138,7 @@ async fn small_pages_are_complete_and_filters_apply() {
             ..fast()
         },
     );
-    assert_eq!(
-        big.closed_conversations(&visitors(&["v1", "v2", "v3"]), &january())
-            .await
-            .unwrap()
-            .len(),
-        270
-    );
+    assert_eq!(closed(&big, &["v1", "v2", "v3"]).await.unwrap().len(), 270);
     // v1 and v2: 125 each (2 pages of 100), v3: 20 (1 page).
     assert_eq!(big.graphql_requests(), 5);
 }
@@ -152,10 +147,7 @@ async fn small_pages_are_complete_and_filters_apply() {
 async fn results_are_typed_with_the_visitors_external_user_id_and_the_operator() {
     let s = standin(DAY).await;
     let c = client(&s, fast());
-    let got = c
-        .closed_conversations(&visitors(&["v1"]), &january())
-        .await
-        .unwrap();
+    let got = closed(&c, &["v1"]).await.unwrap();
     let n4 = got
         .iter()
         .find(|c| c.conversation_id == "00000000-0000-4000-8000-000000000004")
@@ -182,14 +174,9 @@ async fn results_are_typed_with_the_visitors_external_user_id_and_the_operator()
 async fn an_expired_token_is_renewed_once_and_the_query_goes_through() {
     let s = standin(DAY).await;
     let c = client(&s, fast());
-    c.closed_conversations(&visitors(&["v3"]), &january())
-        .await
-        .unwrap();
+    closed(&c, &["v3"]).await.unwrap();
     s.expire_tokens();
-    let got = c
-        .closed_conversations(&visitors(&["v3"]), &january())
-        .await
-        .unwrap();
+    let got = closed(&c, &["v3"]).await.unwrap();
     assert_eq!(got.len(), 20);
     assert_eq!(c.token_requests(), 2);
     assert_eq!(s.token_requests(), 2);
@@ -201,9 +188,7 @@ async fn a_token_near_its_expiry_is_renewed_before_use() {
     let s = standin(Duration::from_secs(60)).await;
     let c = client(&s, fast());
     for _ in 0..3 {
-        c.closed_conversations(&visitors(&["v3"]), &january())
-            .await
-            .unwrap();
+        closed(&c, &["v3"]).await.unwrap();
     }
     assert_eq!(c.token_requests(), 3);
     // ...while with a margin below the lifetime one token serves them all.
@@ -215,9 +200,7 @@ async fn a_token_near_its_expiry_is_renewed_before_use() {
         },
     );
     for _ in 0..3 {
-        c.closed_conversations(&visitors(&["v3"]), &january())
-            .await
-            .unwrap();
+        closed(&c, &["v3"]).await.unwrap();
     }
     assert_eq!(c.token_requests(), 1);
 }
@@ -228,21 +211,9 @@ async fn http_429_is_waited_out_and_retried() {
     let c = client(&s, fast());
     // With Retry-After: 0 and without (the client's own backoff).
     s.answer_429(2, Some(0));
-    assert_eq!(
-        c.closed_conversations(&visitors(&["v3"]), &january())
-            .await
-            .unwrap()
-            .len(),
-        20
-    );
+    assert_eq!(closed(&c, &["v3"]).await.unwrap().len(), 20);
     s.answer_429(2, None);
-    assert_eq!(
-        c.closed_conversations(&visitors(&["v3"]), &january())
-            .await
-            .unwrap()
-            .len(),
-        20
-    );
+    assert_eq!(closed(&c, &["v3"]).await.unwrap().len(), 20);
     // Token request (throttled twice, then granted) + 1 page, then 2 throttled + 1 page.
     assert_eq!(s.token_requests(), 3);
     assert_eq!(s.graphql_requests(), 4);
@@ -259,10 +230,7 @@ async fn retries_are_bounded() {
         },
     );
     s.answer_429(100, Some(0));
-    let e = c
-        .closed_conversations(&visitors(&["v3"]), &january())
-        .await
-        .unwrap_err();
+    let e = closed(&c, &["v3"]).await.unwrap_err();
     assert!(
         matches!(e, Error::RateLimited { retry_after: Some(d) } if d.is_zero()),
         "{e:?}"
@@ -271,10 +239,7 @@ async fn retries_are_bounded() {
 
     // A Retry-After longer than we accept to wait: give up at once, saying how long.
     s.answer_429(1, Some(3600));
-    let e = c
-        .closed_conversations(&visitors(&["v3"]), &january())
-        .await
-        .unwrap_err();
+    let e = closed(&c, &["v3"]).await.unwrap_err();
     assert!(
         matches!(e, Error::RateLimited { retry_after: Some(d) } if d.as_secs() == 3600),
         "{e:?}"
@@ -293,15 +258,10 @@ async fn the_login_rate_limit_is_enforced_and_reported() {
         },
     );
     for _ in 0..10 {
-        c.closed_conversations(&visitors(&["v3"]), &january())
-            .await
-            .unwrap();
+        closed(&c, &["v3"]).await.unwrap();
         s.expire_tokens();
     }
-    let e = c
-        .closed_conversations(&visitors(&["v3"]), &january())
-        .await
-        .unwrap_err();
+    let e = closed(&c, &["v3"]).await.unwrap_err();
     assert!(
         matches!(e, Error::RateLimited { retry_after: Some(d) } if d.as_secs() == 60),
         "{e:?}"
@@ -317,10 +277,7 @@ async fn bad_credentials_are_a_specific_error_that_never_shows_the_password() {
         fast(),
     )
     .unwrap();
-    let e = c
-        .closed_conversations(&visitors(&["v1"]), &january())
-        .await
-        .unwrap_err();
+    let e = closed(&c, &["v1"]).await.unwrap_err();
     assert!(matches!(e, Error::BadCredentials), "{e:?}");
     for text in [format!("{e}"), format!("{e:?}"), format!("{c:?}")] {
         assert!(!text.contains("wrong password"), "{text}");
@@ -363,10 +320,7 @@ async fn malformed_answers_are_specific_errors_and_the_client_keeps_working() {
             // Force a new token request on this client too.
             let fresh = client(&s, fast());
             s.malformed(kind);
-            let e = fresh
-                .closed_conversations(&visitors(&["v3"]), &january())
-                .await
-                .unwrap_err();
+            let e = closed(&fresh, &["v3"]).await.unwrap_err();
             assert!(
                 matches!(&e, Error::Malformed { what, .. } if *what == expected_what),
                 "{kind:?}: {e:?}"
@@ -374,10 +328,7 @@ async fn malformed_answers_are_specific_errors_and_the_client_keeps_working() {
             continue;
         }
         s.malformed(kind);
-        let e = c
-            .closed_conversations(&visitors(&["v3"]), &january())
-            .await
-            .unwrap_err();
+        let e = closed(&c, &["v3"]).await.unwrap_err();
         match &e {
             Error::Malformed { what, detail } => {
                 assert_eq!(*what, expected_what, "{kind:?}: {e}");
@@ -388,13 +339,7 @@ async fn malformed_answers_are_specific_errors_and_the_client_keeps_working() {
             other => panic!("{kind:?}: expected Malformed, got {other:?}"),
         }
         // The next, well-formed answer is read normally.
-        assert_eq!(
-            c.closed_conversations(&visitors(&["v3"]), &january())
-                .await
-                .unwrap()
-                .len(),
-            20
-        );
+        assert_eq!(closed(&c, &["v3"]).await.unwrap().len(), 20);
     }
 }
 
@@ -406,10 +351,7 @@ async fn an_unreachable_api_is_a_transport_error() {
     // Give the aborted server task a moment to release the port? Not needed: connection refused
     // or reset are both transport errors.
     let c = Client::new(endpoints, Credentials::new(USER, PASSWORD), fast()).unwrap();
-    let e = c
-        .closed_conversations(&visitors(&["v1"]), &january())
-        .await
-        .unwrap_err();
+    let e = closed(&c, &["v1"]).await.unwrap_err();
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
 }
 

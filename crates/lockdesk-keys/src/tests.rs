@@ -62,6 +62,15 @@ impl Fetch for FakeFetch {
 
 struct FakeClock(Mutex<Instant>);
 
+/// `token` is refused for an unknown key.
+#[track_caller]
+fn assert_unknown_key(engine: &Engine, token: &str) {
+    assert_eq!(
+        engine.verify(token.as_bytes(), NOW).reason(),
+        Some(Reason::UnknownKey)
+    );
+}
+
 fn remote_engine(initial: Vec<u8>) -> (Engine, Arc<FakeFetch>, Arc<FakeClock>) {
     let fetch = Arc::new(FakeFetch {
         body: Mutex::new(Ok(initial)),
@@ -124,10 +133,7 @@ fn unknown_kid_refetches_at_most_once_a_minute() {
     // The brand publishes key b; within the minute after the load we do not refetch.
     *fetch.body.lock().unwrap() = Ok(jwks(&[("brand.pub.pem", "a"), ("brand2.pub.pem", "b")]));
     advance(&clock, 30);
-    assert_eq!(
-        engine.verify(rotated.as_bytes(), NOW).reason(),
-        Some(Reason::UnknownKey)
-    );
+    assert_unknown_key(&engine, &rotated);
     assert_eq!(fetch.calls.load(Ordering::SeqCst), 1);
 
     // A minute after the last attempt, an unknown kid triggers one refetch, and the token passes.
@@ -141,10 +147,7 @@ fn unknown_kid_refetches_at_most_once_a_minute() {
         "https://brand.example",
     );
     for _ in 0..100 {
-        assert_eq!(
-            engine.verify(junk.as_bytes(), NOW).reason(),
-            Some(Reason::UnknownKey)
-        );
+        assert_unknown_key(&engine, &junk);
     }
     assert_eq!(fetch.calls.load(Ordering::SeqCst), 2);
     // Known kids never cause a fetch.
@@ -162,10 +165,7 @@ fn failed_refetch_keeps_previous_keys() {
         &signing("brand2.key.pem", Some("b")),
         "https://brand.example",
     );
-    assert_eq!(
-        engine.verify(unknown.as_bytes(), NOW).reason(),
-        Some(Reason::UnknownKey)
-    );
+    assert_unknown_key(&engine, &unknown);
     assert_eq!(fetch.calls.load(Ordering::SeqCst), 2);
     let old = token(
         &signing("brand.key.pem", Some("a")),

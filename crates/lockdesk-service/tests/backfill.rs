@@ -7,7 +7,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use lockdesk_desk::{AlertKind, AuthStateName, Change, DeskConfig, History, ReasonCode};
+use lockdesk_desk::{
+    AlertKind, AuthStateName, Change, DeskConfig, History, HistoryConversation, ReasonCode,
+};
 use lockdesk_feed_client::Credential;
 use lockdesk_iadvize::standin::{Conversation, Dataset, StandIn};
 use lockdesk_iadvize::Credentials;
@@ -288,6 +290,14 @@ fn dataset(conversations: Vec<Conversation>) -> Dataset {
     }
 }
 
+/// The conversation `id` of the history (it must be there).
+fn conversation<'a>(h: &'a History, id: &str) -> &'a HistoryConversation {
+    h.conversations
+        .iter()
+        .find(|c| c.row.conversation_id == id)
+        .unwrap()
+}
+
 fn ids(h: &History) -> BTreeSet<String> {
     h.conversations
         .iter()
@@ -348,11 +358,7 @@ async fn closed_conversations_of_every_linked_visitor_reach_the_history() {
         assert!(got.contains(conv), "{conv} missing");
     }
     assert_eq!(got.len(), 7);
-    let old = h
-        .conversations
-        .iter()
-        .find(|c| c.row.conversation_id == OLD[0])
-        .unwrap();
+    let old = conversation(&h, OLD[0]);
     assert_eq!(old.row.state, "closed");
     assert_eq!(old.row.platform_user_id.as_deref(), Some(u));
     assert_eq!(old.row.visitor_id, p.visitors[0]);
@@ -427,20 +433,12 @@ async fn a_different_external_user_id_is_a_platform_mismatch() {
         .count();
     assert_eq!(mismatches, 1);
     let h = rig.history(&p.user_id).await;
-    let row = h
-        .conversations
-        .iter()
-        .find(|c| c.row.conversation_id == conv)
-        .unwrap();
+    let row = conversation(&h, &conv);
     assert_eq!(row.row.state, "closed");
     assert_eq!(row.row.auth_state, "mismatch");
     assert_eq!(row.row.other_user_id.as_deref(), Some(other));
     assert_eq!(row.row.platform_user_id.as_deref(), Some(other));
-    let old = h
-        .conversations
-        .iter()
-        .find(|c| c.row.conversation_id == OLD[0])
-        .unwrap();
+    let old = conversation(&h, OLD[0]);
     assert_ne!(old.row.auth_state, "mismatch");
     rig.stop().await;
 }

@@ -190,6 +190,21 @@ pub fn check(label: &str, token: &str, expect: Expect) -> Verdict {
     check_with(default_verifier(), label, token, expect)
 }
 
+/// [`check`] of a token that must verify; returns what it verified.
+#[track_caller]
+pub fn check_verified(label: &str, token: &str) -> lockdesk_verify::Verified {
+    let Verdict::Verified(v) = check(label, token, Expect::Verified) else {
+        unreachable!("{label}: check let a verdict other than Verified through")
+    };
+    v
+}
+
+/// Asserts that no warning of `v` is one that `unwanted` picks, listing the warnings if one is.
+#[track_caller]
+pub fn assert_no_warning(v: &lockdesk_verify::Verified, unwanted: impl Fn(&str) -> bool) {
+    assert!(!v.warnings.iter().any(|w| unwanted(w)), "{:?}", v.warnings);
+}
+
 /// Asserts only that `token` is not verified and did not panic; returns the reason.
 #[track_caller]
 pub fn check_not_verified(v: &Verifier, label: &str, token: &[u8]) -> Reason {
@@ -246,10 +261,7 @@ fn the_documented_example_shape_verifies() {
         r#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#,
         r#"{"enc":"A256GCM","alg":"RSA-OAEP-256","cty":"JWT"}"#,
     ] {
-        let Verdict::Verified(v) = check("documented example", &jwe_raw(header, &inner), Verified)
-        else {
-            unreachable!()
-        };
+        let v = check_verified("documented example", &jwe_raw(header, &inner));
         assert_eq!(v.user_id, "3fcd61a0-0ea1-11ea-9a9f-362b9e155667");
         assert_eq!(v.issuer, "https://test.iadvize.com");
         let vd = v.visitor_data.unwrap();
@@ -261,9 +273,7 @@ fn the_documented_example_shape_verifies() {
 #[test]
 fn a_bare_jws_verifies_unless_encryption_is_required() {
     let token = jws(&good_claims());
-    let Verdict::Verified(v) = check("bare jws", &token, Verified) else {
-        unreachable!()
-    };
+    let v = check_verified("bare jws", &token);
     assert_eq!(v.format, lockdesk_verify::Format::Jws);
     assert_eq!(v.decryption_key, None);
     assert!(v.warnings[0].contains("not encrypted"), "{:?}", v.warnings);

@@ -40,6 +40,31 @@ struct Tally {
     skipped: usize,
 }
 
+impl Tally {
+    /// Counts one case by its `result` after checking `got` against it: `valid()` for a "valid"
+    /// case, `invalid` for an "invalid" one; any other result ("acceptable") is skipped.
+    fn check<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        case: &Value,
+        got: T,
+        valid: impl FnOnce() -> T,
+        invalid: T,
+        what: impl std::fmt::Display,
+    ) {
+        match case["result"].as_str().unwrap() {
+            "valid" => {
+                assert_eq!(got, valid(), "{what}");
+                self.valid += 1;
+            }
+            "invalid" => {
+                assert_eq!(got, invalid, "{what}");
+                self.invalid += 1;
+            }
+            _ => self.skipped += 1,
+        }
+    }
+}
+
 #[test]
 fn wycheproof_rsa_oaep_sha256() {
     for bits in [2048, 3072, 4096] {
@@ -62,17 +87,13 @@ fn wycheproof_rsa_oaep_sha256() {
                     reference::rsa_oaep256_decrypt(&key, &hex(&case["ct"])),
                     "rsa{bits} tc {id}"
                 );
-                match case["result"].as_str().unwrap() {
-                    "valid" => {
-                        assert_eq!(got, Some(hex(&case["msg"])), "rsa{bits} tc {id}");
-                        t.valid += 1;
-                    }
-                    "invalid" => {
-                        assert_eq!(got, None, "rsa{bits} tc {id}");
-                        t.invalid += 1;
-                    }
-                    _ => t.skipped += 1,
-                }
+                t.check(
+                    case,
+                    got,
+                    || Some(hex(&case["msg"])),
+                    None,
+                    format_args!("rsa{bits} tc {id}"),
+                );
             }
         }
         assert!(t.valid >= 10 && t.invalid >= 5, "rsa{bits}: {t:?}");
@@ -116,17 +137,13 @@ fn wycheproof_aes_gcm() {
                 refused_shapes += 1;
                 continue;
             }
-            match case["result"].as_str().unwrap() {
-                "valid" => {
-                    assert_eq!(got, Some(hex(&case["msg"])), "tc {id}");
-                    t.valid += 1;
-                }
-                "invalid" => {
-                    assert_eq!(got, None, "tc {id}");
-                    t.invalid += 1;
-                }
-                _ => t.skipped += 1,
-            }
+            t.check(
+                case,
+                got,
+                || Some(hex(&case["msg"])),
+                None,
+                format_args!("tc {id}"),
+            );
         }
     }
     assert!(
@@ -156,17 +173,13 @@ fn wycheproof_rsa_pkcs1_sha256_signatures() {
                     "rsa{bits} tc {}",
                     case["tcId"]
                 );
-                match case["result"].as_str().unwrap() {
-                    "valid" => {
-                        assert!(got, "rsa{bits} tc {}", case["tcId"]);
-                        t.valid += 1;
-                    }
-                    "invalid" => {
-                        assert!(!got, "rsa{bits} tc {}", case["tcId"]);
-                        t.invalid += 1;
-                    }
-                    _ => t.skipped += 1,
-                }
+                t.check(
+                    case,
+                    got,
+                    || true,
+                    false,
+                    format_args!("rsa{bits} tc {}", case["tcId"]),
+                );
             }
         }
         assert!(t.valid >= 5 && t.invalid >= 50, "rsa{bits}: {t:?}");

@@ -43,17 +43,24 @@ beforeEach(() => {
 });
 afterEach(() => clearMocks());
 
+// Renders the screen, checks the leeway field as it first stands and types a value that is not a
+// whole number of seconds into it.
+async function renderWithInvalidLeeway(): Promise<HTMLElement> {
+  render(Settings);
+  const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
+  // Neither the browser's autofill nor its spelling marks on codes, ids and addresses; valid
+  // until an error says otherwise.
+  expect(leeway).toHaveAttribute('autocomplete', 'off');
+  expect(leeway).toHaveAttribute('spellcheck', 'false');
+  expect(leeway).toHaveAttribute('aria-invalid', 'false');
+  expect(leeway).not.toHaveAttribute('aria-describedby');
+  await fireEvent.input(leeway, { target: { value: 'abc' } });
+  return leeway;
+}
+
 describe('Settings', () => {
   it('shows a field error beside the field and saves nothing', async () => {
-    render(Settings);
-    const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
-    // Neither the browser's autofill nor its spelling marks on codes, ids and addresses; valid
-    // until an error says otherwise.
-    expect(leeway).toHaveAttribute('autocomplete', 'off');
-    expect(leeway).toHaveAttribute('spellcheck', 'false');
-    expect(leeway).toHaveAttribute('aria-invalid', 'false');
-    expect(leeway).not.toHaveAttribute('aria-describedby');
-    await fireEvent.input(leeway, { target: { value: 'abc' } });
+    const leeway = await renderWithInvalidLeeway();
     await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
     const error = await screen.findByText('expected a whole number of seconds');
     expect(error.id).toBe('error-verification-leeway-secs');
@@ -64,15 +71,7 @@ describe('Settings', () => {
   });
 
   it('does not move the button being pressed: errors of the field just left wait for the release', async () => {
-    render(Settings);
-    const leeway = await screen.findByLabelText('Clock-skew leeway (seconds)');
-    // Neither the browser's autofill nor its spelling marks on codes, ids and addresses; valid
-    // until an error says otherwise.
-    expect(leeway).toHaveAttribute('autocomplete', 'off');
-    expect(leeway).toHaveAttribute('spellcheck', 'false');
-    expect(leeway).toHaveAttribute('aria-invalid', 'false');
-    expect(leeway).not.toHaveAttribute('aria-describedby');
-    await fireEvent.input(leeway, { target: { value: 'abc' } });
+    const leeway = await renderWithInvalidLeeway();
     const save = screen.getByRole('button', { name: 'Save' });
     await fireEvent.mouseDown(save);
     await fireEvent.blur(leeway);
