@@ -190,16 +190,16 @@ impl Metrics {
                  # TYPE lockdesk_gateway_pg_groups_total counter\n\
                  lockdesk_gateway_pg_groups_total{{round_trips=\"1\"}} {}\n\
                  lockdesk_gateway_pg_groups_total{{round_trips=\"2\"}} {}\n\
-                 # HELP lockdesk_gateway_pg_groups_redone_total One-round-trip groups rolled back and redone in two: the log's end had moved (another instance wrote) or an eventId was already stored.\n\
+                 # HELP lockdesk_gateway_pg_groups_redone_total One-round-trip groups rolled back and redone in two: another instance had changed a conversation or visitor the group read, or an eventId was already stored.\n\
                  # TYPE lockdesk_gateway_pg_groups_redone_total counter\n\
-                 lockdesk_gateway_pg_groups_redone_total{{reason=\"head_moved\"}} {}\n\
+                 lockdesk_gateway_pg_groups_redone_total{{reason=\"conflict\"}} {}\n\
                  lockdesk_gateway_pg_groups_redone_total{{reason=\"duplicate\"}} {}\n\
-                 # HELP lockdesk_gateway_pg_groups_one_trip_skipped_total Groups sent in two round trips although this instance wrote last, because instances were taking turns.\n\
+                 # HELP lockdesk_gateway_pg_groups_one_trip_skipped_total Groups sent in two round trips without trying one, because too many recent attempts were refused.\n\
                  # TYPE lockdesk_gateway_pg_groups_one_trip_skipped_total counter\n\
                  lockdesk_gateway_pg_groups_one_trip_skipped_total {}",
                 w.one_trip,
                 w.two_trips,
-                w.redone_head_moved,
+                w.redone_conflict,
                 w.redone_duplicate,
                 w.one_trip_skipped,
             );

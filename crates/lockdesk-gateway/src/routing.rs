@@ -35,6 +35,17 @@ pub struct Audience {
     pub related: Vec<u64>,
 }
 
+/// What [`Visibility::route_reading`] read of the state to route a run of entries: the
+/// conversations whose operators or visitor it looked up, the visitors whose open conversations it
+/// looked up, and those conversations (as they stood then). An entry routed on a copy of the
+/// state is routed as on the current state when none of these changed in between (the
+/// PostgreSQL store's one-round-trip group checks exactly that under its lock).
+#[derive(Clone, Debug, Default)]
+pub struct Reads {
+    pub conversations: BTreeSet<String>,
+    pub visitors: BTreeSet<String>,
+}
+
 #[derive(Clone, Debug)]
 struct Conversation {
     owners: Vec<u64>,
@@ -93,16 +104,38 @@ impl Visibility {
         self.forget(id);
     }
 
-    fn owners_of_conversation(&self, id: Option<&str>, into: &mut BTreeSet<u64>) {
-        if let Some(c) = id.and_then(|id| self.conversations.get(id)) {
+    fn owners_of_conversation(
+        &self,
+        id: Option<&str>,
+        into: &mut BTreeSet<u64>,
+        reads: &mut Option<&mut Reads>,
+    ) {
+        let Some(id) = id else { return };
+        if let Some(r) = reads.as_deref_mut() {
+            if !r.conversations.contains(id) {
+                r.conversations.insert(id.to_owned());
+            }
+        }
+        if let Some(c) = self.conversations.get(id) {
             into.extend(c.owners.iter().copied());
         }
     }
 
-    fn owners_of_visitor(&self, id: Option<&str>, into: &mut BTreeSet<u64>) {
-        if let Some(convs) = id.and_then(|id| self.visitors.get(id)) {
+    fn owners_of_visitor(
+        &self,
+        id: Option<&str>,
+        into: &mut BTreeSet<u64>,
+        reads: &mut Option<&mut Reads>,
+    ) {
+        let Some(id) = id else { return };
+        if let Some(r) = reads.as_deref_mut() {
+            if !r.visitors.contains(id) {
+                r.visitors.insert(id.to_owned());
+            }
+        }
+        if let Some(convs) = self.visitors.get(id) {
             for c in convs {
-                self.owners_of_conversation(Some(c), into);
+                self.owners_of_conversation(Some(c), into, reads);
             }
         }
     }
@@ -131,15 +164,27 @@ impl Visibility {
     ///   conversation, and the operators of its visitor's open conversations (`visitor.updated`).
     /// - evidence: the operators of its visitor's open conversations and of its conversation.
     pub fn route(&mut self, e: RoutingFields<'_>) -> Audience {
+        self.route_reading(e, None)
+    }
+
+    /// [`Visibility::route`], adding to `reads` what of the state the audience and the new
+    /// state depend on: the entry's conversation (a push also keeps its visitor), and for
+    /// evidence and other webhooks its visitor and that visitor's open conversations.
+    pub fn route_reading(
+        &mut self,
+        e: RoutingFields<'_>,
+        mut reads: Option<&mut Reads>,
+    ) -> Audience {
+        let reads = &mut reads;
         let mut operators = BTreeSet::new();
         let mut related = Vec::new();
         if e.is_evidence {
-            self.owners_of_visitor(e.visitor_id, &mut operators);
-            self.owners_of_conversation(e.conversation_id, &mut operators);
+            self.owners_of_visitor(e.visitor_id, &mut operators, reads);
+            self.owners_of_conversation(e.conversation_id, &mut operators, reads);
         } else {
             match (e.event_type, e.conversation_id) {
                 (Some(PUSHED), Some(c)) if !e.operator_ids.is_empty() => {
-                    self.owners_of_conversation(Some(c), &mut operators);
+                    self.owners_of_conversation(Some(c), &mut operators, reads);
                     operators.extend(e.operator_ids.iter().copied());
                     related = e.operator_ids.to_vec();
                     related.sort_unstable();
@@ -165,14 +210,14 @@ impl Visibility {
                     );
                 }
                 (Some(CLOSED), Some(c)) => {
-                    self.owners_of_conversation(Some(c), &mut operators);
+                    self.owners_of_conversation(Some(c), &mut operators, reads);
                     operators.extend(e.operator_ids.iter().copied());
                     self.forget(c);
                 }
                 _ => {
                     operators.extend(e.operator_ids.iter().copied());
-                    self.owners_of_conversation(e.conversation_id, &mut operators);
-                    self.owners_of_visitor(e.visitor_id, &mut operators);
+                    self.owners_of_conversation(e.conversation_id, &mut operators, reads);
+                    self.owners_of_visitor(e.visitor_id, &mut operators, reads);
                 }
             }
         }
@@ -290,6 +335,56 @@ mod tests {
             ..evidence("other")
         };
         assert_eq!(ops(&vis.route(e)), vec![2]);
+    }
+
+    #[test]
+    fn route_reading_names_what_the_audience_depends_on() {
+        let mut vis = Visibility::default();
+        vis.route(hook(PUSHED, "a", "v", &[1]));
+        vis.route(hook(PUSHED, "b", "v", &[2]));
+        vis.route(hook(PUSHED, "c", "w", &[3]));
+        let reads_of = |vis: &mut Visibility, e: RoutingFields<'_>| {
+            let mut r = Reads::default();
+            vis.route_reading(e, Some(&mut r));
+            (
+                r.conversations.into_iter().collect::<Vec<_>>(),
+                r.visitors.into_iter().collect::<Vec<_>>(),
+            )
+        };
+        // Evidence: its visitor, that visitor's conversations, and the one it names.
+        let e = RoutingFields {
+            conversation_id: Some("c"),
+            ..evidence("v")
+        };
+        assert_eq!(
+            reads_of(&mut vis.clone(), e),
+            (vec!["a".into(), "b".into(), "c".into()], vec!["v".into()])
+        );
+        // A push or a close: its conversation only (the push's visitor is written, not read).
+        assert_eq!(
+            reads_of(&mut vis.clone(), hook(PUSHED, "a", "w", &[9])),
+            (vec!["a".into()], vec![])
+        );
+        assert_eq!(
+            reads_of(&mut vis.clone(), hook(CLOSED, "c", "w", &[])),
+            (vec!["c".into()], vec![])
+        );
+        // Any other webhook: its conversation, its visitor and that visitor's conversations.
+        assert_eq!(
+            reads_of(&mut vis.clone(), hook("visitor.updated", "x", "w", &[])),
+            (vec!["c".into(), "x".into()], vec!["w".into()])
+        );
+        // Whatever another copy changes outside those reads, the audience is the same.
+        let mut other = vis.clone();
+        other.route(hook(PUSHED, "c", "w", &[7]));
+        other.route(hook(PUSHED, "d", "z", &[8]));
+        for e in [
+            evidence("v"),
+            hook(PUSHED, "a", "w", &[9]),
+            hook(CLOSED, "b", "v", &[]),
+        ] {
+            assert_eq!(other.clone().route(e), vis.clone().route(e));
+        }
     }
 
     #[test]

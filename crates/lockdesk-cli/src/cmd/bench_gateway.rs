@@ -464,7 +464,7 @@ async fn drop_tables(config: &tokio_postgres::Config) -> anyhow::Result<()> {
 }
 
 /// How each instance's PostgreSQL writer committed its groups over the whole run (its
-/// `/metrics`): in one round trip, in two, redone, or sent in two while the instances took turns.
+/// `/metrics`): in one round trip, in two, redone, or sent in two after too many refusals.
 async fn writer_groups(gateways: &[GatewayProcess]) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for g in gateways {
@@ -481,11 +481,11 @@ async fn writer_groups(gateways: &[GatewayProcess]) -> anyhow::Result<()> {
                 .with_context(|| format!("no {name} in the gateway's /metrics"))
         };
         println!(
-            "  writer of {}: groups in one round trip {}, in two {} (redone: log's end moved {}, eventId stored {}; one round trip skipped while taking turns {})",
+            "  writer of {}: groups in one round trip {}, in two {} (redone: another instance changed what it read {}, eventId stored {}; one round trip not tried after refusals {})",
             g.addr,
             value("lockdesk_gateway_pg_groups_total{round_trips=\"1\"}")?,
             value("lockdesk_gateway_pg_groups_total{round_trips=\"2\"}")?,
-            value("lockdesk_gateway_pg_groups_redone_total{reason=\"head_moved\"}")?,
+            value("lockdesk_gateway_pg_groups_redone_total{reason=\"conflict\"}")?,
             value("lockdesk_gateway_pg_groups_redone_total{reason=\"duplicate\"}")?,
             value("lockdesk_gateway_pg_groups_one_trip_skipped_total")?,
         );

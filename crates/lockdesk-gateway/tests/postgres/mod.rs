@@ -631,47 +631,231 @@ fn other_instance_pushes(
 }
 
 #[test]
-fn a_one_trip_group_whose_head_moved_is_redone_in_two_round_trips() {
+fn a_one_trip_group_that_read_what_another_instance_changed_is_redone_in_two_round_trips() {
     let pg = PgServer::start();
-    let [a] = instances(&pg, "moved");
+    let [a, b] = instances(&pg, "moved");
     first_two_groups_alone(&a);
-    // Another instance transfers c1 and c2 behind a's back (no NOTIFY: a believes it wrote
-    // last, unless its one-second poll saw the new end first; then a goes straight to two round
-    // trips, which is right but not what this test is after: tried again).
-    let mut redone = 0;
+    // Another instance transfers c1 (v1's conversation) behind a's back, without NOTIFY. a's
+    // next group, evidence for v1, reads v1's conversations: its one-round-trip attempt is
+    // refused under the lock, and the group is redone in two round trips, routed on the
+    // transfer, after the other's entry. Twice: two refusals in a row are still tolerated.
     let mut expected_seq = 2;
-    for round in 0..5u64 {
+    for round in 0..2u64 {
         let before = a.writer_stats();
         let op = 200 + round;
         expected_seq = other_instance_pushes(&pg, "moved", &format!("o{round}"), "c1", "v1", op);
-        // a's next group: evidence for v1 is routed to c1's new owner, after the other's entry.
         let seq = a.append_evidence(evidence("v1", None)).unwrap();
         expected_seq += 1;
         assert_eq!(seq, expected_seq, "the seq after the other instance's");
         assert_eq!(
             audience_at(&a, seq),
             vec![op],
-            "routed on the moved head's conversations"
+            "routed on the other instance's transfer"
         );
         let after = a.writer_stats();
-        assert_eq!(after.one_trip, before.one_trip, "{after:?}");
-        assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
-        redone += after.redone_head_moved - before.redone_head_moved;
+        assert_eq!(
+            (
+                after.one_trip_tried,
+                after.one_trip,
+                after.redone_conflict,
+                after.two_trips
+            ),
+            (
+                before.one_trip_tried + 1,
+                before.one_trip,
+                before.redone_conflict + 1,
+                before.two_trips + 1
+            ),
+            "{after:?}"
+        );
         // And a group after that goes in one round trip again, routed on the same state.
         let seq = a.append_evidence(evidence("v1", None)).unwrap();
         expected_seq += 1;
         assert_eq!(seq, expected_seq);
         assert_eq!(audience_at(&a, seq), vec![op]);
         assert_eq!(a.writer_stats().one_trip, after.one_trip + 1);
-        if redone > 0 {
-            break;
-        }
     }
-    assert!(
-        redone > 0,
-        "the one-round-trip group never met a moved head"
+    // A close leaves no open row: the tombstone refuses the attempt. b closes c2 (v2's); a's
+    // evidence for v2 reaches nobody.
+    let before = a.writer_stats();
+    let closed = b
+        .append_webhook(webhook(
+            "b-close",
+            "v2.conversation.closed",
+            "c2",
+            "v2",
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(closed.seq, expected_seq + 1);
+    assert_eq!(audience_at(&b, closed.seq), vec![102]);
+    let seq = a.append_evidence(evidence("v2", None)).unwrap();
+    expected_seq += 2;
+    assert_eq!(seq, expected_seq);
+    assert!(audience_at(&a, seq).is_empty(), "c2 is closed");
+    let after = a.writer_stats();
+    assert_eq!(
+        after.redone_conflict,
+        before.redone_conflict + 1,
+        "{after:?}"
     );
     assert_gapless_to(&pg, "moved", &a, expected_seq);
+}
+
+#[test]
+fn another_instances_entries_on_other_conversations_cost_no_round_trip() {
+    let pg = PgServer::start();
+    let [a, b] = instances(&pg, "disjoint");
+    first_two_groups_alone(&a);
+    // Another instance pushes c9 (visitor v9) to 900, without NOTIFY. a's evidence for v1 reads
+    // nothing it changed: one round trip, its seq after the other's entry.
+    assert_eq!(
+        other_instance_pushes(&pg, "disjoint", "o1", "c9", "v9", 900),
+        3
+    );
+    let before = a.writer_stats();
+    assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), 4);
+    assert_eq!(audience_at(&a, 4), vec![101]);
+    // The same group brought a's copy up to date: evidence for v9 reaches 900, still in one
+    // round trip (c9 changed before the copy a now holds).
+    assert_eq!(a.append_evidence(evidence("v9", None)).unwrap(), 5);
+    assert_eq!(
+        audience_at(&a, 5),
+        vec![900],
+        "the other's conversation is known"
+    );
+    let after = a.writer_stats();
+    assert_eq!(
+        (after.one_trip, after.two_trips, after.redone_conflict),
+        (before.one_trip + 2, before.two_trips, 0),
+        "{after:?}"
+    );
+    assert_gapless_to(&pg, "disjoint", &a, 5);
+    // Two real instances taking turns on their own conversations: after b's first group (it
+    // has no copy yet: two round trips), every group of both goes in one round trip, each
+    // after the other's, and each instance routes the other's visitors.
+    let mut seq = 5;
+    for round in 0..6u64 {
+        for (s, name, op) in [(&b, "b", 300 + round), (&a, "a", 400 + round)] {
+            seq += 1;
+            let conv = format!("{name}c{round}");
+            let visitor = format!("{name}v{round}");
+            assert_eq!(
+                push(s, &format!("{name}{round}"), &conv, &visitor, op).seq,
+                seq
+            );
+            assert_eq!(audience_at(s, seq), vec![op]);
+        }
+        // Each reads a visitor the other pushed just before: routed to the other's operator.
+        seq += 1;
+        assert_eq!(
+            a.append_evidence(evidence(&format!("bv{round}"), None))
+                .unwrap(),
+            seq
+        );
+        assert_eq!(audience_at(&a, seq), vec![300 + round]);
+    }
+    let (sa, sb) = (a.writer_stats(), b.writer_stats());
+    assert_eq!(sb.two_trips, 1, "only b's first group: {sb:?}");
+    assert_eq!(sb.one_trip, 5, "{sb:?}");
+    assert_eq!(sa.two_trips, after.two_trips, "{sa:?}");
+    assert_eq!(sa.one_trip, after.one_trip + 12, "{sa:?}");
+    assert_eq!((sa.redone_conflict, sb.redone_conflict), (0, 0));
+    assert_gapless_to(&pg, "disjoint", &a, seq);
+    // Both stores agree on every entry's audience with a single instance that routed the same
+    // log in seq order (the SQLite store's routing).
+    let mut alone = lockdesk_gateway::routing::Visibility::default();
+    for r in a.read_routed_after(0, 1000).unwrap() {
+        let e = &r.entry;
+        let fields = lockdesk_gateway::routing::RoutingFields {
+            is_evidence: e.kind == EntryKind::Evidence,
+            event_type: e.event_type.as_deref(),
+            conversation_id: e.conversation_id.as_deref(),
+            visitor_id: e.visitor_id.as_deref(),
+            operator_ids: &e.operator_ids,
+        };
+        assert_eq!(alone.route(fields), r.audience, "seq {}", e.seq);
+    }
+}
+
+/// Waits until `store`'s tail has seen the end of the log at `seq` (NOTIFY or its poll).
+fn wait_committed(store: &PostgresStore, seq: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut committed = store.committed();
+    while *committed.borrow_and_update() < seq {
+        assert!(Instant::now() < deadline, "the tail never reached {seq}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn instances_changing_what_the_other_reads_stop_trying_one_round_trip_until_it_is_quiet() {
+    let pg = PgServer::start();
+    let [a, b] = instances(&pg, "turns");
+    // a alone: its second group goes in one round trip.
+    first_two_groups_alone(&a);
+    // b transfers c1 before each of a's groups, and a's group is evidence for v1: each of a's
+    // attempts is refused under the lock and redone in two round trips, routed on b's transfer,
+    // after b's entry.
+    let mut seq = 2;
+    let mut owner = 101;
+    for round in 0..3u64 {
+        owner = 200 + round;
+        seq += 1;
+        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner).seq, seq);
+        let before = a.writer_stats();
+        seq += 1;
+        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
+        assert_eq!(audience_at(&a, seq), vec![owner], "routed on b's transfer");
+        let after = a.writer_stats();
+        assert_eq!(after.one_trip_tried, before.one_trip_tried + 1, "{after:?}");
+        assert_eq!(
+            after.redone_conflict,
+            before.redone_conflict + 1,
+            "{after:?}"
+        );
+        assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
+    }
+    // b is quiet now, but three of a's last groups were refused: the next group takes two
+    // round trips without an attempt, and is exact.
+    let before = a.writer_stats();
+    seq += 1;
+    assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
+    assert_eq!(audience_at(&a, seq), vec![owner]);
+    let after = a.writer_stats();
+    assert_eq!(after.one_trip_tried, before.one_trip_tried, "{after:?}");
+    assert_eq!(
+        after.one_trip_skipped,
+        before.one_trip_skipped + 1,
+        "{after:?}"
+    );
+    assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
+    // Once the refusals leave the window, one round trip again, with no group redone on the
+    // way.
+    let mut quiet = 1;
+    while a.writer_stats().one_trip == after.one_trip {
+        assert!(
+            quiet < 16,
+            "never back to one round trip: {:?}",
+            a.writer_stats()
+        );
+        seq += 1;
+        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
+        assert_eq!(audience_at(&a, seq), vec![owner]);
+        quiet += 1;
+    }
+    let s = a.writer_stats();
+    assert_eq!(s.redone_conflict, 3, "{s:?}");
+    assert_eq!(s.one_trip_tried, s.one_trip + 3, "{s:?}");
+    // b, whose copy is stale, catches up: its push of c2 follows a's entries and its evidence
+    // for v1 reaches c1's owner.
+    seq += 1;
+    assert_eq!(push(&b, "b-last", "c2", "v2", 300).seq, seq);
+    seq += 1;
+    assert_eq!(b.append_evidence(evidence("v1", None)).unwrap(), seq);
+    assert_eq!(audience_at(&b, seq), vec![owner]);
+    wait_committed(&a, seq);
+    assert_gapless_to(&pg, "turns", &a, seq);
 }
 
 /// The log of database `db`, read through `store`, is 1 to `last` without a gap, and its head
@@ -687,81 +871,6 @@ fn assert_gapless_to(pg: &PgServer, db: &str, store: &PostgresStore, last: u64) 
         pg.psql(db, "SELECT last_seq = delta_seq AND last_seq = (SELECT max(seq) FROM entries) FROM log_head"),
         "t"
     );
-}
-
-/// Waits until `store`'s tail has seen the end of the log at `seq` (NOTIFY or its poll).
-fn wait_committed(store: &PostgresStore, seq: u64) {
-    let deadline = Instant::now() + PATIENCE;
-    let mut committed = store.committed();
-    while *committed.borrow_and_update() < seq {
-        assert!(Instant::now() < deadline, "the tail never reached {seq}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-#[test]
-fn instances_taking_turns_use_two_round_trips_until_the_other_is_quiet() {
-    let pg = PgServer::start();
-    let [a, b] = instances(&pg, "turns");
-    // a alone: its second group goes in one round trip.
-    first_two_groups_alone(&a);
-    // The instances take turns: b transfers c1 before each of a's groups, and a has seen b's
-    // commit when its group starts. Each of a's groups takes two round trips (a did not write
-    // last), is routed on b's state and follows b's entry.
-    let mut seq = 2;
-    let mut owner = 101;
-    for round in 0..3u64 {
-        owner = 200 + round;
-        seq += 1;
-        assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner).seq, seq);
-        wait_committed(&a, seq);
-        let before = a.writer_stats();
-        seq += 1;
-        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
-        assert_eq!(audience_at(&a, seq), vec![owner], "routed on b's transfer");
-        let after = a.writer_stats();
-        assert_eq!(after.one_trip_tried, before.one_trip_tried, "{after:?}");
-        assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
-    }
-    // b is quiet now and a wrote last, but most of a's recent groups met b's commits: the next
-    // group takes two round trips anyway (no one-round-trip attempt), and is exact.
-    let before = a.writer_stats();
-    seq += 1;
-    assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
-    assert_eq!(audience_at(&a, seq), vec![owner]);
-    let after = a.writer_stats();
-    assert_eq!(after.one_trip_tried, before.one_trip_tried, "{after:?}");
-    assert_eq!(
-        after.one_trip_skipped,
-        before.one_trip_skipped + 1,
-        "{after:?}"
-    );
-    assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
-    // Once enough of a's groups found the log where a left it, one round trip again, with no
-    // group redone on the way.
-    let mut quiet = 1;
-    while a.writer_stats().one_trip == after.one_trip {
-        assert!(
-            quiet < 16,
-            "never back to one round trip: {:?}",
-            a.writer_stats()
-        );
-        seq += 1;
-        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
-        assert_eq!(audience_at(&a, seq), vec![owner]);
-        quiet += 1;
-    }
-    let s = a.writer_stats();
-    assert_eq!(s.redone_head_moved, 0, "{s:?}");
-    assert_eq!(s.one_trip_tried, s.one_trip, "{s:?}");
-    // b, whose copy is stale, catches up: its push of c2 follows a's entries and its evidence
-    // for v1 reaches c1's owner.
-    seq += 1;
-    assert_eq!(push(&b, "b-last", "c2", "v2", 300).seq, seq);
-    seq += 1;
-    assert_eq!(b.append_evidence(evidence("v1", None)).unwrap(), seq);
-    assert_eq!(audience_at(&b, seq), vec![owner]);
-    assert_gapless_to(&pg, "turns", &a, seq);
 }
 
 #[test]
@@ -899,13 +1008,13 @@ fn a_one_trip_group_that_fails_for_another_reason_is_not_acknowledged() {
         assert_eq!(
             (
                 after.one_trip,
-                after.redone_head_moved,
+                after.redone_conflict,
                 after.redone_duplicate,
                 after.two_trips
             ),
             (
                 before.one_trip,
-                before.redone_head_moved,
+                before.redone_conflict,
                 before.redone_duplicate,
                 before.two_trips
             ),
