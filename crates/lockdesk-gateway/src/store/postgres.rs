@@ -4,12 +4,14 @@
 //! Appends from this instance are committed in groups by one writer task on its own connection
 //! (every append waiting when a commit starts shares it). Each group's transaction first takes a
 //! transaction-scoped advisory lock ([`APPEND_LOCK`]), so appends from every instance are
-//! serialised: the next seq is `log_head.last_seq + 1`, the sequence is gapless and follows commit
-//! order (a transaction releases the lock only after its commit is visible). Under the lock the
-//! writer de-duplicates on `eventId` (two instances receiving the same delivery at once store it
-//! once), routes each entry with `routing`'s pure logic against the open conversations (kept in a
-//! table, cached in memory while this instance is the last writer), stores the audiences, and
-//! NOTIFYs the other instances. Reads use a small pool.
+//! serialised: the next seq is `log_head.last_seq + 1` as it stands under the lock, the sequence is
+//! gapless and follows commit order (a transaction releases the lock only after its commit is
+//! visible). Each entry is stored once per `eventId` (two instances receiving the same delivery at
+//! once store it once: looked up under the lock, or refused by the unique index), routed with
+//! `routing`'s pure logic on the open conversations (kept in a table; each writer routes on its
+//! copy, which a guard under the lock proves current for what the group read, or brings up to
+//! date first), with its audience stored, and the other instances are NOTIFYed. Reads use a small
+//! pool.
 //!
 //! The tail (`committed()`) is woken by LISTEN/NOTIFY but never depends on it: it also re-reads
 //! `log_head` every [`POLL`] and after (re)connecting its listener.
@@ -501,12 +503,16 @@ const WRITER_SQL: [&str; 16] = [
     "SELECT pg_advisory_xact_lock($1)",
     "SELECT last_seq, webhook_events, evidence, delta_seq, delta_since FROM log_head WHERE id = 1",
     "SELECT event_id, seq FROM entries WHERE event_id = ANY($1)",
-    // What the other instances changed after our copy: closed first (`true`), then open.
+    // What the other instances changed after our copy: closed first (`true`), then open. Only
+    // used for a copy at most $2 (TOMBSTONE_KEEP) behind the end of the log, so the upper bound
+    // loses nothing; it is there for the planner: a prepared statement's generic plan estimates
+    // a one-sided range at a third of the table (a sequential scan of every open conversation),
+    // a two-sided one at 0.5% (the index on the seq, reading only what changed).
     "SELECT conversation_id, NULL::bigint[], NULL::text, true FROM closed_conversations
-     WHERE closed_seq > $1
+     WHERE closed_seq > $1 AND closed_seq <= $1 + $2
      UNION ALL
      SELECT conversation_id, owners, visitor_id, false FROM open_conversations
-     WHERE changed_seq > $1",
+     WHERE changed_seq > $1 AND changed_seq <= $1 + $2",
     "SELECT conversation_id, owners, visitor_id FROM open_conversations",
     // No ON CONFLICT: the lookup under the lock found none, so a conflict means an append outside
     // the lock; it fails (and rolls back) the group rather than acknowledging what is not there.
@@ -556,14 +562,16 @@ const WRITER_SQL: [&str; 16] = [
     // valid at) can stand for the current state: every appender since kept the deltas (as
     // [`delta_applies`]), and none of them changed a conversation the group read or wrote
     // ($2) or a conversation of a visitor it read ($3) after the copy (no newer open row, no
-    // newer tombstone). A missing log_head row answers nothing: the writes then fail.
+    // newer tombstone; both ranges bounded above for the planner, as in the deltas' statement).
+    // A missing log_head row answers nothing: the writes then fail.
     "SELECT h.last_seq / (h.delta_seq = h.last_seq AND $1 <= h.last_seq
              AND $1 >= h.delta_since AND h.last_seq - $1 <= $4
              AND NOT EXISTS (SELECT 1 FROM open_conversations o
-                 WHERE o.changed_seq > $1
+                 WHERE o.changed_seq > $1 AND o.changed_seq <= $1 + $4
                    AND (o.conversation_id = ANY($2::text[]) OR o.visitor_id = ANY($3::text[])))
              AND NOT EXISTS (SELECT 1 FROM closed_conversations c
-                 WHERE c.closed_seq > $1 AND c.conversation_id = ANY($2::text[])))::int
+                 WHERE c.closed_seq > $1 AND c.closed_seq <= $1 + $4
+                   AND c.conversation_id = ANY($2::text[])))::int
      FROM log_head h WHERE h.id = 1",
     // The one-round-trip group's head: `$1` entries more, the counts as increments (it did not
     // read them); delta_since stays (the guard saw delta_seq = last_seq).
@@ -573,8 +581,8 @@ const WRITER_SQL: [&str; 16] = [
 ];
 
 /// The writer's connection and its statements, prepared once per connection. A group costs one
-/// round trip when this instance wrote last ([`commit_one_trip`]), two otherwise
-/// ([`commit_two_trips`]), each a pipeline of statements sent at once (tokio-postgres sends a
+/// round trip when routed on the writer's copy of the open conversations ([`commit_one_trip`]),
+/// two without a copy or to redo a refused one ([`commit_two_trips`]), each a pipeline of statements sent at once (tokio-postgres sends a
 /// request when its future is first polled, and `join_all`/`try_join_all` poll a short list in
 /// order; the server runs them one after the other, each with its own snapshot).
 struct WriterConn {
@@ -981,7 +989,7 @@ async fn commit_one_trip(w: &mut Writer, batch: &[Op]) -> Result<OneTrip, StoreE
     let visitors: Vec<&str> = reads.visitors.iter().map(String::as_str).collect();
     let lock_p: [Param; 1] = [&APPEND_LOCK];
     let guard_p: [Param; 4] = [&head, &conversations, &visitors, &TOMBSTONE_KEEP];
-    let copy_p: [Param; 1] = [&head];
+    let copy_p: [Param; 2] = [&head, &TOMBSTONE_KEEP];
     let count = p.last - head;
     let advance_p: [Param; 3] = [&count, &p.webhooks, &p.evidence];
     let mut all = vec![
@@ -1094,7 +1102,7 @@ async fn commit_two_trips(
     // Round trip 1: begin, lock, the head, the duplicates, the deltas since our copy.
     let lock_p: [Param; 1] = [&APPEND_LOCK];
     let ids_p: [Param; 1] = [&ids];
-    let copy_p: [Param; 1] = [&copy_seq];
+    let copy_p: [Param; 2] = [&copy_seq, &TOMBSTONE_KEEP];
     let mut reads = vec![
         send(&c.client, &c.begin, &[]),
         send(&c.client, &c.lock, &lock_p),
