@@ -2,7 +2,9 @@
 //! connection; each connection catches up from the store, then follows the hub live.
 //!
 //! - The hub's tail task is the only live reader of the store: it wakes when the store commits,
-//!   reads the new entries once (with the audience computed at append time, see `routing`) and
+//!   and while no connection is registered only moves its dispatch position (a connection that
+//!   registers later reads up to that position from the store); otherwise it reads the new
+//!   entries once (with the audience computed at append time, see `routing`) and
 //!   hands each connection a pre-serialised frame with `try_send` on that connection's bounded
 //!   queue. A full queue removes the connection from the hub and tells it to send `resume` and
 //!   close 4001: a slow desk never stalls the others and never silently misses an entry.
@@ -141,6 +143,22 @@ impl Hub {
 
     fn routed(&self) -> u64 {
         self.routed.load(Ordering::Acquire)
+    }
+
+    /// With no connection registered, nothing needs the entries up to `target` live: moves the
+    /// dispatch position there without reading them, under the lock [`Hub::register`] takes, so
+    /// a connection registering later is handed that position and reads up to it from the store
+    /// (an instance no desk is connected to reads nothing of what the others append). Returns
+    /// whether it did.
+    fn pass_while_idle(&self, target: u64) -> bool {
+        let subs = lock(&self.subs);
+        if !(subs.supervisors.is_empty() && subs.advisors.is_empty()) {
+            return false;
+        }
+        if self.routed() < target {
+            self.routed.store(target, Ordering::Release);
+        }
+        true
     }
 
     pub fn snapshot(&self) -> FeedSnapshot {
@@ -353,11 +371,17 @@ pub async fn tail(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let target = *committed.borrow_and_update();
         while hub.routed() < target {
+            if hub.pass_while_idle(target) {
+                break;
+            }
             let after = hub.routed();
             let store = hub.store.clone();
             let batch = TAIL_BATCH.min(hub.options.queue / 4).max(1);
             match tokio::task::spawn_blocking(move || store.read_routed_after(after, batch)).await {
-                Ok(Ok(batch)) if !batch.is_empty() => hub.dispatch(batch),
+                Ok(Ok(batch)) if !batch.is_empty() => {
+                    hub.metrics.feed_tail_read(batch.len() as u64);
+                    hub.dispatch(batch)
+                }
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "feed: cannot read the log; retrying");

@@ -21,6 +21,7 @@ pub struct Metrics {
     feed_resumed: AtomicU64,
     feed_overflows: AtomicU64,
     feed_sent: AtomicU64,
+    feed_tail_read: AtomicU64,
 }
 
 /// A label value from the configuration (a subscriber name), escaped for the text format.
@@ -61,6 +62,11 @@ impl Metrics {
     /// A connection's queue overflowed: it was told to resume (close 4001).
     pub fn feed_overflow(&self) {
         self.feed_overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` entries read from the store by the hub's live tail.
+    pub fn feed_tail_read(&self, n: u64) {
+        self.feed_tail_read.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `n` entries handed to connections (queued live, or sent while catching up).
@@ -165,6 +171,9 @@ impl Metrics {
              # HELP lockdesk_gateway_feed_entries_sent_total Entries handed to feed connections.\n\
              # TYPE lockdesk_gateway_feed_entries_sent_total counter\n\
              lockdesk_gateway_feed_entries_sent_total {}\n\
+             # HELP lockdesk_gateway_feed_tail_entries_read_total Entries the live tail read from the store (none while no connection is open).\n\
+             # TYPE lockdesk_gateway_feed_tail_entries_read_total counter\n\
+             lockdesk_gateway_feed_tail_entries_read_total {}\n\
              # HELP lockdesk_gateway_feed_ack_lag Entries between the log's routed end and a subscriber's last ack (subscribers that ack).\n\
              # TYPE lockdesk_gateway_feed_ack_lag gauge",
             feed.advisors,
@@ -175,6 +184,7 @@ impl Metrics {
             self.feed_resumed.load(Ordering::Relaxed),
             self.feed_overflows.load(Ordering::Relaxed),
             self.feed_sent.load(Ordering::Relaxed),
+            self.feed_tail_read.load(Ordering::Relaxed),
         );
         for (name, lag) in &feed.ack_lag {
             let _ = writeln!(

@@ -337,6 +337,43 @@ async fn refusals_come_before_the_upgrade() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_with_no_connection_reads_nothing_and_a_desk_joining_later_misses_nothing() {
+    let f = Feed::start(fast()).await;
+    let mut last = 0;
+    for i in 0..5 {
+        last = f
+            .webhook(pushed(&format!("idle-{i}"), "c1", "v1", 101))
+            .await;
+    }
+    // The tail passes them (its dispatch position follows the log) without reading them.
+    let routed = format!("lockdesk_gateway_feed_routed_seq {last}\n");
+    let mut metrics = f.metrics().await;
+    for _ in 0..200 {
+        if metrics.contains(&routed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        metrics = f.metrics().await;
+    }
+    assert!(metrics.contains(&routed), "{metrics}");
+    assert!(
+        metrics.contains("lockdesk_gateway_feed_tail_entries_read_total 0\n"),
+        "{metrics}"
+    );
+    // A desk connecting now reads them all in its catch-up, then follows live: the tail reads
+    // again while it is connected.
+    let mut sam_desk = connect(f.addr(), SAM, 0).await;
+    assert_eq!(
+        seqs(&sam_desk.entries_until(last).await),
+        (1..=last).collect::<Vec<_>>()
+    );
+    let next = f.webhook(pushed("idle-live", "c1", "v1", 101)).await;
+    assert_eq!(sam_desk.entry().await.seq, next);
+    f.assert_metric("lockdesk_gateway_feed_tail_entries_read_total 1\n")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_beyond_the_end_closes_4004_and_the_end_itself_is_fine() {
     let f = Feed::start(fast()).await;
     let last = f.webhook(pushed("e1", "c1", "v1", 101)).await;
