@@ -50,6 +50,7 @@ fn store(pg: &PgServer, url: &str) -> PostgresStore {
     PostgresStore::open(&PgSettings {
         url: url.to_owned(),
         password: Some(pg.password().to_owned()),
+        ca_file: None,
     })
     .unwrap()
 }

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 
 use super::postgres::LOG_ID_AND_END;
 use super::{PgSettings, PostgresStore, SqliteStore, StoreError, APPEND_LOCK};
@@ -69,10 +68,12 @@ pub enum MigrateError {
 }
 
 fn pg(e: tokio_postgres::Error) -> MigrateError {
-    // The server's words and SQLSTATE; neither holds the password.
+    // The server's words and SQLSTATE; neither holds the password. A TLS failure said plainly.
     match e.as_db_error() {
         Some(db) => MigrateError::Postgres(format!("{} ({})", db.message(), db.code().code())),
-        None => MigrateError::Postgres(e.to_string()),
+        None => {
+            MigrateError::Postgres(super::pg_tls::describe(&e).unwrap_or_else(|| e.to_string()))
+        }
     }
 }
 
@@ -237,17 +238,19 @@ fn migrate_in_pages(
     drop(SqliteStore::open(db)?);
     let sqlite = lock_sqlite(db)?;
 
-    let config = target.config()?;
+    // The same TLS as the gateway's (the target's sslmode and CA).
+    let config = target
+        .connector()?
+        .with_application_name("lockdesk-migrate");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| MigrateError::Postgres(format!("cannot start a runtime: {e}")))?;
     // Our own session first, to see whether gateways are connected to the target.
     let connect = || {
-        let mut config = config.clone();
-        config.application_name("lockdesk-migrate");
+        let config = config.clone();
         async move {
-            let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
+            let (client, connection) = config.connect().await.map_err(pg)?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -647,6 +650,7 @@ mod tests {
         PgSettings {
             url: pg.create_database(database),
             password: Some(pg.password().to_owned()),
+            ca_file: None,
         }
     }
 

@@ -27,6 +27,7 @@ fn settings(pg: &PgServer, url: &str) -> PgSettings {
     PgSettings {
         url: url.to_owned(),
         password: Some(pg.password().to_owned()),
+        ca_file: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
             pg.socket_dir().display()
         ),
         password: None,
+        ca_file: None,
     })
     .unwrap();
     assert_eq!(socket.log_id(), first_id);
@@ -118,6 +120,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
         let err = PostgresStore::open(&PgSettings {
             url: bad.into(),
             password: None,
+            ca_file: None,
         })
         .err()
         .expect("refused");
@@ -128,6 +131,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
     let text = PostgresStore::open(&PgSettings {
         url: with_password.clone(),
         password: None,
+        ca_file: None,
     })
     .err()
     .unwrap()
@@ -137,6 +141,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
     let wrong = PostgresStore::open(&PgSettings {
         url: url.clone(),
         password: Some("not-the-password".into()),
+        ca_file: None,
     })
     .err()
     .expect("a wrong password is refused")
