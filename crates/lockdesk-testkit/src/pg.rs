@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::tls::ThrowAwayCa;
+
 /// The role the tests connect as (the cluster's superuser).
 pub const USER: &str = "lockdesk";
 /// The unprivileged uid/gid PostgreSQL runs as when the tests run as root (`nobody:nogroup`).
@@ -38,7 +40,8 @@ pub struct PgServer {
     port: u16,
     password: String,
     as_nobody: bool,
-    tls: bool,
+    /// The CA of the server's certificate, with [`PgOptions::tls`].
+    ca: Option<ThrowAwayCa>,
 }
 
 /// Where the PostgreSQL server binaries are: `pg_config --bindir` when it names a folder with
@@ -187,7 +190,7 @@ impl PgServer {
             port: 0,
             password,
             as_nobody,
-            tls: options.tls,
+            ca: options.tls.then(ThrowAwayCa::new),
         };
         let out = server.try_run(
             "initdb",
@@ -218,9 +221,9 @@ impl PgServer {
         if let Some(name) = &options.database {
             server.create_database_offline(name)?;
         }
-        if options.tls {
+        if let Some(ca) = &server.ca {
             server
-                .write_certificates()
+                .write_certificates(ca)
                 .map_err(|e| format!("certificates in {}: {e}", server.dir.path().display()))?;
         }
         if let Some(path) = &options.password_file {
@@ -282,13 +285,14 @@ impl PgServer {
         Ok(())
     }
 
-    /// The throw-away CA's certificate, and the server's certificate and key it signed (the
-    /// key owner-only, and the server user's).
-    fn write_certificates(&self) -> std::io::Result<()> {
-        let ca = crate::tls::ThrowAwayCa::new();
+    /// The CA's certificate (the server's own CA's only), and the server's certificate and key
+    /// `ca` signed (the key owner-only, and the server user's).
+    fn write_certificates(&self, ca: &ThrowAwayCa) -> std::io::Result<()> {
         let server = ca.server(&["localhost", "127.0.0.1", TLS_HOST]);
         let dir = self.dir.path();
-        std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+        if !dir.join("ca.pem").exists() {
+            std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+        }
         std::fs::write(dir.join("server.crt"), server.chain_pem)?;
         write_owner_only(&dir.join("server.key"), &server.key_pem)?;
         if self.as_nobody {
@@ -306,7 +310,39 @@ impl PgServer {
     /// The PEM certificate of the CA that issued the server's certificate (with
     /// [`PgOptions::tls`]; `None` without).
     pub fn ca_file(&self) -> Option<PathBuf> {
-        self.tls.then(|| self.dir.path().join("ca.pem"))
+        self.ca.as_ref().map(|_| self.dir.path().join("ca.pem"))
+    }
+
+    /// The CA that issued the server's first certificate (with [`PgOptions::tls`]).
+    pub fn ca(&self) -> Option<&ThrowAwayCa> {
+        self.ca.as_ref()
+    }
+
+    /// Serves a new certificate signed by `ca` (another CA: the server's certificate is no
+    /// longer [`PgServer::ca_file`]'s; the server's own: it is again) from the next connection
+    /// on: rewrites it, reloads the configuration, and returns once a new session sees the
+    /// reload (sessions already open keep their TLS). Panics without [`PgOptions::tls`].
+    pub fn serve_certificate_from(&self, ca: &ThrowAwayCa) {
+        assert!(self.ca.is_some(), "a server started without tls");
+        let before = self.psql("postgres", "SELECT pg_conf_load_time()");
+        self.write_certificates(ca)
+            .unwrap_or_else(|e| panic!("cannot write the new certificate: {e}"));
+        assert_eq!(self.psql("postgres", "SELECT pg_reload_conf()"), "t");
+        // A new session's pg_conf_load_time is the postmaster's, set as it reloads (and its
+        // TLS context with it): no signal to wait on, a bounded poll.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.psql(
+            "postgres",
+            &format!("SELECT pg_conf_load_time() > '{before}'::timestamptz"),
+        ) != "t"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not reload: {}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The folder of the server's unix socket (`trust` authentication there).
@@ -373,7 +409,7 @@ impl PgServer {
             self.port,
             self.socket_dir().display()
         );
-        if self.tls {
+        if self.ca.is_some() {
             options.push_str(&format!(
                 " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
                 self.dir.path().join("server.crt").display(),

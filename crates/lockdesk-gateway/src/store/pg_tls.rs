@@ -619,7 +619,14 @@ impl PgConnect {
 /// of date, or the handshake failed. Never quotes the certificate (the server's bytes).
 pub(super) fn describe(e: &tokio_postgres::Error) -> Option<String> {
     use std::error::Error as _;
-    let text = e.to_string();
+    // tokio-postgres says "error performing TLS handshake"; the why is in its source.
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
     if text.contains("server does not support TLS") {
         return Some(
             "the server does not offer TLS, and the store's sslmode requires it: turn ssl on \
@@ -645,7 +652,14 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> Option<String> {
         }
         source = s.source();
     }
-    let r = rustls_error?;
+    let Some(r) = rustls_error else {
+        // Another failure during the handshake (the connection cut, say): tokio-postgres's
+        // own words and their causes (no certificate bytes, no secret).
+        return e
+            .to_string()
+            .starts_with("error performing TLS handshake")
+            .then(|| format!("TLS to PostgreSQL: {text}"));
+    };
     let said = match r {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {

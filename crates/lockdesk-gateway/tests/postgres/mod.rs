@@ -1,6 +1,6 @@
 //! The PostgreSQL store against a real PostgreSQL 15 that each test starts itself
 //! (lockdesk-testkit's `pg`): the store's guarantees, the same routing as SQLite, two instances
-//! on one database, and the server going away and coming back.
+//! on one database, and the server going away and coming back; over TLS in tls.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -19,6 +19,8 @@ use super::{
     a_new_log_stores_each_event_once, a_reopened_log_continues, capture_logs, config, evidence,
     logs, signature_header, webhook, SECRET,
 };
+
+mod tls;
 
 /// A bound on a hang (the server coming back, a tail catching up), not a timing claim.
 const PATIENCE: Duration = Duration::from_secs(60);
