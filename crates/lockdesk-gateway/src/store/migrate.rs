@@ -690,4 +690,48 @@ mod tests {
         let report = migrate_in_pages(&db, &settings(&pg, "exact"), 17).unwrap();
         assert_eq!((report.last_seq, report.audience_rows), (17, 34));
     }
+
+    #[test]
+    fn the_migration_connects_with_the_target_s_tls_and_refuses_a_server_it_cannot_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_log(dir.path());
+        let pg = PgServer::start_with(&lockdesk_testkit::pg::PgOptions {
+            tls: true,
+            ..Default::default()
+        })
+        .unwrap();
+        pg.create_database("tls_target");
+        // A CA that did not issue the server's certificate: nothing is copied.
+        let stranger = dir.path().join("stranger.pem");
+        std::fs::write(
+            &stranger,
+            lockdesk_testkit::tls::ThrowAwayCa::new().cert_pem(),
+        )
+        .unwrap();
+        let target = |ca_file: PathBuf| PgSettings {
+            // A non-local name: verify-full by default.
+            url: pg.tls_url("tls_target"),
+            password: Some(pg.password().to_owned()),
+            ca_file: Some(ca_file),
+        };
+        let message = migrate_sqlite_to_postgres(&db, &target(stranger))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("the server's certificate is not issued by the CA"),
+            "{message}"
+        );
+        assert!(!message.contains(pg.password()), "{message}");
+        assert_eq!(
+            pg.psql(
+                "tls_target",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'entries'"
+            ),
+            "0"
+        );
+        // Its CA: copied and verified.
+        let report = migrate_sqlite_to_postgres(&db, &target(pg.ca_file().unwrap())).unwrap();
+        assert_eq!((report.last_seq, report.audience_rows), (17, 34));
+        assert_eq!(pg.psql("tls_target", "SELECT last_seq FROM log_head"), "17");
+    }
 }
