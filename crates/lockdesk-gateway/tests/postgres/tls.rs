@@ -151,7 +151,8 @@ async fn verify_full_with_the_right_ca_appends_serves_and_every_connection_is_en
 }
 
 #[test]
-fn a_wrong_ca_or_host_name_or_ca_file_is_refused_at_start_plainly() {
+fn a_wrong_ca_or_host_name_or_ca_file_is_refused_at_start_and_require_only_warns() {
+    capture_logs();
     let pg = tls_server();
     pg.create_database("tls_bad");
     let dir = tempfile::tempdir().unwrap();
@@ -194,6 +195,21 @@ fn a_wrong_ca_or_host_name_or_ca_file_is_refused_at_start_plainly() {
     assert!(
         with >= 1 && without == 0,
         "{with} with TLS, {without} without"
+    );
+    drop(store);
+    // require without a CA: encrypted, anything accepted as the server, and the log says so.
+    let store =
+        PostgresStore::open(&with_ca(&pg, &format!("{elsewhere}&sslmode=require"), None)).unwrap();
+    assert_eq!(store.counts().unwrap().last_seq, 0);
+    let (with, without) = gateway_sessions(&pg, "tls_bad");
+    assert!(
+        with >= 1 && without == 0,
+        "{with} with TLS, {without} without"
+    );
+    let logs = logs();
+    assert!(
+        logs.contains("encrypted but the server is not verified"),
+        "{logs}"
     );
     drop(store);
 
