@@ -253,10 +253,15 @@ impl TlsPolicy {
         let has_file = matches!(roots, TrustRoots::File(_));
         match mode {
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull if any_socket => {
+                let asked = match explicit {
+                    Some(_) => format!("sslmode={}", mode.as_str()),
+                    None if roots != TrustRoots::Unset => "a CA file (verify-full)".to_owned(),
+                    None => "a host on another machine (verify-full)".to_owned(),
+                };
                 return settings(&format!(
-                    "sslmode={} asks for TLS but the store URL names a Unix socket, where \
-                     PostgreSQL serves no TLS: connect over TCP, or leave sslmode out",
-                    mode.as_str()
+                    "{asked} asks for TLS but the store URL names a Unix socket, where \
+                     PostgreSQL serves no TLS: connect over TCP, or to the socket alone \
+                     without sslmode and CA"
                 ));
             }
             SslMode::Disable | SslMode::Prefer if roots != TrustRoots::Unset => {
@@ -854,7 +859,12 @@ mod tests {
             (
                 "postgres://u@%2Frun%2Fpostgresql/db?sslmode=verify-full",
                 ca(),
-                "names a Unix socket",
+                "sslmode=verify-full asks for TLS but the store URL names a Unix socket",
+            ),
+            (
+                "postgres://u@%2Frun%2Fpostgresql/db",
+                ca(),
+                "a CA file (verify-full) asks for TLS but the store URL names a Unix socket",
             ),
         ] {
             let message = policy(url, roots)
