@@ -101,6 +101,7 @@ fn bench_gateway_refuses_a_database_that_is_not_empty() {
     let settings = lockdesk_gateway::PgSettings {
         url: url.clone(),
         password: Some(pg.password().to_owned()),
+        ca_file: None,
     };
     drop(lockdesk_gateway::PostgresStore::open(&settings).unwrap());
     let before = tables(&pg, "used");

@@ -50,6 +50,7 @@ fn store(pg: &PgServer, url: &str) -> PostgresStore {
     PostgresStore::open(&PgSettings {
         url: url.to_owned(),
         password: Some(pg.password().to_owned()),
+        ca_file: None,
     })
     .unwrap()
 }
@@ -421,4 +422,75 @@ fn the_store_url_and_password_file_from_gateway_toml() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_store_over_tls_with_gateway_toml_s_ca_file_and_a_wrong_ca_stops_the_start() {
+    let pg = PgServer::start_with(&lockdesk_testkit::pg::PgOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    pg.create_database("overtls");
+    // A name that is not this machine's: verify-full by default, against [store] ca_file
+    // (relative: beside gateway.toml).
+    let url = pg.tls_url("overtls");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pg.pass"), format!("{}\n", pg.password())).unwrap();
+    std::fs::copy(pg.ca_file().unwrap(), dir.path().join("ca.pem")).unwrap();
+    let config_path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}[store]\nurl = \"{url}\"\npassword_file = \"pg.pass\"\nca_file = \"ca.pem\"\n",
+            config()
+        ),
+    )
+    .unwrap();
+    let gateway_cmd = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"));
+        cmd.args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .env_remove("LOCKDESK_PG_PASSWORD");
+        cmd
+    };
+    let mut child = gateway_cmd()
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("gateway.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = listening_on(&mut child);
+    let gateway = RunningGateway { child, addr };
+    let (status, answer) = deliver(gateway.addr, "over-tls").unwrap();
+    assert_eq!((status, seq_of(&answer)), (200, 1), "{answer}");
+    let encrypted = pg.psql(
+        "overtls",
+        "SELECT count(*) FILTER (WHERE s.ssl) > 0 AND count(*) FILTER (WHERE NOT s.ssl) = 0
+         FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = 'lockdesk-gateway'",
+    );
+    assert_eq!(
+        encrypted, "t",
+        "the gateway's sessions are not all over TLS"
+    );
+    drop(gateway);
+    let log = std::fs::read_to_string(dir.path().join("gateway.err")).unwrap();
+    assert!(log.contains("host name are verified"), "{log}");
+    assert!(!log.contains(pg.password()), "the password reached the log");
+    // Another CA in ca.pem: the gateway does not start, and says why.
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        lockdesk_testkit::tls::ThrowAwayCa::new().cert_pem(),
+    )
+    .unwrap();
+    let out = gateway_cmd().output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server's certificate is not issued by the CA"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(pg.password()), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
 }

@@ -59,11 +59,15 @@ pub struct GatewayConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// `postgres://user@host:port/database`, without a password.
+    /// `postgres://user@host:port/database`, without a password; `?sslmode=` says how TLS is
+    /// done (docs/deploy-postgres.md, "TLS").
     pub url: Option<String>,
     /// A file whose first line is the database password (relative paths are from the
     /// configuration file's folder). Or the `LOCKDESK_PG_PASSWORD` environment variable.
     pub password_file: Option<PathBuf>,
+    /// The PEM file of the CA that issued the server's certificate (relative paths are from
+    /// the configuration file's folder). Or `sslrootcert=` in the URL.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -347,6 +351,9 @@ pub fn validate(config: &GatewayConfig) -> Vec<FieldError> {
             let settings = crate::store::PgSettings {
                 url: url.clone(),
                 password: None,
+                // Not read here: only whether one is given (sslmode=disable with a CA is
+                // refused, say).
+                ca_file: store.ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
             };
             // The message never quotes the URL (it may hold the password it refuses).
             if let Err(e) = settings.config() {
@@ -363,6 +370,13 @@ pub fn validate(config: &GatewayConfig) -> Vec<FieldError> {
             .is_some_and(|p| p.as_os_str().is_empty())
         {
             err("store.password_file".into(), "expected a file name");
+        }
+        if store
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            err("store.ca_file".into(), "expected a file name");
         }
     }
     errors

@@ -37,7 +37,7 @@ pub use server::{
     default_max_connections, open_files_limit, start, start_with, start_with_store, Gateway,
     ServerOptions, DATABASE_FILE, MAX_BODY_BYTES,
 };
-pub use store::{EventStore, PgSettings, PostgresStore, SqliteStore, StoreError};
+pub use store::{EventStore, PgConnect, PgSettings, PostgresStore, SqliteStore, StoreError};
 pub use webhook::SIGNATURE_HEADER;
 
 /// The request path's pure steps (signature check, body parsing), exactly as the server calls

@@ -2,6 +2,7 @@
 //! starts itself in a temporary folder and that go away with it, and a desk store's snapshot
 //! (desk_store.rs) two stores are compared by; the test gateway's configuration text and its
 //! signed delivery (gateway_config.rs); the capture of a test binary's log lines (logs.rs).
+//! The throw-away CAs of the servers that speak TLS are tls.rs's.
 //! Never a dependency of a shipped crate (dev-dependencies only). Its one binary,
 //! `lockdesk-pg-sandbox`, starts the same throw-away PostgreSQL for a person (the README's
 //! multi-instance walk-through).
@@ -11,3 +12,4 @@ pub mod gateway_config;
 pub mod logs;
 pub mod nginx;
 pub mod pg;
+pub mod tls;

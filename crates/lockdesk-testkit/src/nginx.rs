@@ -1,8 +1,8 @@
 //! A real nginx for one test: Debian's `nginx` binary as a TLS-terminating load balancer, with
-//! a throw-away certificate authority made by the test (its certificate is what the client is
-//! told to trust: verification is never turned off), everything in a temporary folder (its own
-//! `nginx.conf` with `daemon off;`, pid, logs and temp paths), on a free port of 127.0.0.1,
-//! killed when the [`Nginx`] is dropped.
+//! a throw-away certificate authority made by the test (tls.rs; its certificate is what the
+//! client is told to trust: verification is never turned off), everything in a temporary folder
+//! (its own `nginx.conf` with `daemon off;`, pid, logs and temp paths), on a free port of
+//! 127.0.0.1, killed when the [`Nginx`] is dropped.
 //!
 //! The site itself is the caller's text, typically a file shipped in `deploy/` (so what the
 //! documentation shows is what the test runs): its lines ending in `# test: NAME` get their
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use crate::tls::ThrowAwayCa;
 
 /// The name in the server certificate besides 127.0.0.1.
 pub const HOST: &str = "localhost";
@@ -37,47 +37,6 @@ pub fn binary() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-/// A throw-away CA and a server certificate it signed for `localhost` and `127.0.0.1`:
-/// (CA certificate PEM, server certificate chain PEM, server private key PEM).
-fn certificates() -> (String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Lockdesk throw-away test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-
-    let key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec![HOST.to_owned(), "127.0.0.1".to_owned()])
-        .expect("server params");
-    params.distinguished_name.push(DnType::CommonName, HOST);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params
-        .signed_by(&key, &ca, &ca_key)
-        .expect("server certificate");
-    let ca_pem = pem("CERTIFICATE", ca.der());
-    let chain = format!("{}{ca_pem}", pem("CERTIFICATE", cert.der()));
-    (ca_pem, chain, pem("PRIVATE KEY", &key.serialize_der()))
 }
 
 /// `site` with each `# test: NAME` line's first directive argument replaced by `values`' value
@@ -161,10 +120,12 @@ impl Nginx {
             .tempdir_in(parent)
             .expect("temporary folder");
         let root = dir.path();
-        let (ca, chain, key) = certificates();
-        std::fs::write(root.join("ca.pem"), ca).unwrap();
-        std::fs::write(root.join("server.pem"), chain).unwrap();
-        std::fs::write(root.join("server.key"), key).unwrap();
+        // A throw-away CA and a server certificate it signed for `localhost` and `127.0.0.1`.
+        let ca = ThrowAwayCa::new();
+        let server = ca.server(&[HOST, "127.0.0.1"]);
+        std::fs::write(root.join("ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::write(root.join("server.pem"), server.chain_pem).unwrap();
+        std::fs::write(root.join("server.key"), server.key_pem).unwrap();
         std::fs::create_dir(root.join("temp")).unwrap();
         if as_root {
             use std::os::unix::fs::PermissionsExt;

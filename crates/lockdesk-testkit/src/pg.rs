@@ -10,6 +10,11 @@
 //! `psql`), `scram-sha-256` with a password on 127.0.0.1, so clients exercise the password path
 //! exactly as in production.
 //!
+//! With [`PgOptions::tls`] the server has `ssl = on` and a certificate (for `localhost`,
+//! `127.0.0.1` and [`TLS_HOST`]) issued by a throw-away CA (tls.rs) whose certificate is
+//! [`PgServer::ca_file`]; its private key is the server user's, mode 0600 (PostgreSQL refuses
+//! it otherwise). Plain connections are still accepted: the client decides.
+//!
 //! Must not: leave a server running after the test (Drop stops it even when the test panicked);
 //! depend on anything outside its folder (no ~/.pgpass, no PG* environment: they are cleared).
 
@@ -18,10 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::tls::ThrowAwayCa;
+
 /// The role the tests connect as (the cluster's superuser).
 pub const USER: &str = "lockdesk";
 /// The unprivileged uid/gid PostgreSQL runs as when the tests run as root (`nobody:nogroup`).
 const NOBODY: u32 = 65534;
+/// A host name in a TLS server's certificate that is not a local name: reached with
+/// `hostaddr=127.0.0.1` ([`PgServer::tls_url`]), it stands for a server on another machine.
+pub const TLS_HOST: &str = "pg.lockdesk.test";
 
 /// A running PostgreSQL cluster owned by one test.
 pub struct PgServer {
@@ -30,6 +40,8 @@ pub struct PgServer {
     port: u16,
     password: String,
     as_nobody: bool,
+    /// The CA of the server's certificate, with [`PgOptions::tls`].
+    ca: Option<ThrowAwayCa>,
 }
 
 /// Where the PostgreSQL server binaries are: `pg_config --bindir` when it names a folder with
@@ -124,6 +136,8 @@ pub struct PgOptions {
     /// A file to write the password of [`USER`] to (owner-only, replaced if it exists) before
     /// the server listens on TCP. It is the caller's: [`PgServer`] never removes it.
     pub password_file: Option<PathBuf>,
+    /// `ssl = on` with a certificate from a throw-away CA ([`PgServer::ca_file`]).
+    pub tls: bool,
 }
 
 impl PgServer {
@@ -176,6 +190,7 @@ impl PgServer {
             port: 0,
             password,
             as_nobody,
+            ca: options.tls.then(ThrowAwayCa::new),
         };
         let out = server.try_run(
             "initdb",
@@ -205,6 +220,11 @@ impl PgServer {
         }
         if let Some(name) = &options.database {
             server.create_database_offline(name)?;
+        }
+        if let Some(ca) = &server.ca {
+            server
+                .write_certificates(ca)
+                .map_err(|e| format!("certificates in {}: {e}", server.dir.path().display()))?;
         }
         if let Some(path) = &options.password_file {
             write_owner_only(path, &format!("{}\n", server.password))
@@ -265,8 +285,64 @@ impl PgServer {
         Ok(())
     }
 
+    /// The CA's certificate (the server's own CA's only), and the server's certificate and key
+    /// `ca` signed (the key owner-only, and the server user's).
+    fn write_certificates(&self, ca: &ThrowAwayCa) -> std::io::Result<()> {
+        let server = ca.server(&["localhost", "127.0.0.1", TLS_HOST]);
+        let dir = self.dir.path();
+        if !dir.join("ca.pem").exists() {
+            std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+        }
+        std::fs::write(dir.join("server.crt"), server.chain_pem)?;
+        write_owner_only(&dir.join("server.key"), &server.key_pem)?;
+        if self.as_nobody {
+            for name in ["ca.pem", "server.crt", "server.key"] {
+                std::os::unix::fs::chown(dir.join(name), Some(NOBODY), Some(NOBODY))?;
+            }
+        }
+        Ok(())
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The PEM certificate of the CA that issued the server's certificate (with
+    /// [`PgOptions::tls`]; `None` without).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.ca.as_ref().map(|_| self.dir.path().join("ca.pem"))
+    }
+
+    /// The CA that issued the server's first certificate (with [`PgOptions::tls`]).
+    pub fn ca(&self) -> Option<&ThrowAwayCa> {
+        self.ca.as_ref()
+    }
+
+    /// Serves a new certificate signed by `ca` (another CA: the server's certificate is no
+    /// longer [`PgServer::ca_file`]'s; the server's own: it is again) from the next connection
+    /// on: rewrites it, reloads the configuration, and returns once a new session sees the
+    /// reload (sessions already open keep their TLS). Panics without [`PgOptions::tls`].
+    pub fn serve_certificate_from(&self, ca: &ThrowAwayCa) {
+        assert!(self.ca.is_some(), "a server started without tls");
+        let before = self.psql("postgres", "SELECT pg_conf_load_time()");
+        self.write_certificates(ca)
+            .unwrap_or_else(|e| panic!("cannot write the new certificate: {e}"));
+        assert_eq!(self.psql("postgres", "SELECT pg_reload_conf()"), "t");
+        // A new session's pg_conf_load_time is the postmaster's, set as it reloads (and its
+        // TLS context with it): no signal to wait on, a bounded poll.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.psql(
+            "postgres",
+            &format!("SELECT pg_conf_load_time() > '{before}'::timestamptz"),
+        ) != "t"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not reload: {}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The folder of the server's unix socket (`trust` authentication there).
@@ -326,13 +402,20 @@ impl PgServer {
     }
 
     fn try_start(&self) -> bool {
-        let options = format!(
+        let mut options = format!(
             "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
              -c fsync=off -c full_page_writes=off -c max_connections=200 \
              -c log_min_messages=warning",
             self.port,
             self.socket_dir().display()
         );
+        if self.ca.is_some() {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.dir.path().join("server.crt").display(),
+                self.dir.path().join("server.key").display()
+            ));
+        }
         let Ok(out) = self.try_run(
             "pg_ctl",
             &[
@@ -366,6 +449,15 @@ impl PgServer {
     /// A URL for `database` over TCP, without the password (as the gateway takes it).
     pub fn url(&self, database: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A URL for `database` over TCP by the name [`TLS_HOST`] (in the TLS certificate, not a
+    /// local name), reaching 127.0.0.1 through `hostaddr`, without the password.
+    pub fn tls_url(&self, database: &str) -> String {
+        format!(
+            "postgres://{USER}@{TLS_HOST}:{}/{database}?hostaddr=127.0.0.1",
+            self.port
+        )
     }
 
     /// Runs SQL as the superuser over the unix socket (trust); panics with psql's message when
@@ -500,6 +592,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn with_tls_it_serves_a_certificate_its_ca_verifies_for_its_names() {
+        let pg = PgServer::start_with(&PgOptions {
+            tls: true,
+            ..PgOptions::default()
+        })
+        .unwrap();
+        let ca = pg.ca_file().expect("a CA file with tls");
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let key = std::fs::metadata(pg.dir.path().join("server.key")).unwrap();
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        // libpq itself, verifying the chain and the name, over TCP.
+        let conninfo = format!(
+            "host={TLS_HOST} hostaddr=127.0.0.1 port={} user={USER} dbname=postgres \
+             password={} sslmode=verify-full sslrootcert={}",
+            pg.port(),
+            pg.password(),
+            ca.display()
+        );
+        let out = pg.run(
+            "psql",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-d",
+                &conninfo,
+                "-c",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            out.status.success() && text == "t",
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if pg.as_nobody {
+            assert_eq!(key.uid(), NOBODY, "the key is not the server user's");
+        }
+        // Without the option: no CA, and no TLS.
+        let plain = PgServer::start();
+        assert!(plain.ca_file().is_none());
+        assert_eq!(
+            plain.psql("postgres", "SELECT count(*) FROM pg_stat_ssl WHERE ssl"),
+            "0"
+        );
+    }
+
+    #[test]
     fn starts_answers_stops_and_restarts() {
         let pg = PgServer::start();
         assert!(pg.is_ready());
@@ -528,6 +669,7 @@ mod tests {
             port: Some(port),
             database: Some("demo_db".into()),
             password_file: Some(pass.clone()),
+            tls: false,
         })
         .unwrap();
         assert_eq!(pg.port(), port);

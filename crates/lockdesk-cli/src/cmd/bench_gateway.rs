@@ -303,8 +303,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let settings = lockdesk_gateway::PgSettings {
                 url: url.clone(),
                 password: std::env::var(super::gateway::PASSWORD_ENV).ok(),
+                ca_file: None,
             };
-            let config = settings.config().context("--store")?;
+            // The gateways' own TLS (the URL's sslmode and sslrootcert).
+            let config = settings.connector().context("--store")?;
             runtime.block_on(prepare_database(&config, args.reset_database))?;
             if !args.no_sqlite {
                 configurations.push((Store::Sqlite, 1));
@@ -395,9 +397,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn pg_connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+async fn pg_connect(
+    config: &lockdesk_gateway::PgConnect,
+) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+        .connect()
         .await
         .context("--store: cannot connect to the database")?;
     tokio::spawn(async move {
@@ -423,7 +427,7 @@ async fn tables(client: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> 
 
 /// Refuses a database that holds any table, except the gateway's own with `reset` (then
 /// dropped). A database holding anything else is refused before anything is dropped.
-async fn prepare_database(config: &tokio_postgres::Config, reset: bool) -> anyhow::Result<()> {
+async fn prepare_database(config: &lockdesk_gateway::PgConnect, reset: bool) -> anyhow::Result<()> {
     let client = pg_connect(config).await?;
     let found = tables(&client).await?;
     let others: Vec<&str> = found
@@ -453,7 +457,7 @@ async fn prepare_database(config: &tokio_postgres::Config, reset: bool) -> anyho
 }
 
 /// Drops the gateway's tables, only those, in one transaction.
-async fn drop_tables(config: &tokio_postgres::Config) -> anyhow::Result<()> {
+async fn drop_tables(config: &lockdesk_gateway::PgConnect) -> anyhow::Result<()> {
     let mut client = pg_connect(config).await?;
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", PG_TABLES.join(", ")))

@@ -28,7 +28,8 @@ pub struct Args {
     data: Option<PathBuf>,
     /// The log on PostgreSQL instead, shared by several gateway instances:
     /// postgres://user@host:port/database (also `[store] url` in the configuration file). No
-    /// password in the URL: LOCKDESK_PG_PASSWORD or `[store] password_file`.
+    /// password in the URL: LOCKDESK_PG_PASSWORD or `[store] password_file`. TLS:
+    /// `?sslmode=verify-full&sslrootcert=CA.pem` (or `[store] ca_file`), docs/deploy-postgres.md.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// The gateway's configuration file (default: DIR/gateway.toml; required without --data).
@@ -148,24 +149,30 @@ impl StoreChoice {
                  (or [store] url in the configuration file)"
             ),
         };
-        let password_file = section
-            .password_file
-            .as_ref()
-            .map(|file| match config_path.parent() {
-                Some(dir) if file.is_relative() => dir.join(file),
-                _ => file.clone(),
-            });
-        let settings = pg_settings(url, password_file.as_deref(), "[store] password_file")?;
+        let beside_config = |file: &PathBuf| match config_path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        };
+        let password_file = section.password_file.as_ref().map(beside_config);
+        let ca_file = section.ca_file.as_ref().map(beside_config);
+        let settings = pg_settings(
+            url,
+            password_file.as_deref(),
+            "[store] password_file",
+            ca_file,
+        )?;
         Ok(StoreChoice::Postgres(settings))
     }
 }
 
 /// The PostgreSQL settings for `url`, the password from [`PASSWORD_ENV`] or `password_file`
-/// (never both, never the URL; `file_option` names the file's option in errors).
+/// (never both, never the URL; `file_option` names the file's option in errors), the server
+/// verified with `ca_file` (or the URL's sslrootcert).
 pub(crate) fn pg_settings(
     url: String,
     password_file: Option<&Path>,
     file_option: &str,
+    ca_file: Option<PathBuf>,
 ) -> anyhow::Result<lockdesk_gateway::PgSettings> {
     let from_env = std::env::var_os(PASSWORD_ENV);
     let password = match (from_env, password_file) {
@@ -181,9 +188,17 @@ pub(crate) fn pg_settings(
         (None, Some(path)) => Some(read_password_file(path)?),
         (None, None) => None,
     };
-    let settings = lockdesk_gateway::PgSettings { url, password };
-    // Refuse a bad URL (or one holding a password) now, with the store's own message.
-    settings.config().context("--store / [store] url")?;
+    let settings = lockdesk_gateway::PgSettings {
+        url,
+        password,
+        ca_file,
+    };
+    // Refuse a bad URL (or one holding a password), TLS settings that contradict each other
+    // or an unreadable CA file now, with the store's own message.
+    settings
+        .connector()
+        .map_err(|e| anyhow::anyhow!("{}", Shown(&e.to_string())))
+        .context("--store / [store] url")?;
     Ok(settings)
 }
 

@@ -22,11 +22,19 @@ pub struct Args {
     /// A file whose first line is the PostgreSQL password (instead of LOCKDESK_PG_PASSWORD).
     #[arg(long, value_name = "PATH")]
     password_file: Option<PathBuf>,
+    /// The PEM file of the CA that issued the server's certificate (or `sslrootcert=` in the
+    /// URL), as the gateway's `[store] ca_file`: docs/deploy-postgres.md, "TLS".
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings =
-        super::gateway::pg_settings(args.to, args.password_file.as_deref(), "--password-file")?;
+    let settings = super::gateway::pg_settings(
+        args.to,
+        args.password_file.as_deref(),
+        "--password-file",
+        args.ca_file,
+    )?;
     let db = args.from.join(lockdesk_gateway::DATABASE_FILE);
     let report = lockdesk_gateway::store::migrate_sqlite_to_postgres(&db, &settings)
         .map_err(|e| anyhow::anyhow!("{}", Shown(&e.to_string())))

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 
 use super::postgres::LOG_ID_AND_END;
 use super::{PgSettings, PostgresStore, SqliteStore, StoreError, APPEND_LOCK};
@@ -69,10 +68,12 @@ pub enum MigrateError {
 }
 
 fn pg(e: tokio_postgres::Error) -> MigrateError {
-    // The server's words and SQLSTATE; neither holds the password.
+    // The server's words and SQLSTATE; neither holds the password. A TLS failure said plainly.
     match e.as_db_error() {
         Some(db) => MigrateError::Postgres(format!("{} ({})", db.message(), db.code().code())),
-        None => MigrateError::Postgres(e.to_string()),
+        None => {
+            MigrateError::Postgres(super::pg_tls::describe(&e).unwrap_or_else(|| e.to_string()))
+        }
     }
 }
 
@@ -237,17 +238,19 @@ fn migrate_in_pages(
     drop(SqliteStore::open(db)?);
     let sqlite = lock_sqlite(db)?;
 
-    let config = target.config()?;
+    // The same TLS as the gateway's (the target's sslmode and CA).
+    let config = target
+        .connector()?
+        .with_application_name("lockdesk-migrate");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| MigrateError::Postgres(format!("cannot start a runtime: {e}")))?;
     // Our own session first, to see whether gateways are connected to the target.
     let connect = || {
-        let mut config = config.clone();
-        config.application_name("lockdesk-migrate");
+        let config = config.clone();
         async move {
-            let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
+            let (client, connection) = config.connect().await.map_err(pg)?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -647,6 +650,7 @@ mod tests {
         PgSettings {
             url: pg.create_database(database),
             password: Some(pg.password().to_owned()),
+            ca_file: None,
         }
     }
 
@@ -685,5 +689,49 @@ mod tests {
         let pg = PgServer::start();
         let report = migrate_in_pages(&db, &settings(&pg, "exact"), 17).unwrap();
         assert_eq!((report.last_seq, report.audience_rows), (17, 34));
+    }
+
+    #[test]
+    fn the_migration_connects_with_the_target_s_tls_and_refuses_a_server_it_cannot_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_log(dir.path());
+        let pg = PgServer::start_with(&lockdesk_testkit::pg::PgOptions {
+            tls: true,
+            ..Default::default()
+        })
+        .unwrap();
+        pg.create_database("tls_target");
+        // A CA that did not issue the server's certificate: nothing is copied.
+        let stranger = dir.path().join("stranger.pem");
+        std::fs::write(
+            &stranger,
+            lockdesk_testkit::tls::ThrowAwayCa::new().cert_pem(),
+        )
+        .unwrap();
+        let target = |ca_file: PathBuf| PgSettings {
+            // A non-local name: verify-full by default.
+            url: pg.tls_url("tls_target"),
+            password: Some(pg.password().to_owned()),
+            ca_file: Some(ca_file),
+        };
+        let message = migrate_sqlite_to_postgres(&db, &target(stranger))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("the server's certificate is not issued by the CA"),
+            "{message}"
+        );
+        assert!(!message.contains(pg.password()), "{message}");
+        assert_eq!(
+            pg.psql(
+                "tls_target",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'entries'"
+            ),
+            "0"
+        );
+        // Its CA: copied and verified.
+        let report = migrate_sqlite_to_postgres(&db, &target(pg.ca_file().unwrap())).unwrap();
+        assert_eq!((report.last_seq, report.audience_rows), (17, 34));
+        assert_eq!(pg.psql("tls_target", "SELECT last_seq FROM log_head"), "17");
     }
 }

@@ -5,10 +5,12 @@
 //! Must not: return from an append before the item is durable; hand out a sequence number twice.
 
 mod migrate;
+mod pg_tls;
 mod postgres;
 mod sqlite;
 
 pub use migrate::{migrate_sqlite_to_postgres, MigrateError, MigrationReport};
+pub use pg_tls::{PgConnect, PgStream, SslMode, TlsPolicy, TrustRoots};
 pub use postgres::{PgSettings, PostgresStore, WriterStats, APPEND_LOCK};
 pub use sqlite::SqliteStore;
 

@@ -19,9 +19,13 @@
 //! The store owns a small tokio runtime: its methods block (the trait's contract, called through
 //! `spawn_blocking`) and tokio-postgres/deadpool are async.
 //!
+//! Every connection (the writer's, the listener's, the pooled readers') is made from one
+//! [`PgConnect`]: the URL's `sslmode` and the CA decide its TLS (pg_tls.rs).
+//!
 //! Must not: answer an append before its transaction has committed; hand out a seq outside the
 //! append lock; log the password (it is never in the URL: refused there).
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,9 +36,10 @@ use futures_util::future::{join_all, try_join_all};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 use tokio_util::sync::CancellationToken;
 
+use super::pg_tls::{self, PgConnect, TlsPolicy, TrustRoots};
 use super::{
     Appended, Counts, EntryKind, EventStore, FeedFilter, FeedItem, FeedPage, NewEvidence,
     NewWebhookEvent, RoutedEntry, StoreError, StoredEntry,
@@ -68,11 +73,13 @@ pub(super) const LOG_ID_AND_END: &str = "SELECT log_id, last_seq FROM log_identi
      WHERE log_identity.id = 1 AND log_head.id = 1";
 
 /// Where the store is and how to log in: the URL (`postgres://user@host:port/db`, without a
-/// password) and the password, given apart (from a file or the environment).
+/// password, with `sslmode` and `sslrootcert` if need be), the password, given apart (from a
+/// file or the environment), and the CA file that verifies the server (`[store] ca_file`).
 #[derive(Clone)]
 pub struct PgSettings {
     pub url: String,
     pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -80,14 +87,27 @@ impl std::fmt::Debug for PgSettings {
         f.debug_struct("PgSettings")
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
 
 impl PgSettings {
-    /// The client configuration. A URL that holds a password is refused (it would end up in
-    /// process listings, shell histories and logs): the password comes apart.
+    /// The client configuration (its `sslmode` as tokio-postgres knows it), the TLS settings
+    /// checked. A URL that holds a password is refused (it would end up in process listings,
+    /// shell histories and logs): the password comes apart.
     pub fn config(&self) -> Result<tokio_postgres::Config, StoreError> {
+        Ok(self.config_and_tls()?.0)
+    }
+
+    /// How the store connects: the client configuration and the TLS connector (reads the CA
+    /// file: blocking file I/O).
+    pub fn connector(&self) -> Result<PgConnect, StoreError> {
+        let (config, policy) = self.config_and_tls()?;
+        PgConnect::new(config, policy)
+    }
+
+    fn config_and_tls(&self) -> Result<(tokio_postgres::Config, TlsPolicy), StoreError> {
         if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
             return Err(StoreError::Settings(
                 "the store URL must start with postgres:// (postgres://user@host:port/database)"
@@ -95,7 +115,8 @@ impl PgSettings {
             ));
         }
         // Never echo the URL: it may hold a password.
-        let mut config = tokio_postgres::Config::from_str(&self.url).map_err(|_| {
+        let tls = pg_tls::take_url_params(&self.url)?;
+        let mut config = tokio_postgres::Config::from_str(&tls.rest).map_err(|_| {
             StoreError::Settings(
                 "the store URL is not a valid postgres://user@host:port/database URL".into(),
             )
@@ -127,7 +148,22 @@ impl PgSettings {
             .application_name("lockdesk-gateway")
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10));
-        Ok(config)
+        let roots = match (&self.ca_file, tls.root_cert) {
+            (Some(_), Some(_)) => {
+                return Err(StoreError::Settings(
+                    "the CA file is given twice ([store] ca_file and the URL's sslrootcert): \
+                     keep one"
+                        .into(),
+                ))
+            }
+            (Some(file), None) => TrustRoots::File(file.clone()),
+            (None, Some(root)) if root == "system" => TrustRoots::System,
+            (None, Some(root)) => TrustRoots::File(PathBuf::from(root)),
+            (None, None) => TrustRoots::Unset,
+        };
+        let policy = TlsPolicy::decide(&config, tls.mode, roots)?;
+        config.ssl_mode(policy.wire_mode());
+        Ok((config, policy))
     }
 }
 
@@ -140,7 +176,8 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
         Some(db) if !e.is_closed() => {
             StoreError::Postgres(format!("{} ({})", db.message(), db.code().code()))
         }
-        _ => StoreError::Unavailable(e.to_string()),
+        // A TLS failure said plainly (no TLS offered, the wrong CA, the wrong host name).
+        _ => StoreError::Unavailable(pg_tls::describe(&e).unwrap_or_else(|| e.to_string())),
     }
 }
 
@@ -178,7 +215,8 @@ impl PostgresStore {
     /// Connects, brings the schema up to date (refusing a database newer than this gateway),
     /// and starts the writer and the tail. Fails when the server cannot be reached.
     pub fn open(settings: &PgSettings) -> Result<PostgresStore, StoreError> {
-        let config = settings.config()?;
+        let config = settings.connector()?;
+        config.policy().log();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("gateway-pg")
@@ -186,8 +224,8 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot start its runtime: {e}")))?;
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            config.config().clone(),
+            config.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -361,10 +399,10 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// notifications, if any, go to `notify` with the end of the log they announce (`None` when the
 /// payload is not a seq: then the tail reads the end of the log itself).
 async fn connect(
-    config: &tokio_postgres::Config,
+    config: &PgConnect,
     notify: Option<mpsc::UnboundedSender<Option<u64>>>,
 ) -> Result<Client, StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_err)?;
+    let (client, mut connection) = config.connect().await.map_err(pg_err)?;
     tokio::spawn(async move {
         loop {
             let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
@@ -387,7 +425,7 @@ async fn connect(
 }
 
 struct Writer {
-    config: tokio_postgres::Config,
+    config: PgConnect,
     /// Reconnected (and its statements prepared again) on the next group after any failure.
     conn: Option<WriterConn>,
     /// The open conversations as of the seq they are valid for: reused while this instance was
@@ -606,7 +644,7 @@ struct WriterConn {
 }
 
 impl WriterConn {
-    async fn open(config: &tokio_postgres::Config) -> Result<WriterConn, StoreError> {
+    async fn open(config: &PgConnect) -> Result<WriterConn, StoreError> {
         let client = connect(config, None).await?;
         let prepared = try_join_all(WRITER_SQL.iter().map(|sql| client.prepare(sql)))
             .await
@@ -1301,7 +1339,7 @@ fn advance(committed: &watch::Sender<u64>, last: u64) {
 /// every lower seq committed first), and re-reading `log_head` every [`POLL`], after every
 /// reconnect, and when a payload is not a seq.
 async fn tail_loop(
-    config: tokio_postgres::Config,
+    config: PgConnect,
     pool: Pool,
     committed: Arc<watch::Sender<u64>>,
     stop: CancellationToken,

@@ -1,6 +1,6 @@
 //! The PostgreSQL store against a real PostgreSQL 15 that each test starts itself
 //! (lockdesk-testkit's `pg`): the store's guarantees, the same routing as SQLite, two instances
-//! on one database, and the server going away and coming back.
+//! on one database, and the server going away and coming back; over TLS in tls.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ use super::{
     logs, signature_header, webhook, SECRET,
 };
 
+mod tls;
+
 /// A bound on a hang (the server coming back, a tail catching up), not a timing claim.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -27,6 +29,7 @@ fn settings(pg: &PgServer, url: &str) -> PgSettings {
     PgSettings {
         url: url.to_owned(),
         password: Some(pg.password().to_owned()),
+        ca_file: None,
     }
 }
 
@@ -99,6 +102,7 @@ fn one_sequence_duplicates_once_and_a_reopen_continues_the_same_log() {
             pg.socket_dir().display()
         ),
         password: None,
+        ca_file: None,
     })
     .unwrap();
     assert_eq!(socket.log_id(), first_id);
@@ -118,6 +122,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
         let err = PostgresStore::open(&PgSettings {
             url: bad.into(),
             password: None,
+            ca_file: None,
         })
         .err()
         .expect("refused");
@@ -128,6 +133,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
     let text = PostgresStore::open(&PgSettings {
         url: with_password.clone(),
         password: None,
+        ca_file: None,
     })
     .err()
     .unwrap()
@@ -137,6 +143,7 @@ fn passwords_stay_out_of_urls_and_a_newer_schema_is_refused() {
     let wrong = PostgresStore::open(&PgSettings {
         url: url.clone(),
         password: Some("not-the-password".into()),
+        ca_file: None,
     })
     .err()
     .expect("a wrong password is refused")
