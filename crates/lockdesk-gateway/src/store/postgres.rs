@@ -534,11 +534,38 @@ const TOMBSTONE_KEEP: i64 = 1 << 20;
 /// one-round-trip group meets a stored `eventId` there.
 const EVENT_ID_UNIQUE: &str = "entries_event_id_key";
 
+/// True only inside the transaction block of a group: the lock statement sets it with
+/// `set_config(..., is_local => true)`, which lasts until the end of the transaction. The
+/// one-round-trip group's statements are sent at once; should its `BEGIN` fail with the
+/// connection still up, each later statement would run in a transaction of its own, without the
+/// lock. So every statement that writes the log checks it: the writes divide by it (SQLSTATE
+/// 22012 outside a group: nothing is written, the group fails) and the head's updates match no
+/// row without it.
+macro_rules! in_group {
+    () => {
+        "coalesce(current_setting('lockdesk.append', true) = 'locked', false)"
+    };
+}
+
+/// The shift of a group's planned seqs (see the writes' SQL), `$n` being the planned end: fails
+/// outside a group's transaction ([`in_group!`]).
+macro_rules! shift_after {
+    ($n:literal) => {
+        concat!(
+            "CROSS JOIN (SELECT (last_seq - ",
+            $n,
+            ") / ",
+            in_group!(),
+            "::int AS shift FROM log_head WHERE id = 1) h"
+        )
+    };
+}
+
 /// The writer's statements, in [`WriterConn::open`]'s order.
 const WRITER_SQL: [&str; 16] = [
     "BEGIN",
     "COMMIT",
-    "SELECT pg_advisory_xact_lock($1)",
+    "SELECT pg_advisory_xact_lock($1), set_config('lockdesk.append', 'locked', true)",
     "SELECT last_seq, webhook_events, evidence, delta_seq, delta_since FROM log_head WHERE id = 1",
     "SELECT event_id, seq FROM entries WHERE event_id = ANY($1)",
     // What the other instances changed after our copy: closed first (`true`), then open. Only
@@ -561,36 +588,49 @@ const WRITER_SQL: [&str; 16] = [
     // the end of the log is past it: 0 when the group read the end of the log under the lock
     // (two round trips), the other instances' entries since this writer's copy otherwise (one
     // round trip: the guard made sure they changed nothing the group read).
-    "INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, correlation_id,
+    concat!(
+        "INSERT INTO entries (seq, kind, received_at_ms, event_id, event_type, correlation_id,
          delivery_id, provider, conversation_id, visitor_id, operator_ids, payload)
      SELECT u.seq + h.shift, u.kind, u.received, u.event_id, u.event_type, u.correlation,
          u.delivery, u.provider, u.conversation, u.visitor, u.operators, u.payload
      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
          AS u(seq, kind, received, event_id, event_type, correlation, delivery, provider,
-              conversation, visitor, operators, payload)
-     CROSS JOIN (SELECT last_seq - $13 AS shift FROM log_head WHERE id = 1) h",
-    "INSERT INTO audience (operator_id, seq, related)
+              conversation, visitor, operators, payload) ",
+        shift_after!("$13")
+    ),
+    concat!(
+        "INSERT INTO audience (operator_id, seq, related)
      SELECT u.op, u.seq + h.shift, u.related
-     FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS u(op, seq, related)
-     CROSS JOIN (SELECT last_seq - $4 AS shift FROM log_head WHERE id = 1) h",
-    "WITH gone AS (DELETE FROM open_conversations WHERE conversation_id = ANY($1::text[]))
+     FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS u(op, seq, related) ",
+        shift_after!("$4")
+    ),
+    concat!(
+        "WITH gone AS (DELETE FROM open_conversations WHERE conversation_id = ANY($1::text[]))
      INSERT INTO closed_conversations (conversation_id, closed_seq)
-     SELECT c, $2 + h.shift FROM unnest($1::text[]) AS c
-     CROSS JOIN (SELECT last_seq - $3 AS shift FROM log_head WHERE id = 1) h
-     ON CONFLICT (conversation_id) DO UPDATE SET closed_seq = EXCLUDED.closed_seq",
+     SELECT c, $2 + h.shift FROM unnest($1::text[]) AS c ",
+        shift_after!("$3"),
+        "
+     ON CONFLICT (conversation_id) DO UPDATE SET closed_seq = EXCLUDED.closed_seq"
+    ),
     "DELETE FROM closed_conversations WHERE closed_seq <= $1",
     // Owners travel as array literals ('{1,2}': unnest cannot take an array of arrays).
-    "INSERT INTO open_conversations (conversation_id, visitor_id, owners, changed_seq)
+    concat!(
+        "INSERT INTO open_conversations (conversation_id, visitor_id, owners, changed_seq)
      SELECT c, v, o::bigint[], $4 + h.shift FROM unnest($1::text[], $2::text[], $3::text[])
-         AS u(c, v, o)
-     CROSS JOIN (SELECT last_seq - $5 AS shift FROM log_head WHERE id = 1) h
+         AS u(c, v, o) ",
+        shift_after!("$5"),
+        "
      ON CONFLICT (conversation_id) DO UPDATE
      SET visitor_id = EXCLUDED.visitor_id, owners = EXCLUDED.owners,
-         changed_seq = EXCLUDED.changed_seq",
-    "UPDATE log_head SET last_seq = $1, webhook_events = $2, evidence = $3, delta_seq = $1,
+         changed_seq = EXCLUDED.changed_seq"
+    ),
+    concat!(
+        "UPDATE log_head SET last_seq = $1, webhook_events = $2, evidence = $3, delta_seq = $1,
          delta_since = $4
-     WHERE id = 1",
+     WHERE id = 1 AND ",
+        in_group!()
+    ),
     // Delivered at commit: a wake-up for the other instances' tails, with the new end of the
     // log (never relied on: they also poll). Sent after the head's update.
     "SELECT pg_notify('lockdesk_log', last_seq::text) FROM log_head WHERE id = 1",
@@ -613,9 +653,12 @@ const WRITER_SQL: [&str; 16] = [
      FROM log_head h WHERE h.id = 1",
     // The one-round-trip group's head: `$1` entries more, the counts as increments (it did not
     // read them); delta_since stays (the guard saw delta_seq = last_seq).
-    "UPDATE log_head SET last_seq = last_seq + $1, webhook_events = webhook_events + $2,
+    concat!(
+        "UPDATE log_head SET last_seq = last_seq + $1, webhook_events = webhook_events + $2,
          evidence = evidence + $3, delta_seq = last_seq + $1
-     WHERE id = 1",
+     WHERE id = 1 AND ",
+        in_group!()
+    ),
 ];
 
 /// The writer's connection and its statements, prepared once per connection. A group costs one
@@ -1726,7 +1769,86 @@ impl EventStore for PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use super::Refusals;
+    use super::{connect, PgSettings, PostgresStore, Refusals, APPEND_LOCK, WRITER_SQL};
+    use tokio_postgres::error::SqlState;
+    use tokio_postgres::types::ToSql;
+
+    /// Every statement that writes the log, run outside a group's transaction block (as the
+    /// one-round-trip pipeline's would after a failed `BEGIN`): the inserts fail, the head's
+    /// updates change nothing; the same statements inside a block write.
+    #[test]
+    fn the_writes_change_nothing_outside_a_groups_transaction() {
+        let pg = lockdesk_testkit::pg::PgServer::start();
+        let settings = PgSettings {
+            url: pg.create_database("outside"),
+            password: Some(pg.password().to_owned()),
+            ca_file: None,
+        };
+        drop(PostgresStore::open(&settings).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = connect(&settings.connector().unwrap(), None).await.unwrap();
+            let seq = vec![1i64];
+            let kind = vec!["webhook"];
+            let received = vec![1i64];
+            let event = vec![Some("e1")];
+            let none: Vec<Option<&str>> = vec![None];
+            let conv = vec![Some("c1")];
+            let ops = vec!["[]"];
+            let payload = vec!["{}"];
+            let zero = 0i64;
+            let one = 1i64;
+            let entries: [&(dyn ToSql + Sync); 13] = [
+                &seq, &kind, &received, &event, &event, &none, &none, &none, &conv, &conv, &ops,
+                &payload, &zero,
+            ];
+            let aud_op = vec![7i64];
+            let related = vec![true];
+            let audience: [&(dyn ToSql + Sync); 4] = [&aud_op, &seq, &related, &zero];
+            let ids = vec!["c1"];
+            let owners = vec!["{7}"];
+            let close: [&(dyn ToSql + Sync); 3] = [&ids, &one, &zero];
+            let upsert: [&(dyn ToSql + Sync); 5] = [&ids, &conv, &owners, &one, &zero];
+            let update: [&(dyn ToSql + Sync); 4] = [&one, &one, &zero, &zero];
+            let advance: [&(dyn ToSql + Sync); 3] = [&one, &one, &zero];
+            let [_, _, lock, _, _, _, _, insert_entries, insert_audience, close_sql, _, upsert_sql, update_head, _, _, advance_head] =
+                WRITER_SQL;
+            client.query(lock, &[&APPEND_LOCK]).await.unwrap();
+            for (sql, params) in [
+                (insert_entries, &entries[..]),
+                (insert_audience, &audience[..]),
+                (close_sql, &close[..]),
+                (upsert_sql, &upsert[..]),
+            ] {
+                let err = client.execute(sql, params).await.unwrap_err();
+                assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO), "{sql}: {err}");
+            }
+            assert_eq!(client.execute(update_head, &update).await.unwrap(), 0);
+            assert_eq!(client.execute(advance_head, &advance).await.unwrap(), 0);
+            let count = "SELECT (SELECT count(*) FROM entries) + (SELECT count(*) FROM audience)
+                 + (SELECT count(*) FROM open_conversations)
+                 + (SELECT count(*) FROM closed_conversations) + (SELECT last_seq FROM log_head)";
+            let nothing: i64 = client.query_one(count, &[]).await.unwrap().get(0);
+            assert_eq!(nothing, 0, "nothing written outside a group");
+            // The same statements in a group's transaction block write.
+            client.batch_execute("BEGIN").await.unwrap();
+            client.query(lock, &[&APPEND_LOCK]).await.unwrap();
+            for (sql, params) in [
+                (insert_entries, &entries[..]),
+                (insert_audience, &audience[..]),
+                (upsert_sql, &upsert[..]),
+            ] {
+                assert_eq!(client.execute(sql, params).await.unwrap(), 1, "{sql}");
+            }
+            assert_eq!(client.execute(advance_head, &advance).await.unwrap(), 1);
+            client.batch_execute("COMMIT").await.unwrap();
+            let written: i64 = client.query_one(count, &[]).await.unwrap().get(0);
+            assert_eq!(written, 4, "an entry, its audience, its conversation, the head at 1");
+        });
+    }
 
     #[test]
     fn the_one_trip_group_is_tried_while_at_most_two_of_the_last_eight_groups_were_refused() {
