@@ -1483,15 +1483,23 @@ type Pooled = deadpool_postgres::Client;
 
 /// The entries after `$1`, at most `$2`, in order (a statement cached per pooled connection, as
 /// every read's: a read costs its execution only, not a parse).
+/// The entries after `$1` (at most `$2`). Bounded above by the end of the log, which loses
+/// nothing (no entry past it is visible to the statement) and is there for the planner: the
+/// generic plan of `seq > $1 ... LIMIT $2` alone, both unknown, was a parallel sequential scan
+/// and sort of the whole table (EXPLAIN under `plan_cache_mode = force_generic_plan`, ~80,000
+/// entries), once per tail read; with both bounds, the primary key's index.
 const ENTRIES_AFTER: &str =
     "SELECT seq, kind, received_at_ms, event_id, event_type, conversation_id,
-     visitor_id, operator_ids, payload FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2";
+     visitor_id, operator_ids, payload FROM entries
+     WHERE seq > $1 AND seq <= (SELECT last_seq FROM log_head WHERE id = 1) ORDER BY seq LIMIT $2";
 
 /// The same entries with their audiences (sorted operator ids, and those who get the `related`
-/// bundle; NULL when none), in one statement.
+/// bundle; NULL when none), in one statement (bounded as [`ENTRIES_AFTER`]).
 const ROUTED_AFTER: &str = "SELECT e.seq, e.kind, e.received_at_ms, e.event_id, e.event_type,
      e.conversation_id, e.visitor_id, e.operator_ids, e.payload, a.ops, a.rel
-     FROM (SELECT * FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2) e
+     FROM (SELECT * FROM entries
+           WHERE seq > $1 AND seq <= (SELECT last_seq FROM log_head WHERE id = 1)
+           ORDER BY seq LIMIT $2) e
      LEFT JOIN LATERAL (
          SELECT array_agg(operator_id ORDER BY operator_id) AS ops,
                 array_agg(operator_id ORDER BY operator_id) FILTER (WHERE related) AS rel
@@ -1536,7 +1544,9 @@ macro_rules! related_of {
 /// The related bundles of the pushes among the entries after `$1` (at most `$2` entries; `$3`
 /// per push): pipelined with [`ROUTED_AFTER`], over the same entries.
 const RELATED_AFTER: &str = related_of!(
-    "(SELECT seq, visitor_id, conversation_id FROM entries WHERE seq > $1 ORDER BY seq LIMIT $2) p",
+    "(SELECT seq, visitor_id, conversation_id FROM entries
+      WHERE seq > $1 AND seq <= (SELECT last_seq FROM log_head WHERE id = 1)
+      ORDER BY seq LIMIT $2) p",
     "$3",
     "EXISTS (SELECT 1 FROM audience a WHERE a.seq = p.seq AND a.related)"
 );
