@@ -46,6 +46,13 @@ pub struct Reads {
     pub visitors: BTreeSet<String>,
 }
 
+/// Adds `id` to `set` (allocating only when it is new).
+fn note(set: &mut BTreeSet<String>, id: &str) {
+    if !set.contains(id) {
+        set.insert(id.to_owned());
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Conversation {
     owners: Vec<u64>,
@@ -112,9 +119,7 @@ impl Visibility {
     ) {
         let Some(id) = id else { return };
         if let Some(r) = reads.as_deref_mut() {
-            if !r.conversations.contains(id) {
-                r.conversations.insert(id.to_owned());
-            }
+            note(&mut r.conversations, id);
         }
         if let Some(c) = self.conversations.get(id) {
             into.extend(c.owners.iter().copied());
@@ -129,9 +134,7 @@ impl Visibility {
     ) {
         let Some(id) = id else { return };
         if let Some(r) = reads.as_deref_mut() {
-            if !r.visitors.contains(id) {
-                r.visitors.insert(id.to_owned());
-            }
+            note(&mut r.visitors, id);
         }
         if let Some(convs) = self.visitors.get(id) {
             for c in convs {

@@ -58,6 +58,57 @@ fn push(store: &PostgresStore, id: &str, conv: &str, visitor: &str, op: u64) -> 
     try_push(store, id, conv, visitor, op).unwrap()
 }
 
+/// A gateway serving HTTP on 127.0.0.1 over the PostgreSQL store of `settings`, and its base
+/// URL.
+async fn http_gateway(settings: PgSettings) -> (lockdesk_gateway::Gateway, String) {
+    let store = tokio::task::spawn_blocking(move || PostgresStore::open(&settings))
+        .await
+        .unwrap()
+        .unwrap();
+    let config = GatewayConfig::from_toml(&config()).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let gateway =
+        lockdesk_gateway::start_with_store(config, Arc::new(store), addr, ServerOptions::default())
+            .await
+            .unwrap();
+    let base = format!("http://{}", gateway.local_addr());
+    (gateway, base)
+}
+
+/// A signed `v2.conversation.pushed` with eventId `id`, posted to the gateway at `base`.
+async fn push_over_http(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let body = super::event(id, "v2.conversation.pushed");
+    let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
+    client
+        .post(format!("{base}/webhooks/iadvize"))
+        .header("content-type", "application/json")
+        .header("x-iadvize-signature", sig)
+        .body(body)
+        .send()
+        .await
+}
+
+/// Delivers `id` to the gateway at `base` until it is taken (503 meanwhile; bounded by
+/// [`PATIENCE`]), then checks that `/healthz` says the gateway is well again.
+async fn until_recovered(client: &reqwest::Client, base: &str, id: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let r = push_over_http(client, base, id).await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "the gateway never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
 /// `a`'s first two groups, alone on the log: the first reads the head (two round trips), the
 /// second finds the log where `a` left it and goes in one round trip.
 fn first_two_groups_alone(a: &PostgresStore) {
@@ -539,29 +590,9 @@ async fn the_gateway_answers_503_with_retry_after_while_postgres_is_down() {
             .await
             .unwrap()
     };
-    let s = settings(&pg, &url);
-    let store = tokio::task::spawn_blocking(move || PostgresStore::open(&s))
-        .await
-        .unwrap()
-        .unwrap();
-    let config = GatewayConfig::from_toml(&config()).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gateway =
-        lockdesk_gateway::start_with_store(config, Arc::new(store), addr, ServerOptions::default())
-            .await
-            .unwrap();
-    let base = format!("http://{}", gateway.local_addr());
+    let (gateway, base) = http_gateway(settings(&pg, &url)).await;
     let client = reqwest::Client::new();
-    let deliver = |id: &str| {
-        let body = super::event(id, "v2.conversation.pushed");
-        let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
-        client
-            .post(format!("{base}/webhooks/iadvize"))
-            .header("content-type", "application/json")
-            .header("x-iadvize-signature", sig)
-            .body(body)
-            .send()
-    };
+    let deliver = |id: &'static str| push_over_http(&client, &base, id);
     assert_eq!(deliver("h1").await.unwrap().status(), 200);
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -583,18 +614,7 @@ async fn the_gateway_answers_503_with_retry_after_while_postgres_is_down() {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let r = deliver("h2").await.unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert_eq!(r.status(), 503);
-        assert!(Instant::now() < deadline, "the gateway never recovered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
+    until_recovered(&client, &base, "h2").await;
     assert!(
         !logs().contains(pg.password()),
         "the password reached the logs"

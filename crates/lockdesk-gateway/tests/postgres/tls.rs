@@ -15,7 +15,7 @@ use lockdesk_testkit::pg::{PgOptions, PgServer, TLS_HOST, USER};
 use lockdesk_testkit::tls::ThrowAwayCa;
 
 use super::PATIENCE;
-use crate::{capture_logs, config, logs, signature_header, SECRET};
+use crate::{capture_logs, config, logs};
 
 fn tls_server() -> PgServer {
     PgServer::start_with(&PgOptions {
@@ -89,16 +89,7 @@ async fn verify_full_with_the_right_ca_appends_serves_and_every_connection_is_en
     let base = format!("http://{}", gateway.local_addr());
     let client = reqwest::Client::new();
     for id in ["t1", "t2"] {
-        let body = crate::event(id, "v2.conversation.pushed");
-        let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
-        let r = client
-            .post(format!("{base}/webhooks/iadvize"))
-            .header("content-type", "application/json")
-            .header("x-iadvize-signature", sig)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = super::push_over_http(&client, &base, id).await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
@@ -283,28 +274,9 @@ async fn a_server_whose_certificate_stops_verifying_makes_the_gateway_answer_503
             .unwrap();
     }
     let settings = with_ca(&pg, &pg.tls_url("tls_rot"), pg.ca_file());
-    let store = tokio::task::spawn_blocking(move || PostgresStore::open(&settings))
-        .await
-        .unwrap()
-        .unwrap();
-    let config = GatewayConfig::from_toml(&config()).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gateway =
-        lockdesk_gateway::start_with_store(config, Arc::new(store), addr, ServerOptions::default())
-            .await
-            .unwrap();
-    let base = format!("http://{}", gateway.local_addr());
+    let (gateway, base) = super::http_gateway(settings).await;
     let client = reqwest::Client::new();
-    let deliver = |id: &str| {
-        let body = crate::event(id, "v2.conversation.pushed");
-        let sig = signature_header(SECRET.as_bytes(), body.as_bytes());
-        client
-            .post(format!("{base}/webhooks/iadvize"))
-            .header("content-type", "application/json")
-            .header("x-iadvize-signature", sig)
-            .body(body)
-            .send()
-    };
+    let deliver = |id: &'static str| super::push_over_http(&client, &base, id);
     assert_eq!(deliver("r1").await.unwrap().status(), 200);
     // The server now presents a certificate from a CA the gateway does not trust, and its
     // sessions are cut: every reconnection fails verification.
@@ -338,18 +310,7 @@ async fn a_server_whose_certificate_stops_verifying_makes_the_gateway_answer_503
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let r = deliver("r2").await.unwrap();
-        if r.status() == 200 {
-            break;
-        }
-        assert_eq!(r.status(), 503);
-        assert!(Instant::now() < deadline, "the gateway never recovered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
+    super::until_recovered(&client, &base, "r2").await;
     assert!(
         !logs().contains(pg.password()),
         "the password reached the logs"
