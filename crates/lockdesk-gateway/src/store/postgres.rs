@@ -446,10 +446,10 @@ struct Writer {
     config: PgConnect,
     /// Reconnected (and its statements prepared again) on the next group after any failure.
     conn: Option<WriterConn>,
-    /// The open conversations as of the seq they are valid for: reused while this instance was
-    /// the last to append, brought up to date with what the others changed since otherwise
-    /// (open_conversations.changed_seq, closed_conversations), reloaded whole when that is not
-    /// known (see [`delta_applies`]).
+    /// The open conversations as of the seq they are valid for: a group is routed on it (the
+    /// guard proving what it read unchanged, [`commit_one_trip`]) and it is brought up to date
+    /// with what the others changed since (open_conversations.changed_seq,
+    /// closed_conversations), reloaded whole when that is not known (see [`delta_applies`]).
     cache: Option<(u64, Visibility)>,
     rx: mpsc::UnboundedReceiver<Op>,
     committed: Arc<watch::Sender<u64>>,
@@ -1106,10 +1106,7 @@ async fn commit_one_trip(w: &mut Writer, batch: &[Op]) -> Result<OneTrip, StoreE
     all.push(send(&c.client, &c.commit, &[]));
     let mut answers = join_all(all).await;
     let commit = answers.pop().ok_or(StoreError::Closed)?;
-    let failed = answers.iter_mut().enumerate().find_map(|(i, a)| match a {
-        Ok(_) => None,
-        Err(_) => Some(i),
-    });
+    let failed = answers.iter().position(Result::is_err);
     let Some(i) = failed else {
         // Every statement succeeded: COMMIT's answer is the commit's.
         commit.map_err(pg_err)?;
