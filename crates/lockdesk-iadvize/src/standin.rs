@@ -95,6 +95,8 @@ struct Inner {
     retry_after: Option<u64>,
     malformed: Option<Malformed>,
     next_token: u64,
+    /// Every visitor id a `closedConversations` filter named, in the order asked.
+    queried_visitors: Vec<String>,
 }
 
 struct Shared {
@@ -143,6 +145,7 @@ impl StandIn {
                 retry_after: None,
                 malformed: None,
                 next_token: 1,
+                queried_visitors: Vec::new(),
             }),
             token_requests: AtomicU64::new(0),
             graphql_requests: AtomicU64::new(0),
@@ -182,6 +185,12 @@ impl StandIn {
 
     pub fn graphql_requests(&self) -> u64 {
         self.shared.graphql_requests.load(Ordering::Relaxed)
+    }
+
+    /// Every visitor id the `closedConversations` queries answered so far asked about, in order
+    /// (a page each: a visitor asked about twice was asked twice).
+    pub fn queried_visitors(&self) -> Vec<String> {
+        self.shared.lock().queried_visitors.clone()
     }
 
     /// The next `times` requests (either endpoint) get `429`, with `Retry-After: secs` if given.
@@ -534,7 +543,7 @@ fn conversation_json(c: &Conversation) -> Value {
 }
 
 /// One `closedConversations` field: its filters and page, as the full connection object.
-fn closed_conversations(i: &Inner, args: &Value) -> Result<Value, String> {
+fn closed_conversations(i: &mut Inner, args: &Value) -> Result<Value, String> {
     let filters = args.get("filters").cloned().unwrap_or(Value::Null);
     let interval = filters.get("interval").cloned().unwrap_or(Value::Null);
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
@@ -552,6 +561,8 @@ fn closed_conversations(i: &Inner, args: &Value) -> Result<Value, String> {
                 .map(str::to_string)
                 .collect()
         });
+    i.queried_visitors
+        .extend(visitors.iter().flatten().cloned());
     let first = args
         .get("first")
         .and_then(Value::as_u64)
@@ -695,7 +706,7 @@ async fn graphql(
                     "first": argument(f, "first", &vars),
                     "after": argument(f, "after", &vars),
                 });
-                match closed_conversations(&i, &args) {
+                match closed_conversations(&mut i, &args) {
                     Ok(full) => shape(&doc, &f.selection_set, &full),
                     Err(message) => return graphql_error(&message),
                 }

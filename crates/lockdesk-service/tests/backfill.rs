@@ -398,7 +398,18 @@ async fn one_backfill_per_user_id_within_the_window() {
     assert_eq!(status.completed, 1, "{status:?}");
     assert_eq!(status.started, 1 + status.failed, "{status:?}");
     if status.failed == 0 {
-        assert_eq!(rig.standin.graphql_requests(), 1);
+        // The one backfill asks about the visitors linked when it starts (one, or more when
+        // the next device was secured first): each of the person's visitors once at most, a
+        // page each. A second backfill would ask about the first visitor again.
+        let queried = rig.standin.queried_visitors();
+        assert!(!queried.is_empty());
+        let distinct: BTreeSet<&String> = queried.iter().collect();
+        assert_eq!(distinct.len(), queried.len(), "{queried:?}");
+        assert!(
+            queried.iter().all(|v| p.visitors.contains(v)),
+            "{queried:?}"
+        );
+        assert_eq!(rig.standin.graphql_requests(), queried.len() as u64);
     }
     rig.stop().await;
 }
