@@ -35,6 +35,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
 export RUSTC_BOOTSTRAP=1
+# scripts/test.sh compiles the workspace through clippy-driver (RUSTC_WORKSPACE_WRAPPER): the
+# fuzz build is its own configuration and runs no lints.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # A target dir of our own: never contend with the workspace's build lock.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HERE/target}"
 # Sanitizer off: the code under test is safe Rust over OpenSSL and SQLite (not instrumented

@@ -138,6 +138,40 @@ bg_wait() {
 
 ui() { (cd "$ROOT/ui" && npm run --silent "$@"); }
 
+# Clippy's lints run inside the build itself: clippy-driver compiles the workspace's own crates
+# (RUSTC_WORKSPACE_WRAPPER, exactly what `cargo clippy` sets up, with a build in place of its
+# `check`), so the test build and the shipped binaries' build are also the lint runs of every
+# target (libraries, binaries, unit and integration tests, examples) and no separate check
+# build compiles every dependency a second time (docs/design/tooling.md, "CI time"). Every
+# cargo command below runs with it: a command without it would rebuild the workspace's crates.
+# Lints stay warnings while building, so that one lint does not stop the tests from running;
+# `no_warnings` then fails the build step on any warning, clippy's or rustc's (`-D warnings`).
+CLIPPY_DRIVER="$(rustc --print sysroot)/bin/clippy-driver"
+if [ ! -x "$CLIPPY_DRIVER" ]; then
+  say "installing clippy (rustup component add clippy)"
+  rustup component add clippy >&2
+fi
+export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" CLIPPY_ARGS=""
+
+# Runs a cargo command, fails on its status or on any warning or error it printed (a lint of
+# clippy's or rustc's: cargo prints them again for a crate it finds fresh).
+no_warnings() {
+  local log="$TEST_HOME/cargo-$BASHPID.log" status
+  "$@" 2>&1 | tee "$log"
+  status="${PIPESTATUS[0]}"
+  if grep -qE '^(warning|error)(\[[^]]*\])?: ' "$log"; then
+    echo "    the build above printed warnings: they are errors here (clippy, -D warnings)" >&2
+    status=1
+  fi
+  rm -f "$log"
+  return "$status"
+}
+
+# Every test target of the workspace, built once (with clippy's lints, above).
+build_tests() {
+  no_warnings cargo nextest run --workspace --no-run --cargo-quiet
+}
+
 # CI keeps only the end of the output: the names of failed Rust tests and their panic lines are
 # printed again in the summary at the end.
 RUST_LOG_FILE="$TEST_HOME/rust-tests.log"
@@ -167,26 +201,17 @@ rust_failures() {
     awk '!seen[$0]++' | head -n 60
 }
 
-# The binaries the interop, README and end-to-end steps run (the CLI, the desk, the PostgreSQL
-# sandbox), built once with the test build's features: `--tests` unifies the dev-dependencies'
-# features (tokio `test-util`, tauri `test`, lockdesk-session `testing`, helpers that change no
-# behaviour) as the rust tests step did, so nothing is compiled again. A plain
-# `cargo build --bins` would compile tokio and the ~30 crates above it a second time. Those
-# steps skip their own `cargo build` (LOCKDESK_BINS_BUILT).
+# The binaries as they ship, which the interop, README and end-to-end steps then run (the CLI,
+# the desk, the PostgreSQL sandbox): the dev-dependencies' features (tokio `test-util`, tauri
+# `test`, lockdesk-session `testing`) are not in them, so this also proves that nothing shipped
+# needs a test feature to compile. The desk without its demo first: the default desk, built
+# second, is the one left in target/debug for the end-to-end test. Those steps skip their own
+# `cargo build` (LOCKDESK_BINS_BUILT). Linted like the test build: these are the shipped
+# configurations of the binaries' code.
 build_bins() {
-  cargo build -q --workspace --bins --tests || return 1
+  no_warnings cargo build -q -p lockdesk --no-default-features --features custom-protocol --bins || return 1
+  no_warnings cargo build -q --workspace --bins || return 1
   export LOCKDESK_BINS_BUILT=1
-}
-
-clippy_all() {
-  # Its own target directory: a check build shares no compiled code with the test build, and
-  # the build directory's lock would otherwise make the two wait for each other.
-  CARGO_TARGET_DIR="$ROOT/target/clippy" cargo clippy -q --workspace --all-targets -- -D warnings || return 1
-  # Every other step runs binaries built with the dev-dependencies' features (build_bins): the
-  # binaries as `scripts/run.sh` builds them, and the desk without its demo, are checked here.
-  say "the binaries compile with their own features (scripts/run.sh's, and the desk without its demo)"
-  CARGO_TARGET_DIR="$ROOT/target/clippy" cargo check -q -p lockdesk-cli -p lockdesk --bins || return 1
-  CARGO_TARGET_DIR="$ROOT/target/clippy" cargo check -q -p lockdesk --no-default-features --features custom-protocol --bins
 }
 
 fuzz_all() {
@@ -224,9 +249,9 @@ no_demo_without_the_feature() {
 
 step "cargo fmt --check" cargo fmt --all --check
 # Started now at the lowest priority, waited for further down (see bg_start).
-bg_start clippy clippy_all
 [ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
 step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
+step "build every test target, with clippy's lints (warnings are errors)" build_tests
 step "rust tests" rust_tests
 # The same features as the workspace run above (a `-p lockdesk-api` run would rebuild the crate
 # and its dependents with other features: 75 s): only the lib test binaries, one test each.
@@ -234,19 +259,22 @@ step "bindings are fresh (ui/src/ipc/bindings.ts)" bindings_are_fresh
 step "ui type check (svelte-check)" ui check
 step "ui lint (eslint)" ui lint
 step "ui unit tests (vitest)" ui test
-step "the binaries, with the test build's features" build_bins
-if [ -f tests/interop/run.sh ]; then
-  step "interoperability (node jose, python jwcrypto)" bash tests/interop/run.sh
-fi
-step "README examples run as written" bash tests/readme/run.sh
+step "the binaries as shipped (the desk with and without its demo, the CLI), with clippy's lints" build_bins
+# The end-to-end test mostly waits (the window, WebDriver, the demo's servers), and so do the
+# interop and README steps: the three run side by side, with the fuzz run (its build started at
+# the beginning). Their ports do not meet: the README's gateways and PostgreSQL listen on fixed
+# ports (8080-8082, 55432), the end-to-end test's on ports the system picks, and tauri-driver on
+# 4444. The background steps' output is printed when each is waited for, in this order.
+[ -f tests/interop/run.sh ] && bg_start interop bash tests/interop/run.sh
+bg_start readme bash tests/readme/run.sh
+[ -f fuzz/run.sh ] && bg_start fuzz fuzz_all
 step "end to end: the real window under Xvfb" e2e
-# Last, the two steps whose build has been running in the background since the start.
-step "cargo clippy (all targets, warnings are errors); the binaries compile as shipped" bg_wait clippy
-[ -n "${CI:-}" ] && rm -rf "$ROOT/target/clippy"
+[ -f tests/interop/run.sh ] && step "interoperability (node jose, python jwcrypto)" bg_wait interop
+step "README examples run as written" bg_wait readme
 if [ -f fuzz/run.sh ]; then
   # Every target (verifier, gateway bodies, desk apply, feed frames), 20 s each, two at a time,
   # on the build started in the background.
-  step "fuzz every target (short run)" fuzz_all
+  step "fuzz every target (short run)" bg_wait fuzz
   [ -n "${CI:-}" ] && rm -rf "${FUZZ_TARGET_DIR:-$ROOT/fuzz/target}"
 fi
 
