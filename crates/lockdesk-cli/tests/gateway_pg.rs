@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -57,6 +57,39 @@ fn store(pg: &PgServer, url: &str) -> PostgresStore {
 
 fn deliver(addr: SocketAddr, id: &str) -> Option<(u16, String)> {
     support::deliver(addr, SECRET, id)
+}
+
+/// DIR/gateway.toml: this file's webhook and supervisor, and a `[store]` section of `store`
+/// lines plus `password_file = "pg.pass"` (written beside it, with `pg`'s password). Its path.
+fn store_config(dir: &Path, pg: &PgServer, store: &str) -> PathBuf {
+    std::fs::write(dir.join("pg.pass"), format!("{}\n", pg.password())).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!("{}[store]\n{store}password_file = \"pg.pass\"\n", config()),
+    )
+    .unwrap();
+    path
+}
+
+/// `lockdesk-cli gateway --listen 127.0.0.1:0 --config CONFIG`, the password from the file only.
+fn gateway_with(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"));
+    cmd.args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env_remove("LOCKDESK_PG_PASSWORD");
+    cmd
+}
+
+/// Starts `cmd`, its log in `err`, and waits until it listens.
+fn spawn_listening(mut cmd: Command, err: &Path) -> RunningGateway {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(err).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = listening_on(&mut child);
+    RunningGateway { child, addr }
 }
 
 /// Checks the log against what was sent and acknowledged: gapless, every entry sent, stored
@@ -367,11 +400,7 @@ fn a_password_in_the_store_url_is_refused_before_anything_starts() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config_path)
-        .output()
-        .unwrap();
+    let out = gateway_with(&config_path).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("store.url"), "{stderr}");
@@ -383,26 +412,8 @@ fn the_store_url_and_password_file_from_gateway_toml() {
     let pg = PgServer::start();
     let url = pg.create_database("fromfile");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pg.pass"), format!("{}\n", pg.password())).unwrap();
-    let config_path = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "{}[store]\nurl = \"{url}\"\npassword_file = \"pg.pass\"\n",
-            config()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config_path)
-        .env_remove("LOCKDESK_PG_PASSWORD")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("gateway.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listening_on(&mut child);
-    let gateway = RunningGateway { child, addr };
+    let config_path = store_config(dir.path(), &pg, &format!("url = \"{url}\"\n"));
+    let gateway = spawn_listening(gateway_with(&config_path), &dir.path().join("gateway.err"));
     let (status, answer) = deliver(gateway.addr, "from-file").unwrap();
     assert_eq!((status, seq_of(&answer)), (200, 1), "{answer}");
     assert_eq!(store(&pg, &url).counts().unwrap().last_seq, 1);
@@ -410,9 +421,7 @@ fn the_store_url_and_password_file_from_gateway_toml() {
     let log = std::fs::read_to_string(dir.path().join("gateway.err")).unwrap();
     assert!(!log.contains(pg.password()), "the password reached the log");
     // Both the environment and the file: refused as ambiguous.
-    let out = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"))
-        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config_path)
+    let out = gateway_with(&config_path)
         .env("LOCKDESK_PG_PASSWORD", "x")
         .output()
         .unwrap();
@@ -436,32 +445,15 @@ fn the_store_over_tls_with_gateway_toml_s_ca_file_and_a_wrong_ca_stops_the_start
     // (relative: beside gateway.toml).
     let url = pg.tls_url("overtls");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pg.pass"), format!("{}\n", pg.password())).unwrap();
     std::fs::copy(pg.ca_file().unwrap(), dir.path().join("ca.pem")).unwrap();
-    let config_path = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "{}[store]\nurl = \"{url}\"\npassword_file = \"pg.pass\"\nca_file = \"ca.pem\"\n",
-            config()
-        ),
-    )
-    .unwrap();
-    let gateway_cmd = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockdesk-cli"));
-        cmd.args(["gateway", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config_path)
-            .env_remove("LOCKDESK_PG_PASSWORD");
-        cmd
-    };
-    let mut child = gateway_cmd()
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("gateway.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = listening_on(&mut child);
-    let gateway = RunningGateway { child, addr };
+    let config_path = store_config(
+        dir.path(),
+        &pg,
+        &format!("url = \"{url}\"\nca_file = \"ca.pem\"\n"),
+    );
+    let mut cmd = gateway_with(&config_path);
+    cmd.env("RUST_LOG", "info");
+    let gateway = spawn_listening(cmd, &dir.path().join("gateway.err"));
     let (status, answer) = deliver(gateway.addr, "over-tls").unwrap();
     assert_eq!((status, seq_of(&answer)), (200, 1), "{answer}");
     let encrypted = pg.psql(
@@ -484,7 +476,7 @@ fn the_store_over_tls_with_gateway_toml_s_ca_file_and_a_wrong_ca_stops_the_start
         lockdesk_testkit::tls::ThrowAwayCa::new().cert_pem(),
     )
     .unwrap();
-    let out = gateway_cmd().output().unwrap();
+    let out = gateway_with(&config_path).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -38,11 +38,6 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StoreError;
 
-/// The most bytes a CA file may hold (a bundle of a few hundred certificates fits).
-const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
-/// The most certificates a CA file may hold.
-const MAX_CA_CERTS: usize = 256;
-
 /// libpq's `sslmode` values (docs/deploy-postgres.md, "TLS").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
@@ -312,7 +307,7 @@ impl TlsPolicy {
     /// The rustls connector for this policy (reads the CA file or the system trust store: file
     /// I/O, call off the executor).
     pub(super) fn connector(&self) -> Result<MakeRustlsConnect, StoreError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = lockdesk_tls::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| StoreError::Settings(format!("TLS set-up: {e}")))?;
@@ -328,11 +323,7 @@ impl TlsPolicy {
                     }
                 }
                 TrustRoots::Unset | TrustRoots::System => {
-                    let native = rustls_native_certs::load_native_certs();
-                    for e in &native.errors {
-                        tracing::debug!(error = %e, "skipping part of the system trust store");
-                    }
-                    store.add_parsable_certificates(native.certs);
+                    store = lockdesk_tls::system_roots();
                     if store.is_empty() {
                         return Err(StoreError::Settings(
                             "sslmode=verify-full without a CA file uses the system trust \
@@ -357,11 +348,17 @@ impl TlsPolicy {
                 .with_no_client_auth(),
             SslMode::VerifyCa | SslMode::Require if self.verifies_chain() => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki(provider)?)))
+                .with_custom_certificate_verifier(Arc::new(Relaxed {
+                    chain: Some(webpki(provider.clone())?),
+                    provider,
+                }))
                 .with_no_client_auth(),
             SslMode::Require | SslMode::Prefer => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+                .with_custom_certificate_verifier(Arc::new(Relaxed {
+                    chain: None,
+                    provider,
+                }))
                 .with_no_client_auth(),
             // Never used: tokio-postgres does not ask for TLS. Trusts nothing, to be sure.
             SslMode::Disable | SslMode::VerifyCa => builder
@@ -414,55 +411,31 @@ impl TlsPolicy {
     }
 }
 
-/// Reads the trusted CAs (PEM `CERTIFICATE` blocks) from `path`. Refuses a missing or
-/// unreadable file, one over [`MAX_CA_FILE_BYTES`] or [`MAX_CA_CERTS`], a malformed PEM block, a
-/// certificate rustls cannot use as a root, and a file with no certificate at all (a private
-/// key alone, say).
+/// Reads the CA file ([`lockdesk_tls::load_ca_file`]: bounded, every certificate checked, a
+/// file with none refused), its error naming where the setting comes from.
 pub(super) fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, StoreError> {
-    use rustls::pki_types::pem::PemObject;
-    use std::io::Read;
-    let fail = |message: String| {
+    lockdesk_tls::load_ca_file(path).map_err(|e| {
         StoreError::Settings(format!(
-            "the CA file {} ([store] ca_file / sslrootcert): {message}",
-            path.display().to_string().escape_debug()
+            "the CA file {} ([store] ca_file / sslrootcert): {}",
+            e.path, e.message
         ))
-    };
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(fail(format!(
-            "larger than {} KiB: expected PEM certificates",
-            MAX_CA_FILE_BYTES / 1024
-        )));
-    }
-    let mut certs = Vec::new();
-    for (i, cert) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
-        let cert = cert.map_err(|e| fail(format!("certificate {}: {e}", i + 1)))?;
-        if certs.len() == MAX_CA_CERTS {
-            return Err(fail(format!("more than {MAX_CA_CERTS} certificates")));
-        }
-        RootCertStore::empty()
-            .add(cert.clone())
-            .map_err(|e| fail(format!("certificate {} is not usable as a CA: {e}", i + 1)))?;
-        certs.push(cert.into_owned());
-    }
-    if certs.is_empty() {
-        return Err(fail(
-            "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)".to_owned(),
-        ));
-    }
-    Ok(certs)
+    })
 }
 
-/// verify-ca (and require with a CA file): the chain must lead to the CA file, whatever host
-/// name the certificate is for. Everything else (validity, usage, signatures) as verify-full.
+/// The modes that verify less than verify-full. Either way the handshake's signatures are
+/// checked against the server's certificate (with the provider's algorithms, as webpki's
+/// verifier does), so the session is at least with whoever holds that certificate's key.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Relaxed {
+    /// `Some`: verify-ca (and require with a CA file): the chain must lead to the CA file,
+    /// whatever host name the certificate is for; validity and usage as verify-full.
+    /// `None`: prefer and require without a CA: any certificate is accepted (what those modes
+    /// mean; the log says so).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -471,10 +444,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // webpki checks the name last: the chain, validity and usage passed.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -489,52 +462,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// prefer and require without a CA: any certificate is accepted (what those modes mean; the
-/// log says so), but the handshake's signatures are still checked against it, so the session
-/// is at least with whoever holds that certificate's key.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -548,12 +480,14 @@ impl ServerCertVerifier for Unverified {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -875,27 +809,23 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_file_holds_real_certificates_or_is_refused_by_name() {
+    fn a_refused_ca_file_is_named_with_the_setting_it_comes_from() {
+        // What a CA file must hold is lockdesk-tls's (and tested there); the store's error names
+        // the file and the settings that give it.
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, text: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, text).unwrap();
-            p
-        };
-        let message = |p: &Path| load_ca_file(p).unwrap_err().to_string();
-        let missing = dir.path().join("missing.pem");
-        assert!(message(&missing).contains(&format!("the CA file {}", missing.display())));
-        let key_only = write(
-            "key.pem",
+        let key_only = dir.path().join("key.pem");
+        std::fs::write(
+            &key_only,
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let message = load_ca_file(&key_only).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!(
+                "the CA file {} ([store] ca_file / sslrootcert): no PEM certificate in it",
+                key_only.display()
+            )),
+            "{message}"
         );
-        assert!(message(&key_only).contains("no PEM certificate in it"));
-        let garbage = write(
-            "garbage.pem",
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        );
-        assert!(message(&garbage).contains("certificate 1 is not usable as a CA"));
-        let big = write("big.pem", &"x".repeat(MAX_CA_FILE_BYTES as usize + 1));
-        assert!(message(&big).contains("larger than 1024 KiB"));
     }
 }
