@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use lockdesk_gateway::parsing::{check_token_syntax, parse_evidence, MAX_TOKEN_LEN};
+use lockdesk_intake::evidence::{check_token_syntax, parse as parse_evidence, MAX_TOKEN_LEN};
 use serde_json::{Map, Value};
 
 #[path = "json.rs"]

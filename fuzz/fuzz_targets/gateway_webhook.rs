@@ -17,11 +17,11 @@ use std::sync::OnceLock;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use lockdesk_gateway::parsing::{
-    header_text, parse_webhook, verify_signature, BodyFormat, DeliveryHeaders, Rejection,
-    WebhookKeys,
+use lockdesk_intake::auth::WebhookKeys;
+use lockdesk_intake::webhook::{
+    header_text, parse as parse_webhook, verify_signature, BodyFormat, DeliveryHeaders, Rejection,
 };
-use lockdesk_gateway::Secret;
+use lockdesk_intake::Secret;
 use serde_json::Value;
 use sha2::Sha256;
 

@@ -15,26 +15,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// length that guessing is hopeless (e.g. `openssl rand -hex 32`).
 pub const MIN_CREDENTIAL_LEN: usize = 16;
 
-/// A secret string: compared, never shown.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-    /// The secret's bytes, for HMAC keys and comparisons only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use lockdesk_intake::Secret;
 
 /// Everything the gateway reads from its configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -21,15 +21,14 @@
 //!   `resume` + close 4001, never a silently skipped entry.
 
 mod access;
-mod auth;
 pub mod config;
-mod evidence;
 mod feed;
 mod metrics;
 pub mod routing;
 mod server;
 pub mod store;
-mod webhook;
+// What a request carries, checked and parsed (lockdesk-intake: the fuzz targets call it directly).
+use lockdesk_intake::{auth, evidence, webhook};
 
 pub use config::{ConfigError, FieldError, GatewayConfig, Role, Secret};
 pub use feed::{FeedOptions, MAX_CLIENT_FRAME};
@@ -41,14 +40,14 @@ pub use store::{EventStore, PgConnect, PgSettings, PostgresStore, SqliteStore, S
 pub use webhook::SIGNATURE_HEADER;
 
 /// The request path's pure steps (signature check, body parsing), exactly as the server calls
-/// them; public for the fuzz targets in `fuzz/` only, not a stable API.
+/// them: lockdesk-intake's, re-exported; not a stable API.
 #[doc(hidden)]
 pub mod parsing {
-    pub use crate::auth::WebhookKeys;
-    pub use crate::evidence::{
+    pub use lockdesk_intake::auth::WebhookKeys;
+    pub use lockdesk_intake::evidence::{
         check_token_syntax, parse as parse_evidence, EvidenceError, Parsed, MAX_TOKEN_LEN,
     };
-    pub use crate::webhook::{
+    pub use lockdesk_intake::webhook::{
         header_text, parse as parse_webhook, verify_signature, BodyFormat, DeliveryHeaders,
         Rejection,
     };

@@ -17,47 +17,7 @@ pub use sqlite::SqliteStore;
 pub use crate::routing::Audience;
 use crate::routing::RoutingFields;
 
-/// A webhook event accepted by the gateway (signature checked, body parsed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewWebhookEvent {
-    /// iAdvize's `eventId`: the de-duplication key (it is inside the signed body, unlike the
-    /// correlation id header, so it cannot be altered by whoever replays a delivery).
-    pub event_id: String,
-    pub event_type: String,
-    /// `x-iadvize-correlationid` (stable across retries), kept for tracing.
-    pub correlation_id: Option<String>,
-    /// `x-iadvize-delivery` of the attempt that got stored.
-    pub delivery_id: Option<String>,
-    /// Routing fields, when the payload has them (for the feed's role filtering).
-    pub conversation_id: Option<String>,
-    pub visitor_id: Option<String>,
-    pub operator_ids: Vec<u64>,
-    /// The payload as a JSON object (form bodies are converted; see docs/gateway.md).
-    pub payload: String,
-    pub received_at_ms: i64,
-}
-
-/// Token evidence from the brand's token provider.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NewEvidence {
-    pub provider: String,
-    pub visitor_id: String,
-    pub conversation_id: Option<String>,
-    /// The evidence as a JSON object (it holds the token: never logged).
-    pub payload: String,
-    pub received_at_ms: i64,
-}
-
-impl std::fmt::Debug for NewEvidence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewEvidence")
-            .field("provider", &self.provider)
-            .field("visitor_id", &self.visitor_id)
-            .field("conversation_id", &self.conversation_id)
-            .field("payload", &"<holds a token>")
-            .finish()
-    }
-}
+pub use lockdesk_intake::{NewEvidence, NewWebhookEvent};
 
 /// What the router reads of a webhook event about to be appended (both stores route with it).
 impl<'a> From<&'a NewWebhookEvent> for RoutingFields<'a> {

@@ -8,7 +8,7 @@ use lockdesk_feed::Evidence;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::store::NewEvidence;
+use crate::NewEvidence;
 
 /// The longest token accepted (iAdvize tokens are about 1 KiB; a JWE of a large JWS stays far
 /// below this).

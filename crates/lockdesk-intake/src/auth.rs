@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::Secret;
 
 /// The HMAC-SHA256 states keyed with each iAdvize app's webhook secret (the key schedule is done
 /// once; each request clones a state).

@@ -10,7 +10,7 @@ use sha2::Sha256;
 
 use lockdesk_feed::payload::{FieldError, Routing, WebhookHeader, CLOSED, MAX_ID_BYTES, PUSHED};
 
-use crate::store::NewWebhookEvent;
+use crate::NewWebhookEvent;
 
 pub const SIGNATURE_HEADER: &str = "x-iadvize-signature";
 pub const CORRELATION_HEADER: &str = "x-iadvize-correlationid";
@@ -259,7 +259,7 @@ fn form_to_object(text: &str) -> Result<Map<String, Value>, Rejection> {
 mod tests {
     use super::*;
     use crate::auth::WebhookKeys;
-    use crate::config::Secret;
+    use crate::Secret;
 
     #[test]
     fn form_bodies_become_objects() {
