@@ -157,8 +157,11 @@ async fn an_entry_received_after_year_9999_goes_to_the_sink_to_be_skipped_and_la
 }
 
 /// A sink that records the client's state at each apply, and holds its first apply until told.
+/// The state's receiver comes from the client once spawned, through `state_rx` (the first apply
+/// may run before the test has it).
 struct Watching {
-    state: Arc<Mutex<Option<tokio::sync::watch::Receiver<State>>>>,
+    state_rx: std::sync::mpsc::Receiver<tokio::sync::watch::Receiver<State>>,
+    state: Option<tokio::sync::watch::Receiver<State>>,
     seen: Arc<Mutex<Vec<(u64, State)>>>,
     release: std::sync::mpsc::Receiver<()>,
     held: bool,
@@ -174,14 +177,12 @@ impl lockdesk_feed_client::Sink for Watching {
             self.held = true;
             let _ = self.release.recv_timeout(PATIENCE);
         }
-        let state = self
-            .state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .borrow()
-            .clone();
+        if self.state.is_none() {
+            let rx = self.state_rx.recv_timeout(PATIENCE);
+            self.state = Some(rx.map_err(|e| format!("no state receiver: {e}"))?);
+        }
+        let state = self.state.as_ref().map(|rx| rx.borrow().clone());
+        let state = state.ok_or("no state receiver")?;
         for e in entries {
             self.seen.lock().unwrap().push((e.seq, state.clone()));
         }
@@ -214,10 +215,11 @@ async fn connected_is_not_shown_while_a_closed_connections_entries_are_still_bei
         }
     })
     .await;
-    let state = Arc::new(Mutex::new(None));
+    let (state_tx, state_rx) = std::sync::mpsc::channel();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Watching {
-        state: state.clone(),
+        state_rx,
+        state: None,
         seen: seen.clone(),
         release: closed_rx,
         held: false,
@@ -225,7 +227,7 @@ async fn connected_is_not_shown_while_a_closed_connections_entries_are_still_bei
     let mut cfg = config(&server.url());
     cfg.max_batch = 1;
     let client = FeedClient::spawn(cfg, sink).unwrap();
-    *state.lock().unwrap() = Some(client.state());
+    state_tx.send(client.state()).unwrap();
     tokio::time::timeout(PATIENCE, async {
         while seen.lock().unwrap().len() < 20 {
             tokio::time::sleep(Duration::from_millis(10)).await;
