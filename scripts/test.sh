@@ -101,9 +101,8 @@ step() {
 # sockets, fsync and child servers), and the background work takes what they leave. Its output
 # and its own CPU time are printed when it is waited for. It runs detached from this shell (a
 # grandchild), so its CPU time is not counted in the foreground step during which it ends.
-# `bg_start --nice N NAME ...` runs it at niceness N instead (0: beside the foreground as its
-# equal, for the end-to-end test, which mostly waits but must not be starved while it drives the
-# window; 10: the fuzz run, which must get its cores for its seconds but yield to that test).
+# `bg_start --nice N NAME ...` runs it at niceness N instead (the fuzz run: 10, so that it gets
+# its cores for its seconds but yields to the end-to-end test beside it).
 bg_start() {
   local nice=19
   if [ "$1" = --nice ]; then
@@ -186,12 +185,11 @@ RUST_LOG_FILE="$TEST_HOME/rust-tests.log"
 # cargo-nextest runs every test binary's tests at once, four at a time (.config/nextest.toml:
 # the tests mostly wait on sockets, servers and fsync), instead of one binary after the other;
 # it runs no doctests, so `cargo test --doc` follows (the same build).
-# They run at a slightly lower priority than the end-to-end test beside them (nice 5).
 rust_tests() {
   local status=0
-  nice -n 5 cargo nextest run --workspace --no-fail-fast --cargo-quiet 2>&1 | tee "$RUST_LOG_FILE"
+  cargo nextest run --workspace --no-fail-fast --cargo-quiet 2>&1 | tee "$RUST_LOG_FILE"
   status="${PIPESTATUS[0]}"
-  nice -n 5 cargo test -q --workspace --doc 2>&1 | tee -a "$RUST_LOG_FILE"
+  cargo test -q --workspace --doc 2>&1 | tee -a "$RUST_LOG_FILE"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   return "$status"
 }
@@ -217,9 +215,8 @@ rust_failures() {
 # second, is the one left in target/debug for the end-to-end test. Those steps skip their own
 # `cargo build` (LOCKDESK_BINS_BUILT). Linted like the test build: these are the shipped
 # configurations of the binaries' code.
-# They are copied out of target/debug (target/shipped): the rust tests step, which runs beside the
-# end-to-end test, builds again (nothing to compile) and puts the test build's binaries back in
-# target/debug under their feet.
+# They are copied out of target/debug (target/shipped): the rust tests step, after this one,
+# builds again (nothing to compile) and puts the test build's binaries back in target/debug.
 build_bins() {
   no_warnings cargo build -q -p lockdesk --no-default-features --features custom-protocol --bins || return 1
   no_warnings cargo build -q --workspace --bins || return 1
@@ -265,15 +262,13 @@ no_demo_without_the_feature() {
 }
 
 step "cargo fmt --check" cargo fmt --all --check
-# Started now at the lowest priority, waited for further down (see bg_start).
-[ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
 step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
+# The two builds keep both cores busy by themselves: work started beside them only slows them.
 step "build every test target, with clippy's lints (warnings are errors)" build_tests
 step "the binaries as shipped (the desk with and without its demo, the CLI), with clippy's lints" build_bins
-# The end-to-end test mostly waits (the window, WebDriver, the demo's servers): it runs beside the
-# rust tests, on the shipped binaries copied aside. Its ports do not meet theirs: tauri-driver
-# listens on 4444, every other server of either on a port the system picks.
-[ -n "${LOCKDESK_BINS_BUILT:-}" ] && bg_start --nice 0 e2e e2e
+# Started now at the lowest priority, waited for at the end (see bg_start): the steps from here
+# on leave part of the machine idle (tests waiting on sockets, servers and fsync; the window).
+[ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
 step "rust tests" rust_tests
 # The same features as the workspace run above (a `-p lockdesk-api` run would rebuild the crate
 # and its dependents with other features: 75 s): only the lib test binaries, one test each.
@@ -281,18 +276,16 @@ step "bindings are fresh (ui/src/ipc/bindings.ts)" bindings_are_fresh
 step "ui type check (svelte-check)" ui check
 step "ui lint (eslint)" ui lint
 step "ui unit tests (vitest)" ui test
-# The interop and README steps mostly wait too, and go beside the rest of the end-to-end test
-# with the fuzz run (its build started at the beginning). The README's gateways and PostgreSQL
-# listen on fixed ports (8080-8082, 55432), no other test's. Each background step's output is
-# printed when it is waited for, in this order.
+# The end-to-end test mostly waits (the window, WebDriver, the demo's servers), and so do the
+# interop and README steps: they run beside it, with the fuzz run once its build is done
+# (niceness 10: it keeps its cores for its seconds but yields to the window). Their ports do not
+# meet: the README's gateways and PostgreSQL listen on fixed ports (8080-8082, 55432), the
+# end-to-end test's on ports the system picks, and tauri-driver on 4444. Each background step's
+# output is printed when it is waited for, in this order.
 [ -f tests/interop/run.sh ] && bg_start interop bash tests/interop/run.sh
 bg_start readme bash tests/readme/run.sh
 [ -f fuzz/run.sh ] && bg_start --nice 10 fuzz fuzz_all
-if [ -n "${LOCKDESK_BINS_BUILT:-}" ]; then
-  step "end to end: the real window under Xvfb" bg_wait e2e
-else
-  step "end to end: the real window under Xvfb" e2e
-fi
+step "end to end: the real window under Xvfb" e2e
 [ -f tests/interop/run.sh ] && step "interoperability (node jose, python jwcrypto)" bg_wait interop
 step "README examples run as written" bg_wait readme
 if [ -f fuzz/run.sh ]; then
