@@ -262,13 +262,13 @@ no_demo_without_the_feature() {
 }
 
 step "cargo fmt --check" cargo fmt --all --check
+# Started now at the lowest priority, waited for at the end (see bg_start). Started later (after
+# the two builds, which keep both cores busy by themselves), it was starved by the tests and the
+# window test and became the run's tail: 1,092 s against 1,031 (docs/design/tooling.md).
+[ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
 step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
-# The two builds keep both cores busy by themselves: work started beside them only slows them.
 step "build every test target, with clippy's lints (warnings are errors)" build_tests
 step "the binaries as shipped (the desk with and without its demo, the CLI), with clippy's lints" build_bins
-# Started now at the lowest priority, waited for at the end (see bg_start): the steps from here
-# on leave part of the machine idle (tests waiting on sockets, servers and fsync; the window).
-[ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
 step "rust tests" rust_tests
 # The same features as the workspace run above (a `-p lockdesk-api` run would rebuild the crate
 # and its dependents with other features: 75 s): only the lib test binaries, one test each.
