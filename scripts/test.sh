@@ -215,8 +215,8 @@ rust_failures() {
 # second, is the one left in target/debug for the end-to-end test. Those steps skip their own
 # `cargo build` (LOCKDESK_BINS_BUILT). Linted like the test build: these are the shipped
 # configurations of the binaries' code.
-# They are copied out of target/debug (target/shipped): the rust tests step, after this one,
-# builds again (nothing to compile) and puts the test build's binaries back in target/debug.
+# They are copied out of target/debug (target/shipped), so that nothing run later (a `cargo test`
+# of the bindings step, say) can put the test build's binaries back under the steps' feet.
 build_bins() {
   no_warnings cargo build -q -p lockdesk --no-default-features --features custom-protocol --bins || return 1
   no_warnings cargo build -q --workspace --bins || return 1
@@ -268,7 +268,6 @@ step "cargo fmt --check" cargo fmt --all --check
 [ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
 step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
 step "build every test target, with clippy's lints (warnings are errors)" build_tests
-step "the binaries as shipped (the desk with and without its demo, the CLI), with clippy's lints" build_bins
 step "rust tests" rust_tests
 # The same features as the workspace run above (a `-p lockdesk-api` run would rebuild the crate
 # and its dependents with other features: 75 s): only the lib test binaries, one test each.
@@ -276,6 +275,7 @@ step "bindings are fresh (ui/src/ipc/bindings.ts)" bindings_are_fresh
 step "ui type check (svelte-check)" ui check
 step "ui lint (eslint)" ui lint
 step "ui unit tests (vitest)" ui test
+step "the binaries as shipped (the desk with and without its demo, the CLI), with clippy's lints" build_bins
 # The end-to-end test mostly waits (the window, WebDriver, the demo's servers), and so do the
 # interop and README steps: they run beside it, with the fuzz run once its build is done
 # (niceness 10: it keeps its cores for its seconds but yields to the window). Their ports do not
