@@ -39,20 +39,6 @@ pub use server::{
 pub use store::{EventStore, PgConnect, PgSettings, PostgresStore, SqliteStore, StoreError};
 pub use webhook::SIGNATURE_HEADER;
 
-/// The request path's pure steps (signature check, body parsing), exactly as the server calls
-/// them: lockdesk-intake's, re-exported; not a stable API.
-#[doc(hidden)]
-pub mod parsing {
-    pub use lockdesk_intake::auth::WebhookKeys;
-    pub use lockdesk_intake::evidence::{
-        check_token_syntax, parse as parse_evidence, EvidenceError, Parsed, MAX_TOKEN_LEN,
-    };
-    pub use lockdesk_intake::webhook::{
-        header_text, parse as parse_webhook, verify_signature, BodyFormat, DeliveryHeaders,
-        Rejection,
-    };
-}
-
 /// Why the gateway could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
