@@ -12,8 +12,9 @@ RUN_PACKAGES=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev li
 # tests' pinned jwcrypto; postgresql-15 for the gateway's PostgreSQL store tests (the tests start
 # their own server in a temporary folder, as nobody when run as root); nginx for the TLS load
 # balancer in front of two gateway instances (started by the test in a temporary folder); curl posts through it.
+# libsqlite3-dev: the fuzz build links Debian's SQLite (fuzz/run.sh).
 TEST_PACKAGES=(xvfb xauth webkit2gtk-driver dbus-x11 dunst libnotify-bin imagemagick python3-venv
-  postgresql-15 nginx curl)
+  postgresql-15 nginx curl libsqlite3-dev)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
