@@ -15,8 +15,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 set -e
 ensure_tools
 ensure_packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
-ensure_npm "$ROOT/ui"
-ensure_npm "$ROOT/tests/e2e"
 # The Rust test runner (a new machine of this kind has it; elsewhere it is built once).
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest (cargo install)"
@@ -27,8 +25,6 @@ if ! command -v tauri-driver >/dev/null; then
   cargo install tauri-driver --version '^2' --locked -q
 fi
 command -v WebKitWebDriver >/dev/null || die "WebKitWebDriver not found (package webkit2gtk-driver)"
-# The desktop binary embeds the built UI, so the UI is built before any cargo step.
-build_ui
 set +e
 
 # --- hermeticity: no test may touch the user's Lockdesk folders ------------------------------
@@ -141,6 +137,18 @@ bg_wait() {
   done
   cat "$TEST_HOME/bg-$name.log" >&2
   return "$(cat "$TEST_HOME/bg-$name.status")"
+}
+
+# Stops a background job and everything it started (a run that stops early leaves none behind).
+bg_kill() {
+  kill_tree() {
+    local p
+    for p in $(pgrep -P "$1"); do kill_tree "$p"; done
+    kill "$1" 2>/dev/null
+  }
+  local pid
+  pid="$(cat "$TEST_HOME/bg-$1.pid" 2>/dev/null)" && [ -n "$pid" ] && kill_tree "$pid"
+  return 0
 }
 
 ui() { (cd "$ROOT/ui" && npm run --silent "$@"); }
@@ -261,11 +269,21 @@ no_demo_without_the_feature() {
   grep -q 'lockdesk-demo' <<<"$with" || { echo "the default desk build lost its demo" >&2; return 1; }
 }
 
-step "cargo fmt --check" cargo fmt --all --check
-# Started now at the lowest priority, waited for at the end (see bg_start). Started later (after
-# the two builds, which keep both cores busy by themselves), it was starved by the tests and the
-# window test and became the run's tail: 1,092 s against 1,031 (docs/design/tooling.md).
+# Started first, at the lowest priority, and waited for at the end (see bg_start): it needs
+# neither the UI nor the workspace's build, and takes the cores the npm install below leaves.
+# Started later (after the two builds, which keep both cores busy by themselves), it was starved
+# by the tests and the window test and became the run's tail: 1,092 s against 1,031
+# (docs/design/tooling.md).
 [ -f fuzz/run.sh ] && bg_start fuzz-build bash fuzz/run.sh build
+
+# The UI's packages, and the UI itself: the desktop binary embeds the built UI, so it is built
+# before any cargo step. A failure here stops everything, as the set-up above does.
+if ! { ensure_npm "$ROOT/ui" && ensure_npm "$ROOT/tests/e2e" && build_ui; }; then
+  bg_kill fuzz-build
+  die "the UI's npm packages or its build failed (above)"
+fi
+
+step "cargo fmt --check" cargo fmt --all --check
 step "a desk built without the demo links no gateway, simulator or stand-in" no_demo_without_the_feature
 step "build every test target, with clippy's lints (warnings are errors)" build_tests
 step "rust tests" rust_tests
