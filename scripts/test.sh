@@ -190,7 +190,7 @@ build_tests() {
 # CI keeps only the end of the output: the names of failed Rust tests and their panic lines are
 # printed again in the summary at the end.
 RUST_LOG_FILE="$TEST_HOME/rust-tests.log"
-# cargo-nextest runs every test binary's tests at once, four at a time (.config/nextest.toml:
+# cargo-nextest runs every test binary's tests at once, eight at a time (.config/nextest.toml:
 # the tests mostly wait on sockets, servers and fsync), instead of one binary after the other;
 # it runs no doctests, so `cargo test --doc` follows (the same build).
 rust_tests() {
