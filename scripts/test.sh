@@ -216,24 +216,31 @@ rust_failures() {
     awk '!seen[$0]++' | head -n 60
 }
 
-# The binaries as they ship, which the interop, README and end-to-end steps then run (the CLI,
-# the desk, the PostgreSQL sandbox): the dev-dependencies' features (tokio `test-util`, tauri
-# `test`, lockdesk-session `testing`) are not in them, so this also proves that nothing shipped
-# needs a test feature to compile. The desk without its demo first: the default desk, built
-# second, is the one left in target/debug for the end-to-end test. Those steps skip their own
-# `cargo build` (LOCKDESK_BINS_BUILT). Linted like the test build: these are the shipped
-# configurations of the binaries' code.
-# They are copied out of target/debug (target/shipped), so that nothing run later (a `cargo test`
-# of the bindings step, say) can put the test build's binaries back under the steps' feet.
+# The binaries the interop, README and end-to-end steps run (the CLI, the desk with its demo,
+# the PostgreSQL sandbox), in the test build's features: `--tests` keeps the dev-dependencies'
+# features (tokio `test-util`, tauri `test`), so nothing is compiled again but the desk's `main`.
+# Those steps skip their own `cargo build` (LOCKDESK_BINS_BUILT). They are copied out of
+# target/debug (target/run-bins), so that the production desk's build below, which runs beside
+# them, cannot put another binary under their feet.
 build_bins() {
-  no_warnings cargo build -q -p lockdesk --no-default-features --features custom-protocol --bins || return 1
-  no_warnings cargo build -q --workspace --bins || return 1
+  no_warnings cargo build -q --workspace --bins --tests || return 1
   local target="${CARGO_TARGET_DIR:-$ROOT/target}"
-  rm -rf "$target/shipped" && mkdir -p "$target/shipped" &&
+  rm -rf "$target/run-bins" && mkdir -p "$target/run-bins" &&
     cp "$target/debug/lockdesk" "$target/debug/lockdesk-cli" "$target/debug/lockdesk-pg-sandbox" \
-      "$target/shipped/" || return 1
-  export LOCKDESK_BINS_BUILT=1 LOCKDESK_BIN_DIR="$target/shipped"
+      "$target/run-bins/" || return 1
+  export LOCKDESK_BINS_BUILT=1 LOCKDESK_BIN_DIR="$target/run-bins"
   export LOCKDESK_APP="$LOCKDESK_BIN_DIR/lockdesk" LOCKDESK_CLI="$LOCKDESK_BIN_DIR/lockdesk-cli"
+}
+
+# The desk as it ships (`--no-default-features --features custom-protocol`: no demo, and none of
+# the dev-dependencies' features: tokio `test-util`, tauri `test`, lockdesk-session `testing`),
+# with clippy's lints: the production configuration compiles, warning-free, without a test
+# feature. It rebuilds what sits on tokio (about 100 CPU s), so it runs beside the end-to-end
+# test, whose cores are mostly idle, and no other cargo command runs meanwhile (the steps beside
+# it run the copies above). Session 11 also built the default desk and the CLI this way, to run
+# them: 50 CPU s more, in the run's critical path (docs/design/tooling.md, "CI time").
+production_desk() {
+  no_warnings cargo build -q -p lockdesk --no-default-features --features custom-protocol --bins
 }
 
 fuzz_all() {
@@ -293,7 +300,7 @@ step "bindings are fresh (ui/src/ipc/bindings.ts)" bindings_are_fresh
 step "ui type check (svelte-check)" ui check
 step "ui lint (eslint)" ui lint
 step "ui unit tests (vitest)" ui test
-step "the binaries as shipped (the desk with and without its demo, the CLI), with clippy's lints" build_bins
+step "the binaries the next steps run (the test build's features)" build_bins
 # The end-to-end test mostly waits (the window, WebDriver, the demo's servers), and so do the
 # interop and README steps: they run beside it, with the fuzz run once its build is done
 # (niceness 10: it keeps its cores for its seconds but yields to the window). Their ports do not
@@ -301,11 +308,13 @@ step "the binaries as shipped (the desk with and without its demo, the CLI), wit
 # end-to-end test's on ports the system picks, and tauri-driver on 4444. Each background step's
 # output is printed when it is waited for, in this order.
 [ -f tests/interop/run.sh ] && bg_start interop bash tests/interop/run.sh
+bg_start production-desk production_desk
 bg_start readme bash tests/readme/run.sh
 [ -f fuzz/run.sh ] && bg_start --nice 10 fuzz fuzz_all
 step "end to end: the real window under Xvfb" e2e
 [ -f tests/interop/run.sh ] && step "interoperability (node jose, python jwcrypto)" bg_wait interop
 step "README examples run as written" bg_wait readme
+step "the desk as shipped (no demo, no test features) builds, with clippy's lints" bg_wait production-desk
 if [ -f fuzz/run.sh ]; then
   # Every target (verifier, gateway bodies, desk apply, feed frames), 20 s each, two at a time,
   # on the build started in the background.

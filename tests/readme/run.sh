@@ -34,7 +34,7 @@ if [ -z "${LOCKDESK_BINS_BUILT:-}" ]; then
   (cd "$ROOT" && cargo build -q --workspace --bins) ||
     { echo "readme: cannot build lockdesk-cli and lockdesk-pg-sandbox" >&2; exit 1; }
 fi
-# scripts/test.sh names the shipped binaries it copied aside (LOCKDESK_BIN_DIR).
+# scripts/test.sh names the binaries it copied aside (LOCKDESK_BIN_DIR).
 BIN_DIR="${LOCKDESK_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
 for bin in lockdesk-cli lockdesk-pg-sandbox; do
   [ -x "$BIN_DIR/$bin" ] || { echo "readme: no $bin in $BIN_DIR" >&2; exit 1; }
