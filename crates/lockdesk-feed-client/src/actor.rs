@@ -21,7 +21,9 @@ use tokio_tungstenite::tungstenite::http::header::{
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+#[cfg(feature = "tls")]
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::sink::{SinkError, SinkThread};
 use crate::{Command, Config, ConfigError, Counters, DisconnectReason, Entry, State, StopReason};
@@ -90,6 +92,9 @@ impl Target {
             Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
             None => return Err(ConfigError::BadUrl("no host".into())),
         };
+        if tls && !cfg!(feature = "tls") {
+            return Err(ConfigError::NoTls);
+        }
         if !tls && !loopback {
             return Err(ConfigError::InsecureRemote(
                 url.host_str().unwrap_or_default().to_string(),
@@ -129,7 +134,7 @@ pub(crate) struct Actor {
     counters: Arc<Counters>,
     commands: mpsc::Receiver<Command>,
     stopping: bool,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<TlsConfig>,
     /// Failed attempts since the last healthy connection (the backoff's exponent).
     attempt: u32,
 }
@@ -352,10 +357,30 @@ impl Actor {
     }
 }
 
+/// The rustls configuration, built on the first `wss://` connection and kept.
+#[cfg(feature = "tls")]
+type TlsConfig = Arc<rustls::ClientConfig>;
+/// No TLS in this build: a `wss://` target is refused at spawn ([`ConfigError::NoTls`]).
+#[cfg(not(feature = "tls"))]
+type TlsConfig = std::convert::Infallible;
+
+#[cfg(feature = "tls")]
+async fn tls_connector(config: &Config, tls: &mut Option<TlsConfig>) -> Result<Connector, String> {
+    if let Some(built) = tls {
+        return Ok(Connector::Rustls(built.clone()));
+    }
+    let extra = config.extra_roots.clone();
+    let built = tokio::task::spawn_blocking(move || crate::tls::client_config(&extra))
+        .await
+        .map_err(|e| e.to_string())??;
+    *tls = Some(built.clone());
+    Ok(Connector::Rustls(built))
+}
+
 async fn connect(
     config: &Config,
     target: &Target,
-    tls: &mut Option<Arc<rustls::ClientConfig>>,
+    tls: &mut Option<TlsConfig>,
     cursor: u64,
 ) -> Result<Ws, End> {
     // Names the address: with several, the status says which one could not be reached.
@@ -376,24 +401,32 @@ async fn connect(
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(SUBPROTOCOL),
     );
-    let connector = if target.tls {
-        if tls.is_none() {
-            let extra = config.extra_roots.clone();
-            let built = tokio::task::spawn_blocking(move || crate::tls::client_config(&extra))
-                .await
-                .map_err(|e| lost(e.to_string()))?
-                .map_err(lost)?;
-            *tls = Some(built);
-        }
-        tls.clone().map(Connector::Rustls)
-    } else {
-        Some(Connector::Plain)
-    };
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let attempt =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector);
+    #[cfg(feature = "tls")]
+    let attempt = {
+        let connector = if target.tls {
+            tls_connector(config, tls).await.map_err(lost)?
+        } else {
+            Connector::Plain
+        };
+        tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            Some(connector),
+        )
+    };
+    // Without TLS, `Target::parse` refused every wss:// address (ConfigError::NoTls).
+    #[cfg(not(feature = "tls"))]
+    let attempt = {
+        let _: &mut Option<TlsConfig> = tls;
+        if target.tls {
+            return Err(lost(ConfigError::NoTls.to_string()));
+        }
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
+    };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
         Err(_) => Err(lost(format!(
             "no upgrade within {:?}",

@@ -29,8 +29,10 @@
 
 mod actor;
 mod sink;
+#[cfg(feature = "tls")]
 mod tls;
 
+#[cfg(feature = "tls")]
 pub use tls::{load_ca_file, MAX_CA_CERTS, MAX_CA_FILE_BYTES};
 
 use std::fmt;
@@ -136,7 +138,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Trusted in addition to the operating system's roots for `wss://` (DER certificates), e.g.
     /// a brand's private CA.
-    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl Config {
@@ -305,6 +307,9 @@ pub enum ConfigError {
     BadUrl(String),
     #[error("the feed URL must start with wss:// (or ws:// to this machine), not {0}://")]
     BadScheme(String),
+    /// A `wss://` address in a build without the `tls` feature (only the fuzz build).
+    #[error("wss:// needs TLS, and this build of the feed client has none (feature `tls`)")]
+    NoTls,
     #[error("ws:// sends the credential in clear text: only allowed to a loopback address, use wss:// for {0}")]
     InsecureRemote(String),
     #[error("the feed URL must not hold a user name or password: the credential goes in the configuration")]
