@@ -198,11 +198,6 @@ impl Desk {
         self.feed_clock_ms
     }
 
-    /// The identity of the gateway log the cursor belongs to (`hello.logId`), once known.
-    pub fn log_id(&self) -> Result<Option<String>, DeskError> {
-        log::known(&self.conn)
-    }
-
     /// The gateway announced its log's identity: is it the log the cursor belongs to? The
     /// first one announced is remembered ([`LogBinding::Adopted`]); another one later is
     /// [`LogBinding::Different`], and the desk must not resume on it (its seqs mean other
@@ -241,44 +236,9 @@ impl Desk {
         apply::backfill(self, records, now_ms)
     }
 
-    /// A userId's cross-device history: every conversation on every visitor a valid token
-    /// linked to it.
-    pub fn history(&self, user_id: &str) -> Result<History, DeskError> {
-        query::history(&self.conn, user_id)
-    }
-
-    /// The conversation list, most recently opened first.
-    pub fn conversations(&self, q: &ConversationQuery) -> Result<Vec<ConversationRow>, DeskError> {
-        query::conversations(&self.conn, q)
-    }
-
-    /// One conversation's identity card, presentations, transitions and alerts.
-    pub fn conversation(
-        &self,
-        conversation_id: &str,
-    ) -> Result<Option<ConversationDetail>, DeskError> {
-        query::conversation(&self.conn, conversation_id)
-    }
-
-    /// Alerts with their evidence, newest first, at most `limit` (0: 500), with an id below
-    /// `before_id` when given (paging).
-    pub fn alerts(
-        &self,
-        before_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<AlertRecord>, DeskError> {
-        query::alerts(&self.conn, before_id, limit)
-    }
-
-    /// How many alerts each conversation has (by conversation id; none: absent).
-    pub fn alert_counts(&self) -> Result<std::collections::HashMap<String, u32>, DeskError> {
-        query::alert_counts(&self.conn)
-    }
-
-    /// One alert by id ([`Change::alert_id`]).
-    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, DeskError> {
-        query::alert(&self.conn, id)
-    }
+    // history, conversations, conversation, alerts, alert_counts, alert, stats, log_id: the
+    // same reads as DeskReader's, defined once.
+    query::read_queries!();
 
     /// Verifies the audit chain and checks the desk's tables against it, in one read
     /// transaction: each conversation's state, kept state, reason and userId against its
@@ -292,11 +252,6 @@ impl Desk {
         progress: &mut dyn FnMut(u64),
     ) -> Result<StoreCheck, CheckError> {
         check::check_store(&self.conn, self.config.session_lifetime_secs, progress)
-    }
-
-    /// Counts (cursor, rows, malformed and ignored entries).
-    pub fn stats(&self) -> Result<Stats, DeskError> {
-        query::stats(&self.conn)
     }
 }
 

@@ -8,6 +8,68 @@ use crate::apply::read_meta;
 use crate::model::*;
 use crate::DeskError;
 
+/// The store's read queries, defined once for the writer [`crate::Desk`] and the read-only
+/// [`crate::DeskReader`]: each holds its connection in a field `conn` and invokes this macro in
+/// its `impl`, so both answer every read the same way.
+macro_rules! read_queries {
+    () => {
+        /// A userId's cross-device history: every conversation on every visitor a valid token
+        /// linked to it.
+        pub fn history(&self, user_id: &str) -> Result<$crate::History, $crate::DeskError> {
+            $crate::query::history(&self.conn, user_id)
+        }
+
+        /// The conversation list, most recently opened first.
+        pub fn conversations(
+            &self,
+            q: &$crate::ConversationQuery,
+        ) -> Result<Vec<$crate::ConversationRow>, $crate::DeskError> {
+            $crate::query::conversations(&self.conn, q)
+        }
+
+        /// One conversation's identity card, presentations, transitions and alerts.
+        pub fn conversation(
+            &self,
+            conversation_id: &str,
+        ) -> Result<Option<$crate::ConversationDetail>, $crate::DeskError> {
+            $crate::query::conversation(&self.conn, conversation_id)
+        }
+
+        /// Alerts with their evidence, newest first, at most `limit` (0: 500), with an id below
+        /// `before_id` when given (paging).
+        pub fn alerts(
+            &self,
+            before_id: Option<i64>,
+            limit: u32,
+        ) -> Result<Vec<$crate::AlertRecord>, $crate::DeskError> {
+            $crate::query::alerts(&self.conn, before_id, limit)
+        }
+
+        /// How many alerts each conversation has (by conversation id; none: absent).
+        pub fn alert_counts(
+            &self,
+        ) -> Result<std::collections::HashMap<String, u32>, $crate::DeskError> {
+            $crate::query::alert_counts(&self.conn)
+        }
+
+        /// One alert by id ([`crate::Change::alert_id`]).
+        pub fn alert(&self, id: i64) -> Result<Option<$crate::AlertRecord>, $crate::DeskError> {
+            $crate::query::alert(&self.conn, id)
+        }
+
+        /// Counts (cursor, rows, malformed and ignored entries).
+        pub fn stats(&self) -> Result<$crate::Stats, $crate::DeskError> {
+            $crate::query::stats(&self.conn)
+        }
+
+        /// The identity of the gateway log the cursor belongs to (`hello.logId`), once known.
+        pub fn log_id(&self) -> Result<Option<String>, $crate::DeskError> {
+            $crate::log::known(&self.conn)
+        }
+    };
+}
+pub(crate) use read_queries;
+
 const ROW_COLUMNS: &str = "c.conversation_id, v.visitor_id, c.channel, c.operator_id, c.state,
     c.auth_state, c.reason, c.user_id, c.other_user_id, c.name, c.source, c.domain, c.device,
     c.app, c.opened_ms, c.closed_ms, c.since_ms, c.until_ms, c.last_verified_ms,

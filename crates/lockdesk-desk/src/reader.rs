@@ -19,9 +19,6 @@ use lockdesk_audit::{ConversationsOfKind, Head, Kind, Report, VerifyError};
 use rusqlite::{Connection, OpenFlags, Transaction};
 
 use crate::check::{check_store, CheckError, StoreCheck};
-use crate::model::{
-    AlertRecord, ConversationDetail, ConversationQuery, ConversationRow, History, Stats,
-};
 use crate::{query, DeskError};
 
 /// How long a read waits for the desk's writer before it fails.
@@ -83,52 +80,9 @@ impl DeskReader {
         Ok(Snapshot { _tx: tx })
     }
 
-    /// See [`crate::Desk::conversations`].
-    pub fn conversations(&self, q: &ConversationQuery) -> Result<Vec<ConversationRow>, DeskError> {
-        query::conversations(&self.conn, q)
-    }
-
-    /// See [`crate::Desk::history`].
-    pub fn history(&self, user_id: &str) -> Result<History, DeskError> {
-        query::history(&self.conn, user_id)
-    }
-
-    /// See [`crate::Desk::conversation`].
-    pub fn conversation(
-        &self,
-        conversation_id: &str,
-    ) -> Result<Option<ConversationDetail>, DeskError> {
-        query::conversation(&self.conn, conversation_id)
-    }
-
-    /// See [`crate::Desk::alerts`].
-    pub fn alerts(
-        &self,
-        before_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<AlertRecord>, DeskError> {
-        query::alerts(&self.conn, before_id, limit)
-    }
-
-    /// See [`crate::Desk::alert`].
-    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>, DeskError> {
-        query::alert(&self.conn, id)
-    }
-
-    /// See [`crate::Desk::alert_counts`].
-    pub fn alert_counts(&self) -> Result<HashMap<String, u32>, DeskError> {
-        query::alert_counts(&self.conn)
-    }
-
-    /// See [`crate::Desk::stats`].
-    pub fn stats(&self) -> Result<Stats, DeskError> {
-        query::stats(&self.conn)
-    }
-
-    /// See [`crate::Desk::log_id`].
-    pub fn log_id(&self) -> Result<Option<String>, DeskError> {
-        crate::log::known(&self.conn)
-    }
+    // history, conversations, conversation, alerts, alert_counts, alert, stats, log_id: the
+    // same reads as Desk's, defined once.
+    query::read_queries!();
 
     /// See [`crate::Desk::check_against_audit`]; `lifetime_secs` 0: each conversation's own.
     pub fn check_against_audit(
@@ -145,7 +99,7 @@ impl DeskReader {
         Ok(lockdesk_audit::head(&self.conn)?)
     }
 
-    /// Verifies the whole audit chain ([`lockdesk_audit::verify`]).
+    /// Verifies the whole audit chain ([`lockdesk_audit::verify()`]).
     pub fn verify_audit(&self) -> Result<Report, VerifyError> {
         lockdesk_audit::verify(&self.conn)
     }
@@ -225,6 +179,7 @@ impl DeskReader {
 mod tests {
     use super::*;
     use crate::model::ClosedConversation;
+    use crate::ConversationQuery;
     use crate::{Desk, DeskConfig, TokenVerifier};
     use lockdesk_audit::export::ExportError;
     use lockdesk_verify::{Reason, Rejection, Verdict};
