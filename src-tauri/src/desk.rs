@@ -294,17 +294,14 @@ mod tests {
     /// identity").
     #[test]
     fn a_lookalike_notice_names_the_identity_it_imitates() {
-        let mut c = change(
-            "secured",
-            Some(lockdesk_desk::alert_codes::LOOKALIKE_USER_ID),
-        );
+        let mut c = change("secured", Some(lockdesk_desk::AlertKind::LookalikeUserId));
         c.user_id = Some("cust-4815l623".into());
         c.alert_id = Some(7);
         let record = lockdesk_desk::AlertRecord {
             id: 7,
             seq: Some(1),
             at_ms: 0,
-            code: lockdesk_desk::alert_codes::LOOKALIKE_USER_ID.into(),
+            code: Some(lockdesk_desk::AlertKind::LookalikeUserId),
             conversation_id: Some("c".into()),
             visitor_id: Some("v".into()),
             user_id: Some("cust-4815l623".into()),

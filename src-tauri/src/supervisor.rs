@@ -258,7 +258,10 @@ mod tests {
                     .ok()?;
                 let failed = rows
                     .iter()
-                    .find(|r| r.state == "closed" && r.auth_state == "failed")?
+                    .find(|r| {
+                        r.state == lockdesk_desk::AuthStateName::Closed
+                            && r.auth_state == lockdesk_desk::AuthStateName::Failed
+                    })?
                     .conversation_id
                     .clone();
                 let victim = rows.iter().find_map(|r| r.user_id.clone())?;

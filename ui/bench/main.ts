@@ -32,7 +32,7 @@ mockIPC((cmd, args) => {
         identity: r.userId ? identity({ userId: r.userId }) : null,
         timeline: [
           { atMs: r.updatedAtMs - 90_000, verdict: 'rejected', reasonCode: 'bad_signature', reasonText: 'the JWS signature does not verify with any key of https://brand.example', issuer: 'https://brand.example', expiresAtMs: null, userId: null, beforeLogin: true },
-          { atMs: r.updatedAtMs - 60_000, verdict: 'valid', reasonCode: null, reasonText: null, issuer: 'https://brand.example', expiresAtMs: r.updatedAtMs, userId: r.userId, beforeLogin: false },
+          { atMs: r.updatedAtMs - 60_000, verdict: 'verified', reasonCode: null, reasonText: null, issuer: 'https://brand.example', expiresAtMs: r.updatedAtMs, userId: r.userId, beforeLogin: false },
         ],
         alerts: [{ id: 'a1', conversationId: r.id, kind: 'platform_mismatch', atMs: r.updatedAtMs, evidence: [{ label: 'verified userId', value: r.userId ?? '' }, { label: 'platform externalUserId', value: 'user-99' }] }],
       };

@@ -17,7 +17,9 @@ use crate::FeedStatus;
 
 // The domain vocabulary is defined once, in lockdesk-conversation (vocab.rs), with its serde and
 // TypeScript forms; the UI gets it through these re-exports, never a mirror.
-pub use lockdesk_conversation::{AlertKind, AuthStateName, OperatorId, ReasonCode, VisitorSource};
+pub use lockdesk_conversation::{
+    AlertKind, AuthStateName, OperatorId, PresentationVerdict, ReasonCode, VisitorSource,
+};
 
 /// One line of the conversation list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -108,14 +110,6 @@ pub struct IdentityCard {
     pub session_lapses_at_ms: Option<i64>,
     /// The userId looks like another identity the desk knows, or mixes scripts.
     pub look_alike: Option<LookAlike>,
-}
-
-/// A presentation's outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "snake_case")]
-pub enum PresentationVerdict {
-    Valid,
-    Rejected,
 }
 
 /// One token presentation in a conversation's authentication timeline.

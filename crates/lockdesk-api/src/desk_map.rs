@@ -10,31 +10,20 @@ use lockdesk_desk as dc;
 use serde_json::Value;
 
 use crate::desk::{
-    AlertKind, AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskStatus,
-    EvidenceItem, History, HistoryConversation, HistoryGroup, IdentityCard, LookAlike,
-    PlatformField, Presentation, PresentationVerdict, ReasonCode, SignedField, VisitorSource,
+    AuthStateName, ConversationDetail, ConversationRow, DeskAlert, DeskStatus, EvidenceItem,
+    History, HistoryConversation, HistoryGroup, IdentityCard, LookAlike, PlatformField,
+    Presentation, SignedField, VisitorSource,
 };
 use crate::FeedStatus;
 
-/// A state name from the desk core's store (the vocabulary's one rule: an unknown name, a newer
-/// core's, reads as `failed`, never as anonymous or secured).
-pub fn state_name(name: &str) -> AuthStateName {
-    AuthStateName::from_stored(name)
-}
-
-/// An alert code from the desk core, `None` when unknown.
-pub fn alert_kind(code: &str) -> Option<AlertKind> {
-    AlertKind::from_code(code)
-}
-
 fn source(row: &dc::ConversationRow) -> VisitorSource {
-    VisitorSource::of_row(row.source.as_deref(), &row.channel)
+    VisitorSource::of_row(row.source, &row.channel)
 }
 
 /// One list row; `alert_count` comes from the caller (the desk core counts alerts separately).
 pub fn row(r: &dc::ConversationRow, alert_count: u32) -> ConversationRow {
-    let state = state_name(&r.state);
-    let closed_from = (state == AuthStateName::Closed).then(|| state_name(&r.auth_state));
+    let state = r.state;
+    let closed_from = (state == AuthStateName::Closed).then_some(r.auth_state);
     let updated = [
         r.closed_ms,
         r.last_verified_ms,
@@ -59,7 +48,7 @@ pub fn row(r: &dc::ConversationRow, alert_count: u32) -> ConversationRow {
         device: r.device.clone().or_else(|| r.app.clone()),
         domain: r.domain.clone(),
         last_verified_at_ms: r.last_verified_ms,
-        reason_code: r.reason.as_deref().map(ReasonCode::from_code),
+        reason_code: r.reason,
         alert_count,
         updated_at_ms: updated,
         look_alike: r.look_alike.as_ref().map(look_alike),
@@ -119,7 +108,7 @@ fn identity(detail: &dc::ConversationDetail) -> Option<IdentityCard> {
 /// An alert with its evidence as label/value text pairs (top-level keys; nested values as JSON
 /// text, never markup).
 pub fn alert(a: &dc::AlertRecord) -> Option<DeskAlert> {
-    let kind = alert_kind(&a.code)?;
+    let kind = a.code?;
     let mut evidence = Vec::new();
     if let Some(u) = &a.user_id {
         evidence.push(EvidenceItem {
@@ -166,12 +155,8 @@ pub fn detail(d: &dc::ConversationDetail) -> ConversationDetail {
             .iter()
             .map(|p| Presentation {
                 at_ms: p.received_ms,
-                verdict: if p.verdict == "verified" {
-                    PresentationVerdict::Valid
-                } else {
-                    PresentationVerdict::Rejected
-                },
-                reason_code: p.reason.as_deref().map(ReasonCode::from_code),
+                verdict: p.verdict,
+                reason_code: p.reason,
                 reason_text: p.detail.clone(),
                 issuer: p.issuer.clone(),
                 expires_at_ms: p.expires_ms,
@@ -210,7 +195,7 @@ pub fn history(h: &dc::History) -> History {
             id: r.conversation_id.clone(),
             opened_at_ms: r.opened_ms.unwrap_or(0),
             closed_at_ms: r.closed_ms,
-            state: state_name(&r.state),
+            state: r.state,
             secured_part: r.first_verified_ms.is_some(),
             before_login_part: c.anonymous_before_login,
         });
@@ -280,20 +265,21 @@ pub fn status(feed: &lockdesk_feed_client::State, demo: bool, p: Progress) -> De
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desk::AlertKind;
 
-    fn core_row(state: &str, auth: &str) -> dc::ConversationRow {
+    fn core_row(state: AuthStateName, auth: AuthStateName) -> dc::ConversationRow {
         dc::ConversationRow {
             conversation_id: "c1".into(),
             visitor_id: "v1".into(),
             channel: "CHAT".into(),
             operator_id: lockdesk_desk::OperatorId::new(1001),
-            state: state.into(),
-            auth_state: auth.into(),
+            state,
+            auth_state: auth,
             reason: None,
             user_id: Some("u1".into()),
             other_user_id: None,
             name: Some("Ada L".into()),
-            source: Some("web".into()),
+            source: Some(VisitorSource::Web),
             domain: Some("shop.example".into()),
             device: Some("laptop".into()),
             app: None,
@@ -310,44 +296,30 @@ mod tests {
 
     #[test]
     fn rows_keep_the_closed_state_they_came_from_and_unknown_states_are_never_reassuring() {
-        let open = row(&core_row("secured", "secured"), 0);
+        let open = row(&core_row(AuthStateName::Secured, AuthStateName::Secured), 0);
         assert_eq!(open.state, AuthStateName::Secured);
         assert_eq!(open.closed_from, None);
         assert_eq!(open.updated_at_ms, 3_602_000);
-        let mut closed = core_row("closed", "failed");
+        let mut closed = core_row(AuthStateName::Closed, AuthStateName::Failed);
         closed.closed_ms = Some(5_000);
         let r = row(&closed, 2);
         assert_eq!(r.state, AuthStateName::Closed);
         assert_eq!(r.closed_from, Some(AuthStateName::Failed));
         assert_eq!(r.updated_at_ms, 5_000);
         assert_eq!(r.alert_count, 2);
-        assert_eq!(state_name("quantum"), AuthStateName::Failed);
-        let mut app = core_row("anonymous", "anonymous");
+        let mut app = core_row(AuthStateName::Anonymous, AuthStateName::Anonymous);
         app.source = None;
         app.channel = "MOBILE_APP".into();
         assert_eq!(row(&app, 0).source, VisitorSource::App);
     }
 
     #[test]
-    fn every_alert_code_of_the_core_maps_to_a_kind() {
-        use dc::alert_codes::*;
-        for code in [
-            VERIFICATION_FAILED,
-            IDENTITY_SWITCHED,
-            SHARED_DEVICE,
-            REUSED_USER_ID,
-            SESSION_LAPSED,
-            PLATFORM_MISMATCH,
-            LOOKALIKE_USER_ID,
-        ] {
-            assert!(alert_kind(code).is_some(), "{code}");
-        }
-        assert_eq!(alert_kind("nope"), None);
+    fn an_alert_shows_its_evidence_as_text_and_one_of_unknown_kind_is_not_shown() {
         let a = dc::AlertRecord {
             id: 7,
             seq: Some(3),
             at_ms: 9,
-            code: SHARED_DEVICE.into(),
+            code: Some(AlertKind::SharedDevice),
             conversation_id: Some("c1".into()),
             visitor_id: Some("v1".into()),
             user_id: Some("u2".into()),
@@ -363,6 +335,8 @@ mod tests {
         assert!(labels.contains(&("previousUserId", "u1")));
         assert!(labels.contains(&("seqs", "[1,3]")));
         assert!(labels.contains(&("userId", "u2")));
+        let edited = dc::AlertRecord { code: None, ..a };
+        assert_eq!(alert(&edited), None);
     }
 
     /// Issue 13: connected below the log's end, the feed status says how far the desk has to
@@ -421,7 +395,7 @@ mod tests {
                 visitor_id: visitor.into(),
                 channel: channel.into(),
                 opened_ms: Some(opened),
-                ..core_row("closed", "secured")
+                ..core_row(AuthStateName::Closed, AuthStateName::Secured)
             },
             anonymous_before_login: conv == "a",
         };

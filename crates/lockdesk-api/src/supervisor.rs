@@ -19,7 +19,6 @@ use lockdesk_desk as dc;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::desk_map::state_name;
 use crate::{AuthStateName, IpcError, IpcErrorCode, OperatorId, ReasonCode};
 
 /// The supervisor table shows at most this many rows (the aggregates cover every match).
@@ -202,18 +201,13 @@ pub struct ExportResult {
     pub broken_at: Option<u64>,
 }
 
-/// A row's reason as the UI gets it (an unknown code is [`ReasonCode::Unknown`]).
-fn reason(r: &dc::ConversationRow) -> Option<ReasonCode> {
-    r.reason.as_deref().map(ReasonCode::from_code)
-}
-
 fn row_matches(r: &dc::ConversationRow, f: &SupervisorFilters) -> bool {
     if let Some(s) = f.state {
-        if state_name(&r.state) != s && state_name(&r.auth_state) != s {
+        if r.state != s && r.auth_state != s {
             return false;
         }
     }
-    if f.reason.is_some() && reason(r) != f.reason {
+    if f.reason.is_some() && r.reason != f.reason {
         return false;
     }
     if f.operator_id.is_some() && r.operator_id != f.operator_id {
@@ -259,8 +253,7 @@ pub fn day_of(ms: i64, tz_offset_minutes: i32) -> String {
 }
 
 fn is_failed(r: &dc::ConversationRow) -> bool {
-    state_name(&r.auth_state) == AuthStateName::Failed
-        || state_name(&r.state) == AuthStateName::Failed
+    r.auth_state == AuthStateName::Failed || r.state == AuthStateName::Failed
 }
 
 fn count(n: usize) -> u32 {
@@ -280,9 +273,9 @@ pub fn overview(
     let mut operators = BTreeSet::new();
     let mut channels = BTreeSet::new();
     for r in rows {
-        choices_states.insert(state_name(&r.state).code());
-        choices_states.insert(state_name(&r.auth_state).code());
-        if let Some(x) = reason(r) {
+        choices_states.insert(r.state.code());
+        choices_states.insert(r.auth_state.code());
+        if let Some(x) = r.reason {
             reasons.insert(x);
         }
         if let Some(o) = r.operator_id {
@@ -319,7 +312,7 @@ pub fn overview(
             d.2 += u32::from(blind);
         }
         if fail {
-            *reasons_n.entry(reason(r)).or_default() += 1;
+            *reasons_n.entry(r.reason).or_default() += 1;
         }
         let a = advisors.entry(r.operator_id).or_default();
         a.0 += 1;
@@ -362,22 +355,18 @@ pub fn overview(
         rows: matching
             .iter()
             .take(ROW_LIMIT)
-            .map(|r| {
-                let state = state_name(&r.state);
-                SupervisorRow {
-                    id: r.conversation_id.clone(),
-                    state,
-                    closed_from: (state == AuthStateName::Closed)
-                        .then(|| state_name(&r.auth_state)),
-                    reason_code: reason(r),
-                    operator_id: r.operator_id,
-                    channel: r.channel.clone(),
-                    user_id: r.user_id.clone(),
-                    opened_at_ms: r.opened_ms,
-                    closed_at_ms: r.closed_ms,
-                    secured_at_ms: r.first_verified_ms,
-                    no_data: r.first_verified_ms.is_none() && no_data.contains(&r.conversation_id),
-                }
+            .map(|r| SupervisorRow {
+                id: r.conversation_id.clone(),
+                state: r.state,
+                closed_from: (r.state == AuthStateName::Closed).then_some(r.auth_state),
+                reason_code: r.reason,
+                operator_id: r.operator_id,
+                channel: r.channel.clone(),
+                user_id: r.user_id.clone(),
+                opened_at_ms: r.opened_ms,
+                closed_at_ms: r.closed_ms,
+                secured_at_ms: r.first_verified_ms,
+                no_data: r.first_verified_ms.is_none() && no_data.contains(&r.conversation_id),
             })
             .collect(),
         per_day: days
@@ -647,6 +636,7 @@ pub fn export_audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::VisitorSource;
     use rusqlite::Connection;
     use std::path::PathBuf;
 
@@ -673,7 +663,12 @@ mod tests {
         }
         // Out: a JSON number, as the bindings say.
         let o = overview(
-            &[conv("a", "secured", "secured", T0)],
+            &[conv(
+                "a",
+                AuthStateName::Secured,
+                AuthStateName::Secured,
+                T0,
+            )],
             &HashSet::new(),
             &SupervisorFilters::default(),
         );
@@ -683,19 +678,24 @@ mod tests {
         assert_eq!(v["perAdvisor"][0]["operatorId"], serde_json::json!(7));
     }
 
-    fn conv(id: &str, state: &str, kept: &str, opened: i64) -> dc::ConversationRow {
+    fn conv(
+        id: &str,
+        state: AuthStateName,
+        kept: AuthStateName,
+        opened: i64,
+    ) -> dc::ConversationRow {
         dc::ConversationRow {
             conversation_id: id.into(),
             visitor_id: format!("v-{id}"),
             channel: "CHAT".into(),
             operator_id: op(7),
-            state: state.into(),
-            auth_state: kept.into(),
+            state,
+            auth_state: kept,
             reason: None,
             user_id: None,
             other_user_id: None,
             name: None,
-            source: Some("web".into()),
+            source: Some(VisitorSource::Web),
             domain: None,
             device: None,
             app: None,
@@ -715,19 +715,39 @@ mod tests {
     const T0: i64 = 1_772_323_200_000;
 
     fn sample() -> Vec<dc::ConversationRow> {
-        let mut a = conv("a", "secured", "secured", T0 + 1000);
+        let mut a = conv(
+            "a",
+            AuthStateName::Secured,
+            AuthStateName::Secured,
+            T0 + 1000,
+        );
         a.first_verified_ms = Some(T0 + 2000);
         a.user_id = Some("u-1".into());
-        let mut b = conv("b", "failed", "failed", T0 + 3000);
-        b.reason = Some("expired".into());
-        let mut c = conv("c", "closed", "failed", T0 + DAY + 10);
-        c.reason = Some("bad_signature".into());
+        let mut b = conv("b", AuthStateName::Failed, AuthStateName::Failed, T0 + 3000);
+        b.reason = Some(ReasonCode::Expired);
+        let mut c = conv(
+            "c",
+            AuthStateName::Closed,
+            AuthStateName::Failed,
+            T0 + DAY + 10,
+        );
+        c.reason = Some(ReasonCode::BadSignature);
         c.operator_id = op(9);
         c.closed_ms = Some(T0 + DAY + 500);
-        let mut d = conv("d", "unsupported", "unsupported", T0 + DAY + 20);
+        let mut d = conv(
+            "d",
+            AuthStateName::Unsupported,
+            AuthStateName::Unsupported,
+            T0 + DAY + 20,
+        );
         d.channel = "WHATSAPP".into();
         d.operator_id = None;
-        let mut e = conv("e", "closed", "secured", T0 + DAY + 30);
+        let mut e = conv(
+            "e",
+            AuthStateName::Closed,
+            AuthStateName::Secured,
+            T0 + DAY + 30,
+        );
         e.first_verified_ms = Some(T0 + DAY + 40);
         e.closed_ms = Some(T0 + DAY + 900);
         vec![a, b, c, d, e]
@@ -1058,14 +1078,24 @@ mod tests {
         // Two days before the desk's history: the backfill's 3 anonymous closed conversations.
         let mut no_data = HashSet::new();
         for (i, id) in ["old-1", "old-2", "old-3"].into_iter().enumerate() {
-            let mut r = conv(id, "closed", "anonymous", T0 - 2 * DAY + i as i64);
+            let mut r = conv(
+                id,
+                AuthStateName::Closed,
+                AuthStateName::Anonymous,
+                T0 - 2 * DAY + i as i64,
+            );
             r.operator_id = None;
             r.closed_ms = Some(T0 - 2 * DAY + 100);
             rows.push(r);
             no_data.insert(id.to_owned());
         }
         // And one on the first live day.
-        let mut mixed = conv("old-4", "closed", "anonymous", T0 + 5);
+        let mut mixed = conv(
+            "old-4",
+            AuthStateName::Closed,
+            AuthStateName::Anonymous,
+            T0 + 5,
+        );
         mixed.operator_id = None;
         rows.push(mixed);
         no_data.insert("old-4".into());

@@ -25,7 +25,10 @@ use lockdesk_verify::Reason;
 use serde::{Deserialize, Serialize};
 
 mod vocab;
-pub use vocab::{AlertKind, AuthStateName, OperatorId, ReasonCode, UnknownCode, VisitorSource};
+pub use vocab::{
+    AlertKind, AuthStateName, OperatorId, PresentationVerdict, ReasonCode, UnknownCode,
+    VisitorSource,
+};
 
 /// Channels where Authenticated Messaging exists (iAdvize: chat, video and call onsite, and the
 /// mobile app). Every other channel (WhatsApp, Messenger, SMS, ...) is third-party.

@@ -1,6 +1,6 @@
 //! The desk's domain vocabulary, one home per concept: a conversation's state name, an alert's
-//! kind, a reason (the verifier's 16 plus the 2 mismatch reasons), where the visitor came from,
-//! and an iAdvize operator id. Each is defined once here (the verifier's 16 reasons are listed
+//! kind, a reason (the verifier's 16 plus the 2 mismatch reasons), a presentation's verdict,
+//! where the visitor came from, and an iAdvize operator id. Each is defined once here (the verifier's 16 reasons are listed
 //! once, in `lockdesk_verify::with_reasons!`, which generates their variants here) with its
 //! serde form (the snake_case wire and store spelling, never renamed), its `code()`/parse pair
 //! (the desk's SQLite columns hold the code), and, with the `ts` feature, its TypeScript form
@@ -9,7 +9,8 @@
 //!
 //! Must not: pass an unknown code on as text. A reason this build does not know reads as
 //! [`ReasonCode::Unknown`]; an unknown state name is refused by [`AuthStateName::from_code`]
-//! and read as `failed` by [`AuthStateName::from_stored`] (never as anonymous or secured).
+//! and read as `failed` by [`AuthStateName::from_stored`] (never as anonymous or secured); an
+//! unknown verdict reads as `rejected` ([`PresentationVerdict::from_stored`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -332,8 +333,7 @@ impl VisitorSource {
 
     /// A conversation's source as shown: the app when the stored source (evidence, else the
     /// channel's) or the channel says so, else the web (a third-party channel included).
-    pub fn of_row(stored: Option<&str>, channel: &str) -> VisitorSource {
-        let stored = stored.and_then(VisitorSource::from_code);
+    pub fn of_row(stored: Option<VisitorSource>, channel: &str) -> VisitorSource {
         if stored == Some(VisitorSource::App)
             || VisitorSource::of_channel(channel) == Some(VisitorSource::App)
         {
@@ -350,6 +350,58 @@ impl std::str::FromStr for VisitorSource {
         VisitorSource::from_code(s).ok_or(UnknownCode {
             what: "visitor source",
         })
+    }
+}
+
+/// A token presentation's outcome, as the desk stores it, the audit log records it and the
+/// UI's timeline shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(rename_all = "snake_case")]
+pub enum PresentationVerdict {
+    /// The verifier accepted the token.
+    Verified,
+    /// The verifier refused it (the reason is beside it).
+    Rejected,
+}
+
+impl PresentationVerdict {
+    /// The stable code, as serialised and stored.
+    pub const fn code(self) -> &'static str {
+        match self {
+            PresentationVerdict::Verified => "verified",
+            PresentationVerdict::Rejected => "rejected",
+        }
+    }
+
+    /// `verified` when the verifier accepted the token.
+    pub const fn of(verified: bool) -> PresentationVerdict {
+        if verified {
+            PresentationVerdict::Verified
+        } else {
+            PresentationVerdict::Rejected
+        }
+    }
+
+    /// The verdict named `code`, `None` for anything else.
+    pub fn from_code(code: &str) -> Option<PresentationVerdict> {
+        match code {
+            "verified" => Some(PresentationVerdict::Verified),
+            "rejected" => Some(PresentationVerdict::Rejected),
+            _ => None,
+        }
+    }
+
+    /// A verdict read back from a store: anything but `verified` reads as `rejected`, so an
+    /// edited row never proves an identity.
+    pub fn from_stored(code: &str) -> PresentationVerdict {
+        PresentationVerdict::from_code(code).unwrap_or(PresentationVerdict::Rejected)
+    }
+}
+
+impl std::fmt::Display for PresentationVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
     }
 }
 
@@ -626,6 +678,22 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_round_trip_and_an_unknown_one_never_proves_anything() {
+        for v in [PresentationVerdict::Verified, PresentationVerdict::Rejected] {
+            assert_eq!(serde_json::to_value(v).unwrap(), json!(v.code()));
+            assert_eq!(PresentationVerdict::from_code(v.code()), Some(v));
+            assert_eq!(PresentationVerdict::from_stored(v.code()), v);
+        }
+        for edited in ["valid", "VERIFIED", "verified ", ""] {
+            assert_eq!(PresentationVerdict::from_code(edited), None);
+            assert_eq!(
+                PresentationVerdict::from_stored(edited),
+                PresentationVerdict::Rejected
+            );
+        }
+    }
+
+    #[test]
     fn the_visitor_source_is_derived_by_one_rule() {
         assert_eq!(
             VisitorSource::of_channel("MOBILE_APP"),
@@ -645,7 +713,7 @@ mod tests {
         );
         assert_eq!(VisitorSource::of_evidence(false, false), None);
         assert_eq!(
-            VisitorSource::of_row(Some("app"), "CHAT"),
+            VisitorSource::of_row(Some(VisitorSource::App), "CHAT"),
             VisitorSource::App
         );
         assert_eq!(
@@ -653,11 +721,11 @@ mod tests {
             VisitorSource::App
         );
         assert_eq!(
-            VisitorSource::of_row(Some("web"), "MOBILE_APP"),
+            VisitorSource::of_row(Some(VisitorSource::Web), "MOBILE_APP"),
             VisitorSource::App
         );
         assert_eq!(
-            VisitorSource::of_row(Some("tablet"), "WHATSAPP"),
+            VisitorSource::of_row(VisitorSource::from_code("tablet"), "WHATSAPP"),
             VisitorSource::Web
         );
         for s in [VisitorSource::Web, VisitorSource::App] {

@@ -29,7 +29,7 @@
 use std::collections::{HashMap, HashSet};
 
 use lockdesk_audit::{Entry, Kind, VerifyError};
-use lockdesk_conversation::{AuthState, Conversation};
+use lockdesk_conversation::{AuthState, Conversation, PresentationVerdict};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -228,7 +228,7 @@ impl Replay {
                 let Ok(d) = serde_json::from_str::<VerdictData>(&e.data) else {
                     return;
                 };
-                if d.verdict.as_deref() != Some("verified") {
+                if d.verdict.as_deref() != Some(PresentationVerdict::Verified.code()) {
                     return;
                 }
                 if e.is_tombstone() {

@@ -63,24 +63,10 @@ pub use model::{
 pub use reader::{DeskReader, Snapshot};
 pub use store::SCHEMA_VERSION;
 
-/// The alert codes in [`Change::alert`] and [`AlertRecord::code`], as text (the `alerts.code`
-/// column, the change line's `alert`). The kinds are defined once, in [`AlertKind`]
-/// (lockdesk-conversation's vocabulary, where each is described); these are their codes, not a
-/// second spelling.
-pub mod alert_codes {
-    use lockdesk_conversation::AlertKind;
-
-    pub const VERIFICATION_FAILED: &str = AlertKind::VerificationFailed.code();
-    pub const IDENTITY_SWITCHED: &str = AlertKind::IdentitySwitched.code();
-    pub const SHARED_DEVICE: &str = AlertKind::SharedDevice.code();
-    pub const REUSED_USER_ID: &str = AlertKind::ReusedUserId.code();
-    pub const SESSION_LAPSED: &str = AlertKind::SessionLapsed.code();
-    pub const PLATFORM_MISMATCH: &str = AlertKind::PlatformMismatch.code();
-    pub const LOOKALIKE_USER_ID: &str = AlertKind::LookalikeUserId.code();
-}
-
 /// The domain vocabulary, re-exported: defined once in lockdesk-conversation.
-pub use lockdesk_conversation::{AlertKind, AuthStateName, OperatorId, ReasonCode, VisitorSource};
+pub use lockdesk_conversation::{
+    AlertKind, AuthStateName, OperatorId, PresentationVerdict, ReasonCode, VisitorSource,
+};
 
 // One bound for operator ids: the feed's (what a payload may carry) is the vocabulary's (what the
 // store holds).

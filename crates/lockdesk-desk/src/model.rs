@@ -2,7 +2,9 @@
 //! takes. Plain serialisable structs (camelCase JSON); the integrator maps them to UI DTOs.
 //! Times are milliseconds since the Unix epoch (`*_ms`), except in [`Change`]'s JSON line.
 
-use lockdesk_conversation::{AlertKind, AuthStateName, OperatorId, ReasonCode};
+use lockdesk_conversation::{
+    AlertKind, AuthStateName, OperatorId, PresentationVerdict, ReasonCode, VisitorSource,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -30,7 +32,7 @@ pub struct Change {
     /// `failed`: the verification reason code; `mismatch`: `token_user_id_differs` or
     /// `platform_user_id_differs`; otherwise `null`.
     pub reason: Option<ReasonCode>,
-    /// An alert code (see [`alert_codes`](crate::alert_codes)) or `null`.
+    /// The alert raised, if any.
     pub alert: Option<AlertKind>,
     /// The alert's row in the store (its evidence: [`crate::Desk::alert`]). Not in the JSON line.
     #[serde(skip)]
@@ -117,10 +119,10 @@ pub struct ConversationRow {
     /// The advisor (a stored negative id, never written by the desk, reads as `None`).
     pub operator_id: Option<OperatorId>,
     /// The state name (`closed` for a closed conversation).
-    pub state: String,
+    pub state: AuthStateName,
     /// For a closed conversation, the state it kept; otherwise the same as `state`.
-    pub auth_state: String,
-    pub reason: Option<String>,
+    pub auth_state: AuthStateName,
+    pub reason: Option<ReasonCode>,
     /// The first userId verified in the conversation.
     pub user_id: Option<String>,
     /// With `mismatch`: the other userId (token or platform).
@@ -128,7 +130,7 @@ pub struct ConversationRow {
     /// "First Last" from the signed visitorData of the latest valid token in this conversation.
     pub name: Option<String>,
     /// `web` or `app` (from the evidence's source, else the channel); `null` for third-party.
-    pub source: Option<String>,
+    pub source: Option<VisitorSource>,
     pub domain: Option<String>,
     pub device: Option<String>,
     pub app: Option<String>,
@@ -192,9 +194,9 @@ pub struct Presentation {
     pub presented_at: Option<String>,
     pub visitor_id: String,
     pub conversation_id: Option<String>,
-    /// `verified` or `rejected`.
-    pub verdict: String,
-    pub reason: Option<String>,
+    pub verdict: PresentationVerdict,
+    /// Why it was rejected (`null` when verified).
+    pub reason: Option<ReasonCode>,
     pub detail: Option<String>,
     pub user_id: Option<String>,
     pub visitor_data: Option<Value>,
@@ -216,8 +218,8 @@ pub struct Presentation {
 pub struct Transition {
     pub seq: Option<u64>,
     pub at_ms: i64,
-    pub state: String,
-    pub reason: Option<String>,
+    pub state: AuthStateName,
+    pub reason: Option<ReasonCode>,
     pub user_id: Option<String>,
     pub before_login: bool,
 }
@@ -229,7 +231,9 @@ pub struct AlertRecord {
     pub id: i64,
     pub seq: Option<u64>,
     pub at_ms: i64,
-    pub code: String,
+    /// `null`: a code no Lockdesk writes (the store was edited; `lockdesk-cli desk check`
+    /// reports the row).
+    pub code: Option<AlertKind>,
     pub conversation_id: Option<String>,
     pub visitor_id: Option<String>,
     pub user_id: Option<String>,

@@ -1,6 +1,8 @@
 //! Read-only queries: history, the conversation list, one conversation's detail, alerts, stats.
 
-use lockdesk_conversation::OperatorId;
+use lockdesk_conversation::{
+    AlertKind, AuthStateName, OperatorId, PresentationVerdict, ReasonCode, VisitorSource,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
@@ -92,6 +94,18 @@ fn look_alike(
     })
 }
 
+// The vocabulary's columns (each holds a `code()`), read back by vocab.rs's rules for stored
+// codes: a state this build does not know reads as `failed`, a reason as `unknown`, a verdict as
+// `rejected`, a source or an alert code as `null`. No reader outside this file sees the text.
+
+fn state(r: &Row<'_>, i: usize) -> rusqlite::Result<AuthStateName> {
+    Ok(AuthStateName::from_stored(r.get_ref(i)?.as_str()?))
+}
+
+fn reason(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReasonCode>> {
+    Ok(r.get_ref(i)?.as_str_or_null()?.map(ReasonCode::from_code))
+}
+
 fn row(r: &Row<'_>) -> rusqlite::Result<(ConversationRow, i64)> {
     Ok((
         ConversationRow {
@@ -101,13 +115,16 @@ fn row(r: &Row<'_>) -> rusqlite::Result<(ConversationRow, i64)> {
             operator_id: r
                 .get::<_, Option<i64>>(3)?
                 .and_then(OperatorId::from_stored),
-            state: r.get(4)?,
-            auth_state: r.get(5)?,
-            reason: r.get(6)?,
+            state: state(r, 4)?,
+            auth_state: state(r, 5)?,
+            reason: reason(r, 6)?,
             user_id: r.get(7)?,
             other_user_id: r.get(8)?,
             name: r.get(9)?,
-            source: r.get(10)?,
+            source: r
+                .get_ref(10)?
+                .as_str_or_null()?
+                .and_then(VisitorSource::from_code),
             domain: r.get(11)?,
             device: r.get(12)?,
             app: r.get(13)?,
@@ -220,7 +237,7 @@ fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRecord> {
         id: r.get(0)?,
         seq: r.get::<_, Option<i64>>(1)?.map(|s| s as u64),
         at_ms: r.get(2)?,
-        code: r.get(3)?,
+        code: AlertKind::from_code(r.get_ref(3)?.as_str()?),
         conversation_id: r.get(4)?,
         visitor_id: r.get(5)?,
         user_id: r.get(6)?,
@@ -301,8 +318,8 @@ pub(crate) fn conversation(
                 presented_at: r.get(2)?,
                 visitor_id: r.get(3)?,
                 conversation_id: Some(conversation_id.to_owned()),
-                verdict: r.get(4)?,
-                reason: r.get(5)?,
+                verdict: PresentationVerdict::from_stored(r.get_ref(4)?.as_str()?),
+                reason: reason(r, 5)?,
                 detail: r.get(6)?,
                 user_id: r.get(7)?,
                 visitor_data: json_col(r.get(8)?),
@@ -328,8 +345,8 @@ pub(crate) fn conversation(
             Ok(Transition {
                 seq: r.get::<_, Option<i64>>(0)?.map(|s| s as u64),
                 at_ms,
-                state: r.get(2)?,
-                reason: r.get(3)?,
+                state: state(r, 2)?,
+                reason: reason(r, 3)?,
                 user_id: r.get(4)?,
                 before_login: before(at_ms),
             })
@@ -340,7 +357,10 @@ pub(crate) fn conversation(
         .prepare_cached(&sql)?
         .query_map([id], alert_row)?
         .collect::<Result<_, _>>()?;
-    let latest = presentations.iter().rev().find(|p| p.verdict == "verified");
+    let latest = presentations
+        .iter()
+        .rev()
+        .find(|p| p.verdict == PresentationVerdict::Verified);
     // The card's marker: the row's when the card proves the row's userId, else its own.
     let look_alike = match latest.and_then(|p| p.user_id.as_ref()) {
         Some(u) if row.user_id.as_ref() == Some(u) => row.look_alike.clone(),

@@ -214,7 +214,7 @@ fn erasing_a_user_removes_their_bytes_keeps_the_chain_and_others_history() {
     let alerts = desk.alerts(None, 0).unwrap();
     let reused_alert = alerts
         .iter()
-        .find(|a| a.code == lockdesk_desk::alert_codes::REUSED_USER_ID)
+        .find(|a| a.code == Some(lockdesk_desk::AlertKind::ReusedUserId))
         .unwrap();
     assert_eq!(reused_alert.user_id.as_deref(), Some(TOMBSTONE));
     assert_eq!(reused_alert.evidence["previous"], TOMBSTONE);

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use lockdesk_desk::{ConversationQuery, ConversationRow, Desk, StoreCheck};
+use lockdesk_desk::{AuthStateName, ConversationQuery, ConversationRow, Desk, StoreCheck};
 use lockdesk_feed::Entry;
 use lockdesk_sim::{plan, Action, Scenario, Step};
 use serde_json::json;
@@ -317,7 +317,7 @@ fn a_secured_session_extended_by_hand_is_named() {
     let mut desk = world.desk(&db);
     let secured = apply_until(&mut desk, &feed, |rows| {
         rows.iter()
-            .find(|r| r.state == "secured")
+            .find(|r| r.state == AuthStateName::Secured)
             .map(|r| r.conversation_id.clone())
     });
     drop(desk);
@@ -454,9 +454,9 @@ fn one_erasure_leaves_other_conversations_sessions_and_names_checked() {
     // another device (closed, after the cutoff below), is in the log too.
     let mut desk = world.desk(&db);
     let found = apply_until(&mut desk, &feed, |rows| {
-        let secured = rows.iter().find(|r| r.state == "secured");
+        let secured = rows.iter().find(|r| r.state == AuthStateName::Secured);
         let other = rows.iter().find(|r| {
-            r.state == "closed"
+            r.state == AuthStateName::Closed
                 && r.opened_ms.is_some_and(|o| o > CUTOFF_MS)
                 && r.user_id.is_some()
                 && secured.is_some_and(|s| s.user_id != r.user_id && s.visitor_id != r.visitor_id)

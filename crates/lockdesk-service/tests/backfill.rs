@@ -359,7 +359,7 @@ async fn closed_conversations_of_every_linked_visitor_reach_the_history() {
     }
     assert_eq!(got.len(), 7);
     let old = conversation(&h, OLD[0]);
-    assert_eq!(old.row.state, "closed");
+    assert_eq!(old.row.state, AuthStateName::Closed);
     assert_eq!(old.row.platform_user_id.as_deref(), Some(u));
     assert_eq!(old.row.visitor_id, p.visitors[0]);
     // One login for every backfill (the token is cached).
@@ -445,12 +445,12 @@ async fn a_different_external_user_id_is_a_platform_mismatch() {
     assert_eq!(mismatches, 1);
     let h = rig.history(&p.user_id).await;
     let row = conversation(&h, &conv);
-    assert_eq!(row.row.state, "closed");
-    assert_eq!(row.row.auth_state, "mismatch");
+    assert_eq!(row.row.state, AuthStateName::Closed);
+    assert_eq!(row.row.auth_state, AuthStateName::Mismatch);
     assert_eq!(row.row.other_user_id.as_deref(), Some(other));
     assert_eq!(row.row.platform_user_id.as_deref(), Some(other));
     let old = conversation(&h, OLD[0]);
-    assert_ne!(old.row.auth_state, "mismatch");
+    assert_ne!(old.row.auth_state, AuthStateName::Mismatch);
     rig.stop().await;
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use lockdesk_desk::DeskConfig;
+use lockdesk_desk::{AuthStateName, DeskConfig, PresentationVerdict};
 use lockdesk_service::DeskService;
 use lockdesk_sim::{plan, Action, Scenario, Step};
 
@@ -65,8 +65,11 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     let first = tokio::task::block_in_place(|| send(&mut sender, &tokens[0]));
     wait_cursor(&desk, first, "the first token").await;
     let state = |d: &DeskService, c: &str| d.read(|k| k.conversation(c).unwrap().unwrap());
-    assert_eq!(state(&desk, &conversation).row.state, "secured");
-    assert_eq!(state(&desk, &other).row.state, "secured");
+    assert_eq!(
+        state(&desk, &conversation).row.state,
+        AuthStateName::Secured
+    );
+    assert_eq!(state(&desk, &other).row.state, AuthStateName::Secured);
     desk.shutdown().await;
 
     // Down: the first visitor presents a newer token well before the session ends (extending it).
@@ -88,7 +91,7 @@ async fn a_restarted_desk_does_not_lapse_a_session_its_backlog_extended() {
     let extended_until = detail
         .presentations
         .iter()
-        .filter(|p| p.verdict == "verified")
+        .filter(|p| p.verdict == PresentationVerdict::Verified)
         .map(|p| session_end(p.received_ms))
         .max()
         .unwrap_or_else(|| panic!("no verified token: {:#?}", detail.presentations));
@@ -124,7 +127,7 @@ fn lapse_times(detail: &lockdesk_desk::ConversationDetail) -> Vec<i64> {
     detail
         .transitions
         .iter()
-        .filter(|t| t.state == "lapsed")
+        .filter(|t| t.state == AuthStateName::Lapsed)
         .map(|t| t.at_ms)
         .collect()
 }

@@ -308,9 +308,9 @@ pub fn notice_for_change(
 }
 
 /// For tests (this crate's and the app's, feature `testing`): a change of conversation `c`
-/// (visitor `v`, CHAT, entry 1 at time 0) to `state`, with `alert`, both named by their codes.
+/// (visitor `v`, CHAT, entry 1 at time 0) to `state` (named by its code), with `alert`.
 #[cfg(any(test, feature = "testing"))]
-pub fn test_change(state: &str, alert: Option<&str>) -> Change {
+pub fn test_change(state: &str, alert: Option<lockdesk_desk::AlertKind>) -> Change {
     Change {
         seq: 1,
         at_ms: 0,
@@ -320,7 +320,7 @@ pub fn test_change(state: &str, alert: Option<&str>) -> Change {
         state: Some(state.parse().expect("a state name")),
         user_id: None,
         reason: None,
-        alert: alert.map(|a| a.parse().expect("an alert code")),
+        alert,
         alert_id: None,
     }
 }
@@ -362,15 +362,15 @@ mod tests {
         assert_eq!(notice_for(&change("secured", None), secured), None);
         assert_eq!(notice_for(&change("anonymous", None), None), None);
         assert_eq!(notice_for(&change("closed", None), secured), None);
-        use lockdesk_desk::alert_codes::*;
+        use lockdesk_desk::AlertKind::*;
         for (code, kind) in [
-            (VERIFICATION_FAILED, NoticeKind::VerificationFailed),
-            (IDENTITY_SWITCHED, NoticeKind::IdentityMismatch),
-            (PLATFORM_MISMATCH, NoticeKind::IdentityMismatch),
-            (SHARED_DEVICE, NoticeKind::SharedDevice),
-            (REUSED_USER_ID, NoticeKind::ReusedUserId),
-            (SESSION_LAPSED, NoticeKind::SessionLapsed),
-            (LOOKALIKE_USER_ID, NoticeKind::LookalikeUserId),
+            (VerificationFailed, NoticeKind::VerificationFailed),
+            (IdentitySwitched, NoticeKind::IdentityMismatch),
+            (PlatformMismatch, NoticeKind::IdentityMismatch),
+            (SharedDevice, NoticeKind::SharedDevice),
+            (ReusedUserId, NoticeKind::ReusedUserId),
+            (SessionLapsed, NoticeKind::SessionLapsed),
+            (LookalikeUserId, NoticeKind::LookalikeUserId),
         ] {
             assert_eq!(
                 notice_for(&change("failed", Some(code)), secured),
@@ -428,10 +428,7 @@ mod tests {
             ..Default::default()
         };
         let secured = notice_of(&change("secured", None), NoticeKind::Secured);
-        let mut failed = change(
-            "failed",
-            Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
-        );
+        let mut failed = change("failed", Some(lockdesk_desk::AlertKind::VerificationFailed));
         failed.reason = Some(ReasonCode::BadSignature);
         let failed = notice_of(&failed, NoticeKind::VerificationFailed);
         let t0 = tokio::time::Instant::now();
@@ -468,10 +465,7 @@ mod tests {
     /// (worded by the host), never the stored text.
     #[test]
     fn a_notice_carries_the_typed_reason_and_the_user_id() {
-        let mut c = change(
-            "failed",
-            Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
-        );
+        let mut c = change("failed", Some(lockdesk_desk::AlertKind::VerificationFailed));
         c.reason = Some(ReasonCode::BadSignature);
         c.user_id = Some("cust-7".into());
         let n = notice_of(&c, NoticeKind::VerificationFailed);

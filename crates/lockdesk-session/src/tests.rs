@@ -150,7 +150,12 @@ fn connecting() -> ServiceStatus {
 }
 
 /// A change `age_ms` old (by the desk's clock) entering `state`, with an alert or not.
-fn change(conversation: &str, state: &str, alert: Option<&str>, age_ms: i64) -> Change {
+fn change(
+    conversation: &str,
+    state: &str,
+    alert: Option<lockdesk_desk::AlertKind>,
+    age_ms: i64,
+) -> Change {
     Change {
         seq: 1,
         at_ms: lockdesk_service::now_ms() - age_ms,
@@ -160,7 +165,7 @@ fn change(conversation: &str, state: &str, alert: Option<&str>, age_ms: i64) -> 
         state: Some(state.parse().expect("a state name")),
         user_id: Some(format!("user-of-{conversation}")),
         reason: None,
-        alert: alert.map(|a| a.parse().expect("an alert code")),
+        alert,
         alert_id: None,
     }
 }
@@ -290,7 +295,7 @@ fn old_failure(i: usize) -> Change {
     change(
         &format!("c{i}"),
         "failed",
-        Some(lockdesk_desk::alert_codes::VERIFICATION_FAILED),
+        Some(lockdesk_desk::AlertKind::VerificationFailed),
         OLD,
     )
 }

@@ -198,7 +198,7 @@ sessionLapsesAtMs: number | null,
  */
 lookAlike: LookAlike | null, };
 
-export type PresentationVerdict = "valid" | "rejected";
+export type PresentationVerdict = "verified" | "rejected";
 
 export type Presentation = { atMs: number, verdict: PresentationVerdict, 
 /**

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockdesk_demo::DemoSettings;
-use lockdesk_desk::{Change, DeskReader, LookAlike};
+use lockdesk_desk::{AuthStateName, Change, DeskReader, History, LookAlike, VisitorSource};
 use lockdesk_feed_client::{Credential, State, StopReason};
 use lockdesk_keys::Source;
 use lockdesk_service::{DeskService, Options, ServiceEvent, DESK_FILE};
@@ -430,110 +430,71 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         println!("{}", crate::out::json(&history));
         return Ok(ExitCode::SUCCESS);
     }
-    let value = serde_json::to_value(&history)?;
-    print_history(&args.user_id, &value);
+    print_history(&args.user_id, &history);
     Ok(ExitCode::SUCCESS)
 }
 
-/// A history row's `lookAlike` as serialised by the desk core.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LookAlikeJson {
-    imitates: Option<String>,
-    #[serde(default)]
-    mixed_script: bool,
-}
-
-/// A readable rendering of the history's JSON (its shape is the desk core's `History`). Every
-/// value is text from outside (ids, channels, domains, devices, userIds): `s` passes each
-/// through [`visible`].
-fn print_history(user_id: &str, v: &serde_json::Value) {
-    let s = |v: &serde_json::Value, k: &str| -> String {
-        match v.get(k) {
-            Some(serde_json::Value::String(s)) => visible(s).into_owned(),
-            Some(serde_json::Value::Null) | None => "-".into(),
-            Some(other) => visible(&other.to_string()).into_owned(),
-        }
-    };
+/// A readable rendering of a history. Every value is text from outside (ids, channels,
+/// domains, devices, userIds): `text` passes each through [`visible`]; an absent value is `-`.
+fn print_history(user_id: &str, h: &History) {
+    let text = |v: Option<&str>| v.map_or_else(|| "-".into(), |v| visible(v).into_owned());
     // A time in ms as RFC 3339 UTC; an absent value is `-`.
-    let date = |v: &serde_json::Value, k: &str| -> String {
-        v.get(k)
-            .and_then(|x| x.as_i64())
-            .map(lockdesk_desk::format_rfc3339)
-            .unwrap_or_else(|| "-".into())
-    };
-    let visitors = v.get("visitors").and_then(|x| x.as_array());
-    let conversations = v.get("conversations").and_then(|x| x.as_array());
+    let date = |ms: Option<i64>| ms.map_or_else(|| "-".into(), lockdesk_desk::format_rfc3339);
     println!("History of {:?}", Shown(user_id));
-    match visitors {
-        Some(vs) if !vs.is_empty() => {
-            println!("Devices (visitor ids linked by a valid token):");
-            for vis in vs {
-                println!(
-                    "  visitor {}  first seen {}  last seen {}",
-                    s(vis, "visitorId"),
-                    date(vis, "firstSeenMs"),
-                    date(vis, "lastSeenMs")
-                );
-            }
-        }
-        _ => println!("No device is linked to this userId by a valid token."),
-    }
-    if let Some(cs) = conversations {
-        println!("Conversations ({}):", cs.len());
-        for c in cs {
-            // Every column is labelled; the dates are the conversation's own (opened, closed),
-            // RFC 3339 UTC like the device lines; an absent value is `-`.
-            let mut fields: Vec<String> = vec![
-                format!("conversation {}", s(c, "conversationId")),
-                format!("opened {}", date(c, "openedMs")),
-                format!("closed {}", date(c, "closedMs")),
-            ];
-            for (label, k) in [
-                ("channel", "channel"),
-                ("source", "source"),
-                ("domain", "domain"),
-                ("device", "device"),
-            ] {
-                fields.push(format!("{label} {}", s(c, k)));
-            }
-            // A closed conversation keeps the state it ended in (secured, failed, mismatch...).
-            let (state, kept) = (s(c, "state"), s(c, "authState"));
-            fields.push(if state == "closed" && kept != "-" && kept != "closed" {
-                format!("state closed (was {kept})")
-            } else {
-                format!("state {state}")
-            });
-            if let Some(l) = c
-                .get("lookAlike")
-                .and_then(|l| serde_json::from_value::<LookAlikeJson>(l.clone()).ok())
-            {
-                fields.push(format!(
-                    "user {:?} {}",
-                    Shown(&s(c, "userId")),
-                    look_alike_marker(&LookAlike {
-                        imitates: l.imitates,
-                        mixed_script: l.mixed_script,
-                    })
-                ));
-            }
-            if let Some(u) = c.get("platformUserId").and_then(|x| x.as_str()) {
-                fields.push(format!("platform says {:?}", Shown(u)));
-            }
-            let before = c
-                .get("anonymousBeforeLogin")
-                .and_then(|b| b.as_bool())
-                .unwrap_or(false);
+    if h.visitors.is_empty() {
+        println!("No device is linked to this userId by a valid token.");
+    } else {
+        println!("Devices (visitor ids linked by a valid token):");
+        for vis in &h.visitors {
             println!(
-                "  {}{}",
-                fields.join("  "),
-                if before {
-                    "  (anonymous before login)"
-                } else {
-                    ""
-                }
+                "  visitor {}  first seen {}  last seen {}",
+                text(Some(&vis.visitor_id)),
+                date(Some(vis.first_seen_ms)),
+                date(Some(vis.last_seen_ms))
             );
         }
+    }
+    println!("Conversations ({}):", h.conversations.len());
+    for c in &h.conversations {
+        let r = &c.row;
+        // Every column is labelled; the dates are the conversation's own (opened, closed),
+        // RFC 3339 UTC like the device lines.
+        let mut fields: Vec<String> = vec![
+            format!("conversation {}", text(Some(&r.conversation_id))),
+            format!("opened {}", date(r.opened_ms)),
+            format!("closed {}", date(r.closed_ms)),
+            format!("channel {}", text(Some(&r.channel))),
+            format!("source {}", text(r.source.map(VisitorSource::code))),
+            format!("domain {}", text(r.domain.as_deref())),
+            format!("device {}", text(r.device.as_deref())),
+        ];
+        // A closed conversation keeps the state it ended in (secured, failed, mismatch...).
+        fields.push(
+            if r.state == AuthStateName::Closed && r.auth_state != AuthStateName::Closed {
+                format!("state closed (was {})", r.auth_state)
+            } else {
+                format!("state {}", r.state)
+            },
+        );
+        if let Some(l) = &r.look_alike {
+            fields.push(format!(
+                "user {:?} {}",
+                Shown(&text(r.user_id.as_deref())),
+                look_alike_marker(l)
+            ));
+        }
+        if let Some(u) = &r.platform_user_id {
+            fields.push(format!("platform says {:?}", Shown(u)));
+        }
+        println!(
+            "  {}{}",
+            fields.join("  "),
+            if c.anonymous_before_login {
+                "  (anonymous before login)"
+            } else {
+                ""
+            }
+        );
     }
 }
 

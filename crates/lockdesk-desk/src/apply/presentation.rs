@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use lockdesk_conversation::{AlertKind, Event, VisitorSource};
+use lockdesk_conversation::{AlertKind, Event, PresentationVerdict, VisitorSource};
 use lockdesk_feed::Evidence;
 use lockdesk_verify::{Reason, Verdict, Verified};
 use rusqlite::params;
@@ -101,11 +101,7 @@ impl Ctx<'_> {
                 visitor,
                 targets.first().map(|c| c.id),
                 ev.conversation_id,
-                if verified.is_some() {
-                    "verified"
-                } else {
-                    "rejected"
-                },
+                PresentationVerdict::of(verified.is_some()).code(),
                 reason.map(|r| r.code()),
                 detail,
                 verified.map(|v| v.user_id.as_str()),
@@ -215,7 +211,8 @@ impl Ctx<'_> {
                  FROM presentations WHERE id = ?1",
             )?
             .query_row([id], |r| {
-                let verified = r.get::<_, String>(2)? == "verified";
+                let verified = PresentationVerdict::from_stored(r.get_ref(2)?.as_str()?)
+                    == PresentationVerdict::Verified;
                 let vd: Option<String> = r.get(5)?;
                 let vd: Option<Value> = vd.and_then(|s| serde_json::from_str(&s).ok());
                 let user_id: Option<String> = r.get(4)?;

@@ -5,7 +5,9 @@
 //! `visitor_id`, `user_id` and `data["visitorData"]`.
 
 use lockdesk_audit::Kind;
-use lockdesk_conversation::{AlertKind, AuthState, AuthStateName, Conversation, ReasonCode};
+use lockdesk_conversation::{
+    AlertKind, AuthState, AuthStateName, Conversation, PresentationVerdict, ReasonCode,
+};
 use lockdesk_feed::Source;
 use lockdesk_verify::{Reason, Verified};
 use rusqlite::params;
@@ -181,7 +183,7 @@ impl AuditFact<'_> {
                     operator_id: conversation.and_then(|c| c.operator_id),
                     data: json!({
                         "seq": f.seq,
-                        "verdict": if verified.is_some() { "verified" } else { "rejected" },
+                        "verdict": PresentationVerdict::of(verified.is_some()),
                         "reason": f.reason.map(|r| r.code()),
                         "issuer": verified.map(|v| v.issuer.as_str()),
                         "expiresAt": verified.map(|v| v.expires_at),

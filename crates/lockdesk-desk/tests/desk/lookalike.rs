@@ -3,7 +3,6 @@
 //! genuinely different id; an erased identity. (The back-fill of identities stored before the
 //! rule is tested in `src/lookalike.rs`, where the first schema is at hand.)
 
-use lockdesk_desk::alert_codes::LOOKALIKE_USER_ID;
 use lockdesk_desk::{ConversationDetail, Desk, LookAlike, TOMBSTONE};
 use lockdesk_sim::{Signer, TokenSpec};
 
@@ -81,7 +80,7 @@ fn detail(desk: &Desk, conv: &str) -> ConversationDetail {
 fn lookalike_alerts(d: &ConversationDetail) -> Vec<&lockdesk_desk::AlertRecord> {
     d.alerts
         .iter()
-        .filter(|a| a.code == LOOKALIKE_USER_ID)
+        .filter(|a| a.code == Some(AlertKind::LookalikeUserId))
         .collect()
 }
 
@@ -96,16 +95,16 @@ fn marker(imitates: Option<&str>, mixed_script: bool) -> Option<LookAlike> {
 /// real one secured with no look-alike alert; the look-alike's conversation.
 fn refused_beside_the_real(desk: &Desk, ctx: &str) -> ConversationDetail {
     let fake_d = detail(desk, "conv-fake");
-    assert_eq!(fake_d.row.state, "failed", "{ctx}");
+    assert_eq!(fake_d.row.state, AuthStateName::Failed, "{ctx}");
     assert_eq!(
-        fake_d.row.reason.as_deref(),
+        fake_d.row.reason.map(ReasonCode::code),
         Some("invalid_user_id"),
         "{ctx}"
     );
     assert!(fake_d.identity.is_none(), "{ctx}");
     assert_eq!(desk.stats().unwrap().identities, 1, "{ctx}");
     let real = detail(desk, "conv-real");
-    assert_eq!(real.row.state, "secured", "{ctx}");
+    assert_eq!(real.row.state, AuthStateName::Secured, "{ctx}");
     assert!(lookalike_alerts(&real).is_empty(), "{ctx}");
     fake_d
 }
@@ -139,8 +138,8 @@ fn a_cyrillic_lookalike_is_marked_and_alerted_in_both_orders() {
         let real = detail(desk, "conv-real");
         let fake_d = detail(desk, "conv-fake");
         // Both verified (the brand signed both), both rows carry the marker naming the other.
-        assert_eq!(real.row.state, "secured", "{ctx}");
-        assert_eq!(fake_d.row.state, "secured", "{ctx}");
+        assert_eq!(real.row.state, AuthStateName::Secured, "{ctx}");
+        assert_eq!(fake_d.row.state, AuthStateName::Secured, "{ctx}");
         assert_eq!(fake_d.row.look_alike, marker(Some(REAL), true), "{ctx}");
         assert_eq!(real.row.look_alike, marker(Some(fake), false), "{ctx}");
         assert_eq!(
@@ -197,7 +196,7 @@ fn hazardous_lookalikes_get_no_padlock_and_no_identity_in_both_orders() {
             let fake_d = refused_beside_the_real(desk, &ctx);
             assert_eq!(fake_d.row.user_id, None, "{ctx}");
             let p = &fake_d.presentations[0];
-            assert_eq!(p.verdict, "rejected", "{ctx}");
+            assert_eq!(p.verdict, PresentationVerdict::Rejected, "{ctx}");
             let shown = p.detail.as_deref().unwrap();
             assert!(shown.contains(point), "{ctx}: {shown}");
             assert!(lockdesk_text::hazards(shown).is_empty(), "{ctx}: {shown:?}");
@@ -284,7 +283,7 @@ fn a_genuinely_different_id_raises_nothing() {
     both_orders("cust-48151624", |real_first, desk| {
         for conv in ["conv-real", "conv-fake"] {
             let d = detail(desk, conv);
-            assert_eq!(d.row.state, "secured", "{conv} {real_first}");
+            assert_eq!(d.row.state, AuthStateName::Secured, "{conv} {real_first}");
             assert_eq!(d.row.look_alike, None, "{conv} {real_first}");
             assert!(d.alerts.is_empty(), "{conv} {real_first}: {:?}", d.alerts);
         }

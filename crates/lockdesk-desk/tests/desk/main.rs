@@ -21,7 +21,9 @@ mod tamper;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lockdesk_desk::{Desk, DeskConfig};
+use lockdesk_desk::{
+    AlertKind, AuthStateName, Desk, DeskConfig, PresentationVerdict, ReasonCode, VisitorSource,
+};
 use lockdesk_feed::{Entry, EntryKind, Related};
 use lockdesk_keys::{Engine, Setup, Source};
 use lockdesk_sim::plan::ISSUER;

@@ -13,7 +13,10 @@ fn detail(desk: &Desk, id: &str) -> ConversationDetail {
 }
 
 fn alert_codes(d: &ConversationDetail) -> Vec<&str> {
-    d.alerts.iter().map(|a| a.code.as_str()).collect()
+    d.alerts
+        .iter()
+        .map(|a| a.code.expect("a kind this build knows").code())
+        .collect()
 }
 
 /// (auth state kept at the close, reason, alert codes) per conversation of a scenario.
@@ -25,9 +28,9 @@ fn check(desk: &Desk, steps: &[Step], s: Scenario, expected: Expected<'_>) {
     for (id, (auth, reason, alerts)) in convs.iter().zip(expected) {
         let d = detail(desk, id);
         let ctx = format!("{}: {:?}", s.name(), d.row);
-        assert_eq!(d.row.state, "closed", "{ctx}");
-        assert_eq!(d.row.auth_state, *auth, "{ctx}");
-        assert_eq!(d.row.reason.as_deref(), *reason, "{ctx}");
+        assert_eq!(d.row.state, AuthStateName::Closed, "{ctx}");
+        assert_eq!(d.row.auth_state.code(), *auth, "{ctx}");
+        assert_eq!(d.row.reason.map(ReasonCode::code), *reason, "{ctx}");
         assert_eq!(alert_codes(&d), *alerts, "{ctx}");
     }
 }
@@ -148,7 +151,7 @@ fn check_all(desk: &Desk, steps: &[Step]) {
     assert!(every_page
         .presentations
         .iter()
-        .all(|p| p.verdict == "verified"));
+        .all(|p| p.verdict == PresentationVerdict::Verified));
 
     // What the store shows is what the audit log says (evidence before its push, bundled or
     // not, included): no false alarm.
@@ -183,7 +186,7 @@ fn cross_device_history_and_the_identity_card() {
         .map(|c| {
             (
                 c.row.channel.as_str(),
-                c.row.source.as_deref(),
+                c.row.source.map(VisitorSource::code),
                 c.row.device.as_deref(),
             )
         })
@@ -206,7 +209,7 @@ fn cross_device_history_and_the_identity_card() {
     assert!(h
         .conversations
         .iter()
-        .all(|c| c.row.auth_state == "secured"));
+        .all(|c| c.row.auth_state == AuthStateName::Secured));
     assert!(
         h.conversations.iter().all(|c| !c.anonymous_before_login),
         "the token came before the push"
@@ -225,7 +228,7 @@ fn cross_device_history_and_the_identity_card() {
     let states: Vec<(&str, bool)> = d
         .transitions
         .iter()
-        .map(|t| (t.state.as_str(), t.before_login))
+        .map(|t| (t.state.code(), t.before_login))
         .collect();
     assert_eq!(
         states,
@@ -277,7 +280,7 @@ fn a_supervisor_and_an_advisor_reach_the_same_store() {
     // The two runs minted their own brand keys and plans with the same seed: same ids, states.
     assert_eq!(strip(&sup), strip(&adv));
     let codes = |desk: &Desk| {
-        let mut c: Vec<String> = desk
+        let mut c: Vec<Option<AlertKind>> = desk
             .alerts(None, 0)
             .unwrap()
             .into_iter()

@@ -291,6 +291,19 @@ fn the_store_and_its_wal_and_shm_are_owner_only() {
     drop(desk);
 }
 
+/// A CHAT conversation as the platform reports it closed (opened at `T0_MS`, closed 30 s later),
+/// with the platform's `externalUserId`.
+fn closed(conv: &str, visitor: &str, external_user_id: Option<&str>) -> ClosedConversation {
+    ClosedConversation {
+        conversation_id: conv.into(),
+        visitor_id: visitor.into(),
+        channel: "CHAT".into(),
+        created_at_ms: T0_MS,
+        closed_at_ms: T0_MS + 30_000,
+        external_user_id: external_user_id.map(str::to_owned),
+    }
+}
+
 #[test]
 fn backfill_compares_the_platform_user_id_and_is_idempotent() {
     let (_dir, world, mut desk) = fresh();
@@ -305,18 +318,10 @@ fn backfill_compares_the_platform_user_id_and_is_idempotent() {
         t,
     )
     .unwrap();
-    let rec = |conv: &str, visitor: &str, ext: Option<&str>| ClosedConversation {
-        conversation_id: conv.into(),
-        visitor_id: visitor.into(),
-        channel: "CHAT".into(),
-        created_at_ms: t,
-        closed_at_ms: t + 30_000,
-        external_user_id: ext.map(str::to_owned),
-    };
     let records = [
-        rec("same", "v1", Some("u1")),
-        rec("other", "v2", Some("someone-else")),
-        rec("old", "v1", None),
+        closed("same", "v1", Some("u1")),
+        closed("other", "v2", Some("someone-else")),
+        closed("old", "v1", None),
     ];
     let changes = desk.backfill(&records, t + 60_000).unwrap();
     let alerts: Vec<_> = changes
@@ -326,26 +331,23 @@ fn backfill_compares_the_platform_user_id_and_is_idempotent() {
     assert_eq!(alerts, ["platform_mismatch"]);
     let other = desk.conversation("other").unwrap().unwrap();
     assert_eq!(
-        (other.row.state.as_str(), other.row.auth_state.as_str()),
+        (other.row.state.code(), other.row.auth_state.code()),
         ("closed", "mismatch")
     );
     assert_eq!(
-        other.row.reason.as_deref(),
+        other.row.reason.map(ReasonCode::code),
         Some("platform_user_id_differs")
     );
     // The stored reason is one of the vocabulary's (the UI labels every one), never `unknown`.
-    assert_eq!(
-        ReasonCode::from_code(other.row.reason.as_deref().unwrap_or_default()),
-        ReasonCode::PlatformUserIdDiffers
-    );
+    assert_eq!(other.row.reason, Some(ReasonCode::PlatformUserIdDiffers));
     assert_eq!(other.row.platform_user_id.as_deref(), Some("someone-else"));
     assert_eq!(other.row.other_user_id.as_deref(), Some("someone-else"));
     let same = desk.conversation("same").unwrap().unwrap();
-    assert_eq!(same.row.auth_state, "secured");
+    assert_eq!(same.row.auth_state, AuthStateName::Secured);
     assert!(same.alerts.is_empty());
     let old = desk.conversation("old").unwrap().unwrap();
     assert_eq!(
-        (old.row.state.as_str(), old.row.auth_state.as_str()),
+        (old.row.state.code(), old.row.auth_state.code()),
         ("closed", "anonymous")
     );
     // The backfilled conversation is in u1's history (v1 is linked to u1).
@@ -354,6 +356,71 @@ fn backfill_compares_the_platform_user_id_and_is_idempotent() {
     // Again: nothing new.
     assert!(desk.backfill(&records, t + 90_000).unwrap().is_empty());
     assert_eq!(desk.alerts(None, 0).unwrap().len(), 1);
+}
+
+/// The code columns are read by the vocabulary's rules for stored codes: a row edited outside
+/// the desk (or written by no Lockdesk) never reads as reassuring. An unknown state is `failed`,
+/// a reason `unknown`, a source and an alert kind `null`, and a verdict `rejected`, so an edited
+/// presentation proves no identity.
+#[test]
+fn edited_code_columns_read_cautiously_and_prove_nothing() {
+    let (dir, world, mut desk) = fresh();
+    let t = T0_MS;
+    desk.apply(
+        &[
+            push(1, t, "c1", "v1"),
+            present(&world, 2, t + 1_000, "v1", "u1"),
+        ],
+        t + 1_000,
+    )
+    .unwrap();
+    let before = desk.conversation("c1").unwrap().unwrap();
+    assert_eq!(before.row.state, AuthStateName::Secured);
+    assert_eq!(before.row.source, Some(VisitorSource::Web));
+    assert_eq!(
+        before.presentations[0].verdict,
+        PresentationVerdict::Verified
+    );
+    assert_eq!(before.identity.map(|i| i.user_id).as_deref(), Some("u1"));
+    let records = [closed("c1", "v1", Some("someone-else"))];
+    desk.backfill(&records, t + 60_000).unwrap();
+    assert_eq!(
+        desk.alerts(None, 0).unwrap()[0].code,
+        Some(AlertKind::PlatformMismatch)
+    );
+
+    let conn = rusqlite::Connection::open(dir.path().join("d.sqlite3")).unwrap();
+    conn.execute_batch(
+        "UPDATE conversations SET state = 'secure', auth_state = 'SECURED', reason = 'fine',
+           source = 'tablet';
+         UPDATE presentations SET verdict = 'valid';
+         UPDATE transitions SET state = 'trusted', reason = 'ok';
+         UPDATE alerts SET code = 'all_clear';",
+    )
+    .unwrap();
+    let d = desk.conversation("c1").unwrap().unwrap();
+    assert_eq!(
+        (d.row.state, d.row.auth_state),
+        (AuthStateName::Failed, AuthStateName::Failed)
+    );
+    assert_eq!(d.row.reason, Some(ReasonCode::Unknown));
+    assert_eq!(d.row.source, None);
+    assert_eq!(d.presentations.len(), 1);
+    assert_eq!(d.presentations[0].verdict, PresentationVerdict::Rejected);
+    assert!(
+        d.identity.is_none(),
+        "an edited verdict proved {:?}",
+        d.identity
+    );
+    assert!(!d.transitions.is_empty());
+    for tr in &d.transitions {
+        assert_eq!(tr.state, AuthStateName::Failed);
+        assert_eq!(tr.reason, Some(ReasonCode::Unknown));
+    }
+    assert_eq!(d.alerts.len(), 1);
+    assert_eq!(d.alerts[0].code, None);
+    let listed = desk.conversations(&ConversationQuery::default()).unwrap();
+    assert_eq!(listed[0].state, AuthStateName::Failed);
 }
 
 #[test]
@@ -693,7 +760,7 @@ fn a_device_alert_before_any_conversation_has_no_conversation_id() {
         .unwrap()
         .row;
     assert_eq!(
-        ReasonCode::from_code(row.reason.as_deref().unwrap_or_default()),
+        ReasonCode::from_code(row.reason.map(ReasonCode::code).unwrap_or_default()),
         ReasonCode::TokenUserIdDiffers
     );
     assert_eq!(desk.history("alice").unwrap().visitors.len(), 1);

@@ -89,14 +89,14 @@ describe('identity card', () => {
 
 const timeline: Presentation[] = [
   { atMs: T0 - 120_000, verdict: 'rejected', reasonCode: 'bad_signature', reasonText: 'the signature does not verify with key <k1>', issuer: 'https://brand.example', expiresAtMs: null, userId: null, beforeLogin: true },
-  { atMs: T0 - 60_000, verdict: 'valid', reasonCode: null, reasonText: null, issuer: 'https://brand.example', expiresAtMs: T0, userId: 'user-42', beforeLogin: false },
+  { atMs: T0 - 60_000, verdict: 'verified', reasonCode: null, reasonText: null, issuer: 'https://brand.example', expiresAtMs: T0, userId: 'user-42', beforeLogin: false },
 ];
 
 describe('timeline', () => {
   it('lists every presentation with its verdict and, when rejected, its reason', () => {
     render(Timeline, { props: { timeline } });
     const items = screen.getAllByTestId('presentation');
-    expect(items.map((i) => i.dataset.verdict)).toEqual(['rejected', 'valid']);
+    expect(items.map((i) => i.dataset.verdict)).toEqual(['rejected', 'verified']);
     expect(items[0]).toHaveTextContent('Rejected token');
     expect(items[0]).toHaveTextContent('Before login');
     const reason = within(items[0]!).getByTestId('presentation-reason');

@@ -196,7 +196,7 @@ describe('alerts, timeline and history', () => {
         timeline: [
           // A code outside ReasonCode (an older or newer desk): its generic label, never the code.
           { atMs: T0, verdict: 'rejected', reasonCode: 'new\u200Bcode' as ReasonCode, reasonText: 'detail\u2067', issuer: 'iss\u202E', expiresAtMs: null, userId: null, beforeLogin: false },
-          { atMs: T0, verdict: 'valid', reasonCode: null, reasonText: null, issuer: 'https://brand.example', expiresAtMs: null, userId: 'cust-4815\u200B1623', beforeLogin: false },
+          { atMs: T0, verdict: 'verified', reasonCode: null, reasonText: null, issuer: 'https://brand.example', expiresAtMs: null, userId: 'cust-4815\u200B1623', beforeLogin: false },
         ],
       },
     });
