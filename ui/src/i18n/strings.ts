@@ -339,6 +339,9 @@ export const en = {
 
 export type StringKey = keyof typeof en;
 
+/** What turns a key into words: `t` itself, or a stand-in a pure function is given (tests). */
+export type Translate = (key: StringKey) => string;
+
 export const fr: Record<StringKey, string> = {
   appName: 'Lockdesk',
   navConversations: 'Conversations',

@@ -1,10 +1,8 @@
 // Evidence items are stable English keys from the desk (`userId`, `imitates`, ...) with text
 // values: the keys the advisor reads are worded in the UI's language; others are shown as they are.
 import type { AlertKind, DeskAlert, ReasonCode } from '../../ipc';
-import type { StringKey } from '../../i18n/strings';
+import type { StringKey, Translate } from '../../i18n/strings';
 import { dateTime, fieldLabel, labelOr, reasonLabel } from './present';
-
-type T = (key: StringKey) => string;
 
 const LABEL_KEYS: Record<string, StringKey> = {
   userId: 'evidenceUserId',
@@ -24,12 +22,12 @@ const LABEL_KEYS: Record<string, StringKey> = {
 };
 
 /** An evidence label in words, or the label as it is. */
-export function evidenceLabel(label: string, t: T): string {
+export function evidenceLabel(label: string, t: Translate): string {
   return labelOr(LABEL_KEYS, label, t);
 }
 
 /** An evidence value in words where the desk wrote a flag (`true`/`false`) or a list of scripts. */
-export function evidenceValue(label: string, value: string, t: T): string {
+export function evidenceValue(label: string, value: string, t: Translate): string {
   if (label === 'mixedScript' && (value === 'true' || value === 'false')) return t(value === 'true' ? 'yes' : 'no');
   if (label === 'scripts') {
     try {
@@ -99,7 +97,7 @@ const MAX_SECS = 253_402_300_799;
  * disclosure. The kind's code (`alert`) is the headline's words already: not repeated. */
 export function splitEvidence(
   alert: Pick<DeskAlert, 'evidence'>,
-  t: T,
+  t: Translate,
   lang: string,
 ): { advisor: EvidenceLine[]; technical: EvidenceLine[] } {
   const advisor: EvidenceLine[] = [];
@@ -123,7 +121,7 @@ export function splitEvidence(
 
 /** A value in the advisor's words, or `null` when the label is technical (or the value is not
  * what its label promises: then it is shown raw, among the details). */
-function wordedValue(label: string, value: string, t: T, lang: string): string | null {
+function wordedValue(label: string, value: string, t: Translate, lang: string): string | null {
   switch (label) {
     case 'reason':
       return reasonLabel(value as ReasonCode, t);

@@ -1,9 +1,7 @@
 // How desk data is worded: state names, reasons, channels, alert kinds, field labels and
 // relative times, in the UI's language. Pure functions of their inputs (and the `t` given).
 import type { AlertKind, AuthStateName, ConversationRow, ReasonCode, VisitorSource } from '../../ipc';
-import type { StringKey } from '../../i18n/strings';
-
-type T = (key: StringKey) => string;
+import type { StringKey, Translate } from '../../i18n/strings';
 
 const STATE_KEYS: Record<AuthStateName, StringKey> = {
   secured: 'stateSecured',
@@ -16,13 +14,13 @@ const STATE_KEYS: Record<AuthStateName, StringKey> = {
 };
 
 /** The state's name: the accessible name of its icon and the text beside alarms. */
-export function stateName(state: AuthStateName, t: T): string {
+export function stateName(state: AuthStateName, t: Translate): string {
   return t(STATE_KEYS[state]);
 }
 
 /** A state in the row's words: "Session lapsed"; a closed conversation says what it was
  * ("Closed · was secured"). */
-export function stateWords(row: Pick<ConversationRow, 'state' | 'closedFrom'>, t: T, lang: string): string {
+export function stateWords(row: Pick<ConversationRow, 'state' | 'closedFrom'>, t: Translate, lang: string): string {
   if (row.state === 'lapsed') return t('rowLapsed');
   if (row.state === 'closed' && row.closedFrom && row.closedFrom !== 'closed') {
     const was = row.closedFrom === 'lapsed' ? t('rowLapsed') : stateName(row.closedFrom, t);
@@ -33,7 +31,7 @@ export function stateWords(row: Pick<ConversationRow, 'state' | 'closedFrom'>, t
 
 /** The words a stale row or detail adds: "as of 14:02", or "not current" when the feed was not
  * live since the window opened. */
-export function staleWords(stale: { asOf: string | null }, t: T): string {
+export function staleWords(stale: { asOf: string | null }, t: Translate): string {
   return stale.asOf !== null ? `${t('staleAsOf')} ${stale.asOf}` : t('staleMark');
 }
 
@@ -71,7 +69,7 @@ export const REASON_CODES = Object.keys(REASON_KEYS) as ReasonCode[];
 
 /** A reason in words. Anything else (a code from a newer or older desk that reached the window
  * despite the typing) gets the generic label: a raw code is never shown. */
-export function reasonLabel(code: ReasonCode, t: T): string {
+export function reasonLabel(code: ReasonCode, t: Translate): string {
   const key = Object.hasOwn(REASON_KEYS, code) ? REASON_KEYS[code] : undefined;
   return t(key ?? 'reasonUnknown');
 }
@@ -100,7 +98,7 @@ const CHANNEL_BRANDS: Record<string, string> = {
 };
 
 /** iAdvize's channel value in words; an unknown channel is shown as it is. */
-export function channelLabel(channel: string, t: T): string {
+export function channelLabel(channel: string, t: Translate): string {
   const key = Object.hasOwn(CHANNEL_KEYS, channel) ? CHANNEL_KEYS[channel] : undefined;
   if (key) return t(key);
   return Object.hasOwn(CHANNEL_BRANDS, channel) ? (CHANNEL_BRANDS[channel] ?? channel) : channel;
@@ -113,7 +111,7 @@ const SOURCE_KEYS: Record<VisitorSource, StringKey> = {
   app: 'sourceApp',
 };
 
-export function sourceLabel(source: VisitorSource, t: T): string {
+export function sourceLabel(source: VisitorSource, t: Translate): string {
   return t(Object.hasOwn(SOURCE_KEYS, source) ? SOURCE_KEYS[source] : 'sourceWeb');
 }
 
@@ -127,7 +125,7 @@ const ALERT_KEYS: Record<AlertKind, StringKey> = {
   lookalike_user_id: 'alertLookalikeUserId',
 };
 
-export function alertLabel(kind: AlertKind, t: T): string {
+export function alertLabel(kind: AlertKind, t: Translate): string {
   return t(ALERT_KEYS[kind]);
 }
 
@@ -144,18 +142,18 @@ const FIELD_KEYS: Record<string, StringKey> = {
 };
 
 /** A visitorData / profile field's label; fields the documentation does not name keep their key. */
-export function fieldLabel(key: string, t: T): string {
+export function fieldLabel(key: string, t: Translate): string {
   return labelOr(FIELD_KEYS, key, t);
 }
 
 /** `key` in words when `labels` has it (an own property, not one of Object's), else as it is. */
-export function labelOr(labels: Record<string, StringKey>, key: string, t: T): string {
+export function labelOr(labels: Record<string, StringKey>, key: string, t: Translate): string {
   const k = Object.hasOwn(labels, key) ? labels[key] : undefined;
   return k ? t(k) : key;
 }
 
 /** What the row says instead of a userId when there is none. */
-export function identityPlaceholder(row: ConversationRow, t: T): string {
+export function identityPlaceholder(row: ConversationRow, t: Translate): string {
   if (row.state === 'anonymous') return t('anonymousVisitor');
   // Said in words too (not only by the icon): authentication does not exist on this channel.
   if (row.state === 'unsupported') return t('stateUnsupported');

@@ -1,5 +1,5 @@
 import type { FeedStatus } from '../../ipc';
-import type { StringKey } from '../../i18n/strings';
+import type { Translate } from '../../i18n/strings';
 
 /** The reason the shell gives while no desk service runs yet and none failed to start
  * (`src-tauri/src/desk.rs`, `DeskHolder::status`): at launch, and while a saved setting restarts
@@ -15,7 +15,7 @@ export function isStarting(feed: FeedStatus | null): boolean {
 /** What the header says about the feed: a title, and the reason or address as detail. */
 export function feedLabel(
   feed: FeedStatus | null,
-  t: (key: StringKey) => string,
+  t: Translate,
 ): { title: string; detail: string | null } {
   if (feed === null || isStarting(feed)) return { title: t('feedStarting'), detail: null };
   switch (feed.state) {
