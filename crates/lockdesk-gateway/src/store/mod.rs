@@ -148,6 +148,17 @@ pub struct FeedItem {
     pub related: Vec<StoredEntry>,
 }
 
+impl FeedItem {
+    /// An entry without a `related` bundle: how [`FeedFilter::All`] (a supervisor) receives every
+    /// entry, in both stores.
+    pub(crate) fn unbundled(entry: StoredEntry) -> FeedItem {
+        FeedItem {
+            entry,
+            related: Vec::new(),
+        }
+    }
+}
+
 /// A page of a subscriber's view of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FeedPage {
@@ -159,6 +170,12 @@ pub struct FeedPage {
 }
 
 impl FeedPage {
+    /// How many entries a read for `limit` asks its store for: at least one, since a page read
+    /// with a limit of 0 would be empty and yet [`FeedPage::scanned`] to the log's end.
+    pub(crate) fn size(limit: usize) -> usize {
+        limit.max(1)
+    }
+
     /// A page of `items` read after `after` with `limit`: scanned to the last item's seq when
     /// the page is full, else to `end`, the log's end when the page was read.
     pub(crate) fn scanned(

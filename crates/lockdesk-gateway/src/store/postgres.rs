@@ -1706,7 +1706,7 @@ impl EventStore for PostgresStore {
         filter: FeedFilter<'_>,
         limit: usize,
     ) -> Result<FeedPage, StoreError> {
-        let limit = limit.max(1);
+        let limit = FeedPage::size(limit);
         self.block_on(async {
             let client = self.pool.get().await.map_err(pool_err)?;
             // The end of the log first: everything up to it is committed, so a page that is not
@@ -1717,10 +1717,7 @@ impl EventStore for PostgresStore {
                     .await?
                     .into_iter()
                     .filter(|e| e.seq <= end)
-                    .map(|entry| FeedItem {
-                        entry,
-                        related: Vec::new(),
-                    })
+                    .map(FeedItem::unbundled)
                     .collect::<Vec<_>>(),
                 FeedFilter::Operators([]) => Vec::new(),
                 FeedFilter::Operators(ops) => {

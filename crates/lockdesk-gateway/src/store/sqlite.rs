@@ -753,16 +753,13 @@ impl EventStore for SqliteStore {
         filter: FeedFilter<'_>,
         limit: usize,
     ) -> Result<FeedPage, StoreError> {
-        let limit = limit.max(1);
+        let limit = FeedPage::size(limit);
         self.with_reader(|conn| {
             let tx = conn.unchecked_transaction()?;
             let items = match filter {
                 FeedFilter::All => entries_after(&tx, after, limit)?
                     .into_iter()
-                    .map(|entry| FeedItem {
-                        entry,
-                        related: Vec::new(),
-                    })
+                    .map(FeedItem::unbundled)
                     .collect::<Vec<_>>(),
                 FeedFilter::Operators([]) => Vec::new(),
                 FeedFilter::Operators(ops) => {
