@@ -46,11 +46,21 @@ pub struct Reads {
     pub visitors: BTreeSet<String>,
 }
 
-/// Adds `id` to `set` (allocating only when it is new).
-fn note(set: &mut BTreeSet<String>, id: &str) {
-    if !set.contains(id) {
-        set.insert(id.to_owned());
+/// `id`, first added to the set of `reads` that `set` picks when reads are kept (allocating only
+/// when it is new): a lookup is recorded whether or not it finds anything.
+fn noted<'i>(
+    id: Option<&'i str>,
+    reads: &mut Option<&mut Reads>,
+    set: fn(&mut Reads) -> &mut BTreeSet<String>,
+) -> Option<&'i str> {
+    let id = id?;
+    if let Some(r) = reads.as_deref_mut() {
+        let set = set(r);
+        if !set.contains(id) {
+            set.insert(id.to_owned());
+        }
     }
+    Some(id)
 }
 
 #[derive(Clone, Debug)]
@@ -117,10 +127,9 @@ impl Visibility {
         into: &mut BTreeSet<u64>,
         reads: &mut Option<&mut Reads>,
     ) {
-        let Some(id) = id else { return };
-        if let Some(r) = reads.as_deref_mut() {
-            note(&mut r.conversations, id);
-        }
+        let Some(id) = noted(id, reads, |r| &mut r.conversations) else {
+            return;
+        };
         if let Some(c) = self.conversations.get(id) {
             into.extend(c.owners.iter().copied());
         }
@@ -132,10 +141,9 @@ impl Visibility {
         into: &mut BTreeSet<u64>,
         reads: &mut Option<&mut Reads>,
     ) {
-        let Some(id) = id else { return };
-        if let Some(r) = reads.as_deref_mut() {
-            note(&mut r.visitors, id);
-        }
+        let Some(id) = noted(id, reads, |r| &mut r.visitors) else {
+            return;
+        };
         if let Some(convs) = self.visitors.get(id) {
             for c in convs {
                 self.owners_of_conversation(Some(c), into, reads);
