@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockdesk_gateway::store::{
-    Appended, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, APPEND_LOCK,
+    Appended, EntryKind, FeedFilter, NewEvidence, NewWebhookEvent, RoutedEntry, WriterStats,
+    APPEND_LOCK,
 };
 use lockdesk_gateway::{
     EventStore, GatewayConfig, PgSettings, PostgresStore, ServerOptions, SqliteStore, StoreError,
@@ -657,6 +658,40 @@ fn other_instance_pushes(
         .unwrap()
 }
 
+/// `a`'s evidence for v1 after another instance moved c1 to `owner` behind its back: the
+/// one-round-trip attempt is refused under the lock and the group redone in two round trips, at
+/// `seq` (after the other's entry), routed on the transfer. Returns `a`'s stats after it.
+fn evidence_for_v1_redone(a: &PostgresStore, seq: u64, owner: u64) -> WriterStats {
+    let before = a.writer_stats();
+    assert_eq!(
+        a.append_evidence(evidence("v1", None)).unwrap(),
+        seq,
+        "the seq after the other instance's"
+    );
+    assert_eq!(
+        audience_at(a, seq),
+        vec![owner],
+        "routed on the other instance's transfer"
+    );
+    let after = a.writer_stats();
+    assert_eq!(
+        (
+            after.one_trip_tried,
+            after.one_trip,
+            after.redone_conflict,
+            after.two_trips
+        ),
+        (
+            before.one_trip_tried + 1,
+            before.one_trip,
+            before.redone_conflict + 1,
+            before.two_trips + 1
+        ),
+        "{after:?}"
+    );
+    after
+}
+
 #[test]
 fn a_one_trip_group_that_read_what_another_instance_changed_is_redone_in_two_round_trips() {
     let pg = PgServer::start();
@@ -668,33 +703,10 @@ fn a_one_trip_group_that_read_what_another_instance_changed_is_redone_in_two_rou
     // transfer, after the other's entry. Twice: two refusals in a row are still tolerated.
     let mut expected_seq = 2;
     for round in 0..2u64 {
-        let before = a.writer_stats();
         let op = 200 + round;
         expected_seq = other_instance_pushes(&pg, "moved", &format!("o{round}"), "c1", "v1", op);
-        let seq = a.append_evidence(evidence("v1", None)).unwrap();
         expected_seq += 1;
-        assert_eq!(seq, expected_seq, "the seq after the other instance's");
-        assert_eq!(
-            audience_at(&a, seq),
-            vec![op],
-            "routed on the other instance's transfer"
-        );
-        let after = a.writer_stats();
-        assert_eq!(
-            (
-                after.one_trip_tried,
-                after.one_trip,
-                after.redone_conflict,
-                after.two_trips
-            ),
-            (
-                before.one_trip_tried + 1,
-                before.one_trip,
-                before.redone_conflict + 1,
-                before.two_trips + 1
-            ),
-            "{after:?}"
-        );
+        let after = evidence_for_v1_redone(&a, expected_seq, op);
         // And a group after that goes in one round trip again, routed on the same state.
         let seq = a.append_evidence(evidence("v1", None)).unwrap();
         expected_seq += 1;
@@ -830,18 +842,8 @@ fn instances_changing_what_the_other_reads_stop_trying_one_round_trip_until_it_i
         owner = 200 + round;
         seq += 1;
         assert_eq!(push(&b, &format!("b{round}"), "c1", "v1", owner).seq, seq);
-        let before = a.writer_stats();
         seq += 1;
-        assert_eq!(a.append_evidence(evidence("v1", None)).unwrap(), seq);
-        assert_eq!(audience_at(&a, seq), vec![owner], "routed on b's transfer");
-        let after = a.writer_stats();
-        assert_eq!(after.one_trip_tried, before.one_trip_tried + 1, "{after:?}");
-        assert_eq!(
-            after.redone_conflict,
-            before.redone_conflict + 1,
-            "{after:?}"
-        );
-        assert_eq!(after.two_trips, before.two_trips + 1, "{after:?}");
+        evidence_for_v1_redone(&a, seq, owner);
     }
     // b is quiet now, but three of a's last groups were refused: the next group takes two
     // round trips without an attempt, and is exact.
