@@ -124,7 +124,7 @@ pub fn a256gcm_open(
     ciphertext: &[u8],
     tag: &[u8],
 ) -> Option<Vec<u8>> {
-    if cek.len() != CEK_LEN || iv.len() != IV_LEN || tag.len() != TAG_LEN {
+    if !gcm_lengths_ok(cek, iv, tag) {
         return None;
     }
     GCM_CTX.with(|slot| {
@@ -145,6 +145,11 @@ pub fn a256gcm_open(
         }
         out
     })
+}
+
+/// The only A256GCM lengths accepted, by this path and by [`reference::a256gcm_open`] alike.
+fn gcm_lengths_ok(cek: &[u8], iv: &[u8], tag: &[u8]) -> bool {
+    cek.len() == CEK_LEN && iv.len() == IV_LEN && tag.len() == TAG_LEN
 }
 
 fn gcm_open_with(
@@ -227,7 +232,7 @@ pub mod reference {
         tag: &[u8],
     ) -> Option<Vec<u8>> {
         use josekit::jwe::JweContentEncryption;
-        if cek.len() != super::CEK_LEN || iv.len() != super::IV_LEN || tag.len() != super::TAG_LEN {
+        if !super::gcm_lengths_ok(cek, iv, tag) {
             return None;
         }
         AesgcmJweEncryption::A256gcm
