@@ -122,49 +122,48 @@ fn nbf_and_iat_type_confusion() {
 fn time_claims_at_and_beyond_the_leeway() {
     use Reason::*;
     let leeway = 60;
-    let cases: Vec<(&str, &str, i64, Expect)> = vec![
+    let mut cases: Vec<(String, &str, i64, Expect)> = [
         // RFC 7519: valid strictly before exp; the leeway extends that by 60 s.
-        ("exp: now - leeway + 1", "exp", NOW - leeway + 1, Verified),
-        ("exp: now - leeway", "exp", NOW - leeway, Rejected(Expired)),
-        ("exp: long ago", "exp", NOW - 86_400, Rejected(Expired)),
-        ("exp: now", "exp", NOW, Verified),
-        ("exp: now + max lifetime", "exp", NOW + 3600, Verified),
+        ("exp: now - leeway + 1", NOW - leeway + 1, Verified),
+        ("exp: now - leeway", NOW - leeway, Rejected(Expired)),
+        ("exp: long ago", NOW - 86_400, Rejected(Expired)),
+        ("exp: now", NOW, Verified),
+        ("exp: now + max lifetime", NOW + 3600, Verified),
         (
             "exp: now + max lifetime + 1",
-            "exp",
             NOW + 3601,
             Rejected(LifetimeTooLong),
         ),
-        (
-            "exp: year 9999",
-            "exp",
-            253_402_300_799,
-            Rejected(LifetimeTooLong),
-        ),
-        ("nbf: now + leeway", "nbf", NOW + leeway, Verified),
-        (
-            "nbf: now + leeway + 1",
-            "nbf",
-            NOW + leeway + 1,
-            Rejected(NotYetValid),
-        ),
-        ("nbf: past", "nbf", NOW - 1000, Verified),
-        ("iat: now + leeway", "iat", NOW + leeway, Verified),
-        (
-            "iat: now + leeway + 1",
-            "iat",
-            NOW + leeway + 1,
-            Rejected(NotYetValid),
-        ),
-        ("iat: past", "iat", NOW - 30, Verified),
-    ];
+        ("exp: year 9999", 253_402_300_799, Rejected(LifetimeTooLong)),
+    ]
+    .into_iter()
+    .map(|(label, value, expect)| (label.to_owned(), "exp", value, expect))
+    .collect();
+    // nbf and iat: both may be up to the leeway in the future, never more.
+    for (name, past) in [("nbf", NOW - 1000), ("iat", NOW - 30)] {
+        cases.extend([
+            (
+                format!("{name}: now + leeway"),
+                name,
+                NOW + leeway,
+                Verified,
+            ),
+            (
+                format!("{name}: now + leeway + 1"),
+                name,
+                NOW + leeway + 1,
+                Rejected(NotYetValid),
+            ),
+            (format!("{name}: past"), name, past, Verified),
+        ]);
+    }
     for (label, name, value, expect) in cases {
         let mut c = good_claims();
         c[name] = json!(value);
         if name != "exp" {
             c["exp"] = json!(NOW + leeway + 10);
         }
-        check(label, &jws(&c), expect);
+        check(&label, &jws(&c), expect);
     }
     // A zero leeway and a shorter lifetime, as configured.
     let strict = verifier(lockdesk_verify::Policy {
