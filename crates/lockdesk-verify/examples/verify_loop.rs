@@ -13,21 +13,19 @@
 //! Only the inside of `Verifier::verify` is counted, so the minting is left out; divide the
 //! totals by `N` for instructions per token.
 //!
-//! `floor N` runs instead what `bench verify` calls the RSA floor, with the same keys: one
-//! private operation (a PKCS#1 v1.5 signature of a SHA-256 digest, as `openssl speed` signs) and
-//! one public operation (its verification), on contexts prepared once. The two totals' ratio is
-//! the instruction-count counterpart of the bench's percentage. `time ROUNDS SECONDS` measures
-//! both by the thread's CPU time in alternated slices of one process and prints each round's ratio.
+//! `floor N` runs instead what `bench verify` calls the RSA floor (the same code,
+//! `lockdesk_verify::floor`), with the same keys: one private operation (a PKCS#1 v1.5 signature
+//! of a SHA-256 digest, as `openssl speed` signs) and one public operation (its verification), on
+//! contexts prepared once. The two totals' ratio is the instruction-count counterpart of the
+//! bench's percentage. `time ROUNDS SECONDS` measures both by the thread's CPU time in alternated
+//! slices of one process and prints each round's ratio.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lockdesk_verify::floor::RsaFloor;
 use lockdesk_verify::mint::{self, Claims, Recipient, SigningKey};
 use lockdesk_verify::{parse_decryption_keys, parse_public_keys, Policy, TrustStore, Verifier};
-use openssl::md::Md;
-use openssl::pkey::{PKey, Private, Public};
-use openssl::pkey_ctx::PkeyCtx;
-use openssl::rsa::Padding;
 
 const ISSUER: &str = "https://bench.example";
 const NOW: i64 = 1_800_000_000;
@@ -74,40 +72,15 @@ fn fixture() -> (Verifier, Vec<String>) {
     (verifier, tokens)
 }
 
-struct Floor {
-    sign: PkeyCtx<Private>,
-    verify: PkeyCtx<Public>,
-    digest: [u8; 32],
-    sig: Vec<u8>,
-}
-
-impl Floor {
-    fn new() -> Floor {
-        let desk = PKey::private_key_from_pem(&data("desk.key.pkcs1.pem")).expect("desk key");
-        let public = PKey::public_key_from_pem(&data("desk.pub.pem")).expect("desk public key");
-        let mut sign = PkeyCtx::new(&desk).expect("ctx");
-        sign.sign_init().expect("sign init");
-        sign.set_rsa_padding(Padding::PKCS1).expect("padding");
-        sign.set_signature_md(Md::sha256()).expect("md");
-        let mut verify = PkeyCtx::new(&public).expect("ctx");
-        verify.verify_init().expect("verify init");
-        verify.set_rsa_padding(Padding::PKCS1).expect("padding");
-        verify.set_signature_md(Md::sha256()).expect("md");
-        Floor {
-            sign,
-            verify,
-            digest: openssl::sha::sha256(b"the floor"),
-            sig: Vec::new(),
-        }
-    }
+/// The floor with the desk's key (the tokens' size).
+fn desk_floor() -> RsaFloor {
+    RsaFloor::new(&data("desk.key.pkcs1.pem")).expect("desk key")
 }
 
 /// One private and one public RSA operation: the floor of one token.
 #[inline(never)]
-fn floor_op(f: &mut Floor) -> bool {
-    f.sig.clear();
-    f.sign.sign_to_vec(&f.digest, &mut f.sig).expect("sign");
-    f.verify.verify(&f.digest, &f.sig).unwrap_or(false)
+fn floor_op(f: &mut RsaFloor) -> bool {
+    f.op()
 }
 
 /// This thread's CPU time: on a shared machine, time spent waiting for a core is not counted.
@@ -123,7 +96,7 @@ fn cpu_time() -> Duration {
 }
 
 fn time(rounds: usize, secs: f64) {
-    let mut floor = Floor::new();
+    let mut floor = desk_floor();
     let (verifier, tokens) = fixture();
     let slice = Duration::from_secs_f64(secs);
     let mut ratios = Vec::new();
@@ -172,7 +145,7 @@ fn parts(n: usize) {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use lockdesk_verify::primitives;
-    let mut floor = Floor::new();
+    let mut floor = desk_floor();
     let (verifier, tokens) = fixture();
     let desk = &verifier.decryption_keys()[0];
     let brand = &verifier.trust().keys(ISSUER).expect("brand keys")[0];
@@ -185,9 +158,7 @@ fn parts(n: usize) {
     let inner = primitives::a256gcm_open(&cek, &outer[2], aad, &outer[3], &outer[4]).expect("jws");
     let dot = inner.iter().rposition(|&b| b == b'.').expect("dot");
     let sig = URL_SAFE_NO_PAD.decode(&inner[dot + 1..]).expect("sig");
-    let digest = floor.digest;
-    let mut out = Vec::new();
-    floor.sign.sign_to_vec(&digest, &mut out).expect("sign");
+    assert!(floor.private_op(), "sign");
     let names = [
         "floor: private (PKCS#1 sign)",
         "floor: public (verify)",
@@ -199,15 +170,9 @@ fn parts(n: usize) {
     const BATCH: usize = 32;
     // Interleaved in batches of BATCH calls so that the machine's drift falls on every row alike.
     let mut total = [0.0f64; 6];
-    let mut sig_out = Vec::new();
     for _ in 0..n.div_ceil(BATCH) {
-        total[0] += per_call(BATCH, || {
-            sig_out.clear();
-            floor.sign.sign_to_vec(&digest, &mut sig_out).is_ok()
-        });
-        total[1] += per_call(BATCH, || {
-            floor.verify.verify(&digest, &out).unwrap_or(false)
-        });
+        total[0] += per_call(BATCH, || floor.private_op());
+        total[1] += per_call(BATCH, || floor.public_op());
         total[2] += per_call(BATCH, || {
             primitives::rsa_oaep256_decrypt(desk, &outer[1]).is_some()
         });
@@ -253,7 +218,7 @@ fn main() {
         Some("parts") => parts(num(1, 2000.0) as usize),
         Some("floor") => {
             let n = num(1, 200.0) as usize;
-            let mut floor = Floor::new();
+            let mut floor = desk_floor();
             let ok = (0..n).filter(|_| floor_op(&mut floor)).count();
             assert_eq!(ok, n, "every signature verifies");
             println!("{n} private+public RSA operations");

@@ -24,6 +24,7 @@ mod b64;
 mod cache;
 mod claims;
 mod engine;
+pub mod floor;
 mod json;
 mod keys;
 pub mod mint;

@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use lockdesk_keys::{Engine, Setup};
+use lockdesk_verify::floor::RsaFloor;
 use lockdesk_verify::mint::{self, Claims, Recipient, SigningKey};
 use lockdesk_verify::{parse_decryption_keys, parse_public_keys, Policy, TrustStore, Verifier};
-use openssl::md::Md;
-use openssl::pkey::{PKey, Private, Public};
-use openssl::pkey_ctx::PkeyCtx;
-use openssl::rsa::{Padding, Rsa};
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -82,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let fx = Fixture::new(b)?;
         let verifier = fx.verifier().without_cache();
-        let mut floor = Floor::new(&fx.desk_pem)?;
+        let mut floor = RsaFloor::new(&fx.desk_pem)?;
         // `openssl speed` (its own CPU-time figures) once, as a cross-check of the in-process floor.
         let (s, v) = openssl_speed(b, seconds)?;
         println!(
@@ -298,43 +297,6 @@ fn spread(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
     match (v.first(), v.get(v.len() / 2), v.last()) {
         (Some(&a), Some(&m), Some(&b)) => (a, m, b),
         _ => (0.0, 0.0, 0.0),
-    }
-}
-
-/// The RSA floor of one token: one private operation (a PKCS#1 v1.5 signature of a SHA-256
-/// digest, as `openssl speed` signs) and one public operation (its verification), on contexts
-/// prepared once, with a key of the tokens' size.
-struct Floor {
-    sign: PkeyCtx<Private>,
-    verify: PkeyCtx<Public>,
-    digest: [u8; 32],
-    sig: Vec<u8>,
-}
-
-impl Floor {
-    fn new(private_pem: &[u8]) -> anyhow::Result<Floor> {
-        let key = PKey::private_key_from_pem(private_pem)?;
-        let public = PKey::public_key_from_der(&key.public_key_to_der()?)?;
-        let mut sign = PkeyCtx::new(&key)?;
-        sign.sign_init()?;
-        sign.set_rsa_padding(Padding::PKCS1)?;
-        sign.set_signature_md(Md::sha256())?;
-        let mut verify = PkeyCtx::new(&public)?;
-        verify.verify_init()?;
-        verify.set_rsa_padding(Padding::PKCS1)?;
-        verify.set_signature_md(Md::sha256())?;
-        Ok(Floor {
-            sign,
-            verify,
-            digest: openssl::sha::sha256(b"the RSA floor"),
-            sig: Vec::new(),
-        })
-    }
-
-    fn op(&mut self) -> bool {
-        self.sig.clear();
-        self.sign.sign_to_vec(&self.digest, &mut self.sig).is_ok()
-            && self.verify.verify(&self.digest, &self.sig).unwrap_or(false)
     }
 }
 
