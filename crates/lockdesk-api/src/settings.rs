@@ -35,46 +35,41 @@ pub struct TrustForm {
     pub key: String,
 }
 
-/// Which desktop notifications are shown (true: shown). Settings lets each kind be muted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationsForm {
-    pub secured: bool,
-    pub verification_failed: bool,
-    pub identity_mismatch: bool,
-    pub shared_device: bool,
-    pub reused_user_id: bool,
-    pub session_lapsed: bool,
-    pub lookalike_user_id: bool,
+/// Defines [`NotificationsForm`], the UI's twin of the file's [`lockdesk_config::Notifications`]
+/// (camelCase where the file is snake_case; each kind is documented there), and the conversions
+/// both ways, from one list of the kinds.
+macro_rules! notifications_form {
+    ($($kind:ident),+ $(,)?) => {
+        /// Which desktop notifications are shown (true: shown). Settings lets each kind be muted.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
+        #[serde(rename_all = "camelCase")]
+        pub struct NotificationsForm {
+            $(pub $kind: bool,)+
+        }
+
+        impl From<lockdesk_config::Notifications> for NotificationsForm {
+            fn from(n: lockdesk_config::Notifications) -> Self {
+                NotificationsForm { $($kind: n.$kind,)+ }
+            }
+        }
+
+        impl From<NotificationsForm> for lockdesk_config::Notifications {
+            fn from(n: NotificationsForm) -> Self {
+                lockdesk_config::Notifications { $($kind: n.$kind,)+ }
+            }
+        }
+    };
 }
 
-impl From<lockdesk_config::Notifications> for NotificationsForm {
-    fn from(n: lockdesk_config::Notifications) -> Self {
-        NotificationsForm {
-            secured: n.secured,
-            verification_failed: n.verification_failed,
-            identity_mismatch: n.identity_mismatch,
-            shared_device: n.shared_device,
-            reused_user_id: n.reused_user_id,
-            session_lapsed: n.session_lapsed,
-            lookalike_user_id: n.lookalike_user_id,
-        }
-    }
-}
-
-impl From<NotificationsForm> for lockdesk_config::Notifications {
-    fn from(n: NotificationsForm) -> Self {
-        lockdesk_config::Notifications {
-            secured: n.secured,
-            verification_failed: n.verification_failed,
-            identity_mismatch: n.identity_mismatch,
-            shared_device: n.shared_device,
-            reused_user_id: n.reused_user_id,
-            session_lapsed: n.session_lapsed,
-            lookalike_user_id: n.lookalike_user_id,
-        }
-    }
-}
+notifications_form!(
+    secured,
+    verification_failed,
+    identity_mismatch,
+    shared_device,
+    reused_user_id,
+    session_lapsed,
+    lookalike_user_id,
+);
 
 /// The Settings form as the UI edits it: numbers travel as the text the user typed, so a typo is
 /// reported beside its field instead of failing the whole call.
