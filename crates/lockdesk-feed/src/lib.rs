@@ -19,6 +19,9 @@ pub use bounds::{
     BoundError, MAX_HEARTBEAT_SECS, MAX_OPERATOR_ID, MAX_SEQ, MAX_TIME_MS, MIN_HEARTBEAT_SECS,
     MIN_TIME_MS,
 };
+// The serde error's category and position, without any excerpt of the frame (it may hold a
+// token).
+use lockdesk_text::json::describe_error;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -236,7 +239,7 @@ impl RawEntry {
 /// A stored payload text as a [`RawValue`] for a [`RawEntry`]: checked to be one JSON value
 /// (whitespace around it dropped), otherwise an error saying where (never an excerpt).
 pub fn raw_payload(text: String) -> Result<Box<RawValue>, String> {
-    RawValue::from_string(text).map_err(|e| describe(&e))
+    RawValue::from_string(text).map_err(|e| describe_error(&e))
 }
 
 impl std::fmt::Debug for Entry {
@@ -334,23 +337,10 @@ fn check_len(text: &str) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// The serde error's category and position, without any excerpt of the frame (it may hold a
-/// token).
-fn describe(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Io => "I/O error",
-        Category::Syntax => "invalid JSON",
-        Category::Data => "unexpected content",
-        Category::Eof => "truncated JSON",
-    };
-    format!("{what} at line {} column {}", e.line(), e.column())
-}
-
 /// A frame of either direction, read within the size bound.
 fn parse_frame<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, FrameError> {
     check_len(text)?;
-    serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe(&e)))
+    serde_json::from_str(text).map_err(|e| FrameError::Malformed(describe_error(&e)))
 }
 
 /// A message of either direction as its frame's text.
@@ -382,7 +372,7 @@ impl ClientMessage {
 impl Evidence {
     /// Reads an entry's payload as evidence (types only; [`Evidence::read`] checks the rules).
     pub fn from_payload(payload: &Value) -> Result<Evidence, FrameError> {
-        Evidence::deserialize(payload).map_err(|e| FrameError::Malformed(describe(&e)))
+        Evidence::deserialize(payload).map_err(|e| FrameError::Malformed(describe_error(&e)))
     }
 
     /// Reads an evidence object under the rules both sides apply (docs/gateway.md,

@@ -498,18 +498,11 @@ fn malformed(what: &'static str, e: &serde_json::Error) -> Error {
 /// "missing field `x`" kind of message is kept (it names a field, not a value), others are
 /// reduced to their category and position.
 fn describe_json(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
     let message = e.to_string();
     if message.starts_with("missing field") || message.starts_with("duplicate field") {
         return message;
     }
-    let what = match e.classify() {
-        Category::Io => "I/O error",
-        Category::Syntax => "invalid JSON",
-        Category::Data => "unexpected content",
-        Category::Eof => "truncated JSON",
-    };
-    format!("{what} at line {} column {}", e.line(), e.column())
+    lockdesk_text::json::describe_error(e)
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(

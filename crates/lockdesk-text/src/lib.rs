@@ -18,6 +18,8 @@
 //! - [`csv_field`]: a spreadsheet cell that cannot start a formula (OWASP's CSV injection rule).
 //! - [`skeleton`], [`mixes_scripts`], [`confusable`]: Unicode UTS #39 look-alike checks, on the
 //!   maintained confusables and script data of the `unicode-security` crate.
+//! - [`json`]: a JSON parse error in words without any excerpt of the input (which may hold a
+//!   token), for every crate that reads JSON from outside.
 //! - [`time`]: dates and times from and to text (RFC 3339 from the wire, the clock in Unix
 //!   milliseconds), bounded to the years 1970 to 9999: one home for every crate.
 //!
@@ -344,6 +346,7 @@ pub fn confusable(a: &str, b: &str) -> bool {
     a != b && skeleton(a) == skeleton(b)
 }
 
+pub mod json;
 pub mod time;
 
 #[cfg(test)]

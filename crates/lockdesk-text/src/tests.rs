@@ -185,3 +185,32 @@ fn the_shared_table_matches() {
         assert_eq!(got, classes, "{input:?}");
     }
 }
+
+#[test]
+fn a_json_error_is_described_without_the_input() {
+    let cases = [
+        (
+            r#"{"token": "eyJsecret"#,
+            "truncated JSON at line 1 column 20",
+        ),
+        (
+            r#"{"token": eyJsecret}"#,
+            "invalid JSON at line 1 column 11",
+        ),
+    ];
+    for (input, said) in cases {
+        let e = serde_json::from_str::<serde_json::Value>(input).unwrap_err();
+        let described = json::describe_error(&e);
+        assert_eq!(described, said, "{input}");
+        assert!(!described.contains("eyJ"), "{described}");
+    }
+    let e = serde_json::from_str::<Vec<u8>>(r#"["eyJsecret"]"#).unwrap_err();
+    assert!(
+        e.to_string().contains("eyJsecret"),
+        "serde_json quotes it: {e}"
+    );
+    assert_eq!(
+        json::describe_error(&e),
+        "unexpected content at line 1 column 12"
+    );
+}
