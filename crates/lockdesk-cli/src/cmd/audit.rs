@@ -163,62 +163,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut desk = open_desk(&data)?;
             let now = now_ms();
             let cutoff = now.saturating_sub(i64::from(older_than).saturating_mul(86_400_000));
-            match desk.purge_before(cutoff, now) {
-                Ok(r) => {
-                    println!(
-                        "desk: removed {} closed conversations ({} presentations, {} alerts), \
-                         {} devices, {} identities",
-                        r.desk.conversations,
-                        r.desk.presentations,
-                        r.desk.alerts,
-                        r.desk.visitors,
-                        r.desk.identities
-                    );
-                    match &r.audit.head {
-                        Some(h) => println!(
-                            "purged {} entries (1 to {}); purge entry {} {}",
-                            r.audit.purged_entries, r.audit.purged_through, h.seq, h.hash_hex
-                        ),
-                        None => println!("audit log: nothing older than {older_than} days"),
-                    }
-                    warn_unscrubbed(r.file_scrubbed);
-                    Ok(ExitCode::SUCCESS)
+            removed(desk.purge_before(cutoff, now), |r| {
+                println!(
+                    "desk: removed {} closed conversations ({} presentations, {} alerts), \
+                     {} devices, {} identities",
+                    r.desk.conversations,
+                    r.desk.presentations,
+                    r.desk.alerts,
+                    r.desk.visitors,
+                    r.desk.identities
+                );
+                match &r.audit.head {
+                    Some(h) => println!(
+                        "purged {} entries (1 to {}); purge entry {} {}",
+                        r.audit.purged_entries, r.audit.purged_through, h.seq, h.hash_hex
+                    ),
+                    None => println!("audit log: nothing older than {older_than} days"),
                 }
-                Err(DeskError::Retention(e)) => retention_failed(e),
-                Err(e) => Err(e.into()),
-            }
+                r.file_scrubbed
+            })
         }
         What::Erase { data, user_id } => {
             if user_id.is_empty() {
                 bail!("--user-id: empty");
             }
             let mut desk = open_desk(&data)?;
-            match desk.erase_user(&user_id, now_ms()) {
-                Ok(r) => {
-                    println!(
-                        "desk: {} identity, {} device links, {} devices renamed; tombstoned in \
-                         {} conversations, {} presentations, {} transitions, {} alerts",
-                        r.desk.identities,
-                        r.desk.identity_links,
-                        r.desk.visitors,
-                        r.desk.conversations,
-                        r.desk.presentations,
-                        r.desk.transitions,
-                        r.desk.alerts
-                    );
-                    match &r.audit.head {
-                        Some(h) => println!(
-                            "erased {} entries; erasure entry {} {}",
-                            r.audit.erased_entries, h.seq, h.hash_hex
-                        ),
-                        None => println!("audit log: no entries for that user id"),
-                    }
-                    warn_unscrubbed(r.file_scrubbed);
-                    Ok(ExitCode::SUCCESS)
+            removed(desk.erase_user(&user_id, now_ms()), |r| {
+                println!(
+                    "desk: {} identity, {} device links, {} devices renamed; tombstoned in \
+                     {} conversations, {} presentations, {} transitions, {} alerts",
+                    r.desk.identities,
+                    r.desk.identity_links,
+                    r.desk.visitors,
+                    r.desk.conversations,
+                    r.desk.presentations,
+                    r.desk.transitions,
+                    r.desk.alerts
+                );
+                match &r.audit.head {
+                    Some(h) => println!(
+                        "erased {} entries; erasure entry {} {}",
+                        r.audit.erased_entries, h.seq, h.hash_hex
+                    ),
+                    None => println!("audit log: no entries for that user id"),
                 }
-                Err(DeskError::Retention(e)) => retention_failed(e),
-                Err(e) => Err(e.into()),
-            }
+                r.file_scrubbed
+            })
         }
     }
 }
@@ -464,6 +454,22 @@ fn run_export(
             eprintln!("BROKEN at entry {seq}: {}", Shown(&what));
             Ok(ExitCode::from(1))
         }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How a purge or an erasure ends: `report` prints what it removed and tells whether the file
+/// was scrubbed; a retention refusal (a broken chain) exits 1, having changed nothing.
+fn removed<R>(
+    outcome: Result<R, DeskError>,
+    report: impl FnOnce(&R) -> bool,
+) -> anyhow::Result<ExitCode> {
+    match outcome {
+        Ok(r) => {
+            warn_unscrubbed(report(&r));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DeskError::Retention(e)) => retention_failed(e),
         Err(e) => Err(e.into()),
     }
 }
