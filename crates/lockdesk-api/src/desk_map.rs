@@ -295,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_keep_the_closed_state_they_came_from_and_unknown_states_are_never_reassuring() {
+    fn rows_keep_the_closed_state_they_came_from_and_an_app_channel_is_the_app() {
         let open = row(&core_row(AuthStateName::Secured, AuthStateName::Secured), 0);
         assert_eq!(open.state, AuthStateName::Secured);
         assert_eq!(open.closed_from, None);
